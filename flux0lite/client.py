@@ -1,0 +1,195 @@
+"""The entry point: :class:`Flux0`, which holds configuration and the connection pool."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import sys
+import urllib.parse
+from typing import Any, Dict, Mapping, Optional, Union
+
+from .errors import ConfigError, ContentTypeError
+from .resources import Agents, Sessions
+from .retry import Retry
+from .sse import DEFAULT_MAX_LINE_BYTES
+from .transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+    Response,
+    StreamingResponse,
+    Timeout,
+    Transport,
+    parse_server_url,
+)
+
+__all__ = ["Flux0", "DEFAULT_SERVER_URL", "enable_debug_logging"]
+
+DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
+_COOKIE_NAME = "flux0_user_sub"
+
+
+def enable_debug_logging() -> None:
+    """Send flux0lite's debug log (credentials redacted) to stderr."""
+    log = logging.getLogger("flux0lite")
+    if not any(getattr(h, "_flux0lite", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler._flux0lite = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+
+
+def _header_safe(value: str, what: str) -> str:
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ConfigError(f"{what} must not contain CR, LF or NUL")
+    return value
+
+
+class Flux0:
+    """A flux0 server client. Thread-safe; use as a (sync or async) context manager.
+
+    ``server_url`` defaults to ``$FLUX0_SERVER_URL``, else ``http://127.0.0.1:8080``.
+    ``timeout`` is a :class:`Timeout` or a number of seconds for both connect and read.
+    ``token`` is sent as a bearer token (for a proxy in front of flux0); ``user_sub`` as the
+    ``flux0_user_sub`` cookie that flux0 uses to tell users apart.
+    """
+
+    def __init__(
+        self,
+        server_url: Optional[str] = None,
+        *,
+        timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
+        retry: Optional[Retry] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        token: Optional[str] = None,
+        user_sub: Optional[str] = None,
+        debug_logger: Optional[logging.Logger] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        url = server_url or os.environ.get("FLUX0_SERVER_URL") or DEFAULT_SERVER_URL
+        self._origin, self._base_path = parse_server_url(url)
+        self.server_url = f"{self._origin.scheme}://{self._origin.netloc}{self._base_path}"
+        extra_headers: Dict[str, str] = {}
+        for name, value in (headers or {}).items():
+            extra_headers[_header_safe(name, "header name")] = _header_safe(value, f"header {name}")
+        if token is not None:
+            extra_headers["Authorization"] = f"Bearer {_header_safe(token, 'token')}"
+        if user_sub is not None:
+            if not user_sub or any(ch in user_sub for ch in ';,"\\ \t\r\n\x00'):
+                raise ConfigError("user_sub must be a non-empty cookie-safe string")
+            extra_headers["Cookie"] = f"{_COOKIE_NAME}={user_sub}"
+        if os.environ.get("FLUX0_DEBUG", "") not in ("", "0", "false", "no") and debug_logger is None:
+            enable_debug_logging()
+        self.max_line_bytes = max_line_bytes
+        self._transport = Transport(
+            timeout=Timeout.coerce(timeout),
+            retry=retry if retry is not None else Retry(),
+            headers=extra_headers,
+            ssl_context=ssl_context,
+            max_response_bytes=max_response_bytes,
+            log=debug_logger,
+        )
+        self.agents = Agents(self)
+        self.sessions = Sessions(self)
+
+    @property
+    def timeout(self) -> Timeout:
+        return self._transport.timeout
+
+    @property
+    def retry(self) -> Retry:
+        return self._transport.retry
+
+    def _url(self, path: str, params: Optional[Mapping[str, str]]) -> str:
+        url = f"{self._origin.scheme}://{self._origin.netloc}{self._base_path}{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        return url
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, str]],
+        json_body: Any,
+        timeout: Union[Timeout, float, None],
+        retry: Optional[Retry],
+        stream: bool,
+        accept: str,
+    ) -> Union[Response, StreamingResponse]:
+        headers = {"Accept": accept}
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        return self._transport.request(
+            method,
+            self._url(path, params),
+            headers=headers,
+            body=body,
+            timeout=Timeout.coerce(timeout) if timeout is not None else None,
+            retry=retry,
+            stream=stream,
+        )
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, str]] = None,
+        json_body: Any = None,
+        timeout: Union[Timeout, float, None] = None,
+        retry: Optional[Retry] = None,
+    ) -> Any:
+        """Send a request and return its decoded JSON body; error statuses raise APIError."""
+        response = self._send(
+            method, path, params=params, json_body=json_body, timeout=timeout, retry=retry, stream=False, accept="application/json"
+        )
+        assert isinstance(response, Response)
+        response.raise_for_status()
+        return response.json()
+
+    def request_stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, str]] = None,
+        json_body: Any = None,
+        timeout: Union[Timeout, float, None] = None,
+        retry: Optional[Retry] = None,
+    ) -> StreamingResponse:
+        response = self._send(
+            method, path, params=params, json_body=json_body, timeout=timeout, retry=retry, stream=True, accept="text/event-stream"
+        )
+        if isinstance(response, Response):
+            response.raise_for_status()
+            # An answer that is neither an error nor a stream (e.g. a 3xx without Location).
+            raise ContentTypeError(
+                f"expected text/event-stream from {method} {response.url}, got {response.content_type or 'no content type'!r}"
+            )
+        return response
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> "Flux0":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Flux0":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Flux0(server_url={self.server_url!r})"

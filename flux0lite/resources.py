@@ -1,0 +1,243 @@
+"""The API's operations, grouped as flux0 groups them: ``agents`` and ``sessions``.
+
+Every operation takes per-call ``timeout`` and ``retry`` overrides and has an ``_async`` twin
+that runs it in a worker thread (``asyncio.to_thread``), so async code never blocks its loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Union
+
+from .errors import ConfigError, ModelError
+from .models import Agent, Event, Session
+from .retry import Retry
+from .streaming import AsyncEventStream, EventStream
+from .transport import Timeout
+
+if TYPE_CHECKING:
+    from .client import Flux0
+
+__all__ = ["Agents", "Sessions"]
+
+TimeoutArg = Union[Timeout, float, None]
+
+
+def _segment(value: str, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a non-empty string")
+    return urllib.parse.quote(value, safe="")
+
+
+def _data_list(payload: Any, what: str) -> List[Any]:
+    if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+        return list(payload["data"])
+    raise ModelError(f"{what}: expected {{\"data\": [...]}}, got {type(payload).__name__}")
+
+
+class Agents:
+    def __init__(self, client: "Flux0") -> None:
+        self._client = client
+
+    def list(self, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> List[Agent]:
+        payload = self._client.request_json("GET", "/api/agents", timeout=timeout, retry=retry)
+        return [Agent.from_dict(item) for item in _data_list(payload, "agents.list")]
+
+    def create(
+        self,
+        *,
+        name: str,
+        type: str,
+        description: Optional[str] = None,
+        timeout: TimeoutArg = None,
+        retry: Optional[Retry] = None,
+    ) -> Agent:
+        body: Dict[str, Any] = {"name": name, "type": type}
+        if description is not None:
+            body["description"] = description
+        payload = self._client.request_json("POST", "/api/agents", json_body=body, timeout=timeout, retry=retry)
+        return Agent.from_dict(payload)
+
+    def retrieve(self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Agent:
+        path = f"/api/agents/{_segment(agent_id, 'agent_id')}"
+        return Agent.from_dict(self._client.request_json("GET", path, timeout=timeout, retry=retry))
+
+    async def list_async(self, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> List[Agent]:
+        return await asyncio.to_thread(self.list, timeout=timeout, retry=retry)
+
+    async def create_async(
+        self,
+        *,
+        name: str,
+        type: str,
+        description: Optional[str] = None,
+        timeout: TimeoutArg = None,
+        retry: Optional[Retry] = None,
+    ) -> Agent:
+        return await asyncio.to_thread(
+            self.create, name=name, type=type, description=description, timeout=timeout, retry=retry
+        )
+
+    async def retrieve_async(self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Agent:
+        return await asyncio.to_thread(self.retrieve, agent_id, timeout=timeout, retry=retry)
+
+
+class Sessions:
+    def __init__(self, client: "Flux0") -> None:
+        self._client = client
+
+    def create(
+        self,
+        *,
+        agent_id: str,
+        id: Optional[str] = None,
+        title: Optional[str] = None,
+        allow_greeting: bool = False,
+        timeout: TimeoutArg = None,
+        retry: Optional[Retry] = None,
+    ) -> Session:
+        body: Dict[str, Any] = {"agent_id": agent_id}
+        if id is not None:
+            body["id"] = id
+        if title is not None:
+            body["title"] = title
+        payload = self._client.request_json(
+            "POST",
+            "/api/sessions",
+            params={"allow_greeting": "true" if allow_greeting else "false"},
+            json_body=body,
+            timeout=timeout,
+            retry=retry,
+        )
+        return Session.from_dict(payload)
+
+    def list(
+        self, *, agent_id: Optional[str] = None, timeout: TimeoutArg = None, retry: Optional[Retry] = None
+    ) -> List[Session]:
+        params = {"agent_id": agent_id} if agent_id else None
+        payload = self._client.request_json("GET", "/api/sessions", params=params, timeout=timeout, retry=retry)
+        return [Session.from_dict(item) for item in _data_list(payload, "sessions.list")]
+
+    def retrieve(self, session_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Session:
+        path = f"/api/sessions/{_segment(session_id, 'session_id')}"
+        return Session.from_dict(self._client.request_json("GET", path, timeout=timeout, retry=retry))
+
+    def create_event(
+        self,
+        session_id: str,
+        content: str,
+        *,
+        type: str = "message",
+        source: str = "user",
+        timeout: TimeoutArg = None,
+        retry: Optional[Retry] = None,
+    ) -> EventStream:
+        """Post a message and stream the agent's reply.
+
+        The stream is never re-posted on failure (that would send the message twice); use
+        ``list_events`` to recover what the agent stored.
+        """
+        path = f"/api/sessions/{_segment(session_id, 'session_id')}/events/stream"
+        body = {"type": type, "source": source, "content": content}
+        response = self._client.request_stream("POST", path, json_body=body, timeout=timeout, retry=retry)
+        return EventStream(response, max_line_bytes=self._client.max_line_bytes)
+
+    def list_events(
+        self,
+        session_id: str,
+        *,
+        min_offset: Optional[int] = None,
+        source: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        types: Optional[Iterable[str]] = None,
+        timeout: TimeoutArg = None,
+        retry: Optional[Retry] = None,
+    ) -> List[Event]:
+        """Stored events in offset order.
+
+        ``types`` is applied here, not sent: the server's own type filter does not work.
+        """
+        if min_offset is not None and (isinstance(min_offset, bool) or not isinstance(min_offset, int) or min_offset < 0):
+            raise ConfigError(f"min_offset must be an int >= 0, got {min_offset!r}")
+        params: Dict[str, str] = {}
+        if min_offset is not None:
+            params["min_offset"] = str(min_offset)
+        if source is not None:
+            params["source"] = source
+        if correlation_id is not None:
+            params["correlation_id"] = correlation_id
+        path = f"/api/sessions/{_segment(session_id, 'session_id')}/events"
+        payload = self._client.request_json("GET", path, params=params or None, timeout=timeout, retry=retry)
+        events = [Event.from_dict(item) for item in _data_list(payload, "sessions.list_events")]
+        if types is not None:
+            wanted = {types} if isinstance(types, str) else set(types)
+            events = [e for e in events if e.type in wanted]
+        return events
+
+    async def create_async(
+        self,
+        *,
+        agent_id: str,
+        id: Optional[str] = None,
+        title: Optional[str] = None,
+        allow_greeting: bool = False,
+        timeout: TimeoutArg = None,
+        retry: Optional[Retry] = None,
+    ) -> Session:
+        return await asyncio.to_thread(
+            self.create,
+            agent_id=agent_id,
+            id=id,
+            title=title,
+            allow_greeting=allow_greeting,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    async def list_async(
+        self, *, agent_id: Optional[str] = None, timeout: TimeoutArg = None, retry: Optional[Retry] = None
+    ) -> List[Session]:
+        return await asyncio.to_thread(self.list, agent_id=agent_id, timeout=timeout, retry=retry)
+
+    async def retrieve_async(
+        self, session_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None
+    ) -> Session:
+        return await asyncio.to_thread(self.retrieve, session_id, timeout=timeout, retry=retry)
+
+    async def create_event_async(
+        self,
+        session_id: str,
+        content: str,
+        *,
+        type: str = "message",
+        source: str = "user",
+        timeout: TimeoutArg = None,
+        retry: Optional[Retry] = None,
+    ) -> AsyncEventStream:
+        stream = await asyncio.to_thread(
+            self.create_event, session_id, content, type=type, source=source, timeout=timeout, retry=retry
+        )
+        return AsyncEventStream(stream)
+
+    async def list_events_async(
+        self,
+        session_id: str,
+        *,
+        min_offset: Optional[int] = None,
+        source: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        types: Optional[Iterable[str]] = None,
+        timeout: TimeoutArg = None,
+        retry: Optional[Retry] = None,
+    ) -> List[Event]:
+        return await asyncio.to_thread(
+            self.list_events,
+            session_id,
+            min_offset=min_offset,
+            source=source,
+            correlation_id=correlation_id,
+            types=types,
+            timeout=timeout,
+            retry=retry,
+        )

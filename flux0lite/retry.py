@@ -1,0 +1,127 @@
+"""When to retry a request, and how long to wait first: an immutable policy value.
+
+The policy is data, not control flow (the transport asks it questions). Its safety rule is the
+one that matters for a chat API: a request that may have reached the server is retried only if
+its method is idempotent, so a POSTed message is never delivered twice. A POST is retried only
+after a connect failure, which proves nothing was sent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, FrozenSet, Mapping, Optional
+
+from .errors import ConfigError
+
+__all__ = ["Retry", "parse_retry_after", "DEFAULT_RETRY", "NO_RETRY"]
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Returns None when absent or unparseable; never negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _DIGITS.fullmatch(text):
+        return float(int(text))
+    try:
+        parsed = email.utils.parsedate_tz(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    try:
+        when = email.utils.mktime_tz(parsed)
+    except (OverflowError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when - current)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How many times to retry and how long to back off.
+
+    total
+        Retries after the first attempt (0 disables retrying).
+    backoff_factor
+        Base of the exponential backoff: the n-th retry waits up to ``factor * 2**(n-1)`` s.
+    max_backoff
+        Cap on a computed backoff, in seconds.
+    jitter
+        "Full jitter": wait a uniform random time in ``[0, backoff]``, so that many clients
+        retrying at once spread out instead of hammering the server in step.
+    statuses
+        Response statuses worth retrying (for idempotent methods only).
+    respect_retry_after
+        Wait what ``Retry-After`` asks for on a retryable status, clamped to ``max_retry_after``.
+    max_retry_after
+        Longest wait a server may ask for; longer requests are clamped to it.
+    idempotent_methods
+        Methods that may be re-sent after they reached the server.
+    """
+
+    total: int = 2
+    backoff_factor: float = 0.5
+    max_backoff: float = 30.0
+    jitter: bool = True
+    statuses: FrozenSet[int] = frozenset({429, 502, 503, 504})
+    respect_retry_after: bool = True
+    max_retry_after: float = 60.0
+    idempotent_methods: FrozenSet[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+    random_source: Callable[[], float] = field(default=random.random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < 0:
+            raise ConfigError(f"Retry.total must be an int >= 0, got {self.total!r}")
+        for name in ("backoff_factor", "max_backoff", "max_retry_after"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"Retry.{name} must be a number >= 0, got {value!r}")
+        object.__setattr__(self, "statuses", frozenset(self.statuses))
+        object.__setattr__(self, "idempotent_methods", frozenset(m.upper() for m in self.idempotent_methods))
+
+    def with_total(self, total: int) -> "Retry":
+        return replace(self, total=total)
+
+    def is_idempotent(self, method: str) -> bool:
+        return method.upper() in self.idempotent_methods
+
+    def may_retry_status(self, method: str, status: int) -> bool:
+        return status in self.statuses and self.is_idempotent(method)
+
+    def may_retry_error(self, method: str, *, request_sent: bool) -> bool:
+        """A failure without response: safe if nothing was sent, or if re-sending is harmless."""
+        return (not request_sent) or self.is_idempotent(method)
+
+    def backoff(self, retry_number: int) -> float:
+        """Seconds to wait before retry number ``retry_number`` (1 for the first retry)."""
+        if retry_number < 1 or self.backoff_factor == 0:
+            return 0.0
+        exponent = min(retry_number - 1, 62)
+        ceiling = min(self.max_backoff, self.backoff_factor * (2.0**exponent))
+        if self.jitter:
+            return ceiling * self.random_source()
+        return ceiling
+
+    def delay(self, retry_number: int, headers: Optional[Mapping[str, str]] = None) -> float:
+        """Wait before a retry: ``Retry-After`` when honoured and present, else the backoff."""
+        if self.respect_retry_after and headers is not None:
+            asked = parse_retry_after(headers.get("retry-after"))
+            if asked is not None:
+                return min(asked, self.max_retry_after)
+        return self.backoff(retry_number)
+
+
+DEFAULT_RETRY = Retry()
+NO_RETRY = Retry(total=0)

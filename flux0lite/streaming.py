@@ -1,0 +1,185 @@
+"""The live reply stream of ``sessions.create_event``: typed events and the reply they build.
+
+:class:`EventStream` is an iterator and a context manager; leaving the ``with`` block (or
+calling ``close``) closes the connection, which tells flux0 to cancel the agent run. Stream
+events are decoded lazily, as bytes arrive, so tokens can be shown while they stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple, cast
+
+from .errors import ContentTypeError, StreamError
+from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
+from .patch import apply_patches, document_text
+from .sse import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
+from .transport import StreamingResponse, decode_json
+
+__all__ = ["EventStream", "AsyncEventStream", "Reply", "ReplyAssembler", "parse_stream_event"]
+
+_DONE = object()
+
+
+def parse_stream_event(sse: SSEEvent) -> StreamEvent:
+    """Type one SSE event: ``status`` and ``chunk`` by their JSON; other names kept raw."""
+    if sse.event not in ("status", "chunk"):
+        return RawStreamEvent(event=sse.event, data=sse.data, id=sse.id)
+    payload = decode_json(sse.data.encode("utf-8"), f"{sse.event!r} stream event")
+    if sse.event == "status":
+        return StatusEvent.from_dict(payload)
+    return ChunkEvent.from_dict(payload)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a finished stream said: text, structured messages, statuses, and any error."""
+
+    text: str
+    messages: Dict[str, Any] = field(default_factory=dict)
+    statuses: Tuple[str, ...] = ()
+    error: Any = None
+
+    @property
+    def tool_calls(self) -> List[Dict[str, Any]]:
+        calls: List[Dict[str, Any]] = []
+        for doc in self.messages.values():
+            if isinstance(doc, dict) and isinstance(doc.get("tool_calls"), list):
+                calls.extend(c for c in doc["tool_calls"] if isinstance(c, dict))
+        return calls
+
+
+class ReplyAssembler:
+    """Applies chunk patches per ``event_id`` in arrival order; feed it every stream event."""
+
+    def __init__(self) -> None:
+        self._documents: Dict[str, Any] = {}
+        self._statuses: List[str] = []
+        self._error: Any = None
+
+    def add(self, event: StreamEvent) -> None:
+        if isinstance(event, ChunkEvent):
+            current = self._documents.get(event.event_id)
+            self._documents[event.event_id] = apply_patches(current, event.patches)
+        elif isinstance(event, StatusEvent):
+            self._statuses.append(event.status)
+            if event.status == "error":
+                self._error = event.data.data if event.data.data not in (None, {}) else "error"
+
+    def document(self, event_id: str) -> Any:
+        return self._documents.get(event_id)
+
+    @property
+    def text(self) -> str:
+        return "".join(document_text(doc) for doc in self._documents.values())
+
+    def reply(self) -> Reply:
+        return Reply(
+            text=self.text,
+            messages=dict(self._documents),
+            statuses=tuple(self._statuses),
+            error=self._error,
+        )
+
+
+class EventStream:
+    """Iterate typed stream events; ``reply()`` drains the stream and returns the :class:`Reply`."""
+
+    def __init__(self, response: StreamingResponse, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self.response = response
+        if response.content_type != "text/event-stream":
+            response.close()
+            raise ContentTypeError(
+                f"expected text/event-stream from {response.method} {response.url}, got {response.content_type or 'no content type'!r}"
+            )
+        self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
+        self._assembler = ReplyAssembler()
+        self._events = self._generate()
+        self.finished = False
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        return self.response.headers
+
+    def _generate(self) -> Iterator[StreamEvent]:
+        try:
+            for chunk in self.response.iter_bytes():
+                for sse in self._decoder.feed(chunk):
+                    event = parse_stream_event(sse)
+                    self._assembler.add(event)
+                    yield event
+            if self._decoder.has_pending:
+                raise StreamError(f"{self.response.method} {self.response.url}: stream ended in the middle of an event")
+            self._decoder.close()
+            self.finished = True
+        finally:
+            self.response.close()
+
+    def __iter__(self) -> "EventStream":
+        return self
+
+    def __next__(self) -> StreamEvent:
+        return next(self._events)
+
+    def text_deltas(self) -> Iterator[str]:
+        """Only the reply text, piece by piece, as it arrives."""
+        for event in self:
+            if isinstance(event, ChunkEvent):
+                text = event.text
+                if text:
+                    yield text
+
+    def reply(self) -> Reply:
+        for _ in self:
+            pass
+        return self._assembler.reply()
+
+    @property
+    def assembler(self) -> ReplyAssembler:
+        return self._assembler
+
+    def close(self) -> None:
+        self.response.close()
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+class AsyncEventStream:
+    """The async face of :class:`EventStream`: each read runs in a worker thread."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        return self._stream.headers
+
+    @property
+    def assembler(self) -> ReplyAssembler:
+        return self._stream.assembler
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        event: object = await asyncio.to_thread(next, self._stream, _DONE)
+        if event is _DONE:
+            raise StopAsyncIteration
+        return cast(StreamEvent, event)
+
+    async def reply(self) -> Reply:
+        return await asyncio.to_thread(self._stream.reply)
+
+    async def aclose(self) -> None:
+        self._stream.close()
+
+    async def __aenter__(self) -> "AsyncEventStream":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
