@@ -141,6 +141,10 @@ class EventStream:
 
     def close(self) -> None:
         self.response.close()
+        try:
+            self._events.close()
+        except ValueError:
+            pass  # running in another thread (async use): closing the socket stops it there
 
     def __enter__(self) -> "EventStream":
         return self

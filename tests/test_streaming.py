@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from flux0lite import (
+    APIConnectionError,
+    ChunkEvent,
+    ContentTypeError,
+    DecodeError,
+    Flux0,
+    ModelError,
+    RawStreamEvent,
+    ReadTimeout,
+    ResponseTooLargeError,
+    Retry,
+    StatusEvent,
+    StreamError,
+    Timeout,
+)
+from flux0lite.streaming import ReplyAssembler, parse_stream_event
+from flux0lite.sse import SSEDecoder
+from tests.conftest import shared_path
+from tests.fakeserver import Conn, FakeServer, Request, chunked, raw_response, sse_stream
+
+PATH = "/api/sessions/sess000001/events/stream"
+
+
+def client_for(server: FakeServer, read: float = 2.0, **kwargs: object) -> Flux0:
+    return Flux0(server.url, timeout=Timeout(connect=2, read=read), retry=Retry(total=0), **kwargs)  # type: ignore[arg-type]
+
+
+def capture(name: str) -> bytes:
+    return shared_path("flux0-api", "captures", name).read_bytes()
+
+
+def test_streamed_reply_from_real_capture(fake: FakeServer) -> None:
+    raw = capture("sse-sample.txt")
+    fake.on("POST", PATH, sse_stream([raw[i : i + 7] for i in range(0, len(raw), 7)]))
+    with Flux0(fake.url) as client:
+        with client.sessions.create_event("sess000001", "hello flux0") as stream:
+            events = list(stream)
+            reply = stream.assembler.reply()
+        assert stream.finished
+    assert isinstance(events[0], StatusEvent) and events[0].status == "processing"
+    assert any(isinstance(e, ChunkEvent) for e in events)
+    assert reply.text == "Echo: hello flux0"
+    assert reply.statuses == ("processing", "typing")
+    body = fake.requests[-1].json()
+    assert body == {"type": "message", "source": "user", "content": "hello flux0"}
+    assert fake.requests[-1].headers["accept"] == "text/event-stream"
+
+
+def test_tool_call_stream_reassembles_calls_and_results(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([capture("sse-sample-tool.txt")]))
+    with client_for(fake) as client:
+        reply = client.sessions.create_event("sess000001", "!tool").reply()
+    assert reply.text == "It is sunny."
+    call = reply.tool_calls[0]
+    assert call["tool_name"] == "search" and "".join(call["args"]) == '{"query": "weather"}'
+    results = [d for d in reply.messages.values() if isinstance(d, dict) and "tool_call_results" in d]
+    assert results[0]["tool_call_results"][0]["data"] == {"result": "sunny"}
+
+
+def test_json_and_error_streams(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([capture("sse-sample-json.txt")]))
+    with client_for(fake) as client:
+        reply = client.sessions.create_event("sess000001", "!json").reply()
+    assert list(reply.messages.values()) == [{"answer": {"n": 42, "ok": True}}]
+    fake.on("POST", PATH, sse_stream([capture("sse-sample-error.txt")]))
+    with client_for(fake) as client:
+        reply = client.sessions.create_event("sess000001", "!error").reply()
+    assert reply.error == {"exception": "EchoError: simulated failure"}
+
+
+def test_text_deltas_arrive_live(fake: FakeServer) -> None:
+    pieces = [f"event: chunk\ndata: {json.dumps({'event_id': 'e', 'seq': i, 'patches': [{'op': 'add', 'path': '/-', 'value': str(i)}]})}\n\n".encode() for i in range(3)]
+    fake.on("POST", PATH, sse_stream(pieces, delay=0.3))
+    with client_for(fake) as client:
+        arrivals = []
+        started = time.monotonic()
+        for delta in client.sessions.create_event("sess000001", "x").text_deltas():
+            arrivals.append((delta, time.monotonic() - started))
+    assert [d for d, _ in arrivals] == ["0", "1", "2"]
+    assert arrivals[0][1] < 0.25  # the first token is not held back until the end
+
+
+def test_unknown_event_names_are_kept_raw(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([b"event: heartbeat\ndata: {}\n\n: comment\n\nevent: status\nid: s1\ndata: " + json.dumps({"id": "s1", "data": {"type": "status", "status": "quantum"}}).encode() + b"\n\n"]))
+    with client_for(fake) as client:
+        events = list(client.sessions.create_event("sess000001", "x"))
+    assert events[0] == RawStreamEvent(event="heartbeat", data="{}", id="")
+    assert isinstance(events[1], StatusEvent) and events[1].status == "quantum"
+
+
+def test_stream_that_never_ends_is_cut_by_read_timeout(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([capture("sse-sample.txt")[:400]], end=False))
+    with client_for(fake, read=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            client.sessions.create_event("sess000001", "x").reply()
+        assert time.monotonic() - started < 3
+
+
+def test_stream_cut_mid_chunked_body_raises_stream_error(fake: FakeServer) -> None:
+    def respond(req: Request, conn: Conn) -> None:
+        conn.send(raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False))
+        conn.send(chunked(b"event: status\ndata: {}\n\n")[:-4])
+        conn.close()
+
+    fake.on("POST", PATH, respond)
+    with client_for(fake) as client, pytest.raises((StreamError, APIConnectionError)):
+        list(client.sessions.create_event("sess000001", "x"))
+
+
+def test_stream_closed_mid_event_raises_stream_error(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([b"event: chunk\ndata: {\"event_id\": \"e\", \"patches\": []}\n\nevent: chunk\ndata: {\"event_i"]))
+    with client_for(fake) as client:
+        stream = client.sessions.create_event("sess000001", "x")
+        first = next(stream)
+        assert isinstance(first, ChunkEvent)
+        with pytest.raises(StreamError, match="middle of an event"):
+            next(stream)
+
+
+def test_stream_reset_raises_connection_error(fake: FakeServer) -> None:
+    def respond(req: Request, conn: Conn) -> None:
+        conn.send(raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False))
+        conn.send(chunked(b"event: status\n"))
+        time.sleep(0.1)
+        conn.reset()
+
+    fake.on("POST", PATH, respond)
+    with client_for(fake) as client, pytest.raises((APIConnectionError, StreamError)):
+        list(client.sessions.create_event("sess000001", "x"))
+
+
+def test_wrong_content_type_for_stream(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([b'{"detail": "not a stream"}'], content_type="application/json"))
+    with client_for(fake) as client, pytest.raises(ContentTypeError):
+        client.sessions.create_event("sess000001", "x")
+
+
+def test_malformed_json_in_stream_event(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([b"event: chunk\ndata: {not json\n\n"]))
+    with client_for(fake) as client, pytest.raises(DecodeError):
+        list(client.sessions.create_event("sess000001", "x"))
+    fake.on("POST", PATH, sse_stream([b"event: chunk\ndata: {\"seq\": 1}\n\n"]))
+    with client_for(fake) as client, pytest.raises(ModelError):
+        list(client.sessions.create_event("sess000001", "x"))
+
+
+def test_non_utf8_bytes_in_stream_become_replacement_chars(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([b"event: odd\ndata: caf\xe9 \xff\n\n"]))
+    with client_for(fake) as client:
+        (event,) = list(client.sessions.create_event("sess000001", "x"))
+    assert isinstance(event, RawStreamEvent) and event.data == "caf\ufffd \ufffd"
+
+
+def test_huge_line_is_rejected_with_bounded_memory(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([b"data: " + b"x" * 65536] * 40, end=False))
+    with client_for(fake, max_line_bytes=1024 * 1024) as client, pytest.raises(ResponseTooLargeError):
+        list(client.sessions.create_event("sess000001", "x"))
+
+
+def test_closing_early_closes_the_connection(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([capture("sse-sample.txt")], end=False))
+    with client_for(fake) as client:
+        with client.sessions.create_event("sess000001", "x") as stream:
+            next(stream)
+        with pytest.raises(StopIteration):
+            next(stream)
+
+
+def test_async_stream(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([capture("sse-sample.txt")]))
+
+    async def run() -> str:
+        async with client_for(fake) as client:
+            stream = await client.sessions.create_event_async("sess000001", "hello flux0")
+            async with stream:
+                kinds = [type(e).__name__ async for e in stream]
+            assert kinds[0] == "StatusEvent"
+            return stream.assembler.text
+
+    assert asyncio.run(run()) == "Echo: hello flux0"
+
+
+def test_async_reply(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([capture("sse-sample.txt")]))
+
+    async def run() -> str:
+        async with client_for(fake) as client:
+            stream = await client.sessions.create_event_async("sess000001", "hello flux0")
+            return (await stream.reply()).text
+
+    assert asyncio.run(run()) == "Echo: hello flux0"
+
+
+def test_assembler_ignores_raw_events_and_handles_interleaving() -> None:
+    decoder = SSEDecoder()
+    assembler = ReplyAssembler()
+    raw = (
+        b'event: chunk\ndata: {"event_id": "a", "seq": 0, "patches": [{"op": "add", "path": "/-", "value": "A1"}]}\n\n'
+        b'event: chunk\ndata: {"event_id": "b", "seq": 0, "patches": [{"op": "add", "path": "/-", "value": "B1"}]}\n\n'
+        b'event: chunk\ndata: {"event_id": "a", "seq": 1, "patches": [{"op": "add", "path": "/-", "value": "A2"}]}\n\n'
+        b"event: other\ndata: x\n\n"
+    )
+    for sse in decoder.feed(raw):
+        assembler.add(parse_stream_event(sse))
+    assert assembler.document("a") == ["A1", "A2"]
+    assert assembler.text == "A1A2B1"
