@@ -28,7 +28,8 @@ EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 EXIT_INTERRUPTED = 130
 
-_MAIN_EXAMPLES = """\
+_MAIN_EXAMPLES = (
+    """\
 examples:
   flux0lite agents create --name Echo --type echo
   flux0lite sessions create --agent AGENT_ID --title "support #42"
@@ -38,7 +39,9 @@ examples:
 
 environment: FLUX0_SERVER_URL (default %s), FLUX0_TOKEN, FLUX0_DEBUG=1
 exit codes: 0 ok, 1 API error, 2 usage error, 3 connection error or timeout, 130 interrupted
-""" % DEFAULT_SERVER_URL
+"""
+    % DEFAULT_SERVER_URL
+)
 
 
 class _UsageError(Exception):
@@ -73,21 +76,39 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
     group = parser.add_argument_group("connection and output")
     group.add_argument("--server-url", default=default(None), help="flux0 server URL (env FLUX0_SERVER_URL)")
-    group.add_argument("--timeout", type=_positive_float, default=default(None), help="connect and read timeout, seconds")
-    group.add_argument("--retries", type=_non_negative_int, default=default(None), help="retries for safe requests (default 2)")
+    group.add_argument(
+        "--timeout", type=_positive_float, default=default(None), help="connect and read timeout, seconds"
+    )
+    group.add_argument(
+        "--retries", type=_non_negative_int, default=default(None), help="retries for safe requests (default 2)"
+    )
     group.add_argument("--token", default=default(None), help="bearer token (env FLUX0_TOKEN)")
     group.add_argument("--user", default=default(None), help="flux0 user (sent as the flux0_user_sub cookie)")
-    group.add_argument("--debug", action="store_true", default=default(False), help="log HTTP traffic to stderr (secrets redacted)")
+    group.add_argument(
+        "--debug", action="store_true", default=default(False), help="log HTTP traffic to stderr (secrets redacted)"
+    )
     fmt = group.add_mutually_exclusive_group()
-    fmt.add_argument("--json", dest="output", action="store_const", const="json", default=default("table"), help="one JSON document")
-    fmt.add_argument("--jsonl", dest="output", action="store_const", const="jsonl", default=default("table"), help="one JSON object per line")
+    fmt.add_argument(
+        "--json", dest="output", action="store_const", const="json", default=default("table"), help="one JSON document"
+    )
+    fmt.add_argument(
+        "--jsonl",
+        dest="output",
+        action="store_const",
+        const="jsonl",
+        default=default("table"),
+        help="one JSON object per line",
+    )
 
 
 def _subparser(
     subs: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str, examples: str
 ) -> argparse.ArgumentParser:
     parser = subs.add_parser(
-        name, help=help_text, description=help_text, epilog="examples:\n" + examples,
+        name,
+        help=help_text,
+        description=help_text,
+        epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common_options(parser, top=False)
@@ -119,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     session_cmds = sessions.add_subparsers(dest="action", metavar="ACTION")
     listing = _subparser(session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n")
     listing.add_argument("--agent", dest="agent_id", help="only sessions of this agent")
-    create = _subparser(session_cmds, "create", "create a session", "  flux0lite sessions create --agent AGENT_ID --title demo\n")
+    create = _subparser(
+        session_cmds, "create", "create a session", "  flux0lite sessions create --agent AGENT_ID --title demo\n"
+    )
     create.add_argument("--agent", dest="agent_id", required=True)
     create.add_argument("--title")
     create.add_argument("--id", dest="session_id", help="choose the session id yourself")
@@ -151,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  cat question.txt | flux0lite chat SESSION_ID -\n"
         "  flux0lite chat SESSION_ID hi --jsonl     # raw stream events\n",
     )
-    chat.add_argument("target", nargs="+", metavar="ARG", help="SESSION_ID MESSAGE, or just MESSAGE with --new; '-' reads stdin")
+    chat.add_argument(
+        "target", nargs="+", metavar="ARG", help="SESSION_ID MESSAGE, or just MESSAGE with --new; '-' reads stdin"
+    )
     chat.add_argument("--new", action="store_true", help="create a new session first (needs --agent)")
     chat.add_argument("--agent", dest="agent_id", help="agent for --new")
     chat.add_argument("--title", help="title for --new")
@@ -395,4 +420,3 @@ def main(
     finally:
         if client is not None:
             client.close()
-

@@ -10,10 +10,11 @@ import sys
 import urllib.parse
 from typing import Any, Dict, Mapping, Optional, Union
 
-from .errors import ConfigError, ContentTypeError
+from .errors import ConfigError
 from .resources import Agents, Sessions
 from .retry import Retry
 from .sse import DEFAULT_MAX_LINE_BYTES
+from .streaming import not_a_stream
 from .transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
@@ -149,7 +150,14 @@ class Flux0:
     ) -> Any:
         """Send a request and return its decoded JSON body; error statuses raise APIError."""
         response = self._send(
-            method, path, params=params, json_body=json_body, timeout=timeout, retry=retry, stream=False, accept="application/json"
+            method,
+            path,
+            params=params,
+            json_body=json_body,
+            timeout=timeout,
+            retry=retry,
+            stream=False,
+            accept="application/json",
         )
         assert isinstance(response, Response)
         response.raise_for_status()
@@ -166,14 +174,19 @@ class Flux0:
         retry: Optional[Retry] = None,
     ) -> StreamingResponse:
         response = self._send(
-            method, path, params=params, json_body=json_body, timeout=timeout, retry=retry, stream=True, accept="text/event-stream"
+            method,
+            path,
+            params=params,
+            json_body=json_body,
+            timeout=timeout,
+            retry=retry,
+            stream=True,
+            accept="text/event-stream",
         )
         if isinstance(response, Response):
             response.raise_for_status()
             # An answer that is neither an error nor a stream (e.g. a 3xx without Location).
-            raise ContentTypeError(
-                f"expected text/event-stream from {method} {response.url}, got {response.content_type or 'no content type'!r}"
-            )
+            raise not_a_stream(method, response.url, response.content_type)
         return response
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ def _segment(value: str, name: str) -> str:
 def _data_list(payload: Any, what: str) -> List[Any]:
     if isinstance(payload, dict) and isinstance(payload.get("data"), list):
         return list(payload["data"])
-    raise ModelError(f"{what}: expected {{\"data\": [...]}}, got {type(payload).__name__}")
+    raise ModelError(f'{what}: expected {{"data": [...]}}, got {type(payload).__name__}')
 
 
 class Agents:
@@ -79,7 +79,9 @@ class Agents:
             self.create, name=name, type=type, description=description, timeout=timeout, retry=retry
         )
 
-    async def retrieve_async(self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Agent:
+    async def retrieve_async(
+        self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None
+    ) -> Agent:
         return await asyncio.to_thread(self.retrieve, agent_id, timeout=timeout, retry=retry)
 
 
@@ -158,7 +160,9 @@ class Sessions:
 
         ``types`` is applied here, not sent: the server's own type filter does not work.
         """
-        if min_offset is not None and (isinstance(min_offset, bool) or not isinstance(min_offset, int) or min_offset < 0):
+        if min_offset is not None and (
+            isinstance(min_offset, bool) or not isinstance(min_offset, int) or min_offset < 0
+        ):
             raise ConfigError(f"min_offset must be an int >= 0, got {min_offset!r}")
         params: Dict[str, str] = {}
         if min_offset is not None:

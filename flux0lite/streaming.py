@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple, cast
+from typing import Any, AsyncIterator, Dict, Generator, Iterator, List, Tuple, cast
 
 from .errors import ContentTypeError, StreamError
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
@@ -20,6 +20,11 @@ from .transport import StreamingResponse, decode_json
 __all__ = ["EventStream", "AsyncEventStream", "Reply", "ReplyAssembler", "parse_stream_event"]
 
 _DONE = object()
+
+
+def not_a_stream(method: str, url: str, content_type: str) -> ContentTypeError:
+    got = content_type or "no content type"
+    return ContentTypeError(f"expected text/event-stream from {method} {url}, got {got!r}")
 
 
 def parse_stream_event(sse: SSEEvent) -> StreamEvent:
@@ -90,9 +95,7 @@ class EventStream:
         self.response = response
         if response.content_type != "text/event-stream":
             response.close()
-            raise ContentTypeError(
-                f"expected text/event-stream from {response.method} {response.url}, got {response.content_type or 'no content type'!r}"
-            )
+            raise not_a_stream(response.method, response.url, response.content_type)
         self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
         self._assembler = ReplyAssembler()
         self._events = self._generate()
@@ -102,7 +105,7 @@ class EventStream:
     def headers(self) -> Dict[str, str]:
         return self.response.headers
 
-    def _generate(self) -> Iterator[StreamEvent]:
+    def _generate(self) -> Generator[StreamEvent, None, None]:
         try:
             for chunk in self.response.iter_bytes():
                 for sse in self._decoder.feed(chunk):

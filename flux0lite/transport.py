@@ -38,7 +38,7 @@ from .errors import (
     StreamError,
     error_for_status,
 )
-from .retry import Retry
+from .retry import DEFAULT_RETRY, Retry
 
 __all__ = [
     "Timeout",
@@ -162,9 +162,7 @@ class Response:
             body = json.loads(self.body.decode("utf-8")) if self.body else None
         except (UnicodeDecodeError, ValueError, RecursionError):
             body = self.body.decode("utf-8", "replace")[:2000]
-        raise error_for_status(
-            self.status, body, self.headers, reason=self.reason, method=self.method, url=self.url
-        )
+        raise error_for_status(self.status, body, self.headers, reason=self.reason, method=self.method, url=self.url)
 
 
 def _preview(body: bytes) -> str:
@@ -303,7 +301,7 @@ class Transport:
         self,
         *,
         timeout: Timeout = DEFAULT_TIMEOUT,
-        retry: Retry = Retry(),
+        retry: Retry = DEFAULT_RETRY,
         headers: Optional[Mapping[str, str]] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -342,7 +340,9 @@ class Transport:
             ) from exc
         except ssl.SSLError as exc:
             conn.close()
-            raise _AttemptFailed(ConnectError(f"TLS handshake with {origin.netloc} failed: {exc}"), False, False) from exc
+            raise _AttemptFailed(
+                ConnectError(f"TLS handshake with {origin.netloc} failed: {exc}"), False, False
+            ) from exc
         except OSError as exc:
             conn.close()
             reason = exc.strerror or str(exc) or type(exc).__name__
@@ -493,7 +493,15 @@ class Transport:
                     self._finish(origin, conn, raw, method, full_url)
                     retries_done += 1
                     wait = policy.delay(retries_done, response_headers)
-                    self._log.debug("retry %d/%d of %s %s after HTTP %d in %.2f s", retries_done, policy.total, method, full_url, status, wait)
+                    self._log.debug(
+                        "retry %d/%d of %s %s after HTTP %d in %.2f s",
+                        retries_done,
+                        policy.total,
+                        method,
+                        full_url,
+                        status,
+                        wait,
+                    )
                     self._sleep(wait)
                     continue
                 if stream and 200 <= status < 300:
@@ -506,7 +514,9 @@ class Transport:
                     and retries_done < policy.total
                     and policy.may_retry_error(method, request_sent=failure.request_sent)
                 )
-                self._log.debug("%s %s failed: %s%s", method, full_url, failure.error, " (will retry)" if can_retry else "")
+                self._log.debug(
+                    "%s %s failed: %s%s", method, full_url, failure.error, " (will retry)" if can_retry else ""
+                )
                 if not can_retry:
                     raise failure.error from failure.__cause__
                 retries_done += 1

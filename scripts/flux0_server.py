@@ -40,7 +40,9 @@ def _is_313(python: str) -> bool:
     try:
         out = subprocess.run(
             [python, "-c", "import sys; print(sys.version_info >= (3, 13))"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.SubprocessError):
         return False
@@ -71,7 +73,10 @@ def venv_python() -> Path:
 def install(quiet: bool = True) -> Path:
     """Create the venv and install the server unless it is already there."""
     python = venv_python()
-    if python.exists() and subprocess.run([str(python), "-c", "import flux0_server"], capture_output=True).returncode == 0:
+    if (
+        python.exists()
+        and subprocess.run([str(python), "-c", "import flux0_server"], capture_output=True).returncode == 0
+    ):
         return python
     base = find_python()
     if VENV.exists():
@@ -119,11 +124,15 @@ class Flux0Server:
             FLUX0LITE_ECHO_DELAY=str(self.echo_delay),
             PYTHONUNBUFFERED="1",
         )
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_path, "ab")
         # cwd is an empty folder: the server reads ./.env and ./flux0.toml from it
         self.process = subprocess.Popen(
             [str(python), str(ECHO_DIR / "serve_loopback.py")],
-            cwd=str(self.workdir), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=str(self.workdir),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -131,7 +140,7 @@ class Flux0Server:
             if self.process.poll() is not None:
                 raise ServerUnavailable(f"flux0 server exited with {self.process.returncode}: {self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/api/agents", timeout=1) as response:  # noqa: S310 - loopback
+                with urllib.request.urlopen(f"{self.url}/api/agents", timeout=1) as response:
                     if response.status == 200:
                         return self
             except OSError:

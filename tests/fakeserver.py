@@ -248,14 +248,24 @@ class FakeFlux0:
 
     def add_agent(self, name: str = "Echo") -> str:
         aid = self.new_id()
-        self.agents[aid] = {"id": aid, "name": name, "type": "echo", "description": None, "created_at": "2026-11-25T00:00:00Z"}
+        self.agents[aid] = {
+            "id": aid,
+            "name": name,
+            "type": "echo",
+            "description": None,
+            "created_at": "2026-11-25T00:00:00Z",
+        }
         return aid
 
     def add_session(self, agent_id: str, title: Optional[str] = None) -> str:
         sid = self.new_id()
         self.sessions[sid] = {
-            "id": sid, "agent_id": agent_id, "user_id": "user000001", "title": title,
-            "consumption_offsets": {"client": 0}, "created_at": "2026-11-25T00:00:00Z",
+            "id": sid,
+            "agent_id": agent_id,
+            "user_id": "user000001",
+            "title": title,
+            "consumption_offsets": {"client": 0},
+            "created_at": "2026-11-25T00:00:00Z",
         }
         self.events[sid] = []
         return sid
@@ -267,21 +277,36 @@ class FakeFlux0:
                 offset = len(log)
                 self._ids += 1
                 source = "user" if offset % 2 == 0 else "ai_agent"
-                log.append({
-                    "id": f"ev{self._ids:08d}", "correlation_id": f"RID(x)::{offset // 2}", "type": "message",
-                    "source": source, "offset": offset,
-                    "data": {"type": "message", "tags": [], "flagged": False,
-                             "parts": [{"type": "content", "content": f"{text} {session_id} #{offset}"}],
-                             "participant": {"id": "p", "name": "n"}},
-                    "deleted": False, "metadata": None, "created_at": "2026-11-25T00:00:00.000001Z",
-                })
+                log.append(
+                    {
+                        "id": f"ev{self._ids:08d}",
+                        "correlation_id": f"RID(x)::{offset // 2}",
+                        "type": "message",
+                        "source": source,
+                        "offset": offset,
+                        "data": {
+                            "type": "message",
+                            "tags": [],
+                            "flagged": False,
+                            "parts": [{"type": "content", "content": f"{text} {session_id} #{offset}"}],
+                            "participant": {"id": "p", "name": "n"},
+                        },
+                        "deleted": False,
+                        "metadata": None,
+                        "created_at": "2026-11-25T00:00:00.000001Z",
+                    }
+                )
 
     def _guard(self, fn: Callable[[Request], Tuple[int, Any]]) -> Responder:
         def respond(req: Request, conn: Conn) -> None:
             if self.failure_rate and self._rng.random() < self.failure_rate:
                 kind = self._rng.choice(["503", "reset", "truncate", "500"])
                 if kind == "503":
-                    conn.send(raw_response(503, b'{"detail":"busy"}', {"content-type": "application/json", "retry-after": "0"}))
+                    conn.send(
+                        raw_response(
+                            503, b'{"detail":"busy"}', {"content-type": "application/json", "retry-after": "0"}
+                        )
+                    )
                 elif kind == "500":
                     conn.send(raw_response(500, b"oops", {"content-type": "text/plain"}))
                 elif kind == "reset":
@@ -289,7 +314,9 @@ class FakeFlux0:
                 else:
                     status, doc = fn(req)
                     body = json.dumps(doc).encode()
-                    conn.send(raw_response(status, body, {"content-type": "application/json"})[: -max(1, len(body) // 2)])
+                    conn.send(
+                        raw_response(status, body, {"content-type": "application/json"})[: -max(1, len(body) // 2)]
+                    )
                     conn.close()
                 return
             status, doc = fn(req)

@@ -20,8 +20,12 @@ from tests.fakeserver import FakeFlux0, FakeServer, json_response, sse_stream
 def run_cli(args: List[str], url: str, stdin: str = "") -> Tuple[int, str, str]:
     proc = subprocess.run(
         [sys.executable, "-m", "flux0lite", *args],
-        input=stdin, capture_output=True, text=True, timeout=60,
-        env=subprocess_env(FLUX0_SERVER_URL=url), cwd=str(ROOT),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(FLUX0_SERVER_URL=url),
+        cwd=str(ROOT),
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -93,7 +97,11 @@ def test_api_error_exit_1_and_connection_error_exit_3(fake: FakeServer, fake_flu
 
 def _chat_server(fake: FakeServer, sid: str, capture: str = "sse-sample.txt", **kw: object) -> None:
     raw = shared_path("flux0-api", "captures", capture).read_bytes()
-    fake.on("POST", f"/api/sessions/{sid}/events/stream", sse_stream([raw[i : i + 50] for i in range(0, len(raw), 50)], **kw))  # type: ignore[arg-type]
+    fake.on(
+        "POST",
+        f"/api/sessions/{sid}/events/stream",
+        sse_stream([raw[i : i + 50] for i in range(0, len(raw), 50)], **kw),
+    )  # type: ignore[arg-type]
 
 
 def test_chat_streams_text(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
@@ -119,7 +127,9 @@ def test_chat_reads_stdin_and_jsonl(fake: FakeServer, fake_flux0: FakeFlux0) -> 
 
 def test_chat_new_session(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
     agent = fake_flux0.add_agent()
-    fake.on("POST", "/api/sessions/*", sse_stream([shared_path("flux0-api", "captures", "sse-sample.txt").read_bytes()]))
+    fake.on(
+        "POST", "/api/sessions/*", sse_stream([shared_path("flux0-api", "captures", "sse-sample.txt").read_bytes()])
+    )
     code, out, err = run_cli(["chat", "--new", "--agent", agent, "--title", "t", "hello"], fake.url)
     assert code == 0 and out == "Echo: hello flux0\n" and err.startswith("session ")
     assert len(fake_flux0.sessions) == 1
@@ -143,8 +153,12 @@ def test_ctrl_c_exits_130_without_traceback(fake: FakeServer, fake_flux0: FakeFl
     sid = fake_flux0.add_session(fake_flux0.add_agent())
     _chat_server(fake, sid, end=False)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flux0lite", "chat", sid, "hi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=subprocess_env(FLUX0_SERVER_URL=fake.url), cwd=str(ROOT),
+        [sys.executable, "-m", "flux0lite", "chat", sid, "hi"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(FLUX0_SERVER_URL=fake.url),
+        cwd=str(ROOT),
     )
     assert proc.stdout is not None
     first = proc.stdout.read(6)  # wait until the reply is streaming
@@ -160,8 +174,13 @@ def test_broken_pipe_is_quiet(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
     fake_flux0.add_events(sid, 3000)
     env = subprocess_env(FLUX0_SERVER_URL=fake.url)
     proc = subprocess.run(
-        f"{sys.executable} -m flux0lite events list {sid} --jsonl | head -1", shell=True, capture_output=True,
-        text=True, env=env, cwd=str(ROOT), timeout=60,
+        f"{sys.executable} -m flux0lite events list {sid} --jsonl | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+        timeout=60,
     )
     assert proc.stdout.count("\n") == 1 and "Traceback" not in proc.stderr
 
@@ -169,7 +188,14 @@ def test_broken_pipe_is_quiet(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
 def test_token_from_env(fake: FakeServer) -> None:
     fake.on("GET", "/api/agents", json_response(200, {"data": []}))
     env = subprocess_env(FLUX0_SERVER_URL=fake.url, FLUX0_TOKEN="tok-123")
-    subprocess.run([sys.executable, "-m", "flux0lite", "agents", "list"], env=env, cwd=str(ROOT), check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "flux0lite", "agents", "list"],
+        env=env,
+        cwd=str(ROOT),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert fake.requests[-1].headers["authorization"] == "Bearer tok-123"
 
 
@@ -186,9 +212,18 @@ def test_works_when_copied_elsewhere_on_sys_path(tmp_path: "os.PathLike[str]") -
     target = os.path.join(str(tmp_path), "vendor")
     shutil.copytree(str(ROOT / "flux0lite"), os.path.join(target, "flux0lite"))
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": target}
-    proc = subprocess.run([sys.executable, "-m", "flux0lite", "--version"], env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flux0lite", "--version"],
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and __version__ in proc.stdout
     code = "import sys, flux0lite; bad=[m for m in sys.modules if m.split('.')[0] in ('httpx','pydantic','requests','urllib3')]; print(bad)"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60
+    )
     assert proc.stdout.strip() == "[]"
     time.sleep(0)

@@ -49,8 +49,21 @@ def client_for(server: FakeServer, **kwargs: object) -> Flux0:
     return Flux0(server.url, **kwargs)  # type: ignore[arg-type]
 
 
-AGENT = {"id": "agent00001", "name": "Echo", "type": "echo", "description": None, "created_at": "2026-11-24T13:21:13.1Z"}
-SESSION = {"id": "sess000001", "agent_id": "agent00001", "user_id": "u", "title": None, "consumption_offsets": {"client": 0}, "created_at": "2026-11-24T13:21:13Z"}
+AGENT = {
+    "id": "agent00001",
+    "name": "Echo",
+    "type": "echo",
+    "description": None,
+    "created_at": "2026-11-24T13:21:13.1Z",
+}
+SESSION = {
+    "id": "sess000001",
+    "agent_id": "agent00001",
+    "user_id": "u",
+    "title": None,
+    "consumption_offsets": {"client": 0},
+    "created_at": "2026-11-24T13:21:13Z",
+}
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -119,7 +132,12 @@ def test_list_events_filters(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
     sid = fake_flux0.add_session(agent)
     fake_flux0.add_events(sid, 10)
     fake_flux0.events[sid][3]["type"] = "status"
-    fake_flux0.events[sid][3]["data"] = {"type": "status", "status": "brand-new-status", "acknowledged_offset": 0, "data": {}}
+    fake_flux0.events[sid][3]["data"] = {
+        "type": "status",
+        "status": "brand-new-status",
+        "acknowledged_offset": 0,
+        "data": {},
+    }
     with client_for(fake) as client:
         events = client.sessions.list_events(sid)
         assert [e.offset for e in events] == list(range(10))
@@ -146,7 +164,9 @@ def test_async_twins(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
             assert (await client.sessions.retrieve_async(session.id)).title == "x"
             assert len(await client.sessions.list_async(agent_id=agent.id)) == 1
             fake_flux0.add_events(session.id, 4)
-            results = await asyncio.gather(*[client.sessions.list_events_async(session.id, min_offset=i) for i in range(4)])
+            results = await asyncio.gather(
+                *[client.sessions.list_events_async(session.id, min_offset=i) for i in range(4)]
+            )
             assert [len(r) for r in results] == [4, 3, 2, 1]
 
     asyncio.run(run())
@@ -256,7 +276,9 @@ def test_retries_exhausted_raise_last_status(fake: FakeServer) -> None:
 
 
 def test_retry_after_is_honoured(fake: FakeServer) -> None:
-    fake.on("GET", "/api/agents", sequence(json_response(503, {}, {"retry-after": "1"}), json_response(200, {"data": []})))
+    fake.on(
+        "GET", "/api/agents", sequence(json_response(503, {}, {"retry-after": "1"}), json_response(200, {"data": []}))
+    )
     with client_for(fake) as client:
         started = time.monotonic()
         client.agents.list()
@@ -305,7 +327,7 @@ def test_connection_refused_is_retried_even_for_post_then_raises() -> None:
     port = _free_port()
     sleeps: List[float] = []
     client = Flux0(f"http://127.0.0.1:{port}", retry=Retry(total=2, backoff_factor=0.01, jitter=False))
-    client._transport._sleep = sleeps.append  # noqa: SLF001 - observe the backoff instead of waiting
+    client._transport._sleep = sleeps.append
     with pytest.raises(ConnectError) as info:
         client.agents.create(name="x", type="echo")
     assert "refused" in str(info.value).lower()
@@ -399,7 +421,9 @@ def test_connect_timeout() -> None:
             except BlockingIOError:
                 pass
             fillers.append(s)
-        client = Flux0(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=Timeout(connect=0.3, read=1), retry=Retry(total=0))
+        client = Flux0(
+            f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=Timeout(connect=0.3, read=1), retry=Retry(total=0)
+        )
         started = time.monotonic()
         with pytest.raises(APIConnectionError):
             client.agents.list()

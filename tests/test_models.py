@@ -39,8 +39,15 @@ def test_list_events_capture_parses_and_round_trips() -> None:
 
 def test_unknown_fields_and_enum_values_are_kept() -> None:
     raw = {
-        "id": "e1", "type": "hologram", "source": "satellite", "offset": 3, "data": {"beam": 1},
-        "deleted": False, "metadata": None, "created_at": "2026-01-01T00:00:00Z", "correlation_id": None,
+        "id": "e1",
+        "type": "hologram",
+        "source": "satellite",
+        "offset": 3,
+        "data": {"beam": 1},
+        "deleted": False,
+        "metadata": None,
+        "created_at": "2026-01-01T00:00:00Z",
+        "correlation_id": None,
         "new_field": {"x": [1, 2]},
     }
     event = Event.from_dict(raw)
@@ -51,17 +58,22 @@ def test_unknown_fields_and_enum_values_are_kept() -> None:
 
 
 def test_message_parts_of_every_kind() -> None:
-    data = MessageEventData.from_dict({
-        "type": "message", "tags": None, "flagged": None, "participant": {"id": "p", "name": "n", "avatar": "a"},
-        "parts": [
-            {"type": "content", "content": "Hi "},
-            {"type": "content", "content": {"structured": True}},
-            {"type": "reasoning", "reasoning": "thinking"},
-            {"type": "tool_call", "tool_call_id": "c1", "tool_name": "search", "args": {"q": 1}},
-            {"type": "video", "url": "x"},
-            {"type": "content", "content": "there"},
-        ],
-    })
+    data = MessageEventData.from_dict(
+        {
+            "type": "message",
+            "tags": None,
+            "flagged": None,
+            "participant": {"id": "p", "name": "n", "avatar": "a"},
+            "parts": [
+                {"type": "content", "content": "Hi "},
+                {"type": "content", "content": {"structured": True}},
+                {"type": "reasoning", "reasoning": "thinking"},
+                {"type": "tool_call", "tool_call_id": "c1", "tool_name": "search", "args": {"q": 1}},
+                {"type": "video", "url": "x"},
+                {"type": "content", "content": "there"},
+            ],
+        }
+    )
     assert data.text == "Hi there"
     kinds = [type(p) for p in data.parts]
     assert kinds == [ContentPart, ContentPart, ReasoningPart, ToolCallPart, UnknownPart, ContentPart]
@@ -71,7 +83,12 @@ def test_message_parts_of_every_kind() -> None:
 
 
 def test_tool_event_data() -> None:
-    data = ToolEventData.from_dict({"type": "tool_call_result", "tool_calls": [{"tool_call_id": "c", "tool_name": "t", "args": {}, "result": {"data": 1}, "error": None}]})
+    data = ToolEventData.from_dict(
+        {
+            "type": "tool_call_result",
+            "tool_calls": [{"tool_call_id": "c", "tool_name": "t", "args": {}, "result": {"data": 1}, "error": None}],
+        }
+    )
     assert data.tool_calls[0].result == {"data": 1}
     event = Event.from_dict({"id": "e", "type": "tool", "source": "ai_agent", "offset": 0, "data": data.to_dict()})
     assert isinstance(event.data, ToolEventData) and event.text == ""
@@ -80,7 +97,9 @@ def test_tool_event_data() -> None:
 def test_agent_and_session() -> None:
     agent = Agent.from_dict({"id": "a", "name": "n", "type": "echo", "created_at": "2026-11-24T13:21:14.173636Z"})
     assert agent.description is None and agent.to_dict()["type"] == "echo"
-    session = Session.from_dict({"id": "s", "agent_id": "a", "user_id": "u", "consumption_offsets": {"client": 2}, "title": "t"})
+    session = Session.from_dict(
+        {"id": "s", "agent_id": "a", "user_id": "u", "consumption_offsets": {"client": 2}, "title": "t"}
+    )
     assert session.consumption_offsets == {"client": 2}
     assert Session.from_dict(session.to_dict()) == session
 
@@ -114,15 +133,26 @@ def test_custom_event_data_kept_as_dict() -> None:
 
 
 def test_chunk_event_text_and_patch_round_trip() -> None:
-    chunk = ChunkEvent.from_dict({"event_id": "e", "seq": 2, "patches": [{"op": "add", "path": "/-", "value": "hi", "from": "x"}], "timestamp": 1})
+    chunk = ChunkEvent.from_dict(
+        {
+            "event_id": "e",
+            "seq": 2,
+            "patches": [{"op": "add", "path": "/-", "value": "hi", "from": "x"}],
+            "timestamp": 1,
+        }
+    )
     assert chunk.text == "hi" and chunk.timestamp == 1.0
     assert chunk.patches[0] == JsonPatch("add", "/-", "hi")
     assert chunk.patches[0].to_dict() == {"op": "add", "path": "/-", "value": "hi", "from": "x"}
 
 
 def test_parse_timestamp_on_every_python() -> None:
-    assert parse_timestamp("2026-11-24T13:24:26.038350Z") == dt.datetime(2026, 11, 24, 13, 24, 26, 38350, tzinfo=dt.timezone.utc)
-    assert parse_timestamp("2026-11-24T13:21:13.1Z") == dt.datetime(2026, 11, 24, 13, 21, 13, 100000, tzinfo=dt.timezone.utc)
+    assert parse_timestamp("2026-11-24T13:24:26.038350Z") == dt.datetime(
+        2026, 11, 24, 13, 24, 26, 38350, tzinfo=dt.timezone.utc
+    )
+    assert parse_timestamp("2026-11-24T13:21:13.1Z") == dt.datetime(
+        2026, 11, 24, 13, 21, 13, 100000, tzinfo=dt.timezone.utc
+    )
     assert parse_timestamp("2026-11-24T13:21:13") == dt.datetime(2026, 11, 24, 13, 21, 13, tzinfo=dt.timezone.utc)
     assert parse_timestamp(None) is None
     with pytest.raises(ModelError):

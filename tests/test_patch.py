@@ -13,12 +13,15 @@ def test_append_pieces_to_nothing() -> None:
 
 
 def test_tool_call_paths_build_objects() -> None:
-    doc = apply_patches(None, [
-        JsonPatch("add", "/tool_calls/0", {"tool_name": "", "args": []}),
-        JsonPatch("replace", "/tool_calls/0/tool_name", "search"),
-        JsonPatch("add", "/tool_calls/0/args/-", '{"q": '),
-        JsonPatch("add", "/tool_calls/0/args/-", "1}"),
-    ])
+    doc = apply_patches(
+        None,
+        [
+            JsonPatch("add", "/tool_calls/0", {"tool_name": "", "args": []}),
+            JsonPatch("replace", "/tool_calls/0/tool_name", "search"),
+            JsonPatch("add", "/tool_calls/0/args/-", '{"q": '),
+            JsonPatch("add", "/tool_calls/0/args/-", "1}"),
+        ],
+    )
     assert doc == {"tool_calls": [{"tool_name": "search", "args": ['{"q": ', "1}"]}]}
     assert document_text(doc) == ""
 

@@ -64,7 +64,13 @@ def test_invalid_policies(kwargs: dict) -> None:
 
 
 def test_errors_pickle_and_keep_fields() -> None:
-    err = error_for_status(422, {"detail": [{"loc": ["body", "name"], "msg": "too short"}]}, {"x": "1"}, method="POST", url="http://h/api/agents")
+    err = error_for_status(
+        422,
+        {"detail": [{"loc": ["body", "name"], "msg": "too short"}]},
+        {"x": "1"},
+        method="POST",
+        url="http://h/api/agents",
+    )
     assert isinstance(err, ValidationError)
     clone = pickle.loads(pickle.dumps(err))
     assert type(clone) is ValidationError and clone.status_code == 422 and clone.headers == {"x": "1"}

@@ -21,8 +21,8 @@ from flux0lite import (
     StreamError,
     Timeout,
 )
-from flux0lite.streaming import ReplyAssembler, parse_stream_event
 from flux0lite.sse import SSEDecoder
+from flux0lite.streaming import ReplyAssembler, parse_stream_event
 from tests.conftest import shared_path
 from tests.fakeserver import Conn, FakeServer, Request, chunked, raw_response, sse_stream
 
@@ -77,7 +77,10 @@ def test_json_and_error_streams(fake: FakeServer) -> None:
 
 
 def test_text_deltas_arrive_live(fake: FakeServer) -> None:
-    pieces = [f"event: chunk\ndata: {json.dumps({'event_id': 'e', 'seq': i, 'patches': [{'op': 'add', 'path': '/-', 'value': str(i)}]})}\n\n".encode() for i in range(3)]
+    pieces = [
+        f"event: chunk\ndata: {json.dumps({'event_id': 'e', 'seq': i, 'patches': [{'op': 'add', 'path': '/-', 'value': str(i)}]})}\n\n".encode()
+        for i in range(3)
+    ]
     fake.on("POST", PATH, sse_stream(pieces, delay=0.3))
     with client_for(fake) as client:
         arrivals = []
@@ -89,7 +92,17 @@ def test_text_deltas_arrive_live(fake: FakeServer) -> None:
 
 
 def test_unknown_event_names_are_kept_raw(fake: FakeServer) -> None:
-    fake.on("POST", PATH, sse_stream([b"event: heartbeat\ndata: {}\n\n: comment\n\nevent: status\nid: s1\ndata: " + json.dumps({"id": "s1", "data": {"type": "status", "status": "quantum"}}).encode() + b"\n\n"]))
+    fake.on(
+        "POST",
+        PATH,
+        sse_stream(
+            [
+                b"event: heartbeat\ndata: {}\n\n: comment\n\nevent: status\nid: s1\ndata: "
+                + json.dumps({"id": "s1", "data": {"type": "status", "status": "quantum"}}).encode()
+                + b"\n\n"
+            ]
+        ),
+    )
     with client_for(fake) as client:
         events = list(client.sessions.create_event("sess000001", "x"))
     assert events[0] == RawStreamEvent(event="heartbeat", data="{}", id="")
@@ -107,7 +120,9 @@ def test_stream_that_never_ends_is_cut_by_read_timeout(fake: FakeServer) -> None
 
 def test_stream_cut_mid_chunked_body_raises_stream_error(fake: FakeServer) -> None:
     def respond(req: Request, conn: Conn) -> None:
-        conn.send(raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False))
+        conn.send(
+            raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False)
+        )
         conn.send(chunked(b"event: status\ndata: {}\n\n")[:-4])
         conn.close()
 
@@ -117,7 +132,11 @@ def test_stream_cut_mid_chunked_body_raises_stream_error(fake: FakeServer) -> No
 
 
 def test_stream_closed_mid_event_raises_stream_error(fake: FakeServer) -> None:
-    fake.on("POST", PATH, sse_stream([b"event: chunk\ndata: {\"event_id\": \"e\", \"patches\": []}\n\nevent: chunk\ndata: {\"event_i"]))
+    fake.on(
+        "POST",
+        PATH,
+        sse_stream([b'event: chunk\ndata: {"event_id": "e", "patches": []}\n\nevent: chunk\ndata: {"event_i']),
+    )
     with client_for(fake) as client:
         stream = client.sessions.create_event("sess000001", "x")
         first = next(stream)
@@ -128,7 +147,9 @@ def test_stream_closed_mid_event_raises_stream_error(fake: FakeServer) -> None:
 
 def test_stream_reset_raises_connection_error(fake: FakeServer) -> None:
     def respond(req: Request, conn: Conn) -> None:
-        conn.send(raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False))
+        conn.send(
+            raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False)
+        )
         conn.send(chunked(b"event: status\n"))
         time.sleep(0.1)
         conn.reset()
@@ -148,7 +169,7 @@ def test_malformed_json_in_stream_event(fake: FakeServer) -> None:
     fake.on("POST", PATH, sse_stream([b"event: chunk\ndata: {not json\n\n"]))
     with client_for(fake) as client, pytest.raises(DecodeError):
         list(client.sessions.create_event("sess000001", "x"))
-    fake.on("POST", PATH, sse_stream([b"event: chunk\ndata: {\"seq\": 1}\n\n"]))
+    fake.on("POST", PATH, sse_stream([b'event: chunk\ndata: {"seq": 1}\n\n']))
     with client_for(fake) as client, pytest.raises(ModelError):
         list(client.sessions.create_event("sess000001", "x"))
 

@@ -175,7 +175,9 @@ def test_async_api_end_to_end(server_url: str) -> None:
             agent = await client.agents.create_async(name="Async", type="echo")
             assert (await client.agents.retrieve_async(agent.id)).name == "Async"
             assert agent.id in {a.id for a in await client.agents.list_async()}
-            sessions = await asyncio.gather(*[client.sessions.create_async(agent_id=agent.id, title=str(i)) for i in range(3)])
+            sessions = await asyncio.gather(
+                *[client.sessions.create_async(agent_id=agent.id, title=str(i)) for i in range(3)]
+            )
             assert len(await client.sessions.list_async(agent_id=agent.id)) == 3
             assert (await client.sessions.retrieve_async(sessions[0].id)).title == "0"
 
@@ -197,8 +199,13 @@ def test_async_api_end_to_end(server_url: str) -> None:
 
 def _cli(args: List[str], url: str, stdin: str = "") -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     return subprocess.run(
-        [sys.executable, "-m", "flux0lite", *args], input=stdin, capture_output=True, text=True, timeout=60,
-        env=subprocess_env(FLUX0_SERVER_URL=url), cwd=str(ROOT),
+        [sys.executable, "-m", "flux0lite", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(FLUX0_SERVER_URL=url),
+        cwd=str(ROOT),
     )
 
 
@@ -217,7 +224,9 @@ def test_cli_every_subcommand_against_real_server(server_url: str) -> None:
     proc = _cli(["chat", session_id, "-"], server_url, stdin="from stdin\n")
     assert proc.stdout == "Echo: from stdin\n"
     proc = _cli(["chat", session_id, "!tool", "--jsonl"], server_url)
-    assert proc.returncode == 0 and all(json.loads(line)["event"] in ("status", "chunk") for line in proc.stdout.splitlines())
+    assert proc.returncode == 0 and all(
+        json.loads(line)["event"] in ("status", "chunk") for line in proc.stdout.splitlines()
+    )
     proc = _cli(["chat", "--new", "--agent", agent_id, "new session please", "--json"], server_url)
     assert json.loads(proc.stdout)["text"] == "Echo: new session please"
     proc = _cli(["events", "list", session_id, "--type", "message", "--source", "ai_agent", "--jsonl"], server_url)

@@ -60,8 +60,12 @@ class EchoRunner(AgentRunner):
         async def send(event_id: EventId, seq: int, patches: List[Dict[str, Any]]) -> None:
             await emitter.enqueue_event_chunk(
                 ChunkEvent(
-                    correlation_id=correlation_id, event_id=event_id, seq=seq, patches=patches,
-                    metadata=dict(metadata), timestamp=time.time(),
+                    correlation_id=correlation_id,
+                    event_id=event_id,
+                    seq=seq,
+                    patches=patches,
+                    metadata=dict(metadata),
+                    timestamp=time.time(),
                 )
             )
 
@@ -79,25 +83,48 @@ class EchoRunner(AgentRunner):
         run_id = EventId(gen_id())
         await emitter.enqueue_status_event(correlation_id, status("processing"), run_id)
         if command == "!error":
-            await emitter.enqueue_status_event(correlation_id, status("error", {"exception": "EchoError: as asked"}), run_id)
+            await emitter.enqueue_status_event(
+                correlation_id, status("error", {"exception": "EchoError: as asked"}), run_id
+            )
         elif command == "!json":
             event_id = EventId(gen_id())
             await send(event_id, 0, [{"op": "add", "path": "/answer", "value": {"n": 42, "ok": True}}])
             await emitter.enqueue_status_event(correlation_id, status("ready"), event_id)
         elif command == "!tool":
             call_id = EventId(gen_id())
-            await send(call_id, 0, [
-                {"op": "add", "path": "/tool_calls/0", "value": {"type": "tool_call", "tool_call_id": "call_1", "tool_name": "", "args": []}},
-                {"op": "replace", "path": "/tool_calls/0/tool_name", "value": "search"},
-            ])
+            await send(
+                call_id,
+                0,
+                [
+                    {
+                        "op": "add",
+                        "path": "/tool_calls/0",
+                        "value": {"type": "tool_call", "tool_call_id": "call_1", "tool_name": "", "args": []},
+                    },
+                    {"op": "replace", "path": "/tool_calls/0/tool_name", "value": "search"},
+                ],
+            )
             await send(call_id, 1, [{"op": "add", "path": "/tool_calls/0/args/-", "value": '{"query": '}])
             await send(call_id, 2, [{"op": "add", "path": "/tool_calls/0/args/-", "value": '"weather"}'}])
             await emitter.enqueue_status_event(correlation_id, status("ready"), call_id)
             result_id = EventId(gen_id())
-            await send(result_id, 0, [
-                {"op": "add", "path": "/tool_call_results", "value": []},
-                {"op": "add", "path": "/tool_call_results/-", "value": {"tool_call_id": "call_1", "tool_name": "search", "data": {"result": "sunny"}, "args": {"query": "weather"}}},
-            ])
+            await send(
+                result_id,
+                0,
+                [
+                    {"op": "add", "path": "/tool_call_results", "value": []},
+                    {
+                        "op": "add",
+                        "path": "/tool_call_results/-",
+                        "value": {
+                            "tool_call_id": "call_1",
+                            "tool_name": "search",
+                            "data": {"result": "sunny"},
+                            "args": {"query": "weather"},
+                        },
+                    },
+                ],
+            )
             await emitter.enqueue_status_event(correlation_id, status("ready"), result_id)
             await say(["It ", "is ", "sunny."], WORD_DELAY)
         elif command == "!many":
