@@ -159,6 +159,8 @@ def test_ctrl_c_exits_130_without_traceback(fake: FakeServer, fake_flux0: FakeFl
         text=True,
         env=subprocess_env(FLUX0_SERVER_URL=fake.url),
         cwd=str(ROOT),
+        # a shell's background jobs inherit SIGINT ignored; give the child the terminal default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     first = proc.stdout.read(6)  # wait until the reply is streaming

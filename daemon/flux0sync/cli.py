@@ -1,0 +1,198 @@
+"""``flux0-sync``: run the daemon, or read the archive (status, export, search).
+
+Exit codes: 0 ok, 1 a sync failed (``--once``) or a lookup found nothing, 2 bad configuration
+or usage, 3 the archive cannot be used (foreign, corrupt, newer, locked by another daemon).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, TextIO
+
+from flux0lite import Flux0Error, __version__
+
+from .config import ConfigError, default_db_path, load_config
+from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, make_client, run_daemon
+from .store import Store, StoreError
+
+__all__ = ["main"]
+
+_EPILOG = """\
+examples:
+  flux0-sync --server-url http://127.0.0.1:8080 --db archive.sqlite3      # run until stopped
+  flux0-sync --once --agent AGENT_ID                                     # one pass, for cron
+  flux0-sync status --db archive.sqlite3 --server                         # per-session lag
+  flux0-sync export SESSION_ID --db archive.sqlite3 > session.jsonl
+  flux0-sync search "refund" --db archive.sqlite3
+
+environment: FLUX0_SERVER_URL, FLUX0_SYNC_DB, FLUX0_SYNC_INTERVAL, FLUX0_SYNC_AGENTS,
+  FLUX0_SYNC_SESSIONS, FLUX0_TOKEN, FLUX0_SYNC_USER, FLUX0_SYNC_TIMEOUT, FLUX0_SYNC_CONFIG, ...
+exit codes: 0 ok, 1 sync failed, 2 configuration error, 3 archive unusable
+"""
+
+_READ_COMMANDS = ("status", "export", "search")
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flux0-sync",
+        description="Mirror flux0 sessions into SQLite. Subcommands status/export/search read the archive.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flux0-sync {__version__}")
+    parser.add_argument("--config", dest="config_file", help="INI file with a [flux0-sync] section")
+    parser.add_argument("--server-url", help="flux0 server (env FLUX0_SERVER_URL)")
+    parser.add_argument("--db", dest="db_path", help="archive file (default $STATE_DIRECTORY/flux0.sqlite3)")
+    parser.add_argument("--interval", type=float, help="seconds between passes (default 10)")
+    parser.add_argument("--jitter", type=float, help="random +/- fraction of the interval (default 0.1)")
+    parser.add_argument("--agent", dest="agent_ids", action="append", help="only sessions of this agent (repeatable)")
+    parser.add_argument("--session", dest="session_ids", action="append", help="only this session (repeatable)")
+    parser.add_argument("--token", help="bearer token (env FLUX0_TOKEN)")
+    parser.add_argument("--user", dest="user_sub", help="flux0 user whose sessions to mirror (flux0_user_sub)")
+    parser.add_argument("--timeout", type=float, help="HTTP connect/read timeout in seconds (default 30)")
+    parser.add_argument("--batch-size", type=int, help="events per transaction (default 500)")
+    parser.add_argument("--synchronous", help="SQLite synchronous mode: NORMAL (default), FULL or EXTRA")
+    parser.add_argument("--max-db-pages", type=int, help="cap the archive size, in SQLite pages")
+    parser.add_argument("--once", action="store_true", help="one pass, then exit (0 if every session synced)")
+    parser.add_argument("--no-check", action="store_true", help="skip the integrity check at start")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return parser
+
+
+def _read_parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"flux0-sync {command}")
+    parser.add_argument("--db", dest="db_path", help="archive file (env FLUX0_SYNC_DB)")
+    parser.add_argument("--json", action="store_true", help="JSON output")
+    if command == "status":
+        parser.add_argument("--server", action="store_true", help="also ask the server how far behind each session is")
+        parser.add_argument("--server-url", help="with --server (env FLUX0_SERVER_URL)")
+    elif command == "export":
+        parser.add_argument("session_id", metavar="SESSION_ID")
+        parser.add_argument("--jsonl", action="store_true", help="one event per line (the default)")
+    else:
+        parser.add_argument("text", metavar="TEXT")
+        parser.add_argument("--limit", type=int, default=50)
+    return parser
+
+
+def _ago(stamp: Optional[float]) -> str:
+    if stamp is None:
+        return "never"
+    seconds = max(0.0, time.time() - stamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _status(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    rows = store.session_statuses()
+    remote: Dict[str, Optional[int]] = {}
+    if args.server:
+        with make_client(load_config({"server_url": args.server_url}, os.environ)) as client:
+            for row in rows:
+                try:
+                    events = client.sessions.list_events(row.session_id, min_offset=max(0, row.last_offset + 1))
+                    remote[row.session_id] = len(events)
+                except Flux0Error as exc:
+                    err.write(f"flux0-sync: {row.session_id}: {exc}\n")
+                    remote[row.session_id] = None
+    agents, sessions, events = store.counts()
+    if args.json:
+        doc = {
+            "agents": agents,
+            "sessions": sessions,
+            "events": events,
+            "per_session": [
+                {**row.__dict__, **({"behind": remote.get(row.session_id)} if args.server else {})} for row in rows
+            ],
+        }
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return EXIT_OK
+    out.write(f"{events} events, {sessions} sessions, {agents} agents in {store.path}\n")
+    header = ["SESSION", "EVENTS", "LAST_OFFSET", "LAST_SYNC", "ERRORS"] + (["BEHIND"] if args.server else [])
+    table: List[List[str]] = [header]
+    for row in rows:
+        line = [row.session_id, str(row.events), str(row.last_offset), _ago(row.last_success_at), str(row.errors)]
+        if args.server:
+            behind = remote.get(row.session_id)
+            line.append("?" if behind is None else str(behind))
+        table.append(line)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for line in table:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
+    for row in rows:
+        if row.last_error:
+            out.write(f"{row.session_id}: last error: {row.last_error}\n")
+    return EXIT_OK
+
+
+def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    args = _read_parser(command).parse_args(argv)
+    db_path = args.db_path or os.environ.get("FLUX0_SYNC_DB") or default_db_path(os.environ)
+    if not os.path.exists(db_path):
+        err.write(f"flux0-sync: no archive at {db_path}\n")
+        return EXIT_STORE
+    store = Store(db_path, check=False)
+    try:
+        if command == "status":
+            return _status(store, args, out, err)
+        if command == "export":
+            if not store.session_exists(args.session_id):
+                err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
+                return EXIT_FAILED
+            docs: Any = store.iter_raw_events(args.session_id)
+            if args.json:
+                out.write(json.dumps(list(docs), ensure_ascii=False, indent=2) + "\n")
+            else:
+                for doc in docs:
+                    out.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+            return EXIT_OK
+        hits = store.search(args.text, limit=args.limit)
+        if args.json:
+            out.write(json.dumps([h.__dict__ for h in hits], ensure_ascii=False, indent=2) + "\n")
+        else:
+            for hit in hits:
+                text = " ".join(hit.text.split())
+                out.write(f"{hit.session_id}  {hit.offset:>6}  {hit.source:<8}  {text[:100]}\n")
+        return EXIT_OK if hits else EXIT_FAILED
+    finally:
+        store.close()
+
+
+def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        if args_list and args_list[0] in _READ_COMMANDS:
+            return _read_command(args_list[0], args_list[1:], out, err)
+        if args_list and args_list[0] == "run":
+            args_list = args_list[1:]
+        parser = _run_parser()
+        args = parser.parse_args(args_list)
+        flags = {
+            key: getattr(args, key)
+            for key in (
+                "config_file", "server_url", "db_path", "interval", "jitter", "agent_ids", "session_ids", "token",
+                "user_sub", "timeout", "batch_size", "synchronous", "max_db_pages",
+            )
+        }
+        config = load_config(flags, os.environ)
+        return run_daemon(config, once=args.once, check=not args.no_check, flags=flags, env=os.environ, log_level=args.log_level)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except ConfigError as exc:
+        err.write(f"flux0-sync: configuration error: {exc}\n")
+        return EXIT_CONFIG
+    except StoreError as exc:
+        err.write(f"flux0-sync: {exc}\n")
+        return EXIT_STORE
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK

@@ -1,0 +1,125 @@
+"""Configuration: command-line flags over environment variables over an INI file over defaults."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+__all__ = ["Config", "ConfigError", "load_config", "default_db_path", "ENV_VARS"]
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names it."""
+
+
+def default_db_path(env: Mapping[str, str]) -> str:
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return os.path.join(state, "flux0.sqlite3")
+    return os.path.abspath("flux0-archive.sqlite3")
+
+
+@dataclass(frozen=True)
+class Config:
+    server_url: Optional[str] = None
+    db_path: str = "flux0-archive.sqlite3"
+    interval: float = 10.0
+    jitter: float = 0.1
+    agent_ids: Tuple[str, ...] = ()
+    session_ids: Tuple[str, ...] = ()
+    token: Optional[str] = field(default=None, repr=False)
+    user_sub: Optional[str] = None
+    timeout: float = 30.0
+    batch_size: int = 500
+    max_backoff: float = 300.0
+    synchronous: str = "NORMAL"
+    max_db_pages: Optional[int] = None
+    config_file: Optional[str] = None
+
+
+# setting name -> environment variable
+ENV_VARS: Dict[str, str] = {
+    "server_url": "FLUX0_SERVER_URL",
+    "db_path": "FLUX0_SYNC_DB",
+    "interval": "FLUX0_SYNC_INTERVAL",
+    "jitter": "FLUX0_SYNC_JITTER",
+    "agent_ids": "FLUX0_SYNC_AGENTS",
+    "session_ids": "FLUX0_SYNC_SESSIONS",
+    "token": "FLUX0_TOKEN",
+    "user_sub": "FLUX0_SYNC_USER",
+    "timeout": "FLUX0_SYNC_TIMEOUT",
+    "batch_size": "FLUX0_SYNC_BATCH_SIZE",
+    "max_backoff": "FLUX0_SYNC_MAX_BACKOFF",
+    "synchronous": "FLUX0_SYNC_SYNCHRONOUS",
+    "max_db_pages": "FLUX0_SYNC_MAX_DB_PAGES",
+}
+# INI keys (section [flux0-sync]) are the setting names with "db" for db_path.
+_INI_ALIASES = {"db": "db_path", "agents": "agent_ids", "sessions": "session_ids", "user": "user_sub"}
+
+
+def _convert(name: str, raw: Any) -> Any:
+    if raw is None:
+        return None
+    try:
+        if name in ("interval", "jitter", "timeout", "max_backoff"):
+            value = float(raw)
+            if value < 0 or (name in ("interval", "timeout") and value <= 0):
+                raise ValueError
+            return value
+        if name in ("batch_size", "max_db_pages"):
+            number = int(raw)
+            if number < 1:
+                raise ValueError
+            return number
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid value for {name}: {raw!r}") from None
+    if name in ("agent_ids", "session_ids"):
+        if isinstance(raw, (list, tuple)):
+            return tuple(str(x) for x in raw if str(x))
+        return tuple(part.strip() for part in str(raw).replace(",", " ").split() if part.strip())
+    if name == "synchronous":
+        value = str(raw).upper()
+        if value not in ("NORMAL", "FULL", "EXTRA"):
+            raise ConfigError(f"invalid value for synchronous: {raw!r} (NORMAL, FULL or EXTRA)")
+        return value
+    return str(raw) if raw != "" else None
+
+
+def _read_ini(path: str) -> Dict[str, Any]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except configparser.Error as exc:
+        raise ConfigError(f"config file {path} is not valid INI: {exc}") from exc
+    if not parser.has_section("flux0-sync"):
+        raise ConfigError(f"config file {path} has no [flux0-sync] section")
+    known = set(Config.__dataclass_fields__) - {"config_file"}
+    values: Dict[str, Any] = {}
+    for key, raw in parser.items("flux0-sync"):
+        name = _INI_ALIASES.get(key, key)
+        if name not in known:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        values[name] = raw
+    return values
+
+
+def load_config(flags: Mapping[str, Any], env: Mapping[str, str]) -> Config:
+    """Merge the sources; ``flags`` holds only the options given on the command line."""
+    config_file = flags.get("config_file") or env.get("FLUX0_SYNC_CONFIG") or None
+    merged: Dict[str, Any] = {"db_path": default_db_path(env)}
+    if config_file:
+        merged.update(_read_ini(config_file))
+    for name, var in ENV_VARS.items():
+        if env.get(var):
+            merged[name] = env[var]
+    merged.update({k: v for k, v in flags.items() if v is not None and k != "config_file"})
+    converted = {name: _convert(name, value) for name, value in merged.items()}
+    config = replace(Config(), **converted, config_file=config_file)
+    if not config.db_path:
+        raise ConfigError("db_path must not be empty")
+    return config

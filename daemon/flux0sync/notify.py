@@ -1,0 +1,68 @@
+"""The systemd notify protocol (``Type=notify``) without libsystemd: one datagram per message."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Optional
+
+__all__ = ["Notifier", "watchdog_interval"]
+
+
+class Notifier:
+    """Sends ``READY=1``, ``STATUS=...``, ``WATCHDOG=1`` and ``STOPPING=1`` to ``$NOTIFY_SOCKET``.
+
+    Without ``NOTIFY_SOCKET`` (not under systemd) every call is a no-op. Send errors are
+    swallowed: a missing supervisor must never stop the archive from syncing.
+    """
+
+    def __init__(self, address: Optional[str] = None) -> None:
+        address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
+        self._address: Optional[str] = None
+        if address and (address.startswith("/") or address.startswith("@")):
+            # '@' names a socket in the abstract namespace
+            self._address = "\0" + address[1:] if address.startswith("@") else address
+        self.sent = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    def send(self, *assignments: str) -> bool:
+        if self._address is None:
+            return False
+        payload = "\n".join(a.replace("\n", " ") for a in assignments).encode("utf-8")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.connect(self._address)
+                sock.sendall(payload)
+        except OSError:
+            return False
+        self.sent += 1
+        return True
+
+    def ready(self, status: str) -> bool:
+        return self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+
+    def status(self, status: str) -> bool:
+        return self.send(f"STATUS={status}")
+
+    def watchdog(self) -> bool:
+        return self.send("WATCHDOG=1")
+
+    def reloading(self) -> bool:
+        return self.send("RELOADING=1")
+
+    def stopping(self, status: str = "stopping") -> bool:
+        return self.send("STOPPING=1", f"STATUS={status}")
+
+
+def watchdog_interval() -> Optional[float]:
+    """Seconds between watchdog pings (half of ``$WATCHDOG_USEC``), if systemd asked for them."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and pid.isdigit() and int(pid) != os.getpid():
+        return None
+    return int(usec) / 2_000_000
