@@ -228,6 +228,10 @@ class StreamingResponse:
                     return
                 raise StreamError(f"{self.method} {self.url}: bad chunked encoding") from exc
             if not data:
+                remaining = self._raw.length
+                if remaining:
+                    self.close()
+                    raise StreamError(f"{self.method} {self.url}: body cut off {remaining} bytes short of its length")
                 if self._gunzip is not None:
                     tail = self._gunzip.flush()
                     if tail:

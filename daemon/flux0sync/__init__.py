@@ -6,4 +6,14 @@ from .config import Config, ConfigError, load_config
 from .store import Store, StoreError, StoreFullError
 from .sync import PassResult, Syncer
 
-__all__ = ["__version__", "Config", "ConfigError", "load_config", "Store", "StoreError", "StoreFullError", "Syncer", "PassResult"]
+__all__ = [
+    "__version__",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "Store",
+    "StoreError",
+    "StoreFullError",
+    "Syncer",
+    "PassResult",
+]

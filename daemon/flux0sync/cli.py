@@ -97,8 +97,8 @@ def _status(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) ->
         with make_client(load_config({"server_url": args.server_url}, os.environ)) as client:
             for row in rows:
                 try:
-                    events = client.sessions.list_events(row.session_id, min_offset=max(0, row.last_offset + 1))
-                    remote[row.session_id] = len(events)
+                    newer = client.sessions.list_events(row.session_id, min_offset=max(0, row.last_offset + 1))
+                    remote[row.session_id] = len(newer)
                 except Flux0Error as exc:
                     err.write(f"flux0-sync: {row.session_id}: {exc}\n")
                     remote[row.session_id] = None
@@ -165,7 +165,9 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
         store.close()
 
 
-def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None
+) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     out, err = stdout or sys.stdout, stderr or sys.stderr
     try:
@@ -178,12 +180,25 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         flags = {
             key: getattr(args, key)
             for key in (
-                "config_file", "server_url", "db_path", "interval", "jitter", "agent_ids", "session_ids", "token",
-                "user_sub", "timeout", "batch_size", "synchronous", "max_db_pages",
+                "config_file",
+                "server_url",
+                "db_path",
+                "interval",
+                "jitter",
+                "agent_ids",
+                "session_ids",
+                "token",
+                "user_sub",
+                "timeout",
+                "batch_size",
+                "synchronous",
+                "max_db_pages",
             )
         }
         config = load_config(flags, os.environ)
-        return run_daemon(config, once=args.once, check=not args.no_check, flags=flags, env=os.environ, log_level=args.log_level)
+        return run_daemon(
+            config, once=args.once, check=not args.no_check, flags=flags, env=os.environ, log_level=args.log_level
+        )
     except SystemExit as exc:
         return int(exc.code or 0)
     except ConfigError as exc:

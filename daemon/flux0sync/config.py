@@ -80,10 +80,10 @@ def _convert(name: str, raw: Any) -> Any:
             return tuple(str(x) for x in raw if str(x))
         return tuple(part.strip() for part in str(raw).replace(",", " ").split() if part.strip())
     if name == "synchronous":
-        value = str(raw).upper()
-        if value not in ("NORMAL", "FULL", "EXTRA"):
+        mode = str(raw).upper()
+        if mode not in ("NORMAL", "FULL", "EXTRA"):
             raise ConfigError(f"invalid value for synchronous: {raw!r} (NORMAL, FULL or EXTRA)")
-        return value
+        return mode
     return str(raw) if raw != "" else None
 
 

@@ -143,7 +143,7 @@ class Daemon:
         self._reload = True
 
     def _install_signals(self) -> Dict[int, Any]:
-        previous = {}
+        previous: Dict[int, Any] = {}
         for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop)):
             previous[sig] = signal.signal(sig, handler)
         if hasattr(signal, "SIGHUP"):
@@ -248,7 +248,7 @@ class Daemon:
             while not self._stop:
                 if self._reload:
                     syncer = self._apply_reload(syncer)
-                wait = self.config.interval * (1 + random.uniform(-self.config.jitter, self.config.jitter))  # noqa: S311
+                wait = self.config.interval * (1 + random.uniform(-self.config.jitter, self.config.jitter))
                 result: Optional[PassResult] = None
                 try:
                     result = syncer.run_pass()

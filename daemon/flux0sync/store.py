@@ -112,7 +112,7 @@ def _schema_v1(db: sqlite3.Connection) -> None:
             UNIQUE (session_id, "offset")
         );
         CREATE INDEX events_correlation ON events(correlation_id);
-        """
+        """,
     )
 
 
@@ -140,7 +140,7 @@ def _schema_v2(db: sqlite3.Connection) -> None:
         CREATE TRIGGER events_fts_delete AFTER DELETE ON events
             WHEN old.text IS NOT NULL AND old.text != ''
             BEGIN INSERT INTO events_fts(events_fts, rowid, text) VALUES ('delete', old.rowid, old.text); END;
-        """
+        """,
     )
 
 
@@ -426,7 +426,7 @@ class Store:
         else:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             rows = self.db.execute(
-                'SELECT session_id, "offset", source, text FROM events WHERE text LIKE ? ESCAPE \'\\\''
+                "SELECT session_id, \"offset\", source, text FROM events WHERE text LIKE ? ESCAPE '\\'"
                 ' ORDER BY session_id, "offset" LIMIT ?',
                 (pattern, limit),
             ).fetchall()

@@ -63,7 +63,7 @@ class Syncer:
 
     def _backoff(self, errors: int) -> float:
         ceiling = min(self.max_backoff, 2.0 ** min(errors, 20))
-        return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 - jitter, not crypto
+        return ceiling / 2 + random.random() * ceiling / 2
 
     def discover(self) -> List[Session]:
         """Agents and sessions from the server, stored; returns the sessions to sync."""

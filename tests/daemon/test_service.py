@@ -1,0 +1,303 @@
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+from flux0sync.config import Config, ConfigError, load_config
+from flux0sync.notify import Notifier, watchdog_interval
+
+from tests.daemon.helpers import archive_rows, assert_archive_equals_server, popen_daemon, run_daemon
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
+
+
+class NotifySocket:
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = str(tmp_path / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages: List[str] = []
+
+    def drain(self) -> List[str]:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                return self.messages
+
+    def wait_for(self, needle: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.drain():
+                if needle in message:
+                    return message
+        raise AssertionError(f"{needle!r} never arrived; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
+    agent = fake.add_agent()
+    ids = [fake.add_session(agent, f"s{i}") for i in range(sessions)]
+    for sid in ids:
+        fake.add_events(sid, events)
+    return ids
+
+
+# -- config ------------------------------------------------------------------------------------
+
+
+def test_config_precedence_and_validation(tmp_path: Path) -> None:
+    ini = tmp_path / "sync.ini"
+    ini.write_text("[flux0-sync]\nserver_url = http://ini:1\ndb = /ini.db\ninterval = 30\nagents = a1, a2\n")
+    env = {"FLUX0_SYNC_CONFIG": str(ini), "FLUX0_SYNC_INTERVAL": "20", "STATE_DIRECTORY": "/var/lib/flux0-sync"}
+    config = load_config({"interval": 5.0, "server_url": None}, env)
+    assert config.server_url == "http://ini:1" and config.interval == 5.0 and config.agent_ids == ("a1", "a2")
+    assert config.db_path == "/ini.db" and config.config_file == str(ini)
+    assert load_config({}, {"STATE_DIRECTORY": "/var/lib/x:/other"}).db_path == "/var/lib/x/flux0.sqlite3"
+    assert load_config({}, {"FLUX0_SYNC_INTERVAL": "20"}).interval == 20.0
+    assert "token" not in repr(load_config({"token": "secret-token"}, {})).replace("token=", "")
+    for bad in ({"interval": "0"}, {"batch_size": "-3"}, {"synchronous": "sometimes"}, {"timeout": "soon"}):
+        with pytest.raises(ConfigError):
+            load_config(bad, {})
+    (tmp_path / "bad.ini").write_text("[flux0-sync]\nfrobnicate = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config({"config_file": str(tmp_path / "bad.ini")}, {})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config({"config_file": str(tmp_path / "missing.ini")}, {})
+    assert Config().interval == 10.0
+
+
+def test_notifier_datagrams_and_watchdog_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = NotifySocket(tmp_path)
+    try:
+        notifier = Notifier(listener.path)
+        assert notifier.enabled and notifier.ready("up") and notifier.watchdog() and notifier.stopping()
+        messages = listener.drain()
+        assert messages[0].startswith("READY=1\nSTATUS=up\nMAINPID=")
+        assert messages[1:] == ["WATCHDOG=1", "STOPPING=1\nSTATUS=stopping"]
+    finally:
+        listener.close()
+    assert not Notifier("").send("READY=1")
+    assert not Notifier(str(tmp_path / "nobody-listens")).send("READY=1")
+    monkeypatch.setenv("WATCHDOG_USEC", "4000000")
+    assert watchdog_interval() == 2.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert watchdog_interval() is None
+
+
+# -- the process -------------------------------------------------------------------------------
+
+
+def test_once_mirrors_and_exit_codes(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    populate(fake_flux0, 5, 30)
+    db = str(tmp_path / "a.sqlite3")
+    proc = run_daemon(["--once", "--db", db], fake.url)
+    assert proc.returncode == 0, proc.stderr
+    assert_archive_equals_server(db, fake_flux0)
+    assert "pass: 5 sessions, +150 events" in proc.stderr
+    assert run_daemon(["--once", "--db", db, "--retries-bogus"], fake.url).returncode == 2
+    assert run_daemon(["--once", "--db", db], "http://127.0.0.1:1", FLUX0_SYNC_TIMEOUT="1").returncode == 1
+    assert run_daemon(["--once", "--db", db, "--interval", "0"], fake.url).returncode == 2
+
+
+def test_state_directory_default_and_journal_format(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    populate(fake_flux0, 1, 3)
+    proc = run_daemon(["--once"], fake.url, STATE_DIRECTORY=str(tmp_path), JOURNAL_STREAM="8:123")
+    assert proc.returncode == 0
+    assert os.path.exists(tmp_path / "flux0.sqlite3")
+    assert all(line.startswith("<") for line in proc.stderr.splitlines())
+
+
+def test_read_side_status_export_search(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    (sid,) = populate(fake_flux0, 1, 6)
+    db = str(tmp_path / "a.sqlite3")
+    assert run_daemon(["--once", "--db", db], fake.url).returncode == 0
+    proc = run_daemon(["status", "--db", db], None)
+    assert proc.returncode == 0 and sid in proc.stdout and "6 events, 1 sessions" in proc.stdout
+    fake_flux0.add_events(sid, 4)
+    proc = run_daemon(["status", "--db", db, "--server", "--json"], fake.url)
+    import json
+
+    doc = json.loads(proc.stdout)
+    assert doc["events"] == 6 and doc["per_session"][0]["behind"] == 4
+    proc = run_daemon(["export", sid, "--db", db, "--jsonl"], None)
+    assert [json.loads(line)["offset"] for line in proc.stdout.splitlines()] == list(range(6))
+    assert run_daemon(["export", "nosuchsess", "--db", db], None).returncode == 1
+    proc = run_daemon(["search", f"message {sid} #3", "--db", db], None)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
+    assert run_daemon(["search", "zebra", "--db", db], None).returncode == 1
+    assert run_daemon(["status", "--db", str(tmp_path / "none.sqlite3")], None).returncode == 3
+
+
+def test_sd_notify_ready_status_watchdog_stopping_and_sigterm(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    populate(fake_flux0, 3, 10)
+    listener = NotifySocket(tmp_path)
+    db = str(tmp_path / "a.sqlite3")
+    proc = popen_daemon(
+        ["--db", db, "--interval", "0.3"], fake.url, NOTIFY_SOCKET=listener.path, WATCHDOG_USEC="400000"
+    )
+    try:
+        ready = listener.wait_for("READY=1")
+        assert "STATUS=" in ready
+        listener.wait_for("STATUS=30 events in 3 sessions")
+        listener.wait_for("WATCHDOG=1")
+        pings = sum(1 for m in listener.drain() if m == "WATCHDOG=1")
+        time.sleep(1.0)
+        assert sum(1 for m in listener.drain() if m == "WATCHDOG=1") >= pings + 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        listener.wait_for("STOPPING=1")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    assert_archive_equals_server(db, fake_flux0)
+
+
+def test_sighup_reloads_config(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    agent_a = fake_flux0.add_agent()
+    agent_b = fake_flux0.add_agent()
+    fake_flux0.add_events(fake_flux0.add_session(agent_a), 2)
+    sb = fake_flux0.add_session(agent_b)
+    fake_flux0.add_events(sb, 3)
+    ini = tmp_path / "sync.ini"
+    ini.write_text(f"[flux0-sync]\nagents = {agent_a}\ninterval = 0.2\n")
+    db = str(tmp_path / "a.sqlite3")
+    listener = NotifySocket(tmp_path)
+    proc = popen_daemon(["--db", db, "--config", str(ini)], fake.url, NOTIFY_SOCKET=listener.path)
+    try:
+        listener.wait_for("STATUS=2 events")
+        ini.write_text(f"[flux0-sync]\nagents = {agent_a} {agent_b}\ninterval = 0.2\n")
+        proc.send_signal(signal.SIGHUP)
+        listener.wait_for("RELOADING=1")
+        listener.wait_for("STATUS=5 events")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    assert sb in archive_rows(db)
+
+
+def test_two_daemons_on_one_archive(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    populate(fake_flux0, 2, 5)
+    db = str(tmp_path / "a.sqlite3")
+    listener = NotifySocket(tmp_path)
+    first = popen_daemon(["--db", db, "--interval", "0.2"], fake.url, NOTIFY_SOCKET=listener.path)
+    try:
+        listener.wait_for("READY=1")
+        second = run_daemon(["--db", db, "--once"], fake.url)
+        assert second.returncode == 3
+        assert f"already syncing into {db}" in second.stderr and str(first.pid) in second.stderr
+        # readers are never blocked by the writer
+        assert run_daemon(["status", "--db", db], None).returncode == 0
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(20) == 0
+        listener.close()
+    assert_archive_equals_server(db, fake_flux0)
+
+
+def test_foreign_database_is_refused_at_start(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(str(other))
+    db.execute("CREATE TABLE ledger (x)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    proc = run_daemon(["--once", "--db", str(other)], fake.url)
+    assert proc.returncode == 3 and "refusing to touch it" in proc.stderr
+    assert other.read_bytes() == before
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(os.urandom(8192))
+    assert run_daemon(["--once", "--db", str(garbage)], fake.url).returncode == 3
+
+
+def test_full_disk_then_recovery(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    populate(fake_flux0, 4, 400)
+    db = str(tmp_path / "a.sqlite3")
+    proc = run_daemon(["--once", "--db", db, "--max-db-pages", "40", "--batch-size", "50"], fake.url)
+    assert proc.returncode == 1 and "archive is full" in proc.stderr
+    check = sqlite3.connect(db)
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for sid, last in check.execute("SELECT session_id, last_offset FROM sync_state"):
+        count = check.execute("SELECT count(*) FROM events WHERE session_id = ?", (sid,)).fetchone()[0]
+        assert count == last + 1
+    check.close()
+    proc = run_daemon(["--once", "--db", db], fake.url)
+    assert proc.returncode == 0, proc.stderr
+    assert_archive_equals_server(db, fake_flux0)
+
+
+def test_sigterm_during_batches_exits_0_consistent(tmp_path: Path, fake: FakeServer) -> None:
+    slow = FakeFlux0(fake)
+    populate(slow, 30, 200)
+    original = fake.find("GET", "/api/sessions/x")
+    assert original is not None
+
+    def slow_events(req: Request, conn: Conn) -> None:
+        time.sleep(0.02)
+        original(req, conn)  # type: ignore[misc]
+
+    fake.on("GET", "/api/sessions/*", slow_events)
+    db = str(tmp_path / "a.sqlite3")
+    for delay in (0.4, 0.7, 1.0):
+        proc = popen_daemon(["--db", db, "--batch-size", "10", "--synchronous", "FULL"], fake.url)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        rows = archive_rows(db)
+        for sid, items in rows.items():
+            assert [o for o, _ in items] == list(range(len(items)))
+    proc = run_daemon(["--once", "--db", db], fake.url)
+    assert proc.returncode == 0
+    assert_archive_equals_server(db, slow)
+
+
+@pytest.mark.slow
+def test_kill_9_loop_loses_and_duplicates_nothing(tmp_path: Path, fake: FakeServer) -> None:
+    server = FakeFlux0(fake)
+    sessions = populate(server, 40, 100)  # 4,000 events to start with
+    original = fake.find("GET", "/api/sessions/x")
+    assert original is not None
+
+    def slow_events(req: Request, conn: Conn) -> None:  # a server far away: a pass takes a while
+        time.sleep(0.015)
+        original(req, conn)  # type: ignore[misc]
+
+    fake.on("GET", "/api/sessions/*", slow_events)
+    db = str(tmp_path / "a.sqlite3")
+    rng = random.Random(42)
+    kills = mid_sync = 0
+    while kills < 25:
+        # the log keeps growing while the daemon is being killed
+        for sid in rng.sample(sessions, 10):
+            server.add_events(sid, rng.randint(20, 80))
+        proc = popen_daemon(["--db", db, "--batch-size", "7", "--interval", "0.05", "--no-check"], fake.url)
+        time.sleep(rng.uniform(0.15, 0.6))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        kills += 1
+        rows = archive_rows(db) if os.path.exists(db) else {}
+        for sid, items in rows.items():  # never a gap, at any instant
+            assert [o for o, _ in items] == list(range(len(items)))
+        if sum(len(v) for v in rows.values()) < sum(len(v) for v in server.events.values()):
+            mid_sync += 1
+    assert mid_sync >= 20, f"only {mid_sync} of {kills} kills landed mid-sync"
+    total = sum(len(v) for v in server.events.values())
+    assert total > 4000
+    proc = run_daemon(["--once", "--db", db], fake.url)
+    assert proc.returncode == 0, proc.stderr
+    assert_archive_equals_server(db, server)

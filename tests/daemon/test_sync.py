@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flux0sync.store import Store
+from flux0sync.sync import Syncer
+
+from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
+from tests.daemon.helpers import assert_archive_equals_server
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
+
+
+def client_for(fake: FakeServer, total: int = 3) -> Flux0:
+    return Flux0(fake.url, timeout=Timeout(2, 2), retry=Retry(total=total, backoff_factor=0))
+
+
+def test_full_mirror_equals_server_and_is_incremental(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    agents = [fake_flux0.add_agent(f"A{i}") for i in range(3)]
+    sessions = [fake_flux0.add_session(agents[i % 3], f"t{i}") for i in range(12)]
+    for i, sid in enumerate(sessions):
+        fake_flux0.add_events(sid, 10 * i)
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    syncer = Syncer(client_for(fake), store, batch_size=7)
+    result = syncer.run_pass()
+    assert result.ok and result.sessions_seen == 12 and result.events_inserted == sum(10 * i for i in range(12))
+    assert_archive_equals_server(db, fake_flux0)
+    assert store.counts() == (3, 12, result.events_inserted)
+    fake_flux0.add_events(sessions[3], 5)
+    new = fake_flux0.add_session(agents[0])
+    fake_flux0.add_events(new, 3)
+    before = len(fake.requests)
+    second = syncer.run_pass()
+    assert second.events_inserted == 8
+    assert_archive_equals_server(db, fake_flux0)
+    queries = [r.query.get("min_offset") for r in fake.requests[before:] if r.path.endswith("/events")]
+    assert "30" in queries  # session 3 resumed after its checkpoint, not from 0
+
+
+def test_agent_and_session_filters(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    a1, a2 = fake_flux0.add_agent(), fake_flux0.add_agent()
+    s1, s2, s3 = fake_flux0.add_session(a1), fake_flux0.add_session(a2), fake_flux0.add_session(a2)
+    for sid in (s1, s2, s3):
+        fake_flux0.add_events(sid, 4)
+    store = Store(str(tmp_path / "a.sqlite3"))
+    Syncer(client_for(fake), store, agent_ids=[a2]).run_pass()
+    assert {s.session_id for s in store.session_statuses()} == {s2, s3}
+    store2 = Store(str(tmp_path / "b.sqlite3"))
+    result = Syncer(client_for(fake), store2, session_ids=[s1, "missing000"]).run_pass()
+    assert result.sessions_seen == 1 and {s.session_id for s in store2.session_statuses()} == {s1}
+
+
+def test_failing_session_backs_off_alone(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    agent = fake_flux0.add_agent()
+    good, bad = fake_flux0.add_session(agent), fake_flux0.add_session(agent)
+    fake_flux0.add_events(good, 5)
+    fake_flux0.add_events(bad, 5)
+    fake_flux0.events[bad][2]["id"] = 12345
+    store = Store(str(tmp_path / "a.sqlite3"))
+    clock = [1000.0]
+    syncer = Syncer(client_for(fake), store, clock=lambda: clock[0])
+    result = syncer.run_pass()
+    assert result.sessions_synced == 1 and result.sessions_failed == 1 and "'id'" in result.errors[0]
+    assert store.checkpoint(good) == 4 and store.checkpoint(bad) == -1
+    status = {s.session_id: s for s in store.session_statuses()}
+    assert status[bad].errors == 1 and "'id'" in (status[bad].last_error or "")
+    assert syncer.run_pass().sessions_skipped == 1  # still backing off
+    fake_flux0.events[bad][2]["id"] = "fixed"
+    clock[0] += 10_000
+    assert syncer.run_pass().sessions_synced == 2
+    assert store.checkpoint(bad) == 4
+
+
+def test_server_down_aborts_the_pass(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    agent = fake_flux0.add_agent()
+    fake_flux0.add_events(fake_flux0.add_session(agent), 3)
+
+    def reset(req: Request, conn: Conn) -> None:
+        conn.reset()
+
+    fake.on("GET", "/api/sessions/*", reset)
+    with pytest.raises(APIConnectionError):
+        Syncer(client_for(fake, total=1), Store(str(tmp_path / "a.sqlite3"))).run_pass()
+
+
+def test_flaky_server_30_percent_failures_archive_ends_equal(tmp_path: Path, fake: FakeServer) -> None:
+    flaky = FakeFlux0(fake, failure_rate=0.3, seed=7)
+    agent = flaky.add_agent()
+    sessions = [flaky.add_session(agent) for _ in range(40)]
+    for i, sid in enumerate(sessions):
+        flaky.add_events(sid, 20 + i)
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    syncer = Syncer(client_for(fake, total=2), store, batch_size=9, clock=lambda: 0.0)
+    syncer._backoff = lambda errors: 0.0  # type: ignore[method-assign]  # no waiting in a test
+    passes = 0
+    while passes < 200:
+        passes += 1
+        try:
+            result = syncer.run_pass()
+        except Flux0Error:
+            continue  # the daemon's loop does the same: back off and try the next pass
+        if result.ok and result.events_inserted == 0 and result.sessions_synced == len(sessions):
+            break
+    flaky.failure_rate = 0
+    Syncer(client_for(fake), store).run_pass()
+    assert_archive_equals_server(db, flaky)
+    failed = sum(1 for r in fake.requests) - passes
+    assert failed > 0
