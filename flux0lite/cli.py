@@ -16,7 +16,19 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 from ._version import __version__
 from .client import DEFAULT_SERVER_URL, Flux0, enable_debug_logging
 from .errors import APIConnectionError, APIError, ConfigError, Flux0Error
-from .models import Agent, ChunkEvent, Event, RawStreamEvent, Session, StatusEvent, StatusEventData, StreamEvent
+from .models import (
+    Agent,
+    ChunkEvent,
+    Event,
+    MessageEventData,
+    RawStreamEvent,
+    Session,
+    StatusEvent,
+    StatusEventData,
+    StreamEvent,
+    ToolCallPart,
+    ToolEventData,
+)
 from .retry import Retry
 from .transport import Timeout
 
@@ -212,9 +224,22 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: Tex
 def _event_summary(event: Event) -> str:
     if event.text:
         return event.text
-    if isinstance(event.data, StatusEventData):
-        return event.data.status
+    data = event.data
+    if isinstance(data, StatusEventData):
+        return data.status
+    if isinstance(data, MessageEventData):
+        calls = [p for p in data.parts if isinstance(p, ToolCallPart)]
+        if calls:
+            return "; ".join(f"calls {c.tool_name}({_compact(c.args)})" for c in calls)
+    if isinstance(data, ToolEventData) and data.tool_calls:
+        return "; ".join(f"{c.tool_name} returned {_compact(c.result)}" for c in data.tool_calls)
     return json.dumps(event.data if isinstance(event.data, dict) else event.data.to_dict(), ensure_ascii=False)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "".join(value)  # arguments streamed as string pieces
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _emit(args: argparse.Namespace, out: TextIO, items: List[Any], single: bool, table: Callable[[], None]) -> None:
