@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import ssl
-import sys
 import urllib.parse
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 from .errors import ConfigError
 from .resources import Agents, Sessions
@@ -25,6 +22,10 @@ from .transport import (
     parse_server_url,
 )
 
+if TYPE_CHECKING:
+    import logging
+    import ssl
+
 __all__ = ["Flux0", "DEFAULT_SERVER_URL", "enable_debug_logging"]
 
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
@@ -33,6 +34,9 @@ _COOKIE_NAME = "flux0_user_sub"
 
 def enable_debug_logging() -> None:
     """Send flux0lite's debug log (credentials redacted) to stderr."""
+    import logging
+    import sys
+
     log = logging.getLogger("flux0lite")
     if not any(getattr(h, "_flux0lite", False) for h in log.handlers):
         handler = logging.StreamHandler(sys.stderr)
@@ -66,8 +70,8 @@ class Flux0:
         headers: Optional[Mapping[str, str]] = None,
         token: Optional[str] = None,
         user_sub: Optional[str] = None,
-        debug_logger: Optional[logging.Logger] = None,
-        ssl_context: Optional[ssl.SSLContext] = None,
+        debug_logger: "Optional[logging.Logger]" = None,
+        ssl_context: "Optional[ssl.SSLContext]" = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:

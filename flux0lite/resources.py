@@ -6,10 +6,10 @@ that runs it in a worker thread (``asyncio.to_thread``), so async code never blo
 
 from __future__ import annotations
 
-import asyncio
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Union
 
+from .aio import in_thread
 from .errors import ConfigError, ModelError
 from .models import Agent, Event, Session
 from .retry import Retry
@@ -64,7 +64,7 @@ class Agents:
         return Agent.from_dict(self._client.request_json("GET", path, timeout=timeout, retry=retry))
 
     async def list_async(self, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> List[Agent]:
-        return await asyncio.to_thread(self.list, timeout=timeout, retry=retry)
+        return await in_thread(self.list, timeout=timeout, retry=retry)
 
     async def create_async(
         self,
@@ -75,14 +75,12 @@ class Agents:
         timeout: TimeoutArg = None,
         retry: Optional[Retry] = None,
     ) -> Agent:
-        return await asyncio.to_thread(
-            self.create, name=name, type=type, description=description, timeout=timeout, retry=retry
-        )
+        return await in_thread(self.create, name=name, type=type, description=description, timeout=timeout, retry=retry)
 
     async def retrieve_async(
         self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None
     ) -> Agent:
-        return await asyncio.to_thread(self.retrieve, agent_id, timeout=timeout, retry=retry)
+        return await in_thread(self.retrieve, agent_id, timeout=timeout, retry=retry)
 
 
 class Sessions:
@@ -189,7 +187,7 @@ class Sessions:
         timeout: TimeoutArg = None,
         retry: Optional[Retry] = None,
     ) -> Session:
-        return await asyncio.to_thread(
+        return await in_thread(
             self.create,
             agent_id=agent_id,
             id=id,
@@ -202,12 +200,12 @@ class Sessions:
     async def list_async(
         self, *, agent_id: Optional[str] = None, timeout: TimeoutArg = None, retry: Optional[Retry] = None
     ) -> List[Session]:
-        return await asyncio.to_thread(self.list, agent_id=agent_id, timeout=timeout, retry=retry)
+        return await in_thread(self.list, agent_id=agent_id, timeout=timeout, retry=retry)
 
     async def retrieve_async(
         self, session_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None
     ) -> Session:
-        return await asyncio.to_thread(self.retrieve, session_id, timeout=timeout, retry=retry)
+        return await in_thread(self.retrieve, session_id, timeout=timeout, retry=retry)
 
     async def create_event_async(
         self,
@@ -219,7 +217,7 @@ class Sessions:
         timeout: TimeoutArg = None,
         retry: Optional[Retry] = None,
     ) -> AsyncEventStream:
-        stream = await asyncio.to_thread(
+        stream = await in_thread(
             self.create_event, session_id, content, type=type, source=source, timeout=timeout, retry=retry
         )
         return AsyncEventStream(stream)
@@ -235,7 +233,7 @@ class Sessions:
         timeout: TimeoutArg = None,
         retry: Optional[Retry] = None,
     ) -> List[Event]:
-        return await asyncio.to_thread(
+        return await in_thread(
             self.list_events,
             session_id,
             min_offset=min_offset,

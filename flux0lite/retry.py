@@ -8,9 +8,6 @@ after a connect failure, which proves nothing was sent.
 
 from __future__ import annotations
 
-import email.utils
-import random
-import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, FrozenSet, Mapping, Optional
@@ -18,8 +15,6 @@ from typing import Callable, FrozenSet, Mapping, Optional
 from .errors import ConfigError
 
 __all__ = ["Retry", "parse_retry_after", "DEFAULT_RETRY", "NO_RETRY"]
-
-_DIGITS = re.compile(r"[0-9]+")
 
 
 def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> Optional[float]:
@@ -32,8 +27,10 @@ def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> O
     text = value.strip()
     if not text:
         return None
-    if _DIGITS.fullmatch(text):
+    if text.isdigit() and text.isascii():
         return float(int(text))
+    import email.utils  # HTTP dates are rare; keep the import off the common path
+
     try:
         parsed = email.utils.parsedate_tz(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -79,7 +76,7 @@ class Retry:
     respect_retry_after: bool = True
     max_retry_after: float = 60.0
     idempotent_methods: FrozenSet[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-    random_source: Callable[[], float] = field(default=random.random, compare=False, repr=False)
+    random_source: Optional[Callable[[], float]] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < 0:
@@ -111,6 +108,10 @@ class Retry:
         exponent = min(retry_number - 1, 62)
         ceiling = min(self.max_backoff, self.backoff_factor * (2.0**exponent))
         if self.jitter:
+            if self.random_source is None:
+                import random
+
+                return ceiling * random.random()
             return ceiling * self.random_source()
         return ceiling
 

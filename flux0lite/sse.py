@@ -14,9 +14,7 @@ unfinished lines are kept in a buffer and never rescanned.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 from .errors import ConfigError, ResponseTooLargeError
 
@@ -25,13 +23,13 @@ __all__ = ["SSEEvent", "SSEDecoder", "DEFAULT_MAX_LINE_BYTES"]
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
-_RETRY_DIGITS = re.compile(rb"[0-9]+")
 _CR = 13
 _LF = 10
+_EVENT_NAMES = {b"": "message", b"message": "message", b"status": "status", b"chunk": "chunk"}
+_new_event = tuple.__new__
 
 
-@dataclass(frozen=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """One dispatched event.
 
     ``event`` is the event type (``"message"`` when the block named none); ``id`` is the last
@@ -92,33 +90,33 @@ class SSEDecoder:
             data = self._strip_bom(data)
             if not data:
                 return []
-        events: List[SSEEvent] = []
         if self._skip_lf:
             self._skip_lf = False
             if data[0] == _LF:
                 data = data[1:]
-        lines = data.splitlines(True)
-        if not lines:
-            return events
-        last = lines[-1]
-        tail_complete = last[-1] in (_CR, _LF)
-        complete = lines if tail_complete else lines[:-1]
-        if complete:
+                if not data:
+                    return []
+        if b"\r" not in data:
+            # The common case (flux0 sends LF only): one C-level split, no terminators to strip.
+            lines = data.split(b"\n")
+            tail = lines.pop()
+        else:
+            pieces = data.splitlines(True)
+            tail = b"" if pieces[-1][-1] in (_CR, _LF) else pieces.pop()
+            lines = [p[:-2] if p[-1] == _LF and p[-2:-1] == b"\r" else p[:-1] for p in pieces]
+            self._skip_lf = not tail and pieces[-1][-1] == _CR
+        events: List[SSEEvent] = []
+        if lines:
             if self._partial:
-                first = bytes(self._partial) + complete[0]
+                lines[0] = bytes(self._partial) + lines[0]
                 self._partial.clear()
-                complete[0] = first
-            for line in complete:
-                end = len(line) - 1
-                if line[end] == _LF and end > 0 and line[end - 1] == _CR:
-                    end -= 1
-                if len(line) > self._max + 2:
+                if len(lines[0]) > self._max:
                     self._too_long()
-                self._process_line(line[:end], events)
-            if last[-1] == _CR:
-                self._skip_lf = True
-        if not tail_complete:
-            self._partial += last
+            if len(data) > self._max and any(len(line) > self._max for line in lines):
+                self._too_long()
+            self._process(lines, events)
+        if tail:
+            self._partial += tail
             if len(self._partial) > self._max:
                 self._too_long()
         return events
@@ -150,41 +148,53 @@ class SSEDecoder:
             return head[len(_BOM) :]
         return head
 
-    def _process_line(self, line: bytes, events: List[SSEEvent]) -> None:
-        if not line:
-            self._dispatch(events)
-            return
-        if line[0] == 58:  # ':' starts a comment
-            return
-        name, colon, value = line.partition(b":")
-        if colon and value[:1] == b" ":
-            value = value[1:]
-        self._block_started = True
-        if name == b"data":
-            self._data_size += len(value) + 1
-            if self._data_size > self._max:
-                self._too_long()
-            self._data.append(value)
-        elif name == b"event":
-            self._event_type = value
-        elif name == b"id":
-            if b"\x00" not in value:
-                self._id_buffer = value.decode("utf-8", "replace")
-        elif name == b"retry":
-            if _RETRY_DIGITS.fullmatch(value):
-                self._retry = self._block_retry = int(value)
+    def _process(self, lines: List[bytes], events: List[SSEEvent]) -> None:
+        """Apply complete lines (terminators removed); the hot loop, so kept flat."""
+        data = self._data
+        limit = self._max
+        for line in lines:
+            if not line:
+                self._dispatch(events)
+                data = self._data
+                continue
+            if line[0] == 58:  # ':' starts a comment
+                continue
+            self._block_started = True
+            if line.startswith(b"data:"):
+                value = line[6:] if len(line) > 5 and line[5] == 32 else line[5:]
+                self._data_size += len(value) + 1
+                if self._data_size > limit:
+                    self._too_long()
+                data.append(value)
+                continue
+            name, colon, value = line.partition(b":")
+            if colon and value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":  # "data" with no colon: an empty data line
+                self._data_size += 1
+                data.append(value)
+            elif name == b"event":
+                self._event_type = value
+            elif name == b"id":
+                if b"\x00" not in value:
+                    self._id_buffer = value.decode("utf-8", "replace")
+            elif name == b"retry":
+                if value.isdigit():  # bytes.isdigit() is ASCII-only: exactly [0-9]+
+                    self._retry = self._block_retry = int(value)
 
     def _dispatch(self, events: List[SSEEvent]) -> None:
         if self._id_buffer is not None:
             self._last_event_id = self._id_buffer
         if self._data:
             raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            event_type = self._event_type
+            name = _EVENT_NAMES.get(event_type)
+            if name is None:
+                name = event_type.decode("utf-8", "replace")
+                if len(_EVENT_NAMES) < 256 and len(event_type) <= 64:
+                    _EVENT_NAMES[event_type] = name
             events.append(
-                SSEEvent(
-                    data=raw.decode("utf-8", "replace"),
-                    event=self._event_type.decode("utf-8", "replace") if self._event_type else "message",
-                    id=self._last_event_id,
-                    retry=self._block_retry,
-                )
+                _new_event(SSEEvent, (raw.decode("utf-8", "replace"), name, self._last_event_id, self._block_retry))
             )
-        self._reset_block()
+        if self._block_started or self._data:
+            self._reset_block()

@@ -7,10 +7,10 @@ events are decoded lazily, as bytes arrive, so tokens can be shown while they st
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, Generator, Iterator, List, Tuple, cast
 
+from .aio import in_thread
 from .errors import ContentTypeError, StreamError
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
 from .patch import apply_patches, document_text
@@ -174,13 +174,13 @@ class AsyncEventStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
-        event: object = await asyncio.to_thread(next, self._stream, _DONE)
+        event: object = await in_thread(next, self._stream, _DONE)
         if event is _DONE:
             raise StopAsyncIteration
         return cast(StreamEvent, event)
 
     async def reply(self) -> Reply:
-        return await asyncio.to_thread(self._stream.reply)
+        return await in_thread(self._stream.reply)
 
     async def aclose(self) -> None:
         self._stream.close()

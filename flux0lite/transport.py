@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
 import zlib
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from ._version import __version__
 from .errors import (
@@ -53,7 +53,21 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
 ]
 
-logger = logging.getLogger("flux0lite")
+if TYPE_CHECKING:
+    import logging
+
+_DEBUG = 10  # logging.DEBUG
+
+
+def _default_logger() -> "Optional[logging.Logger]":
+    """The ``flux0lite`` logger, if the application uses logging at all.
+
+    Nobody can have enabled debug output without importing ``logging``, so until something
+    has, requests skip logging entirely and the module is not imported on their behalf.
+    """
+    logging_module = sys.modules.get("logging")
+    return logging_module.getLogger("flux0lite") if logging_module is not None else None
+
 
 USER_AGENT = f"flux0lite/{__version__}"
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
@@ -311,9 +325,9 @@ class Transport:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_idle_per_origin: int = 8,
         sleep: Any = time.sleep,
-        log: Optional[logging.Logger] = None,
+        log: "Optional[logging.Logger]" = None,
     ) -> None:
-        self._log = log or logger
+        self._log = log
         self.timeout = timeout
         self.retry = retry
         self.headers: Dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
@@ -466,20 +480,24 @@ class Transport:
         send_headers = dict(self.headers)
         send_headers.update(headers or {})
         origin, target = _split_url(url)
+        log = self._log or _default_logger()
+        debug = log is not None and log.isEnabledFor(_DEBUG)
         retries_done = 0
         redirects: List[str] = []
         while True:
             idempotent = policy.is_idempotent(method)
             full_url = f"{origin.scheme}://{origin.netloc}{target}"
             started = time.monotonic()
-            if self._log.isEnabledFor(logging.DEBUG):
-                self._log.debug("-> %s %s headers=%s", method, full_url, redact_headers(send_headers))
+            if debug:
+                assert log is not None
+                log.debug("-> %s %s headers=%s", method, full_url, redact_headers(send_headers))
             try:
                 conn, raw = self._attempt(method, origin, target, send_headers, body, timeout, idempotent)
                 response_headers = _lower_headers(raw)
                 status = raw.status
-                if self._log.isEnabledFor(logging.DEBUG):
-                    self._log.debug(
+                if debug:
+                    assert log is not None
+                    log.debug(
                         "<- %s %s %d in %.1f ms headers=%s",
                         method,
                         full_url,
@@ -497,15 +515,16 @@ class Transport:
                     self._finish(origin, conn, raw, method, full_url)
                     retries_done += 1
                     wait = policy.delay(retries_done, response_headers)
-                    self._log.debug(
-                        "retry %d/%d of %s %s after HTTP %d in %.2f s",
-                        retries_done,
-                        policy.total,
-                        method,
-                        full_url,
-                        status,
-                        wait,
-                    )
+                    if log is not None:
+                        log.debug(
+                            "retry %d/%d of %s %s after HTTP %d in %.2f s",
+                            retries_done,
+                            policy.total,
+                            method,
+                            full_url,
+                            status,
+                            wait,
+                        )
                     self._sleep(wait)
                     continue
                 if stream and 200 <= status < 300:
@@ -518,9 +537,10 @@ class Transport:
                     and retries_done < policy.total
                     and policy.may_retry_error(method, request_sent=failure.request_sent)
                 )
-                self._log.debug(
-                    "%s %s failed: %s%s", method, full_url, failure.error, " (will retry)" if can_retry else ""
-                )
+                if log is not None:
+                    log.debug(
+                        "%s %s failed: %s%s", method, full_url, failure.error, " (will retry)" if can_retry else ""
+                    )
                 if not can_retry:
                     raise failure.error from failure.__cause__
                 retries_done += 1
@@ -555,7 +575,6 @@ class Transport:
         if method not in ("GET", "HEAD"):
             # 307/308 would re-send the body: for a chat message that could deliver it twice.
             raise RedirectError(f"refusing to follow a redirect of {method} {current_url} to {new_url}")
-        self._log.debug("following redirect to %s", new_url)
         return new_origin, target, method, body, headers
 
 

@@ -253,14 +253,19 @@ def test_sigterm_during_batches_exits_0_consistent(tmp_path: Path, fake: FakeSer
 
     fake.on("GET", "/api/sessions/*", slow_events)
     db = str(tmp_path / "a.sqlite3")
-    for delay in (0.4, 0.7, 1.0):
-        proc = popen_daemon(["--db", db, "--batch-size", "10", "--synchronous", "FULL"], fake.url)
+    listener = NotifySocket(tmp_path)
+    for delay in (0.05, 0.3, 0.6):
+        proc = popen_daemon(
+            ["--db", db, "--batch-size", "10", "--synchronous", "FULL"], fake.url, NOTIFY_SOCKET=listener.path
+        )
+        listener.wait_for("READY=1")  # before READY, SIGTERM meets Python's default handler
         time.sleep(delay)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         rows = archive_rows(db)
         for sid, items in rows.items():
             assert [o for o, _ in items] == list(range(len(items)))
+    listener.close()
     proc = run_daemon(["--once", "--db", db], fake.url)
     assert proc.returncode == 0
     assert_archive_equals_server(db, slow)

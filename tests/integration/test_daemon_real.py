@@ -94,8 +94,6 @@ def test_daemon_survives_server_crashes_and_catches_up(tmp_path: Path) -> None:
         assert sum(len(v) for v in final.values()) >= 5 * 4
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(20) == 0
-        stderr = daemon.stderr.read() if daemon.stderr else ""
-        assert "server unavailable" in stderr
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.kill()

@@ -1,0 +1,526 @@
+"""flux0lite benchmarks, measured side by side with the peers in one run.
+
+Run through ``bench/run`` (it builds the peers' venv). Writes bench/RESULTS.md and
+bench/throughput.png. Every figure is a median of several runs; every comparison is a ratio of
+numbers measured in this same run, interleaved, so machine noise hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "daemon"), str(ROOT / "scripts")]
+
+from flux0lite import Flux0, Retry, Timeout  # noqa: E402
+from flux0lite.sse import SSEDecoder  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+ROWS: List[Tuple[str, str, str, str]] = []  # section, measurement, value, verdict
+PLOT: Dict[str, List[Tuple[float, float]]] = {}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def median_time(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def interleaved(fns: Dict[str, Callable[[], Any]], repeat: int) -> Dict[str, float]:
+    """Median seconds per function, running them in turn so that noise is shared."""
+    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def row(section: str, measurement: str, value: str, verdict: str = "") -> None:
+    ROWS.append((section, measurement, value, verdict))
+    log(f"  {section} | {measurement} | {value} | {verdict}")
+
+
+def target(ok: bool, text: str) -> str:
+    return f"{'met' if ok else 'MISSED'}: {text}"
+
+
+# -- 1. import cost -----------------------------------------------------------------------------
+
+
+def bench_import(repeat: int) -> None:
+    log("import cost")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="")
+    python = sys.executable
+    for warm in ("import flux0lite", "import httpx, httpx_sse, pydantic"):
+        subprocess.run([python, "-c", warm], env=env, check=True)  # warm the bytecode caches
+
+    def run(code: str) -> Callable[[], None]:
+        return lambda: subprocess.run([python, "-c", code], env=env, check=True)
+
+    times = interleaved(
+        {"bare": run("pass"), "flux0lite": run("import flux0lite"), "peers": run("import httpx, httpx_sse, pydantic")},
+        repeat,
+    )
+    over_bare = (times["flux0lite"] - times["bare"]) * 1000
+    peers_over = (times["peers"] - times["bare"]) * 1000
+    proc = subprocess.run([python, "-X", "importtime", "-c", "import flux0lite"], env=env, capture_output=True, text=True)
+    self_us = 0
+    for line in proc.stderr.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*flux0lite$", line)
+        if match:
+            self_us = int(match.group(1))
+    modules = subprocess.run(
+        [python, "-c", "import sys; before=set(sys.modules); import flux0lite; print(len(set(sys.modules)-before))"],
+        env=env, capture_output=True, text=True,
+    ).stdout.strip()
+    row("import", "python -c pass (wall, median)", f"{times['bare'] * 1000:.1f} ms")
+    row("import", "python -c 'import flux0lite' (wall)", f"{times['flux0lite'] * 1000:.1f} ms (+{over_bare:.1f} ms)",
+        target(over_bare <= 15, "at most 15 ms over bare Python"))
+    row("import", "python -c 'import httpx, httpx_sse, pydantic' (wall)", f"{times['peers'] * 1000:.1f} ms (+{peers_over:.1f} ms)")
+    ratio = peers_over / max(over_bare, 0.01)
+    row("import", "added import cost, peers / flux0lite", f"{ratio:.1f}x", target(ratio >= 10, "10x or more"))
+    row("import", "-X importtime cumulative for flux0lite", f"{self_us / 1000:.1f} ms; {modules} modules loaded")
+
+
+# -- 2. SSE decoding ----------------------------------------------------------------------------
+
+
+def chunks_of(data: bytes, size: int) -> List[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def decode_flux0lite(chunks: Iterable[bytes]) -> int:
+    decoder = SSEDecoder(max_line_bytes=1 << 30)
+    count = 0
+    for chunk in chunks:
+        count += len(decoder.feed(chunk))
+    decoder.close()
+    return count
+
+
+def decode_httpx_sse(chunks: Iterable[bytes]) -> int:
+    # What httpx-sse does on a response: httpx's incremental UTF-8 text, its SSE line splitter,
+    # then its SSE decoder.
+    from httpx_sse._decoders import SSEDecoder as PeerDecoder
+    from httpx_sse._decoders import SSELineDecoder
+
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    lines = SSELineDecoder()
+    decoder = PeerDecoder()
+    count = 0
+    for chunk in chunks:
+        for line in lines.decode(text.decode(chunk)):
+            if decoder.decode(line.rstrip("\n")) is not None:
+                count += 1
+    for line in lines.flush():
+        if decoder.decode(line.rstrip("\n")) is not None:
+            count += 1
+    return count
+
+
+def decode_sseclient(chunks: Iterable[bytes]) -> int:
+    import sseclient
+
+    return sum(1 for _ in sseclient.SSEClient(iter(chunks)).events())
+
+
+def split_floor(chunks: Iterable[bytes]) -> int:
+    """The physical floor: touch every read once and split it on LF (no parsing, no decoding)."""
+    count = 0
+    for chunk in chunks:
+        count += len(chunk.split(b"\n"))
+    return count
+
+
+DECODERS: Dict[str, Callable[[Iterable[bytes]], int]] = {
+    "flux0lite": decode_flux0lite,
+    "httpx-sse": decode_httpx_sse,
+    "sseclient-py": decode_sseclient,
+    "floor (bytes.split)": split_floor,
+}
+
+_SUBPROCESS_DECODE = """
+import sys, time, pickle
+sys.path[:0] = {paths!r}
+from bench import decode_sseclient, decode_httpx_sse, chunks_of
+data = open(sys.argv[1], "rb").read()
+chunks = chunks_of(data, int(sys.argv[2]))
+fn = {{"sseclient-py": decode_sseclient, "httpx-sse": decode_httpx_sse}}[sys.argv[3]]
+started = time.perf_counter()
+count = fn(chunks)
+print(time.perf_counter() - started, count)
+"""
+
+
+def timed_in_subprocess(name: str, data: bytes, read_size: int, limit: float) -> Optional[float]:
+    """Time a peer in a child process that is killed after ``limit`` seconds (None: too slow)."""
+    with tempfile.NamedTemporaryFile(suffix=".sse", delete=False) as handle:
+        handle.write(data)
+    try:
+        code = _SUBPROCESS_DECODE.format(paths=[str(ROOT / "bench"), str(ROOT)])
+        proc = subprocess.run(
+            [sys.executable, "-c", code, handle.name, str(read_size), name], capture_output=True, text=True, timeout=limit
+        )
+        return float(proc.stdout.split()[0])
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        os.unlink(handle.name)
+
+
+def flux0_stream_sample() -> bytes:
+    capture = SHARED / "flux0-api" / "captures" / "sse-sample.txt"
+    if capture.exists():
+        return capture.read_bytes()
+    chunk = {"correlation_id": "RID(x)::y", "event_id": "e", "seq": 0, "patches": [{"op": "add", "path": "/-", "value": "word "}]}
+    return b"".join(b"event: chunk\ndata: " + json.dumps(chunk).encode() + b"\n\n" for _ in range(10))
+
+
+def bench_sse(repeat: int, quick: bool) -> None:
+    log("SSE decoding")
+    sample = flux0_stream_sample()
+    recorded = sample * max(1, (20 << 20) // len(sample))
+    small = b"".join(b"data: {\"n\": %d}\n\n" % i for i in range(100_000))
+    workloads = [
+        ("(a) recorded flux0 stream x%d, %.0f MB, 64 KiB reads" % (len(recorded) // len(sample), len(recorded) / 1e6), recorded, 65536),
+        ("(b) 100k small events, %.1f MB, 64 KiB reads" % (len(small) / 1e6), small, 65536),
+    ]
+    for title, data, read_size in workloads:
+        chunks = chunks_of(data, read_size)
+        expected = decode_flux0lite(chunks)
+        for name in ("httpx-sse", "sseclient-py"):
+            assert DECODERS[name](chunks) == expected, f"{name} disagrees on {title}"
+        times = interleaved({name: (lambda fn=fn: fn(chunks)) for name, fn in DECODERS.items()}, repeat)
+        mb = len(data) / 1e6
+        for name, seconds in times.items():
+            row("SSE " + title, name, f"{mb / seconds:.0f} MB/s, {expected / seconds / 1000:.0f}k events/s")
+        ours = times["flux0lite"]
+        faster = min(times["httpx-sse"], times["sseclient-py"]) / ours
+        row("SSE " + title, "flux0lite speed-up over the faster peer", f"{faster:.2f}x", target(faster > 1, "faster than both peers"))
+        floor_ratio = ours / times["floor (bytes.split)"]
+        row("SSE " + title, "flux0lite time / floor", f"{floor_ratio:.2f}x", target(floor_ratio <= 3, "within 3x of the floor"))
+    # (c) one huge event in 1 KiB reads, at several sizes: throughput must stay flat (linear time)
+    sizes = [5, 10, 25] if quick else [10, 25, 50]
+    for size in sizes:
+        data = b"data: " + b"x" * (size << 20) + b"\n\n"
+        chunks = chunks_of(data, 1024)
+        ours = median_time(lambda: decode_flux0lite(chunks), max(1, repeat // 2))
+        floor = median_time(lambda: split_floor(chunks), max(1, repeat // 2))
+        PLOT.setdefault("flux0lite", []).append((size, size / ours))
+        PLOT.setdefault("floor (bytes.split)", []).append((size, size / floor))
+        label = f"(c) one {size} MiB event, 1 KiB reads"
+        row("SSE " + label, "flux0lite", f"{size / ours:.0f} MiB/s", target(ours / floor <= 3, f"within 3x of floor ({ours / floor:.2f}x)"))
+        for name in ("httpx-sse", "sseclient-py"):
+            seconds = timed_in_subprocess(name, data, 1024, limit=60 if not quick else 20)
+            if seconds is None:
+                row("SSE " + label, name, "did not finish within the time limit (quadratic buffering)")
+            else:
+                PLOT.setdefault(name, []).append((size, size / seconds))
+                row("SSE " + label, name, f"{size / seconds:.0f} MiB/s")
+    speeds = [s for _, s in PLOT["flux0lite"]]
+    flat = min(speeds) / max(speeds)
+    row("SSE (c) linearity", "flux0lite slowest/fastest throughput across sizes", f"{flat:.2f}", target(flat >= 0.6, "flat (linear time)"))
+
+
+# -- 3./4. requests and streams against the real flux0 server ------------------------------------
+
+
+def bench_requests(repeat: int, quick: bool) -> None:
+    import httpx
+    import httpx_sse
+
+    from flux0_server import Flux0Server, ServerUnavailable
+
+    log("round trips and streaming against the real flux0 server")
+    try:
+        server = Flux0Server(echo_delay=0.0).start()
+    except ServerUnavailable as exc:
+        row("requests", "real flux0 server", f"unavailable: {exc}")
+        return
+    try:
+        client = Flux0(server.url, timeout=Timeout(10, 120), retry=Retry(total=0))
+        agent = client.agents.create(name="Bench", type="echo")
+        session = client.sessions.create(agent_id=agent.id)
+        for i in range(250):  # four stored events per exchange
+            client.sessions.create_event(session.id, f"m{i}").reply()
+        total = len(client.sessions.list_events(session.id))
+        peer = httpx.Client(base_url=server.url, timeout=120)
+        url_events = f"/api/sessions/{session.id}/events"
+        n = 20 if quick else 50
+        times = interleaved(
+            {
+                "flux0lite agents.list": lambda: client.agents.list(),
+                "httpx GET /api/agents + json": lambda: peer.get("/api/agents").json(),
+                "flux0lite list_events": lambda: client.sessions.list_events(session.id),
+                "httpx GET events + json": lambda: peer.get(url_events).json(),
+            },
+            n,
+        )
+        for name in ("agents.list", "list_events"):
+            ours = times[f"flux0lite {name}"]
+            theirs = times["httpx GET /api/agents + json" if name == "agents.list" else "httpx GET events + json"]
+            what = name if name == "agents.list" else f"list_events ({total} events)"
+            row("round trip, keep-alive", f"{what}: flux0lite (typed models) / httpx (raw json)",
+                f"{ours * 1000:.2f} ms / {theirs * 1000:.2f} ms = {ours / theirs:.2f}", target(ours / theirs <= 1.0, "ratio <= 1.0"))
+        # streaming: POST to last token of a 10k-chunk reply
+        chunks = 2000 if quick else 10_000
+        stream_session = client.sessions.create(agent_id=agent.id)
+
+        def ours_stream() -> None:
+            reply = client.sessions.create_event(stream_session.id, f"!many {chunks}").reply()
+            assert reply.text.count(" ") == chunks
+
+        def peer_stream() -> None:
+            body = {"type": "message", "source": "user", "content": f"!many {chunks}"}
+            pieces = 0
+            with httpx_sse.connect_sse(peer, "POST", f"/api/sessions/{stream_session.id}/events/stream", json=body) as source:
+                for sse in source.iter_sse():
+                    if sse.event == "chunk":
+                        pieces += 1
+                        json.loads(sse.data)
+            assert pieces == chunks
+
+        times = interleaved({"flux0lite": ours_stream, "httpx+httpx-sse": peer_stream}, 3 if quick else 5)
+        ratio = times["flux0lite"] / times["httpx+httpx-sse"]
+        row("streaming end to end", f"POST to last token, {chunks} chunks: flux0lite / httpx+httpx-sse",
+            f"{times['flux0lite']:.2f} s / {times['httpx+httpx-sse']:.2f} s = {ratio:.2f}", target(ratio <= 1.0, "no slower"))
+        peer.close()
+        client.close()
+    finally:
+        server.stop()
+
+
+# -- 5. the daemon ------------------------------------------------------------------------------
+
+
+class _Archive:
+    """Pre-serialised event lists for a fast local server (the daemon, not the server, is measured)."""
+
+    def __init__(self, sessions: int, per_session: int) -> None:
+        self.sessions = [f"s{i:09d}" for i in range(sessions)]
+        self.bodies: Dict[str, bytes] = {}
+        self.rows: List[Tuple[Any, ...]] = []
+        for sid in self.sessions:
+            events = []
+            for offset in range(per_session):
+                doc = {
+                    "id": f"{sid}e{offset:07d}", "correlation_id": f"RID({sid})::{offset // 4}", "type": "message",
+                    "source": "user" if offset % 2 == 0 else "ai_agent", "offset": offset,
+                    "data": {"type": "message", "tags": [], "flagged": False,
+                             "parts": [{"type": "content", "content": f"message number {offset} of session {sid}"}],
+                             "participant": {"id": "p000000001", "name": "Anonymous"}},
+                    "deleted": False, "metadata": None, "created_at": "2026-11-25T12:00:00.000000Z",
+                }
+                events.append(doc)
+                self.rows.append((doc["id"], sid, offset, doc["type"], doc["source"], doc["correlation_id"],
+                                  doc["created_at"], 0, doc["data"]["parts"][0]["content"], json.dumps(doc)))
+            self.bodies[sid] = json.dumps({"data": events}).encode()
+        self.sessions_body = json.dumps({"data": [
+            {"id": sid, "agent_id": "a000000001", "user_id": "u000000001", "title": None,
+             "consumption_offsets": {"client": 0}, "created_at": "2026-11-25T12:00:00Z"} for sid in self.sessions
+        ]}).encode()
+        self.agents_body = json.dumps({"data": [{"id": "a000000001", "name": "A", "type": "echo", "created_at": "2026-11-25T12:00:00Z"}]}).encode()
+
+
+def _serve(archive: _Archive) -> Tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = self.path.split("?")[0]
+            if path == "/api/agents":
+                body = archive.agents_body
+            elif path == "/api/sessions":
+                body = archive.sessions_body
+            else:
+                body = archive.bodies.get(path.split("/")[3], b'{"data": []}')
+                if "min_offset=0" not in self.path and "min_offset" in self.path:
+                    body = b'{"data": []}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+_FLOOR = """
+import json, sqlite3, sys, time
+sys.path[:0] = {paths!r}
+from flux0sync.store import Store
+rows = [tuple(r) for r in json.load(open(sys.argv[1]))]
+store = Store(sys.argv[2])
+started = time.perf_counter()
+with store.transaction() as db:
+    db.executemany('INSERT INTO events (id, session_id, "offset", type, source, correlation_id, created_at, deleted, text, raw)'
+                   ' VALUES (?,?,?,?,?,?,?,?,?,?)', rows)
+print(time.perf_counter() - started)
+"""
+
+_DAEMON = """
+import resource, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+elapsed = time.perf_counter() - started
+print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, proc.returncode)
+sys.stderr.write(proc.stderr[-2000:])
+"""
+
+
+def bench_daemon(quick: bool) -> None:
+    log("daemon")
+    shapes = [(100, 100), (1000, 100), (1000, 1000)] if not quick else [(100, 100), (1000, 100)]
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'daemon'}")
+    for sessions, per_session in shapes:
+        total = sessions * per_session
+        archive = _Archive(sessions, per_session)
+        server, url = _serve(archive)
+        work = Path(tempfile.mkdtemp(prefix="flux0-bench-"))
+        try:
+            rows_path = work / "rows.json"
+            rows_path.write_text(json.dumps(archive.rows))
+            floor = float(subprocess.run(
+                [sys.executable, "-c", _FLOOR.format(paths=[str(ROOT), str(ROOT / "daemon")]), str(rows_path), str(work / "floor.sqlite3")],
+                env=env, capture_output=True, text=True, check=True,
+            ).stdout.strip())
+            del archive.rows[:]
+            out = subprocess.run(
+                [sys.executable, "-c", _DAEMON, sys.executable, "-m", "flux0sync", "--once", "--no-check", "--db",
+                 str(work / "daemon.sqlite3"), "--server-url", url, "--log-level", "WARNING"],
+                env=env, capture_output=True, text=True,
+            )
+            elapsed, rss_kb, code = out.stdout.split()
+            if code != "0":
+                row("daemon", f"{total} events", f"failed: {out.stderr[-300:]}")
+                continue
+            stored = sqlite3.connect(str(work / "daemon.sqlite3")).execute("SELECT count(*) FROM events").fetchone()[0]
+            assert stored == total, f"daemon stored {stored} of {total}"
+            rate = total / float(elapsed)
+            PLOT.setdefault("daemon events/s", []).append((total, rate))
+            ratio = float(elapsed) / floor
+            row("daemon", f"{total:,} events in {sessions:,} sessions: events mirrored per second",
+                f"{rate:,.0f}/s ({float(elapsed):.2f} s, process start included)")
+            row("daemon", f"{total:,} events: daemon time / bare executemany floor ({floor:.2f} s)", f"{ratio:.2f}x",
+                target(ratio <= 2, "within 2x of the floor"))
+            rss_mb = int(rss_kb) / 1024
+            row("daemon", f"{total:,} events: peak RSS of the daemon", f"{rss_mb:.1f} MB", target(rss_mb < 40, "under 40 MB"))
+        finally:
+            server.shutdown()
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def write_plot(path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, points in PLOT.items():
+        if name == "daemon events/s":
+            continue
+        xs, ys = zip(*points)
+        left.plot(xs, ys, marker="o", label=name)
+    left.set_title("SSE decode: one huge event in 1 KiB reads")
+    left.set_xlabel("event size (MiB)")
+    left.set_ylabel("throughput (MiB/s)")
+    left.set_ylim(bottom=0)
+    left.legend()
+    if "daemon events/s" in PLOT:
+        xs, ys = zip(*PLOT["daemon events/s"])
+        right.plot(xs, ys, marker="o", color="tab:green")
+        right.set_xscale("log")
+        right.set_ylim(bottom=0)
+    right.set_title("flux0-sync: events mirrored per second")
+    right.set_xlabel("events on the server")
+    right.set_ylabel("events/s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def write_results(path: Path, command: str, started: float, plot_ok: bool) -> None:
+    lines = [
+        "# flux0lite benchmark results",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({time.time() - started:.0f} s)",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        f"- Python: {platform.python_version()} ({sys.executable})",
+        f"- command: `{command}`",
+        "- method: medians of repeated runs; peers and flux0lite interleaved in the same run; servers on 127.0.0.1",
+        "",
+        "| benchmark | measurement | result | target |",
+        "|---|---|---|---|",
+    ]
+    for section, measurement, value, verdict in ROWS:
+        lines.append(f"| {section} | {measurement} | {value} | {verdict} |")
+    if plot_ok:
+        lines += ["", "![throughput vs size](throughput.png)"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="flux0lite benchmarks")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a smoke run)")
+    parser.add_argument("--only", choices=["import", "sse", "requests", "daemon"], action="append")
+    parser.add_argument("--output", default=str(ROOT / "bench"), help="folder for RESULTS.md and throughput.png")
+    args = parser.parse_args()
+    started = time.time()
+    repeat = 5 if args.quick else 11
+    only = set(args.only or ["import", "sse", "requests", "daemon"])
+    if "import" in only:
+        bench_import(repeat * 2)
+    if "sse" in only:
+        bench_sse(repeat, args.quick)
+    if "requests" in only:
+        bench_requests(repeat, args.quick)
+    if "daemon" in only:
+        bench_daemon(args.quick)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_ok = write_plot(out / "throughput.png")
+    command = "bench/run" + (" --quick" if args.quick else "") + "".join(f" --only {o}" for o in args.only or [])
+    write_results(out / "RESULTS.md", command, started, plot_ok)
+    print((out / "RESULTS.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
