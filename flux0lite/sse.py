@@ -14,7 +14,7 @@ unfinished lines are kept in a buffer and never rescanned.
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional, Union
 
 from .errors import ConfigError, ResponseTooLargeError
 
@@ -52,14 +52,16 @@ class SSEDecoder:
         self._max = max_line_bytes
         self._last_event_id = last_event_id
         self._retry: Optional[int] = None
-        self._partial = bytearray()
+        # the unfinished line, as the reads that brought it (joined once, when it completes)
+        self._partial: List[bytes] = []
+        self._partial_len = 0
         self._skip_lf = False
         self._bom_checked = False
         self._closed = False
         self._reset_block()
 
     def _reset_block(self) -> None:
-        self._data: List[bytes] = []
+        self._data: List[Union[bytes, memoryview]] = []
         self._data_size = 0
         self._event_type = b""
         self._id_buffer: Optional[str] = None
@@ -96,6 +98,10 @@ class SSEDecoder:
                 data = data[1:]
                 if not data:
                     return []
+        if b"\n" not in data and b"\r" not in data:
+            # The middle of a long line: just buffer it.
+            self._buffer(data)
+            return []
         if b"\r" not in data:
             # The common case (flux0 sends LF only): one C-level split, no terminators to strip.
             lines = data.split(b"\n")
@@ -108,17 +114,17 @@ class SSEDecoder:
         events: List[SSEEvent] = []
         if lines:
             if self._partial:
-                lines[0] = bytes(self._partial) + lines[0]
-                self._partial.clear()
+                self._partial.append(lines[0])
+                lines[0] = b"".join(self._partial)
+                self._partial = []
+                self._partial_len = 0
                 if len(lines[0]) > self._max:
                     self._too_long()
             if len(data) > self._max and any(len(line) > self._max for line in lines):
                 self._too_long()
             self._process(lines, events)
         if tail:
-            self._partial += tail
-            if len(self._partial) > self._max:
-                self._too_long()
+            self._buffer(tail)
         return events
 
     def close(self) -> List[SSEEvent]:
@@ -128,73 +134,114 @@ class SSEDecoder:
         the spec dispatches is left to flush; the list is returned for symmetry with ``feed``.
         """
         self._closed = True
-        self._partial.clear()
+        self._partial = []
+        self._partial_len = 0
         self._reset_block()
         return []
 
+    def _buffer(self, piece: bytes) -> None:
+        self._partial.append(piece)
+        self._partial_len += len(piece)
+        if self._partial_len > self._max:
+            self._too_long()
+
     def _too_long(self) -> None:
-        self._partial.clear()
+        self._partial = []
+        self._partial_len = 0
         self._reset_block()
         raise ResponseTooLargeError(f"SSE line or event longer than {self._max} bytes; stream rejected")
 
     def _strip_bom(self, data: bytes) -> bytes:
-        head = bytes(self._partial) + data
+        head = b"".join(self._partial) + data
         if len(head) < len(_BOM) and _BOM.startswith(head):
-            self._partial = bytearray(head)
+            self._partial = [head]
             return b""
         self._bom_checked = True
-        self._partial.clear()
+        self._partial = []
+        self._partial_len = 0
         if head.startswith(_BOM):
             return head[len(_BOM) :]
         return head
 
     def _process(self, lines: List[bytes], events: List[SSEEvent]) -> None:
-        """Apply complete lines (terminators removed); the hot loop, so kept flat."""
+        """Apply complete lines (terminators removed).
+
+        This is the hot loop: block state lives in locals and is written back once per call,
+        and dispatch is inlined, because per-line attribute and call overhead dominates.
+        """
         data = self._data
+        size = self._data_size
+        event_type = self._event_type
+        id_buffer = self._id_buffer
+        block_retry = self._block_retry
+        started = self._block_started
+        last_id = self._last_event_id
         limit = self._max
+        emit = events.append
         for line in lines:
-            if not line:
-                self._dispatch(events)
-                data = self._data
+            if not line:  # blank line: dispatch
+                if id_buffer is not None:
+                    last_id = id_buffer
+                if data:
+                    raw = data[0] if len(data) == 1 else b"\n".join(data)
+                    name = _EVENT_NAMES.get(event_type)
+                    if name is None:
+                        name = _event_name(event_type)
+                    emit(_new_event(SSEEvent, (str(raw, "utf-8", "replace"), name, last_id, block_retry)))
+                    data = []
+                    size = 0
+                if started:
+                    event_type = b""
+                    id_buffer = None
+                    block_retry = None
+                    started = False
                 continue
-            if line[0] == 58:  # ':' starts a comment
+            first = line[0]
+            if first == 58:  # ':' starts a comment
                 continue
-            self._block_started = True
-            if line.startswith(b"data:"):
-                value = line[6:] if len(line) > 5 and line[5] == 32 else line[5:]
-                self._data_size += len(value) + 1
-                if self._data_size > limit:
+            started = True
+            if first == 100 and line.startswith(b"data:"):
+                start = 6 if len(line) > 5 and line[5] == 32 else 5
+                # a long value is referenced, not copied (decoding reads it once)
+                value: Union[bytes, memoryview] = line[start:] if len(line) < 65536 else memoryview(line)[start:]
+                size += len(value) + 1
+                if size > limit:
                     self._too_long()
                 data.append(value)
                 continue
-            name, colon, value = line.partition(b":")
+            if first == 105 and line.startswith(b"id:"):
+                value = line[4:] if len(line) > 3 and line[3] == 32 else line[3:]
+                if b"\x00" not in value:
+                    id_buffer = value.decode("utf-8", "replace")
+                continue
+            if first == 101 and line.startswith(b"event:"):
+                event_type = bytes(line[7:] if len(line) > 6 and line[6] == 32 else line[6:])
+                continue
+            name_bytes, colon, value = line.partition(b":")
             if colon and value[:1] == b" ":
                 value = value[1:]
-            if name == b"data":  # "data" with no colon: an empty data line
-                self._data_size += 1
+            if name_bytes == b"data":  # "data" with no colon: an empty data line
+                size += 1
                 data.append(value)
-            elif name == b"event":
-                self._event_type = value
-            elif name == b"id":
+            elif name_bytes == b"event":
+                event_type = bytes(value)
+            elif name_bytes == b"id":
                 if b"\x00" not in value:
-                    self._id_buffer = value.decode("utf-8", "replace")
-            elif name == b"retry":
+                    id_buffer = value.decode("utf-8", "replace")
+            elif name_bytes == b"retry":
                 if value.isdigit():  # bytes.isdigit() is ASCII-only: exactly [0-9]+
-                    self._retry = self._block_retry = int(value)
+                    self._retry = block_retry = int(value)
+        self._data = data
+        self._data_size = size
+        self._event_type = event_type
+        self._id_buffer = id_buffer
+        self._block_retry = block_retry
+        self._block_started = started
+        self._last_event_id = last_id
 
-    def _dispatch(self, events: List[SSEEvent]) -> None:
-        if self._id_buffer is not None:
-            self._last_event_id = self._id_buffer
-        if self._data:
-            raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-            event_type = self._event_type
-            name = _EVENT_NAMES.get(event_type)
-            if name is None:
-                name = event_type.decode("utf-8", "replace")
-                if len(_EVENT_NAMES) < 256 and len(event_type) <= 64:
-                    _EVENT_NAMES[event_type] = name
-            events.append(
-                _new_event(SSEEvent, (raw.decode("utf-8", "replace"), name, self._last_event_id, self._block_retry))
-            )
-        if self._block_started or self._data:
-            self._reset_block()
+
+def _event_name(raw: bytes) -> str:
+    name = raw.decode("utf-8", "replace")
+    if len(_EVENT_NAMES) < 256 and len(raw) <= 64:  # a small cache; a hostile server cannot grow it
+        _EVENT_NAMES[raw] = name
+    return name
