@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -24,7 +23,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "daemon"), str(ROOT / "scripts")]
@@ -89,7 +88,9 @@ def bench_import(repeat: int) -> None:
     )
     over_bare = (times["flux0lite"] - times["bare"]) * 1000
     peers_over = (times["peers"] - times["bare"]) * 1000
-    proc = subprocess.run([python, "-X", "importtime", "-c", "import flux0lite"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [python, "-X", "importtime", "-c", "import flux0lite"], env=env, capture_output=True, text=True
+    )
     self_us = 0
     for line in proc.stderr.splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*flux0lite$", line)
@@ -97,12 +98,22 @@ def bench_import(repeat: int) -> None:
             self_us = int(match.group(1))
     modules = subprocess.run(
         [python, "-c", "import sys; before=set(sys.modules); import flux0lite; print(len(set(sys.modules)-before))"],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     row("import", "python -c pass (wall, median)", f"{times['bare'] * 1000:.1f} ms")
-    row("import", "python -c 'import flux0lite' (wall)", f"{times['flux0lite'] * 1000:.1f} ms (+{over_bare:.1f} ms)",
-        target(over_bare <= 15, "at most 15 ms over bare Python"))
-    row("import", "python -c 'import httpx, httpx_sse, pydantic' (wall)", f"{times['peers'] * 1000:.1f} ms (+{peers_over:.1f} ms)")
+    row(
+        "import",
+        "python -c 'import flux0lite' (wall)",
+        f"{times['flux0lite'] * 1000:.1f} ms (+{over_bare:.1f} ms)",
+        target(over_bare <= 15, "at most 15 ms over bare Python"),
+    )
+    row(
+        "import",
+        "python -c 'import httpx, httpx_sse, pydantic' (wall)",
+        f"{times['peers'] * 1000:.1f} ms (+{peers_over:.1f} ms)",
+    )
     ratio = peers_over / max(over_bare, 0.01)
     row("import", "added import cost, peers / flux0lite", f"{ratio:.1f}x", target(ratio >= 10, "10x or more"))
     row("import", "-X importtime cumulative for flux0lite", f"{self_us / 1000:.1f} ms; {modules} modules loaded")
@@ -185,7 +196,10 @@ def timed_in_subprocess(name: str, data: bytes, read_size: int, limit: float) ->
     try:
         code = _SUBPROCESS_DECODE.format(paths=[str(ROOT / "bench"), str(ROOT)])
         proc = subprocess.run(
-            [sys.executable, "-c", code, handle.name, str(read_size), name], capture_output=True, text=True, timeout=limit
+            [sys.executable, "-c", code, handle.name, str(read_size), name],
+            capture_output=True,
+            text=True,
+            timeout=limit,
         )
         return float(proc.stdout.split()[0])
     except subprocess.TimeoutExpired:
@@ -198,7 +212,12 @@ def flux0_stream_sample() -> bytes:
     capture = SHARED / "flux0-api" / "captures" / "sse-sample.txt"
     if capture.exists():
         return capture.read_bytes()
-    chunk = {"correlation_id": "RID(x)::y", "event_id": "e", "seq": 0, "patches": [{"op": "add", "path": "/-", "value": "word "}]}
+    chunk = {
+        "correlation_id": "RID(x)::y",
+        "event_id": "e",
+        "seq": 0,
+        "patches": [{"op": "add", "path": "/-", "value": "word "}],
+    }
     return b"".join(b"event: chunk\ndata: " + json.dumps(chunk).encode() + b"\n\n" for _ in range(10))
 
 
@@ -206,9 +225,14 @@ def bench_sse(repeat: int, quick: bool) -> None:
     log("SSE decoding")
     sample = flux0_stream_sample()
     recorded = sample * max(1, (20 << 20) // len(sample))
-    small = b"".join(b"data: {\"n\": %d}\n\n" % i for i in range(100_000))
+    small = b"".join(b'data: {"n": %d}\n\n' % i for i in range(100_000))
     workloads = [
-        ("(a) recorded flux0 stream x%d, %.0f MB, 64 KiB reads" % (len(recorded) // len(sample), len(recorded) / 1e6), recorded, 65536),
+        (
+            "(a) recorded flux0 stream x%d, %.0f MB, 64 KiB reads"
+            % (len(recorded) // len(sample), len(recorded) / 1e6),
+            recorded,
+            65536,
+        ),
         ("(b) 100k small events, %.1f MB, 64 KiB reads" % (len(small) / 1e6), small, 65536),
     ]
     for title, data, read_size in workloads:
@@ -222,9 +246,19 @@ def bench_sse(repeat: int, quick: bool) -> None:
             row("SSE " + title, name, f"{mb / seconds:.0f} MB/s, {expected / seconds / 1000:.0f}k events/s")
         ours = times["flux0lite"]
         faster = min(times["httpx-sse"], times["sseclient-py"]) / ours
-        row("SSE " + title, "flux0lite speed-up over the faster peer", f"{faster:.2f}x", target(faster > 1, "faster than both peers"))
+        row(
+            "SSE " + title,
+            "flux0lite speed-up over the faster peer",
+            f"{faster:.2f}x",
+            target(faster > 1, "faster than both peers"),
+        )
         floor_ratio = ours / times["floor (bytes.split)"]
-        row("SSE " + title, "flux0lite time / floor", f"{floor_ratio:.2f}x", target(floor_ratio <= 3, "within 3x of the floor"))
+        row(
+            "SSE " + title,
+            "flux0lite time / floor",
+            f"{floor_ratio:.2f}x",
+            target(floor_ratio <= 3, "within 3x of the floor"),
+        )
     # (c) one huge event in 1 KiB reads, at several sizes: throughput must stay flat (linear time)
     sizes = [5, 10, 25] if quick else [10, 25, 50]
     for size in sizes:
@@ -235,7 +269,12 @@ def bench_sse(repeat: int, quick: bool) -> None:
         PLOT.setdefault("flux0lite", []).append((size, size / ours))
         PLOT.setdefault("floor (bytes.split)", []).append((size, size / floor))
         label = f"(c) one {size} MiB event, 1 KiB reads"
-        row("SSE " + label, "flux0lite", f"{size / ours:.0f} MiB/s", target(ours / floor <= 3, f"within 3x of floor ({ours / floor:.2f}x)"))
+        row(
+            "SSE " + label,
+            "flux0lite",
+            f"{size / ours:.0f} MiB/s",
+            target(ours / floor <= 3, f"within 3x of floor ({ours / floor:.2f}x)"),
+        )
         for name in ("httpx-sse", "sseclient-py"):
             seconds = timed_in_subprocess(name, data, 1024, limit=60 if not quick else 20)
             if seconds is None:
@@ -245,16 +284,72 @@ def bench_sse(repeat: int, quick: bool) -> None:
                 row("SSE " + label, name, f"{size / seconds:.0f} MiB/s")
     speeds = [s for _, s in PLOT["flux0lite"]]
     flat = min(speeds) / max(speeds)
-    row("SSE (c) linearity", "flux0lite slowest/fastest throughput across sizes", f"{flat:.2f}", target(flat >= 0.6, "flat (linear time)"))
+    row(
+        "SSE (c) linearity",
+        "flux0lite slowest/fastest throughput across sizes",
+        f"{flat:.2f}",
+        target(flat >= 0.6, "flat (linear time)"),
+    )
 
 
 # -- 3./4. requests and streams against the real flux0 server ------------------------------------
 
 
+def _pydantic_adapters() -> Tuple[Any, Any]:
+    """Models shaped like the generated SDK's (httpx + pydantic), for a like-for-like comparison."""
+    import datetime as dt
+    from typing import Literal, Union
+
+    from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+
+    class AgentModel(Loose):
+        id: str
+        name: str
+        type: str
+        description: Optional[str] = None
+        created_at: dt.datetime
+
+    class Participant(Loose):
+        id: Optional[str] = None
+        name: Optional[str] = None
+
+    class MessageData(Loose):
+        type: Literal["message"]
+        tags: Optional[List[str]] = None
+        flagged: Optional[bool] = None
+        parts: List[Dict[str, Any]]
+        participant: Optional[Participant] = None
+
+    class StatusData(Loose):
+        type: Literal["status"]
+        status: str
+        acknowledged_offset: Optional[int] = None
+        data: Any = None
+
+    class ToolData(Loose):
+        type: Literal["tool_call_result"]
+        tool_calls: List[Dict[str, Any]]
+
+    class EventModel(Loose):
+        id: str
+        correlation_id: Optional[str] = None
+        type: str
+        source: str
+        offset: int
+        data: Union[MessageData, StatusData, ToolData] = Field(discriminator="type")
+        deleted: bool = False
+        metadata: Optional[Dict[str, Any]] = None
+        created_at: dt.datetime
+
+    return TypeAdapter(List[AgentModel]), TypeAdapter(List[EventModel])
+
+
 def bench_requests(repeat: int, quick: bool) -> None:
     import httpx
     import httpx_sse
-
     from flux0_server import Flux0Server, ServerUnavailable
 
     log("round trips and streaming against the real flux0 server")
@@ -273,21 +368,38 @@ def bench_requests(repeat: int, quick: bool) -> None:
         peer = httpx.Client(base_url=server.url, timeout=120)
         url_events = f"/api/sessions/{session.id}/events"
         n = 20 if quick else 50
+        agents_adapter, events_adapter = _pydantic_adapters()
         times = interleaved(
             {
-                "flux0lite agents.list": lambda: client.agents.list(),
-                "httpx GET /api/agents + json": lambda: peer.get("/api/agents").json(),
-                "flux0lite list_events": lambda: client.sessions.list_events(session.id),
-                "httpx GET events + json": lambda: peer.get(url_events).json(),
+                "ours agents typed": lambda: client.agents.list(),
+                "ours agents raw": lambda: client.request_json("GET", "/api/agents"),
+                "httpx agents raw": lambda: peer.get("/api/agents").json(),
+                "httpx agents typed": lambda: agents_adapter.validate_python(peer.get("/api/agents").json()["data"]),
+                "ours events typed": lambda: client.sessions.list_events(session.id),
+                "ours events raw": lambda: client.request_json("GET", url_events),
+                "httpx events raw": lambda: peer.get(url_events).json(),
+                "httpx events typed": lambda: events_adapter.validate_python(peer.get(url_events).json()["data"]),
             },
             n,
         )
-        for name in ("agents.list", "list_events"):
-            ours = times[f"flux0lite {name}"]
-            theirs = times["httpx GET /api/agents + json" if name == "agents.list" else "httpx GET events + json"]
-            what = name if name == "agents.list" else f"list_events ({total} events)"
-            row("round trip, keep-alive", f"{what}: flux0lite (typed models) / httpx (raw json)",
-                f"{ours * 1000:.2f} ms / {theirs * 1000:.2f} ms = {ours / theirs:.2f}", target(ours / theirs <= 1.0, "ratio <= 1.0"))
+        for key, what in (("agents", "agents.list"), ("events", f"list_events ({total} events)")):
+            for kind, label in (
+                ("raw", "raw JSON: flux0lite / httpx"),
+                ("typed", "typed models: flux0lite / httpx + pydantic (the generated SDK's stack)"),
+            ):
+                ours, theirs = times[f"ours {key} {kind}"], times[f"httpx {key} {kind}"]
+                row(
+                    "round trip, keep-alive",
+                    f"{what}, {label}",
+                    f"{ours * 1000:.2f} ms / {theirs * 1000:.2f} ms = {ours / theirs:.2f}",
+                    target(ours / theirs <= 1.0, "ratio <= 1.0"),
+                )
+            ours, theirs = times[f"ours {key} typed"], times[f"httpx {key} raw"]
+            row(
+                "round trip, keep-alive",
+                f"{what}, flux0lite typed / httpx raw JSON (stricter)",
+                f"{ours * 1000:.2f} ms / {theirs * 1000:.2f} ms = {ours / theirs:.2f}",
+            )
         # streaming: POST to last token of a 10k-chunk reply
         chunks = 2000 if quick else 10_000
         stream_session = client.sessions.create(agent_id=agent.id)
@@ -299,7 +411,9 @@ def bench_requests(repeat: int, quick: bool) -> None:
         def peer_stream() -> None:
             body = {"type": "message", "source": "user", "content": f"!many {chunks}"}
             pieces = 0
-            with httpx_sse.connect_sse(peer, "POST", f"/api/sessions/{stream_session.id}/events/stream", json=body) as source:
+            with httpx_sse.connect_sse(
+                peer, "POST", f"/api/sessions/{stream_session.id}/events/stream", json=body
+            ) as source:
                 for sse in source.iter_sse():
                     if sse.event == "chunk":
                         pieces += 1
@@ -308,8 +422,12 @@ def bench_requests(repeat: int, quick: bool) -> None:
 
         times = interleaved({"flux0lite": ours_stream, "httpx+httpx-sse": peer_stream}, 3 if quick else 5)
         ratio = times["flux0lite"] / times["httpx+httpx-sse"]
-        row("streaming end to end", f"POST to last token, {chunks} chunks: flux0lite / httpx+httpx-sse",
-            f"{times['flux0lite']:.2f} s / {times['httpx+httpx-sse']:.2f} s = {ratio:.2f}", target(ratio <= 1.0, "no slower"))
+        row(
+            "streaming end to end",
+            f"POST to last token, {chunks} chunks: flux0lite / httpx+httpx-sse",
+            f"{times['flux0lite']:.2f} s / {times['httpx+httpx-sse']:.2f} s = {ratio:.2f}",
+            target(ratio <= 1.0, "no slower"),
+        )
         peer.close()
         client.close()
     finally:
@@ -330,32 +448,67 @@ class _Archive:
             events = []
             for offset in range(per_session):
                 doc = {
-                    "id": f"{sid}e{offset:07d}", "correlation_id": f"RID({sid})::{offset // 4}", "type": "message",
-                    "source": "user" if offset % 2 == 0 else "ai_agent", "offset": offset,
-                    "data": {"type": "message", "tags": [], "flagged": False,
-                             "parts": [{"type": "content", "content": f"message number {offset} of session {sid}"}],
-                             "participant": {"id": "p000000001", "name": "Anonymous"}},
-                    "deleted": False, "metadata": None, "created_at": "2026-11-25T12:00:00.000000Z",
+                    "id": f"{sid}e{offset:07d}",
+                    "correlation_id": f"RID({sid})::{offset // 4}",
+                    "type": "message",
+                    "source": "user" if offset % 2 == 0 else "ai_agent",
+                    "offset": offset,
+                    "data": {
+                        "type": "message",
+                        "tags": [],
+                        "flagged": False,
+                        "parts": [{"type": "content", "content": f"message number {offset} of session {sid}"}],
+                        "participant": {"id": "p000000001", "name": "Anonymous"},
+                    },
+                    "deleted": False,
+                    "metadata": None,
+                    "created_at": "2026-11-25T12:00:00.000000Z",
                 }
                 events.append(doc)
-                self.rows.append((doc["id"], sid, offset, doc["type"], doc["source"], doc["correlation_id"],
-                                  doc["created_at"], 0, doc["data"]["parts"][0]["content"], json.dumps(doc)))
+                self.rows.append(
+                    (
+                        doc["id"],
+                        sid,
+                        offset,
+                        doc["type"],
+                        doc["source"],
+                        doc["correlation_id"],
+                        doc["created_at"],
+                        0,
+                        doc["data"]["parts"][0]["content"],
+                        json.dumps(doc),
+                    )
+                )
             self.bodies[sid] = json.dumps({"data": events}).encode()
-        self.sessions_body = json.dumps({"data": [
-            {"id": sid, "agent_id": "a000000001", "user_id": "u000000001", "title": None,
-             "consumption_offsets": {"client": 0}, "created_at": "2026-11-25T12:00:00Z"} for sid in self.sessions
-        ]}).encode()
-        self.agents_body = json.dumps({"data": [{"id": "a000000001", "name": "A", "type": "echo", "created_at": "2026-11-25T12:00:00Z"}]}).encode()
+        self.sessions_body = json.dumps(
+            {
+                "data": [
+                    {
+                        "id": sid,
+                        "agent_id": "a000000001",
+                        "user_id": "u000000001",
+                        "title": None,
+                        "consumption_offsets": {"client": 0},
+                        "created_at": "2026-11-25T12:00:00Z",
+                    }
+                    for sid in self.sessions
+                ]
+            }
+        ).encode()
+        self.agents_body = json.dumps(
+            {"data": [{"id": "a000000001", "name": "A", "type": "echo", "created_at": "2026-11-25T12:00:00Z"}]}
+        ).encode()
 
 
 def _serve(archive: _Archive) -> Tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes
 
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == "/api/agents":
                 body = archive.agents_body
@@ -411,15 +564,42 @@ def bench_daemon(quick: bool) -> None:
         try:
             rows_path = work / "rows.json"
             rows_path.write_text(json.dumps(archive.rows))
-            floor = float(subprocess.run(
-                [sys.executable, "-c", _FLOOR.format(paths=[str(ROOT), str(ROOT / "daemon")]), str(rows_path), str(work / "floor.sqlite3")],
-                env=env, capture_output=True, text=True, check=True,
-            ).stdout.strip())
+            floor = float(
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        _FLOOR.format(paths=[str(ROOT), str(ROOT / "daemon")]),
+                        str(rows_path),
+                        str(work / "floor.sqlite3"),
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.strip()
+            )
             del archive.rows[:]
             out = subprocess.run(
-                [sys.executable, "-c", _DAEMON, sys.executable, "-m", "flux0sync", "--once", "--no-check", "--db",
-                 str(work / "daemon.sqlite3"), "--server-url", url, "--log-level", "WARNING"],
-                env=env, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    "-c",
+                    _DAEMON,
+                    sys.executable,
+                    "-m",
+                    "flux0sync",
+                    "--once",
+                    "--no-check",
+                    "--db",
+                    str(work / "daemon.sqlite3"),
+                    "--server-url",
+                    url,
+                    "--log-level",
+                    "WARNING",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
             )
             elapsed, rss_kb, code = out.stdout.split()
             if code != "0":
@@ -430,12 +610,24 @@ def bench_daemon(quick: bool) -> None:
             rate = total / float(elapsed)
             PLOT.setdefault("daemon events/s", []).append((total, rate))
             ratio = float(elapsed) / floor
-            row("daemon", f"{total:,} events in {sessions:,} sessions: events mirrored per second",
-                f"{rate:,.0f}/s ({float(elapsed):.2f} s, process start included)")
-            row("daemon", f"{total:,} events: daemon time / bare executemany floor ({floor:.2f} s)", f"{ratio:.2f}x",
-                target(ratio <= 2, "within 2x of the floor"))
+            row(
+                "daemon",
+                f"{total:,} events in {sessions:,} sessions: events mirrored per second",
+                f"{rate:,.0f}/s ({float(elapsed):.2f} s, process start included)",
+            )
+            row(
+                "daemon",
+                f"{total:,} events: daemon time / bare executemany floor ({floor:.2f} s)",
+                f"{ratio:.2f}x",
+                target(ratio <= 2, "within 2x of the floor"),
+            )
             rss_mb = int(rss_kb) / 1024
-            row("daemon", f"{total:,} events: peak RSS of the daemon", f"{rss_mb:.1f} MB", target(rss_mb < 40, "under 40 MB"))
+            row(
+                "daemon",
+                f"{total:,} events: peak RSS of the daemon",
+                f"{rss_mb:.1f} MB",
+                target(rss_mb < 40, "under 40 MB"),
+            )
         finally:
             server.shutdown()
             shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from .errors import ModelError
 
@@ -47,6 +47,9 @@ KNOWN_EVENT_SOURCES = frozenset({"user", "ai_agent", "system"})
 KNOWN_STATUSES = frozenset({"acknowledged", "cancelled", "processing", "ready", "typing", "error", "completed"})
 
 T = TypeVar("T")
+_PARTICIPANT_FIELDS = frozenset(("id", "name"))
+_TOOL_EVENT_FIELDS = frozenset(("type", "tool_calls"))
+_PATCH_FIELDS = frozenset(("op", "path", "value"))
 JsonDict = Dict[str, Any]
 
 
@@ -71,18 +74,32 @@ def parse_timestamp(value: Optional[str]) -> Optional[_dt.datetime]:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
 
 
+def _build(cls: Callable[..., T], **fields: Any) -> T:
+    """Create a frozen dataclass instance without its ``__init__``.
+
+    The generated frozen ``__init__`` sets every field through ``object.__setattr__``; parsing a
+    thousand events spends most of its time there. Every field is passed, so the result is the
+    same object ``cls(**fields)`` would make.
+    """
+    instance: T = object.__new__(cls)  # type: ignore[arg-type]
+    instance.__dict__.update(fields)
+    return instance
+
+
 def _require_object(raw: Any, model: str) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise ModelError(f"{model}: expected a JSON object, got {type(raw).__name__}")
     return raw
 
 
 def _get(raw: Mapping[str, Any], key: str, model: str, kind: Union[type, Tuple[type, ...]], *, required: bool) -> Any:
-    if key not in raw or raw[key] is None:
+    value = raw.get(key)
+    if value is None:
         if required:
             raise ModelError(f"{model}: missing field {key!r}")
         return None
-    value = raw[key]
+    if type(value) is kind:  # the common case, decided without isinstance() and its bool caveat
+        return value
     # bool is an int in Python, but never a valid number in these models
     if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, (int, float))):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
@@ -100,7 +117,9 @@ def _opt_str(raw: Mapping[str, Any], key: str, model: str) -> Optional[str]:
     return value
 
 
-def _extra(raw: Mapping[str, Any], known: Tuple[str, ...]) -> Dict[str, Any]:
+def _extra(raw: Mapping[str, Any], known: FrozenSet[str]) -> Dict[str, Any]:
+    if raw.keys() <= known:
+        return {}
     return {k: v for k, v in raw.items() if k not in known}
 
 
@@ -124,12 +143,13 @@ class Agent:
     created_at: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    _FIELDS = ("id", "name", "type", "description", "created_at")
+    _FIELDS = frozenset(("id", "name", "type", "description", "created_at"))
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Agent":
         obj = _require_object(raw, "Agent")
-        return cls(
+        return _build(
+            cls,
             id=_req_str(obj, "id", "Agent"),
             name=_req_str(obj, "name", "Agent"),
             type=_req_str(obj, "type", "Agent"),
@@ -157,7 +177,7 @@ class Session:
     created_at: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    _FIELDS = ("id", "agent_id", "user_id", "title", "consumption_offsets", "created_at")
+    _FIELDS = frozenset(("id", "agent_id", "user_id", "title", "consumption_offsets", "created_at"))
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Session":
@@ -168,7 +188,8 @@ class Session:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ModelError(f"Session: consumption_offsets[{key!r}] should be int")
             offsets[str(key)] = value
-        return cls(
+        return _build(
+            cls,
             id=_req_str(obj, "id", "Session"),
             agent_id=_req_str(obj, "agent_id", "Session"),
             user_id=_opt_str(obj, "user_id", "Session"),
@@ -199,10 +220,14 @@ class Participant:
     @classmethod
     def from_dict(cls, raw: Any) -> "Participant":
         obj = _require_object(raw, "Participant")
-        return cls(
+        pid, name = obj.get("id"), obj.get("name")
+        if (pid is None or type(pid) is str) and (name is None or type(name) is str):
+            return _build(cls, id=pid, name=name, extra=_extra(obj, _PARTICIPANT_FIELDS))
+        return _build(
+            cls,
             id=_opt_str(obj, "id", "Participant"),
             name=_opt_str(obj, "name", "Participant"),
-            extra=_extra(obj, ("id", "name")),
+            extra=_extra(obj, _PARTICIPANT_FIELDS),
         )
 
     def to_dict(self) -> JsonDict:
@@ -255,12 +280,14 @@ MessagePart = Union[ContentPart, ReasoningPart, ToolCallPart, UnknownPart]
 
 
 def _parse_part(raw: Any) -> MessagePart:
+    if type(raw) is dict and raw.get("type") == "content":
+        return _build(ContentPart, content=raw.get("content"), type="content")
     obj = _require_object(raw, "MessagePart")
     kind = _opt_str(obj, "type", "MessagePart") or ""
     if kind == "content":
-        return ContentPart(content=obj.get("content"))
+        return _build(ContentPart, content=obj.get("content"), type="content")
     if kind == "reasoning":
-        return ReasoningPart(reasoning=obj.get("reasoning"))
+        return _build(ReasoningPart, reasoning=obj.get("reasoning"), type="reasoning")
     if kind == "tool_call":
         return ToolCallPart(
             tool_call_id=_opt_str(obj, "tool_call_id", "ToolCallPart") or "",
@@ -279,7 +306,7 @@ class MessageEventData:
     type: str = "message"
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    _FIELDS = ("type", "parts", "participant", "tags", "flagged")
+    _FIELDS = frozenset(("type", "parts", "participant", "tags", "flagged"))
 
     @property
     def text(self) -> str:
@@ -289,9 +316,33 @@ class MessageEventData:
     @classmethod
     def from_dict(cls, raw: Any) -> "MessageEventData":
         obj = _require_object(raw, "MessageEventData")
+        get = obj.get
+        kind, parts, participant, tags, flagged = (
+            get("type"),
+            get("parts"),
+            get("participant"),
+            get("tags"),
+            get("flagged"),
+        )
+        if (
+            (kind is None or type(kind) is str)
+            and (parts is None or type(parts) is list)
+            and (tags is None or type(tags) is list)
+            and (flagged is None or type(flagged) is bool)
+        ):
+            return _build(
+                cls,
+                type=kind or "message",
+                parts=tuple(_parse_part(p) for p in parts) if parts else (),
+                participant=Participant.from_dict(participant) if participant is not None else None,
+                tags=list(tags) if tags is not None else None,
+                flagged=flagged,
+                extra=_extra(obj, cls._FIELDS),
+            )
         participant = obj.get("participant")
         tags = _get(obj, "tags", "MessageEventData", list, required=False)
-        return cls(
+        return _build(
+            cls,
             type=_opt_str(obj, "type", "MessageEventData") or "message",
             parts=_items(obj, "parts", "MessageEventData", _parse_part),
             participant=Participant.from_dict(participant) if participant is not None else None,
@@ -319,12 +370,23 @@ class StatusEventData:
     type: str = "status"
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    _FIELDS = ("type", "status", "acknowledged_offset", "data")
+    _FIELDS = frozenset(("type", "status", "acknowledged_offset", "data"))
 
     @classmethod
     def from_dict(cls, raw: Any) -> "StatusEventData":
         obj = _require_object(raw, "StatusEventData")
-        return cls(
+        kind, status, acked = obj.get("type"), obj.get("status"), obj.get("acknowledged_offset")
+        if (kind is None or type(kind) is str) and type(status) is str and (acked is None or type(acked) is int):
+            return _build(
+                cls,
+                type=kind or "status",
+                status=status,
+                acknowledged_offset=acked,
+                data=obj.get("data"),
+                extra=_extra(obj, cls._FIELDS),
+            )
+        return _build(
+            cls,
             type=_opt_str(obj, "type", "StatusEventData") or "status",
             status=_req_str(obj, "status", "StatusEventData"),
             acknowledged_offset=_get(obj, "acknowledged_offset", "StatusEventData", int, required=False),
@@ -351,12 +413,13 @@ class ToolCall:
     error: Any = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    _FIELDS = ("tool_call_id", "tool_name", "args", "result", "error")
+    _FIELDS = frozenset(("tool_call_id", "tool_name", "args", "result", "error"))
 
     @classmethod
     def from_dict(cls, raw: Any) -> "ToolCall":
         obj = _require_object(raw, "ToolCall")
-        return cls(
+        return _build(
+            cls,
             tool_call_id=_opt_str(obj, "tool_call_id", "ToolCall") or "",
             tool_name=_opt_str(obj, "tool_name", "ToolCall") or "",
             args=obj.get("args"),
@@ -385,10 +448,11 @@ class ToolEventData:
     @classmethod
     def from_dict(cls, raw: Any) -> "ToolEventData":
         obj = _require_object(raw, "ToolEventData")
-        return cls(
+        return _build(
+            cls,
             type=_opt_str(obj, "type", "ToolEventData") or "tool_call_result",
             tool_calls=_items(obj, "tool_calls", "ToolEventData", ToolCall.from_dict),
-            extra=_extra(obj, ("type", "tool_calls")),
+            extra=_extra(obj, _TOOL_EVENT_FIELDS),
         )
 
     def to_dict(self) -> JsonDict:
@@ -435,7 +499,9 @@ class Event:
     created_at: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    _FIELDS = ("id", "correlation_id", "type", "source", "offset", "data", "deleted", "metadata", "created_at")
+    _FIELDS = frozenset(
+        ("id", "correlation_id", "type", "source", "offset", "data", "deleted", "metadata", "created_at")
+    )
 
     @property
     def text(self) -> str:
@@ -445,9 +511,47 @@ class Event:
     @classmethod
     def from_dict(cls, raw: Any) -> "Event":
         obj = _require_object(raw, "Event")
+        get = obj.get
+        event_id, event_type, source, offset = get("id"), get("type"), get("source"), get("offset")
+        correlation_id, created_at, metadata, deleted = (
+            get("correlation_id"),
+            get("created_at"),
+            get("metadata"),
+            get("deleted"),
+        )
+        # Fast path for well-formed events (the daemon parses millions); anything unusual
+        # goes through the checked path, which names the offending field.
+        if (
+            type(event_id) is str
+            and type(event_type) is str
+            and type(source) is str
+            and type(offset) is int
+            and (correlation_id is None or type(correlation_id) is str)
+            and (created_at is None or type(created_at) is str)
+            and (metadata is None or type(metadata) is dict)
+            and (deleted is None or type(deleted) is bool)
+        ):
+            return _build(
+                cls,
+                id=event_id,
+                correlation_id=correlation_id,
+                type=event_type,
+                source=source,
+                offset=offset,
+                data=_parse_event_data(event_type, get("data")),
+                deleted=bool(deleted),
+                metadata=dict(metadata) if metadata is not None else None,
+                created_at=created_at,
+                extra=_extra(obj, cls._FIELDS),
+            )
+        return cls._from_dict_checked(obj)
+
+    @classmethod
+    def _from_dict_checked(cls, obj: Mapping[str, Any]) -> "Event":
         event_type = _req_str(obj, "type", "Event")
         metadata = _get(obj, "metadata", "Event", dict, required=False)
-        return cls(
+        return _build(
+            cls,
             id=_req_str(obj, "id", "Event"),
             correlation_id=_opt_str(obj, "correlation_id", "Event"),
             type=event_type,
@@ -487,11 +591,12 @@ class JsonPatch:
     @classmethod
     def from_dict(cls, raw: Any) -> "JsonPatch":
         obj = _require_object(raw, "JsonPatch")
-        return cls(
+        return _build(
+            cls,
             op=_req_str(obj, "op", "JsonPatch"),
             path=_get(obj, "path", "JsonPatch", str, required=True),
             value=obj.get("value"),
-            extra=_extra(obj, ("op", "path", "value")),
+            extra=_extra(obj, _PATCH_FIELDS),
         )
 
     def to_dict(self) -> JsonDict:
@@ -510,7 +615,7 @@ class StatusEvent:
     metadata: Optional[Dict[str, Any]] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    _FIELDS = ("id", "source", "type", "correlation_id", "data", "metadata")
+    _FIELDS = frozenset(("id", "source", "type", "correlation_id", "data", "metadata"))
 
     @property
     def status(self) -> str:
@@ -520,7 +625,8 @@ class StatusEvent:
     def from_dict(cls, raw: Any) -> "StatusEvent":
         obj = _require_object(raw, "StatusEvent")
         metadata = _get(obj, "metadata", "StatusEvent", dict, required=False)
-        return cls(
+        return _build(
+            cls,
             id=_req_str(obj, "id", "StatusEvent"),
             source=_opt_str(obj, "source", "StatusEvent") or "ai_agent",
             type=_opt_str(obj, "type", "StatusEvent") or "status",
@@ -554,7 +660,7 @@ class ChunkEvent:
     timestamp: Optional[float] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    _FIELDS = ("correlation_id", "event_id", "seq", "patches", "metadata", "timestamp")
+    _FIELDS = frozenset(("correlation_id", "event_id", "seq", "patches", "metadata", "timestamp"))
 
     @property
     def text(self) -> str:
@@ -566,7 +672,8 @@ class ChunkEvent:
         obj = _require_object(raw, "ChunkEvent")
         metadata = _get(obj, "metadata", "ChunkEvent", dict, required=False)
         timestamp = _get(obj, "timestamp", "ChunkEvent", (int, float), required=False)
-        return cls(
+        return _build(
+            cls,
             correlation_id=_opt_str(obj, "correlation_id", "ChunkEvent"),
             event_id=_req_str(obj, "event_id", "ChunkEvent"),
             seq=_get(obj, "seq", "ChunkEvent", int, required=False) or 0,

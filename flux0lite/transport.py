@@ -366,6 +366,11 @@ class Transport:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise _AttemptFailed(ConnectError(f"cannot connect to {origin.netloc}: {reason}"), False) from exc
         assert conn.sock is not None
+        try:
+            # small requests must not wait for a delayed ACK (Nagle)
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         conn.sock.settimeout(timeout.read)
         return conn
 
