@@ -251,15 +251,20 @@ class StreamingResponse:
                     if tail:
                         yield tail
                 return
-            if self._gunzip is not None:
+            if self._gunzip is None:
+                yield data
+                continue
+            # Inflate in bounded pieces: a small gzip bomb must meet the size limits piece by
+            # piece, not after it has been expanded whole.
+            while data:
                 try:
-                    data = self._gunzip.decompress(data)
+                    piece = self._gunzip.decompress(data, _READ_SIZE * 16)
                 except zlib.error as exc:
                     self.close()
                     raise DecodeError(f"{self.method} {self.url}: corrupt gzip stream") from exc
-                if not data:
-                    continue
-            yield data
+                data = self._gunzip.unconsumed_tail
+                if piece:
+                    yield piece
 
     def read_all(self, limit: int) -> bytes:
         chunks: List[bytes] = []

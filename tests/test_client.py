@@ -198,6 +198,33 @@ def test_gzip_body_is_decoded(fake: FakeServer) -> None:
         assert client.agents.list()[0].id == "agent00001"
 
 
+def test_gzip_bomb_meets_the_size_limit_without_inflating_whole(fake: FakeServer) -> None:
+    bomb = gzip.compress(b'{"data": ["' + b"a" * (200 * 1024 * 1024) + b'"]}', compresslevel=9)
+    assert len(bomb) < 400_000
+
+    def respond(req: Request, conn: Conn) -> None:
+        conn.send(raw_response(200, bomb, {"content-type": "application/json", "content-encoding": "gzip"}))
+
+    fake.on("GET", "/api/agents", respond)
+    with client_for(fake, max_response_bytes=4 * 1024 * 1024) as client, pytest.raises(ResponseTooLargeError):
+        client.agents.list()
+
+
+def test_corrupt_gzip_is_a_decode_error(fake: FakeServer) -> None:
+    def respond(req: Request, conn: Conn) -> None:
+        conn.send(
+            raw_response(
+                200,
+                b"\x1f\x8b\x08\x00garbage-garbage",
+                {"content-type": "application/json", "content-encoding": "gzip"},
+            )
+        )
+
+    fake.on("GET", "/api/agents", respond)
+    with client_for(fake, retry=Retry(total=0)) as client, pytest.raises(DecodeError):
+        client.agents.list()
+
+
 def test_keep_alive_reuses_one_connection(fake: FakeServer) -> None:
     fake.on("GET", "/api/agents", json_response(200, {"data": []}))
     with client_for(fake) as client:
