@@ -138,7 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(parser, top=True)
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
 
-    agents = groups.add_parser("agents", help="list, create and show agents", description="Agents.")
+    agents = groups.add_parser(
+        "agents",
+        help="list, create and show agents",
+        description="Agents: list, create, get.",
+        epilog="examples:\n  flux0lite agents list\n  flux0lite agents create --name Echo --type echo\n"
+        "  flux0lite agents get AGENT_ID --json\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     agent_cmds = agents.add_subparsers(dest="action", metavar="ACTION")
     _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n")
     create = _subparser(agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n")
@@ -148,7 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     get = _subparser(agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n")
     get.add_argument("agent_id", metavar="AGENT_ID")
 
-    sessions = groups.add_parser("sessions", help="list, create and show sessions", description="Sessions.")
+    sessions = groups.add_parser(
+        "sessions",
+        help="list, create and show sessions",
+        description="Sessions: list, create, get.",
+        epilog="examples:\n  flux0lite sessions list --agent AGENT_ID\n"
+        "  flux0lite sessions create --agent AGENT_ID --title demo\n  flux0lite sessions get SESSION_ID\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     session_cmds = sessions.add_subparsers(dest="action", metavar="ACTION")
     listing = _subparser(session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n")
     listing.add_argument("--agent", dest="agent_id", help="only sessions of this agent")
@@ -162,7 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     get = _subparser(session_cmds, "get", "show one session", "  flux0lite sessions get SESSION_ID\n")
     get.add_argument("session_id", metavar="SESSION_ID")
 
-    events = groups.add_parser("events", help="list a session's stored events", description="Events.")
+    events = groups.add_parser(
+        "events",
+        help="list a session's stored events",
+        description="Events: list a session's stored events.",
+        epilog="examples:\n  flux0lite events list SESSION_ID --jsonl\n"
+        "  flux0lite events list SESSION_ID --min-offset 10 --type message\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     event_cmds = events.add_subparsers(dest="action", metavar="ACTION")
     listing = _subparser(
         event_cmds,

@@ -36,6 +36,10 @@ class ServerUnavailable(RuntimeError):
     """The real server cannot be installed or started here (the reason is the message)."""
 
 
+class NoSuitablePython(ServerUnavailable):
+    """No Python >= 3.13 on this machine: the server cannot run here at all."""
+
+
 def _is_313(python: str) -> bool:
     try:
         out = subprocess.run(
@@ -63,7 +67,7 @@ def find_python() -> str:
     for candidate in candidates:
         if _is_313(candidate):
             return candidate
-    raise ServerUnavailable("flux0-server needs Python >= 3.13 and none was found (set FLUX0_PYTHON)")
+    raise NoSuitablePython("flux0-server needs Python >= 3.13 and none was found (set FLUX0_PYTHON)")
 
 
 def venv_python() -> Path:

@@ -39,9 +39,13 @@ def inproc(args: List[str], stdin: str = "") -> Tuple[int, str, str]:
 def test_version_and_help() -> None:
     code, out, _ = run_cli(["--version"], "http://127.0.0.1:1")
     assert code == 0 and out.strip() == f"flux0lite {__version__}"
-    for args in (["-h"], ["agents", "-h"], ["agents", "create", "-h"], ["events", "list", "-h"], ["chat", "-h"]):
+    levels = [["-h"], ["chat", "-h"]]
+    for group, actions in (("agents", ("list", "create", "get")), ("sessions", ("list", "create", "get")), ("events", ("list",))):
+        levels.append([group, "-h"])
+        levels += [[group, action, "-h"] for action in actions]
+    for args in levels:
         code, out, _ = inproc(args)
-        assert code == 0 and "usage:" in out
+        assert code == 0 and "usage:" in out and "examples:" in out, args
     code, out, _ = inproc(["chat", "-h"])
     assert "examples:" in out and "--new" in out
 
