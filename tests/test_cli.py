@@ -40,7 +40,11 @@ def test_version_and_help() -> None:
     code, out, _ = run_cli(["--version"], "http://127.0.0.1:1")
     assert code == 0 and out.strip() == f"flux0lite {__version__}"
     levels = [["-h"], ["chat", "-h"]]
-    for group, actions in (("agents", ("list", "create", "get")), ("sessions", ("list", "create", "get")), ("events", ("list",))):
+    for group, actions in (
+        ("agents", ("list", "create", "get")),
+        ("sessions", ("list", "create", "get")),
+        ("events", ("list",)),
+    ):
         levels.append([group, "-h"])
         levels += [[group, action, "-h"] for action in actions]
     for args in levels:
