@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from flux0_server import Flux0Server, ServerUnavailable
+from flux0_server import Flux0Server, NoSuitablePython, ServerUnavailable
 
 
 def start_or_skip(**kwargs: object) -> Flux0Server:
