@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from flux0lite import Flux0, Retry, Timeout
-from tests.daemon.helpers import popen_daemon, run_daemon
+from tests.daemon.helpers import archive_rows, popen_daemon, run_daemon
 from tests.integration.conftest import start_or_skip
 
 
@@ -22,23 +22,12 @@ def server_log(client: Flux0) -> Dict[str, List[Tuple[int, str]]]:
     return out
 
 
-def archive_log(db_path: str) -> Dict[str, List[Tuple[int, str]]]:
-    db = sqlite3.connect(db_path)
-    try:
-        out: Dict[str, List[Tuple[int, str]]] = {}
-        for sid, offset, eid in db.execute('SELECT session_id, "offset", id FROM events ORDER BY 1, 2'):
-            out.setdefault(sid, []).append((offset, eid))
-        return out
-    finally:
-        db.close()
-
-
 def wait_equal(client: Flux0, db_path: str, timeout: float = 60) -> Dict[str, List[Tuple[int, str]]]:
     deadline = time.monotonic() + timeout
     expected: Dict[str, List[Tuple[int, str]]] = {}
     while time.monotonic() < deadline:
         expected = server_log(client)
-        if Path(db_path).exists() and archive_log(db_path) == expected:
+        if Path(db_path).exists() and archive_rows(db_path) == expected:
             return expected
         time.sleep(0.3)
     raise AssertionError(f"archive never caught up: server {sum(map(len, expected.values()))} events")
@@ -59,7 +48,7 @@ def test_once_mirror_equals_real_server_exactly(tmp_path: Path, server_url: str)
     proc = run_daemon(["--once", "--db", db, "--agent", agent.id], server_url)
     assert proc.returncode == 0, proc.stderr
     expected = {s: v for s, v in server_log(client).items() if client.sessions.retrieve(s).agent_id == agent.id}
-    assert archive_log(db) == expected
+    assert archive_rows(db) == expected
     raw = (
         sqlite3.connect(db)
         .execute("SELECT raw FROM events WHERE source = 'ai_agent' AND type = 'message' LIMIT 1")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 from typing import List
 
@@ -26,7 +25,7 @@ from flux0lite import (
     Timeout,
     ValidationError,
 )
-from tests.conftest import ROOT, subprocess_env
+from tests.test_cli import run_cli
 
 
 @pytest.fixture
@@ -197,46 +196,39 @@ def test_async_api_end_to_end(server_url: str) -> None:
     asyncio.run(run())
 
 
-def _cli(args: List[str], url: str, stdin: str = "") -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-    return subprocess.run(
-        [sys.executable, "-m", "flux0lite", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=subprocess_env(FLUX0_SERVER_URL=url),
-        cwd=str(ROOT),
-    )
+def _cli_run(args: List[str], url: str, stdin: str = "") -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    code, out, err = run_cli(args, url, stdin)
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def test_cli_every_subcommand_against_real_server(server_url: str) -> None:
-    proc = _cli(["agents", "create", "--name", "CLI", "--type", "echo", "--json"], server_url)
+    proc = _cli_run(["agents", "create", "--name", "CLI", "--type", "echo", "--json"], server_url)
     assert proc.returncode == 0, proc.stderr
     agent_id = json.loads(proc.stdout)["id"]
-    assert agent_id in _cli(["agents", "list"], server_url).stdout
-    assert json.loads(_cli(["agents", "get", agent_id, "--json"], server_url).stdout)["name"] == "CLI"
-    proc = _cli(["sessions", "create", "--agent", agent_id, "--title", "cli", "--json"], server_url)
+    assert agent_id in _cli_run(["agents", "list"], server_url).stdout
+    assert json.loads(_cli_run(["agents", "get", agent_id, "--json"], server_url).stdout)["name"] == "CLI"
+    proc = _cli_run(["sessions", "create", "--agent", agent_id, "--title", "cli", "--json"], server_url)
     session_id = json.loads(proc.stdout)["id"]
-    assert session_id in _cli(["sessions", "list", "--agent", agent_id], server_url).stdout
-    assert json.loads(_cli(["sessions", "get", session_id, "--json"], server_url).stdout)["title"] == "cli"
-    proc = _cli(["chat", session_id, "hello", "cli"], server_url)
+    assert session_id in _cli_run(["sessions", "list", "--agent", agent_id], server_url).stdout
+    assert json.loads(_cli_run(["sessions", "get", session_id, "--json"], server_url).stdout)["title"] == "cli"
+    proc = _cli_run(["chat", session_id, "hello", "cli"], server_url)
     assert proc.returncode == 0 and proc.stdout == "Echo: hello cli\n"
-    proc = _cli(["chat", session_id, "-"], server_url, stdin="from stdin\n")
+    proc = _cli_run(["chat", session_id, "-"], server_url, stdin="from stdin\n")
     assert proc.stdout == "Echo: from stdin\n"
-    proc = _cli(["chat", session_id, "!tool", "--jsonl"], server_url)
+    proc = _cli_run(["chat", session_id, "!tool", "--jsonl"], server_url)
     assert proc.returncode == 0 and all(
         json.loads(line)["event"] in ("status", "chunk") for line in proc.stdout.splitlines()
     )
-    proc = _cli(["chat", "--new", "--agent", agent_id, "new session please", "--json"], server_url)
+    proc = _cli_run(["chat", "--new", "--agent", agent_id, "new session please", "--json"], server_url)
     assert json.loads(proc.stdout)["text"] == "Echo: new session please"
-    proc = _cli(["events", "list", session_id, "--type", "message", "--source", "ai_agent", "--jsonl"], server_url)
+    proc = _cli_run(["events", "list", session_id, "--type", "message", "--source", "ai_agent", "--jsonl"], server_url)
     texts = [p.get("content") for line in proc.stdout.splitlines() for p in json.loads(line)["data"]["parts"]]
     assert "Echo: hello cli" in texts and "Echo: from stdin" in texts
-    proc = _cli(["events", "list", session_id, "--min-offset", "3"], server_url)
+    proc = _cli_run(["events", "list", session_id, "--min-offset", "3"], server_url)
     assert proc.returncode == 0 and proc.stdout.startswith("OFFSET")
-    proc = _cli(["agents", "get", "AAAAAAAAAA"], server_url)
+    proc = _cli_run(["agents", "get", "AAAAAAAAAA"], server_url)
     assert proc.returncode == 1 and "HTTP 404" in proc.stderr
-    proc = _cli(["chat", session_id, "!error"], server_url)
+    proc = _cli_run(["chat", session_id, "!error"], server_url)
     assert proc.returncode == 1 and "EchoError" in proc.stderr
-    proc = _cli(["--timeout", "1", "chat", session_id, "!raise"], server_url)
+    proc = _cli_run(["--timeout", "1", "chat", session_id, "!raise"], server_url)
     assert proc.returncode == 3
