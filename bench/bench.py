@@ -116,6 +116,27 @@ def bench_import(repeat: int) -> None:
     )
     ratio = peers_over / max(over_bare, 0.01)
     row("import", "added import cost, peers / flux0lite", f"{ratio:.1f}x", target(ratio >= 10, "10x or more"))
+    # What a first request really loads (everything "import flux0lite" defers), and the CLI.
+    usage = interleaved(
+        {
+            "bare": run("pass"),
+            "client": run("from flux0lite import Flux0; Flux0('http://127.0.0.1:1')"),
+            "peer client": run("import httpx, httpx_sse, pydantic; httpx.Client()"),
+            "cli": lambda: subprocess.run(
+                [python, "-m", "flux0lite", "--version"], env=env, check=True, capture_output=True
+            ),
+        },
+        repeat,
+    )
+    ours_use = (usage["client"] - usage["bare"]) * 1000
+    peer_use = (usage["peer client"] - usage["bare"]) * 1000
+    row(
+        "import",
+        "first use: 'from flux0lite import Flux0; Flux0()' over bare (http.client, ssl, json, models)",
+        f"+{ours_use:.1f} ms",
+        f"{peer_use / max(ours_use, 0.01):.1f}x less than httpx+httpx_sse+pydantic with httpx.Client() (+{peer_use:.1f} ms)",
+    )
+    row("import", "python -m flux0lite --version (wall)", f"{usage['cli'] * 1000:.1f} ms")
     row("import", "-X importtime cumulative for flux0lite", f"{self_us / 1000:.1f} ms; {modules} modules loaded")
 
 
