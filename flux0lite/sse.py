@@ -14,6 +14,7 @@ unfinished lines are kept in a buffer and never rescanned.
 
 from __future__ import annotations
 
+import re
 from typing import List, NamedTuple, Optional, Union
 
 from .errors import ConfigError, ResponseTooLargeError
@@ -27,6 +28,9 @@ _CR = 13
 _LF = 10
 _EVENT_NAMES = {b"": "message", b"message": "message", b"status": "status", b"chunk": "chunk"}
 _new_event = tuple.__new__
+# One whole block of the shape flux0 sends: optional "event:", optional "id:" (without NUL),
+# one "data:" line, blank line. The optional space after each colon is not part of the value.
+_SIMPLE_BLOCK = re.compile(rb"(?:event: ?([^\n]*)\n)?(?:id: ?([^\n\x00]*)\n)?data: ?([^\n]*)\n\n")
 
 
 class SSEEvent(NamedTuple):
@@ -66,7 +70,6 @@ class SSEDecoder:
         self._event_type = b""
         self._id_buffer: Optional[str] = None
         self._block_retry: Optional[int] = None
-        self._block_started = False
 
     @property
     def last_event_id(self) -> str:
@@ -80,8 +83,11 @@ class SSEDecoder:
 
     @property
     def has_pending(self) -> bool:
-        """True when bytes of an undispatched event are buffered (the stream is mid-event)."""
-        return bool(self._partial) or self._block_started
+        """True when part of an event is buffered: the stream would end mid-event.
+
+        (A lone ``retry:`` line does not count: it has already taken effect.)
+        """
+        return bool(self._partial or self._data or self._event_type or self._id_buffer is not None)
 
     def feed(self, data: bytes) -> List[SSEEvent]:
         if self._closed:
@@ -102,16 +108,60 @@ class SSEDecoder:
             # The middle of a long line: just buffer it.
             self._buffer(data)
             return []
-        if b"\r" not in data:
-            # The common case (flux0 sends LF only): one C-level split, no terminators to strip.
-            lines = data.split(b"\n")
-            tail = lines.pop()
-        else:
+        events: List[SSEEvent] = []
+        if b"\r" in data:
             pieces = data.splitlines(True)
             tail = b"" if pieces[-1][-1] in (_CR, _LF) else pieces.pop()
             lines = [p[:-2] if p[-1] == _LF and p[-2:-1] == b"\r" else p[:-1] for p in pieces]
             self._skip_lf = not tail and pieces[-1][-1] == _CR
-        events: List[SSEEvent] = []
+            self._lines(lines, tail, len(data), events)
+            return events
+        # LF only, as flux0 sends. Whole blocks of the usual shape are decoded by one regular
+        # expression match each; anything else (a block cut by the read, several data lines,
+        # comments, retry) goes line by line, after which the fast path resumes.
+        pos, size = 0, len(data)
+        fast = size <= self._max
+        while pos < size:
+            if fast and not self._partial and self._block_is_empty():
+                pos = self._fast_blocks(data, pos, events)
+                if pos >= size:
+                    break
+            if not self._partial and data[pos] == _LF:
+                cut = pos + 1  # a blank line right at a line start
+            else:
+                blank = data.find(b"\n\n", pos)
+                cut = blank + 2 if blank >= 0 else size
+            lines = data[pos:cut].split(b"\n")
+            tail = lines.pop()
+            self._lines(lines, tail, cut - pos, events)
+            pos = cut
+        return events
+
+    def _block_is_empty(self) -> bool:
+        return not self._data and not self._event_type and self._id_buffer is None and self._block_retry is None
+
+    def _fast_blocks(self, data: bytes, pos: int, events: List[SSEEvent]) -> int:
+        """Decode consecutive ``[event:][id:]data:`` blocks from ``pos``; returns where it stopped."""
+        match = _SIMPLE_BLOCK.match
+        emit = events.append
+        last_id = self._last_event_id
+        while True:
+            found = match(data, pos)
+            if found is None:
+                break
+            event_type, event_id, value = found.group(1, 2, 3)
+            if event_id is not None:
+                last_id = event_id.decode("utf-8", "replace")
+            name = _EVENT_NAMES.get(event_type) if event_type is not None else "message"
+            if name is None:
+                name = _event_name(event_type)
+            emit(_new_event(SSEEvent, (value.decode("utf-8", "replace"), name, last_id, None)))
+            pos = found.end()
+        self._last_event_id = last_id
+        return pos
+
+    def _lines(self, lines: List[bytes], tail: bytes, span: int, events: List[SSEEvent]) -> None:
+        """Process complete lines (and buffer an unfinished tail) the general way."""
         if lines:
             if self._partial:
                 self._partial.append(lines[0])
@@ -120,12 +170,11 @@ class SSEDecoder:
                 self._partial_len = 0
                 if len(lines[0]) > self._max:
                     self._too_long()
-            if len(data) > self._max and any(len(line) > self._max for line in lines):
+            if span > self._max and any(len(line) > self._max for line in lines):
                 self._too_long()
             self._process(lines, events)
         if tail:
             self._buffer(tail)
-        return events
 
     def close(self) -> List[SSEEvent]:
         """End of stream: an unterminated final line and an undispatched block are discarded.
@@ -174,69 +223,61 @@ class SSEDecoder:
         event_type = self._event_type
         id_buffer = self._id_buffer
         block_retry = self._block_retry
-        started = self._block_started
         last_id = self._last_event_id
         limit = self._max
         emit = events.append
         for line in lines:
-            if not line:  # blank line: dispatch
-                if id_buffer is not None:
-                    last_id = id_buffer
-                if data:
-                    raw = data[0] if len(data) == 1 else b"\n".join(data)
-                    name = _EVENT_NAMES.get(event_type)
-                    if name is None:
-                        name = _event_name(event_type)
-                    emit(_new_event(SSEEvent, (str(raw, "utf-8", "replace"), name, last_id, block_retry)))
-                    data = []
-                    size = 0
-                if started:
-                    event_type = b""
-                    id_buffer = None
-                    block_retry = None
-                    started = False
+            if line:
+                first = line[0]
+                if first == 100 and line.startswith(b"data:"):
+                    start = 6 if len(line) > 5 and line[5] == 32 else 5
+                    # a long value is referenced, not copied (decoding reads it once)
+                    value: Union[bytes, memoryview] = line[start:] if len(line) < 65536 else memoryview(line)[start:]
+                    size += len(value) + 1
+                    if size > limit:
+                        self._too_long()
+                    data.append(value)
+                elif first == 101 and line.startswith(b"event:"):
+                    event_type = bytes(line[7:] if len(line) > 6 and line[6] == 32 else line[6:])
+                elif first == 105 and line.startswith(b"id:"):
+                    value = line[4:] if len(line) > 3 and line[3] == 32 else line[3:]
+                    if b"\x00" not in value:
+                        id_buffer = value.decode("utf-8", "replace")
+                elif first != 58:  # ':' starts a comment; anything else is a general field
+                    name_bytes, colon, value = line.partition(b":")
+                    if colon and value[:1] == b" ":
+                        value = value[1:]
+                    if name_bytes == b"data":  # "data" with no colon: an empty data line
+                        size += 1
+                        data.append(value)
+                    elif name_bytes == b"event":
+                        event_type = bytes(value)
+                    elif name_bytes == b"id":
+                        if b"\x00" not in value:
+                            id_buffer = value.decode("utf-8", "replace")
+                    elif name_bytes == b"retry":
+                        if value.isdigit():  # bytes.isdigit() is ASCII-only: exactly [0-9]+
+                            self._retry = block_retry = int(value)
                 continue
-            first = line[0]
-            if first == 58:  # ':' starts a comment
-                continue
-            started = True
-            if first == 100 and line.startswith(b"data:"):
-                start = 6 if len(line) > 5 and line[5] == 32 else 5
-                # a long value is referenced, not copied (decoding reads it once)
-                value: Union[bytes, memoryview] = line[start:] if len(line) < 65536 else memoryview(line)[start:]
-                size += len(value) + 1
-                if size > limit:
-                    self._too_long()
-                data.append(value)
-                continue
-            if first == 105 and line.startswith(b"id:"):
-                value = line[4:] if len(line) > 3 and line[3] == 32 else line[3:]
-                if b"\x00" not in value:
-                    id_buffer = value.decode("utf-8", "replace")
-                continue
-            if first == 101 and line.startswith(b"event:"):
-                event_type = bytes(line[7:] if len(line) > 6 and line[6] == 32 else line[6:])
-                continue
-            name_bytes, colon, value = line.partition(b":")
-            if colon and value[:1] == b" ":
-                value = value[1:]
-            if name_bytes == b"data":  # "data" with no colon: an empty data line
-                size += 1
-                data.append(value)
-            elif name_bytes == b"event":
-                event_type = bytes(value)
-            elif name_bytes == b"id":
-                if b"\x00" not in value:
-                    id_buffer = value.decode("utf-8", "replace")
-            elif name_bytes == b"retry":
-                if value.isdigit():  # bytes.isdigit() is ASCII-only: exactly [0-9]+
-                    self._retry = block_retry = int(value)
+            # a blank line dispatches the block
+            if id_buffer is not None:
+                last_id = id_buffer
+                id_buffer = None
+            if data:
+                raw = data[0] if len(data) == 1 else b"\n".join(data)
+                name = _EVENT_NAMES.get(event_type)
+                if name is None:
+                    name = _event_name(event_type)
+                emit(_new_event(SSEEvent, (str(raw, "utf-8", "replace"), name, last_id, block_retry)))
+                data = []
+                size = 0
+            event_type = b""
+            block_retry = None
         self._data = data
         self._data_size = size
         self._event_type = event_type
         self._id_buffer = id_buffer
         self._block_retry = block_retry
-        self._block_started = started
         self._last_event_id = last_id
 
 
