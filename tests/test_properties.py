@@ -120,3 +120,32 @@ def test_patches_raise_only_patch_error(patches: List[JsonPatch]) -> None:
         apply_patches(None, patches)
     except PatchError:
         pass
+
+
+field_values = st.sampled_from(
+    [b"", b" ", b"  x", b"a:b", b"st\x00tus", b"chunk", b"status", b"\xff\xfe", b"caf\xc3\xa9", b"1"]
+)
+block = st.tuples(
+    st.one_of(st.none(), field_values),
+    st.one_of(st.none(), field_values),
+    st.lists(field_values, min_size=0, max_size=2),
+    st.sampled_from([b"", b": comment\n", b"retry: 5\n", b"junk\n", b"\n"]),
+).map(
+    lambda t: (
+        (b"event:" + t[0] + b"\n" if t[0] is not None else b"")
+        + (b"id:" + t[1] + b"\n" if t[1] is not None else b"")
+        + b"".join(b"data:" + v + b"\n" for v in t[2])
+        + t[3]
+        + b"\n"
+    )
+)
+
+
+@SETTINGS
+@given(st.lists(block, max_size=12).map(b"".join), st.lists(st.integers(min_value=0, max_value=2000), max_size=6))
+def test_flux0_shaped_streams_decode_alike_whole_chunked_and_bytewise(data: bytes, cuts: List[int]) -> None:
+    # bytewise feeding can never see a whole block, so it checks the whole-block fast path
+    reference = decode([data[i : i + 1] for i in range(len(data))])
+    assert decode([data]) == reference
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    assert decode([data[a:b] for a, b in zip([0, *points], [*points, len(data)])]) == reference
