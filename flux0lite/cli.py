@@ -127,6 +127,19 @@ def _subparser(
     return parser
 
 
+def _group(
+    groups: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str, examples: str
+) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+    parser = groups.add_parser(
+        name,
+        help=help_text,
+        description=help_text[0].upper() + help_text[1:] + ".",
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.add_subparsers(dest="action", metavar="ACTION")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flux0lite",
@@ -138,15 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(parser, top=True)
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
 
-    agents = groups.add_parser(
+    agent_cmds = _group(
+        groups,
         "agents",
-        help="list, create and show agents",
-        description="Agents: list, create, get.",
-        epilog="examples:\n  flux0lite agents list\n  flux0lite agents create --name Echo --type echo\n"
+        "list, create and show agents",
+        "  flux0lite agents list\n  flux0lite agents create --name Echo --type echo\n"
         "  flux0lite agents get AGENT_ID --json\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    agent_cmds = agents.add_subparsers(dest="action", metavar="ACTION")
     _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n")
     create = _subparser(agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n")
     create.add_argument("--name", required=True)
@@ -155,15 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     get = _subparser(agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n")
     get.add_argument("agent_id", metavar="AGENT_ID")
 
-    sessions = groups.add_parser(
+    session_cmds = _group(
+        groups,
         "sessions",
-        help="list, create and show sessions",
-        description="Sessions: list, create, get.",
-        epilog="examples:\n  flux0lite sessions list --agent AGENT_ID\n"
-        "  flux0lite sessions create --agent AGENT_ID --title demo\n  flux0lite sessions get SESSION_ID\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "list, create and show sessions",
+        "  flux0lite sessions list --agent AGENT_ID\n  flux0lite sessions create --agent AGENT_ID --title demo\n"
+        "  flux0lite sessions get SESSION_ID\n",
     )
-    session_cmds = sessions.add_subparsers(dest="action", metavar="ACTION")
     listing = _subparser(session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n")
     listing.add_argument("--agent", dest="agent_id", help="only sessions of this agent")
     create = _subparser(
@@ -176,15 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     get = _subparser(session_cmds, "get", "show one session", "  flux0lite sessions get SESSION_ID\n")
     get.add_argument("session_id", metavar="SESSION_ID")
 
-    events = groups.add_parser(
+    event_cmds = _group(
+        groups,
         "events",
-        help="list a session's stored events",
-        description="Events: list a session's stored events.",
-        epilog="examples:\n  flux0lite events list SESSION_ID --jsonl\n"
+        "list a session's stored events",
+        "  flux0lite events list SESSION_ID --jsonl\n"
         "  flux0lite events list SESSION_ID --min-offset 10 --type message\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    event_cmds = events.add_subparsers(dest="action", metavar="ACTION")
     listing = _subparser(
         event_cmds,
         "list",
