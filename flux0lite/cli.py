@@ -415,6 +415,14 @@ def _run(client: Flux0, args: argparse.Namespace, out: TextIO, err: TextIO, stdi
     return EXIT_OK
 
 
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, (_UsageError, ConfigError)):
+        return EXIT_USAGE
+    if isinstance(exc, APIConnectionError):
+        return EXIT_CONNECTION
+    return EXIT_API  # the server said no (APIError), or said nonsense (ProtocolError)
+
+
 def main(
     argv: Optional[Sequence[str]] = None,
     *,
@@ -445,24 +453,12 @@ def main(
             user_sub=args.user,
         )
         return _run(client, args, out, err, inp)
-    except _UsageError as exc:
-        err.write(f"flux0lite: error: {exc}\n")
-        return EXIT_USAGE
-    except ConfigError as exc:
-        err.write(f"flux0lite: error: {exc}\n")
-        return EXIT_USAGE
-    except APIError as exc:
-        err.write(f"flux0lite: error: {exc}\n")
-        return EXIT_API
-    except APIConnectionError as exc:
-        err.write(f"flux0lite: error: {exc}\n")
-        return EXIT_CONNECTION
-    except Flux0Error as exc:
-        err.write(f"flux0lite: error: {type(exc).__name__}: {exc}\n")
-        return EXIT_API
+    except (_UsageError, Flux0Error) as exc:
+        code = _exit_code(exc)
+        label = "" if code != EXIT_API or isinstance(exc, APIError) else f"{type(exc).__name__}: "
+        err.write(f"flux0lite: error: {label}{exc}\n")
+        return code
     except KeyboardInterrupt:
-        if client is not None:
-            client.close()
         err.write("\nflux0lite: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -146,6 +146,11 @@ def redact_headers(headers: Mapping[str, str]) -> Dict[str, str]:
     return {k: ("<redacted>" if k.lower() in _SENSITIVE_HEADERS else v) for k, v in headers.items()}
 
 
+def media_type(headers: Mapping[str, str]) -> str:
+    """The ``Content-Type`` without parameters, lower-cased (``""`` when absent)."""
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 class Response:
     """A complete response: status, lower-cased headers and the (decompressed) body."""
 
@@ -159,7 +164,7 @@ class Response:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+        return media_type(self.headers)
 
     def json(self) -> Any:
         if self.content_type and not (self.content_type == "application/json" or self.content_type.endswith("+json")):
@@ -221,7 +226,7 @@ class StreamingResponse:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+        return media_type(self.headers)
 
     def iter_bytes(self) -> Iterator[bytes]:
         """Body bytes as they arrive; raises ReadTimeout, StreamError or APIConnectionError."""
