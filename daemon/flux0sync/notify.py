@@ -13,16 +13,21 @@ class Notifier:
     """Sends ``READY=1``, ``STATUS=...``, ``WATCHDOG=1`` and ``STOPPING=1`` to ``$NOTIFY_SOCKET``.
 
     Without ``NOTIFY_SOCKET`` (not under systemd) every call is a no-op. Send errors are
-    swallowed: a missing supervisor must never stop the archive from syncing.
+    swallowed: a missing supervisor must never stop the archive from syncing. A supervisor
+    that stops reading must not stop it either: a datagram socket's queue is short (Linux:
+    ``net.unix.max_dgram_qlen``, often 10), and a plain send to a full queue blocks for ever,
+    so each send gives up after ``timeout`` seconds.
     """
 
-    def __init__(self, address: Optional[str] = None) -> None:
+    def __init__(self, address: Optional[str] = None, *, timeout: float = 0.5) -> None:
         address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
         self._address: Optional[str] = None
         if address and (address.startswith("/") or address.startswith("@")):
             # '@' names a socket in the abstract namespace
             self._address = "\0" + address[1:] if address.startswith("@") else address
+        self.timeout = timeout
         self.sent = 0
+        self.dropped = 0
 
     @property
     def enabled(self) -> bool:
@@ -34,9 +39,11 @@ class Notifier:
         payload = "\n".join(a.replace("\n", " ") for a in assignments).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(self.timeout)
                 sock.connect(self._address)
                 sock.sendall(payload)
-        except OSError:
+        except OSError:  # includes socket.timeout: the supervisor's queue stayed full
+            self.dropped += 1
             return False
         self.sent += 1
         return True

@@ -122,6 +122,9 @@ class Daemon:
         self.watchdog_every = watchdog_interval()
         self._last_ping = 0.0
         self._stop = False
+        self._stop_signal: Optional[int] = None
+        self._finishing = False
+        self._stop_announced = False
         self._reload = False
         self.store: Optional[Store] = None
         self.totals: Dict[str, int] = {"passes": 0, "inserted": 0}
@@ -129,11 +132,13 @@ class Daemon:
     # -- signals ---------------------------------------------------------------------------
 
     def _on_stop(self, signum: int, frame: Optional[FrameType]) -> None:
-        first = not self._stop
+        # No I/O here: the handler can interrupt a write to stderr or a send to the notify
+        # socket, and re-entering either can raise or block. The loop reports the stop.
+        if self._stop_signal is None:
+            self._stop_signal = signum
         self._stop = True
-        if first:
-            log.info("received %s: stopping", signal.Signals(signum).name)
-            self.notifier.stopping()
+        if self._finishing:
+            return  # already unwinding: a second signal must not interrupt the cleanup
         store = self.store
         if store is not None and store.db.in_transaction:
             return  # let the open transaction commit; the loop checks the flag right after
@@ -226,17 +231,34 @@ class Daemon:
                 try:
                     return self._loop()
                 finally:
+                    self._finishing = True
                     self.store.close()
         except Shutdown:
-            log.info("stopped")
+            self._finishing = True
             return EXIT_OK
         except StoreError as exc:
             log.error("%s", exc)
             self.notifier.status(f"failed: {exc}")
             return EXIT_STORE
         finally:
+            self._finishing = True
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self._stop_signal is not None:
+                self._announce_stop()
+                log.info(
+                    "stopped on %s after %d passes, %d events archived",
+                    signal.Signals(self._stop_signal).name,
+                    self.totals["passes"],
+                    self.totals["inserted"],
+                )
+
+    def _announce_stop(self) -> None:
+        """Tell systemd and the log that a stop signal is being honoured (once, outside the handler)."""
+        if self._stop_signal is not None and not self._stop_announced:
+            self._stop_announced = True
+            log.info("received %s: stopping", signal.Signals(self._stop_signal).name)
+            self.notifier.stopping()
 
     def _loop(self) -> int:
         assert self.store is not None
@@ -281,8 +303,9 @@ class Daemon:
                     return EXIT_OK if result is not None and result.ok else EXIT_FAILED
                 self._sleep(wait)
         finally:
+            self._finishing = True
+            self._announce_stop()
             syncer.client.close()
-        log.info("stopped after %d passes, %d events archived", self.totals["passes"], self.totals["inserted"])
         return EXIT_OK
 
 

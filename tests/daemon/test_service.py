@@ -5,6 +5,7 @@ import random
 import signal
 import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import List
@@ -18,29 +19,58 @@ from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
 
 
 class NotifySocket:
-    def __init__(self, tmp_path: Path) -> None:
+    """A supervisor's end of ``$NOTIFY_SOCKET``: like systemd, it reads every datagram at once.
+
+    The kernel queues only a few datagrams per socket (``net.unix.max_dgram_qlen``, often 10),
+    so a listener that reads only when a test looks would stall the daemon's sends.
+    """
+
+    def __init__(self, tmp_path: Path, *, reading: bool = True) -> None:
         self.path = str(tmp_path / "notify.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(0.1)
         self.messages: List[str] = []
+        self._changed = threading.Condition()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        if reading:
+            self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed:
+            try:
+                message = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._changed:
+                self.messages.append(message)
+                self._changed.notify_all()
 
     def drain(self) -> List[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                return self.messages
+        with self._changed:
+            return list(self.messages)
 
     def wait_for(self, needle: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.drain():
-                if needle in message:
-                    return message
-        raise AssertionError(f"{needle!r} never arrived; got {self.messages}")
+        seen = 0
+        with self._changed:
+            while True:
+                for message in self.messages[seen:]:
+                    if needle in message:
+                        return message
+                seen = len(self.messages)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{needle!r} never arrived; got {self.messages}")
+                self._changed.wait(left)
 
     def close(self) -> None:
+        self._closed = True
+        if self._reader.is_alive():
+            self._reader.join(5)
         self.sock.close()
 
 
@@ -81,6 +111,7 @@ def test_notifier_datagrams_and_watchdog_env(tmp_path: Path, monkeypatch: pytest
     try:
         notifier = Notifier(listener.path)
         assert notifier.enabled and notifier.ready("up") and notifier.watchdog() and notifier.stopping()
+        listener.wait_for("STOPPING=1")
         messages = listener.drain()
         assert messages[0].startswith("READY=1\nSTATUS=up\nMAINPID=")
         assert messages[1:] == ["WATCHDOG=1", "STOPPING=1\nSTATUS=stopping"]
@@ -136,6 +167,51 @@ def test_read_side_status_export_search(tmp_path: Path, fake: FakeServer, fake_f
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
     assert run_daemon(["search", "zebra", "--db", db], None).returncode == 1
     assert run_daemon(["status", "--db", str(tmp_path / "none.sqlite3")], None).returncode == 3
+
+
+def test_notifier_gives_up_on_a_supervisor_that_stopped_reading(tmp_path: Path) -> None:
+    stuck = NotifySocket(tmp_path, reading=False)
+    try:
+        notifier = Notifier(stuck.path, timeout=0.2)
+        started = time.monotonic()
+        results = [notifier.watchdog() for _ in range(40)]
+        elapsed = time.monotonic() - started
+        # the kernel queues a few datagrams, then every send waits its timeout and gives up
+        assert results[0] and not results[-1]
+        assert notifier.dropped == results.count(False) and notifier.sent == results.count(True)
+        assert elapsed < 40 * 0.2 + 5
+    finally:
+        stuck.close()
+
+
+def test_sigterm_stops_promptly_even_when_the_supervisor_stopped_reading(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """A full notify queue once hung the daemon: the SIGTERM handler itself blocked in a send."""
+    populate(fake_flux0, 3, 10)
+    stuck = NotifySocket(tmp_path, reading=False)
+    db = str(tmp_path / "a.sqlite3")
+    proc = popen_daemon(["--db", db, "--interval", "0.1"], fake.url, NOTIFY_SOCKET=stuck.path, WATCHDOG_USEC="100000")
+    try:
+        deadline = time.monotonic() + 30
+        while not archive_rows_or_empty(db) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # long enough for the queue to fill and every send to wait
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert "received SIGTERM: stopping" in proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stuck.close()
+    assert_archive_equals_server(db, fake_flux0)
+
+
+def archive_rows_or_empty(db_path: str) -> int:
+    try:
+        return sum(len(rows) for rows in archive_rows(db_path).values())
+    except sqlite3.Error:
+        return 0
 
 
 def test_sd_notify_ready_status_watchdog_stopping_and_sigterm(
