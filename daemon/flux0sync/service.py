@@ -1,8 +1,14 @@
 """The long-running service: the sync loop, signals, systemd notify and the watchdog.
 
-Shutdown is prompt and safe: SIGTERM or SIGINT outside a database transaction interrupts
-whatever the loop is waiting on (a poll sleep, an HTTP read); inside one, the transaction is
-allowed to commit first. Either way the process exits 0 with a consistent archive.
+Shutdown is prompt and safe: SIGTERM or SIGINT interrupts whatever the loop is waiting on (a
+poll sleep, an HTTP read); an open database transaction is allowed to commit first. Either way
+the process exits 0 with a consistent archive.
+
+The stop is an exception raised from the signal handler, like KeyboardInterrupt, but only
+where that is known to be safe: while this package, flux0lite or the socket layer is running,
+never inside a transaction, and never inside someone else's code (a tracer, the import system,
+logging) that may hold a lock it would then never release. Elsewhere the handler only sets a
+flag and re-checks every 50 ms (SIGALRM) until the main thread reaches such a point.
 """
 
 from __future__ import annotations
@@ -92,6 +98,29 @@ def acquire_lock(db_path: str) -> Iterator[None]:
         os.close(fd)
 
 
+# Where a stop exception may be raised: code that keeps no lock across a bytecode boundary.
+_INTERRUPTIBLE_MODULES = ("flux0sync", "flux0lite", "socket", "ssl", "http.client", "selectors")
+_RECHECK_SECONDS = 0.05
+
+
+def _interruptible(frame: Optional[FrameType]) -> bool:
+    """Is the innermost Python frame one where raising Shutdown cannot leave a lock held?"""
+    if frame is None:
+        return False
+    module = str(frame.f_globals.get("__name__", ""))
+    return any(module == name or module.startswith(name + ".") for name in _INTERRUPTIBLE_MODULES)
+
+
+def _schedule_recheck() -> None:
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, _RECHECK_SECONDS, _RECHECK_SECONDS)
+
+
+def _cancel_rechecks() -> None:
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 def make_client(config: Config) -> Flux0:
     return Flux0(
         config.server_url,
@@ -137,11 +166,23 @@ class Daemon:
         if self._stop_signal is None:
             self._stop_signal = signum
         self._stop = True
+        self._interrupt_if_safe(frame)
+
+    def _on_recheck(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self._stop:
+            self._interrupt_if_safe(frame)
+
+    def _interrupt_if_safe(self, frame: Optional[FrameType]) -> None:
         if self._finishing:
-            return  # already unwinding: a second signal must not interrupt the cleanup
+            _cancel_rechecks()  # already unwinding: a second signal must not interrupt the cleanup
+            return
         store = self.store
-        if store is not None and store.db.in_transaction:
-            return  # let the open transaction commit; the loop checks the flag right after
+        in_transaction = store is not None and store.db.in_transaction
+        if in_transaction or not _interruptible(frame):
+            _schedule_recheck()  # the loop also checks the flag after every batch and sleep step
+            return
+        _cancel_rechecks()
+        self._finishing = True
         raise Shutdown()
 
     def _on_hup(self, signum: int, frame: Optional[FrameType]) -> None:
@@ -153,6 +194,8 @@ class Daemon:
             previous[sig] = signal.signal(sig, handler)
         if hasattr(signal, "SIGHUP"):
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
+        if hasattr(signal, "setitimer"):
+            previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_recheck)
         return previous
 
     # -- helpers ---------------------------------------------------------------------------
@@ -242,6 +285,7 @@ class Daemon:
             return EXIT_STORE
         finally:
             self._finishing = True
+            _cancel_rechecks()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self._stop_signal is not None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -70,7 +71,22 @@ def popen_daemon(args: List[str], url: str, **env: str) -> subprocess.Popen:  # 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=subprocess_env(FLUX0_SERVER_URL=url, **env),
+        # PYTHONFAULTHANDLER: a daemon that hangs prints every thread's stack on SIGABRT
+        env=subprocess_env(FLUX0_SERVER_URL=url, PYTHONFAULTHANDLER="1", **env),
         cwd=str(ROOT),
         preexec_fn=os.setsid,
     )
+
+
+def exit_code(proc: "subprocess.Popen[str]", timeout: float = 20) -> int:
+    """The daemon's exit code; if it hangs, fail with the stack it was stuck in."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        raise AssertionError(f"the daemon did not exit within {timeout} s; its stderr:\n{err[-8000:]}") from None

@@ -5,6 +5,7 @@ import random
 import signal
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import List
 import pytest
 from flux0sync.config import Config, ConfigError, load_config
 from flux0sync.notify import Notifier, watchdog_interval
+from flux0sync.service import Daemon, Shutdown
+from flux0sync.store import Store
 
-from tests.daemon.helpers import archive_rows, assert_archive_equals_server, popen_daemon, run_daemon
+from tests.daemon.helpers import archive_rows, assert_archive_equals_server, exit_code, popen_daemon, run_daemon
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
 
 
@@ -52,6 +55,11 @@ class NotifySocket:
     def drain(self) -> List[str]:
         with self._changed:
             return list(self.messages)
+
+    def forget(self) -> None:
+        """Drop what arrived so far, so that ``wait_for`` sees only what a new daemon sends."""
+        with self._changed:
+            self.messages.clear()
 
     def wait_for(self, needle: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
@@ -169,6 +177,35 @@ def test_read_side_status_export_search(tmp_path: Path, fake: FakeServer, fake_f
     assert run_daemon(["status", "--db", str(tmp_path / "none.sqlite3")], None).returncode == 3
 
 
+def frame_in(module: str) -> object:
+    """A live frame whose code belongs to ``module``, as a signal handler would receive it."""
+    return eval("sys._getframe()", {"__name__": module, "sys": sys})
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX interval timers")
+def test_stop_is_raised_only_where_no_foreign_lock_or_transaction_is_open(tmp_path: Path) -> None:
+    """A coverage tracer's lock once stayed held for ever: Shutdown was raised inside its code."""
+    daemon = Daemon(Config(db_path=str(tmp_path / "a.sqlite3")), notifier=Notifier(""))
+    ours, socket_layer, foreign = frame_in("flux0sync.sync"), frame_in("socket"), frame_in("coverage.collector")
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    daemon.store = Store(daemon.config.db_path)
+    try:
+        daemon._on_stop(signal.SIGTERM, foreign)  # type: ignore[arg-type]
+        assert daemon._stop and signal.getitimer(signal.ITIMER_REAL)[0] > 0  # deferred, re-checked
+        daemon.store.db.execute("BEGIN IMMEDIATE")
+        daemon._on_recheck(signal.SIGALRM, ours)  # type: ignore[arg-type]  # the transaction commits first
+        daemon.store.db.execute("COMMIT")
+        with pytest.raises(Shutdown):
+            daemon._on_recheck(signal.SIGALRM, socket_layer)  # type: ignore[arg-type]
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        daemon._on_stop(signal.SIGINT, ours)  # type: ignore[arg-type]  # a second signal leaves cleanup alone
+        assert daemon._stop_signal == signal.SIGTERM
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        daemon.store.close()
+
+
 def test_notifier_gives_up_on_a_supervisor_that_stopped_reading(tmp_path: Path) -> None:
     stuck = NotifySocket(tmp_path, reading=False)
     try:
@@ -198,7 +235,7 @@ def test_sigterm_stops_promptly_even_when_the_supervisor_stopped_reading(
             time.sleep(0.1)
         time.sleep(1.5)  # long enough for the queue to fill and every send to wait
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
+        assert exit_code(proc, 10) == 0
         assert "received SIGTERM: stopping" in proc.stderr.read()  # type: ignore[union-attr]
     finally:
         if proc.poll() is None:
@@ -232,7 +269,7 @@ def test_sd_notify_ready_status_watchdog_stopping_and_sigterm(
         time.sleep(1.0)
         assert sum(1 for m in listener.drain() if m == "WATCHDOG=1") >= pings + 2
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert exit_code(proc) == 0
         listener.wait_for("STOPPING=1")
     finally:
         if proc.poll() is None:
@@ -259,7 +296,7 @@ def test_sighup_reloads_config(tmp_path: Path, fake: FakeServer, fake_flux0: Fak
         listener.wait_for("RELOADING=1")
         listener.wait_for("STATUS=5 events")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert exit_code(proc) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -281,7 +318,7 @@ def test_two_daemons_on_one_archive(tmp_path: Path, fake: FakeServer, fake_flux0
         assert run_daemon(["status", "--db", db], None).returncode == 0
     finally:
         first.send_signal(signal.SIGTERM)
-        assert first.wait(20) == 0
+        assert exit_code(first) == 0
         listener.close()
     assert_archive_equals_server(db, fake_flux0)
 
@@ -331,13 +368,14 @@ def test_sigterm_during_batches_exits_0_consistent(tmp_path: Path, fake: FakeSer
     db = str(tmp_path / "a.sqlite3")
     listener = NotifySocket(tmp_path)
     for delay in (0.05, 0.3, 0.6):
+        listener.forget()  # the last daemon's READY=1 must not count for this one
         proc = popen_daemon(
             ["--db", db, "--batch-size", "10", "--synchronous", "FULL"], fake.url, NOTIFY_SOCKET=listener.path
         )
         listener.wait_for("READY=1")  # before READY, SIGTERM meets Python's default handler
         time.sleep(delay)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert exit_code(proc) == 0
         rows = archive_rows(db)
         for sid, items in rows.items():
             assert [o for o, _ in items] == list(range(len(items)))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from flux0lite import Flux0, Retry, Timeout
-from tests.daemon.helpers import archive_rows, popen_daemon, run_daemon
+from tests.daemon.helpers import archive_rows, exit_code, popen_daemon, run_daemon
 from tests.integration.conftest import start_or_skip
 
 
@@ -82,7 +82,7 @@ def test_daemon_survives_server_crashes_and_catches_up(tmp_path: Path) -> None:
             final = wait_equal(client, db)
         assert sum(len(v) for v in final.values()) >= 5 * 4
         daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(20) == 0
+        assert exit_code(daemon) == 0
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
