@@ -17,6 +17,8 @@ def archive_rows(db_path: str) -> Dict[str, List[Tuple[int, str]]]:
     db = sqlite3.connect(db_path)
     try:
         out: Dict[str, List[Tuple[int, str]]] = {}
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone() is None:
+            return out  # a daemon has just created the file and not yet its schema
         for sid, offset, eid in db.execute('SELECT session_id, "offset", id FROM events ORDER BY session_id, "offset"'):
             out.setdefault(sid, []).append((offset, eid))
         return out
