@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 
 @dataclass
@@ -169,8 +169,11 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 
 
 class FakeServer:
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, routes: Sequence[Tuple[str, str, Responder]] = ()) -> None:
+        """``routes`` are in place before the first connection is accepted (see ``on``)."""
         self.routes: List[Tuple[str, str, Responder]] = []
+        for method, path, responder in routes:
+            self.on(method, path, responder)
         self.requests: List[Request] = []
         self.lock = threading.Lock()
         self.connections = 0

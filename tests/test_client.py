@@ -367,8 +367,8 @@ def test_refused_then_server_appears_post_succeeds() -> None:
 
     def start_later() -> None:
         time.sleep(0.3)
-        server = FakeServer(port)
-        server.on("POST", "/api/agents", json_response(201, AGENT))
+        # the route must exist before the port accepts: else a request lands in between (404)
+        server = FakeServer(port, routes=[("POST", "/api/agents", json_response(201, AGENT))])
         holder.append(server)
 
     threading.Thread(target=start_later, daemon=True).start()
