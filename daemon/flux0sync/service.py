@@ -153,7 +153,6 @@ class Daemon:
         self._stop = False
         self._stop_signal: Optional[int] = None
         self._finishing = False
-        self._stop_announced = False
         self._reload = False
         self.store: Optional[Store] = None
         self.totals: Dict[str, int] = {"passes": 0, "inserted": 0}
@@ -162,7 +161,7 @@ class Daemon:
 
     def _on_stop(self, signum: int, frame: Optional[FrameType]) -> None:
         # No I/O here: the handler can interrupt a write to stderr or a send to the notify
-        # socket, and re-entering either can raise or block. The loop reports the stop.
+        # socket, and re-entering either can raise or block. run() reports the stop.
         if self._stop_signal is None:
             self._stop_signal = signum
         self._stop = True
@@ -274,10 +273,8 @@ class Daemon:
                 try:
                     return self._loop()
                 finally:
-                    self._finishing = True
                     self.store.close()
         except Shutdown:
-            self._finishing = True
             return EXIT_OK
         except StoreError as exc:
             log.error("%s", exc)
@@ -288,21 +285,16 @@ class Daemon:
             _cancel_rechecks()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self._stop_signal is not None:
-                self._announce_stop()
+            if self._stop_signal is not None:  # reported here, never from the handler (see _on_stop)
+                name = signal.Signals(self._stop_signal).name
+                log.info("received %s: stopping", name)
+                self.notifier.stopping()
                 log.info(
                     "stopped on %s after %d passes, %d events archived",
-                    signal.Signals(self._stop_signal).name,
+                    name,
                     self.totals["passes"],
                     self.totals["inserted"],
                 )
-
-    def _announce_stop(self) -> None:
-        """Tell systemd and the log that a stop signal is being honoured (once, outside the handler)."""
-        if self._stop_signal is not None and not self._stop_announced:
-            self._stop_announced = True
-            log.info("received %s: stopping", signal.Signals(self._stop_signal).name)
-            self.notifier.stopping()
 
     def _loop(self) -> int:
         assert self.store is not None
@@ -347,8 +339,7 @@ class Daemon:
                     return EXIT_OK if result is not None and result.ok else EXIT_FAILED
                 self._sleep(wait)
         finally:
-            self._finishing = True
-            self._announce_stop()
+            self._finishing = True  # from here on a signal must not interrupt the cleanup
             syncer.client.close()
         return EXIT_OK
 

@@ -231,7 +231,7 @@ def test_sigterm_stops_promptly_even_when_the_supervisor_stopped_reading(
     proc = popen_daemon(["--db", db, "--interval", "0.1"], fake.url, NOTIFY_SOCKET=stuck.path, WATCHDOG_USEC="100000")
     try:
         deadline = time.monotonic() + 30
-        while not archive_rows_or_empty(db) and time.monotonic() < deadline:
+        while not archive_rows(db) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.5)  # long enough for the queue to fill and every send to wait
         proc.send_signal(signal.SIGTERM)
@@ -242,13 +242,6 @@ def test_sigterm_stops_promptly_even_when_the_supervisor_stopped_reading(
             proc.kill()
         stuck.close()
     assert_archive_equals_server(db, fake_flux0)
-
-
-def archive_rows_or_empty(db_path: str) -> int:
-    try:
-        return sum(len(rows) for rows in archive_rows(db_path).values())
-    except sqlite3.Error:
-        return 0
 
 
 def test_sd_notify_ready_status_watchdog_stopping_and_sigterm(
