@@ -21,7 +21,7 @@ def _agent(payload: Any) -> AgentDTO:
     return AgentDTO.from_native(Agent.from_dict(payload))
 
 
-def _create(name: str, type_: str, description: Union[str, None, Unset]) -> Operation:
+def _create(name: str, type_: str, description: Union[str, Unset, None]) -> Operation:
     body = {"name": name, "type": type_}
     if not isinstance(description, Unset):
         body["description"] = description  # type: ignore[assignment]
@@ -67,7 +67,7 @@ class Agents(BaseSDK):
         *,
         name: str,
         type_: str,
-        description: Union[str, None, Unset] = UNSET,
+        description: Union[str, Unset, None] = UNSET,
         retries: RetriesArg = UNSET,
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
@@ -88,7 +88,7 @@ class Agents(BaseSDK):
         *,
         name: str,
         type_: str,
-        description: Union[str, None, Unset] = UNSET,
+        description: Union[str, Unset, None] = UNSET,
         retries: RetriesArg = UNSET,
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,

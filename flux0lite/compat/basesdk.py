@@ -12,7 +12,7 @@ from flux0lite import errors as native
 from . import customclient
 from .operation import Operation, sdk_error
 from .sdkconfiguration import SDKConfiguration, timeout_from_ms
-from .types import UNSET, Unset
+from .types import Unset
 from .utils.eventstreaming import EventStream, EventStreamAsync
 from .utils.retries import RetryConfig, call_with_retries, call_with_retries_async
 
@@ -23,7 +23,9 @@ RetriesArg = Union[RetryConfig, None, Unset, Any]
 _SINGLE_ATTEMPT = Retry(total=0)
 
 
-def _plan(retries: RetriesArg, configured: Union[RetryConfig, None, Unset]) -> Tuple[Optional[RetryConfig], Optional[Retry]]:
+def _plan(
+    retries: RetriesArg, configured: Union[RetryConfig, Unset, None]
+) -> Tuple[Optional[RetryConfig], Optional[Retry]]:
     """(the RetryConfig to run, the flux0lite policy for each attempt).
 
     Nothing configured anywhere: flux0lite's default policy (safe retries) does the work.
@@ -138,12 +140,12 @@ class BaseSDK:
         if client is not None:
             base = (server_url or config.server_url).rstrip("/")
             headers = dict(http_headers or {})
-            events, close, response = call_with_retries(
+            events, close_client_stream, response = call_with_retries(
                 lambda: customclient.open_stream(client, base, op, headers, effective_ms, config.debug_logger),
                 plan,
                 op.method,
             )
-            return EventStream(events, close, response)
+            return EventStream(events, close_client_stream, response)
         native_client, release = config.native_for(server_url, http_headers)
         timeout = timeout_from_ms(timeout_ms)
 

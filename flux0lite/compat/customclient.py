@@ -62,7 +62,9 @@ def _reraise(exc: BaseException) -> None:
         raise mapped from exc
 
 
-def _request(client: Any, base_url: str, op: Operation, accept: str, headers: Dict[str, str], timeout_ms: Optional[int]) -> Any:
+def _request(
+    client: Any, base_url: str, op: Operation, accept: str, headers: Dict[str, str], timeout_ms: Optional[int]
+) -> Any:
     send_headers = {"accept": accept, "user-agent": USER_AGENT}
     body = op.body_bytes
     if body is not None:
@@ -94,7 +96,9 @@ def _json_result(response: Any, op: Operation) -> Any:
     return decode_json_body(content, headers.get("content-type", ""), f"{op.method} {url}")
 
 
-def send_json(client: Any, base_url: str, op: Operation, headers: Dict[str, str], timeout_ms: Optional[int], logger: Any) -> Any:
+def send_json(
+    client: Any, base_url: str, op: Operation, headers: Dict[str, str], timeout_ms: Optional[int], logger: Any
+) -> Any:
     request = _request(client, base_url, op, "application/json", headers, timeout_ms)
     _log(logger, "-> %s %s (custom client)", op.method, base_url + op.path)
     try:

@@ -30,7 +30,9 @@ class Headers(Mapping[str, str]):
 
 
 class RawResponse:
-    def __init__(self, status_code: int, headers: Mapping[str, str], text: str, url: str = "", method: str = "") -> None:
+    def __init__(
+        self, status_code: int, headers: Mapping[str, str], text: str, url: str = "", method: str = ""
+    ) -> None:
         self.status_code = status_code
         self.headers = Headers(headers)
         self.text = text

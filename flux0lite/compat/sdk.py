@@ -41,7 +41,7 @@ class Flux0:
         url_params: Optional[Dict[str, str]] = None,
         client: Any = None,
         async_client: Any = None,
-        retry_config: Union[RetryConfig, None, Unset] = UNSET,
+        retry_config: Union[RetryConfig, Unset, None] = UNSET,
         timeout_ms: Optional[int] = None,
         debug_logger: Optional[Logger] = None,
     ) -> None:

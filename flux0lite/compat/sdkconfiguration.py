@@ -23,7 +23,9 @@ class ServerIndexError(ConfigError, IndexError):
     """``server_idx`` names no entry of ``SERVERS`` (an IndexError, as in the SDK)."""
 
 
-def resolve_server_url(server_idx: Optional[int], server_url: Optional[str], url_params: Optional[Dict[str, str]]) -> str:
+def resolve_server_url(
+    server_idx: Optional[int], server_url: Optional[str], url_params: Optional[Dict[str, str]]
+) -> str:
     """``server_url`` (templated), else ``SERVERS[server_idx]``, else ``$FLUX0_SERVER_URL``, else ``SERVERS[0]``."""
     if server_url:
         return template_url(server_url.rstrip("/"), url_params) if url_params else server_url.rstrip("/")
@@ -53,7 +55,7 @@ class SDKConfiguration:
     native: Flux0
     client: Any = None
     async_client: Any = None
-    retry_config: Union[RetryConfig, None, Unset] = UNSET
+    retry_config: Union[RetryConfig, Unset, None] = UNSET
     timeout_ms: Optional[int] = None
     debug_logger: Optional[logging.Logger] = None
     server_idx: Optional[int] = None
@@ -63,7 +65,9 @@ class SDKConfiguration:
     client_supplied: bool = field(default=False)
     async_client_supplied: bool = field(default=False)
 
-    def native_for(self, server_url: Optional[str], http_headers: Optional[Mapping[str, str]]) -> Tuple[Flux0, Callable[[], None]]:
+    def native_for(
+        self, server_url: Optional[str], http_headers: Optional[Mapping[str, str]]
+    ) -> Tuple[Flux0, Callable[[], None]]:
         """The flux0lite client for one call and how to release it.
 
         flux0lite's requests take no per-call base URL or headers, so a call that overrides

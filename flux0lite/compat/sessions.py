@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from flux0lite import ConfigError, Event, Session
 
@@ -72,7 +72,7 @@ def _list_events(session_id: str, min_offset: Any, source: Any, correlation_id: 
     return Operation("list_session_events", "GET", path, params=params or None)
 
 
-def _events_parser(types: Any) -> Any:
+def _events_parser(types: Any) -> Callable[[Any], EventsDTO]:
     # The server ignores its ``types`` filter, so (as flux0lite does) it is applied here.
     wanted = None if types is None or isinstance(types, Unset) else {str(plain(t)) for t in types}
 
@@ -249,10 +249,10 @@ class Sessions(BaseSDK):
         self,
         *,
         session_id: str,
-        min_offset: Union[int, None, Unset] = UNSET,
-        source: Union[EventSourceDTO, str, None, Unset] = UNSET,
+        min_offset: Union[int, Unset, None] = UNSET,
+        source: Union[EventSourceDTO, str, Unset, None] = UNSET,
         correlation_id: OptStr = UNSET,
-        types: Union[List[Union[EventTypeDTO, str]], None, Unset] = UNSET,
+        types: Union[List[Union[EventTypeDTO, str]], Unset, None] = UNSET,
         retries: RetriesArg = UNSET,
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
@@ -272,10 +272,10 @@ class Sessions(BaseSDK):
         self,
         *,
         session_id: str,
-        min_offset: Union[int, None, Unset] = UNSET,
-        source: Union[EventSourceDTO, str, None, Unset] = UNSET,
+        min_offset: Union[int, Unset, None] = UNSET,
+        source: Union[EventSourceDTO, str, Unset, None] = UNSET,
         correlation_id: OptStr = UNSET,
-        types: Union[List[Union[EventTypeDTO, str]], None, Unset] = UNSET,
+        types: Union[List[Union[EventTypeDTO, str]], Unset, None] = UNSET,
         retries: RetriesArg = UNSET,
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,

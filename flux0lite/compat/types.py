@@ -69,7 +69,9 @@ class BaseModel:
             out[key] = _export(value, mode, by_alias)
         return out
 
-    def model_dump_json(self, *, indent: Optional[int] = None, by_alias: bool = False, exclude_none: bool = False) -> str:
+    def model_dump_json(
+        self, *, indent: Optional[int] = None, by_alias: bool = False, exclude_none: bool = False
+    ) -> str:
         data = self.model_dump(mode="json", by_alias=by_alias, exclude_none=exclude_none)
         separators = (",", ":") if indent is None else None
         return json.dumps(data, indent=indent, separators=separators, ensure_ascii=False, default=str)

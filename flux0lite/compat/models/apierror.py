@@ -77,7 +77,9 @@ _SUBCLASSES: Dict[Type[native.APIError], Type[APIError]] = {native.APIError: API
 
 
 def _native_base(cls: Type[APIError]) -> Type[native.APIError]:
-    return next((b for b in cls.__mro__ if issubclass(b, native.APIError) and not issubclass(b, APIError)), native.APIError)
+    return next(
+        (b for b in cls.__mro__ if issubclass(b, native.APIError) and not issubclass(b, APIError)), native.APIError
+    )
 
 
 def class_for(native_class: Type[native.APIError]) -> Type[APIError]:

@@ -32,5 +32,7 @@ class ToolResultDTO(BaseModel):
         if isinstance(control_raw, dict) and "mode" in control_raw:
             control = ControlOptions(mode=member_or_str(Mode, control_raw["mode"]))
         metadata = raw.get("metadata")
-        model = cls(data=raw.get("data"), metadata=dict(metadata) if isinstance(metadata, dict) else {}, control=control)
+        model = cls(
+            data=raw.get("data"), metadata=dict(metadata) if isinstance(metadata, dict) else {}, control=control
+        )
         return keep_extra(model, {k: v for k, v in raw.items() if k not in _FIELDS})

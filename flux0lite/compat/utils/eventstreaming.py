@@ -85,9 +85,7 @@ class EventStream(Generic[T]):
 class EventStreamAsync(Generic[T]):
     """The async twin: ``async for`` and ``async with``."""
 
-    def __init__(
-        self, events: AsyncIterator[Any], aclose: Callable[[], Awaitable[None]], response: Any = None
-    ) -> None:
+    def __init__(self, events: AsyncIterator[Any], aclose: Callable[[], Awaitable[None]], response: Any = None) -> None:
         self.response = response
         self._events = events
         self._aclose = aclose
@@ -120,7 +118,7 @@ class EventStreamAsync(Generic[T]):
             await self.aclose()
             raise
         converted = event if isinstance(event, BaseModel) else to_sdk_event(event)
-        return converted  # type: ignore[no-any-return]
+        return converted  # type: ignore[return-value]
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -25,7 +25,14 @@ from typing import Awaitable, Callable, List, Optional, TypeVar
 from flux0lite import APIConnectionError, APIError, ConnectError, Retry
 from flux0lite.retry import parse_retry_after
 
-__all__ = ["BackoffStrategy", "RetryConfig", "Retries", "RETRY_STATUSES", "call_with_retries", "call_with_retries_async"]
+__all__ = [
+    "BackoffStrategy",
+    "RetryConfig",
+    "Retries",
+    "RETRY_STATUSES",
+    "call_with_retries",
+    "call_with_retries_async",
+]
 
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -104,7 +111,9 @@ def call_with_retries(
         try:
             return attempt()
         except Exception as error:
-            wait = None if config is None else next_wait(error, method, config, retry_number, time.monotonic() - started)
+            wait = (
+                None if config is None else next_wait(error, method, config, retry_number, time.monotonic() - started)
+            )
             if wait is None:
                 raise
         sleep(wait)
@@ -118,7 +127,9 @@ async def call_with_retries_async(attempt: Callable[[], Awaitable[T]], config: O
         try:
             return await attempt()
         except Exception as error:
-            wait = None if config is None else next_wait(error, method, config, retry_number, time.monotonic() - started)
+            wait = (
+                None if config is None else next_wait(error, method, config, retry_number, time.monotonic() - started)
+            )
             if wait is None:
                 raise
         await asyncio.sleep(wait)
