@@ -36,15 +36,17 @@ def _target_name(fullname: str) -> Optional[str]:
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, target: str) -> None:
         self.target = target
+        self._real_spec: Optional[importlib.machinery.ModuleSpec] = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self._real_spec = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
         # The import system stamped the alias spec on the shared module; give it back its own.
-        real = importlib.util.find_spec(self.target)
-        if real is not None:
-            module.__spec__ = real
+        if self._real_spec is not None:
+            module.__spec__ = self._real_spec
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):
