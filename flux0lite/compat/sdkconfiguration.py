@@ -16,6 +16,8 @@ from .utils.url import template_url
 __all__ = ["SERVERS", "SDKConfiguration", "ServerIndexError", "resolve_server_url"]
 
 SERVERS: List[str] = ["http://127.0.0.1:8080"]
+# about 24.8 days (2**31 - 1 ms): a larger socket timeout overflows the platform's time_t
+MAX_TIMEOUT_MS = 2**31 - 1
 """Contains the list of servers available to the SDK."""
 
 
@@ -40,8 +42,12 @@ def timeout_from_ms(timeout_ms: Optional[int]) -> Optional[Timeout]:
     """The SDK's one timeout (ms) as flux0lite's connect and read timeouts; None: the default."""
     if timeout_ms is None:
         return None
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms <= 0:
-        raise ConfigError(f"timeout_ms must be a positive number of milliseconds, got {timeout_ms!r}")
+    if (
+        isinstance(timeout_ms, bool)
+        or not isinstance(timeout_ms, (int, float))
+        or not 0 < timeout_ms <= MAX_TIMEOUT_MS  # also refuses NaN
+    ):
+        raise ConfigError(f"timeout_ms must be a number of milliseconds in (0, {MAX_TIMEOUT_MS}], got {timeout_ms!r}")
     return Timeout(connect=timeout_ms / 1000.0, read=timeout_ms / 1000.0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from flux0lite import ConfigError, Event, Session
@@ -74,7 +75,11 @@ def _list_events(session_id: str, min_offset: Any, source: Any, correlation_id: 
 
 def _events_parser(types: Any) -> Callable[[Any], EventsDTO]:
     # The server ignores its ``types`` filter, so (as flux0lite does) it is applied here.
-    wanted = None if types is None or isinstance(types, Unset) else {str(plain(t)) for t in types}
+    wanted = None
+    if isinstance(types, (str, Enum)):
+        wanted = {str(plain(types))}
+    elif types is not None and not isinstance(types, Unset):
+        wanted = {str(plain(t)) for t in types}
 
     def parse(payload: Any) -> EventsDTO:
         events = [Event.from_dict(item) for item in data_list(payload, "sessions.list_events")]

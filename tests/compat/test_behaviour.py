@@ -325,3 +325,29 @@ def test_server_selection_rules(monkeypatch: pytest.MonkeyPatch) -> None:
         Flux0(client=object())
     with pytest.raises(flux0lite.ConfigError):
         Flux0(timeout_ms=0)
+
+
+def test_bad_arguments_get_clear_errors(fake: FakeServer) -> None:
+    fake.on("GET", "/api/sessions/*", json_response(200, {"data": [event(0), event(1, "status", {"type": "status", "status": "ready"})]}))
+    for bad in (0, -5, float("nan"), float("inf"), 10**20, "5", True):
+        with pytest.raises(flux0lite.ConfigError):
+            Flux0(server_url=fake.url, timeout_ms=bad)  # type: ignore[arg-type]
+    for bad_number in ("1", -1, float("nan"), None):
+        with pytest.raises(flux0lite.ConfigError):
+            BackoffStrategy(bad_number, 10, 1.5, 100)  # type: ignore[arg-type]
+    with pytest.raises(flux0lite.ConfigError):
+        Flux0(debug_logger=object())  # type: ignore[arg-type]
+    with Flux0(server_url=fake.url) as sdk:
+        for session_id in ("", None, 5):
+            with pytest.raises(flux0lite.ConfigError):
+                sdk.sessions.list_events(session_id=session_id)  # type: ignore[arg-type]
+        for offset in (-1, True, "3"):
+            with pytest.raises(flux0lite.ConfigError):
+                sdk.sessions.list_events(session_id="sess000001", min_offset=offset)  # type: ignore[arg-type]
+        with pytest.raises(flux0lite.ConfigError):
+            sdk.agents.list(http_headers={"X-Bad": "a\r\nInjected: 1"})
+        # a single type given as a plain value, not a list
+        assert [e.offset for e in sdk.sessions.list_events(session_id="sess000001", types="message").data] == [0]
+        assert [
+            e.offset for e in sdk.sessions.list_events(session_id="sess000001", types=models.EventTypeDTO.STATUS).data
+        ] == [1]  # type: ignore[arg-type]

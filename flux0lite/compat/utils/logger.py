@@ -6,6 +6,8 @@ import logging
 import os
 from typing import Any, Optional, Protocol
 
+from flux0lite import ConfigError
+
 __all__ = ["Logger", "get_default_logger", "as_logging_logger"]
 
 
@@ -29,6 +31,8 @@ def as_logging_logger(debug_logger: Optional[Logger]) -> Optional[logging.Logger
     """A real Logger for flux0lite: the given one, or one that forwards to its ``.debug()``."""
     if debug_logger is None or isinstance(debug_logger, logging.Logger):
         return debug_logger
+    if not callable(getattr(debug_logger, "debug", None)):
+        raise ConfigError(f"debug_logger needs a debug() method, got {type(debug_logger).__name__}")
     forward = logging.Logger(f"flux0lite.compat.debug.{id(debug_logger):x}", logging.DEBUG)
     forward.addHandler(_Forward(debug_logger))
     return forward

@@ -17,12 +17,13 @@ that many clients do not retry in step.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, List, Optional, TypeVar
 
-from flux0lite import APIConnectionError, APIError, ConnectError, Retry
+from flux0lite import APIConnectionError, APIError, ConfigError, ConnectError, Retry
 from flux0lite.retry import parse_retry_after
 
 __all__ = [
@@ -48,6 +49,12 @@ class BackoffStrategy:
     max_interval: int
     exponent: float
     max_elapsed_time: int
+
+    def __post_init__(self) -> None:
+        for name in ("initial_interval", "max_interval", "exponent", "max_elapsed_time"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ConfigError(f"BackoffStrategy.{name} must be a finite number >= 0, got {value!r}")
 
     def wait_seconds(self, retry_number: int) -> float:
         """The wait before retry ``retry_number`` (0 for the first one)."""
