@@ -256,6 +256,7 @@ def test_stream_events_keep_unknown_names_and_go_on(fake: FakeServer) -> None:
     assert [e.EVENT for e in events] == ["status", "future", "chunk"]
     assert isinstance(events[0], models.EmittedEventStream) and events[0].id == "st00000001"
     assert events[0].data.data.status == models.StatusEventDataStatusField.PROCESSING
+    assert events[0].data.status == "processing"  # shortcut
     assert json.loads(events[1].data) == {"x": 1}
     assert isinstance(events[2], models.ChunkEventStream) and events[2].data.patches[0].value == "Hi"
     assert events[2].model_dump(by_alias=True)["event"] == "chunk"

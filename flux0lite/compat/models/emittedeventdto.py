@@ -10,6 +10,8 @@ from ._convert import member_or_str
 from .eventdto import EventDTOData, EventDTODataTypedDict, data_from_native
 from .eventsourcedto import EventSourceDTO
 from .eventtypedto import EventTypeDTO
+from .statuseventdatadto import StatusEventDataDTO
+from .statuseventdatastatusfield import StatusEventDataStatusField
 
 EmittedEventDTOData = EventDTOData
 EmittedEventDTODataTypedDict = EventDTODataTypedDict
@@ -32,6 +34,11 @@ class EmittedEventDTO(BaseModel):
     source: Union[EventSourceDTO, str]
     data: EmittedEventDTOData
     metadata: Optional[Dict[str, Any]] = None
+
+    @property
+    def status(self) -> Union[StatusEventDataStatusField, str, None]:
+        """Shortcut for ``data.status`` (every event flux0 streams is a status event)."""
+        return self.data.status if isinstance(self.data, StatusEventDataDTO) else None
 
     @classmethod
     def from_native(cls, event: StatusEvent) -> "EmittedEventDTO":
