@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
 from flux0lite import EventStream as NativeEventStream
@@ -40,6 +41,11 @@ def _plan(
     return None, _SINGLE_ATTEMPT
 
 
+def _log_for(config: SDKConfiguration) -> logging.Logger:
+    # flux0lite's own logger (what FLUX0_DEBUG switches on) unless the caller gave one
+    return config.debug_logger or logging.getLogger("flux0lite")
+
+
 class BaseSDK:
     def __init__(self, sdk_configuration: SDKConfiguration) -> None:
         self.sdk_configuration = sdk_configuration
@@ -65,7 +71,7 @@ class BaseSDK:
             base = (server_url or config.server_url).rstrip("/")
             headers = dict(http_headers or {})
             payload = call_with_retries(
-                lambda: customclient.send_json(client, base, op, headers, effective_ms, config.debug_logger),
+                lambda: customclient.send_json(client, base, op, headers, effective_ms, _log_for(config)),
                 plan,
                 op.method,
             )
@@ -115,7 +121,7 @@ class BaseSDK:
         base = (server_url or config.server_url).rstrip("/")
         headers: Dict[str, str] = dict(http_headers or {})
         payload = await call_with_retries_async(
-            lambda: customclient.send_json_async(client, base, op, headers, effective_ms, config.debug_logger),
+            lambda: customclient.send_json_async(client, base, op, headers, effective_ms, _log_for(config)),
             plan,
             op.method,
         )
@@ -141,7 +147,7 @@ class BaseSDK:
             base = (server_url or config.server_url).rstrip("/")
             headers = dict(http_headers or {})
             events, close_client_stream, response = call_with_retries(
-                lambda: customclient.open_stream(client, base, op, headers, effective_ms, config.debug_logger),
+                lambda: customclient.open_stream(client, base, op, headers, effective_ms, _log_for(config)),
                 plan,
                 op.method,
             )
@@ -199,7 +205,7 @@ class BaseSDK:
         base = (server_url or config.server_url).rstrip("/")
         headers: Dict[str, str] = dict(http_headers or {})
         events, aclose, response = await call_with_retries_async(
-            lambda: customclient.open_stream_async(client, base, op, headers, effective_ms, config.debug_logger),
+            lambda: customclient.open_stream_async(client, base, op, headers, effective_ms, _log_for(config)),
             plan,
             op.method,
         )

@@ -333,3 +333,20 @@ def test_debug_logger_may_be_any_object_with_debug(sdk_env: str) -> None:
     with Flux0(debug_logger=collector) as sdk:
         sdk.agents.list()
     assert any(line.startswith("-> GET ") for line in collector.lines), collector.lines
+
+
+def test_flux0_debug_environment_variable(server_url: str) -> None:
+    # "You can also enable a default debug logger by setting ... FLUX0_DEBUG to true."
+    import sys
+
+    code = "from flux0lite.compat import Flux0\nFlux0().agents.list()\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(ROOT),
+        env=subprocess_env(FLUX0_SERVER_URL=server_url, FLUX0_DEBUG="true"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "-> GET " in done.stderr and "/api/agents" in done.stderr
