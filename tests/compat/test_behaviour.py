@@ -329,7 +329,11 @@ def test_server_selection_rules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_arguments_get_clear_errors(fake: FakeServer) -> None:
-    fake.on("GET", "/api/sessions/*", json_response(200, {"data": [event(0), event(1, "status", {"type": "status", "status": "ready"})]}))
+    fake.on(
+        "GET",
+        "/api/sessions/*",
+        json_response(200, {"data": [event(0), event(1, "status", {"type": "status", "status": "ready"})]}),
+    )
     for bad in (0, -5, float("nan"), float("inf"), 10**20, "5", True):
         with pytest.raises(flux0lite.ConfigError):
             Flux0(server_url=fake.url, timeout_ms=bad)  # type: ignore[arg-type]
