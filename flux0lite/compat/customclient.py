@@ -17,6 +17,7 @@ from flux0lite import (
     ChunkEvent,
     ConnectError,
     ConnectTimeout,
+    ContentTypeError,
     DecodeError,
     Flux0Error,
     RawStreamEvent,
@@ -144,8 +145,6 @@ def _stream_failure(response: Any, content: bytes, op: Operation) -> Optional[Fl
         return sdk_error(error, op, raw_response=response)
     media = headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "text/event-stream":
-        from flux0lite import ContentTypeError
-
         return ContentTypeError(f"expected text/event-stream from {op.method} {url}, got {media or 'nothing'!r}")
     return None
 

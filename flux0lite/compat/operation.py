@@ -13,7 +13,7 @@ from flux0lite import errors as native
 from .models.apierror import APIError, from_native
 from .models.httpvalidationerror import HTTPValidationError, validation_error_from_native
 
-__all__ = ["Operation", "segment", "sdk_error", "decode_json_body", "data_list"]
+__all__ = ["Operation", "segment", "sdk_error", "decode_json_body", "data_list", "error_body", "lower_headers"]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from flux0lite import ConfigError, Flux0, Timeout, __version__
@@ -68,8 +68,8 @@ class SDKConfiguration:
     language: str = "python"
     sdk_version: str = __version__
     user_agent: str = f"flux0lite/{__version__}"
-    client_supplied: bool = field(default=False)
-    async_client_supplied: bool = field(default=False)
+    client_supplied: bool = False
+    async_client_supplied: bool = False
 
     def native_for(
         self, server_url: Optional[str], http_headers: Optional[Mapping[str, str]]
