@@ -7,17 +7,46 @@ that runs it in a worker thread (``asyncio.to_thread``), so async code never blo
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from .aio import in_thread
 from .errors import ConfigError, ModelError
 from .models import Agent, Event, Session
 from .retry import Retry
 from .streaming import AsyncEventStream, EventStream
-from .transport import Timeout
+from .timeout import Timeout
 
 if TYPE_CHECKING:
-    from .client import Flux0
+    from typing import Protocol
+
+    from .responses import StreamingResponse
+
+    class _Client(Protocol):
+        """What the resources need from :class:`~flux0lite.client.Flux0` (which imports them)."""
+
+        max_line_bytes: int
+
+        def request_json(
+            self,
+            method: str,
+            path: str,
+            *,
+            params: Optional[Mapping[str, str]] = ...,
+            json_body: Any = ...,
+            timeout: TimeoutArg = ...,
+            retry: Optional[Retry] = ...,
+        ) -> Any: ...
+
+        def request_stream(
+            self,
+            method: str,
+            path: str,
+            *,
+            params: Optional[Mapping[str, str]] = ...,
+            json_body: Any = ...,
+            timeout: TimeoutArg = ...,
+            retry: Optional[Retry] = ...,
+        ) -> StreamingResponse: ...
 
 __all__ = ["Agents", "Sessions"]
 
@@ -37,7 +66,7 @@ def _data_list(payload: Any, what: str) -> List[Any]:
 
 
 class Agents:
-    def __init__(self, client: "Flux0") -> None:
+    def __init__(self, client: "_Client") -> None:
         self._client = client
 
     def list(self, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> List[Agent]:
@@ -84,7 +113,7 @@ class Agents:
 
 
 class Sessions:
-    def __init__(self, client: "Flux0") -> None:
+    def __init__(self, client: "_Client") -> None:
         self._client = client
 
     def create(
