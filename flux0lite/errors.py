@@ -6,6 +6,7 @@
     ├── ConfigError                 bad arguments or URL (also a ValueError)
     ├── APIConnectionError          the server could not be reached or the link broke
     │   ├── ConnectError            connecting failed; the request never left this host
+    │   │   └── TLSError            the TLS handshake failed (retrying cannot help)
     │   └── APITimeoutError
     │       ├── ConnectTimeout      (also a ConnectError: the request never left)
     │       └── ReadTimeout         the server went quiet, e.g. a stream that never ends
@@ -29,11 +30,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, Union
 
+from .httputil import parse_retry_after
+
 __all__ = [
     "Flux0Error",
     "ConfigError",
     "APIConnectionError",
     "ConnectError",
+    "TLSError",
     "APITimeoutError",
     "ConnectTimeout",
     "ReadTimeout",
@@ -87,6 +91,11 @@ class APIConnectionError(Flux0Error):
 
 class ConnectError(APIConnectionError):
     """Connecting failed, so the request provably never reached the server (safe to retry)."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed (certificate, protocol version): nothing was sent, and the same
+    handshake would fail again, so it is never retried."""
 
 
 class APITimeoutError(APIConnectionError):
@@ -201,8 +210,6 @@ class RateLimitedError(APIError):
 
     @property
     def retry_after(self) -> Optional[float]:
-        from .retry import parse_retry_after
-
         return parse_retry_after(self.headers.get("retry-after"))
 
 

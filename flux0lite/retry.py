@@ -8,41 +8,14 @@ after a connect failure, which proves nothing was sent.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, FrozenSet, Mapping, Optional
 
-from .errors import ConfigError
+from .errors import APIConnectionError, ConfigError, ConnectError, Flux0Error, StreamError, TLSError
+from .httputil import parse_retry_after
 
+# parse_retry_after is re-exported: it was defined here before it moved to the leaf module.
 __all__ = ["Retry", "parse_retry_after", "DEFAULT_RETRY", "NO_RETRY"]
-
-
-def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> Optional[float]:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
-
-    Returns None when absent or unparseable; never negative.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isdigit() and text.isascii():
-        return float(int(text))
-    import email.utils  # HTTP dates are rare; keep the import off the common path
-
-    try:
-        parsed = email.utils.parsedate_tz(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed is None:
-        return None
-    try:
-        when = email.utils.mktime_tz(parsed)
-    except (OverflowError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when - current)
 
 
 @dataclass(frozen=True)
@@ -97,9 +70,22 @@ class Retry:
     def may_retry_status(self, method: str, status: int) -> bool:
         return status in self.statuses and self.is_idempotent(method)
 
-    def may_retry_error(self, method: str, *, request_sent: bool) -> bool:
-        """A failure without response: safe if nothing was sent, or if re-sending is harmless."""
-        return (not request_sent) or self.is_idempotent(method)
+    def may_retry_error(self, method: str, error: Flux0Error) -> bool:
+        """Whether a request that failed without an answer may be sent again; the error's type decides.
+
+        - :class:`ConnectError` (and :class:`ConnectTimeout`): connecting failed, so nothing was
+          sent and any method may be retried, except after a :class:`TLSError`, which would
+          only fail the same way again;
+        - any other :class:`APIConnectionError` (a read timeout, a dropped connection) or a
+          :class:`StreamError` (a body cut short): the request may have reached the server, so
+          only an idempotent method is retried;
+        - anything else (a malformed answer, a body over its limit) is not retried.
+        """
+        if isinstance(error, ConnectError):
+            return not isinstance(error, TLSError)
+        if isinstance(error, (APIConnectionError, StreamError)):
+            return self.is_idempotent(method)
+        return False
 
     def backoff(self, retry_number: int) -> float:
         """Seconds to wait before retry number ``retry_number`` (1 for the first retry)."""

@@ -51,10 +51,30 @@ def test_idempotency_rules() -> None:
     policy = Retry()
     assert policy.may_retry_status("GET", 503) and not policy.may_retry_status("POST", 503)
     assert not policy.may_retry_status("GET", 500)
-    assert policy.may_retry_error("POST", request_sent=False)
-    assert not policy.may_retry_error("POST", request_sent=True)
-    assert policy.may_retry_error("GET", request_sent=True)
     assert policy.with_total(0).total == 0
+
+
+def test_retry_safety_is_decided_by_the_error_type() -> None:
+    policy = Retry()
+    # a connect failure proves nothing was sent: any method may go again
+    assert policy.may_retry_error("POST", errors.ConnectError("refused"))
+    assert policy.may_retry_error("POST", errors.ConnectTimeout("slow"))
+    # ... except a failed TLS handshake, which would fail the same way again
+    assert not policy.may_retry_error("GET", errors.TLSError("bad certificate"))
+    # after sending, only an idempotent method is re-sent
+    for sent in (errors.ReadTimeout("quiet"), errors.APIConnectionError("reset"), errors.StreamError("cut")):
+        assert not policy.may_retry_error("POST", sent)
+        assert policy.may_retry_error("GET", sent)
+    # a malformed or oversized answer would come back the same
+    for final in (errors.ProtocolError("bad"), errors.ResponseTooLargeError("big"), errors.RedirectError("loop")):
+        assert not policy.may_retry_error("GET", final)
+
+
+def test_parse_retry_after_lives_in_the_leaf_module_and_stays_importable() -> None:
+    from flux0lite import httputil, retry
+
+    assert retry.parse_retry_after is httputil.parse_retry_after
+    assert errors.RateLimitedError(429, "slow", headers={"retry-after": "7"}).retry_after == 7.0
 
 
 @pytest.mark.parametrize("kwargs", [{"total": -1}, {"total": 1.5}, {"backoff_factor": -1}, {"max_backoff": "x"}])

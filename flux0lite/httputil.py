@@ -1,0 +1,100 @@
+"""Small HTTP helpers that every layer needs: header handling, ``Retry-After``, error bodies.
+
+This module imports nothing from flux0lite, so the error tree, the retry policy and the
+transport can all use it without importing one another.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+
+if TYPE_CHECKING:
+    import http.client
+
+__all__ = [
+    "SENSITIVE_HEADERS",
+    "redact_headers",
+    "strip_credentials",
+    "media_type",
+    "is_json_media_type",
+    "lower_headers",
+    "parse_retry_after",
+    "error_body",
+    "body_preview",
+]
+
+SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+def redact_headers(headers: Mapping[str, str]) -> Dict[str, str]:
+    """Headers fit for a log line: credentials replaced by ``<redacted>``."""
+    return {k: ("<redacted>" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
+
+
+def strip_credentials(headers: Mapping[str, str]) -> Dict[str, str]:
+    """Headers without credentials, for a request that leaves the host they were meant for."""
+    return {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    """The ``Content-Type`` without parameters, lower-cased (``""`` when absent)."""
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def is_json_media_type(value: str) -> bool:
+    return value == "application/json" or value.endswith("+json")
+
+
+def lower_headers(raw: "http.client.HTTPResponse") -> Dict[str, str]:
+    """Response headers keyed by lower-case name; repeated headers joined with ``", "``."""
+    headers: Dict[str, str] = {}
+    for name, value in raw.getheaders():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Returns None when absent or unparseable; never negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit() and text.isascii():
+        return float(int(text))
+    import email.utils  # HTTP dates are rare; keep the import off the common path
+
+    try:
+        parsed = email.utils.parsedate_tz(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    try:
+        when = email.utils.mktime_tz(parsed)
+    except (OverflowError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when - current)
+
+
+def error_body(body: bytes) -> Any:
+    """An error response's body: its JSON when it has some, else its text (cut to 2000 chars)."""
+    if not body:
+        return None
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return body.decode("utf-8", "replace")[:2000]
+
+
+def body_preview(body: bytes) -> str:
+    """The start of a body, for an error message about its content type."""
+    text = body[:80].decode("utf-8", "replace")
+    return f"body starts {text!r}" if body else "empty body"
