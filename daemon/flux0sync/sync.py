@@ -266,6 +266,13 @@ class Syncer:
                     flush()
                     if self.should_stop():
                         break
+        except SessionDeadlineError:
+            flush()
+            if inserted == 0:
+                raise
+            # Slow but moving: what arrived is stored; the rest comes next pass, without a backoff.
+            log.info("session %s: +%d events, then cut at the per-session deadline", session_id, inserted)
+            return inserted
         except (Flux0Error, Interrupted):
             flush()
             raise
