@@ -530,3 +530,23 @@ def test_readers_reject_non_utf8_and_nul_arguments_in_one_line(
     assert main(["export", "a\x00b", "--db", db]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "NUL" in err
+
+
+def test_a_malformed_agent_or_session_in_a_listing_is_skipped_not_fatal(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 2)
+    fake_flux0.agents["bad"] = {"id": 42, "name": ["not", "a", "name"]}
+    fake_flux0.sessions["odd"] = {"id": "\ud800lone", "agent_id": agent}
+    fake_flux0.sessions["worse"] = {"title": "no id at all"}
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    syncer = Syncer(client_for(fake), store)
+    with caplog.at_level(logging.WARNING, logger="flux0sync"):
+        assert syncer.run_pass().ok
+        syncer.run_pass()
+    assert len(archive_rows(db)[sid]) == 2
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skipped) == 3, skipped  # each warned once, not once per pass
