@@ -24,6 +24,7 @@ from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
 
 from .config import Config, ConfigError, load_config
 from .notify import Notifier, watchdog_interval
+from .stopflag import StopFlag
 from .store import Store, StoreBusyError, StoreError, StoreFullError
 from .sync import PassResult, Syncer
 
@@ -49,25 +50,6 @@ EXIT_STORE = 3
 
 _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 _SLEEP_STEP = 0.2
-
-
-class StopFlag:
-    """The SIGTERM/SIGINT handler: remembers the first signal and does nothing else."""
-
-    def __init__(self) -> None:
-        self.signal: Optional[int] = None
-
-    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
-        if self.signal is None:
-            self.signal = signum
-
-    @property
-    def is_set(self) -> bool:
-        return self.signal is not None
-
-    def install(self) -> Dict[int, Any]:
-        """Handle SIGTERM and SIGINT from now on; returns the handlers it replaced."""
-        return {sig: signal.signal(sig, self) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 class _JournalFormatter(logging.Formatter):

@@ -550,3 +550,27 @@ def test_a_malformed_agent_or_session_in_a_listing_is_skipped_not_fatal(
     assert len(archive_rows(db)[sid]) == 2
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert len(skipped) == 3, skipped  # each warned once, not once per pass
+
+
+def test_a_stop_during_start_up_imports_exits_0(tmp_path: Path, fake: FakeServer) -> None:
+    """``python -m flux0sync`` takes the stop signals when its package is imported, before the rest."""
+    script = (
+        "import os, signal, sys\n"
+        "sys.argv = ['-m']\n"  # what Python sets while it locates the module of -m
+        "import flux0sync\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "from flux0sync.cli import main\n"
+        f"sys.argv = ['flux0sync', '--db', {str(tmp_path / 'a.sqlite3')!r}]\n"
+        "sys.exit(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(FLUX0_SERVER_URL=fake.url),
+        cwd=str(ROOT),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "received SIGINT: stopping" in done.stderr and "Traceback" not in done.stderr
