@@ -187,6 +187,8 @@ class Daemon:
             line += f"; last pass +{result.events_inserted} events"
             if result.sessions_failed:
                 line += f", {result.sessions_failed} sessions failing"
+            if result.sessions_cut:
+                line += f", {result.sessions_cut} sessions catching up"
         return line
 
     def _sleep(self, seconds: float) -> None:
