@@ -24,7 +24,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(items=st.lists(json_values, max_size=8), size=st.integers(1, 17), indent=st.sampled_from([None, 2]))
 def test_any_split_of_any_document_reads_like_json_loads(items: List[Any], size: int, indent: Any) -> None:
     body = json.dumps({"before": [1, {"x": "]"}], "data": items, "after": "}"}, indent=indent).encode()
