@@ -644,11 +644,15 @@ def main(
     args: "Optional[argparse.Namespace]" = None
     client: "Optional[Flux0]" = None
     sent = False
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments == ["--version"]:  # the one answer that needs no parser at all (start-up time)
+        out.write(f"flux0lite {__version__}\n")
+        return EXIT_OK
     try:
         parser = build_parser()
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                args = parser.parse_args(argv)
+                args = parser.parse_args(arguments)
         except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on -h/--version
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         if not args.group:
