@@ -23,7 +23,7 @@ from ._version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO
+    from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, TextIO
 
     from .client import Flux0
     from .models import Event, StreamEvent
@@ -61,6 +61,13 @@ exit codes: 0 ok, 1 API error, 2 usage error, 3 connection error or timeout, 130
 
 class _UsageError(Exception):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
 # -- argument checks ---------------------------------------------------------------------------
@@ -124,8 +131,14 @@ def _check_user(user: str) -> str:
 def _check_server_url(url: str, source: str) -> str:
     # An international host name must be given in its xn-- form: http.client sends the host
     # as ASCII and would fail only at the first request.
-    if re.search(_SURROGATE, url) or any(not "!" <= ch <= "~" for ch in url.strip()):
+    if any(not "!" <= ch <= "~" for ch in url.strip()):
         raise _UsageError(f"{source} must be printable ASCII without spaces (use xn-- for international host names)")
+    import urllib.parse
+
+    try:
+        urllib.parse.urlsplit(url.strip()).port  # noqa: B018 - only to see that it parses
+    except ValueError:
+        raise _UsageError(f"{source} is not a valid URL (bad brackets or port)") from None
     return url
 
 
@@ -193,7 +206,7 @@ def _group(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flux0lite",
         description="Talk to a flux0 agent server: agents, sessions, events and live chat.",
         epilog=_MAIN_EXAMPLES,
@@ -340,14 +353,17 @@ def _url_userinfo(url: "Optional[str]") -> "List[str]":
 class _Sink:
     """A text stream as the CLI writes to it: safe text, in an encoding the stream can take.
 
-    ``visible`` makes control characters visible (for a terminal, and for messages); lone
-    surrogates are replaced; characters the stream's encoding lacks (``PYTHONIOENCODING=ascii``)
-    are written as backslash escapes instead of raising ``UnicodeEncodeError``.
+    ``visible`` makes control characters visible (for a terminal); a ``diagnostics`` sink
+    (stderr) always does, and removes URL credentials and known secrets from all it prints,
+    argparse's messages included. Lone surrogates are replaced; characters the stream's
+    encoding lacks (``PYTHONIOENCODING=ascii``) are written as backslash escapes instead of
+    raising ``UnicodeEncodeError``.
     """
 
-    def __init__(self, stream: "Optional[TextIO]", *, visible: "Optional[bool]" = None) -> None:
+    def __init__(self, stream: "Optional[TextIO]", *, diagnostics: bool = False) -> None:
         self._stream = stream
-        self.visible = self.isatty() if visible is None else visible
+        self.diagnostics = diagnostics
+        self.visible = diagnostics or self.isatty()
         encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("_", "-")
         self.utf = encoding.startswith(("utf-8", "utf8", "utf-16", "utf-32"))
         self.secrets: "List[str]" = []
@@ -359,13 +375,13 @@ class _Sink:
             return False
 
     def write(self, text: str) -> int:
-        safe = visible_text(text) if self.visible else re.sub(_SURROGATE, "\ufffd", text)
-        self._write(safe)
+        safe = redact(text, self.secrets) if self.diagnostics else text
+        self._write(visible_text(safe) if self.visible else re.sub(_SURROGATE, "\ufffd", safe))
         return len(text)
 
     def message(self, text: str) -> None:
-        """A line about what happened: credentials removed, controls always visible."""
-        self._write(visible_text(redact(text, self.secrets)) + "\n")
+        """A line about what happened."""
+        self.write(text + "\n")
 
     def write_json(self, doc: "Any", *, indent: "Optional[int]" = None) -> None:
         self._write(_json_text(doc, indent=indent, ascii_only=not self.utf) + "\n")
@@ -639,7 +655,7 @@ def main(
     stdin: "Optional[TextIO]" = None,
 ) -> int:
     out = _Sink(stdout or sys.stdout)
-    err = _Sink(stderr or sys.stderr, visible=True)
+    err = _Sink(stderr or sys.stderr, diagnostics=True)
     inp = stdin or sys.stdin
     args: "Optional[argparse.Namespace]" = None
     client: "Optional[Flux0]" = None

@@ -37,7 +37,7 @@ class _PieceList:
     C memmove). Appends, the common case, go to a tail list outside the tree: O(1).
     """
 
-    __slots__ = ("_blocks", "_tree", "_tail", "_len", "_empty_blocks")
+    __slots__ = ("_blocks", "_empty_blocks", "_len", "_tail", "_tree")
 
     _MIN_BLOCK = 512
 
