@@ -206,7 +206,7 @@ def _group(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="flux0lite",
         description="Talk to a flux0 agent server: agents, sessions, events and live chat.",
         epilog=_MAIN_EXAMPLES,
