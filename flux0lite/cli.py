@@ -12,17 +12,16 @@ instead of crashing.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import math
 import os
-import re
 import sys
 
 from ._version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
+    import argparse
+    import re
     from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, TextIO
 
     from .client import Flux0
@@ -63,17 +62,24 @@ class _UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line (argparse prints the whole usage block first)."""
+def _new_parser(**options: "Any") -> "argparse.ArgumentParser":
+    """The top-level parser (its subparsers are of the same class): usage errors in one line."""
+    import argparse
 
-    def error(self, message: str) -> "NoReturn":
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> "NoReturn":
+            # argparse would print the whole usage block first
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+    return Parser(**options)
 
 
 # -- argument checks ---------------------------------------------------------------------------
 
 
 def _timeout_seconds(text: str) -> float:
+    import argparse
+
     try:
         value = float(text)
     except ValueError:
@@ -85,6 +91,8 @@ def _timeout_seconds(text: str) -> float:
 
 def _bounded_int(low: int, high: int) -> "Callable[[str], int]":
     def parse(text: str) -> int:
+        import argparse
+
         # No int() of thousands of digits: it is slow before 3.11 and a ValueError after.
         digits = text.strip()
         if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
@@ -99,6 +107,8 @@ def _bounded_int(low: int, high: int) -> "Callable[[str], int]":
 
 
 def _non_empty(text: str) -> str:
+    import argparse
+
     if not text:
         raise argparse.ArgumentTypeError("must not be empty")
     return text
@@ -106,6 +116,8 @@ def _non_empty(text: str) -> str:
 
 def _check_text_arguments(args: argparse.Namespace) -> None:
     """Command-line text the API cannot carry is a usage error, named, not a crash later."""
+    import re
+
     for name, value in vars(args).items():
         values = value if isinstance(value, list) else [value]
         for item in values:
@@ -143,6 +155,8 @@ def _check_server_url(url: str, source: str) -> str:
 
 
 def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    import argparse
+
     # Top-level defaults are real; repeated at subcommand level they are SUPPRESS so that
     # "flux0lite --json agents list" and "flux0lite agents list --json" both work.
     def default(value: "Any") -> "Any":
@@ -181,6 +195,8 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def _subparser(
     subs: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str, examples: str
 ) -> argparse.ArgumentParser:
+    import argparse
+
     parser = subs.add_parser(
         name,
         help=help_text,
@@ -195,6 +211,8 @@ def _subparser(
 def _group(
     groups: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str, examples: str
 ) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+    import argparse
+
     parser = groups.add_parser(
         name,
         help=help_text,
@@ -206,7 +224,9 @@ def _group(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = _Parser(
+    import argparse
+
+    parser = _new_parser(
         prog="flux0lite",
         description="Talk to a flux0 agent server: agents, sessions, events and live chat.",
         epilog=_MAIN_EXAMPLES,
@@ -311,11 +331,15 @@ def visible_text(text: str) -> str:
 
     Newlines and tabs are kept; lone surrogates (undecodable server text) become U+FFFD.
     """
+    import re
+
     return re.sub(_SURROGATE, "\ufffd", re.sub(_CONTROL, _visible, text))
 
 
 def _json_text(doc: "Any", *, indent: "Optional[int]", ascii_only: bool) -> str:
     """Exact JSON: characters a terminal could obey, and lone surrogates, as ``\\uXXXX``."""
+    import re
+
     from .errors import DecodeError
 
     separators = (",", ": ") if indent else (",", ":")
@@ -334,6 +358,8 @@ def json_dumps(doc: "Any", **options: "Any") -> str:
 
 def redact(text: str, secrets: "Iterable[str]" = ()) -> str:
     """``text`` without URL credentials: any ``scheme://user:pw@`` and each known secret."""
+    import re
+
     text = re.sub(_URL_USERINFO, r"\1***@", text)
     for secret in secrets:
         if secret:
@@ -375,6 +401,8 @@ class _Sink:
             return False
 
     def write(self, text: str) -> int:
+        import re
+
         safe = redact(text, self.secrets) if self.diagnostics else text
         self._write(visible_text(safe) if self.visible else re.sub(_SURROGATE, "\ufffd", safe))
         return len(text)
@@ -489,6 +517,8 @@ def _read_stdin(stdin: "Optional[TextIO]") -> str:
 
 
 def _read_message(parts: "List[str]", stdin: "Optional[TextIO]") -> str:
+    import re
+
     message = " ".join(parts)
     if message == "-":
         message = _read_stdin(stdin)
@@ -603,6 +633,8 @@ def _run(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdi
 
 def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
     """The client for these arguments; every bad value is a usage error before anything is sent."""
+    import contextlib
+
     from .client import Flux0, enable_debug_logging
     from .retry import Retry
     from .transport import Timeout
@@ -654,16 +686,20 @@ def main(
     stderr: "Optional[TextIO]" = None,
     stdin: "Optional[TextIO]" = None,
 ) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments == ["--version"]:  # the one answer that needs no parser at all (start-up time)
+        stream = stdout or sys.stdout
+        if stream is not None:
+            stream.write(f"flux0lite {__version__}\n")
+        return EXIT_OK
+    import contextlib
+
     out = _Sink(stdout or sys.stdout)
     err = _Sink(stderr or sys.stderr, diagnostics=True)
     inp = stdin or sys.stdin
     args: "Optional[argparse.Namespace]" = None
     client: "Optional[Flux0]" = None
     sent = False
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    if arguments == ["--version"]:  # the one answer that needs no parser at all (start-up time)
-        out.write(f"flux0lite {__version__}\n")
-        return EXIT_OK
     try:
         parser = build_parser()
         try:
