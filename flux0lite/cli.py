@@ -223,8 +223,17 @@ def _group(
     return parser.add_subparsers(dest="action", metavar="ACTION")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the commands named in it get their actions and options.
+
+    A command is built in full when its name appears anywhere in ``argv`` (a value that equals
+    a command name costs time, not correctness), so ``-h`` and most usage errors build 5
+    parsers instead of 13: argparse looks up message translations for each one it makes.
+    """
     import argparse
+
+    def wanted(name: str) -> bool:
+        return argv is None or name in argv
 
     parser = _new_parser(
         prog="flux0lite",
@@ -243,13 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
         "  flux0lite agents list\n  flux0lite agents create --name Echo --type echo\n"
         "  flux0lite agents get AGENT_ID --json\n",
     )
-    _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n")
-    create = _subparser(agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n")
-    create.add_argument("--name", required=True)
-    create.add_argument("--type", required=True, help="agent runner type, e.g. echo")
-    create.add_argument("--description")
-    get = _subparser(agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n")
-    get.add_argument("agent_id", metavar="AGENT_ID", type=_non_empty)
+    if wanted("agents"):
+        _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n")
+        create = _subparser(
+            agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n"
+        )
+        create.add_argument("--name", required=True)
+        create.add_argument("--type", required=True, help="agent runner type, e.g. echo")
+        create.add_argument("--description")
+        get = _subparser(agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n")
+        get.add_argument("agent_id", metavar="AGENT_ID", type=_non_empty)
 
     session_cmds = _group(
         groups,
@@ -258,17 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
         "  flux0lite sessions list --agent AGENT_ID\n  flux0lite sessions create --agent AGENT_ID --title demo\n"
         "  flux0lite sessions get SESSION_ID\n",
     )
-    listing = _subparser(session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n")
-    listing.add_argument("--agent", dest="agent_id", type=_non_empty, help="only sessions of this agent")
-    create = _subparser(
-        session_cmds, "create", "create a session", "  flux0lite sessions create --agent AGENT_ID --title demo\n"
-    )
-    create.add_argument("--agent", dest="agent_id", required=True, type=_non_empty)
-    create.add_argument("--title")
-    create.add_argument("--id", dest="session_id", help="choose the session id yourself")
-    create.add_argument("--greeting", action="store_true", help="let the agent greet first")
-    get = _subparser(session_cmds, "get", "show one session", "  flux0lite sessions get SESSION_ID\n")
-    get.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
+    if wanted("sessions"):
+        listing = _subparser(session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n")
+        listing.add_argument("--agent", dest="agent_id", type=_non_empty, help="only sessions of this agent")
+        create = _subparser(
+            session_cmds, "create", "create a session", "  flux0lite sessions create --agent AGENT_ID --title demo\n"
+        )
+        create.add_argument("--agent", dest="agent_id", required=True, type=_non_empty)
+        create.add_argument("--title")
+        create.add_argument("--id", dest="session_id", help="choose the session id yourself")
+        create.add_argument("--greeting", action="store_true", help="let the agent greet first")
+        get = _subparser(session_cmds, "get", "show one session", "  flux0lite sessions get SESSION_ID\n")
+        get.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
 
     event_cmds = _group(
         groups,
@@ -277,23 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
         "  flux0lite events list SESSION_ID --jsonl\n"
         "  flux0lite events list SESSION_ID --min-offset 10 --type message\n",
     )
-    listing = _subparser(
-        event_cmds,
-        "list",
-        "list a session's events in offset order",
-        "  flux0lite events list SESSION_ID --min-offset 10 --jsonl\n"
-        "  flux0lite events list SESSION_ID --type message --source ai_agent\n",
-    )
-    listing.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
-    listing.add_argument("--min-offset", type=_bounded_int(0, _MAX_OFFSET))
-    listing.add_argument("--source", help="user, ai_agent or system")
-    listing.add_argument("--type", dest="types", action="append", help="message, tool, status or custom (repeatable)")
-    listing.add_argument("--correlation-id")
+    if wanted("events"):
+        listing = _subparser(
+            event_cmds,
+            "list",
+            "list a session's events in offset order",
+            "  flux0lite events list SESSION_ID --min-offset 10 --jsonl\n"
+            "  flux0lite events list SESSION_ID --type message --source ai_agent\n",
+        )
+        listing.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
+        listing.add_argument("--min-offset", type=_bounded_int(0, _MAX_OFFSET))
+        listing.add_argument("--source", help="user, ai_agent or system")
+        listing.add_argument(
+            "--type", dest="types", action="append", help="message, tool, status or custom (repeatable)"
+        )
+        listing.add_argument("--correlation-id")
 
+    chat_help = "send a message and stream the reply as it arrives"
+    if not wanted("chat"):
+        groups.add_parser("chat", help=chat_help)
+        return parser
     chat = _subparser(
         groups,
         "chat",
-        "send a message and stream the reply as it arrives",
+        chat_help,
         '  flux0lite chat SESSION_ID "what is the weather?"\n'
         "  flux0lite chat --new --agent AGENT_ID hello\n"
         "  cat question.txt | flux0lite chat SESSION_ID -\n"
@@ -701,7 +721,7 @@ def main(
     client: "Optional[Flux0]" = None
     sent = False
     try:
-        parser = build_parser()
+        parser = build_parser(arguments)
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 args = parser.parse_args(arguments)

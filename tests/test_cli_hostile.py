@@ -471,3 +471,17 @@ def test_answers_cut_at_every_byte() -> None:
             server.close()
         assert_clean(code, err)
         assert code in (1, 3), (cut, err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["agents", "list", "--json"],
+        ["--jsonl", "sessions", "create", "--agent", "a", "--title", "agents"],
+        ["events", "list", "s", "--type", "message", "--type", "tool", "--min-offset", "3"],
+        ["chat", "--new", "--agent", "a", "sessions", "hello"],
+        ["chat", "s", "-", "--json"],
+    ],
+)
+def test_a_parser_built_for_the_arguments_parses_them_as_the_full_one(argv: List[str]) -> None:
+    assert cli.build_parser(argv).parse_args(argv) == cli.build_parser().parse_args(argv)
