@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-
 if TYPE_CHECKING:
     import argparse
     import re
-    from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, TextIO
+    from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, TextIO, Tuple, Type
 
     from .client import Flux0
     from .models import Event, StreamEvent
@@ -62,16 +62,34 @@ class _UsageError(Exception):
     pass
 
 
-def _new_parser(**options: "Any") -> "argparse.ArgumentParser":
-    """The top-level parser (its subparsers are of the same class): usage errors in one line."""
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns`` without importing shutil (and bz2, lzma) for it."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0 and sys.__stdout__ is not None:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _new_parser(**options: "Any") -> "Tuple[argparse.ArgumentParser, Type[argparse.HelpFormatter]]":
+    """The top-level parser and the formatter for its subparsers (which are of its class)."""
     import argparse
+
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        def __init__(self, prog: str) -> None:
+            super().__init__(prog, width=_terminal_columns() - 2)
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> "NoReturn":
             # argparse would print the whole usage block first
             self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
-    return Parser(**options)
+    return Parser(formatter_class=Formatter, **options), Formatter
 
 
 # -- argument checks ---------------------------------------------------------------------------
@@ -193,32 +211,36 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _subparser(
-    subs: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str, examples: str
+    subs: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    help_text: str,
+    examples: str,
+    formatter: "Type[argparse.HelpFormatter]",
 ) -> argparse.ArgumentParser:
-    import argparse
-
     parser = subs.add_parser(
         name,
         help=help_text,
         description=help_text,
         epilog="examples:\n" + examples,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=formatter,
     )
     _common_options(parser, top=False)
     return parser
 
 
 def _group(
-    groups: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str, examples: str
+    groups: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    help_text: str,
+    examples: str,
+    formatter: "Type[argparse.HelpFormatter]",
 ) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
-    import argparse
-
     parser = groups.add_parser(
         name,
         help=help_text,
         description=help_text[0].upper() + help_text[1:] + ".",
         epilog="examples:\n" + examples,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=formatter,
     )
     return parser.add_subparsers(dest="action", metavar="ACTION")
 
@@ -230,16 +252,14 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
     a command name costs time, not correctness), so ``-h`` and most usage errors build 5
     parsers instead of 13: argparse looks up message translations for each one it makes.
     """
-    import argparse
 
     def wanted(name: str) -> bool:
         return argv is None or name in argv
 
-    parser = _new_parser(
+    parser, formatter = _new_parser(
         prog="flux0lite",
         description="Talk to a flux0 agent server: agents, sessions, events and live chat.",
         epilog=_MAIN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"flux0lite {__version__}")
     _common_options(parser, top=True)
@@ -251,16 +271,17 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
         "list, create and show agents",
         "  flux0lite agents list\n  flux0lite agents create --name Echo --type echo\n"
         "  flux0lite agents get AGENT_ID --json\n",
+        formatter,
     )
     if wanted("agents"):
-        _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n")
+        _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n", formatter)
         create = _subparser(
-            agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n"
+            agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n", formatter
         )
         create.add_argument("--name", required=True)
         create.add_argument("--type", required=True, help="agent runner type, e.g. echo")
         create.add_argument("--description")
-        get = _subparser(agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n")
+        get = _subparser(agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n", formatter)
         get.add_argument("agent_id", metavar="AGENT_ID", type=_non_empty)
 
     session_cmds = _group(
@@ -269,18 +290,25 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
         "list, create and show sessions",
         "  flux0lite sessions list --agent AGENT_ID\n  flux0lite sessions create --agent AGENT_ID --title demo\n"
         "  flux0lite sessions get SESSION_ID\n",
+        formatter,
     )
     if wanted("sessions"):
-        listing = _subparser(session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n")
+        listing = _subparser(
+            session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n", formatter
+        )
         listing.add_argument("--agent", dest="agent_id", type=_non_empty, help="only sessions of this agent")
         create = _subparser(
-            session_cmds, "create", "create a session", "  flux0lite sessions create --agent AGENT_ID --title demo\n"
+            session_cmds,
+            "create",
+            "create a session",
+            "  flux0lite sessions create --agent AGENT_ID --title demo\n",
+            formatter,
         )
         create.add_argument("--agent", dest="agent_id", required=True, type=_non_empty)
         create.add_argument("--title")
         create.add_argument("--id", dest="session_id", help="choose the session id yourself")
         create.add_argument("--greeting", action="store_true", help="let the agent greet first")
-        get = _subparser(session_cmds, "get", "show one session", "  flux0lite sessions get SESSION_ID\n")
+        get = _subparser(session_cmds, "get", "show one session", "  flux0lite sessions get SESSION_ID\n", formatter)
         get.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
 
     event_cmds = _group(
@@ -289,6 +317,7 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
         "list a session's stored events",
         "  flux0lite events list SESSION_ID --jsonl\n"
         "  flux0lite events list SESSION_ID --min-offset 10 --type message\n",
+        formatter,
     )
     if wanted("events"):
         listing = _subparser(
@@ -297,6 +326,7 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
             "list a session's events in offset order",
             "  flux0lite events list SESSION_ID --min-offset 10 --jsonl\n"
             "  flux0lite events list SESSION_ID --type message --source ai_agent\n",
+            formatter,
         )
         listing.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
         listing.add_argument("--min-offset", type=_bounded_int(0, _MAX_OFFSET))
@@ -308,7 +338,7 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
 
     chat_help = "send a message and stream the reply as it arrives"
     if not wanted("chat"):
-        groups.add_parser("chat", help=chat_help)
+        groups.add_parser("chat", help=chat_help, formatter_class=formatter)
         return parser
     chat = _subparser(
         groups,
@@ -318,6 +348,7 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
         "  flux0lite chat --new --agent AGENT_ID hello\n"
         "  cat question.txt | flux0lite chat SESSION_ID -\n"
         "  flux0lite chat SESSION_ID hi --jsonl     # raw stream events\n",
+        formatter,
     )
     chat.add_argument(
         "target", nargs="+", metavar="ARG", help="SESSION_ID MESSAGE, or just MESSAGE with --new; '-' reads stdin"
@@ -699,6 +730,19 @@ def _debugging(args: "Optional[argparse.Namespace]") -> bool:
     return os.environ.get("FLUX0_DEBUG", "") not in ("", "0", "false", "no")
 
 
+def _parse(parser: argparse.ArgumentParser, arguments: "List[str]", out: _Sink, err: _Sink) -> argparse.Namespace:
+    """``parse_args`` with argparse's help and messages going to our sinks.
+
+    (``contextlib.redirect_stdout`` does the same; importing it would cost start-up time.)
+    """
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        return parser.parse_args(arguments)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def main(
     argv: "Optional[Sequence[str]]" = None,
     *,
@@ -712,8 +756,6 @@ def main(
         if stream is not None:
             stream.write(f"flux0lite {__version__}\n")
         return EXIT_OK
-    import contextlib
-
     out = _Sink(stdout or sys.stdout)
     err = _Sink(stderr or sys.stderr, diagnostics=True)
     inp = stdin or sys.stdin
@@ -723,13 +765,11 @@ def main(
     try:
         parser = build_parser(arguments)
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                args = parser.parse_args(arguments)
+            args = _parse(parser, arguments, out, err)
         except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on -h/--version
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         if not args.group:
-            with contextlib.redirect_stdout(err):
-                parser.print_help()
+            err.write(parser.format_help())
             return EXIT_USAGE
         _check_text_arguments(args)
         client = _connect(args, err)
@@ -740,9 +780,10 @@ def main(
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. "| head"): not an error worth a traceback.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
         return EXIT_OK
     except Exception as exc:  # nothing may reach the user as a traceback
         from .errors import APIError, Flux0Error
@@ -763,5 +804,7 @@ def main(
         return code
     finally:
         if client is not None:
-            with contextlib.suppress(Exception):
+            try:
                 client.close()
+            except Exception as exc:  # closing sockets must not replace the answer given above
+                err.message(f"flux0lite: while closing: {type(exc).__name__}: {exc}")
