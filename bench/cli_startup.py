@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CASES: List[Tuple[str, List[str]]] = [
     ("python -c pass", ["-c", "pass"]),
-    ("python -m json.tool -h (floor: runpy + argparse)", ["-m", "json.tool", "-h"]),
+    ("python -c 'import argparse' (floor: argparse)", ["-c", "import argparse"]),
+    ("python -m json.tool -h (floor: runpy + argparse help)", ["-m", "json.tool", "-h"]),
     ("-m flux0lite --version", ["-m", "flux0lite", "--version"]),
     ("-m flux0lite -h", ["-m", "flux0lite", "-h"]),
     ("-m flux0lite agents get (usage error)", ["-m", "flux0lite", "agents", "get"]),

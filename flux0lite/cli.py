@@ -234,7 +234,13 @@ def _group(
     help_text: str,
     examples: str,
     formatter: "Type[argparse.HelpFormatter]",
-) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+    *,
+    full: bool,
+) -> "Optional[argparse._SubParsersAction[argparse.ArgumentParser]]":
+    """A command with actions; unless ``full``, only its name and help line (for ``-h``)."""
+    if not full:
+        groups.add_parser(name, help=help_text, formatter_class=formatter, add_help=False)
+        return None
     parser = groups.add_parser(
         name,
         help=help_text,
@@ -272,8 +278,9 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
         "  flux0lite agents list\n  flux0lite agents create --name Echo --type echo\n"
         "  flux0lite agents get AGENT_ID --json\n",
         formatter,
+        full=wanted("agents"),
     )
-    if wanted("agents"):
+    if agent_cmds is not None:
         _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n", formatter)
         create = _subparser(
             agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n", formatter
@@ -291,8 +298,9 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
         "  flux0lite sessions list --agent AGENT_ID\n  flux0lite sessions create --agent AGENT_ID --title demo\n"
         "  flux0lite sessions get SESSION_ID\n",
         formatter,
+        full=wanted("sessions"),
     )
-    if wanted("sessions"):
+    if session_cmds is not None:
         listing = _subparser(
             session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n", formatter
         )
@@ -318,8 +326,9 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
         "  flux0lite events list SESSION_ID --jsonl\n"
         "  flux0lite events list SESSION_ID --min-offset 10 --type message\n",
         formatter,
+        full=wanted("events"),
     )
-    if wanted("events"):
+    if event_cmds is not None:
         listing = _subparser(
             event_cmds,
             "list",
@@ -338,7 +347,7 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
 
     chat_help = "send a message and stream the reply as it arrives"
     if not wanted("chat"):
-        groups.add_parser("chat", help=chat_help, formatter_class=formatter)
+        groups.add_parser("chat", help=chat_help, formatter_class=formatter, add_help=False)
         return parser
     chat = _subparser(
         groups,
