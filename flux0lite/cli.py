@@ -141,7 +141,7 @@ def _check_text_arguments(args: argparse.Namespace) -> None:
         for item in values:
             if isinstance(item, str) and re.search(_SURROGATE, item):
                 # Python decodes undecodable argv bytes to lone surrogates (PEP 383).
-                raise _UsageError(f"--{name.replace('_', '-')} is not valid UTF-8 text")
+                raise _UsageError(f"argument {name.upper()} is not valid UTF-8 text")
 
 
 def _check_token(token: str, source: str) -> str:
@@ -700,7 +700,7 @@ def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
     from .transport import Timeout
 
     server_url = args.server_url or os.environ.get("FLUX0_SERVER_URL") or None
-    err.secrets = _url_userinfo(server_url)
+    err.secrets += _url_userinfo(server_url)
     if server_url is not None:
         _check_server_url(server_url, "--server-url" if args.server_url else "FLUX0_SERVER_URL")
     token = args.token or os.environ.get("FLUX0_TOKEN") or None
@@ -709,9 +709,9 @@ def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
         _check_token(token, "--token" if args.token else "FLUX0_TOKEN")
     if args.user is not None:
         _check_user(args.user)
-    if args.debug:
+    if _debugging(args):  # --debug or FLUX0_DEBUG: log lines (server headers!) go through err too
         with contextlib.redirect_stderr(err):
-            enable_debug_logging()  # its lines go through err too: no raw controls from the server
+            enable_debug_logging()
     return Flux0(
         server_url,
         timeout=Timeout(args.timeout, args.timeout) if args.timeout else Timeout(),
@@ -767,6 +767,7 @@ def main(
         return EXIT_OK
     out = _Sink(stdout or sys.stdout)
     err = _Sink(stderr or sys.stderr, diagnostics=True)
+    err.secrets = _url_userinfo(os.environ.get("FLUX0_SERVER_URL"))  # known before any message
     inp = stdin or sys.stdin
     args: "Optional[argparse.Namespace]" = None
     client: "Optional[Flux0]" = None

@@ -485,3 +485,12 @@ def test_answers_cut_at_every_byte() -> None:
 )
 def test_a_parser_built_for_the_arguments_parses_them_as_the_full_one(argv: List[str]) -> None:
     assert cli.build_parser(argv).parse_args(argv) == cli.build_parser().parse_args(argv)
+
+
+def test_debug_log_lines_show_server_headers_escaped(fake: FakeServer) -> None:
+    fake.on("GET", "/api/agents", json_response(200, {"data": []}, {"x-evil": "\x1b]0;owned\x07\x1b[31m"}))
+    for env in ({"FLUX0_DEBUG": "1"}, {}):
+        args = ["agents", "list"] if env else ["--debug", "agents", "list"]
+        code, _, err = run_cli(args, env={"FLUX0_SERVER_URL": fake.url, **env})
+        assert code == 0 and "<- GET" in err, err
+        assert "\\x1b]0;owned\\x07" in err and not RAW_CONTROL.search(err), err
