@@ -76,6 +76,16 @@ def assert_clean(code: int, err: str, *, allowed: Tuple[str, ...] = ()) -> None:
     assert len(err.splitlines()) <= 3, err  # a message, not a dump
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``--debug`` in-process configures the process-wide ``flux0lite`` logger: undo it."""
+    logger = logging.getLogger("flux0lite")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
 @pytest.fixture
 def hostile_flux0(
     fake: FakeServer, fake_flux0: FakeFlux0, monkeypatch: pytest.MonkeyPatch
@@ -374,13 +384,7 @@ def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, fake: Fak
     monkeypatch.setattr(cli, "_run", broken)
     code, _, err = inproc(["--server-url", fake.url, "agents", "list"])
     assert code == 1 and "internal error: RuntimeError: boom \\x1b[31m" in err and "Traceback" not in err
-    logger = logging.getLogger("flux0lite")
-    handlers, level = list(logger.handlers), logger.level
-    try:
-        code, _, err = inproc(["--server-url", fake.url, "--debug", "agents", "list"])
-    finally:  # --debug configured the process-wide logger: put it back
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
+    code, _, err = inproc(["--server-url", fake.url, "--debug", "agents", "list"])
     assert code == 1 and "Traceback" in err
 
 
