@@ -80,9 +80,11 @@ def _new_parser(**options: "Any") -> "Tuple[argparse.ArgumentParser, Type[argpar
     """The top-level parser and the formatter for its subparsers (which are of its class)."""
     import argparse
 
+    width = _terminal_columns() - 2  # argparse makes a formatter per option: ask once
+
     class Formatter(argparse.RawDescriptionHelpFormatter):
         def __init__(self, prog: str) -> None:
-            super().__init__(prog, width=_terminal_columns() - 2)
+            super().__init__(prog, width=width)
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> "NoReturn":
@@ -216,7 +218,13 @@ def _subparser(
     help_text: str,
     examples: str,
     formatter: "Type[argparse.HelpFormatter]",
-) -> argparse.ArgumentParser:
+    *,
+    full: bool,
+) -> "Optional[argparse.ArgumentParser]":
+    """A command's parser with the common options; unless ``full``, only its help line."""
+    if not full:
+        subs.add_parser(name, help=help_text, formatter_class=formatter, add_help=False)
+        return None
     parser = subs.add_parser(
         name,
         help=help_text,
@@ -237,7 +245,7 @@ def _group(
     *,
     full: bool,
 ) -> "Optional[argparse._SubParsersAction[argparse.ArgumentParser]]":
-    """A command with actions; unless ``full``, only its name and help line (for ``-h``)."""
+    """A command with actions; unless ``full``, only its help line."""
     if not full:
         groups.add_parser(name, help=help_text, formatter_class=formatter, add_help=False)
         return None
@@ -252,11 +260,12 @@ def _group(
 
 
 def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentParser:
-    """The parser; given ``argv``, only the commands named in it get their actions and options.
+    """The parser; given ``argv``, only the commands and actions named in it are built in full.
 
-    A command is built in full when its name appears anywhere in ``argv`` (a value that equals
-    a command name costs time, not correctness), so ``-h`` and most usage errors build 5
-    parsers instead of 13: argparse looks up message translations for each one it makes.
+    The others are bare help lines (all ``-h`` needs of them). A name counts wherever it appears
+    in ``argv``, so a value that equals a command name costs time, not correctness. This keeps
+    ``-h`` and usage errors fast: argparse makes a formatter for every option it adds and looks
+    up message translations for every parser.
     """
 
     def wanted(name: str) -> bool:
@@ -281,15 +290,26 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
         full=wanted("agents"),
     )
     if agent_cmds is not None:
-        _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n", formatter)
-        create = _subparser(
-            agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n", formatter
+        _subparser(
+            agent_cmds, "list", "list agents", "  flux0lite agents list --json\n", formatter, full=wanted("list")
         )
-        create.add_argument("--name", required=True)
-        create.add_argument("--type", required=True, help="agent runner type, e.g. echo")
-        create.add_argument("--description")
-        get = _subparser(agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n", formatter)
-        get.add_argument("agent_id", metavar="AGENT_ID", type=_non_empty)
+        create = _subparser(
+            agent_cmds,
+            "create",
+            "create an agent",
+            "  flux0lite agents create --name Echo --type echo\n",
+            formatter,
+            full=wanted("create"),
+        )
+        if create is not None:
+            create.add_argument("--name", required=True)
+            create.add_argument("--type", required=True, help="agent runner type, e.g. echo")
+            create.add_argument("--description")
+        get = _subparser(
+            agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n", formatter, full=wanted("get")
+        )
+        if get is not None:
+            get.add_argument("agent_id", metavar="AGENT_ID", type=_non_empty)
 
     session_cmds = _group(
         groups,
@@ -302,22 +322,38 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
     )
     if session_cmds is not None:
         listing = _subparser(
-            session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n", formatter
+            session_cmds,
+            "list",
+            "list your sessions",
+            "  flux0lite sessions list --agent AGENT_ID\n",
+            formatter,
+            full=wanted("list"),
         )
-        listing.add_argument("--agent", dest="agent_id", type=_non_empty, help="only sessions of this agent")
+        if listing is not None:
+            listing.add_argument("--agent", dest="agent_id", type=_non_empty, help="only sessions of this agent")
         create = _subparser(
             session_cmds,
             "create",
             "create a session",
             "  flux0lite sessions create --agent AGENT_ID --title demo\n",
             formatter,
+            full=wanted("create"),
         )
-        create.add_argument("--agent", dest="agent_id", required=True, type=_non_empty)
-        create.add_argument("--title")
-        create.add_argument("--id", dest="session_id", help="choose the session id yourself")
-        create.add_argument("--greeting", action="store_true", help="let the agent greet first")
-        get = _subparser(session_cmds, "get", "show one session", "  flux0lite sessions get SESSION_ID\n", formatter)
-        get.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
+        if create is not None:
+            create.add_argument("--agent", dest="agent_id", required=True, type=_non_empty)
+            create.add_argument("--title")
+            create.add_argument("--id", dest="session_id", help="choose the session id yourself")
+            create.add_argument("--greeting", action="store_true", help="let the agent greet first")
+        get = _subparser(
+            session_cmds,
+            "get",
+            "show one session",
+            "  flux0lite sessions get SESSION_ID\n",
+            formatter,
+            full=wanted("get"),
+        )
+        if get is not None:
+            get.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
 
     event_cmds = _group(
         groups,
@@ -336,35 +372,35 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentPar
             "  flux0lite events list SESSION_ID --min-offset 10 --jsonl\n"
             "  flux0lite events list SESSION_ID --type message --source ai_agent\n",
             formatter,
+            full=wanted("list"),
         )
-        listing.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
-        listing.add_argument("--min-offset", type=_bounded_int(0, _MAX_OFFSET))
-        listing.add_argument("--source", help="user, ai_agent or system")
-        listing.add_argument(
-            "--type", dest="types", action="append", help="message, tool, status or custom (repeatable)"
-        )
-        listing.add_argument("--correlation-id")
+        if listing is not None:
+            listing.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
+            listing.add_argument("--min-offset", type=_bounded_int(0, _MAX_OFFSET))
+            listing.add_argument("--source", help="user, ai_agent or system")
+            listing.add_argument(
+                "--type", dest="types", action="append", help="message, tool, status or custom (repeatable)"
+            )
+            listing.add_argument("--correlation-id")
 
-    chat_help = "send a message and stream the reply as it arrives"
-    if not wanted("chat"):
-        groups.add_parser("chat", help=chat_help, formatter_class=formatter, add_help=False)
-        return parser
     chat = _subparser(
         groups,
         "chat",
-        chat_help,
+        "send a message and stream the reply as it arrives",
         '  flux0lite chat SESSION_ID "what is the weather?"\n'
         "  flux0lite chat --new --agent AGENT_ID hello\n"
         "  cat question.txt | flux0lite chat SESSION_ID -\n"
         "  flux0lite chat SESSION_ID hi --jsonl     # raw stream events\n",
         formatter,
+        full=wanted("chat"),
     )
-    chat.add_argument(
-        "target", nargs="+", metavar="ARG", help="SESSION_ID MESSAGE, or just MESSAGE with --new; '-' reads stdin"
-    )
-    chat.add_argument("--new", action="store_true", help="create a new session first (needs --agent)")
-    chat.add_argument("--agent", dest="agent_id", type=_non_empty, help="agent for --new")
-    chat.add_argument("--title", help="title for --new")
+    if chat is not None:
+        chat.add_argument(
+            "target", nargs="+", metavar="ARG", help="SESSION_ID MESSAGE, or just MESSAGE with --new; '-' reads stdin"
+        )
+        chat.add_argument("--new", action="store_true", help="create a new session first (needs --agent)")
+        chat.add_argument("--agent", dest="agent_id", type=_non_empty, help="agent for --new")
+        chat.add_argument("--title", help="title for --new")
     return parser
 
 

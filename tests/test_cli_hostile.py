@@ -485,6 +485,8 @@ def test_answers_cut_at_every_byte() -> None:
         ["events", "list", "s", "--type", "message", "--type", "tool", "--min-offset", "3"],
         ["chat", "--new", "--agent", "a", "sessions", "hello"],
         ["chat", "s", "-", "--json"],
+        ["agents", "get", "list"],
+        ["--json", "agents", "create", "--name", "get", "--type", "echo"],
     ],
 )
 def test_a_parser_built_for_the_arguments_parses_them_as_the_full_one(argv: List[str]) -> None:
