@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, List, Optional, TypeVar
 
-from flux0lite import APIConnectionError, APIError, ConfigError, ConnectError, Retry
+from flux0lite import APIConnectionError, APIError, ConfigError, Retry
 from flux0lite.retry import parse_retry_after
 
 __all__ = [
@@ -82,10 +82,9 @@ class Retries:
 def _may_retry(error: Exception, method: str, config: RetryConfig) -> bool:
     if isinstance(error, APIError):
         return _SAFETY.may_retry_status(method, error.status_code)
-    if isinstance(error, ConnectError):
-        return config.retry_connection_errors  # nothing was sent
     if isinstance(error, APIConnectionError):
-        return config.retry_connection_errors and _SAFETY.may_retry_error(method, request_sent=True)
+        # the native rule decides what may be re-sent (a connect failure was never sent)
+        return config.retry_connection_errors and _SAFETY.may_retry_error(method, error)
     return False
 
 
