@@ -1,0 +1,97 @@
+"""Which archive ``--db`` names: a SQLite file (a path, or ``sqlite:PATH``) or a PostgreSQL
+database (``postgresql://...`` or ``postgres://...``).
+
+The PostgreSQL driver, psycopg 3, is an optional extra (``pip install flux0lite[postgres]``) and
+is imported only when a PostgreSQL URL is used; without it the user gets one clear error naming
+what to install. The core stays standard-library only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .store import StoreError
+
+__all__ = [
+    "POSTGRES_SCHEMES",
+    "DriverMissingError",
+    "is_postgres_url",
+    "sqlite_path",
+    "redact_db_url",
+    "require_postgres_driver",
+    "open_store",
+]
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+INSTALL_HINT = "pip install 'flux0lite[postgres]' (or: pip install 'psycopg[binary]>=3.1')"
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
+class DriverMissingError(StoreError):
+    """A PostgreSQL archive was asked for and psycopg 3 is not installed (a setup problem)."""
+
+
+def is_postgres_url(db: str) -> bool:
+    return db.lower().startswith(POSTGRES_SCHEMES)
+
+
+def sqlite_path(db: str) -> str:
+    """The file a SQLite ``--db`` names: ``sqlite:PATH`` and ``sqlite://PATH`` are PATH."""
+    for prefix in ("sqlite://", "sqlite:"):
+        if db.lower().startswith(prefix):
+            return db[len(prefix) :]
+    return db
+
+
+def redact_db_url(db: str) -> str:
+    """The archive's name for messages and logs: a URL's password replaced by ``***``."""
+    if not is_postgres_url(db):
+        return db
+    try:
+        parts = urlsplit(db)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostinfo = netloc.rpartition("@")
+            if ":" in userinfo:
+                userinfo = userinfo.split(":", 1)[0] + ":***"
+            netloc = f"{userinfo}@{hostinfo}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:  # not even a URL: show no part of it that could be a secret
+        return db.split("://", 1)[0] + "://(unparseable URL)"
+
+
+def require_postgres_driver() -> None:
+    """Raise DriverMissingError unless psycopg 3 can be imported."""
+    try:
+        found = importlib.util.find_spec("psycopg") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise DriverMissingError(f"a PostgreSQL archive needs the psycopg 3 driver: {INSTALL_HINT}")
+
+
+def open_store(
+    db: str,
+    *,
+    readonly: bool = False,
+    synchronous: str = "NORMAL",
+    max_page_count: Optional[int] = None,
+    check: bool = True,
+) -> Any:
+    """Open the archive ``db`` names (see the module docstring)."""
+    if is_postgres_url(db):
+        require_postgres_driver()
+        try:
+            from .pgstore import PgStore
+        except ImportError as exc:  # installed but broken (e.g. no libpq for a pure-Python psycopg)
+            raise DriverMissingError(f"the psycopg 3 driver does not import ({exc}): {INSTALL_HINT}") from exc
+        return PgStore(db, readonly=readonly)
+    from .store import Store
+
+    return Store(sqlite_path(db), synchronous=synchronous, max_page_count=max_page_count, check=check)
