@@ -146,7 +146,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             if not store.session_exists(args.session_id):
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
-            docs: Any = store.iter_raw_events(args.session_id)
+            docs: Any = (json.loads(raw) for raw in store.iter_raw_events(args.session_id))
             if args.json:
                 out.write(json.dumps(list(docs), ensure_ascii=False, indent=2) + "\n")
             else:

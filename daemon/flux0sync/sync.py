@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from flux0lite import APIConnectionError, Flux0, Flux0Error, NotFoundError, Session
 
+from .rows import RawEvent
 from .store import Store
 
 __all__ = ["Syncer", "PassResult"]
@@ -97,7 +98,7 @@ class Syncer:
             batch = events[start : start + self.batch_size]
             if batch[0].offset != expected:
                 log.warning("session %s: offsets jump from %d to %d", session_id, expected - 1, batch[0].offset)
-            inserted += self.store.write_batch(session_id, batch)
+            inserted += self.store.write_batch(session_id, [RawEvent.from_event(e) for e in batch]).inserted
             expected = batch[-1].offset + 1
             self.heartbeat()
             if self.should_stop():
