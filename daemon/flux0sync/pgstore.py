@@ -3,17 +3,21 @@
 Exactly-once rests on the same rules as in :mod:`flux0sync.store`, made safe for several daemons
 writing at once:
 
-- each batch of a session's events and that session's checkpoint are one transaction;
-- inserts are idempotent (``ON CONFLICT DO NOTHING`` on ``(session_id, offset)`` and
-  ``(session_id, id)``), so a re-read tail, or a session two daemons read, is stored once;
-- the checkpoint only moves forward (``GREATEST``), whoever commits last;
+- each batch of a session's events and that session's checkpoint are one transaction, which
+  first locks the session's ``sync_state`` row: two daemons writing one session (overlapping
+  shards) take turns, and each computes the checkpoint from what the other committed;
+- the checkpoint is the highest offset up to which every offset is stored (or recorded as a gap
+  given up on), computed from the stored rows, and it only moves forward (``GREATEST``);
+- inserts are idempotent: ``ON CONFLICT DO NOTHING`` on ``(session_id, id)`` and
+  ``(session_id, offset)``; a different event under a known id or offset goes to ``conflicts``;
 - a serialization failure or deadlock (SQLSTATE 40001/40P01, which CockroachDB and YugabyteDB
   raise under contention) and a dropped connection re-run the whole transaction.
 
 Every unique key starts with the session id, so a distributed engine (Citus, YugabyteDB,
 CockroachDB) can co-locate a session's rows. The schema is versioned in ``flux0sync_meta`` and
 migrated step by step, each step in a transaction that holds the version row's lock, so daemons
-starting together migrate once.
+starting together migrate once. Values PostgreSQL cannot hold (NUL, besides what rows.py already
+handles) are nulled, or escaped in key columns; ``raw`` always keeps the event exactly.
 
 This module imports psycopg 3 at the top: import it only through :mod:`flux0sync.backend`, which
 turns a missing driver into one clear error.
@@ -21,19 +25,21 @@ turns a missing driver into one clear error.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import psycopg  # type: ignore[import-not-found, unused-ignore]
 from psycopg import errors as pg_errors  # type: ignore[import-not-found, unused-ignore]
 
-from flux0lite.models import Agent, Event, Session
+from flux0lite.models import Agent, Session
 
 from .backend import redact_db_url
-from .store import SearchHit, SessionStatus, StoreError, StoreFullError
+from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
+from .store import Gap, SearchHit, SessionStatus, StoreBusyError, StoreError, StoreFullError, WriteResult, _same
 
 __all__ = ["PgStore", "PG_SCHEMA_VERSION", "APPLICATION"]
 
@@ -53,13 +59,11 @@ _FTS_SEARCH = (
     " WHERE to_tsvector('simple', left(coalesce(text, ''), 100000)) @@ websearch_to_tsquery('simple', %s)"
     ' ORDER BY session_id, "offset" LIMIT %s'
 )
-_OUR_TABLES = ("agents", "sessions", "sync_state", "events")
+_OUR_TABLES = ("agents", "sessions", "sync_state", "events", "gaps", "conflicts")
 
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 _MAX_ATTEMPTS = 8
-
-# session_id, id, offset, type, source, correlation_id, created_at, deleted, text, raw
-EventRow = Tuple[str, str, Optional[int], str, str, Optional[str], Optional[str], int, Optional[str], str]
+_LOCK_TIMEOUT = "20s"  # a row another process keeps locked longer is a busy archive, not a hang
 
 
 def _schema_v1(cur: Any) -> None:
@@ -106,8 +110,8 @@ def _schema_v1(cur: Any) -> None:
         """
         CREATE TABLE events (
             session_id text NOT NULL,
-            "offset" bigint NOT NULL,
             id text NOT NULL,
+            "offset" bigint,
             type text NOT NULL,
             source text NOT NULL,
             correlation_id text,
@@ -115,12 +119,38 @@ def _schema_v1(cur: Any) -> None:
             deleted boolean NOT NULL DEFAULT false,
             text text,
             raw text NOT NULL,
-            PRIMARY KEY (session_id, "offset"),
-            UNIQUE (session_id, id)
+            PRIMARY KEY (session_id, id),
+            UNIQUE (session_id, "offset")
         )
         """
     )
     cur.execute("CREATE INDEX events_correlation ON events (correlation_id)")
+    cur.execute(
+        """
+        CREATE TABLE gaps (
+            session_id text NOT NULL,
+            first_offset bigint NOT NULL,
+            last_offset bigint NOT NULL,
+            first_seen_at double precision NOT NULL,
+            skipped_at double precision,
+            PRIMARY KEY (session_id, first_offset)
+        )
+        """
+    )
+    cur.execute(
+        """
+        CREATE TABLE conflicts (
+            session_id text NOT NULL,
+            event_id text NOT NULL,
+            "offset" bigint,
+            reason text NOT NULL,
+            raw text NOT NULL,
+            digest text NOT NULL,
+            seen_at double precision NOT NULL,
+            PRIMARY KEY (session_id, digest)
+        )
+        """
+    )
 
 
 def _schema_v2(cur: Any) -> None:
@@ -143,55 +173,35 @@ MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2)
 PG_SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _dumps(doc: Any) -> str:
-    # json escapes NUL (and every control character), so raw never holds one
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: keep it, as an ASCII escape
-        text = json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
-    return text
-
-
-def _storable(value: Optional[str]) -> Optional[str]:
-    """A nullable column's value, or None when PostgreSQL cannot store it (NUL, lone surrogate)."""
+def _text(value: Optional[str]) -> Optional[str]:
+    """A nullable column's value, or None where PostgreSQL cannot store it (NUL, lone surrogate)."""
     if value is None or "\x00" in value:
         return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    return value
+    return storable_text(value)
 
 
 def _key(value: str) -> str:
-    """A NOT NULL column's value; what cannot be stored as is becomes its ASCII JSON escape."""
-    if "\x00" in value:
-        return json.dumps(value, ensure_ascii=True)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(value, ensure_ascii=True)
-    return value
+    """A NOT NULL column's value; one PostgreSQL cannot store as is becomes its ASCII JSON escape."""
+    return value if _text(value) is not None else json.dumps(value, ensure_ascii=True)
 
 
-def _event_rows(session_id: str, events: Sequence[Event]) -> List[EventRow]:
-    sid = _key(session_id)
-    return [
-        (
-            sid,
-            _key(e.id),
-            e.offset,
-            _key(e.type),
-            _key(e.source),
-            _storable(e.correlation_id),
-            _storable(e.created_at),
-            1 if e.deleted else 0,
-            _storable(e.text or None),
-            _dumps(e.to_dict()),
-        )
-        for e in events
-    ]
+def _pg_row(row: EventRow) -> EventRow:
+    """rows.py made the row fit SQLite; PostgreSQL text also refuses NUL, which SQLite keeps."""
+    sid, event_id, offset, kind, source, correlation_id, created_at, deleted, text, raw = row
+    if "\x00" in raw:  # never from a JSON parser (it escapes NUL); kept exact all the same
+        raw = dumps_lossless(json.loads(raw))
+    return (
+        _key(sid),
+        _key(event_id),
+        offset,
+        _key(kind),
+        _key(source),
+        _text(correlation_id),
+        _text(created_at),
+        deleted,
+        _text(text),
+        raw,
+    )
 
 
 def _translate(exc: BaseException, where: str) -> StoreError:
@@ -199,6 +209,8 @@ def _translate(exc: BaseException, where: str) -> StoreError:
     message = " ".join(str(exc).split()) or type(exc).__name__
     if sqlstate in ("53100", "53200") or sqlstate.startswith("53"):
         return StoreFullError(f"{where}: the database is out of space or memory ({message}); batch rolled back")
+    if sqlstate == "55P03":
+        return StoreBusyError(f"{where}: another session kept a row locked too long ({message}); nothing written")
     if sqlstate == "25006":
         return StoreError(f"{where}: database is read-only ({message})")
     if sqlstate == "42501":
@@ -237,6 +249,7 @@ class PgStore:
                 connect_timeout=max(1, int(self._connect_timeout)),
                 application_name=APPLICATION,
             )
+            self.db.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
             if self.readonly:
                 self.db.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
@@ -388,8 +401,8 @@ class PgStore:
         # sorted: daemons upserting the same rows lock them in one order, so they never deadlock
         rows = sorted(
             (
-                (_key(a.id), _storable(a.name), _storable(a.type), _storable(a.description), _storable(a.created_at))
-                + (_dumps(a.to_dict()), now)
+                (_key(a.id), _text(a.name), _text(a.type), _text(a.description), _text(a.created_at))
+                + (dumps_lossless(a.to_dict()), now)
                 for a in agents
             ),
             key=lambda r: r[0],
@@ -411,8 +424,8 @@ class PgStore:
         now = time.time()
         rows = sorted(
             (
-                (_key(s.id), _storable(s.agent_id), _storable(s.user_id), _storable(s.title), _storable(s.created_at))
-                + (_dumps(s.to_dict()), now)
+                (_key(s.id), _text(s.agent_id), _text(s.user_id), _text(s.title), _text(s.created_at))
+                + (dumps_lossless(s.to_dict()), now)
                 for s in sessions
             ),
             key=lambda r: r[0],
@@ -435,37 +448,82 @@ class PgStore:
             self._transact(write)
 
     def checkpoint(self, session_id: str) -> int:
-        """The highest offset stored for a session, or -1."""
+        """The offset up to which the session is complete (stored, or a recorded gap), or -1."""
         rows = self._read("SELECT last_offset FROM sync_state WHERE session_id = %s", (_key(session_id),))
         return int(rows[0][0]) if rows else -1
 
-    def write_batch(self, session_id: str, events: Sequence[Event]) -> int:
-        """Store events and move the checkpoint, all in one transaction; returns rows inserted."""
-        if not events:
-            return 0
-        rows = _event_rows(session_id, events)
-        highest = max(e.offset for e in events)
+    def write_batch(self, session_id: str, events: Sequence[RawEvent]) -> WriteResult:
+        """Store events and advance the checkpoint over what is now contiguous, in one transaction.
+
+        Raises UnidentifiableEventError (before writing anything) for an event without an id.
+        """
+        rows = sorted(
+            (_pg_row(event_row(session_id, e)) for e in events),
+            key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0),
+        )
         sid = _key(session_id)
 
-        def write(cur: Any) -> int:
-            cur.executemany(
-                'INSERT INTO events (session_id, id, "offset", type, source, correlation_id, created_at, deleted,'
-                " text, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::int::boolean, %s, %s) ON CONFLICT DO NOTHING",
-                rows,
-            )
-            inserted = max(0, int(cur.rowcount))
+        def write(cur: Any) -> WriteResult:
             now = time.time()
-            cur.execute(
-                "INSERT INTO sync_state (session_id, last_offset, last_attempt_at, last_success_at, errors)"
-                " VALUES (%s, %s, %s, %s, 0) ON CONFLICT (session_id) DO UPDATE SET"
-                " last_offset = GREATEST(sync_state.last_offset, excluded.last_offset),"
-                " last_attempt_at = excluded.last_attempt_at, last_success_at = excluded.last_success_at,"
-                " errors = 0, last_error = NULL",
-                (sid, highest, now, now),
-            )
-            return inserted
+            before = _lock_session(cur, sid)
+            inserted = 0
+            if rows:
+                cur.executemany(
+                    'INSERT INTO events (session_id, id, "offset", type, source, correlation_id, created_at, deleted,'
+                    " text, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::int::boolean, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    rows,
+                )
+                inserted = max(0, int(cur.rowcount))
+            clashes = conflicts = 0
+            if inserted < len(rows):
+                for row in rows:
+                    reason = _clash(cur, row)
+                    if reason is not None:
+                        clashes += 1
+                        conflicts += _record_conflict(cur, row, reason, now)
+            checkpoint = _advance(cur, sid, before)
+            _set_checkpoint(cur, sid, checkpoint, now, success=True)
+            return WriteResult(inserted, len(rows) - inserted - clashes, conflicts, checkpoint)
 
         return self._transact(write)
+
+    def reconcile_gaps(self, session_id: str, patience: float) -> Tuple[List[Gap], List[Gap]]:
+        """Record the offsets missing below the highest stored one; skip those older than ``patience``.
+
+        Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
+        """
+        sid = _key(session_id)
+
+        def work(cur: Any) -> Tuple[List[Gap], List[Gap]]:
+            now = time.time()
+            checkpoint = _lock_session(cur, sid)
+            found = _missing_ranges(cur, sid, checkpoint)
+            cur.execute(
+                "DELETE FROM gaps WHERE session_id = %s AND skipped_at IS NULL AND NOT (first_offset = ANY(%s))",
+                (sid, [first for first, _ in found]),
+            )  # filled (or narrowed: recorded again below)
+            if found:
+                cur.executemany(
+                    "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
+                    [(sid, first, last, now) for first, last in found],
+                )
+            skipped: List[Gap] = []
+            for gap in _gaps(cur, sid, open_only=True):
+                if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now:
+                    break
+                cur.execute(
+                    "UPDATE gaps SET skipped_at = %s WHERE session_id = %s AND first_offset = %s",
+                    (now, sid, gap.first_offset),
+                )
+                skipped.append(Gap(gap.session_id, gap.first_offset, gap.last_offset, gap.first_seen_at, now))
+                checkpoint = _advance(cur, sid, gap.last_offset)
+            if skipped:
+                _set_checkpoint(cur, sid, checkpoint, now, success=False)
+            return _gaps(cur, sid, open_only=True), skipped
+
+        return self._transact(work)
 
     def mark_synced(self, session_id: str) -> None:
         now = time.time()
@@ -489,7 +547,7 @@ class PgStore:
                 "INSERT INTO sync_state (session_id, last_attempt_at, errors, last_error) VALUES (%s, %s, 1, %s)"
                 " ON CONFLICT (session_id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
                 " errors = sync_state.errors + 1, last_error = excluded.last_error RETURNING errors",
-                (_key(session_id), now, _storable(message[:500]) or "(unprintable error)"),
+                (_key(session_id), now, _key(message[:500])),
             )
             row = cur.fetchone()
             return int(row[0]) if row else 1
@@ -512,22 +570,43 @@ class PgStore:
             """
             SELECT st.session_id, s.agent_id, s.title,
                    (SELECT count(*) FROM events e WHERE e.session_id = st.session_id),
-                   st.last_offset, st.last_success_at, st.errors, st.last_error
+                   st.last_offset, st.last_success_at, st.errors, st.last_error,
+                   (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NULL),
+                   (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NOT NULL),
+                   (SELECT count(*) FROM conflicts c WHERE c.session_id = st.session_id)
             FROM sync_state st LEFT JOIN sessions s ON s.id = st.session_id
             ORDER BY st.session_id
             """
         )
-        return [SessionStatus(str(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], int(r[6]), r[7]) for r in rows]
+        return [
+            SessionStatus(
+                str(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], int(r[6]), r[7], int(r[8]), int(r[9]), int(r[10])
+            )
+            for r in rows
+        ]
 
-    def iter_raw_events(self, session_id: str) -> Iterator[Dict[str, Any]]:
-        """A session's events in offset order, streamed: memory stays flat for any length."""
+    def gaps(self, session_id: Optional[str] = None) -> List[Gap]:
+        if session_id is not None:
+            return self._transact(lambda cur: _gaps(cur, _key(session_id), open_only=False))
+        rows = self._read(
+            "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
+            " ORDER BY session_id, first_offset"
+        )
+        return [_gap(r) for r in rows]
+
+    def iter_raw_events(self, session_id: str) -> Iterator[str]:
+        """Each stored event's JSON text in offset order (events without a storable offset last),
+        streamed through a server-side cursor: memory stays flat for a session of any length."""
         self._in_transaction = True
         try:
             with self.db.transaction(), self.db.cursor(name="flux0sync_export") as cur:
                 cur.itersize = 500
-                cur.execute('SELECT raw FROM events WHERE session_id = %s ORDER BY "offset"', (_key(session_id),))
+                cur.execute(
+                    'SELECT raw FROM events WHERE session_id = %s ORDER BY "offset" NULLS LAST, id',
+                    (_key(session_id),),
+                )
                 for (raw,) in cur:
-                    yield json.loads(raw)
+                    yield str(raw)
         except psycopg.Error as exc:
             raise _translate(exc, self.path) from exc
         finally:
@@ -544,7 +623,6 @@ class PgStore:
         """Full-text (web-search syntax: words, "phrases", or, -word) or, without an index, ILIKE."""
         # NUL and lone surrogates (undecodable command-line bytes) cannot be sent to the server
         query = text.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
-        rows: List[Tuple[Any, ...]] = []
         use_fts = self.has_fts and int(self._read("SELECT numnode(websearch_to_tsquery('simple', %s))", (query,))[0][0])
         if use_fts:
             rows = self._read(_FTS_SEARCH, (query, limit))
@@ -555,12 +633,102 @@ class PgStore:
                 ' ORDER BY session_id, "offset" LIMIT %s',
                 (pattern, limit),
             )
-        return [SearchHit(str(r[0]), int(r[1]), str(r[2]), str(r[3] or "")) for r in rows]
+        return [SearchHit(str(r[0]), None if r[1] is None else int(r[1]), str(r[2]), str(r[3] or "")) for r in rows]
 
     def integrity_ok(self) -> bool:
-        """The database server guards its own pages; here: every checkpoint matches what is stored."""
+        """The database server guards its own pages; here: no checkpoint runs past what is stored or skipped."""
         rows = self._read(
-            'SELECT count(*) FROM sync_state st WHERE st.last_offset > (SELECT coalesce(max(e."offset"), -1)'
-            " FROM events e WHERE e.session_id = st.session_id)"
+            "SELECT count(*) FROM sync_state st WHERE st.last_offset > greatest("
+            ' (SELECT coalesce(max(e."offset"), -1) FROM events e WHERE e.session_id = st.session_id),'
+            " (SELECT coalesce(max(g.last_offset), -1) FROM gaps g WHERE g.session_id = st.session_id))"
         )
         return int(rows[0][0]) == 0
+
+
+# -- statements shared by the transactions above ---------------------------------------------------
+
+
+def _lock_session(cur: Any, sid: str) -> int:
+    """Lock the session's sync_state row (creating it) for this transaction; returns its checkpoint.
+
+    Two daemons writing one session (overlapping shards) take turns here, so each computes the
+    checkpoint and the gaps from what the other committed.
+    """
+    cur.execute("INSERT INTO sync_state (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING", (sid,))
+    cur.execute("SELECT last_offset FROM sync_state WHERE session_id = %s FOR UPDATE", (sid,))
+    row = cur.fetchone()
+    return int(row[0]) if row else -1
+
+
+def _set_checkpoint(cur: Any, sid: str, checkpoint: int, now: float, *, success: bool) -> None:
+    if success:
+        cur.execute(
+            "UPDATE sync_state SET last_offset = GREATEST(last_offset, %s), last_attempt_at = %s,"
+            " last_success_at = %s, errors = 0, last_error = NULL WHERE session_id = %s",
+            (checkpoint, now, now, sid),
+        )
+    else:
+        cur.execute(
+            "UPDATE sync_state SET last_offset = GREATEST(last_offset, %s) WHERE session_id = %s", (checkpoint, sid)
+        )
+
+
+def _advance(cur: Any, sid: str, checkpoint: int) -> int:
+    """The highest offset reached from ``checkpoint`` through stored offsets without a hole.
+
+    In a run of consecutive offsets, offset minus its rank is constant: the run that starts
+    right after the checkpoint is the rows where it equals the checkpoint.
+    """
+    cur.execute(
+        'SELECT max("offset") FROM (SELECT "offset", "offset" - row_number() OVER (ORDER BY "offset") AS run'
+        ' FROM events WHERE session_id = %s AND "offset" > %s) AS tail WHERE run = %s',
+        (sid, checkpoint, checkpoint),
+    )
+    row = cur.fetchone()
+    return checkpoint if row is None or row[0] is None else int(row[0])
+
+
+def _missing_ranges(cur: Any, sid: str, checkpoint: int) -> List[Tuple[int, int]]:
+    cur.execute(
+        'SELECT previous + 1, "offset" - 1 FROM (SELECT "offset", lag("offset", 1, %s) OVER (ORDER BY "offset")'
+        ' AS previous FROM events WHERE session_id = %s AND "offset" > %s) AS tail'
+        ' WHERE "offset" > previous + 1 ORDER BY 1',
+        (checkpoint, sid, checkpoint),
+    )
+    return [(int(first), int(last)) for first, last in cur.fetchall()]
+
+
+def _gap(row: Sequence[Any]) -> Gap:
+    return Gap(str(row[0]), int(row[1]), int(row[2]), float(row[3]), None if row[4] is None else float(row[4]))
+
+
+def _gaps(cur: Any, sid: str, *, open_only: bool) -> List[Gap]:
+    cur.execute(
+        "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
+        " WHERE session_id = %s AND (skipped_at IS NULL OR NOT %s) ORDER BY first_offset",
+        (sid, open_only),
+    )
+    return [_gap(row) for row in cur.fetchall()]
+
+
+def _clash(cur: Any, row: EventRow) -> Optional[str]:
+    """Why a row that was not inserted is not simply a re-fetched copy of a stored event, or None."""
+    sid, event_id, offset, raw = row[0], row[1], row[2], row[9]
+    cur.execute('SELECT "offset", raw FROM events WHERE session_id = %s AND id = %s', (sid, event_id))
+    found = cur.fetchone()
+    if found is None:
+        return "same offset, different id"
+    if found[0] == offset and _same(str(found[1]), raw):
+        return None
+    return "same id, different event"
+
+
+def _record_conflict(cur: Any, row: EventRow, reason: str, now: float) -> int:
+    sid, event_id, offset, raw = row[0], row[1], row[2], row[9]
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    cur.execute(
+        'INSERT INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (sid, event_id, offset, reason, raw, digest, now),
+    )
+    return max(0, int(cur.rowcount))

@@ -9,16 +9,15 @@ from typing import Any, List
 
 import pytest
 from flux0sync.backend import DriverMissingError, open_store, redact_db_url, sqlite_path
+from flux0sync.rows import RawEvent
 from flux0sync.store import Store, StoreError
-
-from flux0lite import Event
 
 pytestmark = pytest.mark.usefixtures("pg_driver")
 
 
-def make_events(session: str, start: int, count: int, text: str = "hello") -> List[Event]:
+def make_events(session: str, start: int, count: int, text: str = "hello") -> List[RawEvent]:
     return [
-        Event.from_dict(
+        RawEvent.from_doc(
             {
                 "id": f"{session}-{i}",
                 "type": "message",
@@ -70,17 +69,17 @@ def test_schema_is_versioned_and_every_unique_key_starts_with_the_session(pg_url
 def test_write_batch_is_idempotent_and_the_checkpoint_only_moves_forward(pg_url: str) -> None:
     store = open_store(pg_url)
     assert store.checkpoint("s1") == -1
-    assert store.write_batch("s1", make_events("s1", 0, 10)) == 10
+    assert store.write_batch("s1", make_events("s1", 0, 10)).inserted == 10
     assert store.checkpoint("s1") == 9
-    assert store.write_batch("s1", make_events("s1", 5, 10)) == 5
+    assert store.write_batch("s1", make_events("s1", 5, 10)).inserted == 5
     assert store.checkpoint("s1") == 14
-    assert store.write_batch("s1", make_events("s1", 0, 3)) == 0  # a late, older batch
+    assert store.write_batch("s1", make_events("s1", 0, 3)).inserted == 0  # a late, older batch
     assert store.checkpoint("s1") == 14
     # the same event id in another session is another event
-    other = [Event.from_dict({**e.to_dict(), "id": "s1-0"}) for e in make_events("s2", 0, 1)]
-    assert store.write_batch("s2", other) == 1
+    other = [RawEvent.from_doc({**e.doc, "id": "s1-0"}) for e in make_events("s2", 0, 1)]
+    assert store.write_batch("s2", other).inserted == 1
     assert store.counts() == (0, 0, 16)
-    assert [d["offset"] for d in store.iter_raw_events("s1")] == list(range(15))
+    assert [json.loads(raw)["offset"] for raw in store.iter_raw_events("s1")] == list(range(15))
     store.close()
 
 
@@ -97,7 +96,7 @@ def test_failed_batch_rolls_back_events_and_checkpoint_together(pg_url: str) -> 
         store.write_batch("s1", make_events("s1", 5, 10))
     assert store.checkpoint("s1") == 4 and store.counts()[2] == 5
     sql(pg_url, "DROP TRIGGER refuse ON events")
-    assert store.write_batch("s1", make_events("s1", 5, 10)) == 10
+    assert store.write_batch("s1", make_events("s1", 5, 10)).inserted == 10
     assert store.checkpoint("s1") == 14
     store.close()
 
@@ -114,7 +113,7 @@ def test_serialization_failure_re_runs_the_whole_transaction(pg_url: str) -> Non
         " RETURN NEW; END $$",
     )
     sql(pg_url, "CREATE TRIGGER contend AFTER INSERT ON sync_state FOR EACH ROW EXECUTE FUNCTION contend()")
-    assert store.write_batch("s1", make_events("s1", 0, 20)) == 20
+    assert store.write_batch("s1", make_events("s1", 0, 20)).inserted == 20
     assert sql(pg_url, "SELECT last_value FROM attempts") == [(3,)]
     assert store.checkpoint("s1") == 19 and store.counts()[2] == 20
     sql(pg_url, "ALTER SEQUENCE attempts RESTART WITH -100 MINVALUE -1000")  # fail every attempt from now on
@@ -133,7 +132,7 @@ def test_a_dropped_connection_is_reopened_and_the_batch_re_run(pg_url: str) -> N
         " AND datname = current_database()",
     )
     assert killed == [(True,)]
-    assert store.write_batch("s1", make_events("s1", 5, 5)) == 5
+    assert store.write_batch("s1", make_events("s1", 5, 5)).inserted == 5
     assert store.checkpoint("s1") == 9
     store.close()
 
@@ -241,18 +240,18 @@ def test_search_full_text_web_syntax_and_ilike_fallback(pg_url: str) -> None:
 
 def test_values_postgresql_cannot_hold_are_kept_in_raw(pg_url: str) -> None:
     store = open_store(pg_url)
-    doc = make_events("s\x00x", 0, 1)[0].to_dict()
-    doc["data"]["parts"][0]["content"] = "nul \x00 and lone \ud83d"
+    doc = dict(make_events("s\x00x", 0, 1)[0].doc)
+    doc["data"] = {"type": "message", "parts": [{"type": "content", "content": "nul \x00 and lone \ud83d"}]}
     doc["correlation_id"] = "c\x00"
     doc["id"] = "id\x00"
-    assert store.write_batch("s\x00x", [Event.from_dict(doc)]) == 1
+    assert store.write_batch("s\x00x", [RawEvent.from_doc(doc)]).inserted == 1
     assert store.checkpoint("s\x00x") == 0
     (back,) = list(store.iter_raw_events("s\x00x"))
-    assert back == doc
+    assert json.loads(back) == doc
     row = sql(pg_url, "SELECT session_id, id, correlation_id, text FROM events")
     assert row == [(json.dumps("s\x00x"), json.dumps("id\x00"), None, None)]
     huge = make_events("big", 0, 1, text="word " * 400_000)  # 2 MB: over a tsvector's 1 MB limit
-    assert store.write_batch("big", huge) == 1
+    assert store.write_batch("big", huge).inserted == 1
     assert [h.session_id for h in store.search("word")] == ["big"]
     store.close()
 
@@ -277,7 +276,7 @@ def test_status_rows_and_errors(pg_url: str) -> None:
     store.mark_synced("s3")
     rows = {r.session_id: r for r in store.session_statuses()}
     assert rows["s1"].events == 4 and rows["s1"].last_offset == 3 and rows["s1"].errors == 0
-    assert rows["s2"].errors == 2 and rows["s2"].last_error == "(unprintable error)"
+    assert rows["s2"].errors == 2 and rows["s2"].last_error == json.dumps("boom again\x00")
     assert rows["s3"].last_success_at is not None and rows["s3"].last_offset == -1
     store.mark_synced("s2")
     assert {r.session_id: r for r in store.session_statuses()}["s2"].errors == 0
@@ -303,3 +302,107 @@ def test_urls_dispatch_and_passwords_never_show(tmp_path: Any, monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
     with pytest.raises(DriverMissingError, match=r"pip install 'flux0lite\[postgres\]'"):
         open_store("postgresql://u@/db")
+
+
+def raw_event(session: str, offset: object, event_id: str = "", text: str = "hi", **extra: object) -> RawEvent:
+    doc = {
+        "id": event_id or f"{session}-{offset}",
+        "type": "message",
+        "source": "user",
+        "offset": offset,
+        "correlation_id": "c",
+        "data": {"type": "message", "parts": [{"type": "content", "content": text}]},
+        "created_at": "2026-11-25T00:00:00Z",
+        "deleted": False,
+        "metadata": None,
+    }
+    doc.update(extra)
+    return RawEvent.from_doc(doc)
+
+
+def test_checkpoint_never_passes_an_offset_that_is_not_stored(pg_url: str) -> None:
+    store = open_store(pg_url)
+    result = store.write_batch("s", [raw_event("s", o) for o in (3, 0, 1)])
+    assert result.inserted == 3 and result.checkpoint == 1 and store.checkpoint("s") == 1
+    assert store.write_batch("s", [raw_event("s", 2)]).checkpoint == 3
+    assert [json.loads(r)["offset"] for r in store.iter_raw_events("s")] == [0, 1, 2, 3]
+    store.close()
+
+
+def test_gap_is_held_then_recorded_and_skipped(pg_url: str) -> None:
+    store = open_store(pg_url)
+    store.write_batch("s", [raw_event("s", o) for o in (0, 1, 4, 5, 7)])
+    open_gaps, skipped = store.reconcile_gaps("s", patience=3600)
+    assert [(g.first_offset, g.last_offset) for g in open_gaps] == [(2, 3), (6, 6)] and skipped == []
+    assert store.checkpoint("s") == 1
+    store.write_batch("s", [raw_event("s", 6)])  # the second gap fills: forgotten
+    open_gaps, skipped = store.reconcile_gaps("s", patience=0)
+    assert open_gaps == [] and [(g.first_offset, g.last_offset) for g in skipped] == [(2, 3)]
+    assert store.checkpoint("s") == 7
+    (status,) = store.session_statuses()
+    assert (status.gaps_open, status.gaps_skipped, status.last_offset) == (0, 1, 7)
+    assert [(g.first_offset, g.skipped_at is not None) for g in store.gaps()] == [(2, True)]
+    assert store.gaps("s") == store.gaps() and store.integrity_ok()
+    store.close()
+
+
+def test_conflicting_events_are_recorded_never_swallowed(pg_url: str) -> None:
+    store = open_store(pg_url)
+    store.write_batch("s", [raw_event("s", 0), raw_event("s", 1)])
+    again = store.write_batch("s", [raw_event("s", 0), raw_event("s", 1)])
+    assert (again.inserted, again.duplicates, again.conflicts) == (0, 2, 0)
+    clash = store.write_batch("s", [raw_event("s", 1, event_id="other"), raw_event("s", 2, event_id="s-0")])
+    assert (clash.inserted, clash.conflicts) == (0, 2)
+    assert store.write_batch("s", [raw_event("s", 1, event_id="other")]).conflicts == 0  # recorded once
+    reasons = sorted(r for (r,) in sql(pg_url, "SELECT reason FROM conflicts"))
+    assert reasons == ["same id, different event", "same offset, different id"]
+    assert store.session_statuses()[0].conflicts == 2
+    store.close()
+
+
+def test_unstorable_offsets_and_values_are_kept_in_raw(pg_url: str) -> None:
+    store = open_store(pg_url)
+    events = [
+        raw_event("s", 0, text="lone \ud83d surrogate"),
+        raw_event("s", 2**63, event_id="huge"),
+        raw_event("s", 1, created_at="300000-01-01T00:00:00Z", source="\udcff"),
+        raw_event("s", -5, event_id="negative"),
+        raw_event("s", True, event_id="boolean"),
+    ]
+    store.write_batch("s", events)
+    by_id = {r[0]: r for r in sql(pg_url, 'SELECT id, "offset", source, created_at, text, raw FROM events')}
+    assert by_id["s-0"][4] is None
+    assert json.loads(by_id["s-0"][5])["data"]["parts"][0]["content"] == "lone \ud83d surrogate"
+    assert by_id["huge"][1] is None and json.loads(by_id["huge"][5])["offset"] == 2**63
+    assert by_id["s-1"][3] is None and by_id["s-1"][2] == '"\\udcff"'
+    assert by_id["negative"][1] is None and by_id["boolean"][1] is None
+    assert store.checkpoint("s") == 1
+    again = store.write_batch("s", events)  # a re-fetch stores nothing twice, offset or not
+    assert (again.inserted, again.conflicts) == (0, 0)
+    assert [json.loads(r)["id"] for r in store.iter_raw_events("s")][:2] == ["s-0", "s-1"]
+    store.close()
+
+
+def test_two_daemons_filling_one_session_out_of_order_agree_on_the_checkpoint(pg_url: str) -> None:
+    events = [raw_event("s", o) for o in range(300)]
+    first, second = open_store(pg_url), open_store(pg_url)
+    errors: List[BaseException] = []
+
+    def write(store: Any, offsets: List[int]) -> None:
+        try:
+            for start in range(0, len(offsets), 10):
+                store.write_batch("s", [events[o] for o in offsets[start : start + 10]])
+        except BaseException as exc:
+            errors.append(exc)
+
+    evens, odds = list(range(0, 300, 2)), list(range(1, 300, 2))
+    threads = [threading.Thread(target=write, args=(first, evens)), threading.Thread(target=write, args=(second, odds))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    # whoever committed last saw the other's rows under the session's row lock: no hole is left
+    assert first.checkpoint("s") == 299 and first.reconcile_gaps("s", patience=3600) == ([], [])
+    first.close()
+    second.close()
