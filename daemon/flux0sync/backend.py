@@ -9,12 +9,16 @@ what to install. The core stays standard-library only.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Optional
+from typing import Iterator, List, Optional, Protocol, Sequence, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .store import StoreError
+from flux0lite.models import Agent, Session
+
+from .rows import RawEvent
+from .store import Gap, SearchHit, SessionStatus, StoreError, WriteResult
 
 __all__ = [
+    "Archive",
     "POSTGRES_SCHEMES",
     "DriverMissingError",
     "is_postgres_url",
@@ -27,6 +31,29 @@ __all__ = [
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 INSTALL_HINT = "pip install 'flux0lite[postgres]' (or: pip install 'psycopg[binary]>=3.1')"
 _SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
+class Archive(Protocol):
+    """What the daemon and the readers use of an archive; SQLite's Store and PgStore both are one."""
+
+    path: str
+    has_fts: bool
+
+    def close(self) -> None: ...
+    def upsert_agents(self, agents: Sequence[Agent]) -> None: ...
+    def upsert_sessions(self, sessions: Sequence[Session]) -> None: ...
+    def checkpoint(self, session_id: str) -> int: ...
+    def write_batch(self, session_id: str, events: Sequence[RawEvent]) -> WriteResult: ...
+    def reconcile_gaps(self, session_id: str, patience: float) -> Tuple[List[Gap], List[Gap]]: ...
+    def gaps(self, session_id: Optional[str] = None) -> List[Gap]: ...
+    def mark_synced(self, session_id: str) -> None: ...
+    def mark_error(self, session_id: str, message: str) -> int: ...
+    def counts(self) -> Tuple[int, int, int]: ...
+    def session_statuses(self) -> List[SessionStatus]: ...
+    def iter_raw_events(self, session_id: str) -> Iterator[str]: ...
+    def session_exists(self, session_id: str) -> bool: ...
+    def search(self, text: str, limit: int = 50) -> List[SearchHit]: ...
+    def integrity_ok(self) -> bool: ...
 
 
 class DriverMissingError(StoreError):
@@ -83,7 +110,7 @@ def open_store(
     synchronous: str = "NORMAL",
     max_page_count: Optional[int] = None,
     check: bool = True,
-) -> Any:
+) -> Archive:
     """Open the archive ``db`` names (see the module docstring)."""
     if is_postgres_url(db):
         require_postgres_driver()

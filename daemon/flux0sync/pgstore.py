@@ -585,12 +585,13 @@ class PgStore:
             for r in rows
         ]
 
-    def gaps(self, session_id: Optional[str] = None) -> List[Gap]:
+    def gaps(self, session_id: Optional[str] = None, *, open_only: bool = False) -> List[Gap]:
         if session_id is not None:
-            return self._transact(lambda cur: _gaps(cur, _key(session_id), open_only=False))
+            return self._transact(lambda cur: _gaps(cur, _key(session_id), open_only=open_only))
         rows = self._read(
             "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
-            " ORDER BY session_id, first_offset"
+            " WHERE skipped_at IS NULL OR NOT %s ORDER BY session_id, first_offset",
+            (open_only,),
         )
         return [_gap(r) for r in rows]
 
