@@ -389,7 +389,9 @@ class PgStore:
         except StoreError as exc:
             # two daemons creating the table at the same instant: one loses on the catalog's
             # unique index, and the table is there for it now
-            if not isinstance(exc.__cause__, pg_errors.UniqueViolation):
+            if not isinstance(
+                exc.__cause__, (pg_errors.UniqueViolation, pg_errors.DuplicateObject, pg_errors.DuplicateTable)
+            ):
                 raise
             self._transact(create)
         self._check_ours(self._tables())
