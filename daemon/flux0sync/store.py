@@ -662,14 +662,15 @@ class Store:
         query = _STATUS_V3 if self._table_exists("gaps") else _STATUS_V1
         return [SessionStatus(*row) for row in self.db.execute(query).fetchall()]
 
-    def gaps(self, session_id: Optional[str] = None) -> List[Gap]:
+    def gaps(self, session_id: Optional[str] = None, *, open_only: bool = False) -> List[Gap]:
         if not self._table_exists("gaps"):
             return []
         if session_id is not None:
-            return _gaps(self.db, session_id, open_only=False)
+            return _gaps(self.db, session_id, open_only=open_only)
         rows = self.db.execute(
             "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
-            " ORDER BY session_id, first_offset"
+            " WHERE skipped_at IS NULL OR NOT ? ORDER BY session_id, first_offset",
+            (open_only,),
         ).fetchall()
         return [Gap(*row) for row in rows]
 
