@@ -9,18 +9,19 @@ what to install. The core stays standard-library only.
 from __future__ import annotations
 
 import importlib.util
-from typing import Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flux0lite.models import Agent, Session
 
 from .rows import RawEvent
-from .store import Gap, SearchHit, SessionStatus, StoreError, WriteResult
+from .store import Gap, SearchHit, SessionStatus, StoreBusyError, StoreError, WriteResult
 
 __all__ = [
     "Archive",
     "POSTGRES_SCHEMES",
     "DriverMissingError",
+    "StoreUnavailableError",
     "is_postgres_url",
     "sqlite_path",
     "redact_db_url",
@@ -45,7 +46,7 @@ class Archive(Protocol):
     def checkpoint(self, session_id: str) -> int: ...
     def write_batch(self, session_id: str, events: Sequence[RawEvent]) -> WriteResult: ...
     def reconcile_gaps(self, session_id: str, patience: float) -> Tuple[List[Gap], List[Gap]]: ...
-    def gaps(self, session_id: Optional[str] = None) -> List[Gap]: ...
+    def gaps(self, session_id: Optional[str] = None, *, open_only: bool = False) -> List[Gap]: ...
     def mark_synced(self, session_id: str) -> None: ...
     def mark_error(self, session_id: str, message: str) -> int: ...
     def counts(self) -> Tuple[int, int, int]: ...
@@ -58,6 +59,10 @@ class Archive(Protocol):
 
 class DriverMissingError(StoreError):
     """A PostgreSQL archive was asked for and psycopg 3 is not installed (a setup problem)."""
+
+
+class StoreUnavailableError(StoreBusyError):
+    """The database server cannot be reached now; nothing was written. Transient: retry later."""
 
 
 def is_postgres_url(db: str) -> bool:
@@ -110,8 +115,14 @@ def open_store(
     synchronous: str = "NORMAL",
     max_page_count: Optional[int] = None,
     check: bool = True,
+    on_wait: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Archive:
-    """Open the archive ``db`` names (see the module docstring)."""
+    """Open the archive ``db`` names (see the module docstring).
+
+    The SQLite options (synchronous, page cap, integrity check, waiting out a held write lock)
+    do not apply to PostgreSQL, where the server owns durability and integrity.
+    """
     if is_postgres_url(db):
         require_postgres_driver()
         try:
@@ -121,4 +132,12 @@ def open_store(
         return PgStore(db, readonly=readonly)
     from .store import Store
 
-    return Store(sqlite_path(db), synchronous=synchronous, max_page_count=max_page_count, check=check)
+    return Store(
+        sqlite_path(db),
+        readonly=readonly,
+        synchronous=synchronous,
+        max_page_count=max_page_count,
+        check=check,
+        on_wait=on_wait,
+        should_stop=should_stop,
+    )

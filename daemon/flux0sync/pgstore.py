@@ -37,7 +37,7 @@ from psycopg import errors as pg_errors  # type: ignore[import-not-found, unused
 
 from flux0lite.models import Agent, Session
 
-from .backend import redact_db_url
+from .backend import StoreUnavailableError, redact_db_url
 from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
 from .store import Gap, SearchHit, SessionStatus, StoreBusyError, StoreError, StoreFullError, WriteResult, _same
 
@@ -253,7 +253,10 @@ class PgStore:
             if self.readonly:
                 self.db.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to {self.path}: {' '.join(str(exc).split())}") from exc
+            message = f"cannot connect to {self.path}: {' '.join(str(exc).split())}"
+            if (getattr(exc, "sqlstate", None) or "")[:2] in ("28", "3D"):
+                raise StoreError(message) from exc  # refused login or no such database: fix the setup
+            raise StoreUnavailableError(message) from exc
 
     @property
     def in_transaction(self) -> bool:
@@ -277,8 +280,15 @@ class PgStore:
                 finally:
                     self._in_transaction = False
             except psycopg.Error as exc:
-                retryable = getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES or self._lost()
-                if not retryable or attempt >= _MAX_ATTEMPTS:
+                lost = self._lost()
+                if (
+                    getattr(exc, "sqlstate", None) not in _RETRYABLE_SQLSTATES and not lost
+                ) or attempt >= _MAX_ATTEMPTS:
+                    if lost:
+                        raise StoreUnavailableError(
+                            f"{self.path}: the database server cannot be reached"
+                            f" ({' '.join(str(exc).split())}); nothing written"
+                        ) from exc
                     raise _translate(exc, self.path) from exc
                 delay = min(2.0, 0.02 * 2**attempt) * (0.5 + random.random() / 2)
                 log.info("%s: %s; re-running the transaction in %.2f s", self.path, exc.sqlstate or "reconnect", delay)
