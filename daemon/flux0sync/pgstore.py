@@ -218,6 +218,22 @@ def _translate(exc: BaseException, where: str) -> StoreError:
     return StoreError(f"{where}: {message}")
 
 
+# What a starting, stopping or overloaded server answers; every other refusal is the setup's.
+_TRANSIENT_REFUSALS = ("starting up", "shutting down", "too many", "recovery", "not yet accepting")
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    """Did the server itself refuse us (login, database, pg_hba) rather than being unreachable?
+
+    libpq gives no SQLSTATE for a failed connection, only the server's FATAL message.
+    """
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate:
+        return sqlstate[:2] in ("28", "3D", "42")
+    message = str(exc)
+    return "FATAL:" in message and not any(phrase in message for phrase in _TRANSIENT_REFUSALS)
+
+
 class PgStore:
     """One PostgreSQL archive. Not thread-safe: one PgStore per thread."""
 
@@ -254,8 +270,8 @@ class PgStore:
                 self.db.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
             message = f"cannot connect to {self.path}: {' '.join(str(exc).split())}"
-            if (getattr(exc, "sqlstate", None) or "")[:2] in ("28", "3D"):
-                raise StoreError(message) from exc  # refused login or no such database: fix the setup
+            if _refused_for_good(exc):
+                raise StoreError(message) from exc  # a restart cannot help: fix the setup
             raise StoreUnavailableError(message) from exc
 
     @property
