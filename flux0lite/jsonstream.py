@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, List, Optional, Union
 
@@ -18,7 +19,7 @@ from .errors import DecodeError
 __all__ = ["JSONStreamError", "Element", "iter_array", "read_array", "DEFAULT_MAX_ELEMENT_CHARS"]
 
 DEFAULT_MAX_ELEMENT_CHARS = 64 * 1024 * 1024
-_WHITESPACE = " \t\n\r"
+_NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 _NUMBER_TAIL = "0123456789.eE+-"
 
 
@@ -77,10 +78,11 @@ class _Reader:
     def peek(self) -> str:
         """The next non-whitespace character ('' at the end of the stream), not consumed."""
         while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in _WHITESPACE:
-                self.pos += 1
-            if self.pos < len(self.buf):
+            found = _NOT_WHITESPACE.search(self.buf, self.pos)
+            if found is not None:
+                self.pos = found.start()
                 return self.buf[self.pos]
+            self.pos = len(self.buf)  # all whitespace: drop it (a body padded to gigabytes stays small)
             if not self.more():
                 return ""
 

@@ -114,3 +114,19 @@ def test_memory_stays_bounded_by_one_element_and_one_read() -> None:
         tracemalloc.stop()
     assert count == 100_000
     assert peak < 16 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_whitespace_padding_is_dropped_as_it_is_read() -> None:
+    def padded() -> Iterator[bytes]:
+        yield b'{"data": [1,'
+        for _ in range(200):
+            yield b" " * 1024 * 1024  # 200 MiB of padding, as a gzip bomb inflates it
+        yield b"2]}"
+
+    tracemalloc.start()
+    try:
+        assert read_array(padded(), key="data") == [1, 2]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024

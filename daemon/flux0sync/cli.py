@@ -221,8 +221,8 @@ def main(
 ) -> int:
     """Run a command; returns the exit code. Nothing but one line of error ever reaches stderr.
 
-    When ``argv`` is None this owns the process: the stop handlers go in first and stay until
-    the interpreter exits, so no SIGTERM/SIGINT, however early or late, kills it mid-way.
+    When ``argv`` is None this owns the process: the stop handlers go in first, and stop signals
+    are ignored from the end until the exit, so no SIGTERM/SIGINT storm can kill it mid-way.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     out, err = stdout or sys.stdout, stderr or sys.stderr
@@ -291,6 +291,7 @@ def main(
         err.write(f"flux0-sync: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}\n")
         return EXIT_FAILED
     finally:
-        if argv is not None:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        for sig, handler in previous.items():
+            # Owning the process, we are done: ignore late signals, since interpreter shutdown
+            # would otherwise put the default (killing) handlers back before the exit.
+            signal.signal(sig, handler if argv is not None else signal.SIG_IGN)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -265,6 +266,12 @@ def _check_file(path: str) -> None:
         return
     if os.path.isdir(path):
         raise StoreError(f"{path} is a directory, not an archive file")
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not regular:
+        raise StoreError(f"{path} is not a regular file (a device, a pipe or a socket)")
     try:
         with open(path, "rb") as handle:
             header = handle.read(100)

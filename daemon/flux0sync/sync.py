@@ -22,13 +22,15 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Set, TypeVar, Union
 
 from flux0lite import (
+    Agent,
     APIConnectionError,
     APITimeoutError,
     ConnectError,
     ContentTypeError,
+    DecodeError,
     Flux0,
     Flux0Error,
     NotFoundError,
@@ -46,9 +48,13 @@ __all__ = ["Syncer", "PassResult", "Interrupted", "SessionDeadlineError"]
 log = logging.getLogger("flux0sync")
 
 _T = TypeVar("_T")
+_M = TypeVar("_M")
 _STEP = 0.2  # seconds between the waiting main thread's looks at the stop flag and the watchdog
 _QUEUED_CHUNKS = 4  # read-ahead of the worker; a chunk is at most 1 MiB (the transport's inflate step)
 _END = object()
+# One event larger than this fails its session: flux0 events are small, and the unit's memory
+# cap (MemoryMax) must hold the buffer, the decoded value and its text at once.
+_MAX_EVENT_CHARS = 16 * 1024 * 1024
 
 
 class Interrupted(Exception):
@@ -182,6 +188,7 @@ class Syncer:
         self.clock = clock
         self._waiter = _Waiter(heartbeat, should_stop)
         self._retry_at: Dict[str, float] = {}
+        self._warned: Set[str] = set()
 
     def _backoff(self, errors: int) -> float:
         ceiling = min(self.max_backoff, 2.0 ** min(errors, 20))
@@ -190,9 +197,34 @@ class Syncer:
     def _deadline(self) -> float:
         return time.monotonic() + self.session_deadline
 
+    def _listed(self, path: str, params: Optional[Dict[str, str]], model: Callable[[Any], _M], what: str) -> List[_M]:
+        """A ``{"data": [...]}`` list, typed item by item: one malformed item is skipped, not fatal."""
+        payload = self._waiter.call(
+            lambda: self.client.request_json("GET", path, params=params), self._deadline(), what
+        )
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+            raise DecodeError(f'{what}: expected {{"data": [...]}}, got {type(payload).__name__}')
+        items: List[_M] = []
+        for raw in payload["data"]:
+            try:
+                item = model(raw)
+            except Flux0Error as exc:
+                self._warn_once(f"{what}: skipping an item the server sent malformed: {exc}")
+                continue
+            if storable_text(getattr(item, "id", "")) is None:
+                self._warn_once(f"{what}: skipping an item whose id is not valid Unicode: {item.id!r}")  # type: ignore[attr-defined]
+                continue
+            items.append(item)
+        return items
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
+
     def discover(self) -> List[Session]:
         """Agents and sessions from the server, stored; returns the sessions to sync."""
-        agents = self._waiter.call(self.client.agents.list, self._deadline(), "list agents")
+        agents = self._listed("/api/agents", None, Agent.from_dict, "list agents")
         if self.agent_ids:
             agents = [a for a in agents if a.id in self.agent_ids]
         self.store.upsert_agents(agents)
@@ -212,14 +244,10 @@ class Syncer:
         elif self.agent_ids:
             for agent_id in self.agent_ids:
                 sessions.extend(
-                    self._waiter.call(
-                        lambda aid=agent_id: self.client.sessions.list(agent_id=aid),  # type: ignore[misc]
-                        self._deadline(),
-                        f"sessions of agent {agent_id}",
-                    )
+                    self._listed("/api/sessions", {"agent_id": agent_id}, Session.from_dict, "list sessions")
                 )
         else:
-            sessions = self._waiter.call(self.client.sessions.list, self._deadline(), "list sessions")
+            sessions = self._listed("/api/sessions", None, Session.from_dict, "list sessions")
         if self.shard is not None:  # another daemon stores and syncs the rest (see flux0sync.shard)
             sessions = [s for s in sessions if self.shard.owns(s.id)]
         self.store.upsert_sessions(sessions)
@@ -236,7 +264,7 @@ class Syncer:
             what,
         )
         try:
-            for element in iter_array(chunks, key="data", what=what):
+            for element in iter_array(chunks, key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
                 yield RawEvent(element.value, element.text)
         finally:
             chunks.close()
@@ -272,6 +300,13 @@ class Syncer:
                     flush()
                     if self.should_stop():
                         break
+        except SessionDeadlineError:
+            flush()
+            if inserted == 0:
+                raise
+            # Slow but moving: what arrived is stored; the rest comes next pass, without a backoff.
+            log.info("session %s: +%d events, then cut at the per-session deadline", session_id, inserted)
+            return inserted
         except (Flux0Error, Interrupted):
             flush()
             raise

@@ -5,7 +5,6 @@ import random
 import signal
 import socket
 import sqlite3
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from flux0sync.config import Config, ConfigError, load_config
 from flux0sync.notify import Notifier, watchdog_interval
 from flux0sync.service import Daemon, StopFlag
-from flux0sync.store import Store
 
 from tests.daemon.helpers import archive_rows, assert_archive_equals_server, exit_code, popen_daemon, run_daemon
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
