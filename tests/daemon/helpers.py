@@ -14,24 +14,26 @@ from tests.conftest import ROOT, subprocess_env
 from tests.fakeserver import FakeFlux0
 
 
-def _query(db: str, query: str) -> List[Tuple[Any, ...]]:
-    """Rows of a parameterless query against either archive (a SQLite path or a PostgreSQL URL)."""
+def execute(db: str, query: str, params: Tuple[Any, ...] = ()) -> List[Tuple[Any, ...]]:
+    """Run one statement (``?`` placeholders) on either archive, a SQLite path or a PostgreSQL URL,
+    on a connection of its own; returns the rows it produced."""
     if is_postgres_url(db):
         import psycopg
 
         with psycopg.connect(db, autocommit=True) as conn:
-            return [tuple(row) for row in conn.execute(query).fetchall()]
-    conn = sqlite3.connect(db)
+            cursor = conn.execute(query.replace("?", "%s"), params or None)
+            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+    conn = sqlite3.connect(db, isolation_level=None)
     try:
-        return conn.execute(query).fetchall()
+        return conn.execute(query, params).fetchall()
     finally:
         conn.close()
 
 
 def _has_events_table(db: str) -> bool:
     if is_postgres_url(db):
-        return bool(_query(db, "SELECT to_regclass('events') IS NOT NULL")[0][0])
-    return bool(_query(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events'")[0][0])
+        return bool(execute(db, "SELECT to_regclass('events') IS NOT NULL")[0][0])
+    return bool(execute(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events'")[0][0])
 
 
 def archive_rows(db_path: str) -> Dict[str, List[Tuple[int, str]]]:
@@ -39,7 +41,7 @@ def archive_rows(db_path: str) -> Dict[str, List[Tuple[int, str]]]:
     out: Dict[str, List[Tuple[int, str]]] = {}
     if not (is_postgres_url(db_path) or os.path.exists(db_path)) or not _has_events_table(db_path):
         return out  # a daemon has just created the archive and not yet its schema
-    for sid, offset, eid in _query(
+    for sid, offset, eid in execute(
         db_path, 'SELECT session_id, "offset", id FROM events ORDER BY session_id, "offset"'
     ):
         out.setdefault(sid, []).append((offset, eid))
@@ -57,15 +59,15 @@ def assert_archive_equals_server(db_path: str, fake: FakeFlux0) -> None:
     for sid, rows in expected.items():
         assert archived[sid] == rows, f"session {sid} differs"
     if not is_postgres_url(db_path):  # PostgreSQL checks its own pages
-        assert _query(db_path, "PRAGMA integrity_check")[0][0] == "ok"
-    dup = _query(
+        assert execute(db_path, "PRAGMA integrity_check")[0][0] == "ok"
+    dup = execute(
         db_path, 'SELECT count(*) FROM (SELECT session_id, "offset" FROM events GROUP BY 1, 2 HAVING count(*) > 1) d'
     )[0][0]
     assert dup == 0
-    stored = dict(_query(db_path, 'SELECT session_id, max("offset") FROM events GROUP BY session_id'))
-    for sid, last in _query(db_path, "SELECT session_id, last_offset FROM sync_state"):
+    stored = dict(execute(db_path, 'SELECT session_id, max("offset") FROM events GROUP BY session_id'))
+    for sid, last in execute(db_path, "SELECT session_id, last_offset FROM sync_state"):
         assert last == stored.get(sid, -1), f"checkpoint of {sid} is {last}, archive holds up to {stored.get(sid)}"
-    for (raw,) in _query(db_path, "SELECT raw FROM events LIMIT 5"):
+    for (raw,) in execute(db_path, "SELECT raw FROM events LIMIT 5"):
         json.loads(raw)
 
 
