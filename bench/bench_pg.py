@@ -192,8 +192,8 @@ def _section(
         f"| PostgreSQL, 4 daemons `--shard i/4` | {rate['pg4']:,.0f}/s | {median['pg4']:.2f} s |"
         f" {rate['pg4'] / rate['pg1']:.2f}x one daemon |",
         "",
-        f"On {os.cpu_count()} cores the four daemons, the database and the stand-in server share the CPU:"
-        " sharding pays off with one daemon per machine, which is what it is for.",
+        f"Here the four daemons, the database and the stand-in server share {os.cpu_count()} cores; sharded"
+        " daemons on separate machines would not compete for CPU.",
         END,
     ]
     return "\n".join(lines)

@@ -406,3 +406,30 @@ def test_two_daemons_filling_one_session_out_of_order_agree_on_the_checkpoint(pg
     assert first.checkpoint("s") == 299 and first.reconcile_gaps("s", patience=3600) == ([], [])
     first.close()
     second.close()
+
+
+def test_a_reader_with_select_rights_only_can_read(pg_url: str) -> None:
+    writer = open_store(pg_url)
+    writer.write_batch("s1", make_events("s1", 0, 3, text="refund"))
+    writer.close()
+    sql(pg_url, "DROP ROLE IF EXISTS analyst")
+    sql(pg_url, "CREATE ROLE analyst LOGIN")
+    sql(pg_url, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO analyst")
+    as_analyst = pg_url.replace("postgresql://flux0@", "postgresql://analyst@")
+    reader = open_store(as_analyst, readonly=True)
+    assert reader.counts() == (0, 0, 3) and len(reader.search("refund")) == 3
+    assert [json.loads(r)["offset"] for r in reader.iter_raw_events("s1")] == [0, 1, 2]
+    reader.close()
+    with pytest.raises(StoreError):
+        open_store(as_analyst)  # the daemon needs write rights: one clear error, nothing changed
+
+
+def test_an_archive_in_its_own_schema_shares_a_database(pg_url: str) -> None:
+    sql(pg_url, "CREATE TABLE events (x int)")  # someone else's table in public
+    sql(pg_url, "CREATE SCHEMA flux0")
+    store = open_store(pg_url + "&options=-csearch_path%3Dflux0")
+    store.write_batch("s1", make_events("s1", 0, 2))
+    assert store.counts() == (0, 0, 2)
+    store.close()
+    tables = sql(pg_url, "SELECT table_schema, count(*) FROM information_schema.tables GROUP BY 1 ORDER BY 1")
+    assert ("flux0", 7) in tables and ("public", 1) in tables
