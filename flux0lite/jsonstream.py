@@ -49,31 +49,33 @@ class _Reader:
     def fail(self, message: str) -> JSONStreamError:
         return JSONStreamError(f"{self.what}: {message} (at character {self.consumed + self.pos})")
 
-    def more(self) -> bool:
-        """Append the next chunk (dropping what was read); False at the end of the stream."""
+    def more(self, at_least: int = 1) -> bool:
+        """Append at least ``at_least`` more characters (fewer at the end of the stream), dropping
+        what was read; False if nothing could be added."""
         if self.eof:
             return False
-        if self.pos:
-            self.consumed += self.pos
-            self.buf = self.buf[self.pos :]
-            self.pos = 0
+        parts: List[str] = []
+        added = 0
         for chunk in self._chunks:
             try:
                 text = chunk if isinstance(chunk, str) else self._utf8.decode(chunk)
             except UnicodeDecodeError as exc:
                 raise self.fail(f"body is not valid UTF-8 ({exc.reason})") from exc
-            if text:
-                self.buf += text
-                return True
-        try:
-            tail = self._utf8.decode(b"", final=True)
-        except UnicodeDecodeError as exc:
-            raise self.fail("body ends inside a UTF-8 sequence") from exc
-        self.eof = True
-        if tail:
-            self.buf += tail
-            return True
-        return False
+            parts.append(text)
+            added += len(text)
+            if added >= at_least:
+                break
+        else:
+            try:
+                parts.append(self._utf8.decode(b"", final=True))
+            except UnicodeDecodeError as exc:
+                raise self.fail("body ends inside a UTF-8 sequence") from exc
+            self.eof = True
+        # One join per call, not one concatenation per chunk: a large value stays linear.
+        self.consumed += self.pos
+        self.buf = self.buf[self.pos :] + "".join(parts)
+        self.pos = 0
+        return any(parts)
 
     def peek(self) -> str:
         """The next non-whitespace character ('' at the end of the stream), not consumed."""
@@ -116,8 +118,8 @@ class _Reader:
                     raise self.fail(f"unreadable JSON value: {exc}") from exc
                 if len(self.buf) - start > self.max_element_chars:
                     raise self.fail(f"a value over {self.max_element_chars} characters ({error or 'unfinished'})")
-                want = 2 * (len(self.buf) - start)
-            if not self.more():
+                want = min(2 * (len(self.buf) - start), self.max_element_chars + 1)
+            if not self.more(want - (len(self.buf) - self.pos)):
                 continue  # eof now set: the next round decodes for the last time
 
 

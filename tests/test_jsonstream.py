@@ -130,3 +130,9 @@ def test_whitespace_padding_is_dropped_as_it_is_read() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 8 * 1024 * 1024
+
+
+def test_one_huge_element_in_small_chunks_is_read_in_linear_time() -> None:
+    body = json.dumps({"data": [1, {"t": "z" * 20_000_000}, 2]}).encode()
+    values = read_array(pieces(body, 64 * 1024), key="data")
+    assert values[0] == 1 and len(values[1]["t"]) == 20_000_000 and values[2] == 2

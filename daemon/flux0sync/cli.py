@@ -226,14 +226,19 @@ def main(
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    stop = StopFlag()
-    previous = stop.install() if not (args_list and args_list[0] in _READ_COMMANDS) else {}
+    stop = StopFlag.current()
+    reading = bool(args_list) and args_list[0] in _READ_COMMANDS
+    if reading and argv is None:
+        # A reader holds nothing that needs a clean stop: Ctrl-C ends it at once (exit 130).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    previous = {} if reading else stop.install()
     try:
         bad = _undecodable_argument(args_list)
         if bad is not None:
             err.write(f"flux0-sync: argument {bad} is not valid UTF-8\n")
             return EXIT_CONFIG
-        if args_list and args_list[0] in _READ_COMMANDS:
+        if reading:
             return _read_command(args_list[0], args_list[1:], out, err)
         if args_list and args_list[0] == "run":
             args_list = args_list[1:]
@@ -287,6 +292,8 @@ def main(
     except Flux0Error as exc:
         err.write(f"flux0-sync: {exc}\n")
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
     except Exception as exc:  # no traceback ever reaches a user; the type says where to look
         err.write(f"flux0-sync: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}\n")
         return EXIT_FAILED

@@ -25,6 +25,7 @@ from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
 from .backend import Archive, DriverMissingError, StoreUnavailableError, is_postgres_url, open_store, redact_db_url
 from .config import Config, ConfigError, load_config
 from .notify import Notifier, watchdog_interval
+from .stopflag import StopFlag
 from .store import StoreBusyError, StoreError, StoreFullError
 from .sync import PassResult, Syncer
 
@@ -50,25 +51,6 @@ EXIT_STORE = 3
 
 _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 _SLEEP_STEP = 0.2
-
-
-class StopFlag:
-    """The SIGTERM/SIGINT handler: remembers the first signal and does nothing else."""
-
-    def __init__(self) -> None:
-        self.signal: Optional[int] = None
-
-    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
-        if self.signal is None:
-            self.signal = signum
-
-    @property
-    def is_set(self) -> bool:
-        return self.signal is not None
-
-    def install(self) -> Dict[int, Any]:
-        """Handle SIGTERM and SIGINT from now on; returns the handlers it replaced."""
-        return {sig: signal.signal(sig, self) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 class _JournalFormatter(logging.Formatter):
@@ -206,6 +188,8 @@ class Daemon:
             line += f"; last pass +{result.events_inserted} events"
             if result.sessions_failed:
                 line += f", {result.sessions_failed} sessions failing"
+            if result.sessions_cut:
+                line += f", {result.sessions_cut} sessions catching up"
         return line
 
     def _sleep(self, seconds: float) -> None:

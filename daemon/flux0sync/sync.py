@@ -71,12 +71,14 @@ class PassResult:
     sessions_synced: int = 0
     sessions_failed: int = 0
     sessions_skipped: int = 0
+    sessions_cut: int = 0  # stopped at the per-session deadline with progress; continued next pass
     events_inserted: int = 0
     errors: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        """Every session seen was brought up to date (what ``--once`` reports with exit 0)."""
+        return not self.errors and not self.sessions_cut
 
 
 class _Waiter:
@@ -189,6 +191,7 @@ class Syncer:
         self._waiter = _Waiter(heartbeat, should_stop)
         self._retry_at: Dict[str, float] = {}
         self._warned: Set[str] = set()
+        self._cut = False  # did the session being synced stop at its deadline?
 
     def _backoff(self, errors: int) -> float:
         ceiling = min(self.max_backoff, 2.0 ** min(errors, 20))
@@ -306,6 +309,7 @@ class Syncer:
                 raise
             # Slow but moving: what arrived is stored; the rest comes next pass, without a backoff.
             log.info("session %s: +%d events, then cut at the per-session deadline", session_id, inserted)
+            self._cut = True
             return inserted
         except (Flux0Error, Interrupted):
             flush()
@@ -358,8 +362,12 @@ class Syncer:
                 result.sessions_skipped += 1
                 continue
             try:
+                self._cut = False
                 result.events_inserted += self.sync_session(session.id)
-                result.sessions_synced += 1
+                if self._cut:
+                    result.sessions_cut += 1
+                else:
+                    result.sessions_synced += 1
                 self._retry_at.pop(session.id, None)
             except Interrupted:
                 break

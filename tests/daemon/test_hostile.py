@@ -554,3 +554,46 @@ def test_a_malformed_agent_or_session_in_a_listing_is_skipped_not_fatal(
     assert len(archive_rows(db)[sid]) == 2
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert len(skipped) == 3, skipped  # each warned once, not once per pass
+
+
+def test_a_stop_during_start_up_imports_exits_0(tmp_path: Path, fake: FakeServer) -> None:
+    """``python -m flux0sync`` takes the stop signals when its package is imported, before the rest."""
+    script = (
+        "import os, signal, sys\n"
+        "sys.argv = ['-m']\n"  # what Python sets while it locates the module of -m
+        "import flux0sync\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "from flux0sync.cli import main\n"
+        f"sys.argv = ['flux0sync', '--db', {str(tmp_path / 'a.sqlite3')!r}]\n"
+        "sys.exit(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(FLUX0_SERVER_URL=fake.url),
+        cwd=str(ROOT),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "received SIGINT: stopping" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_session_cut_at_its_deadline_keeps_its_progress_and_is_not_ok_for_once(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    sid = one_session(fake_flux0)
+    docs = [event(sid, o) for o in range(6)]
+    serve_trickle(fake_flux0, sid, lambda: docs, every=0.05, piece=60)
+    store = Store(str(tmp_path / "a.sqlite3"))
+    syncer = Syncer(client_for(fake), store, batch_size=1, session_deadline=0.6)
+    first = syncer.run_pass()
+    assert first.sessions_cut == 1 and not first.ok and first.sessions_failed == 0
+    progress = store.checkpoint(sid)
+    assert progress >= 0
+    for _ in range(20):
+        if store.checkpoint(sid) == 5:
+            break
+        syncer.run_pass()
+    assert store.checkpoint(sid) == 5 and offsets(str(tmp_path / "a.sqlite3"), sid) == list(range(6))
