@@ -489,20 +489,20 @@ class PgStore:
             (_pg_row(event_row(session_id, e)) for e in events),
             key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0),
         )
+        if not rows:
+            return WriteResult(0, 0, 0, self.checkpoint(session_id))
         sid = _key(session_id)
 
         def write(cur: Any) -> WriteResult:
             now = time.time()
             before = _lock_session(cur, sid)
-            inserted = 0
-            if rows:
-                cur.executemany(
-                    'INSERT INTO events (session_id, id, "offset", type, source, correlation_id, created_at, deleted,'
-                    " text, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::int::boolean, %s, %s)"
-                    " ON CONFLICT DO NOTHING",
-                    rows,
-                )
-                inserted = max(0, int(cur.rowcount))
+            cur.executemany(
+                'INSERT INTO events (session_id, id, "offset", type, source, correlation_id, created_at, deleted,'
+                " text, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::int::boolean, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                rows,
+            )
+            inserted = max(0, int(cur.rowcount))
             clashes = conflicts = 0
             if inserted < len(rows):
                 for row in rows:
