@@ -74,6 +74,7 @@ def test_write_batch_is_idempotent_and_the_checkpoint_only_moves_forward(pg_url:
     assert store.write_batch("s1", make_events("s1", 5, 10)).inserted == 5
     assert store.checkpoint("s1") == 14
     assert store.write_batch("s1", make_events("s1", 0, 3)).inserted == 0  # a late, older batch
+    assert store.write_batch("s1", []).checkpoint == 14
     assert store.checkpoint("s1") == 14
     # the same event id in another session is another event
     other = [RawEvent.from_doc({**e.doc, "id": "s1-0"}) for e in make_events("s2", 0, 1)]
