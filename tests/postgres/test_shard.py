@@ -4,8 +4,10 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from flux0sync.config import ConfigError, load_config
 from flux0sync.shard import MAX_SHARDS, Shard, parse_shard, shard_of
 
 from tests.conftest import subprocess_env
@@ -63,3 +65,14 @@ def test_ownership_is_stable_across_processes_and_documented_as_blake2b() -> Non
     if b2sum:
         digest = subprocess.run([b2sum, "-l", "64"], input=b"abc", capture_output=True, check=True).stdout.split()[0]
         assert int(digest, 16) % 1000 == shard_of("abc", 1000)
+
+
+def test_shard_setting_from_flag_environment_and_ini(tmp_path: Path) -> None:
+    ini = tmp_path / "sync.ini"
+    ini.write_text("[flux0-sync]\nshard = 1/3\n")
+    assert load_config({"config_file": str(ini)}, {}).shard == Shard(1, 3)
+    assert load_config({"config_file": str(ini)}, {"FLUX0_SYNC_SHARD": "2/3"}).shard == Shard(2, 3)
+    assert load_config({"config_file": str(ini), "shard": "0/3"}, {"FLUX0_SYNC_SHARD": "2/3"}).shard == Shard(0, 3)
+    assert load_config({}, {}).shard is None
+    with pytest.raises(ConfigError, match=r"shard \(FLUX0_SYNC_SHARD\).*below the count"):
+        load_config({"shard": "3/3"}, {})
