@@ -1,7 +1,9 @@
 """``flux0-sync``: run the daemon, or read the archive (status, export, search).
 
 Exit codes: 0 ok, 1 a sync failed (``--once``) or a lookup found nothing, 2 bad configuration
-or usage, 3 the archive cannot be used (foreign, corrupt, newer, locked by another daemon).
+or usage (also: a PostgreSQL archive without the psycopg driver), 3 the archive cannot be used
+(foreign, corrupt, newer, locked by another daemon); a PostgreSQL server that cannot be reached
+is 1, like an unreachable flux0 server.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
 
+from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
 from .rows import dumps_lossless
 from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, StopFlag, make_client, run_daemon
-from .store import Store, StoreError
+from .store import StoreError
 
 __all__ = ["main"]
 
@@ -32,9 +35,11 @@ examples:
   flux0-sync status --db archive.sqlite3 --server                         # per-session lag
   flux0-sync export SESSION_ID --db archive.sqlite3 > session.jsonl
   flux0-sync search "refund" --db archive.sqlite3
+  flux0-sync --db postgresql://flux0sync@db.example/flux0 --shard 0/4    # 1 of 4 daemons, one archive
 
 environment: FLUX0_SERVER_URL, FLUX0_SYNC_DB, FLUX0_SYNC_INTERVAL, FLUX0_SYNC_AGENTS,
-  FLUX0_SYNC_SESSIONS, FLUX0_TOKEN, FLUX0_SYNC_USER, FLUX0_SYNC_TIMEOUT, FLUX0_SYNC_CONFIG, ...
+  FLUX0_SYNC_SESSIONS, FLUX0_TOKEN, FLUX0_SYNC_USER, FLUX0_SYNC_TIMEOUT, FLUX0_SYNC_SHARD,
+  FLUX0_SYNC_CONFIG, ...
 exit codes: 0 ok, 1 sync failed, 2 configuration error, 3 archive unusable
 """
 
@@ -44,14 +49,18 @@ _READ_COMMANDS = ("status", "export", "search")
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flux0-sync",
-        description="Mirror flux0 sessions into SQLite. Subcommands status/export/search read the archive.",
+        description="Mirror flux0 sessions into SQLite or PostgreSQL. status/export/search read the archive.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"flux0-sync {__version__}")
     parser.add_argument("--config", dest="config_file", help="INI file with a [flux0-sync] section")
     parser.add_argument("--server-url", help="flux0 server (env FLUX0_SERVER_URL)")
-    parser.add_argument("--db", dest="db_path", help="archive file (default $STATE_DIRECTORY/flux0.sqlite3)")
+    parser.add_argument(
+        "--db",
+        dest="db_path",
+        help="archive: a file (default $STATE_DIRECTORY/flux0.sqlite3) or a postgresql:// URL",
+    )
     parser.add_argument("--interval", type=float, help="seconds between passes (default 10)")
     parser.add_argument("--jitter", type=float, help="random +/- fraction of the interval (default 0.1)")
     parser.add_argument("--agent", dest="agent_ids", action="append", help="only sessions of this agent (repeatable)")
@@ -66,6 +75,7 @@ def _run_parser() -> argparse.ArgumentParser:
         "--gap-patience", type=float, help="seconds a hole in a session's offsets is waited for before it is passed"
     )
     parser.add_argument("--session-deadline", type=float, help="seconds one session's fetch may take (default 120)")
+    parser.add_argument("--shard", help="i/N: sync only the sessions shard i of N owns (N daemons, one archive)")
     parser.add_argument("--once", action="store_true", help="one pass, then exit (0 if every session synced)")
     parser.add_argument("--no-check", action="store_true", help="skip the integrity check at start")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -74,7 +84,7 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def _read_parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"flux0-sync {command}")
-    parser.add_argument("--db", dest="db_path", help="archive file (env FLUX0_SYNC_DB)")
+    parser.add_argument("--db", dest="db_path", help="archive file or postgresql:// URL (env FLUX0_SYNC_DB)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     if command == "status":
         parser.add_argument("--server", action="store_true", help="also ask the server how far behind each session is")
@@ -98,7 +108,7 @@ def _ago(stamp: Optional[float]) -> str:
     return f"{seconds:.0f}s ago"
 
 
-def _status(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     rows = store.session_statuses()
     remote: Dict[str, Optional[int]] = {}
     if args.server:
@@ -156,7 +166,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             err.write(f"flux0-sync {command}: the argument must not contain a NUL character\n")
             return EXIT_CONFIG
     db_path = args.db_path or os.environ.get("FLUX0_SYNC_DB") or default_db_path(os.environ)
-    store = Store(db_path, readonly=True)
+    store = open_store(db_path, readonly=True)
     try:
         if command == "status":
             return _status(store, args, out, err)
@@ -252,6 +262,7 @@ def main(
                 "max_db_pages",
                 "gap_patience",
                 "session_deadline",
+                "shard",
             )
         }
         config = load_config(flags, os.environ)
@@ -271,7 +282,9 @@ def main(
         return EXIT_CONFIG
     except StoreError as exc:
         err.write(f"flux0-sync: {exc}\n")
-        return EXIT_STORE
+        if isinstance(exc, DriverMissingError):
+            return EXIT_CONFIG
+        return EXIT_FAILED if isinstance(exc, StoreUnavailableError) else EXIT_STORE
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

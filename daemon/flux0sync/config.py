@@ -9,6 +9,8 @@ import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from .shard import Shard, parse_shard
+
 __all__ = ["Config", "ConfigError", "load_config", "default_db_path", "ENV_VARS"]
 
 
@@ -43,6 +45,7 @@ class Config:
     max_db_pages: Optional[int] = None
     gap_patience: float = 300.0
     session_deadline: float = 120.0
+    shard: Optional[Shard] = None  # None: every session; i/N: only those shard i of N owns
     config_file: Optional[str] = None
 
 
@@ -63,6 +66,7 @@ ENV_VARS: Dict[str, str] = {
     "max_db_pages": "FLUX0_SYNC_MAX_DB_PAGES",
     "gap_patience": "FLUX0_SYNC_GAP_PATIENCE",
     "session_deadline": "FLUX0_SYNC_SESSION_DEADLINE",
+    "shard": "FLUX0_SYNC_SHARD",
 }
 # INI keys (section [flux0-sync]) are the setting names with "db" for db_path.
 _INI_ALIASES = {"db": "db_path", "agents": "agent_ids", "sessions": "session_ids", "user": "user_sub"}
@@ -104,6 +108,11 @@ def _convert(name: str, raw: Any) -> Any:
         if isinstance(raw, (list, tuple)):
             return tuple(str(x) for x in raw if str(x))
         return tuple(part.strip() for part in str(raw).replace(",", " ").split() if part.strip())
+    if name == "shard":
+        try:
+            return parse_shard(str(raw))
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for {_setting(name)}: {exc}") from None
     if name == "synchronous":
         mode = str(raw).upper()
         if mode not in ("NORMAL", "FULL", "EXTRA"):

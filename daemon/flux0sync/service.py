@@ -22,10 +22,11 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
 
+from .backend import Archive, DriverMissingError, StoreUnavailableError, is_postgres_url, open_store, redact_db_url
 from .config import Config, ConfigError, load_config
 from .notify import Notifier, watchdog_interval
 from .stopflag import StopFlag
-from .store import Store, StoreBusyError, StoreError, StoreFullError
+from .store import StoreBusyError, StoreError, StoreFullError
 from .sync import PassResult, Syncer
 
 __all__ = [
@@ -151,7 +152,7 @@ class Daemon:
         self._last_ping = 0.0
         self.stop = stop or StopFlag()
         self._reload = False
-        self.store: Optional[Store] = None
+        self.store: Optional[Archive] = None
         self.totals: Dict[str, int] = {"passes": 0, "inserted": 0}
 
     @property
@@ -211,7 +212,9 @@ class Daemon:
             self.notifier.send("READY=1")
             return syncer
         if fresh.db_path != self.config.db_path:
-            log.warning("the archive path cannot change on reload (restart instead); keeping %s", self.config.db_path)
+            log.warning(
+                "the archive cannot change on reload (restart instead); keeping %s", redact_db_url(self.config.db_path)
+            )
             fresh = fresh.__class__(**{**fresh.__dict__, "db_path": self.config.db_path})
         try:
             fresh_syncer = self._make_syncer(fresh)
@@ -238,6 +241,7 @@ class Daemon:
             session_deadline=config.session_deadline,
             heartbeat=self.heartbeat,
             should_stop=lambda: self._stop,
+            shard=config.shard,
         )
 
     # -- main loop -------------------------------------------------------------------------
@@ -247,8 +251,12 @@ class Daemon:
         try:
             if self._stop:
                 return EXIT_OK
-            with acquire_lock(self.config.db_path):
-                self.store = Store(
+            # one daemon per SQLite file; a PostgreSQL archive takes several (see flux0sync.pgstore)
+            lock = (
+                contextlib.nullcontext() if is_postgres_url(self.config.db_path) else acquire_lock(self.config.db_path)
+            )
+            with lock:
+                self.store = open_store(
                     self.config.db_path,
                     synchronous=self.config.synchronous,
                     max_page_count=self.config.max_db_pages,
@@ -265,6 +273,10 @@ class Daemon:
                 return EXIT_OK  # stopped while waiting for a locked archive: nothing was written
             log.error("%s", exc)
             self.notifier.status(f"failed: {exc}")
+            if isinstance(exc, DriverMissingError):
+                return EXIT_CONFIG
+            if isinstance(exc, StoreUnavailableError):
+                return EXIT_FAILED  # the database server is down or unreachable: a restart may help
             return EXIT_STORE
         finally:
             for sig, handler in previous.items():
@@ -284,7 +296,12 @@ class Daemon:
         assert self.store is not None
         syncer = self._make_syncer(self.config)
         self.notifier.ready(self._status_line(None))
-        log.info("archive %s open; syncing from %s", self.config.db_path, syncer.client.server_url)
+        log.info(
+            "archive %s open; syncing from %s%s",
+            self.store.path,
+            syncer.client.server_url,
+            f" (shard {self.config.shard})" if self.config.shard else "",
+        )
         outage = 0
         try:
             while not self._stop:

@@ -38,8 +38,10 @@ from flux0lite import (
 )
 from flux0lite.jsonstream import iter_array
 
+from .backend import Archive
 from .rows import RawEvent, storable_text
-from .store import Store, StoreError, WriteResult
+from .shard import Shard
+from .store import StoreError, WriteResult
 
 __all__ = ["Syncer", "PassResult", "Interrupted", "SessionDeadlineError"]
 
@@ -161,7 +163,7 @@ class Syncer:
     def __init__(
         self,
         client: Flux0,
-        store: Store,
+        store: Archive,
         *,
         agent_ids: Sequence[str] = (),
         session_ids: Sequence[str] = (),
@@ -172,9 +174,11 @@ class Syncer:
         heartbeat: Callable[[], None] = lambda: None,
         should_stop: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        shard: Optional[Shard] = None,
     ) -> None:
         self.client = client
         self.store = store
+        self.shard = shard
         self.agent_ids = tuple(agent_ids)
         self.session_ids = tuple(session_ids)
         self.batch_size = batch_size
@@ -247,6 +251,8 @@ class Syncer:
                 )
         else:
             sessions = self._listed("/api/sessions", None, Session.from_dict, "list sessions")
+        if self.shard is not None:  # another daemon stores and syncs the rest (see flux0sync.shard)
+            sessions = [s for s in sessions if self.shard.owns(s.id)]
         self.store.upsert_sessions(sessions)
         return sessions
 

@@ -6,24 +6,46 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from flux0sync.backend import is_postgres_url
 
 from tests.conftest import ROOT, subprocess_env
 from tests.fakeserver import FakeFlux0
 
 
-def archive_rows(db_path: str) -> Dict[str, List[Tuple[int, str]]]:
-    """session -> [(offset, event id)] in offset order, read with a plain sqlite3 connection."""
-    db = sqlite3.connect(db_path)
+def execute(db: str, query: str, params: Tuple[Any, ...] = ()) -> List[Tuple[Any, ...]]:
+    """Run one statement (``?`` placeholders) on either archive, a SQLite path or a PostgreSQL URL,
+    on a connection of its own; returns the rows it produced."""
+    if is_postgres_url(db):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as conn:
+            cursor = conn.execute(query.replace("?", "%s"), params or None)
+            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+    conn = sqlite3.connect(db, isolation_level=None)
     try:
-        out: Dict[str, List[Tuple[int, str]]] = {}
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone() is None:
-            return out  # a daemon has just created the file and not yet its schema
-        for sid, offset, eid in db.execute('SELECT session_id, "offset", id FROM events ORDER BY session_id, "offset"'):
-            out.setdefault(sid, []).append((offset, eid))
-        return out
+        return conn.execute(query, params).fetchall()
     finally:
-        db.close()
+        conn.close()
+
+
+def _has_events_table(db: str) -> bool:
+    if is_postgres_url(db):
+        return bool(execute(db, "SELECT to_regclass('events') IS NOT NULL")[0][0])
+    return bool(execute(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events'")[0][0])
+
+
+def archive_rows(db_path: str) -> Dict[str, List[Tuple[int, str]]]:
+    """session -> [(offset, event id)] in offset order, read with a plain connection of its own."""
+    out: Dict[str, List[Tuple[int, str]]] = {}
+    if not (is_postgres_url(db_path) or os.path.exists(db_path)) or not _has_events_table(db_path):
+        return out  # a daemon has just created the archive and not yet its schema
+    for sid, offset, eid in execute(
+        db_path, 'SELECT session_id, "offset", id FROM events ORDER BY session_id, "offset"'
+    ):
+        out.setdefault(sid, []).append((offset, eid))
+    return out
 
 
 def server_rows(fake: FakeFlux0) -> Dict[str, List[Tuple[int, str]]]:
@@ -36,22 +58,17 @@ def assert_archive_equals_server(db_path: str, fake: FakeFlux0) -> None:
     assert archived.keys() == expected.keys()
     for sid, rows in expected.items():
         assert archived[sid] == rows, f"session {sid} differs"
-    db = sqlite3.connect(db_path)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        dup = db.execute(
-            'SELECT count(*) FROM (SELECT session_id, "offset" FROM events GROUP BY 1, 2 HAVING count(*) > 1)'
-        ).fetchone()[0]
-        assert dup == 0
-        for sid, last in db.execute("SELECT session_id, last_offset FROM sync_state"):
-            stored = db.execute(
-                'SELECT coalesce(max("offset"), -1) FROM events WHERE session_id = ?', (sid,)
-            ).fetchone()[0]
-            assert last == stored, f"checkpoint of {sid} is {last}, archive holds up to {stored}"
-        for (raw,) in db.execute("SELECT raw FROM events LIMIT 5"):
-            json.loads(raw)
-    finally:
-        db.close()
+    if not is_postgres_url(db_path):  # PostgreSQL checks its own pages
+        assert execute(db_path, "PRAGMA integrity_check")[0][0] == "ok"
+    dup = execute(
+        db_path, 'SELECT count(*) FROM (SELECT session_id, "offset" FROM events GROUP BY 1, 2 HAVING count(*) > 1) d'
+    )[0][0]
+    assert dup == 0
+    stored = dict(execute(db_path, 'SELECT session_id, max("offset") FROM events GROUP BY session_id'))
+    for sid, last in execute(db_path, "SELECT session_id, last_offset FROM sync_state"):
+        assert last == stored.get(sid, -1), f"checkpoint of {sid} is {last}, archive holds up to {stored.get(sid)}"
+    for (raw,) in execute(db_path, "SELECT raw FROM events LIMIT 5"):
+        json.loads(raw)
 
 
 def daemon_cmd(*args: str) -> List[str]:

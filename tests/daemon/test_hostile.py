@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
+from flux0sync.backend import open_store
 from flux0sync.cli import main
 from flux0sync.store import Store
 from flux0sync.sync import Syncer
@@ -32,6 +33,7 @@ from tests.daemon.helpers import (
     archive_rows,
     assert_archive_equals_server,
     daemon_cmd,
+    execute,
     exit_code,
     popen_daemon,
     run_daemon,
@@ -55,12 +57,14 @@ def offsets(db: str, session_id: str) -> List[int]:
 # -- offsets are verified, not assumed ----------------------------------------------------------
 
 
-def test_a_gap_is_held_open_and_filled_on_a_later_pass(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+def test_a_gap_is_held_open_and_filled_on_a_later_pass(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
     sid = one_session(fake_flux0)
     docs = [event(sid, 0), event(sid, 1), event(sid, 3)]
     serve_events(fake_flux0, sid, lambda: docs)
-    db = str(tmp_path / "a.sqlite3")
-    store = Store(db)
+    db = archive_db
+    store = open_store(db)
     syncer = Syncer(client_for(fake), store, gap_patience=3600)
     assert syncer.run_pass().ok
     assert offsets(db, sid) == [0, 1, 3] and store.checkpoint(sid) == 1
@@ -73,13 +77,13 @@ def test_a_gap_is_held_open_and_filled_on_a_later_pass(tmp_path: Path, fake: Fak
 
 
 def test_a_persisting_gap_is_recorded_warned_once_shown_and_passed(
-    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture, capsys: Any
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture, capsys: Any
 ) -> None:
     sid = one_session(fake_flux0)
     docs = [event(sid, 0), event(sid, 1), event(sid, 4)]
     serve_events(fake_flux0, sid, lambda: docs)
-    db = str(tmp_path / "a.sqlite3")
-    store = Store(db)
+    db = archive_db
+    store = open_store(db)
     syncer = Syncer(client_for(fake), store, gap_patience=0.5)
     with caplog.at_level(logging.WARNING, logger="flux0sync"):
         syncer.run_pass()
@@ -103,13 +107,13 @@ def test_a_persisting_gap_is_recorded_warned_once_shown_and_passed(
 
 
 def test_out_of_order_answer_stopped_after_one_batch_loses_nothing(
-    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
 ) -> None:
     sid = one_session(fake_flux0)
     docs = [event(sid, o) for o in (5, 4, 3, 2, 1, 0)]
     serve_events(fake_flux0, sid, lambda: docs)
-    db = str(tmp_path / "a.sqlite3")
-    store = Store(db)
+    db = archive_db
+    store = open_store(db)
     stop = {"now": False}
     syncer = Syncer(client_for(fake), store, batch_size=2, should_stop=lambda: stop["now"])
     original = store.write_batch
@@ -128,25 +132,25 @@ def test_out_of_order_answer_stopped_after_one_batch_loses_nothing(
 
 
 def test_same_event_id_in_two_sessions_keeps_both_and_a_clash_is_recorded(
-    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
 ) -> None:
     agent = fake_flux0.add_agent()
     s1, s2 = fake_flux0.add_session(agent), fake_flux0.add_session(agent)
     docs1 = [event(s1, 0, event_id="shared")]
     serve_events(fake_flux0, s1, lambda: docs1)
     serve_events(fake_flux0, s2, lambda: [event(s2, 0, event_id="shared"), event(s2, 1)])
-    db = str(tmp_path / "a.sqlite3")
-    store = Store(db)
+    db = archive_db
+    store = open_store(db)
     syncer = Syncer(client_for(fake), store)
     assert syncer.run_pass().events_inserted == 3
     assert archive_rows(db) == {s1: [(0, "shared")], s2: [(0, "shared"), (1, f"{s2}-e1")]}
     # the server now shows a different event under an offset we already hold, and an old id at a new offset
     docs1[:] = [event(s1, 0, event_id="impostor"), event(s1, 1, event_id="shared")]
-    store.db.execute("UPDATE sync_state SET last_offset = -1 WHERE session_id = ?", (s1,))
+    execute(db, "UPDATE sync_state SET last_offset = -1 WHERE session_id = ?", (s1,))
     with caplog.at_level(logging.WARNING, logger="flux0sync"):
         syncer.run_pass()
     assert any("clash" in r.getMessage() for r in caplog.records)
-    clashes = store.db.execute("SELECT event_id, reason FROM conflicts ORDER BY event_id").fetchall()
+    clashes = execute(db, "SELECT event_id, reason FROM conflicts ORDER BY event_id")
     assert clashes == [("impostor", "same offset, different id"), ("shared", "same id, different event")]
     assert archive_rows(db)[s1] == [(0, "shared")]
 

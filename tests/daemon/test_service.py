@@ -155,9 +155,11 @@ def test_state_directory_default_and_journal_format(tmp_path: Path, fake: FakeSe
     assert all(line.startswith("<") for line in proc.stderr.splitlines())
 
 
-def test_read_side_status_export_search(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+def test_read_side_status_export_search(
+    archive_db: str, tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
     (sid,) = populate(fake_flux0, 1, 6)
-    db = str(tmp_path / "a.sqlite3")
+    db = archive_db
     assert run_daemon(["--once", "--db", db], fake.url).returncode == 0
     proc = run_daemon(["status", "--db", db], None)
     assert proc.returncode == 0 and sid in proc.stdout and "6 events, 1 sessions" in proc.stdout
@@ -365,7 +367,7 @@ def test_sigterm_during_batches_exits_0_consistent(tmp_path: Path, fake: FakeSer
 
 
 @pytest.mark.slow
-def test_kill_9_loop_loses_and_duplicates_nothing(tmp_path: Path, fake: FakeServer, strength: Strength) -> None:
+def test_kill_9_loop_loses_and_duplicates_nothing(archive_db: str, fake: FakeServer, strength: Strength) -> None:
     server = FakeFlux0(fake)
     sessions = populate(server, 40, 100)  # 4,000 events to start with
     original = fake.find("GET", "/api/sessions/x")
@@ -376,7 +378,7 @@ def test_kill_9_loop_loses_and_duplicates_nothing(tmp_path: Path, fake: FakeServ
         original(req, conn)  # type: ignore[misc]
 
     fake.on("GET", "/api/sessions/*", slow_events)
-    db = str(tmp_path / "a.sqlite3")
+    db = archive_db
     rng = random.Random(42)
     kills = mid_sync = 0
     rounds = strength.pick(full=25, quick=8)
@@ -389,7 +391,7 @@ def test_kill_9_loop_loses_and_duplicates_nothing(tmp_path: Path, fake: FakeServ
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         kills += 1
-        rows = archive_rows(db) if os.path.exists(db) else {}
+        rows = archive_rows(db)
         for sid, items in rows.items():  # never a gap, at any instant
             assert [o for o, _ in items] == list(range(len(items)))
         if sum(len(v) for v in rows.values()) < sum(len(v) for v in server.events.values()):

@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from flux0sync.backend import open_store
+from flux0sync.shard import Shard
 from flux0sync.store import Store
 from flux0sync.sync import Syncer
 
@@ -15,13 +17,13 @@ def client_for(fake: FakeServer, total: int = 3) -> Flux0:
     return Flux0(fake.url, timeout=Timeout(2, 2), retry=Retry(total=total, backoff_factor=0))
 
 
-def test_full_mirror_equals_server_and_is_incremental(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+def test_full_mirror_equals_server_and_is_incremental(archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
     agents = [fake_flux0.add_agent(f"A{i}") for i in range(3)]
     sessions = [fake_flux0.add_session(agents[i % 3], f"t{i}") for i in range(12)]
     for i, sid in enumerate(sessions):
         fake_flux0.add_events(sid, 10 * i)
-    db = str(tmp_path / "a.sqlite3")
-    store = Store(db)
+    db = archive_db
+    store = open_store(db)
     syncer = Syncer(client_for(fake), store, batch_size=7)
     result = syncer.run_pass()
     assert result.ok and result.sessions_seen == 12 and result.events_inserted == sum(10 * i for i in range(12))
@@ -84,14 +86,14 @@ def test_server_down_aborts_the_pass(tmp_path: Path, fake: FakeServer, fake_flux
         Syncer(client_for(fake, total=1), Store(str(tmp_path / "a.sqlite3"))).run_pass()
 
 
-def test_flaky_server_30_percent_failures_archive_ends_equal(tmp_path: Path, fake: FakeServer) -> None:
+def test_flaky_server_30_percent_failures_archive_ends_equal(archive_db: str, fake: FakeServer) -> None:
     flaky = FakeFlux0(fake, failure_rate=0.3, seed=7)
     agent = flaky.add_agent()
     sessions = [flaky.add_session(agent) for _ in range(40)]
     for i, sid in enumerate(sessions):
         flaky.add_events(sid, 20 + i)
-    db = str(tmp_path / "a.sqlite3")
-    store = Store(db)
+    db = archive_db
+    store = open_store(db)
     syncer = Syncer(client_for(fake, total=2), store, batch_size=9, clock=lambda: 0.0)
     syncer._backoff = lambda errors: 0.0  # type: ignore[method-assign]  # no waiting in a test
     passes = 0
@@ -108,3 +110,30 @@ def test_flaky_server_30_percent_failures_archive_ends_equal(tmp_path: Path, fak
     assert_archive_equals_server(db, flaky)
     failed = sum(1 for r in fake.requests) - passes
     assert failed > 0
+
+
+def test_shards_split_the_sessions_and_together_mirror_all(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    sessions = [fake_flux0.add_session(agent) for _ in range(24)]
+    for i, sid in enumerate(sessions):
+        fake_flux0.add_events(sid, 3 + i)
+    stores = [open_store(archive_db) for _ in range(3)]  # on SQLite: one writer after the other
+    seen = []
+    for index, store in enumerate(stores):
+        shard = Shard(index, 3)
+        result = Syncer(client_for(fake), store, shard=shard).run_pass()
+        assert result.ok and result.sessions_seen == sum(1 for sid in sessions if shard.owns(sid))
+        mine = {s.session_id for s in store.session_statuses()} - set(seen)
+        assert all(shard.owns(sid) for sid in mine)  # a daemon stores only the sessions it owns
+        seen.extend(mine)
+    assert sorted(seen) == sorted(sessions) and len(seen) == len(set(seen))
+    assert_archive_equals_server(archive_db, fake_flux0)
+    # overlapping shards (a re-shard in progress) read some sessions twice and store nothing twice
+    fake_flux0.add_events(sessions[0], 5)
+    for store in stores:
+        Syncer(client_for(fake), store).run_pass()
+    assert_archive_equals_server(archive_db, fake_flux0)
+    for store in stores:
+        store.close()

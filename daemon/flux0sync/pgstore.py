@@ -1,0 +1,763 @@
+"""The PostgreSQL archive: the SQLite archive's interface and guarantees on a database server.
+
+Exactly-once rests on the same rules as in :mod:`flux0sync.store`, made safe for several daemons
+writing at once:
+
+- each batch of a session's events and that session's checkpoint are one transaction, which
+  first locks the session's ``sync_state`` row: two daemons writing one session (overlapping
+  shards) take turns, and each computes the checkpoint from what the other committed;
+- the checkpoint is the highest offset up to which every offset is stored (or recorded as a gap
+  given up on), computed from the stored rows, and it only moves forward (``GREATEST``);
+- inserts are idempotent: ``ON CONFLICT DO NOTHING`` on ``(session_id, id)`` and
+  ``(session_id, offset)``; a different event under a known id or offset goes to ``conflicts``;
+- a serialization failure or deadlock (SQLSTATE 40001/40P01, which CockroachDB and YugabyteDB
+  raise under contention) and a dropped connection re-run the whole transaction.
+
+Every unique key starts with the session id, so a distributed engine (Citus, YugabyteDB,
+CockroachDB) can co-locate a session's rows. The schema is versioned in ``flux0sync_meta`` and
+migrated step by step, each step in a transaction that holds the version row's lock, so daemons
+starting together migrate once. Values PostgreSQL cannot hold (NUL, besides what rows.py already
+handles) are nulled, or escaped in key columns; ``raw`` always keeps the event exactly.
+
+This module imports psycopg 3 at the top: import it only through :mod:`flux0sync.backend`, which
+turns a missing driver into one clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+
+import psycopg  # type: ignore[import-not-found, unused-ignore]
+from psycopg import errors as pg_errors  # type: ignore[import-not-found, unused-ignore]
+
+from flux0lite.models import Agent, Session
+
+from .backend import StoreUnavailableError, redact_db_url
+from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
+from .store import Gap, SearchHit, SessionStatus, StoreBusyError, StoreError, StoreFullError, WriteResult, _same
+
+__all__ = ["PgStore", "PG_SCHEMA_VERSION", "APPLICATION"]
+
+log = logging.getLogger("flux0sync")
+
+APPLICATION = "flux0-sync"
+T = TypeVar("T")
+
+# Full-text search; the query repeats the index's expression exactly, or the index goes unused.
+# Only the first 100,000 characters are indexed: to_tsvector fails on a tsvector over 1 MB, and
+# that would fail the batch holding a huge message on every retry, forever.
+_FTS_INDEX = (
+    "CREATE INDEX events_text_search ON events USING gin (to_tsvector('simple', left(coalesce(text, ''), 100000)))"
+)
+_FTS_SEARCH = (
+    'SELECT session_id, "offset", source, text FROM events'
+    " WHERE to_tsvector('simple', left(coalesce(text, ''), 100000)) @@ websearch_to_tsquery('simple', %s)"
+    ' ORDER BY session_id, "offset" LIMIT %s'
+)
+_OUR_TABLES = ("agents", "sessions", "sync_state", "events", "gaps", "conflicts")
+
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+_MAX_ATTEMPTS = 8
+_LOCK_TIMEOUT = "20s"  # a row another process keeps locked longer is a busy archive, not a hang
+
+
+def _schema_v1(cur: Any) -> None:
+    cur.execute(
+        """
+        CREATE TABLE agents (
+            id text PRIMARY KEY,
+            name text,
+            type text,
+            description text,
+            created_at text,
+            raw text NOT NULL,
+            synced_at double precision NOT NULL
+        )
+        """
+    )
+    cur.execute(
+        """
+        CREATE TABLE sessions (
+            id text PRIMARY KEY,
+            agent_id text,
+            user_id text,
+            title text,
+            created_at text,
+            raw text NOT NULL,
+            synced_at double precision NOT NULL
+        )
+        """
+    )
+    cur.execute("CREATE INDEX sessions_agent ON sessions (agent_id)")
+    cur.execute(
+        """
+        CREATE TABLE sync_state (
+            session_id text PRIMARY KEY,
+            last_offset bigint NOT NULL DEFAULT -1,
+            last_attempt_at double precision,
+            last_success_at double precision,
+            errors integer NOT NULL DEFAULT 0,
+            last_error text
+        )
+        """
+    )
+    cur.execute(
+        """
+        CREATE TABLE events (
+            session_id text NOT NULL,
+            id text NOT NULL,
+            "offset" bigint,
+            type text NOT NULL,
+            source text NOT NULL,
+            correlation_id text,
+            created_at text,
+            deleted boolean NOT NULL DEFAULT false,
+            text text,
+            raw text NOT NULL,
+            PRIMARY KEY (session_id, id),
+            UNIQUE (session_id, "offset")
+        )
+        """
+    )
+    cur.execute("CREATE INDEX events_correlation ON events (correlation_id)")
+    cur.execute(
+        """
+        CREATE TABLE gaps (
+            session_id text NOT NULL,
+            first_offset bigint NOT NULL,
+            last_offset bigint NOT NULL,
+            first_seen_at double precision NOT NULL,
+            skipped_at double precision,
+            PRIMARY KEY (session_id, first_offset)
+        )
+        """
+    )
+    cur.execute(
+        """
+        CREATE TABLE conflicts (
+            session_id text NOT NULL,
+            event_id text NOT NULL,
+            "offset" bigint,
+            reason text NOT NULL,
+            raw text NOT NULL,
+            digest text NOT NULL,
+            seen_at double precision NOT NULL,
+            PRIMARY KEY (session_id, digest)
+        )
+        """
+    )
+
+
+def _schema_v2(cur: Any) -> None:
+    """Full-text search, where the engine has it (PostgreSQL does; some distributed ones do not)."""
+    try:
+        with cur.connection.transaction():  # a savepoint: a refused index leaves the migration intact
+            cur.execute(_FTS_INDEX)
+        search = "tsvector"
+    except (pg_errors.FeatureNotSupported, pg_errors.UndefinedFunction, pg_errors.UndefinedObject) as exc:
+        log.warning("this database has no full-text index (%s); search will use ILIKE", exc.sqlstate)
+        search = "ilike"
+    cur.execute(
+        "INSERT INTO flux0sync_meta (key, value) VALUES ('search', %s)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (search,),
+    )
+
+
+MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2)
+PG_SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _text(value: Optional[str]) -> Optional[str]:
+    """A nullable column's value, or None where PostgreSQL cannot store it (NUL, lone surrogate)."""
+    if value is None or "\x00" in value:
+        return None
+    return storable_text(value)
+
+
+def _key(value: str) -> str:
+    """A NOT NULL column's value; one PostgreSQL cannot store as is becomes its ASCII JSON escape."""
+    return value if _text(value) is not None else json.dumps(value, ensure_ascii=True)
+
+
+def _pg_row(row: EventRow) -> EventRow:
+    """rows.py made the row fit SQLite; PostgreSQL text also refuses NUL, which SQLite keeps."""
+    sid, event_id, offset, kind, source, correlation_id, created_at, deleted, text, raw = row
+    if "\x00" in raw:  # never from a JSON parser (it escapes NUL); kept exact all the same
+        raw = dumps_lossless(json.loads(raw))
+    return (
+        _key(sid),
+        _key(event_id),
+        offset,
+        _key(kind),
+        _key(source),
+        _text(correlation_id),
+        _text(created_at),
+        deleted,
+        _text(text),
+        raw,
+    )
+
+
+def _translate(exc: BaseException, where: str) -> StoreError:
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if sqlstate in ("53100", "53200") or sqlstate.startswith("53"):
+        return StoreFullError(f"{where}: the database is out of space or memory ({message}); batch rolled back")
+    if sqlstate == "55P03":
+        return StoreBusyError(f"{where}: another session kept a row locked too long ({message}); nothing written")
+    if sqlstate == "25006":
+        return StoreError(f"{where}: database is read-only ({message})")
+    if sqlstate == "42501":
+        return StoreError(f"{where}: permission denied ({message})")
+    return StoreError(f"{where}: {message}")
+
+
+# What a starting, stopping or overloaded server answers; every other refusal is the setup's.
+_TRANSIENT_REFUSALS = ("starting up", "shutting down", "too many", "recovery", "not yet accepting")
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    """Did the server itself refuse us (login, database, pg_hba) rather than being unreachable?
+
+    libpq gives no SQLSTATE for a failed connection, only the server's FATAL message.
+    """
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate:
+        return sqlstate[:2] in ("28", "3D", "42")
+    message = str(exc)
+    return "FATAL:" in message and not any(phrase in message for phrase in _TRANSIENT_REFUSALS)
+
+
+class PgStore:
+    """One PostgreSQL archive. Not thread-safe: one PgStore per thread."""
+
+    def __init__(self, url: str, *, readonly: bool = False, connect_timeout: float = 10.0) -> None:
+        self._url = url
+        self.path = redact_db_url(url)  # what every message shows: never the password
+        self.readonly = readonly
+        self._connect_timeout = connect_timeout
+        self._in_transaction = False
+        self.db: Any = None
+        self._connect()
+        try:
+            if readonly:
+                self._check_readable()
+            else:
+                self._migrate()
+            self.has_fts = self._meta("search") == "tsvector"
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connection and transactions ---------------------------------------------------------
+
+    def _connect(self) -> None:
+        try:
+            self.db = psycopg.connect(
+                self._url,
+                autocommit=True,  # every transaction is an explicit transaction() block
+                connect_timeout=max(1, int(self._connect_timeout)),
+                application_name=APPLICATION,
+            )
+            self.db.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
+            if self.readonly:
+                self.db.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            message = f"cannot connect to {self.path}: {' '.join(str(exc).split())}"
+            if _refused_for_good(exc):
+                raise StoreError(message) from exc  # a restart cannot help: fix the setup
+            raise StoreUnavailableError(message) from exc
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_transaction
+
+    def _lost(self) -> bool:
+        return self.db is None or bool(self.db.closed) or bool(self.db.broken)
+
+    def _transact(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(cursor)`` in one transaction, re-running it whole on a retryable failure."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if self._lost():
+                    self._reconnect()
+                self._in_transaction = True
+                try:
+                    with self.db.transaction(), self.db.cursor() as cur:
+                        return work(cur)
+                finally:
+                    self._in_transaction = False
+            except psycopg.Error as exc:
+                lost = self._lost()
+                if (
+                    getattr(exc, "sqlstate", None) not in _RETRYABLE_SQLSTATES and not lost
+                ) or attempt >= _MAX_ATTEMPTS:
+                    if lost:
+                        raise StoreUnavailableError(
+                            f"{self.path}: the database server cannot be reached"
+                            f" ({' '.join(str(exc).split())}); nothing written"
+                        ) from exc
+                    raise _translate(exc, self.path) from exc
+                delay = min(2.0, 0.02 * 2**attempt) * (0.5 + random.random() / 2)
+                log.info("%s: %s; re-running the transaction in %.2f s", self.path, exc.sqlstate or "reconnect", delay)
+                time.sleep(delay)
+
+    def _reconnect(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.close()
+            except psycopg.Error:
+                pass
+        self.db = None
+        try:
+            self._connect()
+        except StoreError as exc:
+            raise psycopg.OperationalError(str(exc)) from exc  # counted as one more failed attempt
+
+    def _read(self, query: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
+        def run(cur: Any) -> List[Tuple[Any, ...]]:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+
+        return self._transact(run)
+
+    def close(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.close()
+            except psycopg.Error:
+                pass
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _tables(self) -> List[str]:
+        rows = self._read(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_name IN ('flux0sync_meta', 'agents', 'sessions', 'sync_state', 'events')"
+        )
+        return [str(name) for (name,) in rows]
+
+    def _meta(self, key: str) -> Optional[str]:
+        rows = self._read("SELECT value FROM flux0sync_meta WHERE key = %s", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def _check_ours(self, tables: List[str]) -> None:
+        if "flux0sync_meta" not in tables:
+            if any(name in tables for name in _OUR_TABLES):
+                raise StoreError(
+                    f"{self.path} already has tables of some other application ({', '.join(sorted(tables))});"
+                    " refusing to touch it (use another database, or another schema via options=-csearch_path=...)"
+                )
+            return
+        application = self._meta("application")
+        if application != APPLICATION:
+            raise StoreError(f"{self.path}: flux0sync_meta belongs to {application!r}; refusing to touch it")
+
+    def _version(self) -> int:
+        value = self._meta("schema_version")
+        try:
+            return int(value or 0)
+        except ValueError:
+            raise StoreError(f"{self.path}: unreadable schema version {value!r}") from None
+
+    def _check_readable(self) -> None:
+        tables = self._tables()
+        self._check_ours(tables)
+        if "flux0sync_meta" not in tables:
+            raise StoreError(f"no flux0-sync archive in {self.path}")
+        version = self._version()
+        if version > PG_SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than this flux0-sync knows")
+
+    def _migrate(self) -> None:
+        self._check_ours(self._tables())
+        self._create_meta()
+        while True:
+
+            def step(cur: Any) -> bool:
+                # the row lock makes concurrent daemons migrate one after the other
+                cur.execute("SELECT value FROM flux0sync_meta WHERE key = 'schema_version' FOR UPDATE")
+                row = cur.fetchone()
+                version = int(row[0]) if row else 0
+                if version > PG_SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} has schema version {version}, newer than this flux0-sync knows"
+                        f" ({PG_SCHEMA_VERSION})"
+                    )
+                if version == PG_SCHEMA_VERSION:
+                    return False
+                MIGRATIONS[version](cur)
+                cur.execute("UPDATE flux0sync_meta SET value = %s WHERE key = 'schema_version'", (str(version + 1),))
+                return True
+
+            if not self._transact(step):
+                return
+
+    def _create_meta(self) -> None:
+        def create(cur: Any) -> None:
+            cur.execute("CREATE TABLE IF NOT EXISTS flux0sync_meta (key text PRIMARY KEY, value text NOT NULL)")
+            cur.execute(
+                "INSERT INTO flux0sync_meta (key, value) VALUES ('application', %s), ('schema_version', '0')"
+                " ON CONFLICT (key) DO NOTHING",
+                (APPLICATION,),
+            )
+
+        try:
+            self._transact(create)
+        except StoreError as exc:
+            # two daemons creating the table at the same instant: one loses on the catalog's
+            # unique index, and the table is there for it now
+            if not isinstance(
+                exc.__cause__, (pg_errors.UniqueViolation, pg_errors.DuplicateObject, pg_errors.DuplicateTable)
+            ):
+                raise
+            self._transact(create)
+        self._check_ours(self._tables())
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def upsert_agents(self, agents: Sequence[Agent]) -> None:
+        now = time.time()
+        # sorted: daemons upserting the same rows lock them in one order, so they never deadlock
+        rows = sorted(
+            (
+                (_key(a.id), _text(a.name), _text(a.type), _text(a.description), _text(a.created_at))
+                + (dumps_lossless(a.to_dict()), now)
+                for a in agents
+            ),
+            key=lambda r: r[0],
+        )
+
+        def write(cur: Any) -> None:
+            cur.executemany(
+                "INSERT INTO agents (id, name, type, description, created_at, raw, synced_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+                " type = excluded.type, description = excluded.description, created_at = excluded.created_at,"
+                " raw = excluded.raw, synced_at = excluded.synced_at",
+                rows,
+            )
+
+        if rows:
+            self._transact(write)
+
+    def upsert_sessions(self, sessions: Sequence[Session]) -> None:
+        now = time.time()
+        rows = sorted(
+            (
+                (_key(s.id), _text(s.agent_id), _text(s.user_id), _text(s.title), _text(s.created_at))
+                + (dumps_lossless(s.to_dict()), now)
+                for s in sessions
+            ),
+            key=lambda r: r[0],
+        )
+
+        def write(cur: Any) -> None:
+            cur.executemany(
+                "INSERT INTO sessions (id, agent_id, user_id, title, created_at, raw, synced_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id,"
+                " user_id = excluded.user_id, title = excluded.title, created_at = excluded.created_at,"
+                " raw = excluded.raw, synced_at = excluded.synced_at",
+                rows,
+            )
+            cur.executemany(
+                "INSERT INTO sync_state (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING",
+                [(r[0],) for r in rows],
+            )
+
+        if rows:
+            self._transact(write)
+
+    def checkpoint(self, session_id: str) -> int:
+        """The offset up to which the session is complete (stored, or a recorded gap), or -1."""
+        rows = self._read("SELECT last_offset FROM sync_state WHERE session_id = %s", (_key(session_id),))
+        return int(rows[0][0]) if rows else -1
+
+    def write_batch(self, session_id: str, events: Sequence[RawEvent]) -> WriteResult:
+        """Store events and advance the checkpoint over what is now contiguous, in one transaction.
+
+        Raises UnidentifiableEventError (before writing anything) for an event without an id.
+        """
+        rows = sorted(
+            (_pg_row(event_row(session_id, e)) for e in events),
+            key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0),
+        )
+        if not rows:
+            return WriteResult(0, 0, 0, self.checkpoint(session_id))
+        sid = _key(session_id)
+
+        def write(cur: Any) -> WriteResult:
+            now = time.time()
+            before = _lock_session(cur, sid)
+            cur.executemany(
+                'INSERT INTO events (session_id, id, "offset", type, source, correlation_id, created_at, deleted,'
+                " text, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::int::boolean, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                rows,
+            )
+            inserted = max(0, int(cur.rowcount))
+            clashes = conflicts = 0
+            if inserted < len(rows):
+                for row in rows:
+                    reason = _clash(cur, row)
+                    if reason is not None:
+                        clashes += 1
+                        conflicts += _record_conflict(cur, row, reason, now)
+            checkpoint = _advance(cur, sid, before)
+            _set_checkpoint(cur, sid, checkpoint, now, success=True)
+            return WriteResult(inserted, len(rows) - inserted - clashes, conflicts, checkpoint)
+
+        return self._transact(write)
+
+    def reconcile_gaps(self, session_id: str, patience: float) -> Tuple[List[Gap], List[Gap]]:
+        """Record the offsets missing below the highest stored one; skip those older than ``patience``.
+
+        Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
+        """
+        sid = _key(session_id)
+
+        def work(cur: Any) -> Tuple[List[Gap], List[Gap]]:
+            now = time.time()
+            checkpoint = _lock_session(cur, sid)
+            found = _missing_ranges(cur, sid, checkpoint)
+            cur.execute(
+                "DELETE FROM gaps WHERE session_id = %s AND skipped_at IS NULL AND NOT (first_offset = ANY(%s))",
+                (sid, [first for first, _ in found]),
+            )  # filled (or narrowed: recorded again below)
+            if found:
+                cur.executemany(
+                    "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
+                    [(sid, first, last, now) for first, last in found],
+                )
+            skipped: List[Gap] = []
+            for gap in _gaps(cur, sid, open_only=True):
+                if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now:
+                    break
+                cur.execute(
+                    "UPDATE gaps SET skipped_at = %s WHERE session_id = %s AND first_offset = %s",
+                    (now, sid, gap.first_offset),
+                )
+                skipped.append(Gap(gap.session_id, gap.first_offset, gap.last_offset, gap.first_seen_at, now))
+                checkpoint = _advance(cur, sid, gap.last_offset)
+            if skipped:
+                _set_checkpoint(cur, sid, checkpoint, now, success=False)
+            return _gaps(cur, sid, open_only=True), skipped
+
+        return self._transact(work)
+
+    def mark_synced(self, session_id: str) -> None:
+        now = time.time()
+
+        def write(cur: Any) -> None:
+            cur.execute(
+                "INSERT INTO sync_state (session_id, last_attempt_at, last_success_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (session_id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
+                " last_success_at = excluded.last_success_at, errors = 0, last_error = NULL",
+                (_key(session_id), now, now),
+            )
+
+        self._transact(write)
+
+    def mark_error(self, session_id: str, message: str) -> int:
+        """Record a failed sync; returns the number of consecutive errors."""
+        now = time.time()
+
+        def write(cur: Any) -> int:
+            cur.execute(
+                "INSERT INTO sync_state (session_id, last_attempt_at, errors, last_error) VALUES (%s, %s, 1, %s)"
+                " ON CONFLICT (session_id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
+                " errors = sync_state.errors + 1, last_error = excluded.last_error RETURNING errors",
+                (_key(session_id), now, _key(message[:500])),
+            )
+            row = cur.fetchone()
+            return int(row[0]) if row else 1
+
+        try:
+            return self._transact(write)
+        except StoreError:
+            return 1  # a full disk or a lost server must not hide the original error
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def counts(self) -> Tuple[int, int, int]:
+        row = self._read(
+            "SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM sessions), (SELECT count(*) FROM events)"
+        )[0]
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def session_statuses(self) -> List[SessionStatus]:
+        rows = self._read(
+            """
+            SELECT st.session_id, s.agent_id, s.title,
+                   (SELECT count(*) FROM events e WHERE e.session_id = st.session_id),
+                   st.last_offset, st.last_success_at, st.errors, st.last_error,
+                   (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NULL),
+                   (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NOT NULL),
+                   (SELECT count(*) FROM conflicts c WHERE c.session_id = st.session_id)
+            FROM sync_state st LEFT JOIN sessions s ON s.id = st.session_id
+            ORDER BY st.session_id
+            """
+        )
+        return [
+            SessionStatus(
+                str(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], int(r[6]), r[7], int(r[8]), int(r[9]), int(r[10])
+            )
+            for r in rows
+        ]
+
+    def gaps(self, session_id: Optional[str] = None, *, open_only: bool = False) -> List[Gap]:
+        if session_id is not None:
+            return self._transact(lambda cur: _gaps(cur, _key(session_id), open_only=open_only))
+        rows = self._read(
+            "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
+            " WHERE skipped_at IS NULL OR NOT %s ORDER BY session_id, first_offset",
+            (open_only,),
+        )
+        return [_gap(r) for r in rows]
+
+    def iter_raw_events(self, session_id: str) -> Iterator[str]:
+        """Each stored event's JSON text in offset order (events without a storable offset last),
+        streamed through a server-side cursor: memory stays flat for a session of any length."""
+        self._in_transaction = True
+        try:
+            with self.db.transaction(), self.db.cursor(name="flux0sync_export") as cur:
+                cur.itersize = 500
+                cur.execute(
+                    'SELECT raw FROM events WHERE session_id = %s ORDER BY "offset" NULLS LAST, id',
+                    (_key(session_id),),
+                )
+                for (raw,) in cur:
+                    yield str(raw)
+        except psycopg.Error as exc:
+            raise _translate(exc, self.path) from exc
+        finally:
+            self._in_transaction = False
+
+    def session_exists(self, session_id: str) -> bool:
+        sid = _key(session_id)
+        rows = self._read(
+            "SELECT 1 FROM sessions WHERE id = %s UNION SELECT 1 FROM sync_state WHERE session_id = %s", (sid, sid)
+        )
+        return bool(rows)
+
+    def search(self, text: str, limit: int = 50) -> List[SearchHit]:
+        """Full-text (web-search syntax: words, "phrases", or, -word) or, without an index, ILIKE."""
+        # NUL and lone surrogates (undecodable command-line bytes) cannot be sent to the server
+        query = text.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
+        use_fts = self.has_fts and int(self._read("SELECT numnode(websearch_to_tsquery('simple', %s))", (query,))[0][0])
+        if use_fts:
+            rows = self._read(_FTS_SEARCH, (query, limit))
+        else:
+            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = self._read(
+                "SELECT session_id, \"offset\", source, text FROM events WHERE text ILIKE %s ESCAPE '\\'"
+                ' ORDER BY session_id, "offset" LIMIT %s',
+                (pattern, limit),
+            )
+        return [SearchHit(str(r[0]), None if r[1] is None else int(r[1]), str(r[2]), str(r[3] or "")) for r in rows]
+
+    def integrity_ok(self) -> bool:
+        """The database server guards its own pages; here: no checkpoint runs past what is stored or skipped."""
+        rows = self._read(
+            "SELECT count(*) FROM sync_state st WHERE st.last_offset > greatest("
+            ' (SELECT coalesce(max(e."offset"), -1) FROM events e WHERE e.session_id = st.session_id),'
+            " (SELECT coalesce(max(g.last_offset), -1) FROM gaps g WHERE g.session_id = st.session_id))"
+        )
+        return int(rows[0][0]) == 0
+
+
+# -- statements shared by the transactions above ---------------------------------------------------
+
+
+def _lock_session(cur: Any, sid: str) -> int:
+    """Lock the session's sync_state row (creating it) for this transaction; returns its checkpoint.
+
+    Two daemons writing one session (overlapping shards) take turns here, so each computes the
+    checkpoint and the gaps from what the other committed.
+    """
+    cur.execute("INSERT INTO sync_state (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING", (sid,))
+    cur.execute("SELECT last_offset FROM sync_state WHERE session_id = %s FOR UPDATE", (sid,))
+    row = cur.fetchone()
+    return int(row[0]) if row else -1
+
+
+def _set_checkpoint(cur: Any, sid: str, checkpoint: int, now: float, *, success: bool) -> None:
+    if success:
+        cur.execute(
+            "UPDATE sync_state SET last_offset = GREATEST(last_offset, %s), last_attempt_at = %s,"
+            " last_success_at = %s, errors = 0, last_error = NULL WHERE session_id = %s",
+            (checkpoint, now, now, sid),
+        )
+    else:
+        cur.execute(
+            "UPDATE sync_state SET last_offset = GREATEST(last_offset, %s) WHERE session_id = %s", (checkpoint, sid)
+        )
+
+
+def _advance(cur: Any, sid: str, checkpoint: int) -> int:
+    """The highest offset reached from ``checkpoint`` through stored offsets without a hole.
+
+    In a run of consecutive offsets, offset minus its rank is constant: the run that starts
+    right after the checkpoint is the rows where it equals the checkpoint.
+    """
+    cur.execute(
+        'SELECT max("offset") FROM (SELECT "offset", "offset" - row_number() OVER (ORDER BY "offset") AS run'
+        ' FROM events WHERE session_id = %s AND "offset" > %s) AS tail WHERE run = %s',
+        (sid, checkpoint, checkpoint),
+    )
+    row = cur.fetchone()
+    return checkpoint if row is None or row[0] is None else int(row[0])
+
+
+def _missing_ranges(cur: Any, sid: str, checkpoint: int) -> List[Tuple[int, int]]:
+    cur.execute(
+        'SELECT previous + 1, "offset" - 1 FROM (SELECT "offset", lag("offset", 1, %s) OVER (ORDER BY "offset")'
+        ' AS previous FROM events WHERE session_id = %s AND "offset" > %s) AS tail'
+        ' WHERE "offset" > previous + 1 ORDER BY 1',
+        (checkpoint, sid, checkpoint),
+    )
+    return [(int(first), int(last)) for first, last in cur.fetchall()]
+
+
+def _gap(row: Sequence[Any]) -> Gap:
+    return Gap(str(row[0]), int(row[1]), int(row[2]), float(row[3]), None if row[4] is None else float(row[4]))
+
+
+def _gaps(cur: Any, sid: str, *, open_only: bool) -> List[Gap]:
+    cur.execute(
+        "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
+        " WHERE session_id = %s AND (skipped_at IS NULL OR NOT %s) ORDER BY first_offset",
+        (sid, open_only),
+    )
+    return [_gap(row) for row in cur.fetchall()]
+
+
+def _clash(cur: Any, row: EventRow) -> Optional[str]:
+    """Why a row that was not inserted is not simply a re-fetched copy of a stored event, or None."""
+    sid, event_id, offset, raw = row[0], row[1], row[2], row[9]
+    cur.execute('SELECT "offset", raw FROM events WHERE session_id = %s AND id = %s', (sid, event_id))
+    found = cur.fetchone()
+    if found is None:
+        return "same offset, different id"
+    if found[0] == offset and _same(str(found[1]), raw):
+        return None
+    return "same id, different event"
+
+
+def _record_conflict(cur: Any, row: EventRow, reason: str, now: float) -> int:
+    sid, event_id, offset, raw = row[0], row[1], row[2], row[9]
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    cur.execute(
+        'INSERT INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (sid, event_id, offset, reason, raw, digest, now),
+    )
+    return max(0, int(cur.rowcount))

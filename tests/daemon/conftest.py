@@ -1,0 +1,19 @@
+"""The archive backends the daemon's tests run against: each test taking ``archive_db`` runs twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.pgcluster import pg_cluster, pg_driver, pg_url
+
+__all__ = ["archive_db", "pg_cluster", "pg_driver", "pg_url"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ``--db`` of a fresh, empty archive: a SQLite file, or a database of the throwaway PostgreSQL."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return str(tmp_path / "a.sqlite3")

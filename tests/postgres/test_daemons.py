@@ -1,0 +1,120 @@
+"""flux0-sync processes on a PostgreSQL archive: several daemons at once, crashes, setup errors."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from typing import Dict, List
+
+import pytest
+
+from tests.conftest import ROOT, Strength, subprocess_env
+from tests.daemon.helpers import (
+    archive_rows,
+    assert_archive_equals_server,
+    daemon_cmd,
+    exit_code,
+    popen_daemon,
+    run_daemon,
+)
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
+
+pytestmark = pytest.mark.usefixtures("pg_driver")
+
+
+def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
+    agent = fake.add_agent()
+    ids = [fake.add_session(agent, f"s{i}") for i in range(sessions)]
+    for sid in ids:
+        fake.add_events(sid, events)
+    return ids
+
+
+def slow_down(fake: FakeServer, seconds: float) -> None:
+    original = fake.find("GET", "/api/sessions/x")
+    assert original is not None
+
+    def slow_events(req: Request, conn: Conn) -> None:  # a server far away: a pass takes a while
+        time.sleep(seconds)
+        original(req, conn)  # type: ignore[misc]
+
+    fake.on("GET", "/api/sessions/*", slow_events)
+
+
+@pytest.mark.slow
+def test_sharded_daemons_killed_at_random_lose_and_duplicate_nothing(
+    pg_url: str, fake: FakeServer, strength: Strength
+) -> None:
+    server = FakeFlux0(fake, failure_rate=0.3, seed=3)  # and 30 % of the server's answers fail
+    sessions = populate(server, 40, 60)
+    slow_down(fake, 0.01)
+    rng = random.Random(7)
+    # four shards, plus now and then a fifth daemon owning everything: a re-shard in progress
+    shard_args = [["--shard", f"{i}/4"] for i in range(4)]
+    running: Dict[int, "subprocess.Popen[str]"] = {}
+    kills = 0
+    rounds = strength.pick(full=30, quick=10)
+    deadline = time.monotonic() + 40
+    while kills < rounds and time.monotonic() < deadline:
+        for sid in rng.sample(sessions, 5):
+            server.add_events(sid, rng.randint(10, 40))
+        for slot in range(5):
+            if slot not in running and (slot < 4 or rng.random() < 0.5):
+                extra = shard_args[slot] if slot < 4 else []
+                running[slot] = popen_daemon(
+                    ["--db", pg_url, "--batch-size", "7", "--interval", "0.05", *extra], fake.url
+                )
+        time.sleep(rng.uniform(0.1, 0.4))
+        victim = rng.choice(sorted(running))
+        os.killpg(running[victim].pid, signal.SIGKILL)
+        running.pop(victim).wait(10)
+        kills += 1
+        for sid, items in archive_rows(pg_url).items():  # never a gap, at any instant
+            assert [o for o, _ in items] == list(range(len(items))), sid
+    for proc in running.values():
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert exit_code(proc) == 0
+    assert kills >= 10
+    server.failure_rate = 0
+    for args in shard_args:
+        done = run_daemon(["--once", "--db", pg_url, *args], fake.url)
+        assert done.returncode == 0, done.stderr
+    assert_archive_equals_server(pg_url, server)
+
+
+def test_missing_driver_exits_2_naming_the_extra(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    env = subprocess_env(FLUX0_SERVER_URL=fake.url)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "daemon")])  # without .cache/pydeps-*
+    probe = subprocess.run(daemon_cmd()[:1] + ["-c", "import psycopg"], capture_output=True, env=env, timeout=60)
+    if probe.returncode == 0:
+        pytest.skip("psycopg is installed in the test venv itself")
+    for args in (["--once", "--db", "postgresql://u@/db?host=/nonexistent"], ["status", "--db", "postgres://u@/db"]):
+        proc = subprocess.run(daemon_cmd(*args), capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert "pip install 'flux0lite[postgres]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_database_exits_1_in_one_line_without_the_password(fake: FakeServer) -> None:
+    url = "postgresql://me:s3cret@/nodb?host=/nonexistent-socket-dir"
+    for args in (["--once", "--db", url], ["status", "--db", url]):
+        proc = run_daemon(args, fake.url)
+        assert proc.returncode == 1, proc.stderr
+        assert "cannot connect to postgresql://me:***@/nodb" in proc.stderr
+        assert "s3cret" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_shard_setting_exits_2(fake: FakeServer, pg_url: str) -> None:
+    for bad in ("4/4", "x", "1/0"):
+        proc = run_daemon(["--once", "--db", pg_url, "--shard", bad], fake.url)
+        assert proc.returncode == 2 and "shard (FLUX0_SYNC_SHARD)" in proc.stderr, proc.stderr
+    proc = run_daemon(["--once", "--db", pg_url], fake.url, FLUX0_SYNC_SHARD="2/1")
+    assert proc.returncode == 2 and "shard" in proc.stderr
+
+
+def test_wrong_database_name_is_a_setup_error_exit_3(pg_cluster: object, fake: FakeServer) -> None:
+    url = pg_cluster.conninfo("no_such_database")  # type: ignore[attr-defined]
+    proc = run_daemon(["--once", "--db", url], fake.url)
+    assert proc.returncode == 3 and "does not exist" in proc.stderr, proc.stderr
