@@ -5,14 +5,16 @@ Used by the integration tests, the demo and the benchmarks. The server needs Pyt
 this script itself runs on any Python >= 3.9.
 
     python scripts/flux0_server.py install          # create/refresh the cached venv
-    python scripts/flux0_server.py run [--port N]   # run in the foreground until Ctrl-C
+    python scripts/flux0_server.py run [--port N]   # run until Ctrl-C, SIGTERM or SIGHUP
 
 The venv is cached under .cache/ (ignored by git), so only the first run pays for pip.
+The server runs in its own process group; every way out of `run` stops that whole group.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import glob
 import os
 import shutil
@@ -24,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_SPEC = "flux0-server==0.1.0b4"
@@ -114,7 +116,8 @@ class Flux0Server:
         self.log_path = self.workdir / "server.log"
         self.process: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
 
-    def start(self, timeout: float = 60.0) -> "Flux0Server":
+    def start(self, timeout: float = 60.0, cancelled: Callable[[], bool] = lambda: False) -> "Flux0Server":
+        """Start and wait until it answers; `cancelled()` turning true stops it and raises ServerUnavailable."""
         python = install()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUX0_", "PYTHON"))}
         env.update(
@@ -141,6 +144,9 @@ class Flux0Server:
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if cancelled():
+                self.stop()
+                raise ServerUnavailable("stopped before it answered")
             if self.process.poll() is not None:
                 raise ServerUnavailable(f"flux0 server exited with {self.process.returncode}: {self.log_tail()}")
             try:
@@ -158,27 +164,84 @@ class Flux0Server:
         except OSError:
             return ""
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        """SIGKILL to the whole process group, as a crash would."""
+        if self.running():
+            self._signal_group(signal.SIGKILL)
+            self.process.wait(10)  # type: ignore[union-attr]
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        """SIGTERM to the whole process group; SIGKILL if it is not gone within 10 s."""
+        if self.running():
+            self._signal_group(signal.SIGTERM)
             try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(10)
+                self.process.wait(10)  # type: ignore[union-attr]
             except subprocess.TimeoutExpired:
                 self.kill()
-            except ProcessLookupError:
-                pass
+
+    def close(self) -> None:
+        """Stop the server and remove its working folder (log, .env)."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)  # type: ignore[union-attr]
+        except ProcessLookupError:  # the group is already gone
+            pass
 
     def __enter__(self) -> "Flux0Server":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
+
+
+def _stop_when_parent_dies(signum: int) -> None:
+    """Linux only: have the kernel send `signum` when our parent dies, even by SIGKILL.
+
+    A demo or test killed outright then still stops the server through the usual signal path.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signum)
+    except (OSError, AttributeError):
+        pass
+
+
+def run(port: int, db_uri: str) -> int:
+    """Run the server until Ctrl-C, SIGTERM, SIGHUP or its own exit; every path stops its process group."""
+    signalled: List[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:  # only records: the loop below does the work
+        signalled.append(signum)
+
+    parent = os.getppid()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    _stop_when_parent_dies(signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the kernel was told to tell us
+        signalled.append(signal.SIGTERM)
+    server = Flux0Server(port, db_uri)
+    try:
+        server.start(cancelled=lambda: bool(signalled))
+        print(f"flux0 server with the echo agent at {server.url} (pid {server.process.pid}); Ctrl-C stops it", flush=True)  # type: ignore[union-attr]
+        while server.running() and not signalled:
+            time.sleep(0.2)
+        if not signalled:
+            print(f"flux0 server exited with {server.process.returncode}: {server.log_tail()}", file=sys.stderr)  # type: ignore[union-attr]
+            return 1
+        return 0
+    except (ServerUnavailable, OSError, subprocess.SubprocessError) as exc:
+        print(f"flux0 server: {exc}", file=sys.stderr)
+        return 0 if signalled else 1
+    finally:
+        server.close()
 
 
 def main() -> int:
@@ -187,18 +250,13 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--db-uri", default="nanodb://memory")
     args = parser.parse_args()
-    if args.command == "install":
-        print(install(quiet=False))
-        return 0
-    server = Flux0Server(args.port, args.db_uri).start()
-    print(f"flux0 server with the echo agent at {server.url} (pid {server.process.pid}); Ctrl-C stops it", flush=True)  # type: ignore[union-attr]
+    if args.command == "run":
+        return run(args.port, args.db_uri)
     try:
-        while server.process and server.process.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+        print(install(quiet=False))
+    except (ServerUnavailable, OSError, subprocess.SubprocessError) as exc:
+        print(f"flux0 server install failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

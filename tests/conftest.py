@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
@@ -14,6 +15,53 @@ for entry in (str(ROOT), str(ROOT / "daemon")):
         sys.path.insert(0, entry)
 
 from tests.fakeserver import FakeFlux0, FakeServer  # noqa: E402
+
+# scripts/test runs the slow crash, property and demo tests at full strength on the newest Python only and
+# a quick variant on the others (FLUX0LITE_FULL_STRENGTH=0); a plain `pytest` run is at full strength.
+FULL_STRENGTH = os.environ.get("FLUX0LITE_FULL_STRENGTH", "1") != "0"
+HYPOTHESIS_EXAMPLES = {"full": 300, "quick": 40}
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is a test extra: the property tests report its absence themselves
+    pass
+else:
+    for _name, _examples in HYPOTHESIS_EXAMPLES.items():
+        settings.register_profile(
+            _name, max_examples=_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        )
+    settings.load_profile("full" if FULL_STRENGTH else "quick")
+
+
+@dataclass(frozen=True)
+class Strength:
+    """How hard a slow test pushes in this run; see FULL_STRENGTH."""
+
+    full: bool
+
+    def pick(self, full: int, quick: int) -> int:
+        """The number of rounds/items/kills to use: `full` at full strength, else `quick`."""
+        return full if self.full else quick
+
+
+@pytest.fixture
+def strength() -> Strength:
+    return Strength(FULL_STRENGTH)
+
+
+def pytest_report_header() -> List[str]:
+    profile = "full" if FULL_STRENGTH else "quick"
+    return [f"flux0lite strength: {profile} (hypothesis profile {profile!r}, {HYPOTHESIS_EXAMPLES[profile]} examples)"]
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    if FULL_STRENGTH:
+        return
+    for item in items:
+        marker = item.get_closest_marker("full_strength_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"runs at full strength only (the newest Python): {reason}"))
 
 
 def shared_path(*parts: str) -> Path:

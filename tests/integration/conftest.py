@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterator
+import uuid
+from typing import Dict, Iterator
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, subprocess_env
 
 sys.path.insert(0, str(ROOT / "scripts"))
+import leftovers
 from flux0_server import Flux0Server, NoSuitablePython, ServerUnavailable
 
 
@@ -30,12 +32,25 @@ def start_or_skip(**kwargs: object) -> Flux0Server:
 def flux0_server() -> Iterator[Flux0Server]:
     server = start_or_skip()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")
 def server_url(flux0_server: Flux0Server) -> str:
     return flux0_server.url
+
+
+@pytest.fixture
+def run_marker() -> Iterator[str]:
+    """NAME=VALUE for a subprocess's environment: all it starts inherits it, so leftovers.find sees all."""
+    marker = f"FLUX0LITE_TEST_PROBE={uuid.uuid4().hex}"
+    yield marker
+    leftovers.kill([pid for pid, _, _ in leftovers.find(marker)])  # a failed test leaves nothing either
+
+
+def marked_env(marker: str) -> Dict[str, str]:
+    name, _, value = marker.partition("=")
+    return subprocess_env(**{name: value})
 
 
 def pytest_collection_modifyitems(items: list) -> None:

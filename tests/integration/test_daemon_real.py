@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from flux0lite import Flux0, Retry, Timeout
+from tests.conftest import Strength
 from tests.daemon.helpers import archive_rows, exit_code, popen_daemon, run_daemon
 from tests.integration.conftest import start_or_skip
 
@@ -57,7 +58,7 @@ def test_once_mirror_equals_real_server_exactly(tmp_path: Path, server_url: str)
     assert '"participant"' in raw
 
 
-def test_daemon_survives_server_crashes_and_catches_up(tmp_path: Path) -> None:
+def test_daemon_survives_server_crashes_and_catches_up(tmp_path: Path, strength: Strength) -> None:
     server = start_or_skip(db_uri=f"nanodb://json?dir={tmp_path / 'flux0-data'}")
     db = str(tmp_path / "archive.sqlite3")
     daemon = None
@@ -69,7 +70,7 @@ def test_daemon_survives_server_crashes_and_catches_up(tmp_path: Path) -> None:
             chat(client, sid, "before the crash")
         daemon = popen_daemon(["--db", db, "--interval", "0.3", "--timeout", "3"], server.url)
         wait_equal(client, db)
-        for round_number in range(2):
+        for round_number in range(strength.pick(full=2, quick=1)):
             server.kill()  # a crash, not a clean stop
             time.sleep(1.5)  # the daemon meets a dead server for a few passes
             assert daemon.poll() is None, "the daemon must keep running through an outage"
@@ -86,4 +87,4 @@ def test_daemon_survives_server_crashes_and_catches_up(tmp_path: Path) -> None:
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
-        server.stop()
+        server.close()
