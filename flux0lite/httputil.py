@@ -33,11 +33,16 @@ RETRY_AFTER_CAP = 1e9
 """Largest ``Retry-After`` reported, in seconds (about 32 years): any larger one is capped."""
 
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_URL_HEADERS = frozenset({"location", "content-location", "referer"})
 
 
 def redact_headers(headers: Mapping[str, str]) -> Dict[str, str]:
-    """Headers fit for a log line: credentials replaced by ``<redacted>``."""
-    return {k: ("<redacted>" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
+    """Headers fit for a log line: credentials replaced by ``<redacted>``, and any in a URL
+    (a ``Location`` a server sent) by ``***``."""
+    return {
+        k: "<redacted>" if k.lower() in SENSITIVE_HEADERS else redact_url(v) if k.lower() in _URL_HEADERS else v
+        for k, v in headers.items()
+    }
 
 
 def redact_url(url: str) -> str:

@@ -214,22 +214,19 @@ class StreamingResponse:
         while not self._closed:
             try:
                 data = self._raw.read1(READ_SIZE)
-            except socket.timeout as exc:
-                self.close()
-                raise timeout_error(what, self._deadline, self._read_timeout) from exc
-            except http.client.IncompleteRead as exc:
-                self.close()
-                raise StreamError(f"{what}: stream cut off mid-body") from exc
-            except (OSError, http.client.HTTPException) as exc:
+            except Exception as exc:
                 if self._closed:
-                    return  # closed (or aborted) while reading: ends the stream, no error
+                    return  # closed (or aborted) from another thread while reading: the end
                 self.close()
-                raise APIConnectionError(f"{what}: connection lost mid-stream: {exc}") from exc
-            except (ValueError, OverflowError) as exc:
-                if self._closed:  # a read on a response closed meanwhile
-                    return
-                self.close()
-                raise StreamError(f"{what}: bad chunked encoding") from exc
+                if isinstance(exc, socket.timeout):
+                    raise timeout_error(what, self._deadline, self._read_timeout) from exc
+                if isinstance(exc, http.client.IncompleteRead):
+                    raise StreamError(f"{what}: stream cut off mid-body") from exc
+                if isinstance(exc, (OSError, http.client.HTTPException)):
+                    raise APIConnectionError(f"{what}: connection lost mid-stream: {exc}") from exc
+                if isinstance(exc, (ValueError, OverflowError)):  # a chunk size that is no number
+                    raise StreamError(f"{what}: bad chunked encoding") from exc
+                raise
             if not data:
                 remaining = self._raw.length
                 if remaining and not self._closed:
