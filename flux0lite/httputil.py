@@ -53,7 +53,9 @@ def redact_url(url: str) -> str:
     return _USERINFO.sub(r"\1***@", url)
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^/?#]*@")  # userinfo ends at the last @
+# user-info: after "//" (anywhere, so a URL inside a query is covered too) or right after a
+# scheme without "//" ("admin:pw@host"), up to the authority's last "@"
+_USERINFO = re.compile(r"(^[A-Za-z][A-Za-z0-9+.-]*:(?!//)|//)[^/?#\s]*@")
 # RFC 9110 5.1: a field name is a token; 5.5: a value is visible ASCII, obs-text (bytes over
 # 0x7F, sent as latin-1), spaces and tabs, so no CR, LF, NUL or other control characters.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

@@ -211,12 +211,15 @@ class StreamingResponse:
     def _read_raw(self) -> Iterator[bytes]:
         """The body as sent (chunked framing removed, still compressed)."""
         what = f"{self.method} {self.url}"
-        while not self._closed:
+        while True:
+            if self._closed:
+                # closed (or aborted) from another thread: the body did not end, say so
+                raise StreamError(f"{what}: stream closed by the client before its end")
             try:
                 data = self._raw.read1(READ_SIZE)
             except Exception as exc:
                 if self._closed:
-                    return  # closed (or aborted) from another thread while reading: the end
+                    raise StreamError(f"{what}: stream closed by the client before its end") from exc
                 self.close()
                 if isinstance(exc, socket.timeout):
                     raise timeout_error(what, self._deadline, self._read_timeout) from exc
@@ -228,8 +231,10 @@ class StreamingResponse:
                     raise StreamError(f"{what}: bad chunked encoding") from exc
                 raise
             if not data:
+                if self._closed:
+                    raise StreamError(f"{what}: stream closed by the client before its end")
                 remaining = self._raw.length
-                if remaining and not self._closed:
+                if remaining:
                     self.close()
                     raise StreamError(f"{what}: body cut off {remaining} bytes short of its length")
                 return

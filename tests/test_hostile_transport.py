@@ -128,6 +128,7 @@ def test_no_url_credentials_in_config_errors_or_the_debug_log(
             Flux0(url)
         assert "hunter2" not in str(caught.value), caught.value
     assert redact_url("http://a:b@c@host/p@q") == "http://***@host/p@q"
+    assert redact_url("http://h/?next=http://u:hunter2@x/") == "http://h/?next=http://***@x/"
     target = f"http://admin:hunter2@127.0.0.1:{fake.port}/api/agents/b"
     fake.on("GET", "/api/agents/a", lambda req, conn: conn.send(redirect_to(target)))
     log = logging.getLogger("flux0lite.test_hostile")
@@ -511,7 +512,9 @@ def test_idle_async_streams_do_not_starve_the_default_executor(silent: SilentStr
             closing = time.monotonic()
             for stream in streams:
                 await stream.aclose()
-            await asyncio.wait_for(asyncio.gather(*tasks), 2)  # closed streams end their readers
+            # closing a stream ends the read in progress elsewhere, as an error (it did not finish)
+            results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)
+            assert all(isinstance(r, StreamError) for r in results), results
             assert time.monotonic() - closing < 1
 
     asyncio.run(run())
@@ -549,6 +552,21 @@ def test_a_stream_whose_opening_call_was_cancelled_is_closed_when_it_arrives(fak
 
     asyncio.run(run())
     assert closed.wait(3)
+
+
+def test_a_stream_closed_from_another_thread_ends_its_reader_at_once_and_is_not_finished(
+    silent: SilentStreams,
+) -> None:
+    with Flux0(silent.server.url, timeout=Timeout(2, 30), retry=Retry(total=0)) as client:
+        stream = client.sessions.create_event("s1", "x")
+        closer = threading.Timer(0.2, stream.close)
+        closer.start()
+        started = time.monotonic()
+        with pytest.raises(StreamError):
+            list(stream)
+        assert time.monotonic() - started < 1
+        assert not stream.finished
+        closer.join()
 
 
 def test_async_stream_still_reads_events_and_replies(fake: FakeServer) -> None:
