@@ -269,6 +269,20 @@ def test_total_deadline_spans_retries_and_is_never_retried(fake: FakeServer) -> 
     assert fake.count("GET", "/api/agents") <= 4
 
 
+def test_total_deadline_spans_redirects(fake: FakeServer) -> None:
+    def slow_redirect(req: Request, conn: Conn) -> None:
+        time.sleep(0.25)
+        conn.send(redirect_to(f"/api/agents/{int(req.path.rsplit('/', 1)[1]) + 1}"))
+
+    fake.on("GET", "/api/agents/*", slow_redirect)
+    with client_for(fake, timeout=Timeout(connect=2, read=1, total=0.6)) as client:
+        started = time.monotonic()
+        with pytest.raises(TotalTimeout):
+            client.agents.retrieve("0")  # each hop is quick enough; all of them are not
+        assert time.monotonic() - started < 1.2
+    assert fake.count("GET", "/api/agents/3") == 0
+
+
 def test_a_retry_wait_longer_than_the_time_left_returns_the_answer_at_once(fake: FakeServer) -> None:
     busy = raw_response(503, b'{"detail": "busy"}', {**JSON, "retry-after": "30"})
     fake.on("GET", "/api/agents", lambda req, conn: conn.send(busy))
