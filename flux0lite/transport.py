@@ -247,7 +247,7 @@ class Transport:
             raw = conn.getresponse()
         except socket.timeout as exc:
             conn.close()
-            raise timeout_error(f"{method} {url}: no response", request.deadline, timeout.read) from exc
+            raise timeout_error(f"{method} {url}: no response", request.deadline, request.timeout.read) from exc
         except UnexpectedInterimResponse as exc:
             conn.close()
             raise ProtocolError(f"{method} {url}: unexpected answer: {exc}") from exc
@@ -271,7 +271,7 @@ class Transport:
             elapsed = (time.monotonic() - started) * 1000
             log.debug("<- %s %s %d in %.1f ms headers=%s", method, url, raw.status, elapsed, redact_headers(headers))
         streaming = StreamingResponse(
-            conn, raw, headers, method, url, deadline=request.deadline, read_timeout=timeout.read
+            conn, raw, headers, method, url, deadline=request.deadline, read_timeout=request.timeout.read
         )
         if request.stream and 200 <= raw.status < 300:
             return streaming
