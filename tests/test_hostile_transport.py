@@ -27,6 +27,7 @@ from flux0lite import (
     RedirectError,
     Retry,
     ServerError,
+    SSEDecoder,
     StreamError,
     Timeout,
     TotalTimeout,
@@ -68,6 +69,27 @@ def test_retry_after_with_hundreds_of_digits_is_a_capped_wait_not_an_overflow(fa
         client.agents.list()
     assert caught.value.retry_after == RETRY_AFTER_CAP
     assert fake.count("GET", "/api/agents") == 2  # the retry waited the clamped 0.01 s
+
+
+@pytest.mark.parametrize("chunking", [1, 7, 100_000])
+def test_sse_retry_with_thousands_of_digits_is_ignored_not_an_error(chunking: int) -> None:
+    huge = b"9" * 5000
+    stream = b"retry: 1500\nretry: " + huge + b"\ndata: a\n\nretry: " + b"0" * 5000 + b"42\ndata: b\n\n"
+    stream += b"retry: 18446744073709551616\ndata: c\n\n"  # 2**64: one past what fits
+    decoder = SSEDecoder()
+    events = []
+    for i in range(0, len(stream), chunking):
+        events += decoder.feed(stream[i : i + chunking])
+    assert [(e.data, e.retry) for e in events] == [("a", 1500), ("b", 42), ("c", None)]
+    assert decoder.retry == 42
+
+
+def test_sse_retry_with_thousands_of_digits_on_the_wire(fake: FakeServer) -> None:
+    body = b"retry: " + b"9" * 5000 + b"\n\n" + chunk_event("Hi")
+    fake.on("POST", STREAM_PATH, lambda req, conn: conn.send(raw_response(200, body, SSE)))
+    with client_for(fake) as client:
+        stream = client.sessions.create_event("sess000001", "x")
+        assert stream.reply().text == "Hi" and stream.finished
 
 
 @pytest.mark.parametrize("timestamp", [b"9" * 400, b"1e400", b"-1e999"])
