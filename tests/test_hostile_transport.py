@@ -256,14 +256,14 @@ def test_total_deadline_stops_a_server_trickling_one_byte_at_a_time(fake: FakeSe
         started = time.monotonic()
         with pytest.raises(TotalTimeout):
             client.agents.list()
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3  # the whole answer would take over 11 s
 
 
 def test_total_deadline_bounds_a_stream_that_never_ends(fake: FakeServer) -> None:
     def respond(req: Request, conn: Conn) -> None:
         conn.send(raw_response(200, b"", SSE_HEADERS, length=False))
         try:
-            for _ in range(200):
+            for _ in range(500):  # 10 s of events
                 conn.send(chunked(chunk_event("x")))
                 time.sleep(0.02)
         except OSError:
@@ -276,18 +276,18 @@ def test_total_deadline_bounds_a_stream_that_never_ends(fake: FakeServer) -> Non
         with pytest.raises(TotalTimeout):
             for _ in stream:
                 pass
-        assert 0.5 < time.monotonic() - started < 1.5
+        assert 0.5 < time.monotonic() - started < 3
         assert stream.assembler.text.startswith("x")  # what arrived is kept
 
 
 def test_total_deadline_spans_retries_and_is_never_retried(fake: FakeServer) -> None:
     fake.on("GET", "/api/agents", lambda req, conn: time.sleep(0.5))  # no answer; the read times out
-    retry = Retry(total=10, backoff_factor=0)
+    retry = Retry(total=30, backoff_factor=0)
     with client_for(fake, retry=retry, timeout=Timeout(connect=2, read=0.2, total=0.7)) as client:
         started = time.monotonic()
         with pytest.raises(TotalTimeout):
             client.agents.list()
-        assert time.monotonic() - started < 1.2
+        assert time.monotonic() - started < 2.5  # 31 attempts would take over 6 s
     assert fake.count("GET", "/api/agents") <= 4
 
 
@@ -301,7 +301,7 @@ def test_total_deadline_spans_redirects(fake: FakeServer) -> None:
         started = time.monotonic()
         with pytest.raises(TotalTimeout):
             client.agents.retrieve("0")  # each hop is quick enough; all of them are not
-        assert time.monotonic() - started < 1.2
+        assert time.monotonic() - started < 2
     assert fake.count("GET", "/api/agents/3") == 0
 
 
@@ -313,7 +313,7 @@ def test_a_retry_wait_longer_than_the_time_left_returns_the_answer_at_once(fake:
         started = time.monotonic()
         with pytest.raises(ServerError):
             client.agents.list()
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 5  # it did not wait the 30 s asked for
     assert fake.count("GET", "/api/agents") == 1
 
 
@@ -516,15 +516,15 @@ def test_cancelling_a_task_reading_an_async_stream_closes_it_at_once(silent: Sil
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert time.monotonic() - cancelled_at < 0.2
+            assert time.monotonic() - cancelled_at < 0.5  # before: until the server spoke (read timeout 30 s)
             for _ in range(100):
                 if silent.eof_at:
                     break
                 await asyncio.sleep(0.01)
-            assert silent.eof_at and silent.eof_at[0] - cancelled_at < 0.5  # the server saw the disconnect
+            assert silent.eof_at and silent.eof_at[0] - cancelled_at < 1  # the server saw the disconnect
         ticker.cancel()
         gaps = [b - a for a, b in zip(beats, beats[1:])]
-        assert len(gaps) > 10 and max(gaps) < 0.2  # the loop never froze
+        assert len(gaps) > 10 and max(gaps) < 0.5  # the loop never froze
 
     asyncio.run(run())
 
@@ -544,14 +544,14 @@ def test_idle_async_streams_do_not_starve_the_default_executor(silent: SilentStr
             started = time.monotonic()
             assert await asyncio.wait_for(loop.run_in_executor(None, lambda: 42), 2) == 42
             await asyncio.wait_for(loop.getaddrinfo("127.0.0.1", 80), 2)
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 1.5  # starved, they waited for a stream's read timeout (30 s)
             closing = time.monotonic()
             for stream in streams:
                 await stream.aclose()
             # closing a stream ends the read in progress elsewhere, as an error (it did not finish)
             results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)
             assert all(isinstance(r, StreamError) for r in results), results
-            assert time.monotonic() - closing < 1
+            assert time.monotonic() - closing < 2
 
     asyncio.run(run())
     for _ in range(100):
@@ -600,7 +600,7 @@ def test_a_stream_closed_from_another_thread_ends_its_reader_at_once_and_is_not_
         started = time.monotonic()
         with pytest.raises(StreamError):
             list(stream)
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 3  # not the 30 s read timeout
         assert not stream.finished
         closer.join()
 
