@@ -42,6 +42,7 @@ _LAZY = {
     "ProtocolError": "errors",
     "RateLimitedError": "errors",
     "ReadTimeout": "errors",
+    "TotalTimeout": "errors",
     "RedirectError": "errors",
     "ResponseTooLargeError": "errors",
     "ServerError": "errors",
@@ -105,6 +106,7 @@ if TYPE_CHECKING:
     from .errors import ServerError as ServerError
     from .errors import StreamError as StreamError
     from .errors import TLSError as TLSError
+    from .errors import TotalTimeout as TotalTimeout
     from .errors import ValidationError as ValidationError
     from .models import Agent as Agent
     from .models import ChunkEvent as ChunkEvent

@@ -8,6 +8,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, Dict, Literal, Mapping, Optional, Union, overload
 
 from .errors import ConfigError
+from .httputil import header_problem
 from .resources import Agents, Sessions
 from .responses import StreamingResponse
 from .retry import Retry
@@ -41,9 +42,22 @@ def enable_debug_logging() -> None:
     log.setLevel(logging.DEBUG)
 
 
-def _header_safe(value: str, what: str) -> str:
-    if any(ch in value for ch in "\r\n\x00"):
-        raise ConfigError(f"{what} must not contain CR, LF or NUL")
+def _checked_header(name: object, value: object) -> str:
+    """``value``, once it is known to go out as this header unchanged; else ConfigError."""
+    problem = header_problem(name, value)
+    if problem is not None:
+        raise ConfigError(problem)
+    assert isinstance(value, str)
+    return value
+
+
+# RFC 6265 4.1.1: a cookie value is visible ASCII without space, '"', ',', ';' and '\\'.
+_COOKIE_OCTETS = frozenset(chr(c) for c in range(0x21, 0x7F)) - set('",;\\')
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
     return value
 
 
@@ -51,7 +65,8 @@ class Flux0:
     """A flux0 server client. Thread-safe; use as a (sync or async) context manager.
 
     ``server_url`` defaults to ``$FLUX0_SERVER_URL``, else ``http://127.0.0.1:8080``.
-    ``timeout`` is a :class:`Timeout` or a number of seconds for both connect and read.
+    ``timeout`` is a :class:`Timeout` or a number of seconds for both connect and read;
+    ``Timeout(..., total=s)`` also bounds each whole call.
     ``token`` is sent as a bearer token (for a proxy in front of flux0); ``user_sub`` as the
     ``flux0_user_sub`` cookie that flux0 uses to tell users apart.
     """
@@ -73,24 +88,32 @@ class Flux0:
         url = server_url or os.environ.get("FLUX0_SERVER_URL") or DEFAULT_SERVER_URL
         self._origin, self._base_path = parse_server_url(url)
         self.server_url = f"{self._origin.scheme}://{self._origin.netloc}{self._base_path}"
+        # Everything that goes into a header is checked here, so that a bad value is a
+        # ConfigError now rather than a bare error at the first request.
         extra_headers: Dict[str, str] = {}
         for name, value in (headers or {}).items():
-            extra_headers[_header_safe(name, "header name")] = _header_safe(value, f"header {name}")
+            extra_headers[name] = _checked_header(name, value)
         if token is not None:
-            extra_headers["Authorization"] = f"Bearer {_header_safe(token, 'token')}"
+            if not isinstance(token, str) or not token or header_problem("Authorization", token) or " " in token:
+                raise ConfigError("token must be a non-empty string of visible ASCII or latin-1 characters")
+            extra_headers["Authorization"] = f"Bearer {token}"
         if user_sub is not None:
-            if not user_sub or any(ch in user_sub for ch in ';,"\\ \t\r\n\x00'):
-                raise ConfigError("user_sub must be a non-empty cookie-safe string")
+            if not isinstance(user_sub, str) or not user_sub or not set(user_sub) <= _COOKIE_OCTETS:
+                raise ConfigError(
+                    'user_sub must be a non-empty string of visible ASCII without space, ", comma, ; or \\'
+                )
             extra_headers["Cookie"] = f"{_COOKIE_NAME}={user_sub}"
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigError(f"retry must be a Retry, got {type(retry).__name__}")
         if os.environ.get("FLUX0_DEBUG", "") not in ("", "0", "false", "no") and debug_logger is None:
             enable_debug_logging()
-        self.max_line_bytes = max_line_bytes
+        self.max_line_bytes = _positive_int(max_line_bytes, "max_line_bytes")
         self._transport = Transport(
             timeout=Timeout.coerce(timeout),
             retry=retry if retry is not None else Retry(),
             headers=extra_headers,
             ssl_context=ssl_context,
-            max_response_bytes=max_response_bytes,
+            max_response_bytes=_positive_int(max_response_bytes, "max_response_bytes"),
             log=debug_logger,
         )
         self.agents = Agents(self)
@@ -107,7 +130,10 @@ class Flux0:
     def _url(self, path: str, params: Optional[Mapping[str, str]]) -> str:
         url = f"{self._origin.scheme}://{self._origin.netloc}{self._base_path}{path}"
         if params:
-            url += "?" + urllib.parse.urlencode(params)
+            try:
+                url += "?" + urllib.parse.urlencode(params)
+            except UnicodeEncodeError as exc:
+                raise ConfigError("a query parameter is not valid Unicode text (a lone surrogate)") from exc
         return url
 
     @overload
@@ -155,7 +181,10 @@ class Flux0:
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
         body = None
         if json_body is not None:
-            body = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            try:
+                body = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigError("the request body is not valid Unicode text (a lone surrogate)") from exc
             headers["Content-Type"] = "application/json"
         response = self._transport.request(
             method,

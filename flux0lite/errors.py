@@ -9,7 +9,8 @@
     │   │   └── TLSError            the TLS handshake failed (retrying cannot help)
     │   └── APITimeoutError
     │       ├── ConnectTimeout      (also a ConnectError: the request never left)
-    │       └── ReadTimeout         the server went quiet, e.g. a stream that never ends
+    │       ├── ReadTimeout         the server went quiet, e.g. a stream that never ends
+    │       └── TotalTimeout        the call outlasted ``Timeout(total=...)`` (never retried)
     ├── APIError                    the server answered with a non-2xx status
     │   ├── BadRequestError 400, AuthenticationError 401, PermissionDeniedError 403,
     │   │   NotFoundError 404, MethodNotAllowedError 405, ConflictError 409,
@@ -41,6 +42,7 @@ __all__ = [
     "APITimeoutError",
     "ConnectTimeout",
     "ReadTimeout",
+    "TotalTimeout",
     "APIError",
     "BadRequestError",
     "AuthenticationError",
@@ -108,6 +110,11 @@ class ConnectTimeout(APITimeoutError, ConnectError):
 
 class ReadTimeout(APITimeoutError):
     """The server sent nothing for longer than the read timeout."""
+
+
+class TotalTimeout(APITimeoutError):
+    """The whole call (every retry, redirect and, for a stream, every event) took longer than
+    ``Timeout.total``: a server that trickles bytes cannot keep it alive. Never retried."""
 
 
 class APIError(Flux0Error):
@@ -246,7 +253,8 @@ class PatchError(ProtocolError):
 
 
 class RedirectError(ProtocolError):
-    """A redirect to a forbidden scheme, a loop, or too many hops."""
+    """A redirect to a forbidden scheme, a loop, too many hops, or a ``Location`` that is no
+    usable URL (a malformed host, a port out of range, credentials in it)."""
 
 
 _BY_STATUS: Dict[int, Type[APIError]] = {

@@ -21,6 +21,7 @@ back the JSON the server sends.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
@@ -30,7 +31,6 @@ from .jsonmodel import (
     BOOL,
     INT,
     LIST,
-    NUMBER,
     OBJECT,
     STR,
     JsonDict,
@@ -72,6 +72,20 @@ def parse_timestamp(value: Optional[str]) -> Optional[_dt.datetime]:
     except ValueError as exc:
         raise ModelError(f"not an ISO-8601 timestamp: {value!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+
+
+def _seconds(value: Union[int, float]) -> float:
+    """A JSON number of seconds as a finite float: a 400-digit integer or ``1e400`` is no time."""
+    try:
+        seconds = float(value)
+    except OverflowError as exc:
+        raise ModelError("timestamp: an integer too large to be a time") from exc
+    if not math.isfinite(seconds):
+        raise ModelError(f"timestamp {value!r} is not a finite number")
+    return seconds
+
+
+SECONDS = Kind("int/float", float, (int, float), _seconds)
 
 
 # -- the models ----------------------------------------------------------------------------------
@@ -302,7 +316,7 @@ class ChunkEvent(JsonModel):
     patches: Tuple[JsonPatch, ...] = field(metadata=json_field(nested_list(JsonPatch), absent=()))
     correlation_id: Optional[str] = field(default=None, metadata=json_field(STR))
     metadata: Optional[Dict[str, Any]] = field(default=None, metadata=json_field(OBJECT))
-    timestamp: Optional[float] = field(default=None, metadata=json_field(NUMBER))
+    timestamp: Optional[float] = field(default=None, metadata=json_field(SECONDS))
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

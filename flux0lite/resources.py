@@ -57,9 +57,16 @@ TimeoutArg = Union[Timeout, float, None]
 
 
 def _segment(value: str, name: str) -> str:
+    """``value`` as one path segment. "." and ".." are dot-segments that a normalising proxy
+    or server would resolve (``/api/sessions/../events``), so their dots are encoded too."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{name} must be a non-empty string")
-    return urllib.parse.quote(value, safe="")
+    if value in (".", ".."):
+        return "%2E" * len(value)
+    try:
+        return urllib.parse.quote(value, safe="")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{name} is not valid Unicode text (a lone surrogate at {exc.start})") from exc
 
 
 def _data_list(payload: Any, what: str) -> List[Any]:

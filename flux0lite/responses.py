@@ -1,12 +1,19 @@
-"""What a request gives back: a whole :class:`Response`, or a :class:`StreamingResponse`."""
+"""What a request gives back: a whole :class:`Response`, or a :class:`StreamingResponse`.
+
+Both are read by :class:`RawResponse`, ``http.client``'s response made stricter about what a
+server may send first (interim answers) and, under a total deadline, about how long it may
+take to send it.
+"""
 
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import socket
+import time
 import zlib
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .errors import (
     APIConnectionError,
@@ -15,13 +22,82 @@ from .errors import (
     ReadTimeout,
     ResponseTooLargeError,
     StreamError,
+    TotalTimeout,
     error_for_status,
 )
 from .httputil import body_preview, error_body, is_json_media_type, media_type
 
-__all__ = ["Response", "StreamingResponse", "decode_json", "READ_SIZE"]
+__all__ = ["Response", "StreamingResponse", "RawResponse", "decode_json", "timeout_error", "READ_SIZE"]
 
 READ_SIZE = 64 * 1024
+MAX_INTERIM_RESPONSES = 32  # 1xx answers skipped before the final one; more is a hostile server
+
+
+class UnexpectedInterimResponse(http.client.HTTPException):
+    """A ``101 Switching Protocols`` nobody asked for, or an endless run of 1xx answers."""
+
+
+class _DeadlineSocketIO(socket.SocketIO):
+    """A socket reader that, before each read, cuts the socket's timeout to what is left of a
+    deadline: a server sending a byte at a time cannot stretch a read past it."""
+
+    def __init__(self, sock: socket.socket, read_timeout: Optional[float], deadline: float) -> None:
+        super().__init__(sock, "rb")
+        self._socket = sock
+        self._read_timeout = read_timeout
+        self._deadline = deadline
+
+    def readinto(self, b: Any) -> Optional[int]:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the total deadline has passed")
+        self._socket.settimeout(left if self._read_timeout is None else min(self._read_timeout, left))
+        return super().readinto(b)
+
+
+class RawResponse(http.client.HTTPResponse):
+    """``http.client``'s response, skipping interim answers and reading under a deadline.
+
+    RFC 9110 15.2: a client must skip 1xx answers it does not expect (``103 Early Hints``, a
+    stray ``100 Continue``) and read the final answer that follows, on the same connection;
+    ``http.client`` skips only 100. A ``101 Switching Protocols`` was never asked for: the
+    connection no longer speaks HTTP, so it is an error.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        debuglevel: int = 0,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+        *,
+        read_timeout: Optional[float] = None,
+        deadline: Optional[float] = None,
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        if deadline is not None:
+            self.fp.close()  # the plain reader read nothing yet: swap it for a deadline-aware one
+            self.fp = io.BufferedReader(_DeadlineSocketIO(sock, read_timeout, deadline))
+        self._interim_seen = 0
+
+    def _read_status(self) -> Tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if status == 101:
+                raise UnexpectedInterimResponse("101 Switching Protocols, which was never asked for")
+            if not 100 <= status < 200:
+                return version, status, reason
+            self._interim_seen += 1
+            if self._interim_seen > MAX_INTERIM_RESPONSES:
+                raise UnexpectedInterimResponse(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) answers")
+            http.client.parse_headers(self.fp)  # an interim answer's headers: read and dropped
+
+
+def timeout_error(what: str, deadline: Optional[float], read_timeout: Optional[float]) -> Exception:
+    """The error for a socket timeout: the total deadline's if it has passed, else the read's."""
+    if deadline is not None and time.monotonic() >= deadline - 0.01:
+        return TotalTimeout(f"{what}: the total deadline has passed")
+    return ReadTimeout(f"{what}: no data within the read timeout ({read_timeout} s)")
 
 
 def decode_json(raw: bytes, what: str) -> Any:
@@ -78,9 +154,14 @@ class StreamingResponse:
         headers: Dict[str, str],
         method: str,
         url: str,
+        *,
+        deadline: Optional[float] = None,
+        read_timeout: Optional[float] = None,
     ) -> None:
         self._conn = conn
         self._raw = raw
+        self._deadline = deadline
+        self._read_timeout = read_timeout
         self.status = raw.status
         self.reason = raw.reason
         self.headers = headers
@@ -88,54 +169,76 @@ class StreamingResponse:
         self.url = url
         self._closed = False
         encoding = headers.get("content-encoding", "").strip().lower()
-        self._gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip") else None
+        self._gzipped = encoding in ("gzip", "x-gzip")
 
     @property
     def content_type(self) -> str:
         return media_type(self.headers)
 
     def iter_bytes(self) -> Iterator[bytes]:
-        """Body bytes as they arrive; raises ReadTimeout, StreamError or APIConnectionError."""
-        while not self._closed:
+        """Body bytes as they arrive (decompressed); raises an APIConnectionError (a timeout,
+        a lost connection) or a ProtocolError (a body cut short, corrupt gzip)."""
+        raw = self._read_raw()
+        if not self._gzipped:
+            yield from raw
+            return
+        # A gzip body may hold several members, one after another (RFC 1952 2.2); each is
+        # inflated in bounded pieces, so a small gzip bomb meets the size limits piece by piece.
+        gunzip = None
+        for data in raw:
+            while data:
+                if gunzip is None:
+                    data = data.lstrip(b"\0")  # zero padding after a member, as gzip(1) allows
+                    if not data:
+                        break
+                    gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                try:
+                    piece = gunzip.decompress(data, READ_SIZE * 16)
+                except zlib.error as exc:
+                    self.close()
+                    raise DecodeError(f"{self.method} {self.url}: corrupt gzip body") from exc
+                if gunzip.eof:
+                    data = gunzip.unused_data
+                    gunzip = None
+                else:
+                    data = gunzip.unconsumed_tail
+                if piece:
+                    yield piece
+        if gunzip is not None:  # a member was started and never finished: no trailer came
+            self.close()
+            raise StreamError(f"{self.method} {self.url}: gzip body cut off before its end")
+
+    def _read_raw(self) -> Iterator[bytes]:
+        """The body as sent (chunked framing removed, still compressed)."""
+        what = f"{self.method} {self.url}"
+        while True:
+            if self._closed:
+                # closed (or aborted) from another thread: the body did not end, say so
+                raise StreamError(f"{what}: stream closed by the client before its end")
             try:
                 data = self._raw.read1(READ_SIZE)
-            except socket.timeout as exc:
-                self.close()
-                raise ReadTimeout(f"no data from {self.method} {self.url} within the read timeout") from exc
-            except http.client.IncompleteRead as exc:
-                self.close()
-                raise StreamError(f"{self.method} {self.url}: stream cut off mid-body") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                raise APIConnectionError(f"{self.method} {self.url}: connection lost mid-stream: {exc}") from exc
-            except ValueError as exc:  # read on a closed response
+            except Exception as exc:
                 if self._closed:
-                    return
-                raise StreamError(f"{self.method} {self.url}: bad chunked encoding") from exc
+                    raise StreamError(f"{what}: stream closed by the client before its end") from exc
+                self.close()
+                if isinstance(exc, socket.timeout):
+                    raise timeout_error(what, self._deadline, self._read_timeout) from exc
+                if isinstance(exc, http.client.IncompleteRead):
+                    raise StreamError(f"{what}: stream cut off mid-body") from exc
+                if isinstance(exc, (OSError, http.client.HTTPException)):
+                    raise APIConnectionError(f"{what}: connection lost mid-stream: {exc}") from exc
+                if isinstance(exc, (ValueError, OverflowError)):  # a chunk size that is no number
+                    raise StreamError(f"{what}: bad chunked encoding") from exc
+                raise
             if not data:
+                if self._closed:
+                    raise StreamError(f"{what}: stream closed by the client before its end")
                 remaining = self._raw.length
                 if remaining:
                     self.close()
-                    raise StreamError(f"{self.method} {self.url}: body cut off {remaining} bytes short of its length")
-                if self._gunzip is not None:
-                    tail = self._gunzip.flush()
-                    if tail:
-                        yield tail
+                    raise StreamError(f"{what}: body cut off {remaining} bytes short of its length")
                 return
-            if self._gunzip is None:
-                yield data
-                continue
-            # Inflate in bounded pieces: a small gzip bomb must meet the size limits piece by
-            # piece, not after it has been expanded whole.
-            while data:
-                try:
-                    piece = self._gunzip.decompress(data, READ_SIZE * 16)
-                except zlib.error as exc:
-                    self.close()
-                    raise DecodeError(f"{self.method} {self.url}: corrupt gzip stream") from exc
-                data = self._gunzip.unconsumed_tail
-                if piece:
-                    yield piece
+            yield data
 
     def read_all(self, limit: int) -> bytes:
         chunks: List[bytes] = []
@@ -148,11 +251,25 @@ class StreamingResponse:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def close(self) -> None:
-        if self._closed:
-            return
+    def abort(self) -> None:
+        """Shut the connection down at once, from any thread, without waiting for a read in
+        progress elsewhere: that read returns and the server sees the disconnect now.
+        ``close`` still releases the socket afterwards."""
         self._closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already shut down or never connected
+
+    def close(self) -> None:
+        if self._closed and self._raw.isclosed() and self._conn.sock is None:
+            return
         # Closing the socket (not draining it) is what cancels a flux0 agent run we gave up on.
+        # Shut it down first: closing the buffered reader waits for a read in progress in
+        # another thread, which only a shutdown ends before the server sends more.
+        self.abort()
         try:
             self._raw.close()
         finally:

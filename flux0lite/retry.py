@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, FrozenSet, Mapping, Optional
 
-from .errors import APIConnectionError, ConfigError, ConnectError, Flux0Error, StreamError, TLSError
+from .errors import APIConnectionError, ConfigError, ConnectError, Flux0Error, StreamError, TLSError, TotalTimeout
 from .httputil import parse_retry_after
 
 # parse_retry_after is re-exported: it was defined here before it moved to the leaf module.
@@ -56,8 +56,8 @@ class Retry:
             raise ConfigError(f"Retry.total must be an int >= 0, got {self.total!r}")
         for name in ("backoff_factor", "max_backoff", "max_retry_after"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"Retry.{name} must be a number >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e9:
+                raise ConfigError(f"Retry.{name} must be a number of seconds in [0, 1e9], got {value!r}")
         object.__setattr__(self, "statuses", frozenset(self.statuses))
         object.__setattr__(self, "idempotent_methods", frozenset(m.upper() for m in self.idempotent_methods))
 
@@ -79,8 +79,11 @@ class Retry:
         - any other :class:`APIConnectionError` (a read timeout, a dropped connection) or a
           :class:`StreamError` (a body cut short): the request may have reached the server, so
           only an idempotent method is retried;
-        - anything else (a malformed answer, a body over its limit) is not retried.
+        - a :class:`TotalTimeout` (the call's time is up) or anything else (a malformed answer,
+          a body over its limit) is not retried.
         """
+        if isinstance(error, TotalTimeout):
+            return False
         if isinstance(error, ConnectError):
             return not isinstance(error, TLSError)
         if isinstance(error, (APIConnectionError, StreamError)):

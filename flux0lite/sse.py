@@ -153,6 +153,23 @@ def _simple_blocks(data: bytes, pos: int, last_id: str, emit: Callable[[SSEEvent
         pos = found.end()
 
 
+MAX_RETRY_MS = 2**64 - 1
+
+
+def _retry_ms(digits: bytes) -> Optional[int]:
+    """A ``retry:`` value's ASCII digits as milliseconds, or None when they exceed 64 bits.
+
+    Browsers keep the reconnection time in 64 bits and ignore a value that does not fit, as
+    here: a hostile server's thousand-digit number is an invalid field, never a ValueError from
+    ``int()``'s digit limit. Leading zeros do not count.
+    """
+    significant = digits.lstrip(b"0")
+    if len(significant) > 20:
+        return None
+    value = int(significant or b"0")
+    return value if value <= MAX_RETRY_MS else None
+
+
 class SSEDecoder:
     """Incremental SSE decoder: ``feed(bytes) -> [SSEEvent]``, then ``close()`` at end of stream."""
 
@@ -283,7 +300,9 @@ class SSEDecoder:
                     id_buffer = value.decode("utf-8", "replace")
             elif field == b"retry":
                 if value.isdigit():  # bytes.isdigit() is ASCII-only: exactly [0-9]+
-                    self._retry = block_retry = int(value)
+                    retry = _retry_ms(value)
+                    if retry is not None:
+                        self._retry = block_retry = retry
             # any other field is ignored, as the spec says
         self._data, self._data_size, self._event_type = data, size, event_type
         self._id_buffer, self._block_retry, self._last_event_id = id_buffer, block_retry, last_id

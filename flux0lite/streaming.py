@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, Generator, Iterator, List, Tuple, cast
 
-from .aio import in_thread
+from .aio import StreamWorker
 from .errors import ConfigError, ContentTypeError, ResponseTooLargeError, StreamError
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
 from .patch import PatchedDocument
@@ -217,10 +217,13 @@ class EventStream:
 
 
 class AsyncEventStream:
-    """The async face of :class:`EventStream`: each read runs in a worker thread."""
+    """The async face of :class:`EventStream`: its reads run in a thread of its own (see
+    :class:`~flux0lite.aio.StreamWorker`), never in the loop's default executor. Cancelling a
+    read, or ``aclose``, shuts the connection down at once: the loop never waits for the server."""
 
     def __init__(self, stream: EventStream) -> None:
         self._stream = stream
+        self._worker = StreamWorker()
 
     @property
     def headers(self) -> Dict[str, str]:
@@ -234,16 +237,25 @@ class AsyncEventStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
-        event: object = await in_thread(next, self._stream, _DONE)
+        try:
+            event: object = await self._worker.run(next, self._stream, _DONE, abort=self._stream.response.abort)
+        except Exception:
+            self._worker.stop()
+            raise
         if event is _DONE:
+            self._worker.stop()
             raise StopAsyncIteration
         return cast(StreamEvent, event)
 
     async def reply(self) -> Reply:
-        return await in_thread(self._stream.reply)
+        try:
+            return await self._worker.run(self._stream.reply, abort=self._stream.response.abort)
+        finally:
+            self._worker.stop()
 
     async def aclose(self) -> None:
-        self._stream.close()
+        self._stream.close()  # shuts the socket down first: a read in progress ends at once
+        self._worker.stop()
 
     async def __aenter__(self) -> "AsyncEventStream":
         return self

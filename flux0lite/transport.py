@@ -6,6 +6,12 @@ One :class:`Transport` per client, safe to share between threads (the async API 
 worker threads). A request whose method is not idempotent always gets a fresh connection, so a
 failure on it is classified exactly: connecting raises :class:`ConnectError`, which proves the
 request was never sent (safe to retry); anything later may have reached the server.
+
+A connection goes back to the pool only when its response was read to the end as framed
+(``Content-Length`` or chunked): interim 1xx answers are skipped first, and an answer whose end
+cannot be known (a 204 or 304 that may carry bytes anyway) closes it, so no call can ever read
+what the server sent for another. With ``Timeout(total=...)`` every attempt, wait and read is
+cut to what is left of the call's deadline.
 """
 
 from __future__ import annotations
@@ -16,13 +22,22 @@ import sys
 import time
 import urllib.parse
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+from functools import partial
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Type, Union, cast
 
 from ._version import __version__
-from .errors import APIConnectionError, ConfigError, Flux0Error, ProtocolError, ReadTimeout, RedirectError
-from .httputil import lower_headers, redact_headers, strip_credentials
+from .errors import (
+    APIConnectionError,
+    ConfigError,
+    ConnectTimeout,
+    Flux0Error,
+    ProtocolError,
+    RedirectError,
+    TotalTimeout,
+)
+from .httputil import lower_headers, redact_headers, redact_url, strip_credentials
 from .pool import ConnectionPool
-from .responses import Response, StreamingResponse, decode_json
+from .responses import RawResponse, Response, StreamingResponse, UnexpectedInterimResponse, decode_json, timeout_error
 from .retry import DEFAULT_RETRY, Retry
 from .timeout import DEFAULT_TIMEOUT, Timeout
 from .urls import Origin, parse_server_url, split_url
@@ -64,6 +79,7 @@ class _Request:
     timeout: Timeout
     stream: bool
     reuse_connection: bool  # only for idempotent methods: see the module docstring
+    deadline: Optional[float]  # time.monotonic() by which the call must be done, or None
 
     @property
     def url(self) -> str:
@@ -120,15 +136,17 @@ class Transport:
         method = method.upper()
         policy = retry or self.retry
         origin, target = split_url(url)
+        timeout = timeout or self.timeout
         request = _Request(
             method=method,
             origin=origin,
             target=target,
             headers={**self.headers, **(headers or {})},
             body=body,
-            timeout=timeout or self.timeout,
+            timeout=timeout,
             stream=stream,
             reuse_connection=policy.is_idempotent(method),
+            deadline=timeout.deadline(),
         )
         return self._send_handling_retries(request, policy, self._debug_logger())
 
@@ -161,7 +179,10 @@ class Transport:
                 if not retry:
                     raise
                 retries_done += 1
-                self._sleep(policy.backoff(retries_done))
+                wait = policy.backoff(retries_done)
+                if not _time_left_for(request, wait):
+                    raise  # the deadline would pass before the retry: the last error stands
+                self._sleep(wait)
                 continue
             if (
                 response.status < 400
@@ -169,8 +190,10 @@ class Transport:
                 or not policy.may_retry_status(request.method, response.status)
             ):
                 return response
+            wait = policy.delay(retries_done + 1, response.headers)
+            if not _time_left_for(request, wait):
+                return response  # the deadline would pass before the retry: the answer stands
             retries_done += 1
-            wait = policy.delay(retries_done, response.headers)
             if log is not None:
                 log.debug(
                     "retry %d/%d of %s %s after HTTP %d in %.2f s",
@@ -201,13 +224,33 @@ class Transport:
         if log is not None:
             log.debug("-> %s %s headers=%s", method, url, redact_headers(request.headers))
         started = time.monotonic()
-        conn, reused = self._pool.checkout(request.origin, request.timeout, reuse=request.reuse_connection)
+        if request.deadline is not None and started >= request.deadline:
+            raise TotalTimeout(f"{method} {url}: the total deadline of {request.timeout.total} s has passed")
+        timeout = request.timeout.within(request.deadline)
+        try:
+            conn, reused = self._pool.checkout(request.origin, timeout, reuse=request.reuse_connection)
+        except ConnectTimeout as exc:
+            if request.deadline is not None and time.monotonic() >= request.deadline - 0.01:
+                raise TotalTimeout(f"{method} {url}: the total deadline passed while connecting") from exc
+            raise
+        # Set per request: a pooled connection may have served a call with another deadline.
+        conn.response_class = (
+            RawResponse
+            if request.deadline is None
+            else cast(
+                Type[RawResponse],
+                partial(RawResponse, read_timeout=request.timeout.read, deadline=request.deadline),
+            )
+        )
         try:
             conn.request(method, request.target, body=request.body, headers=request.headers)
             raw = conn.getresponse()
         except socket.timeout as exc:
             conn.close()
-            raise ReadTimeout(f"{method} {url}: no response within {request.timeout.read} s") from exc
+            raise timeout_error(f"{method} {url}: no response", request.deadline, request.timeout.read) from exc
+        except UnexpectedInterimResponse as exc:
+            conn.close()
+            raise ProtocolError(f"{method} {url}: unexpected answer: {exc}") from exc
         except http.client.RemoteDisconnected as exc:
             conn.close()
             what = "kept-alive connection was closed by the server" if reused else "server closed the connection"
@@ -219,38 +262,74 @@ class Transport:
             conn.close()
             what = "kept-alive connection was closed by the server" if reused else str(exc) or type(exc).__name__
             raise APIConnectionError(f"{method} {url}: {what}") from exc
+        except (ValueError, OverflowError, LookupError) as exc:
+            # http.client parsing something no server should send (it raises these bare)
+            conn.close()
+            raise ProtocolError(f"{method} {url}: malformed HTTP response: {type(exc).__name__}") from exc
         headers = lower_headers(raw)
         if log is not None:
             elapsed = (time.monotonic() - started) * 1000
             log.debug("<- %s %s %d in %.1f ms headers=%s", method, url, raw.status, elapsed, redact_headers(headers))
-        streaming = StreamingResponse(conn, raw, headers, method, url)
+        streaming = StreamingResponse(
+            conn, raw, headers, method, url, deadline=request.deadline, read_timeout=request.timeout.read
+        )
         if request.stream and 200 <= raw.status < 300:
             return streaming
         body = streaming.read_all(self.max_response_bytes)
+        # http.client closes its reader when a framed body has been read to its end; a body
+        # it took as empty without framing (204, 304) may still be followed by bytes.
+        complete = raw.isclosed() or (raw.length == 0 and raw.status not in (204, 304) and method != "HEAD")
         raw.close()  # releases the response only; the socket stays open for reuse
-        if raw.will_close:
+        if raw.will_close or not complete:
             conn.close()
         else:
             self._pool.checkin(request.origin, conn)
         return Response(raw.status, raw.reason, headers, body, method, url)
 
 
+def _time_left_for(request: _Request, wait: float) -> bool:
+    """Whether a retry after ``wait`` seconds would still start before the call's deadline."""
+    return request.deadline is None or time.monotonic() + wait < request.deadline
+
+
+# Kept as they are in a Location: characters that delimit or are already percent-encoded.
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
 def _redirected(request: _Request, location: str, seen: List[str]) -> _Request:
-    """The request to send for a redirect to ``location``, or RedirectError if it is unsafe."""
+    """The request to send for a redirect to ``location``, or RedirectError if it is unsafe.
+
+    ``location`` is whatever the server sent: it may be no URL at all. Bytes that cannot go
+    on a request line (spaces, controls, non-ASCII) are percent-encoded, as browsers do, and
+    credentials in it are neither used nor shown in any message.
+    """
     current_url = request.url
-    new_url = urllib.parse.urljoin(current_url, location)
-    scheme = urllib.parse.urlsplit(new_url).scheme.lower()
+    # http.client decoded the header as latin-1: encoding it back gives the bytes as sent.
+    location = urllib.parse.quote(location.strip(), safe=_URL_SAFE, encoding="latin-1", errors="replace")
+    try:
+        new_url = urllib.parse.urljoin(current_url, location)
+        parts = urllib.parse.urlsplit(new_url)
+        scheme = parts.scheme.lower()
+        has_credentials = parts.username is not None or parts.password is not None
+    except ValueError as exc:  # e.g. "http://[::1/x": an unclosed IPv6 bracket
+        raise RedirectError(f"{current_url} redirected to a malformed URL: {redact_url(location)}") from exc
+    shown = redact_url(new_url)
     if scheme not in ("http", "https"):
-        raise RedirectError(f"refusing redirect from {current_url} to a {scheme or 'relative'!r} URL: {new_url}")
+        raise RedirectError(f"refusing redirect from {current_url} to a {scheme or 'relative'!r} URL: {shown}")
     if request.origin.scheme == "https" and scheme == "http":
-        raise RedirectError(f"refusing redirect from https to plain http: {new_url}")
+        raise RedirectError(f"refusing redirect from https to plain http: {shown}")
+    if has_credentials:
+        raise RedirectError(f"refusing redirect from {current_url} to a URL with credentials: {shown}")
     if len(seen) >= _MAX_REDIRECTS or new_url in seen:
-        raise RedirectError(f"too many redirects or a redirect loop at {new_url}")
+        raise RedirectError(f"too many redirects or a redirect loop at {shown}")
     if request.method not in ("GET", "HEAD"):
         # 307/308 would re-send the body: for a chat message that could deliver it twice.
-        raise RedirectError(f"refusing to follow a redirect of {request.method} {current_url} to {new_url}")
+        raise RedirectError(f"refusing to follow a redirect of {request.method} {current_url} to {shown}")
     seen.append(new_url)
-    origin, target = split_url(new_url)
+    try:
+        origin, target = split_url(new_url)
+    except ValueError as exc:  # ConfigError too: a bad port, no host
+        raise RedirectError(f"{current_url} redirected to an unusable URL: {shown}") from exc
     # Credentials were meant for the first host only.
     headers = request.headers if origin == request.origin else strip_credentials(request.headers)
     return replace(request, origin=origin, target=target, headers=headers)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from .errors import ConfigError
+from .httputil import redact_url
 
 __all__ = ["Origin", "parse_server_url", "split_url"]
 
@@ -33,18 +34,22 @@ def parse_server_url(url: str) -> Tuple[Origin, str]:
     """Split a server URL into its origin and base path; only http and https are accepted."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("server URL must be a non-empty string")
-    parts = urllib.parse.urlsplit(url.strip())
+    shown = redact_url(url)  # messages never show credentials
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ConfigError(f"malformed server URL {shown!r}") from exc
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise ConfigError(f"unsupported URL scheme {parts.scheme or '(none)'!r} in {url!r}: use http:// or https://")
+        raise ConfigError(f"unsupported URL scheme {parts.scheme or '(none)'!r} in {shown!r}: use http:// or https://")
     if not parts.hostname:
-        raise ConfigError(f"server URL has no host: {url!r}")
+        raise ConfigError(f"server URL has no host: {shown!r}")
     if parts.username or parts.password:
         raise ConfigError("put credentials in token=..., not in the server URL")
     try:
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"invalid port in server URL {url!r}") from exc
+        raise ConfigError(f"invalid port in server URL {shown!r}") from exc
     origin = Origin(scheme, parts.hostname, port or (443 if scheme == "https" else 80))
     return origin, parts.path.rstrip("/")
 
