@@ -108,12 +108,14 @@ class Flux0:
         if os.environ.get("FLUX0_DEBUG", "") not in ("", "0", "false", "no") and debug_logger is None:
             enable_debug_logging()
         self.max_line_bytes = _positive_int(max_line_bytes, "max_line_bytes")
+        # one limit for a whole body and for what a streamed reply may rebuild
+        self.max_response_bytes = _positive_int(max_response_bytes, "max_response_bytes")
         self._transport = Transport(
             timeout=Timeout.coerce(timeout),
             retry=retry if retry is not None else Retry(),
             headers=extra_headers,
             ssl_context=ssl_context,
-            max_response_bytes=_positive_int(max_response_bytes, "max_response_bytes"),
+            max_response_bytes=self.max_response_bytes,
             log=debug_logger,
         )
         self.agents = Agents(self)

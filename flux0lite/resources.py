@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         """What the resources need of :class:`~flux0lite.client.Flux0` (which imports them)."""
 
         max_line_bytes: int
+        max_response_bytes: int
 
         @overload
         def request(
@@ -165,7 +166,9 @@ class Sessions:
         path = f"/api/sessions/{_segment(session_id, 'session_id')}/events/stream"
         body = {"type": type, "source": source, "content": content}
         response = self._client.request("POST", path, json_body=body, timeout=timeout, retry=retry, stream=True)
-        return EventStream(response, max_line_bytes=self._client.max_line_bytes)
+        return EventStream(
+            response, max_line_bytes=self._client.max_line_bytes, max_reply_bytes=self._client.max_response_bytes
+        )
 
     def list_events(
         self,

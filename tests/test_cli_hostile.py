@@ -65,9 +65,6 @@ def run_cli(
 # Library gaps that the transport part of issue 11 closes (transport.py, owned elsewhere): a
 # redirect to an unparsable URL escapes as ValueError. The CLI already turns it into one line
 # and exit 1; the fuzz tests accept exactly these until that part is merged.
-KNOWN_LIBRARY_GAPS = ("internal error: ValueError: Invalid IPv6 URL",)
-
-
 def assert_clean(code: int, err: str, *, allowed: Tuple[str, ...] = ()) -> None:
     assert code in DOCUMENTED_EXITS, (code, err)
     assert "Traceback" not in err, err
@@ -434,7 +431,7 @@ def test_fuzzing_server_in_process() -> None:
             server.close()
         runs += 1
         seen_exits.add(code)
-        assert_clean(code, err, allowed=KNOWN_LIBRARY_GAPS)
+        assert_clean(code, err)
         assert time.monotonic() - started < 10, (seed, args)  # no hang
         if tty:
             assert not RAW_CONTROL.search(out), (seed, args, out)
@@ -458,7 +455,7 @@ def test_fuzzing_server_subprocess() -> None:
             )
         finally:
             server.close()
-        assert_clean(code, err, allowed=KNOWN_LIBRARY_GAPS)
+        assert_clean(code, err)
 
 
 def test_answers_cut_at_every_byte() -> None:

@@ -308,6 +308,33 @@ def test_endless_stream_stops_at_the_reply_cap_and_closes(fake: FakeServer) -> N
     assert response._closed
 
 
+def test_create_event_caps_the_reply_at_the_clients_max_response_bytes(fake: FakeServer) -> None:
+    """The client's one body limit also bounds what a streamed reply may rebuild."""
+    piece = b"z" * 1000
+    chunk = b"".join(
+        b'event: chunk\ndata: {"event_id": "e", "seq": %d, "patches": [{"op": "add", "path": "/-", "value": "%s"}]}\n\n'
+        % (i, piece)
+        for i in range(64)
+    )
+
+    def respond(req: Request, conn: Conn) -> None:
+        conn.send(
+            raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False)
+        )
+        try:
+            for _ in range(10_000):
+                conn.send(chunked(chunk))
+        except OSError:
+            pass
+
+    fake.on("POST", "/api/sessions/s1/events/stream", respond)
+    with client_for(fake, max_response_bytes=1024 * 1024) as client:
+        stream = client.sessions.create_event("s1", "hi")
+        with pytest.raises(ResponseTooLargeError):
+            stream.reply()
+        assert stream.assembler.kept_bytes < 1_300_000
+
+
 def test_jsonl_events_are_not_changed_by_later_patches(fake: FakeServer) -> None:
     """The assembler copies patch values: an event already handed out never changes."""
     events = [
