@@ -1,8 +1,19 @@
-"""``python -m flux0lite``."""
+"""``python -m flux0lite``; ``run`` is also the entry point of ``flux0lite.pyz``."""
 
 import sys
+from typing import NoReturn
 
-from .cli import main
+
+def run() -> NoReturn:
+    """Run the command line and exit with its code.
+
+    A zipapp's generated ``__main__`` (``python -m zipapp -m flux0lite.__main__:run``) ignores
+    what its function returns, so the exit code must leave through ``sys.exit`` here.
+    """
+    from .cli import main
+
+    sys.exit(main())
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

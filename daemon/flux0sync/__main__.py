@@ -1,8 +1,15 @@
-"""``python -m flux0sync``."""
+"""``python -m flux0sync``; ``run`` is also the entry point of ``flux0-sync.pyz``."""
 
 import sys
+from typing import NoReturn
 
-from .cli import main
+
+def run() -> NoReturn:
+    """Run the daemon's command line and exit with its code (see ``flux0lite.__main__.run``)."""
+    from .cli import main
+
+    sys.exit(main())
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
