@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Union
 
 from .errors import ConfigError
+from .proxy import ProxyRules
 from .resources import Agents, Sessions
 from .retry import Retry
 from .sse import DEFAULT_MAX_LINE_BYTES
 from .streaming import not_a_stream
+from .tls import PathLike, tls_context
 from .transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
@@ -59,6 +61,11 @@ class Flux0:
     ``timeout`` is a :class:`Timeout` or a number of seconds for both connect and read.
     ``token`` is sent as a bearer token (for a proxy in front of flux0); ``user_sub`` as the
     ``flux0_user_sub`` cookie that flux0 uses to tell users apart.
+    ``proxy`` is a proxy URL for every request, ``False`` for none, or ``None`` to follow
+    ``http_proxy``/``https_proxy``/``all_proxy``/``no_proxy`` (see :mod:`flux0lite.proxy`).
+    ``cacert``, ``cert`` and ``key`` name PEM files: a CA bundle to trust instead of the
+    system's, and a client certificate (and its key) to present; or pass ``ssl_context``.
+    ``on_retry`` is called with a one-line message before each retry's wait.
     """
 
     def __init__(
@@ -74,6 +81,11 @@ class Flux0:
         ssl_context: "Optional[ssl.SSLContext]" = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        proxy: Union[str, bool, None] = None,
+        cacert: Optional[PathLike] = None,
+        cert: Optional[PathLike] = None,
+        key: Optional[PathLike] = None,
+        on_retry: Optional[Callable[[str], None]] = None,
     ) -> None:
         url = server_url or os.environ.get("FLUX0_SERVER_URL") or DEFAULT_SERVER_URL
         self._origin, self._base_path = parse_server_url(url)
@@ -90,13 +102,18 @@ class Flux0:
         if os.environ.get("FLUX0_DEBUG", "") not in ("", "0", "false", "no") and debug_logger is None:
             enable_debug_logging()
         self.max_line_bytes = max_line_bytes
+        files_context = tls_context(cacert=cacert, cert=cert, key=key)
+        if files_context is not None and ssl_context is not None:
+            raise ConfigError("give either ssl_context or cacert/cert/key, not both")
         self._transport = Transport(
             timeout=Timeout.coerce(timeout),
             retry=retry if retry is not None else Retry(),
             headers=extra_headers,
-            ssl_context=ssl_context,
+            ssl_context=ssl_context or files_context,
             max_response_bytes=max_response_bytes,
             log=debug_logger,
+            proxies=ProxyRules.resolve(proxy),
+            on_retry=on_retry,
         )
         self.agents = Agents(self)
         self.sessions = Sessions(self)
