@@ -14,8 +14,9 @@ from ._version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy honours the name)
 
-# Attributes load their module on first use (PEP 562), so "import flux0lite" stays cheap for
-# one-liners and cron jobs; the first request pays only for what it uses.
+# Every public name and the module it lives in. Attributes load their module on first use
+# (PEP 562), so "import flux0lite" stays cheap for one-liners and cron jobs; the first request
+# pays only for what it uses.
 _LAZY = {
     "DEFAULT_SERVER_URL": "client",
     "Flux0": "client",
@@ -29,9 +30,9 @@ _LAZY = {
     "ConflictError": "errors",
     "ConnectError": "errors",
     "ConnectTimeout": "errors",
+    "TLSError": "errors",
     "ProxyError": "errors",
     "ProxyAuthenticationError": "errors",
-    "TLSError": "errors",
     "ContentTypeError": "errors",
     "DecodeError": "errors",
     "Flux0Error": "errors",
@@ -72,142 +73,72 @@ _LAZY = {
     "EventStream": "streaming",
     "Reply": "streaming",
     "ReplyAssembler": "streaming",
-    "Timeout": "transport",
+    "Timeout": "timeout",
 }
 
 if TYPE_CHECKING:
     from typing import Any, List
 
-    from .client import (
-        DEFAULT_SERVER_URL,
-        Flux0,
-        enable_debug_logging,
-    )
-    from .errors import (
-        APIConnectionError,
-        APIError,
-        APITimeoutError,
-        AuthenticationError,
-        BadRequestError,
-        ConfigError,
-        ConflictError,
-        ConnectError,
-        ConnectTimeout,
-        ContentTypeError,
-        DecodeError,
-        Flux0Error,
-        MethodNotAllowedError,
-        ModelError,
-        NotFoundError,
-        PatchError,
-        PermissionDeniedError,
-        ProtocolError,
-        ProxyAuthenticationError,
-        ProxyError,
-        RateLimitedError,
-        ReadTimeout,
-        RedirectError,
-        ResponseTooLargeError,
-        ServerError,
-        StreamError,
-        TLSError,
-        ValidationError,
-    )
-    from .models import (
-        Agent,
-        ChunkEvent,
-        ContentPart,
-        Event,
-        JsonPatch,
-        MessageEventData,
-        Participant,
-        RawStreamEvent,
-        ReasoningPart,
-        Session,
-        StatusEvent,
-        StatusEventData,
-        StreamEvent,
-        ToolCall,
-        ToolCallPart,
-        ToolEventData,
-        UnknownPart,
-    )
-    from .retry import (
-        Retry,
-    )
-    from .sse import (
-        SSEDecoder,
-        SSEEvent,
-    )
-    from .streaming import (
-        AsyncEventStream,
-        EventStream,
-        Reply,
-        ReplyAssembler,
-    )
-    from .transport import (
-        Timeout,
-    )
+    from .client import DEFAULT_SERVER_URL as DEFAULT_SERVER_URL
+    from .client import Flux0 as Flux0
+    from .client import enable_debug_logging as enable_debug_logging
+    from .errors import APIConnectionError as APIConnectionError
+    from .errors import APIError as APIError
+    from .errors import APITimeoutError as APITimeoutError
+    from .errors import AuthenticationError as AuthenticationError
+    from .errors import BadRequestError as BadRequestError
+    from .errors import ConfigError as ConfigError
+    from .errors import ConflictError as ConflictError
+    from .errors import ConnectError as ConnectError
+    from .errors import ConnectTimeout as ConnectTimeout
+    from .errors import ContentTypeError as ContentTypeError
+    from .errors import DecodeError as DecodeError
+    from .errors import Flux0Error as Flux0Error
+    from .errors import MethodNotAllowedError as MethodNotAllowedError
+    from .errors import ModelError as ModelError
+    from .errors import NotFoundError as NotFoundError
+    from .errors import PatchError as PatchError
+    from .errors import PermissionDeniedError as PermissionDeniedError
+    from .errors import ProtocolError as ProtocolError
+    from .errors import ProxyAuthenticationError as ProxyAuthenticationError
+    from .errors import ProxyError as ProxyError
+    from .errors import RateLimitedError as RateLimitedError
+    from .errors import ReadTimeout as ReadTimeout
+    from .errors import RedirectError as RedirectError
+    from .errors import ResponseTooLargeError as ResponseTooLargeError
+    from .errors import ServerError as ServerError
+    from .errors import StreamError as StreamError
+    from .errors import TLSError as TLSError
+    from .errors import ValidationError as ValidationError
+    from .models import Agent as Agent
+    from .models import ChunkEvent as ChunkEvent
+    from .models import ContentPart as ContentPart
+    from .models import Event as Event
+    from .models import JsonPatch as JsonPatch
+    from .models import MessageEventData as MessageEventData
+    from .models import Participant as Participant
+    from .models import RawStreamEvent as RawStreamEvent
+    from .models import ReasoningPart as ReasoningPart
+    from .models import Session as Session
+    from .models import StatusEvent as StatusEvent
+    from .models import StatusEventData as StatusEventData
+    from .models import StreamEvent as StreamEvent
+    from .models import ToolCall as ToolCall
+    from .models import ToolCallPart as ToolCallPart
+    from .models import ToolEventData as ToolEventData
+    from .models import UnknownPart as UnknownPart
+    from .retry import Retry as Retry
+    from .sse import SSEDecoder as SSEDecoder
+    from .sse import SSEEvent as SSEEvent
+    from .streaming import AsyncEventStream as AsyncEventStream
+    from .streaming import EventStream as EventStream
+    from .streaming import Reply as Reply
+    from .streaming import ReplyAssembler as ReplyAssembler
+    from .timeout import Timeout as Timeout
 
-__all__ = [
-    "__version__",
-    "DEFAULT_SERVER_URL",
-    "Flux0",
-    "enable_debug_logging",
-    "Retry",
-    "Timeout",
-    "SSEDecoder",
-    "SSEEvent",
-    "EventStream",
-    "AsyncEventStream",
-    "Reply",
-    "ReplyAssembler",
-    "Agent",
-    "Session",
-    "Event",
-    "Participant",
-    "ContentPart",
-    "ReasoningPart",
-    "ToolCallPart",
-    "UnknownPart",
-    "MessageEventData",
-    "StatusEventData",
-    "ToolCall",
-    "ToolEventData",
-    "JsonPatch",
-    "StatusEvent",
-    "ChunkEvent",
-    "RawStreamEvent",
-    "StreamEvent",
-    "Flux0Error",
-    "ConfigError",
-    "APIConnectionError",
-    "ConnectError",
-    "APITimeoutError",
-    "ConnectTimeout",
-    "ReadTimeout",
-    "TLSError",
-    "ProxyError",
-    "ProxyAuthenticationError",
-    "APIError",
-    "BadRequestError",
-    "AuthenticationError",
-    "PermissionDeniedError",
-    "NotFoundError",
-    "MethodNotAllowedError",
-    "ConflictError",
-    "ValidationError",
-    "RateLimitedError",
-    "ServerError",
-    "ProtocolError",
-    "ContentTypeError",
-    "DecodeError",
-    "ModelError",
-    "ResponseTooLargeError",
-    "StreamError",
-    "PatchError",
-    "RedirectError",
-]
+# The lazy table is the list of public names. The imports above are for type checkers (the
+# "as" form marks a re-export); tests/test_client.py checks that they name the same ones.
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -5,24 +5,19 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Literal, Mapping, Optional, Union, overload
 
 from .errors import ConfigError
 from .proxy import ProxyRules
 from .resources import Agents, Sessions
+from .responses import StreamingResponse
 from .retry import Retry
 from .sse import DEFAULT_MAX_LINE_BYTES
 from .streaming import not_a_stream
+from .timeout import DEFAULT_TIMEOUT, Timeout
 from .tls import PathLike, tls_context
-from .transport import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
-    Response,
-    StreamingResponse,
-    Timeout,
-    Transport,
-    parse_server_url,
-)
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
+from .urls import parse_server_url
 
 if TYPE_CHECKING:
     import logging
@@ -132,24 +127,54 @@ class Flux0:
             url += "?" + urllib.parse.urlencode(params)
         return url
 
-    def _send(
+    @overload
+    def request(
         self,
         method: str,
         path: str,
         *,
-        params: Optional[Mapping[str, str]],
-        json_body: Any,
-        timeout: Union[Timeout, float, None],
-        retry: Optional[Retry],
-        stream: bool,
-        accept: str,
-    ) -> Union[Response, StreamingResponse]:
-        headers = {"Accept": accept}
+        params: Optional[Mapping[str, str]] = None,
+        json_body: Any = None,
+        timeout: Union[Timeout, float, None] = None,
+        retry: Optional[Retry] = None,
+        stream: Literal[False] = False,
+    ) -> Any: ...
+
+    @overload
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, str]] = None,
+        json_body: Any = None,
+        timeout: Union[Timeout, float, None] = None,
+        retry: Optional[Retry] = None,
+        stream: Literal[True],
+    ) -> StreamingResponse: ...
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, str]] = None,
+        json_body: Any = None,
+        timeout: Union[Timeout, float, None] = None,
+        retry: Optional[Retry] = None,
+        stream: bool = False,
+    ) -> Any:
+        """Send a request to ``path`` (under the server URL); error statuses raise APIError.
+
+        Returns the decoded JSON body, or with ``stream=True`` the open event stream (anything
+        but an error status or an event stream raises ContentTypeError).
+        """
+        headers = {"Accept": "text/event-stream" if stream else "application/json"}
         body = None
         if json_body is not None:
             body = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        return self._transport.request(
+        response = self._transport.request(
             method,
             self._url(path, params),
             headers=headers,
@@ -158,6 +183,13 @@ class Flux0:
             retry=retry,
             stream=stream,
         )
+        if isinstance(response, StreamingResponse):  # only a 2xx answer to stream=True
+            return response
+        response.raise_for_status()
+        if stream:
+            # An answer that is neither an error nor a stream (e.g. a 3xx without Location).
+            raise not_a_stream(method, response.url, response.content_type)
+        return response.json()
 
     def request_json(
         self,
@@ -169,20 +201,8 @@ class Flux0:
         timeout: Union[Timeout, float, None] = None,
         retry: Optional[Retry] = None,
     ) -> Any:
-        """Send a request and return its decoded JSON body; error statuses raise APIError."""
-        response = self._send(
-            method,
-            path,
-            params=params,
-            json_body=json_body,
-            timeout=timeout,
-            retry=retry,
-            stream=False,
-            accept="application/json",
-        )
-        assert isinstance(response, Response)
-        response.raise_for_status()
-        return response.json()
+        """``request(..., stream=False)``: the decoded JSON body."""
+        return self.request(method, path, params=params, json_body=json_body, timeout=timeout, retry=retry)
 
     def request_stream(
         self,
@@ -194,21 +214,10 @@ class Flux0:
         timeout: Union[Timeout, float, None] = None,
         retry: Optional[Retry] = None,
     ) -> StreamingResponse:
-        response = self._send(
-            method,
-            path,
-            params=params,
-            json_body=json_body,
-            timeout=timeout,
-            retry=retry,
-            stream=True,
-            accept="text/event-stream",
+        """``request(..., stream=True)``: the open event stream."""
+        return self.request(
+            method, path, params=params, json_body=json_body, timeout=timeout, retry=retry, stream=True
         )
-        if isinstance(response, Response):
-            response.raise_for_status()
-            # An answer that is neither an error nor a stream (e.g. a 3xx without Location).
-            raise not_a_stream(method, response.url, response.content_type)
-        return response
 
     def close(self) -> None:
         self._transport.close()

@@ -7,9 +7,9 @@ that runs it in a worker thread (``asyncio.to_thread``), so async code never blo
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Union, overload
 
-from .aio import in_thread
+from .aio import async_twin
 from .errors import ConfigError, ModelError
 from .models import Agent, Event, Session
 from .retry import Retry
@@ -17,16 +17,17 @@ from .streaming import AsyncEventStream, EventStream
 from .timeout import Timeout
 
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Literal, Protocol
 
     from .responses import StreamingResponse
 
     class _Client(Protocol):
-        """What the resources need from :class:`~flux0lite.client.Flux0` (which imports them)."""
+        """What the resources need of :class:`~flux0lite.client.Flux0` (which imports them)."""
 
         max_line_bytes: int
 
-        def request_json(
+        @overload
+        def request(
             self,
             method: str,
             path: str,
@@ -35,9 +36,11 @@ if TYPE_CHECKING:
             json_body: Any = ...,
             timeout: TimeoutArg = ...,
             retry: Optional[Retry] = ...,
+            stream: Literal[False] = ...,
         ) -> Any: ...
 
-        def request_stream(
+        @overload
+        def request(
             self,
             method: str,
             path: str,
@@ -46,9 +49,9 @@ if TYPE_CHECKING:
             json_body: Any = ...,
             timeout: TimeoutArg = ...,
             retry: Optional[Retry] = ...,
+            stream: Literal[True],
         ) -> StreamingResponse: ...
 
-__all__ = ["Agents", "Sessions"]
 
 TimeoutArg = Union[Timeout, float, None]
 
@@ -70,7 +73,7 @@ class Agents:
         self._client = client
 
     def list(self, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> List[Agent]:
-        payload = self._client.request_json("GET", "/api/agents", timeout=timeout, retry=retry)
+        payload = self._client.request("GET", "/api/agents", timeout=timeout, retry=retry)
         return [Agent.from_dict(item) for item in _data_list(payload, "agents.list")]
 
     def create(
@@ -85,31 +88,16 @@ class Agents:
         body: Dict[str, Any] = {"name": name, "type": type}
         if description is not None:
             body["description"] = description
-        payload = self._client.request_json("POST", "/api/agents", json_body=body, timeout=timeout, retry=retry)
+        payload = self._client.request("POST", "/api/agents", json_body=body, timeout=timeout, retry=retry)
         return Agent.from_dict(payload)
 
     def retrieve(self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Agent:
         path = f"/api/agents/{_segment(agent_id, 'agent_id')}"
-        return Agent.from_dict(self._client.request_json("GET", path, timeout=timeout, retry=retry))
+        return Agent.from_dict(self._client.request("GET", path, timeout=timeout, retry=retry))
 
-    async def list_async(self, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> List[Agent]:
-        return await in_thread(self.list, timeout=timeout, retry=retry)
-
-    async def create_async(
-        self,
-        *,
-        name: str,
-        type: str,
-        description: Optional[str] = None,
-        timeout: TimeoutArg = None,
-        retry: Optional[Retry] = None,
-    ) -> Agent:
-        return await in_thread(self.create, name=name, type=type, description=description, timeout=timeout, retry=retry)
-
-    async def retrieve_async(
-        self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None
-    ) -> Agent:
-        return await in_thread(self.retrieve, agent_id, timeout=timeout, retry=retry)
+    list_async = async_twin(list)
+    create_async = async_twin(create)
+    retrieve_async = async_twin(retrieve)
 
 
 class Sessions:
@@ -131,7 +119,7 @@ class Sessions:
             body["id"] = id
         if title is not None:
             body["title"] = title
-        payload = self._client.request_json(
+        payload = self._client.request(
             "POST",
             "/api/sessions",
             params={"allow_greeting": "true" if allow_greeting else "false"},
@@ -145,12 +133,12 @@ class Sessions:
         self, *, agent_id: Optional[str] = None, timeout: TimeoutArg = None, retry: Optional[Retry] = None
     ) -> List[Session]:
         params = {"agent_id": agent_id} if agent_id else None
-        payload = self._client.request_json("GET", "/api/sessions", params=params, timeout=timeout, retry=retry)
+        payload = self._client.request("GET", "/api/sessions", params=params, timeout=timeout, retry=retry)
         return [Session.from_dict(item) for item in _data_list(payload, "sessions.list")]
 
     def retrieve(self, session_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Session:
         path = f"/api/sessions/{_segment(session_id, 'session_id')}"
-        return Session.from_dict(self._client.request_json("GET", path, timeout=timeout, retry=retry))
+        return Session.from_dict(self._client.request("GET", path, timeout=timeout, retry=retry))
 
     def create_event(
         self,
@@ -169,7 +157,7 @@ class Sessions:
         """
         path = f"/api/sessions/{_segment(session_id, 'session_id')}/events/stream"
         body = {"type": type, "source": source, "content": content}
-        response = self._client.request_stream("POST", path, json_body=body, timeout=timeout, retry=retry)
+        response = self._client.request("POST", path, json_body=body, timeout=timeout, retry=retry, stream=True)
         return EventStream(response, max_line_bytes=self._client.max_line_bytes)
 
     def list_events(
@@ -199,76 +187,15 @@ class Sessions:
         if correlation_id is not None:
             params["correlation_id"] = correlation_id
         path = f"/api/sessions/{_segment(session_id, 'session_id')}/events"
-        payload = self._client.request_json("GET", path, params=params or None, timeout=timeout, retry=retry)
+        payload = self._client.request("GET", path, params=params or None, timeout=timeout, retry=retry)
         events = [Event.from_dict(item) for item in _data_list(payload, "sessions.list_events")]
         if types is not None:
             wanted = {types} if isinstance(types, str) else set(types)
             events = [e for e in events if e.type in wanted]
         return events
 
-    async def create_async(
-        self,
-        *,
-        agent_id: str,
-        id: Optional[str] = None,
-        title: Optional[str] = None,
-        allow_greeting: bool = False,
-        timeout: TimeoutArg = None,
-        retry: Optional[Retry] = None,
-    ) -> Session:
-        return await in_thread(
-            self.create,
-            agent_id=agent_id,
-            id=id,
-            title=title,
-            allow_greeting=allow_greeting,
-            timeout=timeout,
-            retry=retry,
-        )
-
-    async def list_async(
-        self, *, agent_id: Optional[str] = None, timeout: TimeoutArg = None, retry: Optional[Retry] = None
-    ) -> List[Session]:
-        return await in_thread(self.list, agent_id=agent_id, timeout=timeout, retry=retry)
-
-    async def retrieve_async(
-        self, session_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None
-    ) -> Session:
-        return await in_thread(self.retrieve, session_id, timeout=timeout, retry=retry)
-
-    async def create_event_async(
-        self,
-        session_id: str,
-        content: str,
-        *,
-        type: str = "message",
-        source: str = "user",
-        timeout: TimeoutArg = None,
-        retry: Optional[Retry] = None,
-    ) -> AsyncEventStream:
-        stream = await in_thread(
-            self.create_event, session_id, content, type=type, source=source, timeout=timeout, retry=retry
-        )
-        return AsyncEventStream(stream)
-
-    async def list_events_async(
-        self,
-        session_id: str,
-        *,
-        min_offset: Optional[int] = None,
-        source: Optional[str] = None,
-        correlation_id: Optional[str] = None,
-        types: Optional[Iterable[str]] = None,
-        timeout: TimeoutArg = None,
-        retry: Optional[Retry] = None,
-    ) -> List[Event]:
-        return await in_thread(
-            self.list_events,
-            session_id,
-            min_offset=min_offset,
-            source=source,
-            correlation_id=correlation_id,
-            types=types,
-            timeout=timeout,
-            retry=retry,
-        )
+    create_async = async_twin(create)
+    list_async = async_twin(list)
+    retrieve_async = async_twin(retrieve)
+    create_event_async = async_twin(create_event, AsyncEventStream)
+    list_events_async = async_twin(list_events)

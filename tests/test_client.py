@@ -7,7 +7,8 @@ import logging
 import socket
 import threading
 import time
-from typing import List
+from pathlib import Path
+from typing import Dict, List
 
 import pytest
 
@@ -539,3 +540,59 @@ def test_closed_client_refuses_requests(fake: FakeServer) -> None:
 
 def test_event_model_reexported() -> None:
     assert Event.__name__ == "Event"
+
+
+# -- public names -------------------------------------------------------------------------------
+
+
+def test_public_names_are_the_lazy_table_and_the_type_checking_imports_match_it() -> None:
+    import ast
+    import importlib
+
+    import flux0lite
+
+    tree = ast.parse(Path(flux0lite.__file__).read_text(encoding="utf-8"))
+    checked: Dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for statement in node.body:
+                if isinstance(statement, ast.ImportFrom) and statement.level == 1:
+                    for alias in statement.names:
+                        assert alias.asname == alias.name  # "X as X": an explicit re-export for mypy
+                        checked[alias.name] = str(statement.module)
+    assert checked == flux0lite._LAZY
+    assert flux0lite.__all__ == ["__version__", *flux0lite._LAZY]
+    for name, module_name in flux0lite._LAZY.items():
+        module = importlib.import_module(f"flux0lite.{module_name}")
+        assert name in module.__all__, (name, module_name)
+        assert getattr(flux0lite, name) is getattr(module, name)
+
+
+def test_async_twins_keep_the_sync_signature() -> None:
+    import inspect
+
+    from flux0lite.resources import Agents, Sessions
+
+    for resource in (Agents, Sessions):
+        for name, method in vars(resource).items():
+            if name.endswith("_async"):
+                sync = getattr(resource, name[: -len("_async")])
+                assert inspect.iscoroutinefunction(method)
+                assert inspect.signature(method).parameters == inspect.signature(sync).parameters
+
+
+def test_one_request_method_behind_request_json_and_request_stream(fake: FakeServer) -> None:
+    fake.on("GET", "/api/agents", json_response(200, {"data": []}))
+    with client_for(fake) as client:
+        assert client.request("GET", "/api/agents") == {"data": []}
+        assert client.request_json("GET", "/api/agents") == {"data": []}
+        with client.request("GET", "/api/agents", stream=True) as stream:
+            assert stream.status == 200 and b"".join(stream.iter_bytes()) == b'{"data": []}'
+        with client.request_stream("GET", "/api/agents") as stream:
+            assert stream.status == 200
+        # an error status raises the same way whichever way it was asked for
+        for ask in (client.request, client.request_json, client.request_stream):
+            with pytest.raises(NotFoundError):
+                ask("GET", "/api/nothing")
+    accepts = [r.headers.get("accept") for r in fake.requests]
+    assert accepts[:4] == ["application/json"] * 2 + ["text/event-stream"] * 2

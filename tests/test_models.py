@@ -157,3 +157,59 @@ def test_parse_timestamp_on_every_python() -> None:
     assert parse_timestamp(None) is None
     with pytest.raises(ModelError):
         parse_timestamp("last tuesday")
+
+
+def test_the_none_rule_null_reads_as_default_and_writes_as_null_unless_omitted() -> None:
+    # reading: null and missing are the same
+    assert Event.from_dict({"id": "e", "type": "x", "source": "s", "offset": 0, "deleted": None}).deleted is False
+    assert ChunkEvent.from_dict({"event_id": "e", "seq": None}).seq == 0
+    # writing: None is null ...
+    event = Event.from_dict({"id": "e", "type": "x", "source": "s", "offset": 0})
+    assert event.to_dict()["correlation_id"] is None and event.to_dict()["metadata"] is None
+    # ... except the fields declared omit_none (flux0's create responses leave them out)
+    agent = Agent.from_dict({"id": "a", "name": "n", "type": "echo", "description": None})
+    assert agent.to_dict() == {"id": "a", "name": "n", "type": "echo"}
+    session = Session.from_dict({"id": "s", "agent_id": "a"})
+    assert session.to_dict() == {"id": "s", "agent_id": "a", "consumption_offsets": {}}
+
+
+def test_unknown_fields_written_first_and_declared_fields_win() -> None:
+    agent = Agent.from_dict({"zz": 1, "id": "a", "name": "n", "type": "echo"})
+    assert list(agent.to_dict()) == ["zz", "id", "name", "type"]
+    part = MessageEventData.from_dict({"parts": [{"type": "content", "content": "x", "lang": "en"}]}).parts[0]
+    assert isinstance(part, ContentPart) and part.extra == {"lang": "en"}
+    assert part.to_dict() == {"content": "x", "type": "content", "lang": "en"}
+
+
+def test_models_share_nothing_mutable_with_their_input() -> None:
+    raw = {"id": "e", "type": "custom", "source": "s", "offset": 0, "data": {"k": 1}, "metadata": {"m": 1}}
+    event = Event.from_dict(raw)
+    raw["data"]["k"] = 2
+    raw["metadata"]["m"] = 2
+    assert event.data == {"k": 1} and event.metadata == {"m": 1}
+
+
+def test_reader_is_made_on_first_use_and_runs_post_init() -> None:
+    from dataclasses import dataclass, field
+
+    from flux0lite.jsonmodel import INT, STR, JsonModel, json_field
+
+    seen = []
+
+    @dataclass(frozen=True)
+    class Probe(JsonModel):
+        name: str = field(metadata=json_field(STR, required=True))
+        count: int = field(default=1, metadata=json_field(INT, key="n"))
+
+        def __post_init__(self) -> None:
+            seen.append(self.name)
+
+    assert "_json_spec_" not in Probe.__dict__  # nothing is compiled at class creation
+    probe = Probe.from_dict({"name": "p", "n": 3})
+    assert "_json_spec_" in Probe.__dict__
+    assert probe == Probe("p", 3) and seen == ["p", "p"]  # __post_init__ ran for from_dict too
+    assert probe.to_dict() == {"name": "p", "n": 3}
+    with pytest.raises(ModelError, match="Probe: field 'n' should be int, got bool"):
+        Probe.from_dict({"name": "p", "n": True})
+    with pytest.raises(ModelError, match="Probe: missing field 'name'"):
+        Probe.from_dict({"n": 1})

@@ -1,0 +1,197 @@
+"""Dataclasses read from and written to JSON by one reader and one writer per class.
+
+A model is a frozen dataclass deriving from :class:`JsonModel` whose fields declare, once, in
+``dataclasses.field(metadata=json_field(...))``, what JSON they hold: the kind, the key when it
+differs from the attribute, whether the field is required, its value when null or missing (the
+dataclass default unless ``absent`` says otherwise) and whether ``to_dict`` leaves it out when
+it is None. A field named ``extra`` keeps the unknown JSON fields.
+The reader and writer are made from these declarations on the class's first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Type, TypeVar, Union
+
+from .errors import ModelError
+
+__all__ = ["Kind", "STR", "INT", "BOOL", "NUMBER", "OBJECT", "LIST", "ANY", "nested", "nested_list"]
+__all__ += ["json_field", "spec_of", "JsonModel", "JsonDict"]
+
+JsonDict = Dict[str, Any]
+M = TypeVar("M", bound="JsonModel")
+
+
+class Kind(NamedTuple):
+    """What JSON a field holds, and how it becomes the field's value and back."""
+
+    name: str  # for error messages
+    exact: Optional[type]  # the JSON type of the common case, checked with ``type(v) is``; None: any
+    accepts: Tuple[type, ...]  # what the slower isinstance() check lets through
+    read: Optional[Callable[[Any], Any]] = None  # JSON value (or list item) -> field value
+    write: Optional[Callable[[Any], Any]] = None  # field value -> JSON value
+    model: Optional[type] = None  # a nested model, read and written by its own spec
+    many: bool = False  # a JSON list of such items, held as a tuple
+
+
+STR = Kind("str", str, (str,))
+INT = Kind("int", int, (int,))
+BOOL = Kind("bool", bool, (bool,))
+NUMBER = Kind("int/float", float, (int, float), float)
+OBJECT = Kind("dict", dict, (dict,), dict)  # copied: a model shares nothing mutable with its input
+LIST = Kind("list", list, (list,), list)
+ANY = Kind("any", None, ())
+
+
+def nested(cls: type) -> Kind:
+    """A nested model (whose reader checks the JSON's shape itself)."""
+    return Kind("object", None, (), model=cls)
+
+
+def nested_list(item: Union[type, Callable[[Any], Any]], write: Optional[Callable[[Any], Any]] = None) -> Kind:
+    """A list of nested models of one class, or of items that ``item`` reads and ``write`` writes."""
+    if isinstance(item, type):
+        return Kind("list", list, (list,), model=item, many=True)
+    return Kind("list", list, (list,), read=item, write=write, many=True)
+
+
+class _Rule(NamedTuple):
+    kind: Kind
+    key: Optional[str]
+    required: bool
+    absent: Any
+    omit_none: bool
+
+
+class _Factory(NamedTuple):
+    make: Callable[[], Any]
+
+
+_NO_VALUE: Any = object()
+_REQUIRED: Any = object()
+_METADATA_KEY = "flux0lite.json"
+
+
+def json_field(
+    kind: Kind, *, key: Optional[str] = None, required: bool = False, absent: Any = _NO_VALUE, omit_none: bool = False
+) -> Dict[str, _Rule]:
+    """Field metadata: the JSON ``kind``; ``absent`` is the value for null or missing when it
+    differs from the dataclass default (fields without a default otherwise read as None)."""
+    return {_METADATA_KEY: _Rule(kind, key, required, absent, omit_none)}
+
+
+class _Spec(NamedTuple):
+    read: Callable[[Any], Any]  # JSON object -> instance
+    write: Callable[[Any], JsonDict]  # instance -> JSON object
+
+
+def spec_of(cls: type) -> _Spec:
+    """A model class's reader and writer (made on the class's first use, then kept on it)."""
+    spec: Optional[_Spec] = cls.__dict__.get("_json_spec_")
+    if spec is None:
+        spec = _make_spec(cls)
+        type.__setattr__(cls, "_json_spec_", spec)  # two threads may both make it: either will do
+    return spec
+
+
+def _make_spec(cls: type) -> _Spec:
+    """A model class's reader and writer, made from its field declarations.
+
+    They are compiled, as dataclasses compiles ``__init__``, into the straight-line code a
+    careful hand-written parser would be, so declaring each field once costs nothing per event.
+    Per field the reader runs, e.g. for ``offset``::
+
+        v = get('offset')
+        if v is None: f3 = absent(3)                # the default, or ModelError if required
+        elif type(v) is T3: f3 = v                  # the common case: one identity test
+        else: ...check(3, v)...                     # isinstance(), else ModelError
+    """
+    model, declared = cls.__name__, []
+    for f in fields(cls):
+        rule = f.metadata.get(_METADATA_KEY)
+        if rule is None:
+            continue
+        if rule.required:
+            absent = _REQUIRED
+        elif rule.absent is not _NO_VALUE:
+            absent = rule.absent
+        elif f.default_factory is not MISSING:
+            absent = _Factory(f.default_factory)
+        else:
+            absent = None if f.default is MISSING else f.default
+        declared.append((f.name, rule.key or f.name, rule.kind, absent, rule.omit_none))
+    keeps_extra = any(f.name == "extra" for f in fields(cls))
+
+    def absent_value(i: int) -> Any:
+        absent = declared[i][3]
+        if absent is _REQUIRED:
+            raise ModelError(f"{model}: missing field {declared[i][1]!r}")
+        return absent.make() if isinstance(absent, _Factory) else absent
+
+    def check(i: int, value: Any) -> Any:
+        _, key, kind, _, _ = declared[i]
+        # bool is an int in Python, but never a valid number in these models
+        if not isinstance(value, kind.accepts) or (isinstance(value, bool) and bool not in kind.accepts):
+            raise ModelError(f"{model}: field {key!r} should be {kind.name}, got {type(value).__name__}")
+        return value
+
+    scope: JsonDict = {
+        "cls": cls, "new": object.__new__, "absent": absent_value, "check": check, "ModelError": ModelError,
+        "known": frozenset(key for _, key, _, _, _ in declared), "after_read": getattr(cls, "_after_read", None),
+    }  # fmt: skip
+    read = [
+        "def read(raw):",
+        "    if type(raw) is not dict and not isinstance(raw, dict):",
+        f"        raise ModelError(f'{model}: expected a JSON object, got {{type(raw).__name__}}')",
+        "    get = raw.get",
+    ]
+    written, omitted = [], []  # JSON entries, and statements for the fields left out when None
+    for i, (attr, key, kind, _, omit_none) in enumerate(declared):
+        nested = spec_of(kind.model) if kind.model is not None else None
+        scope[f"R{i}"] = reader = nested.read if nested is not None else kind.read
+        scope[f"W{i}"] = writer = nested.write if nested is not None else kind.write
+        scope[f"T{i}"] = kind.exact
+        value = "v" if reader is None else f"tuple(map(R{i}, v))" if kind.many else f"R{i}(v)"
+        read.append(f"    v = get({key!r})\n    if v is None: f{i} = absent({i})")
+        if kind.exact is None:
+            read.append(f"    else: f{i} = {value}")
+        else:
+            read.append(f"    elif type(v) is T{i}: f{i} = {value}")
+            read.append(f"    else:\n        v = check({i}, v)\n        f{i} = {value}")
+        field_value = f"d[{attr!r}]"
+        dump = f"[W{i}(x) for x in {field_value}]" if kind.many else f"W{i}({field_value})" if writer else field_value
+        if omit_none:
+            omitted.append(f"    if {field_value} is not None: out[{key!r}] = {dump}")
+        else:
+            guarded = dump if dump == field_value else f"None if {field_value} is None else {dump}"
+            written.append(f"{key!r}: {guarded}")
+    read.append("    values = {" + ", ".join(f"{d[0]!r}: f{i}" for i, d in enumerate(declared)) + "}")
+    if keeps_extra:
+        read.append("    if raw.keys() <= known: values['extra'] = {}")
+        read.append("    else: values['extra'] = {k: v for k, v in raw.items() if k not in known}")
+    if scope["after_read"] is not None:
+        read.append("    after_read(values)")
+    if hasattr(cls, "__post_init__"):
+        read.append("    return cls(**values)")
+    else:
+        # A frozen dataclass's __init__ sets each field through object.__setattr__, most of the
+        # cost of parsing; every field is set here, so this is the object cls(**values) makes.
+        read.append("    instance = new(cls)\n    instance.__dict__.update(values)\n    return instance")
+    write = ["def write(self):", "    d = self.__dict__", "    out = {" + ", ".join(written) + "}", *omitted]
+    if keeps_extra:  # unknown fields first, as they came; a declared field wins over one
+        write.append("    if d['extra']: out = {**d['extra'], **out}")
+    write.append("    return out")
+    exec("\n".join(read + write), scope)  # noqa: S102 - source made above from the declarations only
+    return _Spec(scope["read"], scope["write"])
+
+
+class JsonModel:
+    """``from_dict`` and ``to_dict`` for a dataclass whose fields declare their JSON."""
+
+    @classmethod
+    def from_dict(cls: Type[M], raw: Any) -> M:
+        instance: M = spec_of(cls).read(raw)
+        return instance
+
+    def to_dict(self) -> JsonDict:
+        return spec_of(type(self)).write(self)
