@@ -153,6 +153,7 @@ class ProxyRules:
         # never needs (say, an https_proxy of an unsupported kind) cannot stop it.
         self._sources = {"http": http, "https": https}
         self._parsed: Dict[str, Proxy] = {}
+        self._routes: Dict[Origin, Route] = {}
         self._no_proxy = no_proxy
         self._explicit = explicit
 
@@ -177,7 +178,12 @@ class ProxyRules:
         return cls(http=http if http[0] else all_proxy, https=https if https[0] else all_proxy, no_proxy=no_proxy)
 
     def route(self, origin: Origin) -> Route:
-        return Route(origin, self.proxy_for(origin))
+        route = self._routes.get(origin)
+        if route is None:
+            route = Route(origin, self.proxy_for(origin))
+            if len(self._routes) < 64:  # redirects could name many origins; remember a few
+                self._routes[origin] = route
+        return route
 
     def proxy_for(self, origin: Origin) -> Optional[Proxy]:
         if origin.is_unix:

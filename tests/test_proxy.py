@@ -11,6 +11,7 @@ import json
 import logging
 import pickle
 import socket
+import time
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from flux0lite import ConfigError, Flux0, Retry, Timeout
 from flux0lite.errors import (
     ConnectError,
+    ConnectTimeout,
     ProxyAuthenticationError,
     ProxyError,
     RedirectError,
@@ -489,3 +491,15 @@ def test_a_forwarded_407_without_a_body_still_raises(upstream: FakeServer) -> No
         assert json.dumps(caught.value.headers)
     finally:
         picky.close()
+
+
+def test_a_proxy_that_never_answers_connect_is_a_connect_timeout(tls_upstream: FakeServer, certs: Certs) -> None:
+    silent = FakeServer()
+    silent.on("CONNECT", "*", lambda req, conn: time.sleep(3))
+    try:
+        url = hidden_url(tls_upstream, "https")
+        with Flux0(url, proxy=silent.url, cacert=certs.ca, retry=quick(0), timeout=Timeout(0.3, 5)) as client:
+            with pytest.raises(ConnectTimeout, match="via proxy"):
+                client.agents.list()
+    finally:
+        silent.close()
