@@ -100,6 +100,8 @@ class Flux0:
         files_context = tls_context(cacert=cacert, cert=cert, key=key)
         if files_context is not None and ssl_context is not None:
             raise ConfigError("give either ssl_context or cacert/cert/key, not both")
+        proxies = ProxyRules.resolve(proxy)
+        proxies.route(self._origin)  # an unusable proxy setting for this server fails here, not later
         self._transport = Transport(
             timeout=Timeout.coerce(timeout),
             retry=retry if retry is not None else Retry(),
@@ -107,7 +109,7 @@ class Flux0:
             ssl_context=ssl_context or files_context,
             max_response_bytes=max_response_bytes,
             log=debug_logger,
-            proxies=ProxyRules.resolve(proxy),
+            proxies=proxies,
             on_retry=on_retry,
         )
         self.agents = Agents(self)
