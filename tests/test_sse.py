@@ -129,3 +129,58 @@ def test_large_event_in_small_reads_is_one_event() -> None:
     for i in range(0, len(raw), 1024):
         events += decoder.feed(raw[i : i + 1024])
     assert len(events) == 1 and len(events[0].data) == len(payload)
+
+
+def _decode(chunks: List[bytes], shortcut: bool) -> Any:
+    decoder = SSEDecoder()
+    decoder.shortcut = shortcut
+    events: List[SSEEvent] = []
+    for chunk in chunks:
+        events += decoder.feed(chunk)
+    return events, decoder.last_event_id, decoder.retry, decoder.has_pending
+
+
+def _random_stream(rng: random.Random) -> bytes:
+    """Blocks the shortcut takes (flux0's shape) mixed with every kind it leaves to the layers."""
+    blocks = [
+        b'event: chunk\ndata: {"seq": 1}\n\n',
+        b"event: status\nid: abc\ndata: {}\n\n",
+        b"data:no space\n\n",
+        b"id: \xff\xfe\ndata: bad utf-8 \xc3\n\n",
+        b"data: a\ndata: b\n\n",  # two data lines
+        b": comment\ndata: x\n\n",
+        b"retry: 150\ndata: r\n\n",
+        b"id: nul\x00\ndata: y\n\n",
+        b"event: x\r\ndata: crlf\r\n\r\n",
+        b"data: cr\r\r",
+        b"event: only\n\n",
+        b"data\n\n",
+        b"\n",
+    ]
+    return b"".join(rng.choice(blocks) for _ in range(rng.randint(1, 30)))
+
+
+def test_shortcut_decodes_as_the_two_layers() -> None:
+    """The contract of the simple-block shortcut: same events, ids and state, any chunking."""
+    rng = random.Random(12)
+    inputs = [b"".join(_chunks(case)) for case in _vectors()]
+    inputs += [shared_path("flux0-api", "captures", "sse-sample.txt").read_bytes()]
+    inputs += [_random_stream(rng) for _ in range(300)]
+    for data in inputs:
+        byte_by_byte = _decode([data[i : i + 1] for i in range(len(data))], shortcut=False)
+        assert _decode([data], shortcut=True) == byte_by_byte
+        cuts = sorted(rng.sample(range(1, len(data)), k=min(len(data) - 1, 6))) if len(data) > 1 else []
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+        assert _decode(pieces, shortcut=True) == byte_by_byte == _decode(pieces, shortcut=False)
+
+
+def test_line_splitter_ends_lines_at_cr_lf_and_crlf_and_drops_one_bom() -> None:
+    from flux0lite.sse import LineSplitter
+
+    splitter = LineSplitter()
+    assert splitter.feed(b"\xef\xbb") == []  # maybe half a BOM: wait
+    assert splitter.feed(b"\xbfa\rb\nc\r") == [b"a", b"b", b"c"]
+    assert splitter.feed(b"\nd\r\n\xef\xbb\xbfe") == [b"d"]  # that LF completed "c\r"'s CRLF
+    assert splitter.has_partial and splitter.feed(b"\n") == [b"\xef\xbb\xbfe"]  # only a leading BOM goes
+    with pytest.raises(ResponseTooLargeError):
+        LineSplitter(max_line_bytes=4).feed(b"abcde\n")
