@@ -81,9 +81,11 @@ def parse_proxy_url(url: str, *, source: str = "proxy") -> Proxy:
     except UnicodeError as exc:
         raise ConfigError(f"{source}: the proxy's host name is not a valid host name") from exc
     try:
-        port = parts.port or 80
+        port = 80 if parts.port is None else parts.port
     except ValueError as exc:
         raise ConfigError(f"{source}: invalid port in the proxy URL") from exc
+    if port == 0:
+        raise ConfigError(f"{source}: invalid port in the proxy URL")
     username = urllib.parse.unquote(parts.username) if parts.username is not None else None
     password = urllib.parse.unquote(parts.password) if parts.password is not None else None
     return Proxy(parts.hostname, port, username, password)

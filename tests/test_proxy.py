@@ -448,6 +448,7 @@ def test_no_proxy_matching(no_proxy: str, host: str, port: int, matches: bool) -
         ("http://:3128", "no host"),
         ("http://proxy:99999", "invalid port"),
         ("http://proxy:port", "invalid port"),
+        ("http://proxy:0", "invalid port"),
     ],
 )
 def test_bad_proxy_urls(url: str, message: str) -> None:
