@@ -242,10 +242,11 @@ class Transport:
             raise ProtocolError(f"{method} {url}: malformed HTTP response: {type(exc).__name__}: {exc}") from exc
         except ssl.SSLError as exc:
             conn.close()
-            if "ALERT" not in (exc.reason or ""):
+            if reused or "ALERT" not in (exc.reason or ""):
                 raise APIConnectionError(f"{method} {url}: TLS failure: {exc}") from exc
-            # TLS 1.3 servers judge the client's certificate after the handshake: their refusal
-            # arrives as an alert in place of an answer, and the request never reached the app.
+            # TLS 1.3 servers judge the client's certificate after the handshake: on a new
+            # connection, their refusal arrives as an alert in place of an answer, and the
+            # request never reached the application.
             raise TLSError(f"{method} {url}: the server refused the TLS session: {exc.reason}") from exc
         except OSError as exc:
             conn.close()
