@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 from .errors import ConfigError
-from .urls import Origin
+from .urls import Origin, check_host
 
 __all__ = ["Proxy", "ProxyRules", "Route", "parse_proxy_url", "no_proxy_matches", "proxy_auth_message", "DIRECT"]
 
@@ -67,7 +67,10 @@ def parse_proxy_url(url: str, *, source: str = "proxy") -> Proxy:
     text = url.strip()
     if "://" not in text:
         text = "http://" + text
-    parts = urllib.parse.urlsplit(text)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError as exc:  # unbalanced brackets
+        raise ConfigError(f"{source}: not a valid proxy URL: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme != "http":
         raise ConfigError(
@@ -76,10 +79,7 @@ def parse_proxy_url(url: str, *, source: str = "proxy") -> Proxy:
         )
     if not parts.hostname:
         raise ConfigError(f"{source}: no host in the proxy URL")
-    try:
-        parts.hostname.encode("idna")
-    except UnicodeError as exc:
-        raise ConfigError(f"{source}: the proxy's host name is not a valid host name") from exc
+    check_host(parts.hostname, source)
     try:
         port = 80 if parts.port is None else parts.port
     except ValueError as exc:

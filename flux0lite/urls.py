@@ -13,7 +13,7 @@ from typing import Tuple
 
 from .errors import ConfigError
 
-__all__ = ["Origin", "UNIX_SCHEME", "parse_server_url", "split_url", "join_url"]
+__all__ = ["Origin", "UNIX_SCHEME", "parse_server_url", "split_url", "join_url", "check_host"]
 
 UNIX_SCHEME = "http+unix"
 _SCHEMES = ("http", "https", UNIX_SCHEME)
@@ -50,7 +50,10 @@ def parse_server_url(url: str) -> Tuple[Origin, str]:
     """Split a server URL into its origin and base path; http, https and http+unix are accepted."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("server URL must be a non-empty string")
-    parts = urllib.parse.urlsplit(url.strip())
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError as exc:  # unbalanced brackets
+        raise ConfigError(f"not a valid server URL: {url!r}: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
         raise ConfigError(
@@ -60,6 +63,7 @@ def parse_server_url(url: str) -> Tuple[Origin, str]:
         return Origin(scheme, _socket_path(parts.netloc, url), 0), parts.path.rstrip("/")
     if not parts.hostname:
         raise ConfigError(f"server URL has no host: {url!r}")
+    check_host(parts.hostname, f"server URL {url!r}")
     if parts.username or parts.password:
         raise ConfigError("put credentials in token=..., not in the server URL")
     try:
@@ -68,6 +72,16 @@ def parse_server_url(url: str) -> Tuple[Origin, str]:
         raise ConfigError(f"invalid port in server URL {url!r}") from exc
     origin = Origin(scheme, parts.hostname, port or (443 if scheme == "https" else 80))
     return origin, parts.path.rstrip("/")
+
+
+def check_host(host: str, where: str) -> None:
+    """A host name that can go on the wire (no spaces or controls; IDNA-encodable), else ConfigError."""
+    if any(ch.isspace() or not ch.isprintable() for ch in host):
+        raise ConfigError(f"{where}: the host name contains spaces or control characters")
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise ConfigError(f"{where}: {host!r} is not a valid host name") from exc
 
 
 def _socket_path(netloc: str, url: str) -> str:

@@ -503,3 +503,38 @@ def test_a_proxy_that_never_answers_connect_is_a_connect_timeout(tls_upstream: F
                 client.agents.list()
     finally:
         silent.close()
+
+
+# -- hostile settings ---------------------------------------------------------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SETTING_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from(list(":/.@[]*%,\udcff")))
+
+
+@given(no_proxy=_SETTING_TEXT, host=_SETTING_TEXT, port=st.integers(min_value=0, max_value=70000))
+def test_no_proxy_matching_never_raises(no_proxy: str, host: str, port: int) -> None:
+    assert no_proxy_matches(no_proxy, host, port) in (True, False)
+
+
+@given(url=_SETTING_TEXT)
+def test_any_proxy_setting_is_a_proxy_or_a_config_error(url: str) -> None:
+    try:
+        proxy = parse_proxy_url(url)
+    except ConfigError:
+        return
+    assert proxy.host and 0 < proxy.port < 65536
+    assert proxy.authorization is None or proxy.authorization.startswith("Basic ")
+
+
+@given(url=_SETTING_TEXT, scheme=st.sampled_from(["", "http://", "https://", "http+unix://", "HTTP+UNIX://"]))
+def test_any_server_url_is_an_origin_or_a_config_error(url: str, scheme: str) -> None:
+    from flux0lite.urls import parse_server_url
+
+    try:
+        origin, _ = parse_server_url(scheme + url)
+    except ConfigError:
+        return
+    assert origin.host and "\x00" not in origin.host
