@@ -275,3 +275,46 @@ def test_the_socket_path_round_trips_through_server_url() -> None:
     assert client.server_url == socket_url(path, "/base")
     assert client._origin.host == path
     client.close()
+
+
+def test_the_cli_and_a_daemon_pass_over_the_socket(real_socket: str, tmp_path: Path) -> None:
+    import io
+    import json
+    import sqlite3
+
+    from flux0sync.cli import main as sync_main
+
+    from flux0lite.cli import main as cli_main
+
+    url = socket_url(real_socket)
+    out, err = io.StringIO(), io.StringIO()
+    assert (
+        cli_main(
+            ["--server-url", url, "agents", "create", "--name", "CLI socket", "--type", "echo", "--json"],
+            stdout=out,
+            stderr=err,
+        )
+        == 0
+    ), err.getvalue()
+    agent_id = json.loads(out.getvalue())["id"]
+    out = io.StringIO()
+    assert (
+        cli_main(
+            ["--server-url", url, "chat", "--new", "--agent", agent_id, "hi socket", "--json"], stdout=out, stderr=err
+        )
+        == 0
+    ), err.getvalue()
+    reply = json.loads(out.getvalue())
+    assert reply["text"] == "Echo: hi socket"
+    db = str(tmp_path / "archive.sqlite3")
+    assert (
+        sync_main(
+            ["--once", "--db", db, "--server-url", url, "--agent", agent_id], stdout=io.StringIO(), stderr=io.StringIO()
+        )
+        == 0
+    )
+    with sqlite3.connect(db) as archive:
+        stored = archive.execute("SELECT COUNT(*) FROM events WHERE session_id = ?", (reply["session_id"],)).fetchone()[
+            0
+        ]
+    assert stored >= 2  # the message and the agent's reply, at least
