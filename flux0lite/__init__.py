@@ -31,6 +31,8 @@ _LAZY = {
     "ConnectError": "errors",
     "ConnectTimeout": "errors",
     "TLSError": "errors",
+    "ProxyError": "errors",
+    "ProxyAuthenticationError": "errors",
     "ContentTypeError": "errors",
     "DecodeError": "errors",
     "Flux0Error": "errors",
@@ -99,6 +101,8 @@ if TYPE_CHECKING:
     from .errors import PatchError as PatchError
     from .errors import PermissionDeniedError as PermissionDeniedError
     from .errors import ProtocolError as ProtocolError
+    from .errors import ProxyAuthenticationError as ProxyAuthenticationError
+    from .errors import ProxyError as ProxyError
     from .errors import RateLimitedError as RateLimitedError
     from .errors import ReadTimeout as ReadTimeout
     from .errors import RedirectError as RedirectError

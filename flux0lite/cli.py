@@ -41,6 +41,9 @@ EXIT_INTERRUPTED = 130
 _DEFAULT_SERVER_URL_HINT = "http://127.0.0.1:8080"
 MAX_TIMEOUT = 1_000_000.0
 MAX_RETRIES = 100
+# A dead or black-holed server costs at most 3 attempts x 3 s plus 1.5 s of backoff (10.5 s),
+# not the library's 3 x 10 s: a person at a prompt is waiting. --connect-timeout changes it.
+CLI_CONNECT_TIMEOUT = 3.0
 _MAX_OFFSET = 2**63 - 1
 
 _MAIN_EXAMPLES = (
@@ -52,7 +55,8 @@ examples:
   echo "hello from a pipe" | flux0lite chat --new --agent AGENT_ID -
   flux0lite events list SESSION_ID --type message --jsonl | jq -r .data.parts[0].content
 
-environment: FLUX0_SERVER_URL (default %s), FLUX0_TOKEN, FLUX0_DEBUG=1
+environment: FLUX0_SERVER_URL (default %s), FLUX0_TOKEN, FLUX0_DEBUG=1,
+  FLUX0_CACERT, FLUX0_CERT, FLUX0_KEY, http_proxy, https_proxy, all_proxy, no_proxy
 exit codes: 0 ok, 1 API error, 2 usage error, 3 connection error or timeout, 130 interrupted
 """
     % _DEFAULT_SERVER_URL_HINT
@@ -198,6 +202,44 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument("--user", default=default(None), help="flux0 user (sent as the flux0_user_sub cookie)")
     group.add_argument(
         "--debug", action="store_true", default=default(False), help="log HTTP traffic to stderr (secrets redacted)"
+    )
+    group.add_argument(
+        "--connect-timeout",
+        type=_timeout_seconds,
+        default=default(None),
+        help=f"seconds per connection attempt (default {CLI_CONNECT_TIMEOUT:g}, or --timeout when given)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="say on stderr when a request is retried (always done when stderr is a terminal)",
+    )
+    network = parser.add_argument_group("proxy and TLS")
+    network.add_argument(
+        "--proxy",
+        metavar="URL",
+        default=default(None),
+        help="http://[user:password@]host:port for every request (else http_proxy/https_proxy/all_proxy/no_proxy)",
+    )
+    network.add_argument(
+        "--no-proxy",
+        action="store_true",
+        default=default(False),
+        help="connect directly, whatever the environment says",
+    )
+    network.add_argument(
+        "--cacert",
+        metavar="FILE",
+        default=default(None),
+        help="PEM CA bundle to trust instead of the system's (env FLUX0_CACERT)",
+    )
+    network.add_argument(
+        "--cert", metavar="FILE", default=default(None), help="client certificate, PEM (env FLUX0_CERT)"
+    )
+    network.add_argument(
+        "--key", metavar="FILE", default=default(None), help="the client certificate's key, PEM (env FLUX0_KEY)"
     )
     fmt = group.add_mutually_exclusive_group()
     fmt.add_argument(
@@ -749,12 +791,23 @@ def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
     if _debugging(args):  # --debug or FLUX0_DEBUG: log lines (server headers!) go through err too
         with contextlib.redirect_stderr(err):
             enable_debug_logging()
+    if args.proxy is not None and args.no_proxy:
+        raise _UsageError("give --proxy URL or --no-proxy, not both")
+    if args.proxy is not None:
+        err.secrets += _url_userinfo(args.proxy)
+    connect = args.connect_timeout or args.timeout or CLI_CONNECT_TIMEOUT
+    verbose = args.verbose or err.isatty()
     return Flux0(
         server_url,
-        timeout=Timeout(args.timeout, args.timeout) if args.timeout else Timeout(),
+        timeout=Timeout(connect, args.timeout or Timeout().read),
         retry=Retry(total=args.retries) if args.retries is not None else None,
         token=token,
         user_sub=args.user,
+        proxy=False if args.no_proxy else args.proxy,
+        cacert=args.cacert or os.environ.get("FLUX0_CACERT") or None,
+        cert=args.cert or os.environ.get("FLUX0_CERT") or None,
+        key=args.key or os.environ.get("FLUX0_KEY") or None,
+        on_retry=(lambda line: err.message(f"flux0lite: {line}")) if verbose else None,
     )
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Dict, Literal, Mapping, Optional, Union, overload
+from typing import TYPE_CHECKING, Any, Callable, Dict, Literal, Mapping, Optional, Union, overload
 
 from .errors import ConfigError
 from .httputil import header_problem
+from .proxy import ProxyRules
 from .resources import Agents, Sessions
 from .responses import StreamingResponse
 from .retry import Retry
 from .sse import DEFAULT_MAX_LINE_BYTES
 from .streaming import not_a_stream
 from .timeout import DEFAULT_TIMEOUT, Timeout
+from .tls import PathLike, tls_context
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from .urls import parse_server_url
 
@@ -69,6 +71,11 @@ class Flux0:
     ``Timeout(..., total=s)`` also bounds each whole call.
     ``token`` is sent as a bearer token (for a proxy in front of flux0); ``user_sub`` as the
     ``flux0_user_sub`` cookie that flux0 uses to tell users apart.
+    ``proxy`` is a proxy URL for every request, ``False`` for none, or ``None`` to follow
+    ``http_proxy``/``https_proxy``/``all_proxy``/``no_proxy`` (see :mod:`flux0lite.proxy`).
+    ``cacert``, ``cert`` and ``key`` name PEM files: a CA bundle to trust instead of the
+    system's, and a client certificate (and its key) to present; or pass ``ssl_context``.
+    ``on_retry`` is called with a one-line message before each retry's wait.
     """
 
     def __init__(
@@ -84,6 +91,11 @@ class Flux0:
         ssl_context: "Optional[ssl.SSLContext]" = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        proxy: Union[str, bool, None] = None,
+        cacert: Optional[PathLike] = None,
+        cert: Optional[PathLike] = None,
+        key: Optional[PathLike] = None,
+        on_retry: Optional[Callable[[str], None]] = None,
     ) -> None:
         url = server_url or os.environ.get("FLUX0_SERVER_URL") or DEFAULT_SERVER_URL
         self._origin, self._base_path = parse_server_url(url)
@@ -110,13 +122,20 @@ class Flux0:
         self.max_line_bytes = _positive_int(max_line_bytes, "max_line_bytes")
         # one limit for a whole body and for what a streamed reply may rebuild
         self.max_response_bytes = _positive_int(max_response_bytes, "max_response_bytes")
+        files_context = tls_context(cacert=cacert, cert=cert, key=key)
+        if files_context is not None and ssl_context is not None:
+            raise ConfigError("give either ssl_context or cacert/cert/key, not both")
+        proxies = ProxyRules.resolve(proxy)
+        proxies.route(self._origin)  # an unusable proxy setting for this server fails here, not later
         self._transport = Transport(
             timeout=Timeout.coerce(timeout),
             retry=retry if retry is not None else Retry(),
             headers=extra_headers,
-            ssl_context=ssl_context,
+            ssl_context=ssl_context or files_context,
             max_response_bytes=self.max_response_bytes,
             log=debug_logger,
+            proxies=proxies,
+            on_retry=on_retry,
         )
         self.agents = Agents(self)
         self.sessions = Sessions(self)

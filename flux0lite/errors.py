@@ -6,7 +6,9 @@
     ├── ConfigError                 bad arguments or URL (also a ValueError)
     ├── APIConnectionError          the server could not be reached or the link broke
     │   ├── ConnectError            connecting failed; the request never left this host
-    │   │   └── TLSError            the TLS handshake failed (retrying cannot help)
+    │   │   ├── TLSError            the TLS handshake failed (retrying cannot help)
+    │   │   └── ProxyError          the proxy would not open a tunnel (CONNECT refused)
+    │   │       └── ProxyAuthenticationError   407 from the proxy (retrying cannot help)
     │   └── APITimeoutError
     │       ├── ConnectTimeout      (also a ConnectError: the request never left)
     │       ├── ReadTimeout         the server went quiet, e.g. a stream that never ends
@@ -39,6 +41,8 @@ __all__ = [
     "APIConnectionError",
     "ConnectError",
     "TLSError",
+    "ProxyError",
+    "ProxyAuthenticationError",
     "APITimeoutError",
     "ConnectTimeout",
     "ReadTimeout",
@@ -98,6 +102,42 @@ class ConnectError(APIConnectionError):
 class TLSError(ConnectError):
     """The TLS handshake failed (certificate, protocol version): nothing was sent, and the same
     handshake would fail again, so it is never retried."""
+
+
+class ProxyError(ConnectError):
+    """The proxy did not open the way to the server (its CONNECT answer was not 2xx).
+
+    The request itself was never sent to the server. ``status_code`` and ``headers`` are the
+    proxy's answer, when it gave one.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: Optional[int] = None, headers: Optional[Mapping[str, str]] = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.headers: Dict[str, str] = dict(headers or {})
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (_rebuild_proxy_error, (type(self), self.message, self.status_code, self.headers))
+
+
+class ProxyAuthenticationError(ProxyError):
+    """407: the proxy wants (other) credentials, given as ``http://user:password@proxy:port``.
+
+    Never retried: the same credentials would be refused again. ``proxy_authenticate`` is the
+    scheme the proxy asked for (its ``Proxy-Authenticate`` header).
+    """
+
+    @property
+    def proxy_authenticate(self) -> str:
+        return self.headers.get("proxy-authenticate", "")
+
+
+def _rebuild_proxy_error(
+    cls: Type[ProxyError], message: str, status_code: Optional[int], headers: Dict[str, str]
+) -> ProxyError:
+    return cls(message, status_code=status_code, headers=headers)
 
 
 class APITimeoutError(APIConnectionError):

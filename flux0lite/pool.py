@@ -1,7 +1,9 @@
-"""Keep-alive connections, kept per origin and checked for a server-side close before reuse.
+"""Keep-alive connections, kept per route (origin and proxy) and checked for a server-side close
+before reuse.
 
-Connecting raises :class:`ConnectError` (or :class:`ConnectTimeout`, :class:`TLSError`): the
-type itself says that nothing was sent, which is what the retry policy needs to know.
+Connecting raises :class:`ConnectError` (or :class:`ConnectTimeout`, :class:`TLSError`,
+:class:`ProxyError`): the type itself says that nothing was sent, which is what the retry
+policy needs to know.
 """
 
 from __future__ import annotations
@@ -13,28 +15,29 @@ import ssl
 import threading
 from typing import Dict, List, Optional, Tuple
 
-from .errors import ConnectError, ConnectTimeout, TLSError
+from .connections import new_connection
+from .errors import ConnectError, ConnectTimeout, Flux0Error, TLSError
+from .proxy import Route
 from .timeout import Timeout
-from .urls import Origin
 
 __all__ = ["ConnectionPool"]
 
 
 class ConnectionPool:
-    """Idle connections per origin, at most ``max_idle_per_origin`` each; thread-safe."""
+    """Idle connections per route, at most ``max_idle_per_origin`` each; thread-safe."""
 
     def __init__(self, *, ssl_context: Optional[ssl.SSLContext] = None, max_idle_per_origin: int = 8) -> None:
         self._ssl_context = ssl_context
         self._max_idle = max_idle_per_origin
-        self._idle: Dict[Origin, List[http.client.HTTPConnection]] = {}
+        self._idle: Dict[Route, List[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self.closed = False
 
-    def checkout(self, origin: Origin, timeout: Timeout, *, reuse: bool) -> Tuple[http.client.HTTPConnection, bool]:
-        """A connection to ``origin`` and whether it was reused (an idle one, if ``reuse``)."""
+    def checkout(self, route: Route, timeout: Timeout, *, reuse: bool) -> Tuple[http.client.HTTPConnection, bool]:
+        """A connection for ``route`` and whether it was reused (an idle one, if ``reuse``)."""
         while reuse:
             with self._lock:
-                idle = self._idle.get(origin)
+                idle = self._idle.get(route)
                 conn = idle.pop() if idle else None
             if conn is None:
                 break
@@ -44,13 +47,13 @@ class ConnectionPool:
             assert conn.sock is not None
             conn.sock.settimeout(timeout.read)
             return conn, True
-        return self._connect(origin, timeout), False
+        return self._connect(route, timeout), False
 
-    def checkin(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
+    def checkin(self, route: Route, conn: http.client.HTTPConnection) -> None:
         """Keep a connection whose response was read whole (or close it when the pool is full)."""
         with self._lock:
             if not self.closed:
-                idle = self._idle.setdefault(origin, [])
+                idle = self._idle.setdefault(route, [])
                 if len(idle) < self._max_idle:
                     idle.append(conn)
                     return
@@ -65,31 +68,38 @@ class ConnectionPool:
             for conn in conns:
                 conn.close()
 
-    def _connect(self, origin: Origin, timeout: Timeout) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection
-        if origin.scheme == "https":
-            context = self._ssl_context or ssl.create_default_context()
-            conn = http.client.HTTPSConnection(origin.host, origin.port, timeout=timeout.connect, context=context)
-        else:
-            conn = http.client.HTTPConnection(origin.host, origin.port, timeout=timeout.connect)
+    def _tls_context(self) -> ssl.SSLContext:
+        # Loading the system's CA store costs milliseconds: once per pool, not per connection.
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def _connect(self, route: Route, timeout: Timeout) -> http.client.HTTPConnection:
+        origin = route.origin
+        where = (origin.host if origin.is_unix else origin.netloc) + route.via
+        conn = new_connection(route, self._tls_context, timeout.connect)
         try:
             conn.connect()
+        except Flux0Error:
+            conn.close()
+            raise
         except socket.timeout as exc:
             conn.close()
-            raise ConnectTimeout(f"connecting to {origin.netloc} timed out after {timeout.connect} s") from exc
+            raise ConnectTimeout(f"connecting to {where} timed out after {timeout.connect} s") from exc
         except ssl.SSLError as exc:
             conn.close()
-            raise TLSError(f"TLS handshake with {origin.netloc} failed: {exc}") from exc
+            raise TLSError(f"TLS handshake with {origin.netloc}{route.via} failed: {exc}") from exc
         except OSError as exc:
             conn.close()
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectError(f"cannot connect to {origin.netloc}: {reason}") from exc
+            raise ConnectError(f"cannot connect to {where}: {reason}") from exc
         assert conn.sock is not None
-        try:
-            # small requests must not wait for a delayed ACK (Nagle)
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+        if not origin.is_unix:
+            try:
+                # small requests must not wait for a delayed ACK (Nagle)
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         conn.sock.settimeout(timeout.read)
         return conn
 

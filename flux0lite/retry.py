@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, FrozenSet, Mapping, Optional
 
-from .errors import APIConnectionError, ConfigError, ConnectError, Flux0Error, StreamError, TLSError, TotalTimeout
+from .errors import (
+    APIConnectionError,
+    ConfigError,
+    ConnectError,
+    Flux0Error,
+    ProxyAuthenticationError,
+    StreamError,
+    TLSError,
+    TotalTimeout,
+)
 from .httputil import parse_retry_after
 
 # parse_retry_after is re-exported: it was defined here before it moved to the leaf module.
@@ -74,8 +83,8 @@ class Retry:
         """Whether a request that failed without an answer may be sent again; the error's type decides.
 
         - :class:`ConnectError` (and :class:`ConnectTimeout`): connecting failed, so nothing was
-          sent and any method may be retried, except after a :class:`TLSError`, which would
-          only fail the same way again;
+          sent and any method may be retried, except after a :class:`TLSError` or a
+          :class:`ProxyAuthenticationError`, which would only fail the same way again;
         - any other :class:`APIConnectionError` (a read timeout, a dropped connection) or a
           :class:`StreamError` (a body cut short): the request may have reached the server, so
           only an idempotent method is retried;
@@ -85,7 +94,7 @@ class Retry:
         if isinstance(error, TotalTimeout):
             return False
         if isinstance(error, ConnectError):
-            return not isinstance(error, TLSError)
+            return not isinstance(error, (TLSError, ProxyAuthenticationError))
         if isinstance(error, (APIConnectionError, StreamError)):
             return self.is_idempotent(method)
         return False

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import sys
 import time
 import urllib.parse
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Type, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Type, Union, cast
 
 from ._version import __version__
 from .errors import (
@@ -32,19 +33,21 @@ from .errors import (
     ConnectTimeout,
     Flux0Error,
     ProtocolError,
+    ProxyAuthenticationError,
     RedirectError,
+    TLSError,
     TotalTimeout,
 )
 from .httputil import lower_headers, redact_headers, redact_url, strip_credentials
 from .pool import ConnectionPool
+from .proxy import DIRECT, ProxyRules, proxy_auth_message
 from .responses import RawResponse, Response, StreamingResponse, UnexpectedInterimResponse, decode_json, timeout_error
 from .retry import DEFAULT_RETRY, Retry
 from .timeout import DEFAULT_TIMEOUT, Timeout
-from .urls import Origin, parse_server_url, split_url
+from .urls import UNIX_SCHEME, Origin, join_url, parse_server_url, split_url
 
 if TYPE_CHECKING:
     import logging
-    import ssl
 
 # Timeout, Origin, Response, StreamingResponse, parse_server_url, redact_headers and
 # decode_json live in their own modules now; they stay importable from here.
@@ -95,13 +98,17 @@ class Transport:
         timeout: Timeout = DEFAULT_TIMEOUT,
         retry: Retry = DEFAULT_RETRY,
         headers: Optional[Mapping[str, str]] = None,
-        ssl_context: "Optional[ssl.SSLContext]" = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_idle_per_origin: int = 8,
         sleep: Any = time.sleep,
         log: "Optional[logging.Logger]" = None,
+        proxies: ProxyRules = DIRECT,
+        on_retry: Optional[Callable[[str], None]] = None,
     ) -> None:
         self._log = log
+        self._proxies = proxies
+        self._on_retry = on_retry
         self.timeout = timeout
         self.retry = retry
         self.headers: Dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
@@ -182,6 +189,7 @@ class Transport:
                 wait = policy.backoff(retries_done)
                 if not _time_left_for(request, wait):
                     raise  # the deadline would pass before the retry: the last error stands
+                self._notify_retry(f"{error}", retries_done, policy.total, wait)
                 self._sleep(wait)
                 continue
             if (
@@ -204,7 +212,14 @@ class Transport:
                     response.status,
                     wait,
                 )
+            what = f"{request.method} {response.url}: HTTP {response.status}"
+            self._notify_retry(what, retries_done, policy.total, wait)
             self._sleep(wait)
+
+    def _notify_retry(self, what: str, retry_number: int, total: int, wait: float) -> None:
+        """Tell ``on_retry`` (one line) that a retry follows, so that nobody waits in silence."""
+        if self._on_retry is not None:
+            self._on_retry(f"{what}; retry {retry_number}/{total} in {wait:.1f} s")
 
     def _send_handling_redirects(
         self, request: _Request, log: "Optional[logging.Logger]"
@@ -221,14 +236,16 @@ class Transport:
         self, request: _Request, log: "Optional[logging.Logger]"
     ) -> Union[Response, StreamingResponse]:
         method, url = request.method, request.url
+        route = self._proxies.route(request.origin)
+        headers = {**request.headers, **route.proxy_headers()}
         if log is not None:
-            log.debug("-> %s %s headers=%s", method, url, redact_headers(request.headers))
+            log.debug("-> %s %s%s headers=%s", method, url, route.via, redact_headers(headers))
         started = time.monotonic()
         if request.deadline is not None and started >= request.deadline:
             raise TotalTimeout(f"{method} {url}: the total deadline of {request.timeout.total} s has passed")
         timeout = request.timeout.within(request.deadline)
         try:
-            conn, reused = self._pool.checkout(request.origin, timeout, reuse=request.reuse_connection)
+            conn, reused = self._pool.checkout(route, timeout, reuse=request.reuse_connection)
         except ConnectTimeout as exc:
             if request.deadline is not None and time.monotonic() >= request.deadline - 0.01:
                 raise TotalTimeout(f"{method} {url}: the total deadline passed while connecting") from exc
@@ -243,7 +260,7 @@ class Transport:
             )
         )
         try:
-            conn.request(method, request.target, body=request.body, headers=request.headers)
+            conn.request(method, route.request_target(request.target), body=request.body, headers=headers)
             raw = conn.getresponse()
         except socket.timeout as exc:
             conn.close()
@@ -258,6 +275,14 @@ class Transport:
         except http.client.HTTPException as exc:
             conn.close()
             raise ProtocolError(f"{method} {url}: malformed HTTP response: {type(exc).__name__}: {exc}") from exc
+        except ssl.SSLError as exc:
+            conn.close()
+            if reused or "ALERT" not in (exc.reason or ""):
+                raise APIConnectionError(f"{method} {url}: TLS failure: {exc}") from exc
+            # TLS 1.3 servers judge the client's certificate after the handshake: on a new
+            # connection, their refusal arrives as an alert in place of an answer, and the
+            # request never reached the application.
+            raise TLSError(f"{method} {url}: the server refused the TLS session: {exc.reason}") from exc
         except OSError as exc:
             conn.close()
             what = "kept-alive connection was closed by the server" if reused else str(exc) or type(exc).__name__
@@ -283,7 +308,12 @@ class Transport:
         if raw.will_close or not complete:
             conn.close()
         else:
-            self._pool.checkin(request.origin, conn)
+            self._pool.checkin(route, conn)
+        if raw.status == 407 and route.proxy is not None:
+            # The proxy's own answer: the request was not passed on (and is never retried).
+            raise ProxyAuthenticationError(
+                f"{method} {url}: {proxy_auth_message(route.proxy)}", status_code=407, headers=headers
+            )
         return Response(raw.status, raw.reason, headers, body, method, url)
 
 
@@ -307,14 +337,15 @@ def _redirected(request: _Request, location: str, seen: List[str]) -> _Request:
     # http.client decoded the header as latin-1: encoding it back gives the bytes as sent.
     location = urllib.parse.quote(location.strip(), safe=_URL_SAFE, encoding="latin-1", errors="replace")
     try:
-        new_url = urllib.parse.urljoin(current_url, location)
+        new_url = join_url(current_url, location)
         parts = urllib.parse.urlsplit(new_url)
         scheme = parts.scheme.lower()
         has_credentials = parts.username is not None or parts.password is not None
+        same_socket = scheme == UNIX_SCHEME and split_url(new_url)[0] == request.origin
     except ValueError as exc:  # e.g. "http://[::1/x": an unclosed IPv6 bracket
         raise RedirectError(f"{current_url} redirected to a malformed URL: {redact_url(location)}") from exc
     shown = redact_url(new_url)
-    if scheme not in ("http", "https"):
+    if scheme not in ("http", "https") and not same_socket:
         raise RedirectError(f"refusing redirect from {current_url} to a {scheme or 'relative'!r} URL: {shown}")
     if request.origin.scheme == "https" and scheme == "http":
         raise RedirectError(f"refusing redirect from https to plain http: {shown}")

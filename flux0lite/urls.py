@@ -1,4 +1,9 @@
-"""Server URLs: which are accepted, and how one splits into an origin and a request target."""
+"""Server URLs: which are accepted, and how one splits into an origin and a request target.
+
+Besides ``http://`` and ``https://``, a server listening on a unix socket is named the way
+requests-unixsocket does it: ``http+unix://`` followed by the socket's path, percent-encoded
+as one segment (``http+unix://%2Frun%2Fflux0.sock/api``).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,31 @@ from typing import Tuple
 from .errors import ConfigError
 from .httputil import redact_url
 
-__all__ = ["Origin", "parse_server_url", "split_url"]
+__all__ = ["Origin", "UNIX_SCHEME", "parse_server_url", "split_url", "join_url", "check_host"]
+
+UNIX_SCHEME = "http+unix"
+_SCHEMES = ("http", "https", UNIX_SCHEME)
 
 
 @dataclass(frozen=True)
 class Origin:
-    """Scheme, host and port: what a pooled connection is kept for."""
+    """Scheme, host and port: what a pooled connection is kept for.
+
+    For a unix socket, ``host`` is the socket's path and ``port`` is 0.
+    """
 
     scheme: str
     host: str
     port: int
 
     @property
+    def is_unix(self) -> bool:
+        return self.scheme == UNIX_SCHEME
+
+    @property
     def netloc(self) -> str:
+        if self.is_unix:
+            return urllib.parse.quote(self.host, safe="")
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else f"{host}:{self.port}"
@@ -31,7 +48,7 @@ class Origin:
 
 
 def parse_server_url(url: str) -> Tuple[Origin, str]:
-    """Split a server URL into its origin and base path; only http and https are accepted."""
+    """Split a server URL into its origin and base path; http, https and http+unix are accepted."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("server URL must be a non-empty string")
     shown = redact_url(url)  # messages never show credentials
@@ -40,10 +57,15 @@ def parse_server_url(url: str) -> Tuple[Origin, str]:
     except ValueError as exc:  # e.g. an unclosed IPv6 bracket
         raise ConfigError(f"malformed server URL {shown!r}") from exc
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ConfigError(f"unsupported URL scheme {parts.scheme or '(none)'!r} in {shown!r}: use http:// or https://")
+    if scheme not in _SCHEMES:
+        raise ConfigError(
+            f"unsupported URL scheme {parts.scheme or '(none)'!r} in {shown!r}: use http://, https:// or http+unix://"
+        )
+    if scheme == UNIX_SCHEME:
+        return Origin(scheme, _socket_path(parts.netloc, shown), 0), parts.path.rstrip("/")
     if not parts.hostname:
         raise ConfigError(f"server URL has no host: {shown!r}")
+    check_host(parts.hostname, f"server URL {shown!r}")
     if parts.username or parts.password:
         raise ConfigError("put credentials in token=..., not in the server URL")
     try:
@@ -54,6 +76,25 @@ def parse_server_url(url: str) -> Tuple[Origin, str]:
     return origin, parts.path.rstrip("/")
 
 
+def check_host(host: str, where: str) -> None:
+    """A host name that can go on the wire (no spaces or controls; IDNA-encodable), else ConfigError."""
+    if any(ch.isspace() or not ch.isprintable() for ch in host):
+        raise ConfigError(f"{where}: the host name contains spaces or control characters")
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise ConfigError(f"{where}: {host!r} is not a valid host name") from exc
+
+
+def _socket_path(netloc: str, url: str) -> str:
+    path = urllib.parse.unquote(netloc)
+    if not path:
+        raise ConfigError(f"no socket path in {url!r}: write it percent-encoded, as in http+unix://%2Frun%2Fflux0.sock")
+    if "\x00" in path:
+        raise ConfigError(f"the socket path in {url!r} contains NUL")
+    return path
+
+
 def split_url(url: str) -> Tuple[Origin, str]:
     """An absolute URL as its origin and request target (path and query)."""
     origin, _ = parse_server_url(url)
@@ -62,3 +103,17 @@ def split_url(url: str) -> Tuple[Origin, str]:
     if parts.query:
         target += "?" + parts.query
     return origin, target
+
+
+def join_url(base: str, location: str) -> str:
+    """Resolve a redirect's ``Location`` against the URL it answered (``urljoin``, unix sockets too)."""
+    if urllib.parse.urlsplit(base).scheme.lower() != UNIX_SCHEME:
+        return urllib.parse.urljoin(base, location)
+    # urljoin resolves relative references only for schemes it knows: resolve as http, then
+    # put the socket back if the result stayed on it.
+    origin, target = split_url(base)
+    joined = urllib.parse.urljoin(f"http://unix.invalid{target}", location)
+    parts = urllib.parse.urlsplit(joined)
+    if parts.netloc != "unix.invalid":
+        return joined
+    return urllib.parse.urlunsplit((UNIX_SCHEME, origin.netloc, parts.path, parts.query, ""))

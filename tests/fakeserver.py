@@ -11,6 +11,7 @@ import json
 import random
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -166,11 +167,26 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     fake: "FakeServer"
+    ssl_context: Optional[ssl.SSLContext] = None
+
+    def get_request(self) -> Tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.ssl_context is not None:  # the handshake runs in the handler's thread, on first read
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
 
 class FakeServer:
-    def __init__(self, port: int = 0, routes: Sequence[Tuple[str, str, Responder]] = ()) -> None:
-        """``routes`` are in place before the first connection is accepted (see ``on``)."""
+    def __init__(
+        self,
+        port: int = 0,
+        routes: Sequence[Tuple[str, str, Responder]] = (),
+        ssl_context: Optional[ssl.SSLContext] = None,
+    ) -> None:
+        """``routes`` are in place before the first connection is accepted (see ``on``).
+
+        With ``ssl_context`` it speaks HTTPS, at ``https://localhost:PORT``.
+        """
         self.routes: List[Tuple[str, str, Responder]] = []
         for method, path, responder in routes:
             self.on(method, path, responder)
@@ -179,8 +195,9 @@ class FakeServer:
         self.connections = 0
         self._server = _TCPServer(("127.0.0.1", port), _Handler)
         self._server.fake = self
+        self._server.ssl_context = ssl_context
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://localhost:{self.port}" if ssl_context else f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
 

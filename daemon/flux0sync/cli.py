@@ -76,6 +76,14 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--session-deadline", type=float, help="seconds one session's fetch may take (default 120)")
     parser.add_argument("--shard", help="i/N: sync only the sessions shard i of N owns (N daemons, one archive)")
+    proxy = parser.add_mutually_exclusive_group()
+    proxy.add_argument("--proxy", metavar="URL", help="http://[user:password@]host:port (default: http(s)_proxy)")
+    proxy.add_argument(
+        "--no-proxy", dest="proxy", action="store_const", const="none", help="connect directly, ignoring http(s)_proxy"
+    )
+    parser.add_argument("--cacert", metavar="FILE", help="PEM CA bundle to trust, not the system's (env FLUX0_CACERT)")
+    parser.add_argument("--cert", metavar="FILE", help="client certificate, PEM (env FLUX0_CERT)")
+    parser.add_argument("--key", metavar="FILE", help="the client certificate's key, PEM (env FLUX0_KEY)")
     parser.add_argument("--once", action="store_true", help="one pass, then exit (0 if every session synced)")
     parser.add_argument("--no-check", action="store_true", help="skip the integrity check at start")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -260,6 +268,10 @@ def main(
                 "batch_size",
                 "synchronous",
                 "max_db_pages",
+                "proxy",
+                "cacert",
+                "cert",
+                "key",
                 "gap_patience",
                 "session_deadline",
                 "shard",

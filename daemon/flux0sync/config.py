@@ -47,6 +47,12 @@ class Config:
     session_deadline: float = 120.0
     shard: Optional[Shard] = None  # None: every session; i/N: only those shard i of N owns
     config_file: Optional[str] = None
+    # how to reach the server: a proxy URL or "none" (default: the http(s)_proxy variables),
+    # and PEM files for TLS (a CA bundle, a client certificate and its key)
+    proxy: Optional[str] = None
+    cacert: Optional[str] = None
+    cert: Optional[str] = None
+    key: Optional[str] = None
 
 
 # setting name -> environment variable
@@ -64,6 +70,9 @@ ENV_VARS: Dict[str, str] = {
     "max_backoff": "FLUX0_SYNC_MAX_BACKOFF",
     "synchronous": "FLUX0_SYNC_SYNCHRONOUS",
     "max_db_pages": "FLUX0_SYNC_MAX_DB_PAGES",
+    "cacert": "FLUX0_CACERT",
+    "cert": "FLUX0_CERT",
+    "key": "FLUX0_KEY",
     "gap_patience": "FLUX0_SYNC_GAP_PATIENCE",
     "session_deadline": "FLUX0_SYNC_SESSION_DEADLINE",
     "shard": "FLUX0_SYNC_SHARD",
@@ -134,8 +143,10 @@ def _url_problem(url: str) -> Optional[str]:
         parts.port  # noqa: B018  (raises ValueError for a bad port)
     except ValueError as exc:
         return str(exc)
+    if parts.scheme.lower() == "http+unix":
+        return None if parts.netloc else "no socket path (http+unix://%2Frun%2Fflux0.sock)"
     if parts.scheme.lower() not in ("http", "https"):
-        return "use http:// or https://"
+        return "use http://, https:// or http+unix://"
     if not parts.hostname:
         return "no host"
     if parts.username or parts.password:

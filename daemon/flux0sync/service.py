@@ -127,6 +127,10 @@ def make_client(config: Config) -> Flux0:
         retry=Retry(total=3, backoff_factor=0.5, max_backoff=10),
         token=config.token,
         user_sub=config.user_sub,
+        proxy=False if (config.proxy or "").lower() in ("none", "direct", "off") else config.proxy,
+        cacert=config.cacert,
+        cert=config.cert,
+        key=config.key,
     )
 
 

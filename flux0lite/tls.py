@@ -1,0 +1,85 @@
+"""TLS settings from files: a CA bundle to trust and a client certificate to present.
+
+Built on :func:`ssl.create_default_context`, so certificates and host names are always
+verified; there is deliberately no switch to turn that off. A CA given here replaces the
+system's store for this client (as ``curl --cacert`` does); without one, the system store and
+``SSL_CERT_FILE``/``SSL_CERT_DIR`` apply.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Optional, Union
+
+from .errors import ConfigError
+
+__all__ = ["tls_context", "PathLike"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class _EncryptedKey(Exception):
+    """Raised by the password callback: a key that needs a password cannot be used unattended."""
+
+
+def _no_password() -> str:
+    # Without a callback OpenSSL would prompt on the terminal: a daemon would hang there.
+    raise _EncryptedKey
+
+
+def tls_context(
+    *, cacert: Optional[PathLike] = None, cert: Optional[PathLike] = None, key: Optional[PathLike] = None
+) -> Optional[ssl.SSLContext]:
+    """A verifying context that trusts ``cacert`` (a PEM file or a hashed directory) and presents
+    ``cert`` (PEM, with its key inside or in ``key``); None when no file is given."""
+    if cacert is None and cert is None and key is None:
+        return None
+    if key is not None and cert is None:
+        raise ConfigError("a client key needs its certificate: give cert= (--cert) too")
+    ca_path = _readable(cacert, "CA bundle (cacert)", directory_ok=True) if cacert is not None else None
+    try:
+        if ca_path is not None and os.path.isdir(ca_path):
+            context = ssl.create_default_context(capath=ca_path)
+        else:
+            context = ssl.create_default_context(cafile=ca_path)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"CA bundle {ca_path} holds no usable PEM certificate: {exc.reason or exc}") from exc
+    if cert is not None:
+        cert_path = _readable(cert, "client certificate (cert)")
+        key_path = _readable(key, "client key (key)") if key is not None else None
+        try:
+            context.load_cert_chain(cert_path, key_path, password=_no_password)
+        except _EncryptedKey as exc:
+            raise ConfigError(
+                f"the client key in {key_path or cert_path} is encrypted: give an unencrypted key file "
+                "(e.g. openssl pkey -in KEY -out KEY.plain), readable by this user only"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"cannot use client certificate {cert_path}"
+                + (f" with key {key_path}" if key_path else "")
+                + f": not PEM, or the key does not match ({exc.reason or exc})"
+            ) from exc
+    return context
+
+
+def _readable(path: PathLike, what: str, *, directory_ok: bool = False) -> str:
+    """``path`` as a string, once it is known to be a file (or folder) this process can read."""
+    try:
+        text = os.fspath(path)
+    except TypeError as exc:
+        raise ConfigError(f"{what}: expected a file name, got {type(path).__name__}") from exc
+    if not isinstance(text, str) or not text or "\x00" in text:
+        raise ConfigError(f"{what}: not a usable file name: {text!r}")
+    try:
+        if os.path.isdir(text):
+            if not directory_ok:
+                raise ConfigError(f"{what}: {text} is a folder, not a file")
+            os.listdir(text)
+        else:
+            with open(text, "rb"):
+                pass
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {text}: {exc.strerror or exc}") from exc
+    return text
