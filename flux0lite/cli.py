@@ -190,7 +190,10 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group = parser.add_argument_group("connection and output")
     group.add_argument("--server-url", default=default(None), help="flux0 server URL (env FLUX0_SERVER_URL)")
     group.add_argument(
-        "--timeout", type=_timeout_seconds, default=default(None), help="connect and read timeout, seconds"
+        "--timeout",
+        type=_timeout_seconds,
+        default=default(None),
+        help="seconds for the whole command, each read and (unless --connect-timeout) each connect",
     )
     group.add_argument(
         "--retries",
@@ -799,7 +802,8 @@ def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
     verbose = args.verbose or err.isatty()
     return Flux0(
         server_url,
-        timeout=Timeout(connect, args.timeout or Timeout().read),
+        # --timeout bounds the whole one-shot command too, however slowly a server trickles
+        timeout=Timeout(connect, args.timeout or Timeout().read, total=args.timeout),
         retry=Retry(total=args.retries) if args.retries is not None else None,
         token=token,
         user_sub=args.user,
