@@ -199,6 +199,14 @@ class Schedule:
             taken.append(session_id)
         return taken
 
+    def take(self, session_id: str) -> bool:
+        """Put a session in flight whether due or not (``--once`` polls every session)."""
+        if session_id not in self._level or session_id in self._in_flight:
+            return False
+        self._due.pop(session_id, None)
+        self._in_flight.add(session_id)
+        return True
+
     def done(self, session_id: str, now: float, new_events: bool) -> Optional[Tuple[float, int]]:
         """A poll succeeded; returns the session's next ``(due_at, level)`` (None if forgotten)."""
         self._in_flight.discard(session_id)

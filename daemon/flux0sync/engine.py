@@ -1,0 +1,406 @@
+"""The sync loop: discover sessions, poll each when it is due, write what comes back.
+
+One thread (the caller's) owns the archive and the schedule; :class:`~flux0sync.workers.FetchPool`
+threads do the HTTP. The loop never blocks on the server: it waits on the pool's result queue
+for at most a quarter of a second, so it notices a stop request, feeds the watchdog and cuts
+off fetches past their deadline on time whatever the server does.
+
+* **Discovery** (every ``discover_interval``): the agents listing, then each user's sessions
+  listing (with that user's ``flux0_user_sub`` cookie; per agent with ``agent_ids``), or the
+  configured ``session_ids``. New sessions start active and due at once, unless the archive
+  holds a schedule for them from an earlier run; a session whose listing entry changed is moved
+  up; a session no listing shows any more is no longer polled.
+* **Polls** follow :class:`~flux0sync.schedule.Schedule`, at most ``workers`` at once and at
+  most ``max_rps`` requests per second (listings included).
+* **Writes**: each batch a worker hands over is stored with its checkpoint in one transaction
+  (exactly-once, see :mod:`flux0sync.store`); the next poll times of finished polls are saved in
+  one transaction every second.
+* **Outages**: a server that refuses connections pauses all requests (doubling, up to
+  ``max_backoff``) without counting against any session; any other failure backs that session
+  off alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from flux0lite import ConnectError, Flux0, Flux0Error, NotFoundError
+from flux0lite.models import Agent, Event, Session
+
+from .schedule import Policy, Schedule, TokenBucket
+from .store import PollRecord, Store, StoreFullError
+from .workers import DeadlineExceeded, FetchCancelled, FetchPool, Finished, Job, Message, Piece
+
+__all__ = ["Engine", "Totals", "fetch_events", "LISTING_PAGE"]
+
+log = logging.getLogger("flux0sync")
+
+LISTING_PAGE = 1000  # sessions handed to the writer at a time
+_TICK = 0.25  # the longest the loop waits before looking at the stop flag, deadlines and the watchdog
+_FLUSH_EVERY = 1.0
+Emit = Callable[[Any], None]
+
+
+def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[[Flux0, Emit], int]:
+    """A job that fetches a session's events from ``min_offset`` and hands them over in batches."""
+
+    def run(client: Flux0, emit: Emit) -> int:
+        events = client.sessions.list_events(session_id, min_offset=min_offset)
+        for start in range(0, len(events), batch_size):
+            emit(events[start : start + batch_size])
+        return len(events)
+
+    return run
+
+
+def _list_sessions(agent_id: Optional[str]) -> Callable[[Flux0, Emit], int]:
+    def run(client: Flux0, emit: Emit) -> int:
+        sessions = client.sessions.list(agent_id=agent_id)
+        for start in range(0, len(sessions), LISTING_PAGE):
+            emit(sessions[start : start + LISTING_PAGE])
+        return len(sessions)
+
+    return run
+
+
+def _retrieve_sessions(session_ids: Sequence[str]) -> Callable[[Flux0, Emit], int]:
+    def run(client: Flux0, emit: Emit) -> int:
+        found: List[Session] = []
+        for session_id in session_ids:
+            try:
+                found.append(client.sessions.retrieve(session_id))
+            except NotFoundError:
+                log.warning("session %s does not exist on the server; skipping it", session_id)
+        emit(found)
+        return len(found)
+
+    return run
+
+
+def _list_agents(client: Flux0, emit: Emit) -> List[Agent]:
+    return client.agents.list()
+
+
+@dataclass
+class Totals:
+    """What the loop has done so far (since start)."""
+
+    polls: int = 0
+    inserted: int = 0
+    failed_polls: int = 0
+    rounds: int = 0
+    failing: Set[str] = field(default_factory=set)
+    errors: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class _Round:
+    """One discovery round in progress."""
+
+    pending: Set[str]
+    seen: Set[str] = field(default_factory=set)
+    complete: bool = True
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        make_client: Callable[[Optional[str]], Flux0],
+        *,
+        policy: Policy,
+        users: Sequence[Optional[str]] = (None,),
+        agent_ids: Sequence[str] = (),
+        session_ids: Sequence[str] = (),
+        discover_interval: float = 60.0,
+        max_rps: Optional[float] = None,
+        workers: int = 4,
+        fetch_deadline: float = 120.0,
+        batch_size: int = 500,
+        once: bool = False,
+        heartbeat: Callable[[], None] = lambda: None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_progress: Callable[["Totals"], None] = lambda totals: None,
+        on_outage: Callable[[Flux0Error, float], None] = lambda error, wait: None,
+        fetch: Callable[[str, int, int], Callable[[Flux0, Emit], int]] = fetch_events,
+        clock: Callable[[], float] = time.time,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self.store = store
+        self.make_client = make_client
+        self.policy = policy
+        self.users: Tuple[Optional[str], ...] = tuple(users) or (None,)
+        self.agent_ids = tuple(agent_ids)
+        self.session_ids = tuple(session_ids)
+        self.discover_interval = discover_interval
+        self.workers = workers
+        self.fetch_deadline = fetch_deadline
+        self.batch_size = batch_size
+        self.once = once
+        self.heartbeat = heartbeat
+        self.should_stop = should_stop
+        self.on_progress = on_progress
+        self.on_outage = on_outage
+        self.fetch = fetch
+        self.clock = clock
+        self.schedule = Schedule(policy, rng=rng)
+        self.bucket = TokenBucket(max_rps)
+        self.totals = Totals()
+        self._user_of: Dict[str, Optional[str]] = {}
+        self._inserted: Dict[str, int] = {}  # per poll in flight
+        self._broken: Set[str] = set()  # polls whose batch could not be written: ignore the rest
+        self._dirty: Dict[str, PollRecord] = {}
+        self._flushed_at = 0.0
+        self._round: Optional[_Round] = None
+        self._next_round = 0.0
+        self._paused_until = 0.0
+        self._outages = 0
+        self._once_left: Optional[List[str]] = None
+        self._pool: Optional[FetchPool] = None
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> Totals:
+        self._pool = FetchPool(self.make_client, workers=self.workers, deadline=self.fetch_deadline)
+        try:
+            while not self.should_stop():
+                now = self.clock()
+                self._pool.supervise()
+                self._start_round(now)
+                wait = self._dispatch(now)
+                self._receive(wait)
+                self._flush(force=False)
+                self.heartbeat()
+                if self.once and self._once_done():
+                    break
+        finally:
+            self._pool.stop()
+            self._flush(force=True)
+        if self.once:
+            log.info(
+                "pass: %d sessions, +%d events, %d failing",
+                len(self.schedule),
+                self.totals.inserted,
+                len(self.totals.failing),
+            )
+        return self.totals
+
+    def _once_done(self) -> bool:
+        assert self._pool is not None
+        return self._once_left == [] and self._pool.pending() == 0 and self.schedule.in_flight == 0
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _round_jobs(self) -> List[Job[Any]]:
+        jobs: List[Job[Any]] = [Job("agents", self.users[0], _list_agents, meta=("agents", None))]
+        if self.session_ids:
+            jobs.append(
+                Job("listing", self.users[0], _retrieve_sessions(self.session_ids), ("sessions", self.users[0]))
+            )
+            return jobs
+        for user in self.users:
+            for agent_id in self.agent_ids or (None,):
+                key = f"listing {user or ''} {agent_id or ''}"
+                jobs.append(Job(key, user, _list_sessions(agent_id), meta=("sessions", user)))
+        return jobs
+
+    def _start_round(self, now: float) -> None:
+        if self._round is not None or now < self._next_round or now < self._paused_until:
+            return
+        if self.once and self._once_left is not None:
+            return
+        jobs = self._round_jobs()
+        self._round = _Round(pending={job.key for job in jobs})
+        for job in jobs:
+            assert self._pool is not None
+            self._pool.submit(job)  # a round is a handful of requests: not held up by the rate cap
+            self.bucket.take(now)
+
+    def _on_listing(self, user: Optional[str], sessions: Sequence[Session]) -> None:
+        now = self.clock()
+        assert self._round is not None
+        for item in self.store.record_listing(user, sessions):
+            sid = item.session_id
+            self._round.seen.add(sid)
+            self._user_of[sid] = user
+            if sid not in self.schedule:
+                due = item.next_poll_at if item.next_poll_at is not None and not item.changed else now
+                self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level)
+            elif item.changed:
+                self.schedule.move_up(sid, now)
+
+    def _round_finished(self, job: Job[Any], error: Optional[Flux0Error]) -> None:
+        current = self._round
+        if current is None:
+            return
+        current.pending.discard(job.key)
+        if error is not None:
+            current.complete = False
+        if current.pending:
+            return
+        now = self.clock()
+        self._round = None
+        if not current.complete and self.once:
+            self._once_left = []  # a pass that cannot see every session has failed
+            return
+        if not current.complete:
+            self._next_round = max(now + min(self.discover_interval, 5.0), self._paused_until)
+            return
+        self.totals.rounds += 1
+        self._next_round = now + self.discover_interval
+        for sid in set(self.schedule.known()) - current.seen:
+            self.schedule.remove(sid)
+            self._user_of.pop(sid, None)
+        if self.once:
+            self._once_left = sorted(current.seen)
+        self.on_progress(self.totals)
+
+    # -- polls -------------------------------------------------------------------------------
+
+    def _dispatch(self, now: float) -> float:
+        """Start due polls on idle workers; returns how long the loop may wait for results."""
+        assert self._pool is not None
+        if now < self._paused_until:
+            return min(_TICK, self._paused_until - now)
+        if self.once and self._once_left is None:
+            return _TICK  # --once polls what the finished discovery found, each session once
+        while self._pool.idle() > 0:
+            if self._once_left is not None:
+                if not self._once_left:
+                    break
+            else:
+                due = self.schedule.next_due()
+                if due is None:
+                    break
+                if due > now:
+                    return max(0.005, min(_TICK, due - now))
+            wait = self.bucket.take(now)
+            if wait > 0:
+                return max(0.005, min(_TICK, wait))
+            if self._once_left is not None:
+                sid = self._once_left.pop()
+                if not self.schedule.take(sid):
+                    continue
+            else:
+                (sid,) = self.schedule.pop_due(now, 1)
+            job = Job(sid, self._user_of.get(sid), self.fetch(sid, self.store.checkpoint(sid) + 1, self.batch_size))
+            self._inserted[sid] = 0
+            self._pool.submit(job)
+        return _TICK
+
+    def _receive(self, wait: float) -> None:
+        assert self._pool is not None
+        try:
+            message: Message = self._pool.results.get(timeout=wait)
+        except queue.Empty:
+            return
+        for _ in range(256):  # whatever else is ready, before looking at the clock again
+            self._handle(message)
+            self.heartbeat()
+            if self.should_stop():
+                return
+            try:
+                message = self._pool.results.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, message: Message) -> None:
+        kind = message.job.meta[0] if message.job.meta else "events"
+        if isinstance(message, Piece):
+            if kind == "sessions":
+                self._on_listing(message.job.meta[1], message.payload)
+            elif kind == "events":
+                self._on_batch(message.job.key, message.payload)
+            return
+        if kind == "events":
+            self._on_polled(message)
+            return
+        error = message.error
+        if error is None and kind == "agents":
+            agents: List[Agent] = message.value
+            self.store.upsert_agents([a for a in agents if not self.agent_ids or a.id in self.agent_ids])
+        if error is not None:
+            self._on_error(f"{kind} listing", error)
+        self._round_finished(message.job, error)
+
+    def _on_batch(self, session_id: str, events: Sequence[Event]) -> None:
+        if session_id in self._broken or session_id not in self._inserted:
+            return
+        try:
+            self._inserted[session_id] += self.store.write_batch(session_id, events)
+        except StoreFullError as exc:
+            log.error("%s", exc)
+            self._broken.add(session_id)
+
+    def _on_polled(self, finished: Finished) -> None:
+        sid = finished.job.key
+        now = self.clock()
+        inserted = self._inserted.pop(sid, 0)
+        broken = sid in self._broken
+        self._broken.discard(sid)
+        error = finished.error
+        self.totals.polls += 1
+        self.totals.inserted += inserted
+        if error is None and not broken:
+            self._outages = 0
+            self.totals.failing.discard(sid)
+            state = self.schedule.done(sid, now, new_events=inserted > 0)
+            if state is not None:
+                self._dirty[sid] = PollRecord(sid, state[0], state[1], now)
+            if inserted:
+                self.on_progress(self.totals)
+            return
+        if isinstance(error, FetchCancelled):
+            self.schedule.release(sid, now)
+            return
+        if isinstance(error, ConnectError) and not isinstance(error, DeadlineExceeded) and not self.once:
+            self.schedule.release(sid, self._on_error("poll", error))
+            return
+        message = str(error) if error is not None else "the archive could not store the batch"
+        errors = self.store.mark_error(sid, message)
+        self.totals.failed_polls += 1
+        self.totals.failing.add(sid)
+        self.totals.errors.append(f"{sid}: {message}")
+        del self.totals.errors[:-100]
+        state = self.schedule.failed(sid, now, errors)
+        if state is not None:
+            self._dirty[sid] = PollRecord(sid, state[0], state[1], None)
+            log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
+
+    def _on_error(self, what: str, error: Flux0Error) -> float:
+        """A listing failed, or the server refused a connection; returns when to try again."""
+        now = self.clock()
+        self.totals.errors.append(f"{what}: {error}")
+        del self.totals.errors[:-100]
+        if not isinstance(error, ConnectError) or isinstance(error, DeadlineExceeded):
+            log.warning("%s failed: %s", what, error)
+            return now
+        if now >= self._paused_until:  # one message per outage step, not one per request
+            self._outages += 1
+            wait = min(self.policy.max_backoff, 2.0**self._outages)
+            self._paused_until = now + wait
+            log.warning("server unavailable (%s); retrying in %.0f s", error, wait)
+            self.on_outage(error, wait)
+        return self._paused_until
+
+    # -- the schedule in the archive ---------------------------------------------------------
+
+    def _flush(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not self._dirty or (not force and now - self._flushed_at < _FLUSH_EVERY and len(self._dirty) < 2000):
+            return
+        records, self._dirty = list(self._dirty.values()), {}
+        self._flushed_at = now
+        try:
+            self.store.save_polls(records)
+        except StoreFullError as exc:  # only timing is lost: the polls are simply repeated
+            log.error("%s", exc)
