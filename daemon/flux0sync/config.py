@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import math
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -30,13 +31,22 @@ class Config:
     agent_ids: Tuple[str, ...] = ()
     session_ids: Tuple[str, ...] = ()
     token: Optional[str] = field(default=None, repr=False)
-    user_sub: Optional[str] = None
+    users: Tuple[str, ...] = ()
     timeout: float = 30.0
     batch_size: int = 500
     max_backoff: float = 300.0
     synchronous: str = "NORMAL"
     max_db_pages: Optional[int] = None
+    workers: int = 4
+    max_rps: float = 20.0
+    idle_max: float = 1800.0
+    discover_interval: float = 60.0
     config_file: Optional[str] = None
+
+    @property
+    def fetch_deadline(self) -> float:
+        """The longest one session's fetch may take: a few read timeouts, then it is cut off."""
+        return 4 * self.timeout
 
 
 # setting name -> environment variable
@@ -48,26 +58,40 @@ ENV_VARS: Dict[str, str] = {
     "agent_ids": "FLUX0_SYNC_AGENTS",
     "session_ids": "FLUX0_SYNC_SESSIONS",
     "token": "FLUX0_TOKEN",
-    "user_sub": "FLUX0_SYNC_USER",
+    "users": "FLUX0_SYNC_USERS",
     "timeout": "FLUX0_SYNC_TIMEOUT",
     "batch_size": "FLUX0_SYNC_BATCH_SIZE",
     "max_backoff": "FLUX0_SYNC_MAX_BACKOFF",
     "synchronous": "FLUX0_SYNC_SYNCHRONOUS",
     "max_db_pages": "FLUX0_SYNC_MAX_DB_PAGES",
+    "workers": "FLUX0_SYNC_WORKERS",
+    "max_rps": "FLUX0_SYNC_MAX_RPS",
+    "idle_max": "FLUX0_SYNC_IDLE_MAX",
+    "discover_interval": "FLUX0_SYNC_DISCOVER_INTERVAL",
 }
+# Older names, still read: one user (now a list) under its singular name.
+_ENV_ALIASES = {"FLUX0_SYNC_USER": "users"}
 # INI keys (section [flux0-sync]) are the setting names with "db" for db_path.
-_INI_ALIASES = {"db": "db_path", "agents": "agent_ids", "sessions": "session_ids", "user": "user_sub"}
+_INI_ALIASES = {"db": "db_path", "agents": "agent_ids", "sessions": "session_ids", "user": "users"}
 
 
 def _convert(name: str, raw: Any) -> Any:
     if raw is None:
         return None
     try:
-        if name in ("interval", "jitter", "timeout", "max_backoff"):
+        if name in ("interval", "jitter", "timeout", "max_backoff", "max_rps", "idle_max", "discover_interval"):
             value = float(raw)
-            if value < 0 or (name in ("interval", "timeout") and value <= 0):
+            positive = ("interval", "timeout", "max_rps", "idle_max", "discover_interval")
+            if not math.isfinite(value) or value < 0 or (name in positive and value <= 0):
+                raise ValueError
+            if name == "jitter" and value >= 1:
                 raise ValueError
             return value
+        if name == "workers":
+            number = int(raw)
+            if not 1 <= number <= 64:
+                raise ValueError
+            return number
         if name in ("batch_size", "max_db_pages"):
             number = int(raw)
             if number < 1:
@@ -75,10 +99,17 @@ def _convert(name: str, raw: Any) -> Any:
             return number
     except (TypeError, ValueError):
         raise ConfigError(f"invalid value for {name}: {raw!r}") from None
-    if name in ("agent_ids", "session_ids"):
+    if name in ("agent_ids", "session_ids", "users"):
         if isinstance(raw, (list, tuple)):
-            return tuple(str(x) for x in raw if str(x))
-        return tuple(part.strip() for part in str(raw).replace(",", " ").split() if part.strip())
+            items = tuple(str(x) for x in raw if str(x))
+        else:
+            items = tuple(part.strip() for part in str(raw).replace(",", " ").split() if part.strip())
+        if name == "users":
+            for user in items:  # sent as a cookie value: only what a cookie can carry
+                if any(ch in user for ch in ';,"\\ ') or not user.isprintable():
+                    raise ConfigError(f"invalid value for users: {user!r} (not usable as a flux0_user_sub cookie)")
+            return tuple(dict.fromkeys(items))
+        return items
     if name == "synchronous":
         mode = str(raw).upper()
         if mode not in ("NORMAL", "FULL", "EXTRA"):
@@ -114,6 +145,9 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     merged: Dict[str, Any] = {"db_path": default_db_path(env)}
     if config_file:
         merged.update(_read_ini(config_file))
+    for var, name in _ENV_ALIASES.items():
+        if env.get(var):
+            merged[name] = env[var]
     for name, var in ENV_VARS.items():
         if env.get(var):
             merged[name] = env[var]

@@ -1,14 +1,12 @@
-"""The long-running service: the sync loop, signals, systemd notify and the watchdog.
+"""The long-running service: the sync engine, signals, systemd notify and the watchdog.
 
-Shutdown is prompt and safe: SIGTERM or SIGINT interrupts whatever the loop is waiting on (a
-poll sleep, an HTTP read); an open database transaction is allowed to commit first. Either way
-the process exits 0 with a consistent archive.
-
-The stop is an exception raised from the signal handler, like KeyboardInterrupt, but only
-where that is known to be safe: while this package, flux0lite or the socket layer is running,
-never inside a transaction, and never inside someone else's code (a tracer, the import system,
-logging) that may hold a lock it would then never release. Elsewhere the handler only sets a
-flag and re-checks every 50 ms (SIGALRM) until the main thread reaches such a point.
+Stopping never raises from a signal handler (CPython's docs advise against it: the exception
+can land anywhere, inside a lock or a half-done cleanup). SIGTERM and SIGINT only set a flag.
+The loop of :class:`~flux0sync.engine.Engine` looks at it at least four times a second and
+between two writes, never inside one: it then cuts every fetch off by shutting its socket down,
+and the process exits 0 with a consistent archive, within a second or two whatever the server
+is doing. SIGHUP sets another flag: the loop ends the same way, and the daemon starts it again
+with the configuration read anew.
 """
 
 from __future__ import annotations
@@ -16,21 +14,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import signal
 import sys
 import time
 from types import FrameType
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
-from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
+from flux0lite import Flux0, Retry, Timeout
 
 from .config import Config, ConfigError, load_config
+from .engine import Engine, Totals
 from .notify import Notifier, watchdog_interval
-from .store import Store, StoreError, StoreFullError
-from .sync import PassResult, Syncer
+from .schedule import Policy
+from .store import Store, StoreError
 
-__all__ = ["Daemon", "Shutdown", "acquire_lock", "setup_logging", "EXIT_OK", "EXIT_FAILED", "EXIT_CONFIG", "EXIT_STORE"]
+__all__ = ["Daemon", "acquire_lock", "setup_logging", "EXIT_OK", "EXIT_FAILED", "EXIT_CONFIG", "EXIT_STORE"]
 
 log = logging.getLogger("flux0sync")
 
@@ -40,10 +38,6 @@ EXIT_CONFIG = 2
 EXIT_STORE = 3
 
 _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-
-
-class Shutdown(BaseException):
-    """Raised by the signal handler to unwind the loop; never caught by ``except Exception``."""
 
 
 class _JournalFormatter(logging.Formatter):
@@ -98,36 +92,23 @@ def acquire_lock(db_path: str) -> Iterator[None]:
         os.close(fd)
 
 
-# Where a stop exception may be raised: code that keeps no lock across a bytecode boundary.
-_INTERRUPTIBLE_MODULES = ("flux0sync", "flux0lite", "socket", "ssl", "http.client", "selectors")
-_RECHECK_SECONDS = 0.05
-
-
-def _interruptible(frame: Optional[FrameType]) -> bool:
-    """Is the innermost Python frame one where raising Shutdown cannot leave a lock held?"""
-    if frame is None:
-        return False
-    module = str(frame.f_globals.get("__name__", ""))
-    return any(module == name or module.startswith(name + ".") for name in _INTERRUPTIBLE_MODULES)
-
-
-def _schedule_recheck() -> None:
-    if hasattr(signal, "setitimer"):
-        signal.setitimer(signal.ITIMER_REAL, _RECHECK_SECONDS, _RECHECK_SECONDS)
-
-
-def _cancel_rechecks() -> None:
-    if hasattr(signal, "setitimer"):
-        signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-def make_client(config: Config) -> Flux0:
+def make_client(config: Config, user: Optional[str] = None) -> Flux0:
+    """A client for one user (``flux0_user_sub`` cookie; None sends none)."""
     return Flux0(
         config.server_url,
         timeout=Timeout(connect=min(10.0, config.timeout), read=config.timeout),
-        retry=Retry(total=3, backoff_factor=0.5, max_backoff=10),
+        retry=Retry(total=2, backoff_factor=0.25, max_backoff=2),
         token=config.token,
-        user_sub=config.user_sub,
+        user_sub=user,
+    )
+
+
+def policy_for(config: Config) -> Policy:
+    return Policy(
+        interval=config.interval,
+        idle_max=max(config.idle_max, config.interval),
+        jitter=config.jitter,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -150,39 +131,22 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.watchdog_every = watchdog_interval()
         self._last_ping = 0.0
+        self._last_status = 0.0
         self._stop = False
         self._stop_signal: Optional[int] = None
-        self._finishing = False
         self._reload = False
         self.store: Optional[Store] = None
-        self.totals: Dict[str, int] = {"passes": 0, "inserted": 0}
+        self.totals: Dict[str, int] = {"polls": 0, "inserted": 0}
+        self._counts = (0, 0, 0)
+        self._base_events = 0
+        self._progress: Optional[Totals] = None
 
-    # -- signals ---------------------------------------------------------------------------
+    # -- signals: flags only (see the module doc) ------------------------------------------
 
     def _on_stop(self, signum: int, frame: Optional[FrameType]) -> None:
-        # No I/O here: the handler can interrupt a write to stderr or a send to the notify
-        # socket, and re-entering either can raise or block. run() reports the stop.
         if self._stop_signal is None:
             self._stop_signal = signum
         self._stop = True
-        self._interrupt_if_safe(frame)
-
-    def _on_recheck(self, signum: int, frame: Optional[FrameType]) -> None:
-        if self._stop:
-            self._interrupt_if_safe(frame)
-
-    def _interrupt_if_safe(self, frame: Optional[FrameType]) -> None:
-        if self._finishing:
-            _cancel_rechecks()  # already unwinding: a second signal must not interrupt the cleanup
-            return
-        store = self.store
-        in_transaction = store is not None and store.db.in_transaction
-        if in_transaction or not _interruptible(frame):
-            _schedule_recheck()  # the loop also checks the flag after every batch and sleep step
-            return
-        _cancel_rechecks()
-        self._finishing = True
-        raise Shutdown()
 
     def _on_hup(self, signum: int, frame: Optional[FrameType]) -> None:
         self._reload = True
@@ -193,40 +157,44 @@ class Daemon:
             previous[sig] = signal.signal(sig, handler)
         if hasattr(signal, "SIGHUP"):
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
-        if hasattr(signal, "setitimer"):
-            previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_recheck)
         return previous
 
     # -- helpers ---------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
+        """Called by the engine's loop (never by a fetch): the watchdog, and STATUS when due."""
+        now = time.monotonic()
+        if self._progress is not None and now - self._last_status >= 2.0:
+            self._refresh_status(self._progress)
         if self.watchdog_every is None:
             return
-        now = time.monotonic()
         if now - self._last_ping >= self.watchdog_every:
             self.notifier.watchdog()
             self._last_ping = now
 
-    def _status_line(self, result: Optional[PassResult]) -> str:
-        assert self.store is not None
-        agents, sessions, events = self.store.counts()
+    def _status_line(self, totals: Optional[Totals]) -> str:
+        agents, sessions, events = self._counts
         line = f"{events} events in {sessions} sessions of {agents} agents archived"
-        if result is not None:
-            line += f"; last pass +{result.events_inserted} events"
-            if result.sessions_failed:
-                line += f", {result.sessions_failed} sessions failing"
+        if totals is not None and totals.failing:
+            line += f"; {len(totals.failing)} sessions failing"
         return line
 
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stop and not self._reload:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self.heartbeat()
-            time.sleep(min(left, 0.5, self.watchdog_every or 0.5))
+    def _on_progress(self, totals: Totals) -> None:
+        """New events or a finished discovery: STATUS is refreshed at most every 2 s."""
+        self._progress = totals
 
-    def _apply_reload(self, syncer: Syncer) -> Syncer:
+    def _refresh_status(self, totals: Totals) -> None:
+        assert self.store is not None
+        self._progress = None
+        self._last_status = time.monotonic()
+        agents, sessions, _ = self.store.counts(events=False)
+        self._counts = (agents, sessions, self._base_events + totals.inserted)
+        self.notifier.status(self._status_line(totals))
+
+    def _on_outage(self, error: Exception, wait: float) -> None:
+        self.notifier.status(f"server unavailable: {error}")
+
+    def _apply_reload(self) -> None:
         self._reload = False
         self.notifier.reloading()
         try:
@@ -235,27 +203,34 @@ class Daemon:
             log.error("reload failed, keeping the old configuration: %s", exc)
             self.notifier.status("reload failed; old configuration kept")
             self.notifier.send("READY=1")
-            return syncer
+            return
         if fresh.db_path != self.config.db_path:
             log.warning("the archive path cannot change on reload (restart instead); keeping %s", self.config.db_path)
             fresh = fresh.__class__(**{**fresh.__dict__, "db_path": self.config.db_path})
-        syncer.client.close()
         self.config = fresh
         log.info("configuration reloaded (server %s, every %.1f s)", fresh.server_url or "(default)", fresh.interval)
         self.notifier.send("READY=1")
-        return self._make_syncer()
 
-    def _make_syncer(self) -> Syncer:
+    def _make_engine(self) -> Engine:
         assert self.store is not None
-        return Syncer(
-            make_client(self.config),
+        config = self.config
+        return Engine(
             self.store,
-            agent_ids=self.config.agent_ids,
-            session_ids=self.config.session_ids,
-            batch_size=self.config.batch_size,
-            max_backoff=self.config.max_backoff,
+            lambda user: make_client(config, user),
+            policy=policy_for(config),
+            users=config.users or (None,),
+            agent_ids=config.agent_ids,
+            session_ids=config.session_ids,
+            discover_interval=config.discover_interval,
+            max_rps=config.max_rps,
+            workers=config.workers,
+            fetch_deadline=config.fetch_deadline,
+            batch_size=config.batch_size,
+            once=self.once,
             heartbeat=self.heartbeat,
-            should_stop=lambda: self._stop,
+            should_stop=lambda: self._stop or self._reload,
+            on_progress=self._on_progress,
+            on_outage=self._on_outage,
         )
 
     # -- main loop -------------------------------------------------------------------------
@@ -274,74 +249,47 @@ class Daemon:
                     return self._loop()
                 finally:
                     self.store.close()
-        except Shutdown:
-            return EXIT_OK
         except StoreError as exc:
             log.error("%s", exc)
             self.notifier.status(f"failed: {exc}")
             return EXIT_STORE
         finally:
-            self._finishing = True
-            _cancel_rechecks()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self._stop_signal is not None:  # reported here, never from the handler (see _on_stop)
+            if self._stop_signal is not None:  # reported here, never from the handler
                 name = signal.Signals(self._stop_signal).name
                 log.info("received %s: stopping", name)
                 self.notifier.stopping()
                 log.info(
-                    "stopped on %s after %d passes, %d events archived",
+                    "stopped on %s after %d polls, %d events archived",
                     name,
-                    self.totals["passes"],
+                    self.totals["polls"],
                     self.totals["inserted"],
                 )
 
     def _loop(self) -> int:
         assert self.store is not None
-        syncer = self._make_syncer()
+        self._counts = self.store.counts()
+        self._base_events = self._counts[2]
         self.notifier.ready(self._status_line(None))
-        log.info("archive %s open; syncing from %s", self.config.db_path, syncer.client.server_url)
-        outage = 0
-        try:
-            while not self._stop:
-                if self._reload:
-                    syncer = self._apply_reload(syncer)
-                wait = self.config.interval * (1 + random.uniform(-self.config.jitter, self.config.jitter))
-                result: Optional[PassResult] = None
-                try:
-                    result = syncer.run_pass()
-                    outage = 0
-                    self.totals["passes"] += 1
-                    self.totals["inserted"] += result.events_inserted
-                    if result.events_inserted or result.sessions_failed:
-                        log.info(
-                            "pass: %d sessions, +%d events, %d failing",
-                            result.sessions_seen,
-                            result.events_inserted,
-                            result.sessions_failed,
-                        )
-                except StoreFullError as exc:
-                    outage += 1
-                    log.error("%s", exc)
-                    wait = min(self.config.max_backoff, 2.0**outage)
-                except (APIConnectionError, Flux0Error) as exc:
-                    outage += 1
-                    wait = min(self.config.max_backoff, max(wait, 2.0**outage))
-                    log.warning("server unavailable (%s); retrying in %.0f s", exc, wait)
-                    self.notifier.status(f"server unavailable: {exc}")
-                    if self.once:
-                        return EXIT_FAILED
-                    self._sleep(wait)
-                    continue
-                self.notifier.status(self._status_line(result))
-                self.heartbeat()
-                if self.once:
-                    return EXIT_OK if result is not None and result.ok else EXIT_FAILED
-                self._sleep(wait)
-        finally:
-            self._finishing = True  # from here on a signal must not interrupt the cleanup
-            syncer.client.close()
-        return EXIT_OK
+        log.info(
+            "archive %s open; syncing from %s with %d workers",
+            self.config.db_path,
+            self.config.server_url or os.environ.get("FLUX0_SERVER_URL") or "the default server",
+            self.config.workers,
+        )
+        while True:
+            engine = self._make_engine()
+            totals = engine.run()
+            self.totals["polls"] += totals.polls
+            self.totals["inserted"] += totals.inserted
+            self._base_events += totals.inserted
+            if self.once:
+                return EXIT_OK if totals.ok else EXIT_FAILED
+            if self._stop:
+                return EXIT_OK
+            if self._reload:
+                self._apply_reload()
 
 
 def run_daemon(
