@@ -5,16 +5,17 @@ one counter a session listing carries, ``consumption_offsets``, is never advance
 server), so the only way to learn of new events is to ask each session. The daemon makes that
 cost follow activity instead of history:
 
-* a session that had new events at its last poll is **active** and is polled every
-  ``interval``;
-* each poll that finds nothing doubles the session's delay (``level`` counts the doublings),
-  up to ``idle_max``; every delay is jittered by ``±jitter`` so that sessions spread out;
+* a session that had new events within the last ``active_for`` seconds (six intervals, one
+  minute by default) is **active** and is polled every ``interval``: a conversation at a
+  human pace gets each reply archived within ``interval``;
+* after that, each poll that finds nothing doubles the session's delay (``level`` counts the
+  doublings), up to ``idle_max``; every delay is jittered by ``±jitter`` so sessions spread out;
 * new sessions start active; a session whose listing entry changed is moved up to now;
 * a failing session waits ``min(max_backoff, 2**errors)`` seconds (half of it jittered) and
   keeps its idle level.
 
-Steady request rate (all requests, before the cap), with ``S`` sessions of which ``A`` get
-new events between two polls, and ``D`` listing requests per discovery round::
+Steady request rate (all requests, before the cap), with ``S`` sessions of which ``A`` are
+active (new events within ``active_for``), and ``D`` listing requests per discovery round::
 
     R = A / interval + (S - A) / idle_max + D / discover_interval,    sent = min(R, max_rps)
 
@@ -23,7 +24,8 @@ new events between two polls, and ``D`` listing requests per discovery round::
 (about 42 minutes with the defaults); until then they cost more. The price of the savings is
 latency for a session that wakes up after idling: its first new event waits for the session's
 next poll, at most its current delay (``idle_max`` at worst); later events of a conversation
-that keeps going are archived within ``interval``.
+that keeps going are archived within ``interval``. A session's activity clock is kept in memory
+only: after a restart an active session starts doubling at once (its stored level is 0).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import heapq
 import math
 import random
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 __all__ = ["Policy", "Schedule", "TokenBucket", "steady_rate", "discovery_requests"]
 
@@ -47,6 +49,7 @@ class Policy:
     idle_max: float = 1800.0
     jitter: float = 0.1
     max_backoff: float = 300.0
+    active_for: Optional[float] = None  # None: six intervals
 
     def __post_init__(self) -> None:
         for name in ("interval", "idle_max", "max_backoff"):
@@ -57,6 +60,12 @@ class Policy:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
         if self.idle_max < self.interval:
             raise ValueError(f"idle_max ({self.idle_max}) must not be shorter than interval ({self.interval})")
+        if self.active_for is not None and not (math.isfinite(self.active_for) and self.active_for >= 0):
+            raise ValueError(f"active_for must be a number >= 0, got {self.active_for!r}")
+
+    @property
+    def active_window(self) -> float:
+        return 6 * self.interval if self.active_for is None else self.active_for
 
     def delay(self, level: int) -> float:
         """The un-jittered delay after ``level`` empty polls in a row."""
@@ -131,7 +140,7 @@ class Schedule:
 
     A session taken by :meth:`pop_due` is *in flight*: it is not due again until its poll is
     reported with :meth:`done` or :meth:`failed`, so one session never has two fetches at once.
-    Memory is one heap entry and one small int per session (about 200 bytes).
+    Memory is one heap entry and one small int per session (about 250 bytes with its id).
     """
 
     def __init__(self, policy: Policy, *, rng: Optional[random.Random] = None) -> None:
@@ -141,6 +150,7 @@ class Schedule:
         self._due: Dict[str, float] = {}
         self._heap: List[Tuple[float, str]] = []
         self._in_flight: Set[str] = set()
+        self._active_until: Dict[str, float] = {}  # only sessions with recent events
 
     def __len__(self) -> int:
         return len(self._level)
@@ -171,12 +181,14 @@ class Schedule:
         self._level.pop(session_id, None)
         self._due.pop(session_id, None)
         self._in_flight.discard(session_id)
+        self._active_until.pop(session_id, None)
 
     def move_up(self, session_id: str, now: float) -> None:
         """The listing shows a change: poll soon, as an active session."""
         if session_id not in self._level:
             return
         self._level[session_id] = 0
+        self._active_until[session_id] = now + self.policy.active_window
         if session_id not in self._in_flight and self._due.get(session_id, now) > now:
             self._set_due(session_id, now)
 
@@ -208,11 +220,20 @@ class Schedule:
         return True
 
     def done(self, session_id: str, now: float, new_events: bool) -> Optional[Tuple[float, int]]:
-        """A poll succeeded; returns the session's next ``(due_at, level)`` (None if forgotten)."""
+        """A poll succeeded; returns the session's next ``(due_at, level)`` (None if forgotten).
+
+        Memory: one heap entry and one small int per session, plus a float for active ones.
+        """
         self._in_flight.discard(session_id)
         level = self._level.get(session_id)
         if level is None:
             return None
+        if new_events:
+            self._active_until[session_id] = now + self.policy.active_window
+        elif self._active_until.get(session_id, now) > now:
+            new_events = True  # still within its active window: keep the pace of a conversation
+        else:
+            self._active_until.pop(session_id, None)
         level = self.policy.next_level(level, new_events)
         self._level[session_id] = level
         due_at = now + self.policy.jittered(self.policy.delay(level), self.rng)
@@ -241,5 +262,6 @@ class Schedule:
             return None
         return self._due.get(session_id), self._level[session_id]
 
-    def known(self) -> Iterable[str]:
-        return list(self._level)
+    def known(self) -> Iterator[str]:
+        """Every session, in no particular order (do not add or remove while iterating)."""
+        return iter(self._level)

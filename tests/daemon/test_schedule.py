@@ -178,3 +178,20 @@ def test_simulated_steady_state_follows_the_formula() -> None:
     rate = polls / (end - warmup)
     expected = steady_rate(sessions, active, interval=10, idle_max=160, discover_interval=60, discovery=0)
     assert rate == pytest.approx(expected, rel=0.05)
+
+
+def test_a_conversation_stays_active_for_its_window_then_backs_off() -> None:
+    """A reply every 30 s is archived within the interval; after 60 s of silence doubling starts."""
+    schedule = Schedule(exact(interval=10, idle_max=1000))  # active for six intervals: 60 s
+    assert schedule.policy.active_window == 60
+    schedule.add("s", due_at=0.0)
+    now, gaps = 0.0, []
+    for _ in range(10):
+        (sid,) = schedule.pop_due(now, 1)
+        due, _ = schedule.done(sid, now, new_events=now in (0.0, 30.0)) or (0.0, 0)
+        gaps.append(due - now)
+        now = due
+    assert gaps == [10, 10, 10, 10, 10, 10, 10, 10, 10, 20]  # active until t=90, then 20, 40, ...
+    assert Policy(interval=10, idle_max=100, active_for=0).active_window == 0
+    with pytest.raises(ValueError):
+        Policy(active_for=float("nan"))
