@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -19,7 +20,10 @@ def default_db_path(env: Mapping[str, str]) -> str:
     state = env.get("STATE_DIRECTORY", "").split(":")[0]
     if state:
         return os.path.join(state, "flux0.sqlite3")
-    return os.path.abspath("flux0-archive.sqlite3")
+    try:
+        return os.path.abspath("flux0-archive.sqlite3")
+    except OSError:  # the working directory was deleted: the archive open reports it
+        return "flux0-archive.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,13 @@ class Config:
     max_backoff: float = 300.0
     synchronous: str = "NORMAL"
     max_db_pages: Optional[int] = None
+    gap_patience: float = 300.0
+    session_deadline: float = 120.0
     workers: int = 4
     max_rps: float = 20.0
     idle_max: float = 1800.0
     discover_interval: float = 60.0
     config_file: Optional[str] = None
-
-    @property
-    def fetch_deadline(self) -> float:
-        """The longest one session's fetch may take: a few read timeouts, then it is cut off."""
-        return 4 * self.timeout
 
 
 # setting name -> environment variable
@@ -64,6 +65,8 @@ ENV_VARS: Dict[str, str] = {
     "max_backoff": "FLUX0_SYNC_MAX_BACKOFF",
     "synchronous": "FLUX0_SYNC_SYNCHRONOUS",
     "max_db_pages": "FLUX0_SYNC_MAX_DB_PAGES",
+    "gap_patience": "FLUX0_SYNC_GAP_PATIENCE",
+    "session_deadline": "FLUX0_SYNC_SESSION_DEADLINE",
     "workers": "FLUX0_SYNC_WORKERS",
     "max_rps": "FLUX0_SYNC_MAX_RPS",
     "idle_max": "FLUX0_SYNC_IDLE_MAX",
@@ -75,14 +78,40 @@ _ENV_ALIASES = {"FLUX0_SYNC_USER": "users"}
 _INI_ALIASES = {"db": "db_path", "agents": "agent_ids", "sessions": "session_ids", "user": "users"}
 
 
+_FLOATS = (
+    "interval",
+    "jitter",
+    "timeout",
+    "max_backoff",
+    "gap_patience",
+    "session_deadline",
+    "max_rps",
+    "idle_max",
+    "discover_interval",
+)
+# zero would spin or give up at once
+_POSITIVE = ("interval", "timeout", "session_deadline", "max_rps", "idle_max", "discover_interval")
+_COOKIE_UNSAFE = ';,"\\ \t\r\n\x00'
+
+
+def _setting(name: str) -> str:
+    """How a user names a setting: the option and the variable."""
+    option = {"db_path": "db", "users": "user", "agent_ids": "agent", "session_ids": "session"}.get(name, name)
+    return f"{option.replace('_', '-')} ({ENV_VARS[name]})" if name in ENV_VARS else option
+
+
 def _convert(name: str, raw: Any) -> Any:
     if raw is None:
         return None
+    if isinstance(raw, str) and (any(ch in raw for ch in "\r\n\x00") or not _encodable(raw)):
+        hint = "; was the file saved with Windows (CRLF) line ends?" if raw.rstrip("\r") != raw else ""
+        raise ConfigError(
+            f"invalid value for {_setting(name)}: it contains CR, LF, NUL or bytes that are not UTF-8{hint}"
+        )
     try:
-        if name in ("interval", "jitter", "timeout", "max_backoff", "max_rps", "idle_max", "discover_interval"):
+        if name in _FLOATS:
             value = float(raw)
-            positive = ("interval", "timeout", "max_rps", "idle_max", "discover_interval")
-            if not math.isfinite(value) or value < 0 or (name in positive and value <= 0):
+            if not math.isfinite(value) or value < 0 or (name in _POSITIVE and value <= 0):
                 raise ValueError
             if name == "jitter" and value >= 1:
                 raise ValueError
@@ -94,11 +123,11 @@ def _convert(name: str, raw: Any) -> Any:
             return number
         if name in ("batch_size", "max_db_pages"):
             number = int(raw)
-            if number < 1:
+            if number < 1 or number > 2**31:
                 raise ValueError
             return number
-    except (TypeError, ValueError):
-        raise ConfigError(f"invalid value for {name}: {raw!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"invalid value for {_setting(name)}: {raw!r}") from None
     if name in ("agent_ids", "session_ids", "users"):
         if isinstance(raw, (list, tuple)):
             items = tuple(str(x) for x in raw if str(x))
@@ -106,16 +135,47 @@ def _convert(name: str, raw: Any) -> Any:
             items = tuple(part.strip() for part in str(raw).replace(",", " ").split() if part.strip())
         if name == "users":
             for user in items:  # sent as a cookie value: only what a cookie can carry
-                if any(ch in user for ch in ';,"\\ ') or not user.isprintable():
-                    raise ConfigError(f"invalid value for users: {user!r} (not usable as a flux0_user_sub cookie)")
+                if any(ch in user for ch in _COOKIE_UNSAFE) or not user.isprintable() or not _encodable(user):
+                    raise ConfigError(
+                        f"invalid value for {_setting(name)}: {user!r} has a space, ';', ',', '\"', '\\'"
+                        " or a control character"
+                    )
             return tuple(dict.fromkeys(items))
         return items
     if name == "synchronous":
         mode = str(raw).upper()
         if mode not in ("NORMAL", "FULL", "EXTRA"):
-            raise ConfigError(f"invalid value for synchronous: {raw!r} (NORMAL, FULL or EXTRA)")
+            raise ConfigError(f"invalid value for {_setting(name)}: {raw!r} (NORMAL, FULL or EXTRA)")
         return mode
-    return str(raw) if raw != "" else None
+    text = str(raw)
+    if name == "server_url" and text:
+        problem = _url_problem(text)
+        if problem:
+            raise ConfigError(f"invalid value for {_setting(name)}: {text!r}: {problem}")
+    return text if text != "" else None
+
+
+def _url_problem(url: str) -> Optional[str]:
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "use http:// or https://"
+    if not parts.hostname:
+        return "no host"
+    if parts.username or parts.password:
+        return "put credentials in the token, not in the URL"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_ini(path: str) -> Dict[str, Any]:
@@ -125,8 +185,10 @@ def _read_ini(path: str) -> Dict[str, Any]:
             parser.read_file(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 (byte {exc.start})") from exc
     except configparser.Error as exc:
-        raise ConfigError(f"config file {path} is not valid INI: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid INI: {' '.join(str(exc).split())}") from exc
     if not parser.has_section("flux0-sync"):
         raise ConfigError(f"config file {path} has no [flux0-sync] section")
     known = set(Config.__dataclass_fields__) - {"config_file"}

@@ -29,61 +29,30 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from flux0lite import ConnectError, Flux0, Flux0Error, NotFoundError
-from flux0lite.models import Agent, Event, Session
+from flux0lite import APIConnectionError, APITimeoutError, Flux0, Flux0Error
+from flux0lite.models import Agent, Session
 
+from .jobs import SessionWriter, Warnings, fetch_events, list_agents, list_sessions, retrieve_sessions
+from .rows import RawEvent, UnidentifiableEventError
 from .schedule import Policy, Schedule, TokenBucket
-from .store import PollRecord, Store, StoreFullError
+from .store import PollRecord, Store, StoreBusyError, StoreFullError
 from .workers import DeadlineExceeded, FetchCancelled, FetchPool, Finished, Job, Message, Piece
 
-__all__ = ["Engine", "Totals", "fetch_events", "LISTING_PAGE"]
+__all__ = ["Engine", "Totals"]
 
 log = logging.getLogger("flux0sync")
 
-LISTING_PAGE = 1000  # sessions handed to the writer at a time
 _TICK = 0.25  # the longest the loop waits before looking at the stop flag, deadlines and the watchdog
 _FLUSH_EVERY = 1.0
 Emit = Callable[[Any], None]
+# The archive could not take a batch, but may later (full disk, another process's long lock),
+# or one batch holds an event without an id: that poll fails, the daemon goes on.
+_BATCH_FAILURES = (StoreFullError, StoreBusyError, UnidentifiableEventError)
 
 
-def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[[Flux0, Emit], int]:
-    """A job that fetches a session's events from ``min_offset`` and hands them over in batches."""
-
-    def run(client: Flux0, emit: Emit) -> int:
-        events = client.sessions.list_events(session_id, min_offset=min_offset)
-        for start in range(0, len(events), batch_size):
-            emit(events[start : start + batch_size])
-        return len(events)
-
-    return run
-
-
-def _list_sessions(agent_id: Optional[str]) -> Callable[[Flux0, Emit], int]:
-    def run(client: Flux0, emit: Emit) -> int:
-        sessions = client.sessions.list(agent_id=agent_id)
-        for start in range(0, len(sessions), LISTING_PAGE):
-            emit(sessions[start : start + LISTING_PAGE])
-        return len(sessions)
-
-    return run
-
-
-def _retrieve_sessions(session_ids: Sequence[str]) -> Callable[[Flux0, Emit], int]:
-    def run(client: Flux0, emit: Emit) -> int:
-        found: List[Session] = []
-        for session_id in session_ids:
-            try:
-                found.append(client.sessions.retrieve(session_id))
-            except NotFoundError:
-                log.warning("session %s does not exist on the server; skipping it", session_id)
-        emit(found)
-        return len(found)
-
-    return run
-
-
-def _list_agents(client: Flux0, emit: Emit) -> List[Agent]:
-    return client.agents.list()
+def _outage(error: Optional[Flux0Error]) -> bool:
+    """The server refused or dropped the connection: likely down for every session, not just this one."""
+    return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
 
 
 @dataclass
@@ -94,8 +63,15 @@ class Totals:
     inserted: int = 0
     failed_polls: int = 0
     rounds: int = 0
+    listed: int = 0  # sessions the last complete discovery showed
     failing: Set[str] = field(default_factory=set)
     errors: List[str] = field(default_factory=list)
+    outage: Optional[Flux0Error] = None  # with once=True: the connection error that ended the pass
+    # with once=True only (at 100k sessions these would be large): the pass, session by session
+    synced: List[str] = field(default_factory=list)
+    failed: Dict[str, int] = field(default_factory=dict)  # session -> errors in a row
+    skipped: int = 0
+    cut: int = 0  # cut at the deadline after storing something: caught up on the next poll
 
     @property
     def ok(self) -> bool:
@@ -109,6 +85,7 @@ class _Round:
     pending: Set[str]
     seen: Set[str] = field(default_factory=set)
     complete: bool = True
+    failed: Set[str] = field(default_factory=set)  # listings whose pages could not be stored
 
 
 class Engine:
@@ -126,12 +103,15 @@ class Engine:
         workers: int = 4,
         fetch_deadline: float = 120.0,
         batch_size: int = 500,
+        gap_patience: float = 300.0,
         once: bool = False,
+        warnings: Optional[Warnings] = None,
+        skip: Callable[[str], bool] = lambda session_id: False,
+        close_clients: bool = True,
         heartbeat: Callable[[], None] = lambda: None,
         should_stop: Callable[[], bool] = lambda: False,
         on_progress: Callable[["Totals"], None] = lambda totals: None,
         on_outage: Callable[[Flux0Error, float], None] = lambda error, wait: None,
-        fetch: Callable[[str, int, int], Callable[[Flux0, Emit], int]] = fetch_events,
         clock: Callable[[], float] = time.time,
         rng: Optional[random.Random] = None,
     ) -> None:
@@ -150,14 +130,17 @@ class Engine:
         self.should_stop = should_stop
         self.on_progress = on_progress
         self.on_outage = on_outage
-        self.fetch = fetch
+        self.skip = skip
+        self.close_clients = close_clients
+        self.writer = SessionWriter(store, gap_patience)
+        self.warnings = warnings or Warnings()
         self.clock = clock
         self.schedule = Schedule(policy, rng=rng)
         self.bucket = TokenBucket(max_rps)
         self.totals = Totals()
         self._user_of: Dict[str, Optional[str]] = {}
         self._inserted: Dict[str, int] = {}  # per poll in flight
-        self._broken: Set[str] = set()  # polls whose batch could not be written: ignore the rest
+        self._broken: Dict[str, str] = {}  # polls whose batch could not be written: why; the rest is ignored
         self._dirty: Dict[str, PollRecord] = {}
         self._flushed_at = 0.0
         self._round: Optional[_Round] = None
@@ -170,7 +153,9 @@ class Engine:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> Totals:
-        self._pool = FetchPool(self.make_client, workers=self.workers, deadline=self.fetch_deadline)
+        self._pool = FetchPool(
+            self.make_client, workers=self.workers, deadline=self.fetch_deadline, close_clients=self.close_clients
+        )
         try:
             while not self.should_stop():
                 now = self.clock()
@@ -185,10 +170,10 @@ class Engine:
         finally:
             self._pool.stop()
             self._flush(force=True)
-        if self.once:
+        if self.once and (self.totals.inserted or self.totals.failing):
             log.info(
                 "pass: %d sessions, +%d events, %d failing",
-                len(self.schedule),
+                self.totals.listed,
                 self.totals.inserted,
                 len(self.totals.failing),
             )
@@ -201,16 +186,16 @@ class Engine:
     # -- discovery ---------------------------------------------------------------------------
 
     def _round_jobs(self) -> List[Job[Any]]:
-        jobs: List[Job[Any]] = [Job("agents", self.users[0], _list_agents, meta=("agents", None))]
+        warnings = self.warnings
+        jobs: List[Job[Any]] = [Job("agents", self.users[0], list_agents(warnings), meta=("agents", None))]
         if self.session_ids:
-            jobs.append(
-                Job("listing", self.users[0], _retrieve_sessions(self.session_ids), ("sessions", self.users[0]))
-            )
+            retrieve = retrieve_sessions(self.session_ids, warnings)
+            jobs.append(Job("listing", self.users[0], retrieve, meta=("sessions", self.users[0])))
             return jobs
         for user in self.users:
             for agent_id in self.agent_ids or (None,):
                 key = f"listing {user or ''} {agent_id or ''}"
-                jobs.append(Job(key, user, _list_sessions(agent_id), meta=("sessions", user)))
+                jobs.append(Job(key, user, list_sessions(agent_id, warnings), meta=("sessions", user)))
         return jobs
 
     def _start_round(self, now: float) -> None:
@@ -259,12 +244,17 @@ class Engine:
             self._next_round = max(now + min(self.discover_interval, 5.0), self._paused_until)
             return
         self.totals.rounds += 1
+        self.totals.listed = len(current.seen)
         self._next_round = now + self.discover_interval
         for sid in [sid for sid in self.schedule.known() if sid not in current.seen]:
             self.schedule.remove(sid)
             self._user_of.pop(sid, None)
         if self.once:
-            self._once_left = sorted(current.seen)
+            self._once_left = sorted(current.seen, reverse=True)  # popped from the end: in order
+            skipped = [sid for sid in self._once_left if self.skip(sid)]
+            self.totals.skipped = len(skipped)
+            if skipped:
+                self._once_left = [sid for sid in self._once_left if not self.skip(sid)]
         self.on_progress(self.totals)
 
     # -- polls -------------------------------------------------------------------------------
@@ -295,7 +285,8 @@ class Engine:
                     continue
             else:
                 (sid,) = self.schedule.pop_due(now, 1)
-            job = Job(sid, self._user_of.get(sid, self.users[0]), self.fetch(sid, self.store.checkpoint(sid) + 1, self.batch_size))
+            fetch = fetch_events(sid, self.store.checkpoint(sid) + 1, self.batch_size)
+            job = Job(sid, self._user_of.get(sid, self.users[0]), fetch)
             self._inserted[sid] = 0
             self._pool.submit(job)
         return _TICK
@@ -318,44 +309,63 @@ class Engine:
 
     def _handle(self, message: Message) -> None:
         kind = message.job.meta[0] if message.job.meta else "events"
-        if isinstance(message, Piece):
-            if kind == "sessions":
-                self._on_listing(message.job.meta[1], message.payload)
-            elif kind == "events":
-                self._on_batch(message.job.key, message.payload)
-            return
         if kind == "events":
-            self._on_polled(message)
+            if isinstance(message, Piece):
+                self._on_batch(message.job.key, message.payload)
+            else:
+                self._on_polled(message)
             return
-        error = message.error
-        if error is None and kind == "agents":
-            agents: List[Agent] = message.value
-            self.store.upsert_agents([a for a in agents if not self.agent_ids or a.id in self.agent_ids])
-        if error is not None:
+        try:
+            if isinstance(message, Piece):
+                if self._round is not None and message.job.key not in self._round.failed:
+                    self._on_listing(message.job.meta[1], message.payload)
+                return
+            error = message.error
+            if error is None and kind == "agents":
+                agents: List[Agent] = message.value
+                self.store.upsert_agents([a for a in agents if not self.agent_ids or a.id in self.agent_ids])
+        except _BATCH_FAILURES as exc:  # the listing is tried again at the next round
+            log.error("%s listing: %s", kind, exc)
+            if self._round is not None:
+                self._round.failed.add(message.job.key)
+            if isinstance(message, Piece):
+                return
+            error = Flux0Error(str(exc))
+        if self._round is not None and message.job.key in self._round.failed and error is None:
+            error = Flux0Error("the archive could not store the listing")
+        if error is not None and not isinstance(error, FetchCancelled):
             self._on_error(f"{kind} listing", error)
         self._round_finished(message.job, error)
 
-    def _on_batch(self, session_id: str, events: Sequence[Event]) -> None:
+    def _on_batch(self, session_id: str, events: Sequence[RawEvent]) -> None:
         if session_id in self._broken or session_id not in self._inserted:
             return
         try:
-            self._inserted[session_id] += self.store.write_batch(session_id, events)
-        except StoreFullError as exc:
-            log.error("%s", exc)
-            self._broken.add(session_id)
+            self._inserted[session_id] += self.writer.write(session_id, events)
+        except _BATCH_FAILURES as exc:
+            log.error("session %s: %s", session_id, exc)
+            self._broken[session_id] = str(exc)
 
     def _on_polled(self, finished: Finished) -> None:
         sid = finished.job.key
         now = self.clock()
         inserted = self._inserted.pop(sid, 0)
-        broken = sid in self._broken
-        self._broken.discard(sid)
+        broken = self._broken.pop(sid, None)
         error = finished.error
         self.totals.polls += 1
         self.totals.inserted += inserted
-        if error is None and not broken:
+        if isinstance(error, DeadlineExceeded) and inserted and broken is None:
+            # slow but moving: what arrived is stored, the rest comes at the next poll, no backoff
+            log.info("session %s: +%d events, then cut at the per-session deadline", sid, inserted)
+            self.totals.cut += 1
+            error = None
+        elif error is None and broken is None:
+            self.writer.finish(sid, int(finished.value))
+        if error is None and broken is None:
             self._outages = 0
             self.totals.failing.discard(sid)
+            if self.once:
+                self.totals.synced.append(sid)
             state = self.schedule.done(sid, now, new_events=inserted > 0)
             if state is not None:
                 self._dirty[sid] = PollRecord(sid, state[0], state[1], now)
@@ -365,15 +375,18 @@ class Engine:
         if isinstance(error, FetchCancelled):
             self.schedule.release(sid, now)
             return
-        if isinstance(error, ConnectError) and not isinstance(error, DeadlineExceeded) and not self.once:
+        if _outage(error):
+            assert error is not None
             self.schedule.release(sid, self._on_error("poll", error))
             return
-        message = str(error) if error is not None else "the archive could not store the batch"
+        message = broken or str(error) or type(error).__name__
         errors = self.store.mark_error(sid, message)
         self.totals.failed_polls += 1
         self.totals.failing.add(sid)
         self.totals.errors.append(f"{sid}: {message}")
         del self.totals.errors[:-100]
+        if self.once:
+            self.totals.failed[sid] = errors
         state = self.schedule.failed(sid, now, errors)
         if state is not None:
             self._dirty[sid] = PollRecord(sid, state[0], state[1], None)
@@ -384,8 +397,12 @@ class Engine:
         now = self.clock()
         self.totals.errors.append(f"{what}: {error}")
         del self.totals.errors[:-100]
-        if not isinstance(error, ConnectError) or isinstance(error, DeadlineExceeded):
+        if not _outage(error):
             log.warning("%s failed: %s", what, error)
+            return now
+        if self.once:  # a pass cannot go on without the server: it ends here, failed
+            self.totals.outage = self.totals.outage or error
+            self._once_left = []
             return now
         if now >= self._paused_until:  # one message per outage step, not one per request
             self._outages += 1
@@ -405,5 +422,5 @@ class Engine:
         self._flushed_at = now
         try:
             self.store.save_polls(records)
-        except StoreFullError as exc:  # only timing is lost: the polls are simply repeated
+        except (StoreFullError, StoreBusyError) as exc:  # only timing is lost: the polls are repeated
             log.error("%s", exc)

@@ -1,12 +1,12 @@
 """The long-running service: the sync engine, signals, systemd notify and the watchdog.
 
 Stopping never raises from a signal handler (CPython's docs advise against it: the exception
-can land anywhere, inside a lock or a half-done cleanup). SIGTERM and SIGINT only set a flag.
-The loop of :class:`~flux0sync.engine.Engine` looks at it at least four times a second and
-between two writes, never inside one: it then cuts every fetch off by shutting its socket down,
-and the process exits 0 with a consistent archive, within a second or two whatever the server
-is doing. SIGHUP sets another flag: the loop ends the same way, and the daemon starts it again
-with the configuration read anew.
+can land anywhere, inside a lock or a half-done cleanup). SIGTERM and SIGINT only set a flag
+(:class:`StopFlag`). The loop of :class:`~flux0sync.engine.Engine` looks at it at least four
+times a second and between two writes, never inside one: it then cuts every fetch off by
+shutting its socket down, and the process exits 0 with a consistent archive, within a second or
+two whatever the server is doing. Any number of signals at any moment ends the same way. SIGHUP
+sets another flag: the loop ends the same way and starts again with the configuration re-read.
 """
 
 from __future__ import annotations
@@ -15,20 +15,33 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from types import FrameType
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
-from flux0lite import Flux0, Retry, Timeout
+from flux0lite import Flux0, Flux0Error, Retry, Timeout
 
 from .config import Config, ConfigError, load_config
 from .engine import Engine, Totals
 from .notify import Notifier, watchdog_interval
 from .schedule import Policy
+from .stopflag import StopFlag
 from .store import Store, StoreError
 
-__all__ = ["Daemon", "acquire_lock", "setup_logging", "EXIT_OK", "EXIT_FAILED", "EXIT_CONFIG", "EXIT_STORE"]
+__all__ = [
+    "Daemon",
+    "StopFlag",
+    "acquire_lock",
+    "setup_logging",
+    "make_client",
+    "run_daemon",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_CONFIG",
+    "EXIT_STORE",
+]
 
 log = logging.getLogger("flux0sync")
 
@@ -71,20 +84,35 @@ def setup_logging(level: str = "INFO") -> None:
 
 @contextlib.contextmanager
 def acquire_lock(db_path: str) -> Iterator[None]:
-    """One writer per archive: a second daemon on the same file exits with a clear message."""
+    """One writer per archive, however it is named: the lock sits next to the archive's real path.
+
+    The lock file is opened without following a symlink (a planted ``<db>.lock`` link must not
+    make us truncate its target) and created 0600.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: SQLite's own locking still keeps the file consistent
         yield
         return
-    lock_path = db_path + ".lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    real = os.path.realpath(db_path)
+    lock_path = real + ".lock"
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
+        os.makedirs(os.path.dirname(real), mode=0o700, exist_ok=True)
+        fd = os.open(lock_path, flags, 0o600)
+    except OSError as exc:
+        reason = "it is a symlink" if os.path.islink(lock_path) else (exc.strerror or str(exc))
+        raise StoreError(f"cannot open the lock file {lock_path}: {reason}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"the lock file {lock_path} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise StoreError(f"another flux0-sync (pid {holder}) is already syncing into {db_path}") from None
+            raise StoreError(f"another flux0-sync (pid {holder}) is already syncing into {real}") from None
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -122,6 +150,7 @@ class Daemon:
         flags: Optional[Mapping[str, Any]] = None,
         env: Optional[Mapping[str, str]] = None,
         notifier: Optional[Notifier] = None,
+        stop: Optional[StopFlag] = None,
     ) -> None:
         self.config = config
         self.once = once
@@ -132,8 +161,7 @@ class Daemon:
         self.watchdog_every = watchdog_interval()
         self._last_ping = 0.0
         self._last_status = 0.0
-        self._stop = False
-        self._stop_signal: Optional[int] = None
+        self.stop = stop or StopFlag()
         self._reload = False
         self.store: Optional[Store] = None
         self.totals: Dict[str, int] = {"polls": 0, "inserted": 0}
@@ -141,20 +169,17 @@ class Daemon:
         self._base_events = 0
         self._progress: Optional[Totals] = None
 
-    # -- signals: flags only (see the module doc) ------------------------------------------
+    @property
+    def _stop(self) -> bool:
+        return self.stop.is_set
 
-    def _on_stop(self, signum: int, frame: Optional[FrameType]) -> None:
-        if self._stop_signal is None:
-            self._stop_signal = signum
-        self._stop = True
+    # -- signals: flags only (see the module doc) ------------------------------------------
 
     def _on_hup(self, signum: int, frame: Optional[FrameType]) -> None:
         self._reload = True
 
     def _install_signals(self) -> Dict[int, Any]:
-        previous: Dict[int, Any] = {}
-        for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop)):
-            previous[sig] = signal.signal(sig, handler)
+        previous = self.stop.install()
         if hasattr(signal, "SIGHUP"):
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         return previous
@@ -199,7 +224,9 @@ class Daemon:
         self.notifier.reloading()
         try:
             fresh = load_config(self._flags, self._env if self._env is not None else os.environ)
-        except ConfigError as exc:
+            for user in fresh.users or (None,):
+                make_client(fresh, user).close()  # a setting the client refuses fails here, not later
+        except (ConfigError, Flux0Error) as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)
             self.notifier.status("reload failed; old configuration kept")
             self.notifier.send("READY=1")
@@ -224,8 +251,9 @@ class Daemon:
             discover_interval=config.discover_interval,
             max_rps=config.max_rps,
             workers=config.workers,
-            fetch_deadline=config.fetch_deadline,
+            fetch_deadline=config.session_deadline,
             batch_size=config.batch_size,
+            gap_patience=config.gap_patience,
             once=self.once,
             heartbeat=self.heartbeat,
             should_stop=lambda: self._stop or self._reload,
@@ -238,26 +266,32 @@ class Daemon:
     def run(self) -> int:
         previous = self._install_signals()
         try:
+            if self._stop:
+                return EXIT_OK
             with acquire_lock(self.config.db_path):
                 self.store = Store(
                     self.config.db_path,
                     synchronous=self.config.synchronous,
                     max_page_count=self.config.max_db_pages,
                     check=self.check,
+                    on_wait=self.heartbeat,
+                    should_stop=lambda: self._stop,
                 )
                 try:
                     return self._loop()
                 finally:
                     self.store.close()
         except StoreError as exc:
+            if self._stop:
+                return EXIT_OK  # stopped while waiting for a locked archive: nothing was written
             log.error("%s", exc)
             self.notifier.status(f"failed: {exc}")
             return EXIT_STORE
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self._stop_signal is not None:  # reported here, never from the handler
-                name = signal.Signals(self._stop_signal).name
+            if self.stop.signal is not None:  # reported here, never from the handler
+                name = signal.Signals(self.stop.signal).name
                 log.info("received %s: stopping", name)
                 self.notifier.stopping()
                 log.info(
@@ -279,15 +313,14 @@ class Daemon:
             self.config.workers,
         )
         while True:
-            engine = self._make_engine()
-            totals = engine.run()
+            totals = self._make_engine().run()
             self.totals["polls"] += totals.polls
             self.totals["inserted"] += totals.inserted
             self._base_events += totals.inserted
-            if self.once:
-                return EXIT_OK if totals.ok else EXIT_FAILED
             if self._stop:
                 return EXIT_OK
+            if self.once:
+                return EXIT_OK if totals.ok else EXIT_FAILED
             if self._reload:
                 self._apply_reload()
 
@@ -301,7 +334,9 @@ def run_daemon(
     env: Mapping[str, str],
     log_level: str = "INFO",
     notifier_factory: Callable[[], Notifier] = Notifier,
+    stop: Optional[StopFlag] = None,
 ) -> int:
     os.umask(0o077)
     setup_logging(log_level)
-    return Daemon(config, once=once, check=check, flags=flags, env=env, notifier=notifier_factory()).run()
+    daemon = Daemon(config, once=once, check=check, flags=flags, env=env, notifier=notifier_factory(), stop=stop)
+    return daemon.run()

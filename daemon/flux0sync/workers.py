@@ -87,12 +87,14 @@ class FetchPool:
         deadline: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         queue_size: Optional[int] = None,
+        close_clients: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.make_client = make_client
         self.deadline = deadline
         self.clock = clock
+        self.close_clients = close_clients  # False: make_client hands out clients someone else owns
         self.results: "queue.Queue[Message]" = queue.Queue(maxsize=queue_size or 2 * workers)
         self._jobs: "queue.Queue[Optional[Job[Any]]]" = queue.Queue()
         self._lock = threading.Lock()
@@ -173,7 +175,7 @@ class FetchPool:
         def emit(payload: Any) -> None:
             piece = Piece(job, payload)
             while True:
-                if slot.cancelled:  # nobody may be reading any more: never block a stop
+                if slot.cancelled == "stop":  # nobody reads any more (past a deadline the writer still does)
                     raise self._cancel_error(slot)
                 try:
                     self.results.put(piece, timeout=0.1)
@@ -185,7 +187,7 @@ class FetchPool:
 
     def _cancel_error(self, slot: _Slot) -> Flux0Error:
         if slot.cancelled == "deadline":
-            return DeadlineExceeded(f"gave up after the {self.deadline:.0f} s fetch deadline")
+            return DeadlineExceeded(f"gave up after the {self.deadline:g} s per-session deadline")
         return FetchCancelled("the daemon is stopping")
 
     def _client(self, slot: _Slot, user: Optional[str]) -> Flux0:
@@ -207,8 +209,9 @@ class FetchPool:
                     slot.job, slot.deadline, slot.cancelled = job, self.clock() + self.deadline, None
                 self._finish(slot, job, *self._run(slot, job))
         finally:
-            for client in slot.clients.values():
-                client.close()
+            if self.close_clients:
+                for client in slot.clients.values():
+                    client.close()
             sockets.unwatch_current_thread()
 
     def _run(self, slot: _Slot, job: Job[Any]) -> "tuple[Any, Optional[Flux0Error], float]":
