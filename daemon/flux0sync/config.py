@@ -118,7 +118,7 @@ def _convert(name: str, raw: Any) -> Any:
             return value
         if name == "workers":
             number = int(raw)
-            if not 1 <= number <= 64:
+            if not 1 <= number <= 16:  # the systemd unit's TasksMax holds 16 workers and the rest
                 raise ValueError
             return number
         if name in ("batch_size", "max_db_pages"):
