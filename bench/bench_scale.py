@@ -166,6 +166,15 @@ class CountingProxy:
         polls = sum(1 for path in window if b"/events" in path)
         return polls, len(window) - polls
 
+    def polls_per_session(self, since: float, until: float) -> Dict[str, int]:
+        with self.lock:
+            window = [path for stamp, path in self.requests if since <= stamp < until and b"/events" in path]
+        counts: Dict[str, int] = {}
+        for path in window:
+            sid = path.split(b"/")[3].decode()
+            counts[sid] = counts.get(sid, 0) + 1
+        return counts
+
     def close(self) -> None:
         self.closed = True
         self.listener.close()
@@ -406,6 +415,14 @@ def measure(
     stop_seconds, code = daemon.stop()
     polls, other = proxy.count(t0, t1)
     seconds = t1 - t0
+    per_session = proxy.polls_per_session(t0, t1)
+    talking = set(driver.active)
+    to_talking = sum(n for sid, n in per_session.items() if sid in talking)
+    idle_repeats = sum(n - 1 for sid, n in per_session.items() if sid not in talking and n > 1)
+    log(
+        f"    {label}: {polls} polls ({to_talking} to talking sessions, {polls - to_talking} to idle ones,"
+        f" {idle_repeats} repeats of an idle one), {other} other requests in {seconds:.0f} s"
+    )
     result = {
         "label": label,
         "rps": (polls + other) / seconds,

@@ -71,11 +71,12 @@ class Totals:
     synced: List[str] = field(default_factory=list)
     failed: Dict[str, int] = field(default_factory=dict)  # session -> errors in a row
     skipped: int = 0
-    cut: int = 0  # cut at the deadline after storing something: caught up on the next poll
+    cut: int = 0  # cut at the deadline after storing something: it catches up at its next poll
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        """Nothing failed and nothing was left half done (what ``--once`` reports with exit 0)."""
+        return not self.errors and not self.cut
 
 
 @dataclass
@@ -357,15 +358,16 @@ class Engine:
         if isinstance(error, DeadlineExceeded) and inserted and broken is None:
             # slow but moving: what arrived is stored, the rest comes at the next poll, no backoff
             log.info("session %s: +%d events, then cut at the per-session deadline", sid, inserted)
-            self.totals.cut += 1
+            if self.once:
+                self.totals.cut += 1
             error = None
         elif error is None and broken is None:
             self.writer.finish(sid, int(finished.value))
+            if self.once:
+                self.totals.synced.append(sid)
         if error is None and broken is None:
             self._outages = 0
             self.totals.failing.discard(sid)
-            if self.once:
-                self.totals.synced.append(sid)
             state = self.schedule.done(sid, now, new_events=inserted > 0)
             if state is not None:
                 self._dirty[sid] = PollRecord(sid, state[0], state[1], now)

@@ -36,7 +36,9 @@ _M = TypeVar("_M")
 # One event larger than this fails its session: flux0 events are small, and the unit's memory
 # cap (MemoryMax) must hold the buffer, the decoded value and its text at once.
 _MAX_EVENT_CHARS = 16 * 1024 * 1024
-LISTING_PAGE = 1000  # sessions handed to the writer at a time
+# Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
+# this keeps a 100k-session listing to a few MB in flight.
+LISTING_PAGE = 200
 
 
 class Warnings:

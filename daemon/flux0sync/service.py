@@ -202,6 +202,8 @@ class Daemon:
         line = f"{events} events in {sessions} sessions of {agents} agents archived"
         if totals is not None and totals.failing:
             line += f"; {len(totals.failing)} sessions failing"
+        if totals is not None and totals.cut:
+            line += f"; {totals.cut} sessions catching up"
         return line
 
     def _on_progress(self, totals: Totals) -> None:

@@ -30,13 +30,14 @@ class PassResult:
     sessions_synced: int = 0
     sessions_failed: int = 0
     sessions_skipped: int = 0
-    sessions_cut: int = 0
+    sessions_cut: int = 0  # stopped at the per-session deadline with progress; continued next pass
     events_inserted: int = 0
     errors: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        """Every session seen was brought up to date (what ``--once`` reports with exit 0)."""
+        return not self.errors and not self.sessions_cut
 
 
 class Syncer:
