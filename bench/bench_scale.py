@@ -481,8 +481,8 @@ def real_server(sizes: List[int], window: float, cadence: float, main_code: Path
                 "first pass (--once): today / new (4 workers, --max-rps 1000)",
                 f"{old_first:.1f} s / {new_first:.1f} s",
             )
-            seed_steady_state(new_db, active, INTERVAL, IDLE_MAX)
             today = measure("today", old, proxy, pid, window, driver, old_db)
+            seed_steady_state(new_db, active, INTERVAL, IDLE_MAX)  # just before it starts: nothing overdue
             adaptive = measure("new", new, proxy, pid, window, driver, new_db)
             base = driver_only(pid, min(window, 30))
             expected = steady_rate(size, len(active), interval=INTERVAL, idle_max=IDLE_MAX, discover_interval=60)

@@ -136,19 +136,22 @@ class TokenBucket:
 
 
 class Schedule:
-    """Every known session's next poll: a heap of due times and each session's idle level.
+    """Every known session's next poll: due times in one-second buckets, and each idle level.
 
     A session taken by :meth:`pop_due` is *in flight*: it is not due again until its poll is
     reported with :meth:`done` or :meth:`failed`, so one session never has two fetches at once.
-    Memory is one heap entry and one small int per session (about 250 bytes with its id).
+    Memory is about 200 bytes per session with its id (a dict entry for its due time, one for
+    its level, a slot in a bucket): at 100k sessions the whole schedule is about 20 MB.
     """
 
     def __init__(self, policy: Policy, *, rng: Optional[random.Random] = None) -> None:
         self.policy = policy
         self.rng = rng or random.Random()
         self._level: Dict[str, int] = {}
-        self._due: Dict[str, float] = {}
-        self._heap: List[Tuple[float, str]] = []
+        self._due: Dict[str, float] = {}  # absent while in flight
+        self._buckets: Dict[int, List[str]] = {}  # second -> sessions due in it (stale entries allowed)
+        self._seconds: List[int] = []  # heap of the bucket keys
+        self._entries = 0  # bucket entries, stale ones included
         self._in_flight: Set[str] = set()
         self._active_until: Dict[str, float] = {}  # only sessions with recent events
 
@@ -164,15 +167,43 @@ class Schedule:
 
     def _set_due(self, session_id: str, due_at: float) -> None:
         self._due[session_id] = due_at
-        heapq.heappush(self._heap, (due_at, session_id))
-        if len(self._heap) > 2 * len(self._due) + 64:  # stale entries (moved up, removed): rebuild
-            self._heap = [(due, sid) for sid, due in self._due.items()]
-            heapq.heapify(self._heap)
+        second = math.floor(due_at)
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            self._buckets[second] = [session_id]
+            heapq.heappush(self._seconds, second)
+        else:
+            bucket.append(session_id)
+        self._entries += 1
+        if self._entries > 2 * len(self._due) + 64:  # stale entries (moved up, removed): rebuild
+            self._buckets, self._seconds, self._entries = {}, [], 0
+            for sid, due in list(self._due.items()):
+                self._set_due(sid, due)
+
+    def _front(self) -> Optional[List[str]]:
+        """The earliest bucket's live sessions, most overdue first (stale entries dropped)."""
+        while self._seconds:
+            second = self._seconds[0]
+            bucket = self._buckets.get(second, [])
+            # live: due in this second; once each (a session moved within the second is listed twice)
+            live = list(
+                dict.fromkeys(sid for sid in bucket if sid in self._due and math.floor(self._due[sid]) == second)
+            )
+            self._entries -= len(bucket) - len(live)
+            if live:
+                live.sort(key=self._due.__getitem__)
+                self._buckets[second] = live
+                return live
+            heapq.heappop(self._seconds)
+            self._buckets.pop(second, None)
+        return None
 
     def add(self, session_id: str, due_at: float, level: int = 0) -> None:
         """Know a session: new ones are due now at level 0; restored ones keep their state."""
         if session_id in self._level:
             return
+        if not math.isfinite(due_at):  # a stored value nobody should have written: poll it soon
+            due_at = 0.0
         self._level[session_id] = max(0, min(int(level), _MAX_LEVEL))
         self._set_due(session_id, due_at)
 
@@ -193,22 +224,27 @@ class Schedule:
             self._set_due(session_id, now)
 
     def next_due(self) -> Optional[float]:
-        heap = self._heap
-        while heap and self._due.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        front = self._front()
+        return self._due[front[0]] if front else None
 
     def pop_due(self, now: float, limit: int) -> List[str]:
         """Up to ``limit`` sessions whose time has come, most overdue first; now in flight."""
         taken: List[str] = []
         while len(taken) < limit:
-            due = self.next_due()
-            if due is None or due > now:
+            front = self._front()
+            if not front or self._due[front[0]] > now:
                 break
-            _, session_id = heapq.heappop(self._heap)
-            del self._due[session_id]
-            self._in_flight.add(session_id)
-            taken.append(session_id)
+            count = 0
+            for sid in front:
+                if len(taken) >= limit or self._due[sid] > now:
+                    break
+                taken.append(sid)
+                count += 1
+            for sid in front[:count]:
+                del self._due[sid]
+                self._in_flight.add(sid)
+            del front[:count]
+            self._entries -= count
         return taken
 
     def take(self, session_id: str) -> bool:

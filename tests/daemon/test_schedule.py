@@ -118,7 +118,7 @@ def test_restored_state_is_kept_and_heap_stays_bounded() -> None:
     assert schedule.state("s") == (42.0, 3)
     for step in range(1000):
         schedule.move_up("s", now=41.0 - step * 0.001)
-    assert len(schedule._heap) <= 2 * len(schedule) + 65
+    assert schedule._entries <= 2 * len(schedule) + 65
 
 
 def test_many_sessions_poll_in_due_order() -> None:
@@ -195,3 +195,14 @@ def test_a_conversation_stays_active_for_its_window_then_backs_off() -> None:
     assert Policy(interval=10, idle_max=100, active_for=0).active_window == 0
     with pytest.raises(ValueError):
         Policy(active_for=float("nan"))
+
+
+def test_a_session_rescheduled_within_the_same_second_is_polled_once() -> None:
+    schedule = Schedule(exact(interval=0.2, idle_max=1.6))
+    schedule.add("s", due_at=10.9)
+    schedule.move_up("s", now=10.1)  # the same second: the bucket lists it twice
+    assert schedule.take("s") and not schedule.take("s")
+    schedule.done("s", 10.2, new_events=True)  # due 10.4, the same second again
+    assert schedule.pop_due(11.0, 10) == ["s"] and schedule.pop_due(11.0, 10) == []
+    schedule.add("x", due_at=float("nan"))  # a hostile stored value is polled soon, not never
+    assert schedule.next_due() == 0.0
