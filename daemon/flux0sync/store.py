@@ -610,6 +610,8 @@ class Store:
         rows = sorted(
             (event_row(session_id, e) for e in events), key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0)
         )
+        if not rows:
+            return WriteResult(0, 0, 0, self.checkpoint(session_id))
         now = time.time()
 
         def work(db: sqlite3.Connection) -> WriteResult:

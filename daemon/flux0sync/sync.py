@@ -41,7 +41,12 @@ class PassResult:
 
 
 class Syncer:
-    """Passes over every session with one client (shared by the workers, never closed here).
+    """Passes over every session.
+
+    With ``client`` alone the pass runs on one fetch worker that uses that client (never closed
+    here). For more workers give ``make_client`` (one client per worker and user, closed after
+    the pass): a fetch past its deadline is cut by shutting down the sockets its own thread
+    opened, which a client shared between threads would mix up.
 
     A pass that cannot reach the server raises its :class:`~flux0lite.APIConnectionError`
     (what was stored stays); any other failure costs only its session, which then backs off
@@ -59,7 +64,8 @@ class Syncer:
         max_backoff: float = 300.0,
         gap_patience: float = 300.0,
         session_deadline: float = 120.0,
-        workers: int = 4,
+        workers: int = 1,
+        make_client: Optional[Callable[[Optional[str]], Flux0]] = None,
         heartbeat: Callable[[], None] = lambda: None,
         should_stop: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
@@ -72,7 +78,10 @@ class Syncer:
         self.max_backoff = max_backoff
         self.gap_patience = gap_patience
         self.session_deadline = session_deadline
+        if workers > 1 and make_client is None:
+            raise ValueError("more than one worker needs make_client (one client per worker)")
         self.workers = workers
+        self.make_client = make_client
         self.heartbeat = heartbeat
         self.should_stop = should_stop
         self.clock = clock
@@ -87,7 +96,7 @@ class Syncer:
         now = self.clock()
         engine = Engine(
             self.store,
-            lambda user: self.client,
+            self.make_client or (lambda user: self.client),
             policy=Policy(max_backoff=self.max_backoff),
             agent_ids=self.agent_ids,
             session_ids=self.session_ids,
@@ -99,7 +108,7 @@ class Syncer:
             once=True,
             warnings=self._warnings,
             skip=lambda session_id: self._retry_at.get(session_id, 0.0) > now,
-            close_clients=False,
+            close_clients=self.make_client is not None,
             heartbeat=self.heartbeat,
             should_stop=self.should_stop,
         )

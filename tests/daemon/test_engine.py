@@ -14,7 +14,8 @@ from flux0sync.schedule import Policy
 from flux0sync.store import Store
 
 from flux0lite import Flux0, Retry, Timeout
-from tests.daemon.helpers import assert_archive_equals_server
+from tests.daemon.helpers import archive_rows, assert_archive_equals_server
+from tests.daemon.hostile import event, serve_events
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response
 
 
@@ -289,3 +290,31 @@ def test_once_against_a_dead_server_ends_with_its_error(tmp_path: Path) -> None:
     totals = dead.run()
     store.close()
     assert not totals.ok and "cannot connect" in str(totals.outage)
+
+
+def test_gaps_clashes_and_disorder_across_many_sessions_with_four_workers(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """The exactly-once rules hold with sessions fetched in parallel: each keeps its own offsets."""
+    agent = fake_flux0.add_agent()
+    sessions = [fake_flux0.add_session(agent) for _ in range(12)]
+    docs: Dict[str, List[Dict[str, Any]]] = {}
+    for n, sid in enumerate(sessions):
+        offsets_now = [5, 4, 3, 2, 1, 0] if n % 3 == 0 else [0, 1, 3] if n % 3 == 1 else [0, 1, 2]
+        docs[sid] = [event(sid, o, event_id="shared" if o == 0 else "") for o in offsets_now]  # one id in all
+        serve_events(fake_flux0, sid, lambda sid=sid: docs[sid])  # type: ignore[misc]
+    first = engine(store, fake, once=True, batch_size=2, gap_patience=3600).run()
+    assert first.ok
+    for n, sid in enumerate(sessions):
+        expected = {0: 5, 1: 1, 2: 2}[n % 3]  # the hole at 2 holds the checkpoint at 1
+        assert store.checkpoint(sid) == expected
+    for n, sid in enumerate(sessions):
+        if n % 3 == 1:
+            docs[sid].insert(2, event(sid, 2))  # the late event arrives
+    assert engine(store, fake, once=True, batch_size=2, gap_patience=3600).run().ok
+    rows = archive_rows(store.path)
+    for n, sid in enumerate(sessions):
+        want = [0, 1, 2, 3] if n % 3 == 1 else [0, 1, 2] if n % 3 == 2 else [0, 1, 2, 3, 4, 5]
+        assert [o for o, _ in rows[sid]] == want and rows[sid][0][1] == "shared"  # per-session identity
+        assert store.checkpoint(sid) == want[-1]
+    assert store.gaps() == [] and store.db.execute("SELECT count(*) FROM conflicts").fetchone()[0] == 0
