@@ -61,6 +61,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--user",
         dest="users",
+        metavar="USER",
         action="append",
         help="flux0 user (flux0_user_sub) whose sessions to mirror (repeatable; default: no cookie)",
     )
