@@ -13,8 +13,8 @@ writing at once:
 - a serialization failure or deadlock (SQLSTATE 40001/40P01, which CockroachDB and YugabyteDB
   raise under contention) and a dropped connection re-run the whole transaction.
 
-Every unique key starts with the session id, so a distributed engine (Citus, YugabyteDB,
-CockroachDB) can co-locate a session's rows. The schema is versioned in ``flux0sync_meta`` and
+Every unique key starts with the session id (the poll schedule's too), so a distributed engine
+(Citus, YugabyteDB, CockroachDB) can co-locate a session's rows. The schema is versioned in ``flux0sync_meta`` and
 migrated step by step, each step in a transaction that holds the version row's lock, so daemons
 starting together migrate once. Values PostgreSQL cannot hold (NUL, besides what rows.py already
 handles) are nulled, or escaped in key columns; ``raw`` always keeps the event exactly.
