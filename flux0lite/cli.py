@@ -2,35 +2,30 @@
 
 Exit codes: 0 ok, 1 API or protocol error (the server said no, or said nonsense),
 2 usage error, 3 connection error or timeout, 130 interrupted (Ctrl-C).
+
+Arguments are parsed before the client is imported, so ``--version``, ``-h`` and usage errors
+start as fast as Python itself. Everything this module prints passes through :class:`_Sink`:
+text from the server is hostile, so control characters never reach a terminal as commands,
+credentials in URLs are never echoed, and text that the output cannot encode is replaced
+instead of crashing.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
+import math
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from ._version import __version__
-from .client import DEFAULT_SERVER_URL, Flux0, enable_debug_logging
-from .errors import APIConnectionError, APIError, ConfigError, Flux0Error
-from .models import (
-    Agent,
-    ChunkEvent,
-    Event,
-    MessageEventData,
-    RawStreamEvent,
-    Session,
-    StatusEvent,
-    StatusEventData,
-    StreamEvent,
-    ToolCallPart,
-    ToolEventData,
-)
-from .retry import Retry
-from .transport import Timeout
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    import argparse
+    import re
+    from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, TextIO, Tuple, Type
+
+    from .client import Flux0
+    from .models import Event, StreamEvent
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_API", "EXIT_USAGE", "EXIT_CONNECTION", "EXIT_INTERRUPTED"]
 
@@ -39,6 +34,13 @@ EXIT_API = 1
 EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 EXIT_INTERRUPTED = 130
+
+# The client's DEFAULT_SERVER_URL, written out so that -h need not import the client
+# (a test keeps the two equal).
+_DEFAULT_SERVER_URL_HINT = "http://127.0.0.1:8080"
+MAX_TIMEOUT = 1_000_000.0
+MAX_RETRIES = 100
+_MAX_OFFSET = 2**63 - 1
 
 _MAIN_EXAMPLES = (
     """\
@@ -52,7 +54,7 @@ examples:
 environment: FLUX0_SERVER_URL (default %s), FLUX0_TOKEN, FLUX0_DEBUG=1
 exit codes: 0 ok, 1 API error, 2 usage error, 3 connection error or timeout, 130 interrupted
 """
-    % DEFAULT_SERVER_URL
+    % _DEFAULT_SERVER_URL_HINT
 )
 
 
@@ -60,39 +62,136 @@ class _UsageError(Exception):
     pass
 
 
-def _positive_float(text: str) -> float:
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns`` without importing shutil (and bz2, lzma) for it."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0 and sys.__stdout__ is not None:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _new_parser(**options: "Any") -> "Tuple[argparse.ArgumentParser, Type[argparse.HelpFormatter]]":
+    """The top-level parser and the formatter for its subparsers (which are of its class)."""
+    import argparse
+
+    width = _terminal_columns() - 2  # argparse makes a formatter per option: ask once
+
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        def __init__(self, prog: str) -> None:
+            super().__init__(prog, width=width)
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> "NoReturn":
+            # argparse would print the whole usage block first
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+    return Parser(formatter_class=Formatter, **options), Formatter
+
+
+# -- argument checks ---------------------------------------------------------------------------
+
+
+def _timeout_seconds(text: str) -> float:
+    import argparse
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
+    if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 and <= {MAX_TIMEOUT:.0f}")
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def _bounded_int(low: int, high: int) -> "Callable[[str], int]":
+    def parse(text: str) -> int:
+        import argparse
+
+        # No int() of thousands of digits: it is slow before 3.11 and a ValueError after.
+        digits = text.strip()
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+            raise argparse.ArgumentTypeError(f"not an integer between {low} and {high}: {text!r}")
+        value = int(digits)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def _non_empty(text: str) -> str:
+    import argparse
+
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _check_text_arguments(args: argparse.Namespace) -> None:
+    """Command-line text the API cannot carry is a usage error, named, not a crash later."""
+    import re
+
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, str) and re.search(_SURROGATE, item):
+                # Python decodes undecodable argv bytes to lone surrogates (PEP 383).
+                raise _UsageError(f"argument {name.upper()} is not valid UTF-8 text")
+
+
+def _check_token(token: str, source: str) -> str:
+    # A bearer token is visible ASCII (RFC 6750 b64token); anything else cannot go in a header.
+    if not token or any(not "!" <= ch <= "~" for ch in token):
+        raise _UsageError(f"{source} must be printable ASCII without spaces")
+    return token
+
+
+def _check_user(user: str) -> str:
+    # Sent as a cookie value: visible ASCII without the cookie separators (RFC 6265).
+    if not user or any(not "!" <= ch <= "~" or ch in ';,"\\' for ch in user):
+        raise _UsageError('--user must be printable ASCII without spaces, ";", ",", \'"\' or "\\"')
+    return user
+
+
+def _check_server_url(url: str, source: str) -> str:
+    # An international host name must be given in its xn-- form: http.client sends the host
+    # as ASCII and would fail only at the first request.
+    if any(not "!" <= ch <= "~" for ch in url.strip()):
+        raise _UsageError(f"{source} must be printable ASCII without spaces (use xn-- for international host names)")
+    import urllib.parse
+
     try:
-        value = int(text)
+        urllib.parse.urlsplit(url.strip()).port  # noqa: B018 - only to see that it parses
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
+        raise _UsageError(f"{source} is not a valid URL (bad brackets or port)") from None
+    return url
 
 
 def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    import argparse
+
     # Top-level defaults are real; repeated at subcommand level they are SUPPRESS so that
     # "flux0lite --json agents list" and "flux0lite agents list --json" both work.
-    def default(value: Any) -> Any:
+    def default(value: "Any") -> "Any":
         return value if top else argparse.SUPPRESS
 
     group = parser.add_argument_group("connection and output")
     group.add_argument("--server-url", default=default(None), help="flux0 server URL (env FLUX0_SERVER_URL)")
     group.add_argument(
-        "--timeout", type=_positive_float, default=default(None), help="connect and read timeout, seconds"
+        "--timeout", type=_timeout_seconds, default=default(None), help="connect and read timeout, seconds"
     )
     group.add_argument(
-        "--retries", type=_non_negative_int, default=default(None), help="retries for safe requests (default 2)"
+        "--retries",
+        type=_bounded_int(0, MAX_RETRIES),
+        default=default(None),
+        help=f"retries for safe requests (default 2, at most {MAX_RETRIES})",
     )
     group.add_argument("--token", default=default(None), help="bearer token (env FLUX0_TOKEN)")
     group.add_argument("--user", default=default(None), help="flux0 user (sent as the flux0_user_sub cookie)")
@@ -114,38 +213,68 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _subparser(
-    subs: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str, examples: str
-) -> argparse.ArgumentParser:
+    subs: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    help_text: str,
+    examples: str,
+    formatter: "Type[argparse.HelpFormatter]",
+    *,
+    full: bool,
+) -> "Optional[argparse.ArgumentParser]":
+    """A command's parser with the common options; unless ``full``, only its help line."""
+    if not full:
+        subs.add_parser(name, help=help_text, formatter_class=formatter, add_help=False)
+        return None
     parser = subs.add_parser(
         name,
         help=help_text,
         description=help_text,
         epilog="examples:\n" + examples,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=formatter,
     )
     _common_options(parser, top=False)
     return parser
 
 
 def _group(
-    groups: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str, examples: str
-) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+    groups: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    help_text: str,
+    examples: str,
+    formatter: "Type[argparse.HelpFormatter]",
+    *,
+    full: bool,
+) -> "Optional[argparse._SubParsersAction[argparse.ArgumentParser]]":
+    """A command with actions; unless ``full``, only its help line."""
+    if not full:
+        groups.add_parser(name, help=help_text, formatter_class=formatter, add_help=False)
+        return None
     parser = groups.add_parser(
         name,
         help=help_text,
         description=help_text[0].upper() + help_text[1:] + ".",
         epilog="examples:\n" + examples,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=formatter,
     )
     return parser.add_subparsers(dest="action", metavar="ACTION")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the commands and actions named in it are built in full.
+
+    The others are bare help lines (all ``-h`` needs of them). A name counts wherever it appears
+    in ``argv``, so a value that equals a command name costs time, not correctness. This keeps
+    ``-h`` and usage errors fast: argparse makes a formatter for every option it adds and looks
+    up message translations for every parser.
+    """
+
+    def wanted(name: str) -> bool:
+        return argv is None or name in argv
+
+    parser, formatter = _new_parser(
         prog="flux0lite",
         description="Talk to a flux0 agent server: agents, sessions, events and live chat.",
         epilog=_MAIN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"flux0lite {__version__}")
     _common_options(parser, top=True)
@@ -157,14 +286,30 @@ def build_parser() -> argparse.ArgumentParser:
         "list, create and show agents",
         "  flux0lite agents list\n  flux0lite agents create --name Echo --type echo\n"
         "  flux0lite agents get AGENT_ID --json\n",
+        formatter,
+        full=wanted("agents"),
     )
-    _subparser(agent_cmds, "list", "list agents", "  flux0lite agents list --json\n")
-    create = _subparser(agent_cmds, "create", "create an agent", "  flux0lite agents create --name Echo --type echo\n")
-    create.add_argument("--name", required=True)
-    create.add_argument("--type", required=True, help="agent runner type, e.g. echo")
-    create.add_argument("--description")
-    get = _subparser(agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n")
-    get.add_argument("agent_id", metavar="AGENT_ID")
+    if agent_cmds is not None:
+        _subparser(
+            agent_cmds, "list", "list agents", "  flux0lite agents list --json\n", formatter, full=wanted("list")
+        )
+        create = _subparser(
+            agent_cmds,
+            "create",
+            "create an agent",
+            "  flux0lite agents create --name Echo --type echo\n",
+            formatter,
+            full=wanted("create"),
+        )
+        if create is not None:
+            create.add_argument("--name", required=True)
+            create.add_argument("--type", required=True, help="agent runner type, e.g. echo")
+            create.add_argument("--description")
+        get = _subparser(
+            agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n", formatter, full=wanted("get")
+        )
+        if get is not None:
+            get.add_argument("agent_id", metavar="AGENT_ID", type=_non_empty)
 
     session_cmds = _group(
         groups,
@@ -172,18 +317,43 @@ def build_parser() -> argparse.ArgumentParser:
         "list, create and show sessions",
         "  flux0lite sessions list --agent AGENT_ID\n  flux0lite sessions create --agent AGENT_ID --title demo\n"
         "  flux0lite sessions get SESSION_ID\n",
+        formatter,
+        full=wanted("sessions"),
     )
-    listing = _subparser(session_cmds, "list", "list your sessions", "  flux0lite sessions list --agent AGENT_ID\n")
-    listing.add_argument("--agent", dest="agent_id", help="only sessions of this agent")
-    create = _subparser(
-        session_cmds, "create", "create a session", "  flux0lite sessions create --agent AGENT_ID --title demo\n"
-    )
-    create.add_argument("--agent", dest="agent_id", required=True)
-    create.add_argument("--title")
-    create.add_argument("--id", dest="session_id", help="choose the session id yourself")
-    create.add_argument("--greeting", action="store_true", help="let the agent greet first")
-    get = _subparser(session_cmds, "get", "show one session", "  flux0lite sessions get SESSION_ID\n")
-    get.add_argument("session_id", metavar="SESSION_ID")
+    if session_cmds is not None:
+        listing = _subparser(
+            session_cmds,
+            "list",
+            "list your sessions",
+            "  flux0lite sessions list --agent AGENT_ID\n",
+            formatter,
+            full=wanted("list"),
+        )
+        if listing is not None:
+            listing.add_argument("--agent", dest="agent_id", type=_non_empty, help="only sessions of this agent")
+        create = _subparser(
+            session_cmds,
+            "create",
+            "create a session",
+            "  flux0lite sessions create --agent AGENT_ID --title demo\n",
+            formatter,
+            full=wanted("create"),
+        )
+        if create is not None:
+            create.add_argument("--agent", dest="agent_id", required=True, type=_non_empty)
+            create.add_argument("--title")
+            create.add_argument("--id", dest="session_id", help="choose the session id yourself")
+            create.add_argument("--greeting", action="store_true", help="let the agent greet first")
+        get = _subparser(
+            session_cmds,
+            "get",
+            "show one session",
+            "  flux0lite sessions get SESSION_ID\n",
+            formatter,
+            full=wanted("get"),
+        )
+        if get is not None:
+            get.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
 
     event_cmds = _group(
         groups,
@@ -191,19 +361,27 @@ def build_parser() -> argparse.ArgumentParser:
         "list a session's stored events",
         "  flux0lite events list SESSION_ID --jsonl\n"
         "  flux0lite events list SESSION_ID --min-offset 10 --type message\n",
+        formatter,
+        full=wanted("events"),
     )
-    listing = _subparser(
-        event_cmds,
-        "list",
-        "list a session's events in offset order",
-        "  flux0lite events list SESSION_ID --min-offset 10 --jsonl\n"
-        "  flux0lite events list SESSION_ID --type message --source ai_agent\n",
-    )
-    listing.add_argument("session_id", metavar="SESSION_ID")
-    listing.add_argument("--min-offset", type=_non_negative_int)
-    listing.add_argument("--source", help="user, ai_agent or system")
-    listing.add_argument("--type", dest="types", action="append", help="message, tool, status or custom (repeatable)")
-    listing.add_argument("--correlation-id")
+    if event_cmds is not None:
+        listing = _subparser(
+            event_cmds,
+            "list",
+            "list a session's events in offset order",
+            "  flux0lite events list SESSION_ID --min-offset 10 --jsonl\n"
+            "  flux0lite events list SESSION_ID --type message --source ai_agent\n",
+            formatter,
+            full=wanted("list"),
+        )
+        if listing is not None:
+            listing.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
+            listing.add_argument("--min-offset", type=_bounded_int(0, _MAX_OFFSET))
+            listing.add_argument("--source", help="user, ai_agent or system")
+            listing.add_argument(
+                "--type", dest="types", action="append", help="message, tool, status or custom (repeatable)"
+            )
+            listing.add_argument("--correlation-id")
 
     chat = _subparser(
         groups,
@@ -213,35 +391,146 @@ def build_parser() -> argparse.ArgumentParser:
         "  flux0lite chat --new --agent AGENT_ID hello\n"
         "  cat question.txt | flux0lite chat SESSION_ID -\n"
         "  flux0lite chat SESSION_ID hi --jsonl     # raw stream events\n",
+        formatter,
+        full=wanted("chat"),
     )
-    chat.add_argument(
-        "target", nargs="+", metavar="ARG", help="SESSION_ID MESSAGE, or just MESSAGE with --new; '-' reads stdin"
-    )
-    chat.add_argument("--new", action="store_true", help="create a new session first (needs --agent)")
-    chat.add_argument("--agent", dest="agent_id", help="agent for --new")
-    chat.add_argument("--title", help="title for --new")
+    if chat is not None:
+        chat.add_argument(
+            "target", nargs="+", metavar="ARG", help="SESSION_ID MESSAGE, or just MESSAGE with --new; '-' reads stdin"
+        )
+        chat.add_argument("--new", action="store_true", help="create a new session first (needs --agent)")
+        chat.add_argument("--agent", dest="agent_id", type=_non_empty, help="agent for --new")
+        chat.add_argument("--title", help="title for --new")
     return parser
 
 
 # -- output ------------------------------------------------------------------------------------
 
+# C0 controls but newline and tab, DEL, C1 controls (8-bit CSI/OSC), and the bidirectional
+# overrides that make a terminal show text in another order than it is.
+# Patterns are compiled on first use (re caches them): -h and --version need none of them.
+_CONTROL = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+_SURROGATE = "[\ud800-\udfff]"
+# What JSON text may hold raw but a terminal must not get: JSON already escapes C0 controls.
+_JSON_UNSAFE = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+# scheme://userinfo@ : the userinfo of any URL in a message.
+_URL_USERINFO = r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>@]*@"
 
-def _print_json(doc: Any, out: TextIO) -> None:
-    out.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+
+def _visible(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def _print_jsonl(docs: Sequence[Any], out: TextIO) -> None:
-    for doc in docs:
-        out.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+def visible_text(text: str) -> str:
+    """``text`` safe for a terminal: control characters shown as ``\\x1b``, never obeyed.
+
+    Newlines and tabs are kept; lone surrogates (undecodable server text) become U+FFFD.
+    """
+    import re
+
+    return re.sub(_SURROGATE, "\ufffd", re.sub(_CONTROL, _visible, text))
 
 
-def _cell(value: Any, width: int = 60) -> str:
+def _json_text(doc: "Any", *, indent: "Optional[int]", ascii_only: bool) -> str:
+    """Exact JSON: characters a terminal could obey, and lone surrogates, as ``\\uXXXX``."""
+    import re
+
+    from .errors import DecodeError
+
+    separators = (",", ": ") if indent else (",", ":")
+    try:
+        text = json_dumps(doc, ensure_ascii=ascii_only, indent=indent, separators=separators)
+    except RecursionError as exc:
+        raise DecodeError("the server's JSON is nested too deeply to print") from exc
+    return text if ascii_only else re.sub(_JSON_UNSAFE, lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def json_dumps(doc: "Any", **options: "Any") -> str:
+    import json
+
+    return json.dumps(doc, **options)
+
+
+def redact(text: str, secrets: "Iterable[str]" = ()) -> str:
+    """``text`` without URL credentials: any ``scheme://user:pw@`` and each known secret."""
+    import re
+
+    text = re.sub(_URL_USERINFO, r"\1***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _url_userinfo(url: "Optional[str]") -> "List[str]":
+    """The credentials part of a server URL as typed, also as ``repr`` shows it."""
+    if not url or "@" not in url:
+        return []
+    rest = url.split("://", 1)[1] if "://" in url else url
+    userinfo = rest.rsplit("@", 1)[0]
+    return [userinfo, repr(userinfo)[1:-1]]
+
+
+class _Sink:
+    """A text stream as the CLI writes to it: safe text, in an encoding the stream can take.
+
+    ``visible`` makes control characters visible (for a terminal); a ``diagnostics`` sink
+    (stderr) always does, and removes URL credentials and known secrets from all it prints,
+    argparse's messages included. Lone surrogates are replaced; characters the stream's
+    encoding lacks (``PYTHONIOENCODING=ascii``) are written as backslash escapes instead of
+    raising ``UnicodeEncodeError``.
+    """
+
+    def __init__(self, stream: "Optional[TextIO]", *, diagnostics: bool = False) -> None:
+        self._stream = stream
+        self.diagnostics = diagnostics
+        self.visible = diagnostics or self.isatty()
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("_", "-")
+        self.utf = encoding.startswith(("utf-8", "utf8", "utf-16", "utf-32"))
+        self.secrets: "List[str]" = []
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except (ValueError, OSError):  # a closed stream
+            return False
+
+    def write(self, text: str) -> int:
+        import re
+
+        safe = redact(text, self.secrets) if self.diagnostics else text
+        self._write(visible_text(safe) if self.visible else re.sub(_SURROGATE, "\ufffd", safe))
+        return len(text)
+
+    def message(self, text: str) -> None:
+        """A line about what happened."""
+        self.write(text + "\n")
+
+    def write_json(self, doc: "Any", *, indent: "Optional[int]" = None) -> None:
+        self._write(_json_text(doc, indent=indent, ascii_only=not self.utf) + "\n")
+
+    def _write(self, text: str) -> None:
+        if self._stream is None:  # the descriptor was closed when Python started
+            return
+        try:
+            self._stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(self._stream, "encoding", None) or "ascii"
+            self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+
+
+def _cell(value: "Any", width: int = 60) -> str:
     text = "" if value is None else str(value)
-    text = " ".join(text.split())
+    text = visible_text(" ".join(text.split()))  # a table is for eyes: never raw controls
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+def _print_table(headers: "Sequence[str]", rows: "Sequence[Sequence[Any]]", out: _Sink) -> None:
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     out.write("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
@@ -249,7 +538,9 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: Tex
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
 
 
-def _event_summary(event: Event) -> str:
+def _event_summary(event: "Event") -> str:
+    from .models import MessageEventData, StatusEventData, ToolCallPart, ToolEventData
+
     if event.text:
         return event.text
     data = event.data
@@ -261,26 +552,27 @@ def _event_summary(event: Event) -> str:
             return "; ".join(f"calls {c.tool_name}({_compact(c.args)})" for c in calls)
     if isinstance(data, ToolEventData) and data.tool_calls:
         return "; ".join(f"{c.tool_name} returned {_compact(c.result)}" for c in data.tool_calls)
-    return json.dumps(event.data if isinstance(event.data, dict) else event.data.to_dict(), ensure_ascii=False)
+    return _compact(data if isinstance(data, dict) else data.to_dict())
 
 
-def _compact(value: Any) -> str:
+def _compact(value: "Any") -> str:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return "".join(value)  # arguments streamed as string pieces
-    return json.dumps(value, ensure_ascii=False)
+    return _json_text(value, indent=None, ascii_only=False)
 
 
-def _emit(args: argparse.Namespace, out: TextIO, items: List[Any], single: bool, table: Callable[[], None]) -> None:
+def _emit(args: argparse.Namespace, out: _Sink, items: "List[Any]", single: bool, table: "Callable[[], None]") -> None:
     docs = [item.to_dict() for item in items]
     if args.output == "json":
-        _print_json(docs[0] if single else docs, out)
+        out.write_json(docs[0] if single else docs, indent=2)
     elif args.output == "jsonl":
-        _print_jsonl(docs, out)
+        for doc in docs:
+            out.write_json(doc)
     else:
         table()
 
 
-def _agents_table(agents: List[Agent], out: TextIO) -> Callable[[], None]:
+def _agents_table(agents: "List[Any]", out: _Sink) -> "Callable[[], None]":
     return lambda: _print_table(
         ["id", "name", "type", "created_at", "description"],
         [[a.id, a.name, a.type, a.created_at, a.description] for a in agents],
@@ -288,36 +580,56 @@ def _agents_table(agents: List[Agent], out: TextIO) -> Callable[[], None]:
     )
 
 
-def _sessions_table(sessions: List[Session], out: TextIO) -> Callable[[], None]:
+def _sessions_table(sessions: "List[Any]", out: _Sink) -> "Callable[[], None]":
     return lambda: _print_table(
         ["id", "agent_id", "title", "created_at"], [[s.id, s.agent_id, s.title, s.created_at] for s in sessions], out
     )
 
 
-def _stream_event_doc(event: StreamEvent) -> Dict[str, Any]:
+def _stream_event_doc(event: "StreamEvent") -> "Dict[str, Any]":
+    from .models import ChunkEvent, StatusEvent
+
     if isinstance(event, StatusEvent):
         return {"event": "status", "id": event.id, "data": event.to_dict()}
     if isinstance(event, ChunkEvent):
         return {"event": "chunk", "data": event.to_dict()}
-    assert isinstance(event, RawStreamEvent)
     return event.to_dict()
 
 
 # -- commands ----------------------------------------------------------------------------------
 
 
-def _read_message(parts: List[str], stdin: TextIO) -> str:
+def _read_stdin(stdin: "Optional[TextIO]") -> str:
+    if stdin is None:
+        raise _UsageError("'-' reads the message from standard input, but it is closed")
+    try:
+        raw = getattr(stdin, "buffer", None)
+        # Read bytes where there are bytes: the message goes out as UTF-8 whatever the locale.
+        return raw.read().decode("utf-8") if raw is not None else stdin.read()
+    except UnicodeDecodeError as exc:
+        raise _UsageError(f"standard input is not UTF-8 text (byte {exc.start})") from None
+    except (OSError, ValueError) as exc:  # a directory, a closed file
+        raise _UsageError(f"cannot read standard input: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+
+
+def _read_message(parts: "List[str]", stdin: "Optional[TextIO]") -> str:
+    import re
+
     message = " ".join(parts)
     if message == "-":
-        message = stdin.read()
+        message = _read_stdin(stdin)
         if message.endswith("\n"):
             message = message[:-1]
+    if re.search(_SURROGATE, message):
+        raise _UsageError("the message is not valid UTF-8 text")
     if not message.strip():
         raise _UsageError("the message is empty")
     return message
 
 
-def _chat(client: Flux0, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+def _chat(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdin: "Optional[TextIO]") -> int:
+    from .models import ChunkEvent
+
     if args.new:
         if not args.agent_id:
             raise _UsageError("chat --new needs --agent AGENT_ID")
@@ -325,9 +637,9 @@ def _chat(client: Flux0, args: argparse.Namespace, out: TextIO, err: TextIO, std
         session = client.sessions.create(agent_id=args.agent_id, title=args.title)
         session_id = session.id
         if args.output == "table":
-            err.write(f"session {session_id}\n")
+            err.message(f"session {session_id}")
     else:
-        if len(args.target) < 2:
+        if len(args.target) < 2 or not args.target[0]:
             raise _UsageError("chat needs SESSION_ID and MESSAGE (or --new --agent AGENT_ID MESSAGE)")
         session_id = args.target[0]
         message = _read_message(args.target[1:], stdin)
@@ -335,7 +647,7 @@ def _chat(client: Flux0, args: argparse.Namespace, out: TextIO, err: TextIO, std
         wrote_text = False
         for event in stream:
             if args.output == "jsonl":
-                _print_jsonl([_stream_event_doc(event)], out)
+                out.write_json(_stream_event_doc(event))
                 out.flush()
             elif args.output == "table" and isinstance(event, ChunkEvent):
                 text = event.text
@@ -349,9 +661,9 @@ def _chat(client: Flux0, args: argparse.Namespace, out: TextIO, err: TextIO, std
             out.write("\n")
         for doc in reply.messages.values():
             if not isinstance(doc, list):
-                out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+                out.write_json(doc)
     elif args.output == "json":
-        _print_json(
+        out.write_json(
             {
                 "session_id": session_id,
                 "text": reply.text,
@@ -359,15 +671,15 @@ def _chat(client: Flux0, args: argparse.Namespace, out: TextIO, err: TextIO, std
                 "statuses": list(reply.statuses),
                 "error": reply.error,
             },
-            out,
+            indent=2,
         )
     if reply.error is not None:
-        err.write(f"flux0lite: the agent reported an error: {json.dumps(reply.error, ensure_ascii=False)}\n")
+        err.message(f"flux0lite: the agent reported an error: {_json_text(reply.error, indent=None, ascii_only=False)}")
         return EXIT_API
     return EXIT_OK
 
 
-def _run(client: Flux0, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+def _run(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdin: "Optional[TextIO]") -> int:
     group, action = args.group, getattr(args, "action", None)
     if group == "chat":
         return _chat(client, args, out, err, stdin)
@@ -415,57 +727,130 @@ def _run(client: Flux0, args: argparse.Namespace, out: TextIO, err: TextIO, stdi
     return EXIT_OK
 
 
-def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, (_UsageError, ConfigError)):
+def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
+    """The client for these arguments; every bad value is a usage error before anything is sent."""
+    import contextlib
+
+    from .client import Flux0, enable_debug_logging
+    from .retry import Retry
+    from .transport import Timeout
+
+    server_url = args.server_url or os.environ.get("FLUX0_SERVER_URL") or None
+    err.secrets += _url_userinfo(server_url)
+    if server_url is not None:
+        _check_server_url(server_url, "--server-url" if args.server_url else "FLUX0_SERVER_URL")
+    token = args.token or os.environ.get("FLUX0_TOKEN") or None
+    if token is not None:
+        err.secrets.append(token)
+        _check_token(token, "--token" if args.token else "FLUX0_TOKEN")
+    if args.user is not None:
+        _check_user(args.user)
+    if _debugging(args):  # --debug or FLUX0_DEBUG: log lines (server headers!) go through err too
+        with contextlib.redirect_stderr(err):
+            enable_debug_logging()
+    return Flux0(
+        server_url,
+        timeout=Timeout(args.timeout, args.timeout) if args.timeout else Timeout(),
+        retry=Retry(total=args.retries) if args.retries is not None else None,
+        token=token,
+        user_sub=args.user,
+    )
+
+
+def _exit_code(exc: BaseException, sent: bool) -> int:
+    from .errors import APIConnectionError, ConfigError
+
+    if isinstance(exc, _UsageError) or (isinstance(exc, ConfigError) and not sent):
         return EXIT_USAGE
     if isinstance(exc, APIConnectionError):
         return EXIT_CONNECTION
-    return EXIT_API  # the server said no (APIError), or said nonsense (ProtocolError)
+    # The server said no (APIError) or said nonsense (ProtocolError); a ConfigError once the
+    # request is under way came from the server too (e.g. a redirect to a URL with credentials).
+    return EXIT_API
+
+
+def _debugging(args: "Optional[argparse.Namespace]") -> bool:
+    if args is not None and getattr(args, "debug", False):
+        return True
+    return os.environ.get("FLUX0_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def _parse(parser: argparse.ArgumentParser, arguments: "List[str]", out: _Sink, err: _Sink) -> argparse.Namespace:
+    """``parse_args`` with argparse's help and messages going to our sinks.
+
+    (``contextlib.redirect_stdout`` does the same; importing it would cost start-up time.)
+    """
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        return parser.parse_args(arguments)
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def main(
-    argv: Optional[Sequence[str]] = None,
+    argv: "Optional[Sequence[str]]" = None,
     *,
-    stdout: Optional[TextIO] = None,
-    stderr: Optional[TextIO] = None,
-    stdin: Optional[TextIO] = None,
+    stdout: "Optional[TextIO]" = None,
+    stderr: "Optional[TextIO]" = None,
+    stdin: "Optional[TextIO]" = None,
 ) -> int:
-    out, err, inp = stdout or sys.stdout, stderr or sys.stderr, stdin or sys.stdin
-    parser = build_parser()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments == ["--version"]:  # the one answer that needs no parser at all (start-up time)
+        stream = stdout or sys.stdout
+        if stream is not None:
+            stream.write(f"flux0lite {__version__}\n")
+        return EXIT_OK
+    out = _Sink(stdout or sys.stdout)
+    err = _Sink(stderr or sys.stderr, diagnostics=True)
+    err.secrets = _url_userinfo(os.environ.get("FLUX0_SERVER_URL"))  # known before any message
+    inp = stdin or sys.stdin
+    args: "Optional[argparse.Namespace]" = None
+    client: "Optional[Flux0]" = None
+    sent = False
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on -h/--version
-        return int(exc.code or 0)
-    if not args.group:
-        parser.print_help(err)
-        return EXIT_USAGE
-    if args.debug:
-        enable_debug_logging()
-    client: Optional[Flux0] = None
-    try:
-        retry = Retry(total=args.retries) if args.retries is not None else None
-        client = Flux0(
-            args.server_url,
-            timeout=Timeout(args.timeout, args.timeout) if args.timeout else Timeout(),
-            retry=retry,
-            token=args.token or os.environ.get("FLUX0_TOKEN") or None,
-            user_sub=args.user,
-        )
+        parser = build_parser(arguments)
+        try:
+            args = _parse(parser, arguments, out, err)
+        except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on -h/--version
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if not args.group:
+            err.write(parser.format_help())
+            return EXIT_USAGE
+        _check_text_arguments(args)
+        client = _connect(args, err)
+        sent = True
         return _run(client, args, out, err, inp)
-    except (_UsageError, Flux0Error) as exc:
-        code = _exit_code(exc)
-        label = "" if code != EXIT_API or isinstance(exc, APIError) else f"{type(exc).__name__}: "
-        err.write(f"flux0lite: error: {label}{exc}\n")
-        return code
     except KeyboardInterrupt:
-        err.write("\nflux0lite: interrupted\n")
+        err.message("\nflux0lite: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. "| head"): not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
         return EXIT_OK
+    except Exception as exc:  # nothing may reach the user as a traceback
+        from .errors import APIError, Flux0Error
+
+        if not isinstance(exc, (_UsageError, Flux0Error)):
+            err.message(
+                f"flux0lite: internal error: {type(exc).__name__}: {exc} (please report it;"
+                " --debug shows the traceback)"
+            )
+            if _debugging(args):
+                import traceback
+
+                err.write(traceback.format_exc())
+            return EXIT_API
+        code = _exit_code(exc, sent)
+        label = "" if code != EXIT_API or isinstance(exc, APIError) else f"{type(exc).__name__}: "
+        err.message(f"flux0lite: error: {label}{exc}")
+        return code
     finally:
         if client is not None:
-            client.close()
+            try:
+                client.close()
+            except Exception as exc:  # closing sockets must not replace the answer given above
+                err.message(f"flux0lite: while closing: {type(exc).__name__}: {exc}")

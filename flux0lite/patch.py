@@ -1,105 +1,328 @@
 """Applying flux0's chunk patches (RFC 6902 subset) to rebuild a streamed message.
 
 A reply starts as nothing; ``/-`` appends to a list (of text pieces, usually), other paths build
-an object, e.g. ``/tool_calls/0/args/-``. Documents are mutated in place for linear cost on long
-replies; callers own the documents they pass in.
+an object, e.g. ``/tool_calls/0/args/-``. :class:`PatchedDocument` keeps the message being
+built; every operation costs O(log n) in the length of the list it touches (plus the path's
+length), so a hostile stream of inserts at ``/0`` is n log n, not n squared. The document is
+turned into plain JSON values (lists and dicts) only when asked for.
+
+Limits against hostile paths, each a :class:`PatchError`: at most :data:`MAX_PATH_DEPTH`
+tokens; array indexes are ASCII digits without leading zeros (``/²`` is not an index) and a
+list never has more than 10**18 items, so a longer index is out of range without being parsed.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Union
+from itertools import chain
+from math import isqrt
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
 
 from .errors import PatchError
 from .models import JsonPatch
 
-__all__ = ["apply_patch", "apply_patches", "document_text"]
+__all__ = ["MAX_PATH_DEPTH", "PatchedDocument", "apply_patch", "apply_patches", "document_text"]
 
+MAX_PATH_DEPTH = 64
+"""Most tokens a patch path may have (flux0's deepest is 4: ``/tool_calls/0/args/-``)."""
+
+_MAX_INDEX_DIGITS = 18
 _MISSING = object()
 
 
+class _PieceList:
+    """A list with cheap index, insert and delete anywhere, for documents built by patches.
+
+    Items live in blocks whose sizes a Fenwick tree sums, so finding index i costs O(log n);
+    an insert moves at most one block's items (at most 2 * max(512, sqrt(n)) pointers, one
+    C memmove). Appends, the common case, go to a tail list outside the tree: O(1).
+    """
+
+    __slots__ = ("_blocks", "_empty_blocks", "_len", "_tail", "_tree")
+
+    _MIN_BLOCK = 512
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self._blocks: List[List[Any]] = []
+        self._tree: List[int] = [0]
+        self._tail: List[Any] = list(items)
+        self._len = len(self._tail)
+        self._empty_blocks = 0
+
+    def _block_size(self) -> int:
+        return max(self._MIN_BLOCK, isqrt(self._len))
+
+    def _rebuild(self) -> None:
+        tree = [0] * (len(self._blocks) + 1)
+        for number, block in enumerate(self._blocks, 1):
+            tree[number] += len(block)
+            parent = number + (number & -number)
+            if parent < len(tree):
+                tree[parent] += tree[number]
+        self._tree = tree
+
+    def _prefix(self, count: int) -> int:
+        """Items in the first ``count`` blocks."""
+        total = 0
+        while count:
+            total += self._tree[count]
+            count -= count & -count
+        return total
+
+    def _push_tail(self) -> None:
+        """The full tail becomes the last block: a Fenwick append, O(log n)."""
+        number = len(self._blocks) + 1
+        self._blocks.append(self._tail)
+        self._tree.append(len(self._tail) + self._prefix(number - 1) - self._prefix(number - (number & -number)))
+        self._tail = []
+
+    def _grow(self, block: int, delta: int) -> None:
+        tree = self._tree
+        number = block + 1
+        while number < len(tree):
+            tree[number] += delta
+            number += number & -number
+
+    def _locate(self, index: int) -> Tuple[List[Any], int, int]:
+        """(items, offset, block number or -1 for the tail) of position ``index``."""
+        head = self._len - len(self._tail)
+        if index >= head:
+            return self._tail, index - head, -1
+        tree = self._tree
+        position, remaining = 0, index
+        step = 1 << (len(tree).bit_length() - 1)
+        while step:
+            probe = position + step
+            if probe < len(tree) and tree[probe] <= remaining:
+                position = probe
+                remaining -= tree[probe]
+            step >>= 1
+        return self._blocks[position], remaining, position
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Any]:
+        return chain(chain.from_iterable(self._blocks), self._tail)
+
+    def get(self, index: int) -> Any:
+        items, offset, _ = self._locate(index)
+        return items[offset]
+
+    def set(self, index: int, value: Any) -> None:
+        items, offset, _ = self._locate(index)
+        items[offset] = value
+
+    def append(self, value: Any) -> None:
+        self._tail.append(value)
+        self._len += 1
+        if len(self._tail) >= self._block_size():
+            self._push_tail()
+
+    def insert(self, index: int, value: Any) -> None:
+        if index == self._len:
+            self.append(value)
+            return
+        items, offset, block = self._locate(index)
+        items.insert(offset, value)
+        self._len += 1
+        if block < 0:
+            if len(self._tail) >= self._block_size():
+                self._push_tail()
+            return
+        size = self._block_size()
+        if len(items) > 2 * size:
+            # Splitting renumbers the blocks: rebuild the tree, O(n / size) after at least
+            # size inserts into this block, so O(1) per insert once size ~ sqrt(n).
+            self._blocks[block : block + 1] = [items[:size], items[size:]]
+            self._rebuild()
+        else:
+            self._grow(block, 1)
+
+    def delete(self, index: int) -> None:
+        items, offset, block = self._locate(index)
+        del items[offset]
+        self._len -= 1
+        if block < 0:
+            return
+        self._grow(block, -1)
+        if not items:
+            # Empty blocks stay until they are half of all blocks: no rebuild per delete.
+            self._empty_blocks += 1
+            if 2 * self._empty_blocks > len(self._blocks):
+                self._blocks = [b for b in self._blocks if b]
+                self._empty_blocks = 0
+                self._rebuild()
+
+
+Container = Union[Dict[str, Any], _PieceList]
+
+
 def _unescape(token: str) -> str:
-    return token.replace("~1", "/").replace("~0", "~")
+    return token.replace("~1", "/").replace("~0", "~") if "~" in token else token
 
 
 def _split(path: str) -> List[str]:
     if path == "":
         return []
     if not path.startswith("/"):
-        raise PatchError(f"JSON pointer must start with '/': {path!r}")
+        raise PatchError(f"JSON pointer must start with '/': {path[:80]!r}")
+    if path.count("/") > MAX_PATH_DEPTH:
+        raise PatchError(f"patch path deeper than {MAX_PATH_DEPTH} levels: {path[:80]!r}…")
     return [_unescape(t) for t in path[1:].split("/")]
 
 
-def _index(container: List[Any], token: str, path: str, *, allow_end: bool) -> int:
+def _is_index(token: str) -> bool:
+    return token.isascii() and token.isdigit()
+
+
+def _index(length: int, token: str, path: str, *, allow_end: bool) -> int:
     if token == "-" and allow_end:
-        return len(container)
-    if not token.isdigit() or (len(token) > 1 and token[0] == "0"):
-        raise PatchError(f"bad array index {token!r} in {path!r}")
-    index = int(token)
-    limit = len(container) if allow_end else len(container) - 1
-    if index > limit:
-        raise PatchError(f"array index {index} out of range in {path!r}")
-    return index
+        return length
+    if not _is_index(token) or (len(token) > 1 and token[0] == "0"):
+        raise PatchError(f"bad array index {token[:40]!r} in {path[:80]!r}")
+    limit = length if allow_end else length - 1
+    if len(token) > _MAX_INDEX_DIGITS or int(token) > limit:
+        raise PatchError(f"array index {token[:40]} out of range in {path[:80]!r}")
+    return int(token)
 
 
-def _empty_for(token: str) -> Union[List[Any], dict]:  # type: ignore[type-arg]
-    return [] if token == "-" or token.isdigit() else {}
+def _empty_for(token: str) -> Container:
+    return _PieceList() if token == "-" or _is_index(token) else {}
 
 
-def apply_patch(document: Any, patch: JsonPatch) -> Any:
-    """Apply one operation and return the (possibly new) root document.
+def _own(value: Any) -> Any:
+    """A plain list becomes a :class:`_PieceList` when a patch first reaches into it."""
+    return _PieceList(value) if isinstance(value, list) else value
 
-    Missing containers on the way are created (a chunk may address ``/tool_calls/0`` before any
-    ``tool_calls`` exists); ``add``, ``replace`` and ``remove`` are supported.
-    """
-    tokens = _split(patch.path)
-    op = patch.op
-    if op not in ("add", "replace", "remove"):
-        raise PatchError(f"unsupported patch op {op!r} at {patch.path!r}")
-    if not tokens:
-        if op == "remove":
-            return None
-        return patch.value
-    if document is None:
-        document = _empty_for(tokens[0])
-    parent = document
-    for depth, token in enumerate(tokens[:-1]):
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain JSON values (lists, dicts): no recursion, so any depth is fine."""
+    if not isinstance(value, (dict, list, _PieceList)):
+        return value
+    root: List[Any] = [None]
+    # (source container, target container, key or index in the parent target)
+    work: List[Tuple[Any, Any, Any]] = [(value, root, 0)]
+    while work:
+        source, parent, key = work.pop()
+        if isinstance(source, dict):
+            target: Any = {}
+            parent[key] = target
+            for name, item in source.items():
+                if isinstance(item, (dict, list, _PieceList)):
+                    target[name] = None
+                    work.append((item, target, name))
+                else:
+                    target[name] = item
+        else:
+            target = list(source)
+            parent[key] = target
+            for position, item in enumerate(target):
+                if isinstance(item, (dict, list, _PieceList)):
+                    work.append((item, target, position))
+    return root[0]
+
+
+class PatchedDocument:
+    """One message being built by patches; :meth:`value` gives it as plain JSON."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, value: Any = None) -> None:
+        # Our own copy: patches change it in place, and neither the caller's document nor a
+        # patch's value (still visible in its event) may change with it.
+        self._root: Any = _own(_plain(value))
+
+    def apply(self, patch: JsonPatch) -> None:
+        """Apply one operation (``add``, ``replace`` or ``remove``).
+
+        Missing containers on the way are created (a chunk may address ``/tool_calls/0``
+        before any ``tool_calls`` exists).
+        """
+        op = patch.op
+        if op not in ("add", "replace", "remove"):
+            raise PatchError(f"unsupported patch op {op[:40]!r} at {patch.path[:80]!r}")
+        root = self._root
+        if patch.path == "/-" and op == "add" and isinstance(root, _PieceList):
+            root.append(_plain(patch.value))  # a text piece: by far the most common patch
+            return
+        tokens = _split(patch.path)
+        if not tokens:
+            self._root = None if op == "remove" else _own(_plain(patch.value))
+            return
+        if self._root is None:
+            self._root = _empty_for(tokens[0])
+        parent = self._root = _own(self._root)
+        for depth, token in enumerate(tokens[:-1]):
+            parent = self._child(parent, token, tokens[depth + 1], patch.path)
+        self._change(parent, tokens[-1], patch)
+
+    @staticmethod
+    def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
         if isinstance(parent, dict):
             child = parent.get(token, _MISSING)
             if child is _MISSING or child is None:
-                child = _empty_for(tokens[depth + 1])
-                parent[token] = child
-        elif isinstance(parent, list):
-            index = _index(parent, token, patch.path, allow_end=True)
+                child = _empty_for(next_token)
+            elif isinstance(child, list):
+                child = _own(child)
+            else:
+                return child
+            parent[token] = child
+            return child
+        if isinstance(parent, _PieceList):
+            index = _index(len(parent), token, path, allow_end=True)
             if index == len(parent):
-                parent.append(_empty_for(tokens[depth + 1]))
-            child = parent[index]
+                parent.insert(index, _empty_for(next_token))
+            child = parent.get(index)
+            if isinstance(child, list):
+                child = _own(child)
+                parent.set(index, child)
+            return child
+        raise PatchError(f"cannot descend into {type(parent).__name__} at {path[:80]!r}")
+
+    @staticmethod
+    def _change(parent: Any, last: str, patch: JsonPatch) -> None:
+        op, path = patch.op, patch.path
+        if isinstance(parent, dict):
+            if op == "remove":
+                if last not in parent:
+                    raise PatchError(f"nothing to remove at {path[:80]!r}")
+                del parent[last]
+            else:
+                parent[last] = _plain(patch.value)
+        elif isinstance(parent, _PieceList):
+            if op == "add":
+                parent.insert(_index(len(parent), last, path, allow_end=True), _plain(patch.value))
+            elif op == "replace":
+                parent.set(_index(len(parent), last, path, allow_end=False), _plain(patch.value))
+            else:
+                parent.delete(_index(len(parent), last, path, allow_end=False))
         else:
-            raise PatchError(f"cannot descend into {type(parent).__name__} at {patch.path!r}")
-        parent = child
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if op == "remove":
-            if last not in parent:
-                raise PatchError(f"nothing to remove at {patch.path!r}")
-            del parent[last]
-        else:
-            parent[last] = patch.value
-    elif isinstance(parent, list):
-        if op == "add":
-            parent.insert(_index(parent, last, patch.path, allow_end=True), patch.value)
-        elif op == "replace":
-            parent[_index(parent, last, patch.path, allow_end=False)] = patch.value
-        else:
-            del parent[_index(parent, last, patch.path, allow_end=False)]
-    else:
-        raise PatchError(f"cannot patch into {type(parent).__name__} at {patch.path!r}")
-    return document
+            raise PatchError(f"cannot patch into {type(parent).__name__} at {path[:80]!r}")
+
+    def value(self) -> Any:
+        return _plain(self._root)
+
+    def text(self) -> str:
+        """A plain-text reply: the joined string pieces of a list, or a string as is."""
+        root = self._root
+        if isinstance(root, str):
+            return root
+        if isinstance(root, _PieceList):
+            return "".join(piece for piece in root if isinstance(piece, str))
+        return ""
+
+
+def apply_patch(document: Any, patch: JsonPatch) -> Any:
+    """Apply one operation to a plain JSON document and return the (possibly new) document."""
+    return apply_patches(document, (patch,))
 
 
 def apply_patches(document: Any, patches: Sequence[JsonPatch]) -> Any:
+    """Apply operations in order to a plain JSON document; returns a new plain document."""
+    patched = PatchedDocument(document)
     for patch in patches:
-        document = apply_patch(document, patch)
-    return document
+        patched.apply(patch)
+    return patched.value()
 
 
 def document_text(document: Any) -> str:

@@ -11,15 +11,47 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, Generator, Iterator, List, Tuple, cast
 
 from .aio import in_thread
-from .errors import ContentTypeError, StreamError
+from .errors import ConfigError, ContentTypeError, ResponseTooLargeError, StreamError
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
-from .patch import apply_patches, document_text
+from .patch import PatchedDocument
 from .sse import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
-from .transport import StreamingResponse, decode_json
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, StreamingResponse, decode_json
 
-__all__ = ["EventStream", "AsyncEventStream", "Reply", "ReplyAssembler", "parse_stream_event"]
+__all__ = [
+    "EventStream",
+    "AsyncEventStream",
+    "Reply",
+    "ReplyAssembler",
+    "parse_stream_event",
+    "DEFAULT_MAX_REPLY_BYTES",
+]
 
 _DONE = object()
+
+DEFAULT_MAX_REPLY_BYTES = DEFAULT_MAX_RESPONSE_BYTES
+"""What a :class:`ReplyAssembler` keeps at most, by default: the default body limit, 256 MiB."""
+
+_VALUE_OVERHEAD = 64  # bytes charged per JSON value kept, about a small Python object's size
+
+
+def kept_size(value: Any) -> int:
+    """The memory a patch value adds to a reply, estimated: 64 bytes per value (each string,
+    number, list or object) plus one per character of every string and object key."""
+    if isinstance(value, str):
+        return _VALUE_OVERHEAD + len(value)
+    size = 0
+    pending = [value]
+    while pending:  # no recursion: values nest as deep as the JSON decoder allows
+        item = pending.pop()
+        size += _VALUE_OVERHEAD
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, dict):
+            size += sum(len(key) for key in item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return size
 
 
 def not_a_stream(method: str, url: str, content_type: str) -> ContentTypeError:
@@ -56,33 +88,55 @@ class Reply:
 
 
 class ReplyAssembler:
-    """Applies chunk patches per ``event_id`` in arrival order; feed it every stream event."""
+    """Applies chunk patches per ``event_id`` in arrival order; feed it every stream event.
 
-    def __init__(self) -> None:
-        self._documents: Dict[str, Any] = {}
+    What it keeps is bounded: once the values added by patches exceed ``max_bytes`` (estimated
+    by :func:`kept_size`; replaced or removed values are not refunded) it raises
+    :class:`ResponseTooLargeError`, so a stream that never stops cannot exhaust memory.
+    Every patch costs O(log n) in the length of the list it touches (see :mod:`.patch`).
+    """
+
+    def __init__(self, *, max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ConfigError(f"max_bytes must be a positive int, got {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self.kept_bytes = 0
+        self._documents: Dict[str, PatchedDocument] = {}
         self._statuses: List[str] = []
         self._error: Any = None
 
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, ChunkEvent):
-            current = self._documents.get(event.event_id)
-            self._documents[event.event_id] = apply_patches(current, event.patches)
+            for patch in event.patches:
+                if patch.op != "remove":
+                    self.kept_bytes += kept_size(patch.value)
+            if self.kept_bytes > self.max_bytes:
+                raise ResponseTooLargeError(
+                    f"the streamed reply holds over {self.max_bytes} bytes (max_bytes of ReplyAssembler)"
+                )
+            document = self._documents.get(event.event_id)
+            if document is None:
+                document = self._documents[event.event_id] = PatchedDocument()
+            for patch in event.patches:
+                document.apply(patch)
         elif isinstance(event, StatusEvent):
             self._statuses.append(event.status)
             if event.status == "error":
                 self._error = event.data.data if event.data.data not in (None, {}) else "error"
 
     def document(self, event_id: str) -> Any:
-        return self._documents.get(event_id)
+        """The message ``event_id`` as plain JSON so far (a copy), or None."""
+        document = self._documents.get(event_id)
+        return document.value() if document is not None else None
 
     @property
     def text(self) -> str:
-        return "".join(document_text(doc) for doc in self._documents.values())
+        return "".join(document.text() for document in self._documents.values())
 
     def reply(self) -> Reply:
         return Reply(
             text=self.text,
-            messages=dict(self._documents),
+            messages={event_id: document.value() for event_id, document in self._documents.items()},
             statuses=tuple(self._statuses),
             error=self._error,
         )
@@ -91,13 +145,19 @@ class ReplyAssembler:
 class EventStream:
     """Iterate typed stream events; ``reply()`` drains the stream and returns the :class:`Reply`."""
 
-    def __init__(self, response: StreamingResponse, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(
+        self,
+        response: StreamingResponse,
+        *,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    ) -> None:
         self.response = response
         if response.content_type != "text/event-stream":
             response.close()
             raise not_a_stream(response.method, response.url, response.content_type)
         self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
-        self._assembler = ReplyAssembler()
+        self._assembler = ReplyAssembler(max_bytes=max_reply_bytes)
         self._events = self._generate()
         self.finished = False
 

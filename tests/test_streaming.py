@@ -9,9 +9,12 @@ import pytest
 from flux0lite import (
     APIConnectionError,
     ChunkEvent,
+    ConfigError,
     ContentTypeError,
     DecodeError,
+    EventStream,
     Flux0,
+    JsonPatch,
     ModelError,
     RawStreamEvent,
     ReadTimeout,
@@ -24,7 +27,7 @@ from flux0lite import (
 from flux0lite.sse import SSEDecoder
 from flux0lite.streaming import ReplyAssembler, parse_stream_event
 from tests.conftest import shared_path
-from tests.fakeserver import Conn, FakeServer, Request, chunked, raw_response, sse_stream
+from tests.fakeserver import Conn, FakeServer, Request, chunked, raw_response, sse_stream, sse_text
 
 PATH = "/api/sessions/sess000001/events/stream"
 
@@ -235,3 +238,86 @@ def test_assembler_ignores_raw_events_and_handles_interleaving() -> None:
         assembler.add(parse_stream_event(sse))
     assert assembler.document("a") == ["A1", "A2"]
     assert assembler.text == "A1A2B1"
+
+
+# -- what the assembler keeps is bounded (issue 11) --------------------------------------------
+
+
+def _text_chunk(event_id: str, seq: int, text: str, path: str = "/-") -> ChunkEvent:
+    return ChunkEvent.from_dict(
+        {"event_id": event_id, "seq": seq, "patches": [{"op": "add", "path": path, "value": text}]}
+    )
+
+
+def test_assembler_cap_raises_response_too_large() -> None:
+    assembler = ReplyAssembler(max_bytes=10_000)
+    piece = "x" * 100
+    with pytest.raises(ResponseTooLargeError, match="10000 bytes"):
+        for seq in range(1000):
+            assembler.add(_text_chunk("a", seq, piece))
+    assert 9_000 < assembler.kept_bytes <= 10_000 + 164
+    assert len(assembler.text) < 10_000  # what was kept before the cap is still there
+    # Many tiny pieces are charged what they cost in memory, not just their characters.
+    small = ReplyAssembler(max_bytes=64_000)
+    with pytest.raises(ResponseTooLargeError):
+        for seq in range(2000):
+            small.add(_text_chunk("a", seq, "y"))
+    assert len(small.text) < 1000
+
+
+def test_assembler_cap_counts_nested_values_without_recursion() -> None:
+    deep: object = "leaf"
+    for _ in range(50_000):
+        deep = {"k": deep}
+    assembler = ReplyAssembler(max_bytes=1_000_000)
+    with pytest.raises(ResponseTooLargeError):
+        assembler.add(ChunkEvent(event_id="a", seq=0, patches=(JsonPatch("add", "/x", deep),)))
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
+def test_assembler_cap_must_be_a_positive_int(bad: object) -> None:
+    with pytest.raises(ConfigError):
+        ReplyAssembler(max_bytes=bad)  # type: ignore[arg-type]
+
+
+def test_endless_stream_stops_at_the_reply_cap_and_closes(fake: FakeServer) -> None:
+    """A server streaming text without end: a typed error once the cap is reached, not OOM."""
+    chunk = b"".join(
+        b'event: chunk\ndata: {"event_id": "e", "seq": %d, "patches": [{"op": "add", "path": "/-", "value": "%s"}]}\n\n'
+        % (i, b"z" * 1000)
+        for i in range(64)
+    )
+
+    def respond(req: Request, conn: Conn) -> None:
+        conn.send(
+            raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False)
+        )
+        try:
+            for _ in range(10_000):  # 640 MB if nobody stops
+                conn.send(chunked(chunk))
+        except OSError:
+            pass  # the client hung up, as it should
+
+    fake.on("POST", PATH, respond)
+    with client_for(fake) as client:
+        response = client.request_stream("POST", PATH, json_body={})
+        stream = EventStream(response, max_reply_bytes=2 * 1024 * 1024)
+        with pytest.raises(ResponseTooLargeError):
+            stream.reply()
+        assert 1_900_000 < stream.assembler.kept_bytes < 2_200_000
+    assert response._closed
+
+
+def test_jsonl_events_are_not_changed_by_later_patches(fake: FakeServer) -> None:
+    """The assembler copies patch values: an event already handed out never changes."""
+    events = [
+        {"event_id": "t", "seq": 0, "patches": [{"op": "add", "path": "/tool_calls/0", "value": {"args": []}}]},
+        {"event_id": "t", "seq": 1, "patches": [{"op": "add", "path": "/tool_calls/0/args/-", "value": "{}"}]},
+    ]
+    fake.on("POST", PATH, sse_stream([sse_text([("chunk", e) for e in events])]))
+    with client_for(fake) as client:
+        with client.sessions.create_event("sess000001", "x") as stream:
+            seen = list(stream)
+            reply = stream.assembler.reply()
+    assert isinstance(seen[0], ChunkEvent) and seen[0].patches[0].value == {"args": []}
+    assert reply.messages == {"t": {"tool_calls": [{"args": ["{}"]}]}}
