@@ -664,6 +664,164 @@ def bench_daemon(quick: bool) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
+class _Backlog:
+    """One session with a long backlog, and a gzip answer that inflates far beyond its size."""
+
+    def __init__(self, events: int) -> None:
+        self.events = events
+        parts = [b'{"data": [']
+        for offset in range(events):
+            doc = {
+                "id": f"e{offset:09d}",
+                "correlation_id": f"RID(s)::{offset // 4}",
+                "type": "message",
+                "source": "user" if offset % 2 == 0 else "ai_agent",
+                "offset": offset,
+                "data": {
+                    "type": "message",
+                    "tags": [],
+                    "flagged": False,
+                    "parts": [{"type": "content", "content": f"message number {offset} " + "lorem ipsum " * 20}],
+                    "participant": {"id": "p000000001", "name": "Anonymous"},
+                },
+                "deleted": False,
+                "metadata": None,
+                "created_at": "2026-11-25T12:00:00.000000Z",
+            }
+            parts.append((b"," if offset else b"") + json.dumps(doc).encode())
+        parts.append(b"]}")
+        self.body = b"".join(parts)
+
+
+def _gzip_padding(inflated_mb: int) -> bytes:
+    """A valid, empty list_events answer padded with whitespace: tiny gzipped, huge inflated."""
+    import zlib
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [compressor.compress(b'{"data": [')]
+    block = b" " * (1024 * 1024)
+    out += [compressor.compress(block) for _ in range(inflated_mb)]
+    out += [compressor.compress(b"]}"), compressor.flush()]
+    return b"".join(out)
+
+
+def _serve_one_session(bodies: Dict[str, Tuple[bytes, Dict[str, str]]]) -> Tuple[ThreadingHTTPServer, str]:
+    sessions = json.dumps(
+        {
+            "data": [
+                {"id": sid, "agent_id": "a1", "user_id": "u1", "title": None, "created_at": "2026-11-25T12:00:00Z"}
+                for sid in bodies
+            ]
+        }
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            headers = {"content-type": "application/json"}
+            if path == "/api/agents":
+                body = b'{"data": [{"id": "a1", "name": "A", "type": "echo", "created_at": "2026-11-25T12:00:00Z"}]}'
+            elif path == "/api/sessions":
+                body = sessions
+            elif "min_offset=0" in self.path:
+                body, extra = bodies[path.split("/")[3]]
+                headers.update(extra)
+            else:
+                body = b'{"data": []}'
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _daemon_peak(url: str, work: Path, name: str, env: Dict[str, str]) -> Tuple[float, float, int]:
+    """(seconds, peak RSS in MB, events stored) for one ``flux0-sync --once`` run."""
+    db = work / f"{name}.sqlite3"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _DAEMON,
+            "--once",
+            "--no-check",
+            "--db",
+            str(db),
+            "--server-url",
+            url,
+            "--log-level",
+            "ERROR",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    elapsed, rss_kb, code = out.stdout.split()
+    if code != "0":
+        raise RuntimeError(f"daemon failed: {out.stderr[-300:]}")
+    stored = sqlite3.connect(str(db)).execute("SELECT count(*) FROM events").fetchone()[0]
+    return float(elapsed), int(rss_kb) / 1024, int(stored)
+
+
+def bench_backlog(quick: bool) -> None:
+    """Memory is bounded by the batch size, not by one session's backlog (issue 10)."""
+    log("daemon backlog")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'daemon'}")
+    big, small = (30_000, 300) if quick else (150_000, 1_500)
+    work = Path(tempfile.mkdtemp(prefix="flux0-bench-"))
+    bodies = {"big": (_Backlog(big).body, {}), "small": (_Backlog(small).body, {})}
+    bomb_mb = 50 if quick else 250
+    bomb = _gzip_padding(bomb_mb)
+    try:
+        results = {}
+        for name, body in bodies.items():
+            server, url = _serve_one_session({name: body})
+            try:
+                results[name] = _daemon_peak(url, work, name, env)
+            finally:
+                server.shutdown()
+        server, url = _serve_one_session({"bomb": (bomb, {"content-encoding": "gzip"})})
+        try:
+            results["bomb"] = _daemon_peak(url, work, "bomb", env)
+        finally:
+            server.shutdown()
+        (big_s, big_rss, big_n), (_, small_rss, small_n) = results["big"], results["small"]
+        assert (big_n, small_n) == (big, small), f"stored {big_n}/{big}, {small_n}/{small}"
+        row(
+            "daemon backlog",
+            f"one session of {big:,} events ({len(bodies['big'][0]) / 1e6:.0f} MB answer): peak RSS of the daemon",
+            f"{big_rss:.1f} MB ({big_s:.1f} s)",
+            target(big_rss < 64, "under 64 MB"),
+        )
+        row(
+            "daemon backlog",
+            f"peak RSS, {big:,} / {small:,} events in one session",
+            f"{big_rss:.1f} / {small_rss:.1f} MB = {big_rss / small_rss:.2f}x",
+            target(big_rss / small_rss < 1.5, "flat: under 1.5x for 100x the events"),
+        )
+        row(
+            "daemon backlog",
+            f"gzip answer of {len(bomb) / 1e6:.2f} MB inflating to {bomb_mb} MB: peak RSS of the daemon",
+            f"{results['bomb'][1]:.1f} MB",
+            target(results["bomb"][1] < 64, "under 64 MB"),
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -722,12 +880,12 @@ def write_results(path: Path, command: str, started: float, plot_ok: bool) -> No
 def main() -> int:
     parser = argparse.ArgumentParser(description="flux0lite benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a smoke run)")
-    parser.add_argument("--only", choices=["import", "sse", "requests", "daemon"], action="append")
+    parser.add_argument("--only", choices=["import", "sse", "requests", "daemon", "backlog"], action="append")
     parser.add_argument("--output", default=str(ROOT / "bench"), help="folder for RESULTS.md and throughput.png")
     args = parser.parse_args()
     started = time.time()
     repeat = 5 if args.quick else 11
-    only = set(args.only or ["import", "sse", "requests", "daemon"])
+    only = set(args.only or ["import", "sse", "requests", "daemon", "backlog"])
     if "import" in only:
         bench_import(repeat * 2)
     if "sse" in only:
@@ -736,6 +894,8 @@ def main() -> int:
         bench_requests(repeat, args.quick)
     if "daemon" in only:
         bench_daemon(args.quick)
+    if "backlog" in only:
+        bench_backlog(args.quick)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     plot_ok = write_plot(out / "throughput.png")

@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import sqlite3
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
 
 from .config import ConfigError, default_db_path, load_config
-from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, make_client, run_daemon
+from .rows import dumps_lossless
+from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, StopFlag, make_client, run_daemon
 from .store import Store, StoreError
 
 __all__ = ["main"]
@@ -58,6 +62,10 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="events per transaction (default 500)")
     parser.add_argument("--synchronous", help="SQLite synchronous mode: NORMAL (default), FULL or EXTRA")
     parser.add_argument("--max-db-pages", type=int, help="cap the archive size, in SQLite pages")
+    parser.add_argument(
+        "--gap-patience", type=float, help="seconds a hole in a session's offsets is waited for before it is passed"
+    )
+    parser.add_argument("--session-deadline", type=float, help="seconds one session's fetch may take (default 120)")
     parser.add_argument("--once", action="store_true", help="one pass, then exit (0 if every session synced)")
     parser.add_argument("--no-check", action="store_true", help="skip the integrity check at start")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -111,14 +119,16 @@ def _status(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) ->
             "per_session": [
                 {**row.__dict__, **({"behind": remote.get(row.session_id)} if args.server else {})} for row in rows
             ],
+            "gaps": [gap.__dict__ for gap in store.gaps()],
         }
         out.write(json.dumps(doc, indent=2) + "\n")
         return EXIT_OK
     out.write(f"{events} events, {sessions} sessions, {agents} agents in {store.path}\n")
-    header = ["SESSION", "EVENTS", "LAST_OFFSET", "LAST_SYNC", "ERRORS"] + (["BEHIND"] if args.server else [])
+    header = ["SESSION", "EVENTS", "LAST_OFFSET", "LAST_SYNC", "ERRORS", "GAPS"] + (["BEHIND"] if args.server else [])
     table: List[List[str]] = [header]
     for row in rows:
-        line = [row.session_id, str(row.events), str(row.last_offset), _ago(row.last_success_at), str(row.errors)]
+        gaps = f"{row.gaps_open} open, {row.gaps_skipped} passed" if row.gaps_open or row.gaps_skipped else "-"
+        line = [row.session_id, str(row.events), str(row.last_offset), _ago(row.last_success_at), str(row.errors), gaps]
         if args.server:
             behind = remote.get(row.session_id)
             line.append("?" if behind is None else str(behind))
@@ -129,16 +139,24 @@ def _status(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) ->
     for row in rows:
         if row.last_error:
             out.write(f"{row.session_id}: last error: {row.last_error}\n")
+        if row.conflicts:
+            out.write(
+                f"{row.session_id}: {row.conflicts} events clash with stored ones (kept in the conflicts table)\n"
+            )
+    for gap in store.gaps():
+        state = f"passed {_ago(gap.skipped_at)}" if gap.skipped_at is not None else "open, waiting for the server"
+        out.write(f"{gap.session_id}: gap at offsets {gap.first_offset}..{gap.last_offset}: {state}\n")
     return EXIT_OK
 
 
 def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     args = _read_parser(command).parse_args(argv)
+    for value in (getattr(args, "text", None), getattr(args, "session_id", None)):
+        if value is not None and "\x00" in value:
+            err.write(f"flux0-sync {command}: the argument must not contain a NUL character\n")
+            return EXIT_CONFIG
     db_path = args.db_path or os.environ.get("FLUX0_SYNC_DB") or default_db_path(os.environ)
-    if not os.path.exists(db_path):
-        err.write(f"flux0-sync: no archive at {db_path}\n")
-        return EXIT_STORE
-    store = Store(db_path, check=False)
+    store = Store(db_path, readonly=True)
     try:
         if command == "status":
             return _status(store, args, out, err)
@@ -146,32 +164,71 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             if not store.session_exists(args.session_id):
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
-            docs: Any = store.iter_raw_events(args.session_id)
+            docs = (json.loads(raw) for raw in store.iter_raw_events(args.session_id))
             if args.json:
-                out.write(json.dumps(list(docs), ensure_ascii=False, indent=2) + "\n")
+                out.write(_json_text([*docs], indent=2) + "\n")
             else:
                 for doc in docs:
-                    out.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+                    out.write(dumps_lossless(doc) + "\n")
             return EXIT_OK
         hits = store.search(args.text, limit=args.limit)
         if args.json:
-            out.write(json.dumps([h.__dict__ for h in hits], ensure_ascii=False, indent=2) + "\n")
+            out.write(_json_text([h.__dict__ for h in hits], indent=2) + "\n")
         else:
             for hit in hits:
                 text = " ".join(hit.text.split())
-                out.write(f"{hit.session_id}  {hit.offset:>6}  {hit.source:<8}  {text[:100]}\n")
+                offset = "?" if hit.offset is None else str(hit.offset)
+                out.write(f"{hit.session_id}  {offset:>6}  {hit.source:<8}  {text[:100]}\n")
         return EXIT_OK if hits else EXIT_FAILED
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db_path}: cannot be read: {exc}") from exc
     finally:
         store.close()
+
+
+def _json_text(doc: Any, indent: int) -> str:
+    """JSON for humans; strings UTF-8 cannot carry (a lone surrogate) as escapes."""
+    text = json.dumps(doc, ensure_ascii=False, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(doc, ensure_ascii=True, indent=indent)
+    return text
+
+
+def _undecodable_argument(args: Sequence[str]) -> Optional[int]:
+    """The position of an argument that was not valid UTF-8 (Python keeps such bytes as surrogates)."""
+    for index, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return index
+    return None
 
 
 def main(
     argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None
 ) -> int:
+    """Run a command; returns the exit code. Nothing but one line of error ever reaches stderr.
+
+    When ``argv`` is None this owns the process: the stop handlers go in first, and stop signals
+    are ignored from the end until the exit, so no SIGTERM/SIGINT storm can kill it mid-way.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     out, err = stdout or sys.stdout, stderr or sys.stderr
+    stop = StopFlag.current()
+    reading = bool(args_list) and args_list[0] in _READ_COMMANDS
+    if reading and argv is None:
+        # A reader holds nothing that needs a clean stop: Ctrl-C ends it at once (exit 130).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    previous = {} if reading else stop.install()
     try:
-        if args_list and args_list[0] in _READ_COMMANDS:
+        bad = _undecodable_argument(args_list)
+        if bad is not None:
+            err.write(f"flux0-sync: argument {bad} is not valid UTF-8\n")
+            return EXIT_CONFIG
+        if reading:
             return _read_command(args_list[0], args_list[1:], out, err)
         if args_list and args_list[0] == "run":
             args_list = args_list[1:]
@@ -193,15 +250,23 @@ def main(
                 "batch_size",
                 "synchronous",
                 "max_db_pages",
+                "gap_patience",
+                "session_deadline",
             )
         }
         config = load_config(flags, os.environ)
         return run_daemon(
-            config, once=args.once, check=not args.no_check, flags=flags, env=os.environ, log_level=args.log_level
+            config,
+            once=args.once,
+            check=not args.no_check,
+            flags=flags,
+            env=os.environ,
+            log_level=args.log_level,
+            stop=stop,
         )
     except SystemExit as exc:
         return int(exc.code or 0)
-    except ConfigError as exc:
+    except (ConfigError, Flux0ConfigError) as exc:
         err.write(f"flux0-sync: configuration error: {exc}\n")
         return EXIT_CONFIG
     except StoreError as exc:
@@ -211,3 +276,16 @@ def main(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except Flux0Error as exc:
+        err.write(f"flux0-sync: {exc}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # no traceback ever reaches a user; the type says where to look
+        err.write(f"flux0-sync: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}\n")
+        return EXIT_FAILED
+    finally:
+        for sig, handler in previous.items():
+            # Owning the process, we are done: ignore late signals, since interpreter shutdown
+            # would otherwise put the default (killing) handlers back before the exit.
+            signal.signal(sig, handler if argv is not None else signal.SIG_IGN)

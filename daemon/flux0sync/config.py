@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import configparser
+import math
 import os
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -18,7 +20,10 @@ def default_db_path(env: Mapping[str, str]) -> str:
     state = env.get("STATE_DIRECTORY", "").split(":")[0]
     if state:
         return os.path.join(state, "flux0.sqlite3")
-    return os.path.abspath("flux0-archive.sqlite3")
+    try:
+        return os.path.abspath("flux0-archive.sqlite3")
+    except OSError:  # the working directory was deleted: the archive open reports it
+        return "flux0-archive.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class Config:
     max_backoff: float = 300.0
     synchronous: str = "NORMAL"
     max_db_pages: Optional[int] = None
+    gap_patience: float = 300.0
+    session_deadline: float = 120.0
     config_file: Optional[str] = None
 
 
@@ -54,27 +61,45 @@ ENV_VARS: Dict[str, str] = {
     "max_backoff": "FLUX0_SYNC_MAX_BACKOFF",
     "synchronous": "FLUX0_SYNC_SYNCHRONOUS",
     "max_db_pages": "FLUX0_SYNC_MAX_DB_PAGES",
+    "gap_patience": "FLUX0_SYNC_GAP_PATIENCE",
+    "session_deadline": "FLUX0_SYNC_SESSION_DEADLINE",
 }
 # INI keys (section [flux0-sync]) are the setting names with "db" for db_path.
 _INI_ALIASES = {"db": "db_path", "agents": "agent_ids", "sessions": "session_ids", "user": "user_sub"}
 
 
+_FLOATS = ("interval", "jitter", "timeout", "max_backoff", "gap_patience", "session_deadline")
+_POSITIVE = ("interval", "timeout", "session_deadline")  # zero would spin or give up at once
+_COOKIE_UNSAFE = ';,"\\ \t\r\n\x00'
+
+
+def _setting(name: str) -> str:
+    """How a user names a setting: the option and the variable."""
+    option = {"db_path": "db", "user_sub": "user", "agent_ids": "agent", "session_ids": "session"}.get(name, name)
+    return f"{option.replace('_', '-')} ({ENV_VARS[name]})" if name in ENV_VARS else option
+
+
 def _convert(name: str, raw: Any) -> Any:
     if raw is None:
         return None
+    if isinstance(raw, str) and (any(ch in raw for ch in "\r\n\x00") or not _encodable(raw)):
+        hint = "; was the file saved with Windows (CRLF) line ends?" if raw.rstrip("\r") != raw else ""
+        raise ConfigError(
+            f"invalid value for {_setting(name)}: it contains CR, LF, NUL or bytes that are not UTF-8{hint}"
+        )
     try:
-        if name in ("interval", "jitter", "timeout", "max_backoff"):
+        if name in _FLOATS:
             value = float(raw)
-            if value < 0 or (name in ("interval", "timeout") and value <= 0):
+            if not math.isfinite(value) or value < 0 or (name in _POSITIVE and value <= 0):
                 raise ValueError
             return value
         if name in ("batch_size", "max_db_pages"):
             number = int(raw)
-            if number < 1:
+            if number < 1 or number > 2**31:
                 raise ValueError
             return number
-    except (TypeError, ValueError):
-        raise ConfigError(f"invalid value for {name}: {raw!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"invalid value for {_setting(name)}: {raw!r}") from None
     if name in ("agent_ids", "session_ids"):
         if isinstance(raw, (list, tuple)):
             return tuple(str(x) for x in raw if str(x))
@@ -82,9 +107,39 @@ def _convert(name: str, raw: Any) -> Any:
     if name == "synchronous":
         mode = str(raw).upper()
         if mode not in ("NORMAL", "FULL", "EXTRA"):
-            raise ConfigError(f"invalid value for synchronous: {raw!r} (NORMAL, FULL or EXTRA)")
+            raise ConfigError(f"invalid value for {_setting(name)}: {raw!r} (NORMAL, FULL or EXTRA)")
         return mode
-    return str(raw) if raw != "" else None
+    text = str(raw)
+    if name == "server_url" and text:
+        problem = _url_problem(text)
+        if problem:
+            raise ConfigError(f"invalid value for {_setting(name)}: {text!r}: {problem}")
+    if name == "user_sub" and text and any(ch in text for ch in _COOKIE_UNSAFE):
+        raise ConfigError(f"invalid value for {_setting(name)}: {text!r} has a space, ';', ',', '\"' or '\\'")
+    return text if text != "" else None
+
+
+def _url_problem(url: str) -> Optional[str]:
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "use http:// or https://"
+    if not parts.hostname:
+        return "no host"
+    if parts.username or parts.password:
+        return "put credentials in the token, not in the URL"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_ini(path: str) -> Dict[str, Any]:
@@ -94,8 +149,10 @@ def _read_ini(path: str) -> Dict[str, Any]:
             parser.read_file(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 (byte {exc.start})") from exc
     except configparser.Error as exc:
-        raise ConfigError(f"config file {path} is not valid INI: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid INI: {' '.join(str(exc).split())}") from exc
     if not parser.has_section("flux0-sync"):
         raise ConfigError(f"config file {path} has no [flux0-sync] section")
     known = set(Config.__dataclass_fields__) - {"config_file"}

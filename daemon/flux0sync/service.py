@@ -1,14 +1,10 @@
 """The long-running service: the sync loop, signals, systemd notify and the watchdog.
 
-Shutdown is prompt and safe: SIGTERM or SIGINT interrupts whatever the loop is waiting on (a
-poll sleep, an HTTP read); an open database transaction is allowed to commit first. Either way
-the process exits 0 with a consistent archive.
-
-The stop is an exception raised from the signal handler, like KeyboardInterrupt, but only
-where that is known to be safe: while this package, flux0lite or the socket layer is running,
-never inside a transaction, and never inside someone else's code (a tracer, the import system,
-logging) that may hold a lock it would then never release. Elsewhere the handler only sets a
-flag and re-checks every 50 ms (SIGALRM) until the main thread reaches such a point.
+Shutdown is prompt and safe without raising anything from a signal handler: SIGTERM and SIGINT
+only set a flag (:class:`StopFlag`). The main thread never blocks for long (network calls run in
+worker threads it waits on in short steps, see :mod:`flux0sync.sync`; sleeps are short), so it
+sees the flag within a fraction of a second, lets an open transaction commit, and returns.
+Any number of signals at any moment ends the same way: exit 0 with a consistent archive.
 """
 
 from __future__ import annotations
@@ -18,6 +14,7 @@ import logging
 import os
 import random
 import signal
+import stat
 import sys
 import time
 from types import FrameType
@@ -27,10 +24,22 @@ from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
 
 from .config import Config, ConfigError, load_config
 from .notify import Notifier, watchdog_interval
-from .store import Store, StoreError, StoreFullError
+from .stopflag import StopFlag
+from .store import Store, StoreBusyError, StoreError, StoreFullError
 from .sync import PassResult, Syncer
 
-__all__ = ["Daemon", "Shutdown", "acquire_lock", "setup_logging", "EXIT_OK", "EXIT_FAILED", "EXIT_CONFIG", "EXIT_STORE"]
+__all__ = [
+    "Daemon",
+    "StopFlag",
+    "acquire_lock",
+    "setup_logging",
+    "make_client",
+    "run_daemon",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_CONFIG",
+    "EXIT_STORE",
+]
 
 log = logging.getLogger("flux0sync")
 
@@ -40,10 +49,7 @@ EXIT_CONFIG = 2
 EXIT_STORE = 3
 
 _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-
-
-class Shutdown(BaseException):
-    """Raised by the signal handler to unwind the loop; never caught by ``except Exception``."""
+_SLEEP_STEP = 0.2
 
 
 class _JournalFormatter(logging.Formatter):
@@ -77,48 +83,40 @@ def setup_logging(level: str = "INFO") -> None:
 
 @contextlib.contextmanager
 def acquire_lock(db_path: str) -> Iterator[None]:
-    """One writer per archive: a second daemon on the same file exits with a clear message."""
+    """One writer per archive, however it is named: the lock sits next to the archive's real path.
+
+    The lock file is opened without following a symlink (a planted ``<db>.lock`` link must not
+    make us truncate its target) and created 0600.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: SQLite's own locking still keeps the file consistent
         yield
         return
-    lock_path = db_path + ".lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    real = os.path.realpath(db_path)
+    lock_path = real + ".lock"
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
+        os.makedirs(os.path.dirname(real), mode=0o700, exist_ok=True)
+        fd = os.open(lock_path, flags, 0o600)
+    except OSError as exc:
+        reason = "it is a symlink" if os.path.islink(lock_path) else (exc.strerror or str(exc))
+        raise StoreError(f"cannot open the lock file {lock_path}: {reason}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"the lock file {lock_path} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise StoreError(f"another flux0-sync (pid {holder}) is already syncing into {db_path}") from None
+            raise StoreError(f"another flux0-sync (pid {holder}) is already syncing into {real}") from None
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)
-
-
-# Where a stop exception may be raised: code that keeps no lock across a bytecode boundary.
-_INTERRUPTIBLE_MODULES = ("flux0sync", "flux0lite", "socket", "ssl", "http.client", "selectors")
-_RECHECK_SECONDS = 0.05
-
-
-def _interruptible(frame: Optional[FrameType]) -> bool:
-    """Is the innermost Python frame one where raising Shutdown cannot leave a lock held?"""
-    if frame is None:
-        return False
-    module = str(frame.f_globals.get("__name__", ""))
-    return any(module == name or module.startswith(name + ".") for name in _INTERRUPTIBLE_MODULES)
-
-
-def _schedule_recheck() -> None:
-    if hasattr(signal, "setitimer"):
-        signal.setitimer(signal.ITIMER_REAL, _RECHECK_SECONDS, _RECHECK_SECONDS)
-
-
-def _cancel_rechecks() -> None:
-    if hasattr(signal, "setitimer"):
-        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def make_client(config: Config) -> Flux0:
@@ -141,6 +139,7 @@ class Daemon:
         flags: Optional[Mapping[str, Any]] = None,
         env: Optional[Mapping[str, str]] = None,
         notifier: Optional[Notifier] = None,
+        stop: Optional[StopFlag] = None,
     ) -> None:
         self.config = config
         self.once = once
@@ -150,51 +149,24 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.watchdog_every = watchdog_interval()
         self._last_ping = 0.0
-        self._stop = False
-        self._stop_signal: Optional[int] = None
-        self._finishing = False
+        self.stop = stop or StopFlag()
         self._reload = False
         self.store: Optional[Store] = None
         self.totals: Dict[str, int] = {"passes": 0, "inserted": 0}
 
+    @property
+    def _stop(self) -> bool:
+        return self.stop.is_set
+
     # -- signals ---------------------------------------------------------------------------
-
-    def _on_stop(self, signum: int, frame: Optional[FrameType]) -> None:
-        # No I/O here: the handler can interrupt a write to stderr or a send to the notify
-        # socket, and re-entering either can raise or block. run() reports the stop.
-        if self._stop_signal is None:
-            self._stop_signal = signum
-        self._stop = True
-        self._interrupt_if_safe(frame)
-
-    def _on_recheck(self, signum: int, frame: Optional[FrameType]) -> None:
-        if self._stop:
-            self._interrupt_if_safe(frame)
-
-    def _interrupt_if_safe(self, frame: Optional[FrameType]) -> None:
-        if self._finishing:
-            _cancel_rechecks()  # already unwinding: a second signal must not interrupt the cleanup
-            return
-        store = self.store
-        in_transaction = store is not None and store.db.in_transaction
-        if in_transaction or not _interruptible(frame):
-            _schedule_recheck()  # the loop also checks the flag after every batch and sleep step
-            return
-        _cancel_rechecks()
-        self._finishing = True
-        raise Shutdown()
 
     def _on_hup(self, signum: int, frame: Optional[FrameType]) -> None:
         self._reload = True
 
     def _install_signals(self) -> Dict[int, Any]:
-        previous: Dict[int, Any] = {}
-        for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop)):
-            previous[sig] = signal.signal(sig, handler)
+        previous = self.stop.install()
         if hasattr(signal, "SIGHUP"):
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
-        if hasattr(signal, "setitimer"):
-            previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_recheck)
         return previous
 
     # -- helpers ---------------------------------------------------------------------------
@@ -215,6 +187,8 @@ class Daemon:
             line += f"; last pass +{result.events_inserted} events"
             if result.sessions_failed:
                 line += f", {result.sessions_failed} sessions failing"
+            if result.sessions_cut:
+                line += f", {result.sessions_cut} sessions catching up"
         return line
 
     def _sleep(self, seconds: float) -> None:
@@ -224,7 +198,7 @@ class Daemon:
             if left <= 0:
                 return
             self.heartbeat()
-            time.sleep(min(left, 0.5, self.watchdog_every or 0.5))
+            time.sleep(min(left, _SLEEP_STEP, self.watchdog_every or _SLEEP_STEP))
 
     def _apply_reload(self, syncer: Syncer) -> Syncer:
         self._reload = False
@@ -239,21 +213,29 @@ class Daemon:
         if fresh.db_path != self.config.db_path:
             log.warning("the archive path cannot change on reload (restart instead); keeping %s", self.config.db_path)
             fresh = fresh.__class__(**{**fresh.__dict__, "db_path": self.config.db_path})
+        try:
+            fresh_syncer = self._make_syncer(fresh)
+        except Flux0Error as exc:
+            log.error("reload failed, keeping the old configuration: %s", exc)
+            self.notifier.send("READY=1")
+            return syncer
         syncer.client.close()
         self.config = fresh
         log.info("configuration reloaded (server %s, every %.1f s)", fresh.server_url or "(default)", fresh.interval)
         self.notifier.send("READY=1")
-        return self._make_syncer()
+        return fresh_syncer
 
-    def _make_syncer(self) -> Syncer:
+    def _make_syncer(self, config: Config) -> Syncer:
         assert self.store is not None
         return Syncer(
-            make_client(self.config),
+            make_client(config),
             self.store,
-            agent_ids=self.config.agent_ids,
-            session_ids=self.config.session_ids,
-            batch_size=self.config.batch_size,
-            max_backoff=self.config.max_backoff,
+            agent_ids=config.agent_ids,
+            session_ids=config.session_ids,
+            batch_size=config.batch_size,
+            max_backoff=config.max_backoff,
+            gap_patience=config.gap_patience,
+            session_deadline=config.session_deadline,
             heartbeat=self.heartbeat,
             should_stop=lambda: self._stop,
         )
@@ -263,30 +245,32 @@ class Daemon:
     def run(self) -> int:
         previous = self._install_signals()
         try:
+            if self._stop:
+                return EXIT_OK
             with acquire_lock(self.config.db_path):
                 self.store = Store(
                     self.config.db_path,
                     synchronous=self.config.synchronous,
                     max_page_count=self.config.max_db_pages,
                     check=self.check,
+                    on_wait=self.heartbeat,
+                    should_stop=lambda: self._stop,
                 )
                 try:
                     return self._loop()
                 finally:
                     self.store.close()
-        except Shutdown:
-            return EXIT_OK
         except StoreError as exc:
+            if self._stop:
+                return EXIT_OK  # stopped while waiting for a locked archive: nothing was written
             log.error("%s", exc)
             self.notifier.status(f"failed: {exc}")
             return EXIT_STORE
         finally:
-            self._finishing = True
-            _cancel_rechecks()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self._stop_signal is not None:  # reported here, never from the handler (see _on_stop)
-                name = signal.Signals(self._stop_signal).name
+            if self.stop.signal is not None:  # reported here, never from the handler
+                name = signal.Signals(self.stop.signal).name
                 log.info("received %s: stopping", name)
                 self.notifier.stopping()
                 log.info(
@@ -298,7 +282,7 @@ class Daemon:
 
     def _loop(self) -> int:
         assert self.store is not None
-        syncer = self._make_syncer()
+        syncer = self._make_syncer(self.config)
         self.notifier.ready(self._status_line(None))
         log.info("archive %s open; syncing from %s", self.config.db_path, syncer.client.server_url)
         outage = 0
@@ -320,10 +304,14 @@ class Daemon:
                             result.events_inserted,
                             result.sessions_failed,
                         )
-                except StoreFullError as exc:
+                except (StoreFullError, StoreBusyError) as exc:
+                    if self._stop:
+                        break
                     outage += 1
                     log.error("%s", exc)
                     wait = min(self.config.max_backoff, 2.0**outage)
+                    if self.once:
+                        return EXIT_FAILED
                 except (APIConnectionError, Flux0Error) as exc:
                     outage += 1
                     wait = min(self.config.max_backoff, max(wait, 2.0**outage))
@@ -333,13 +321,14 @@ class Daemon:
                         return EXIT_FAILED
                     self._sleep(wait)
                     continue
+                if self._stop:
+                    break
                 self.notifier.status(self._status_line(result))
                 self.heartbeat()
                 if self.once:
                     return EXIT_OK if result is not None and result.ok else EXIT_FAILED
                 self._sleep(wait)
         finally:
-            self._finishing = True  # from here on a signal must not interrupt the cleanup
             syncer.client.close()
         return EXIT_OK
 
@@ -353,7 +342,9 @@ def run_daemon(
     env: Mapping[str, str],
     log_level: str = "INFO",
     notifier_factory: Callable[[], Notifier] = Notifier,
+    stop: Optional[StopFlag] = None,
 ) -> int:
     os.umask(0o077)
     setup_logging(log_level)
-    return Daemon(config, once=once, check=check, flags=flags, env=env, notifier=notifier_factory()).run()
+    daemon = Daemon(config, once=once, check=check, flags=flags, env=env, notifier=notifier_factory(), stop=stop)
+    return daemon.run()

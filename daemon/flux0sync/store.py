@@ -1,38 +1,63 @@
 """The SQLite archive: schema, migrations, and exactly-once batch writes.
 
-Exactly-once rests on two rules. Each batch of a session's events and that session's
-checkpoint (the highest stored offset) are written in one ``BEGIN IMMEDIATE`` transaction, so
-after a crash at any instant the archive and the checkpoint agree. And inserts are idempotent
-(the event id is the primary key, ``(session_id, offset)`` is unique), so re-fetching a tail
-whose commit was lost stores nothing twice.
+Exactly-once rests on three rules. Each batch of a session's events and that session's
+checkpoint are written in one ``BEGIN IMMEDIATE`` transaction, so after a crash at any instant
+the archive and the checkpoint agree. The checkpoint is the highest offset up to which every
+offset is stored (or was recorded as a gap the server never filled): it is computed here, from
+what is stored, never taken from what the server claims. And inserts are idempotent (an event
+is identified by ``(session_id, id)``; ``(session_id, offset)`` is unique too), so re-fetching a
+tail whose commit was lost stores nothing twice, while a different event under a known id or
+offset is kept in ``conflicts`` instead of being dropped.
 
 With ``synchronous=NORMAL`` in WAL mode a commit survives a killed process; a power loss may
-roll back the last commits, which the checkpoint then simply re-fetches.
+roll back the last commits, which the checkpoint then simply re-fetches. Another process
+holding the write lock (``SQLITE_BUSY``) is waited out with backoff, not treated as fatal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
-from flux0lite.models import Agent, Event, Session
+from flux0lite.models import Agent, Session
 
-__all__ = ["Store", "StoreError", "StoreFullError", "SessionStatus", "SearchHit", "APPLICATION_ID", "SCHEMA_VERSION"]
+from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "StoreFullError",
+    "StoreBusyError",
+    "SessionStatus",
+    "SearchHit",
+    "Gap",
+    "WriteResult",
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+]
 
 APPLICATION_ID = 0x46305359  # "F0SY": marks a file as ours, so a foreign database is never touched
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_T = TypeVar("_T")
 
 
 class StoreError(Exception):
-    """The archive cannot be used (foreign, corrupt, newer schema, locked, unwritable)."""
+    """The archive cannot be used (foreign, corrupt, newer schema, unwritable, bad path)."""
 
 
 class StoreFullError(StoreError):
     """The disk, or the configured page cap, is full; nothing of the batch was written."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the write lock for longer than we were willing to wait; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -45,14 +70,36 @@ class SessionStatus:
     last_success_at: Optional[float]
     errors: int
     last_error: Optional[str]
+    gaps_open: int = 0
+    gaps_skipped: int = 0
+    conflicts: int = 0
 
 
 @dataclass(frozen=True)
 class SearchHit:
     session_id: str
-    offset: int
+    offset: Optional[int]
     source: str
     text: str
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Offsets ``first..last`` of a session the server skipped; ``skipped_at`` once given up on."""
+
+    session_id: str
+    first_offset: int
+    last_offset: int
+    first_seen_at: float
+    skipped_at: Optional[float]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    conflicts: int
+    checkpoint: int
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -134,6 +181,69 @@ def _schema_v2(db: sqlite3.Connection) -> None:
         """
         CREATE VIRTUAL TABLE events_fts USING fts5(text, content='events', content_rowid='rowid');
         INSERT INTO events_fts(rowid, text) SELECT rowid, text FROM events WHERE text IS NOT NULL AND text != '';
+        """,
+    )
+    _fts_triggers(db)
+
+
+def _schema_v3(db: sqlite3.Connection) -> None:
+    """Event identity per session, storable-or-NULL offsets, and records of gaps and conflicts.
+
+    The events table is rebuilt with its rowids kept, so the full-text index stays valid.
+    """
+    has_fts = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone() is not None
+    _run_script(
+        db,
+        """
+        CREATE TABLE events_v3 (
+            session_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            "offset" INTEGER,
+            type TEXT NOT NULL,
+            source TEXT NOT NULL,
+            correlation_id TEXT,
+            created_at TEXT,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            text TEXT,
+            raw TEXT NOT NULL,
+            UNIQUE (session_id, id),
+            UNIQUE (session_id, "offset")
+        );
+        INSERT INTO events_v3 (rowid, session_id, id, "offset", type, source, correlation_id, created_at,
+                               deleted, text, raw)
+            SELECT rowid, session_id, id, "offset", type, source, correlation_id, created_at, deleted, text, raw
+            FROM events;
+        DROP TABLE events;
+        ALTER TABLE events_v3 RENAME TO events;
+        CREATE INDEX events_correlation ON events(correlation_id);
+        CREATE TABLE gaps (
+            session_id TEXT NOT NULL,
+            first_offset INTEGER NOT NULL,
+            last_offset INTEGER NOT NULL,
+            first_seen_at REAL NOT NULL,
+            skipped_at REAL,
+            PRIMARY KEY (session_id, first_offset)
+        );
+        CREATE TABLE conflicts (
+            session_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            "offset" INTEGER,
+            reason TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            UNIQUE (session_id, digest)
+        );
+        """,
+    )
+    if has_fts:
+        _fts_triggers(db)
+
+
+def _fts_triggers(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
         CREATE TRIGGER events_fts_insert AFTER INSERT ON events
             WHEN new.text IS NOT NULL AND new.text != ''
             BEGIN INSERT INTO events_fts(rowid, text) VALUES (new.rowid, new.text); END;
@@ -144,21 +254,29 @@ def _schema_v2(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_schema_v1, _schema_v2)
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_schema_v1, _schema_v2, _schema_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
+# A reader copes with every version from this one up (the v3 tables are looked up before use).
+_OLDEST_READABLE = 1
 
 
 def _check_file(path: str) -> None:
     """Refuse anything that is not an empty file or one of our own SQLite archives."""
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return
     if os.path.isdir(path):
         raise StoreError(f"{path} is a directory, not an archive file")
     try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not regular:
+        raise StoreError(f"{path} is not a regular file (a device, a pipe or a socket)")
+    try:
         with open(path, "rb") as handle:
             header = handle.read(100)
     except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if not header:
         return
     if not header.startswith(_SQLITE_MAGIC):
@@ -169,47 +287,120 @@ def _check_file(path: str) -> None:
 
 
 def _create_private(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    if not os.path.exists(path):
+    """The archive's directory (0700 if we make it) and the file itself (0600), or a one-line error."""
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise StoreError(f"cannot create the archive {path}: {exc.strerror or exc}") from exc
+
+
+def _force_private(path: str) -> None:
+    """An archive created by an older version, or copied in, may be world-readable: make it 0600."""
+    for name in (path, path + "-wal", path + "-shm"):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.close(fd)
-        except FileExistsError:
-            pass
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StoreError(f"cannot make {name} private (mode 0600): {exc.strerror or exc}") from exc
+
+
+def _is_busy(exc: BaseException) -> bool:
+    message = str(exc).lower()
+    return isinstance(exc, (sqlite3.OperationalError, StoreBusyError)) and ("locked" in message or "busy" in message)
 
 
 class Store:
-    """One archive file. Not thread-safe: one Store per thread."""
+    """One archive file. Not thread-safe: one Store per thread.
+
+    ``busy_patience`` is how long (seconds) a write waits out another process's lock, retrying
+    with backoff; ``on_wait`` is called between tries (the daemon pings its watchdog there) and
+    ``should_stop`` ends the wait early (nothing is written then).
+    """
 
     def __init__(
         self,
         path: str,
         *,
-        busy_timeout_ms: int = 5000,
+        busy_timeout_ms: int = 250,
+        busy_patience: float = 120.0,
         synchronous: str = "NORMAL",
         max_page_count: Optional[int] = None,
         check: bool = True,
+        on_wait: Callable[[], None] = lambda: None,
+        should_stop: Callable[[], bool] = lambda: False,
+        readonly: bool = False,
     ) -> None:
         self.path = path
-        _check_file(path)
-        _create_private(path)
-        try:
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {path}: {exc}") from exc
-        try:
-            self._configure(busy_timeout_ms, synchronous, max_page_count, check)
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            self.db.close()
-            raise StoreError(f"{path} is corrupt or unusable: {exc}") from exc
-        except StoreError:
-            self.db.close()
-            raise
+        self.real_path = os.path.realpath(path)
+        self.readonly = readonly
+        self.busy_patience = busy_patience
+        self.on_wait = on_wait
+        self.should_stop = should_stop
+        self.version = 0
+        if readonly:
+            self.db = self._open_readonly()
+        else:
+            _check_file(self.real_path)
+            _create_private(self.real_path)
+            try:
+                self.db = sqlite3.connect(self.real_path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open {path}: {exc}") from exc
+            try:
+                self._retry_busy(lambda: self._configure(busy_timeout_ms, synchronous, max_page_count, check))
+                self._retry_busy(self._migrate)
+                _force_private(self.real_path)
+            except sqlite3.DatabaseError as exc:
+                self.db.close()
+                raise StoreError(f"{path} is corrupt or unusable: {exc}") from exc
+            except StoreError:
+                self.db.close()
+                raise
         self.has_fts = self._table_exists("events_fts")
 
     # -- setup -------------------------------------------------------------------------------
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Open without ever writing: works for another uid's archive, a 0444 file, a read-only mount."""
+        _check_file(self.real_path)
+        if not os.path.exists(self.real_path):
+            raise StoreError(f"no archive at {self.path}")
+        uri = "file:" + urllib.parse.quote(self.real_path)
+        db: Optional[sqlite3.Connection] = None
+        for query in ("?mode=ro", "?immutable=1"):
+            # A WAL archive whose -shm cannot be created (read-only directory) opens only as
+            # immutable; that is exact when no -wal is left, i.e. no daemon is writing it.
+            if query == "?immutable=1" and os.path.exists(self.real_path + "-wal"):
+                break
+            try:
+                db = sqlite3.connect(uri + query, uri=True, isolation_level=None)
+                db.execute("PRAGMA query_only = ON")
+                self.version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                break
+            except sqlite3.Error as exc:
+                if db is not None:
+                    db.close()
+                    db = None
+                error = exc
+        if db is None:
+            raise StoreError(f"cannot read {self.path}: {error}")
+        try:
+            app_id = int(db.execute("PRAGMA application_id").fetchone()[0])
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"{self.path} is corrupt or unusable: {exc}") from exc
+        if app_id != APPLICATION_ID or self.version < _OLDEST_READABLE:
+            db.close()
+            raise StoreError(f"{self.path} is not a flux0-sync archive (or no daemon has written it yet)")
+        if self.version > SCHEMA_VERSION:
+            db.close()
+            raise StoreError(f"{self.path} has schema version {self.version}, newer than this flux0-sync knows")
+        return db
 
     def _configure(self, busy_timeout_ms: int, synchronous: str, max_page_count: Optional[int], check: bool) -> None:
         db = self.db
@@ -252,6 +443,7 @@ class Store:
                 MIGRATIONS[version](self.db)
                 version += 1
                 self.db.execute(f"PRAGMA user_version = {version}")
+        self.version = version
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -284,6 +476,31 @@ class Store:
     def transaction(self) -> "Store._Transaction":
         return Store._Transaction(self)
 
+    def _retry_busy(self, attempt: Callable[[], _T]) -> _T:
+        """Run ``attempt``, waiting out another process's write lock with backoff."""
+        deadline = time.monotonic() + self.busy_patience
+        delay = 0.05
+        while True:
+            try:
+                return attempt()
+            except (sqlite3.OperationalError, StoreBusyError) as exc:
+                if not _is_busy(exc):
+                    raise
+                if self.should_stop() or time.monotonic() + delay > deadline:
+                    raise StoreBusyError(
+                        f"{self.path}: another process held the archive's write lock too long; nothing written"
+                    ) from exc
+            self.on_wait()
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        def attempt() -> _T:
+            with self.transaction() as db:
+                return work(db)
+
+        return self._retry_busy(attempt)
+
     def close(self) -> None:
         self.db.close()
 
@@ -291,93 +508,154 @@ class Store:
 
     def upsert_agents(self, agents: Sequence[Agent]) -> None:
         now = time.time()
-        rows = [(a.id, a.name, a.type, a.description, a.created_at, _dumps(a.to_dict()), now) for a in agents]
-        with self.transaction() as db:
-            db.executemany(
+        rows = [
+            (
+                _key(a.id),
+                storable_text(a.name),
+                storable_text(a.type),
+                storable_text(a.description),
+                storable_text(a.created_at),
+                dumps_lossless(a.to_dict()),
+                now,
+            )
+            for a in agents
+        ]
+        self._write(
+            lambda db: db.executemany(
                 "INSERT INTO agents (id, name, type, description, created_at, raw, synced_at) VALUES (?,?,?,?,?,?,?)"
                 " ON CONFLICT(id) DO UPDATE SET name=excluded.name, type=excluded.type,"
                 " description=excluded.description, created_at=excluded.created_at, raw=excluded.raw,"
                 " synced_at=excluded.synced_at",
                 rows,
             )
+        )
 
     def upsert_sessions(self, sessions: Sequence[Session]) -> None:
         now = time.time()
-        rows = [(s.id, s.agent_id, s.user_id, s.title, s.created_at, _dumps(s.to_dict()), now) for s in sessions]
-        with self.transaction() as db:
+        rows = [
+            (
+                _key(s.id),
+                storable_text(s.agent_id),
+                storable_text(s.user_id),
+                storable_text(s.title),
+                storable_text(s.created_at),
+                dumps_lossless(s.to_dict()),
+                now,
+            )
+            for s in sessions
+        ]
+
+        def work(db: sqlite3.Connection) -> None:
             db.executemany(
                 "INSERT INTO sessions (id, agent_id, user_id, title, created_at, raw, synced_at) VALUES (?,?,?,?,?,?,?)"
                 " ON CONFLICT(id) DO UPDATE SET agent_id=excluded.agent_id, user_id=excluded.user_id,"
                 " title=excluded.title, created_at=excluded.created_at, raw=excluded.raw, synced_at=excluded.synced_at",
                 rows,
             )
-            db.executemany("INSERT OR IGNORE INTO sync_state (session_id) VALUES (?)", [(s.id,) for s in sessions])
+            db.executemany("INSERT OR IGNORE INTO sync_state (session_id) VALUES (?)", [(r[0],) for r in rows])
+
+        self._write(work)
 
     def checkpoint(self, session_id: str) -> int:
-        """The highest offset stored for a session, or -1."""
-        row = self.db.execute("SELECT last_offset FROM sync_state WHERE session_id = ?", (session_id,)).fetchone()
-        return int(row[0]) if row else -1
+        """The offset up to which the session is complete (stored, or a recorded gap), or -1."""
+        return _checkpoint(self.db, session_id)
 
-    def write_batch(self, session_id: str, events: Sequence[Event]) -> int:
-        """Store events and move the checkpoint, all in one transaction; returns rows inserted."""
-        if not events:
-            return 0
-        rows = [
-            (
-                e.id,
-                session_id,
-                e.offset,
-                e.type,
-                e.source,
-                e.correlation_id,
-                e.created_at,
-                1 if e.deleted else 0,
-                e.text or None,
-                _dumps(e.to_dict()),
-            )
-            for e in events
-        ]
-        highest = max(e.offset for e in events)
+    def write_batch(self, session_id: str, events: Sequence[RawEvent]) -> WriteResult:
+        """Store events (in offset order) and advance the checkpoint over what is now contiguous.
+
+        Raises UnidentifiableEventError (before writing anything) for an event without an id.
+        """
+        rows = sorted(
+            (event_row(session_id, e) for e in events), key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0)
+        )
+        if not rows:
+            return WriteResult(0, 0, 0, self.checkpoint(session_id))
         now = time.time()
-        with self.transaction() as db:
-            cursor = db.executemany(
-                'INSERT OR IGNORE INTO events (id, session_id, "offset", type, source, correlation_id, created_at,'
+
+        def work(db: sqlite3.Connection) -> WriteResult:
+            before = _checkpoint(db, session_id)
+            inserted = db.executemany(
+                'INSERT OR IGNORE INTO events (session_id, id, "offset", type, source, correlation_id, created_at,'
                 " deleted, text, raw) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 rows,
-            )
-            inserted = cursor.rowcount
-            db.execute(
-                "INSERT INTO sync_state (session_id, last_offset, last_attempt_at, last_success_at, errors)"
-                " VALUES (?, ?, ?, ?, 0) ON CONFLICT(session_id) DO UPDATE SET"
-                " last_offset = max(last_offset, excluded.last_offset), last_attempt_at = excluded.last_attempt_at,"
-                " last_success_at = excluded.last_success_at, errors = 0, last_error = NULL",
-                (session_id, highest, now, now),
-            )
-        return inserted
+            ).rowcount
+            clashes = conflicts = 0
+            if inserted < len(rows):
+                for row in rows:
+                    reason = _clash(db, row)
+                    if reason is not None:
+                        clashes += 1
+                        conflicts += _record_conflict(db, row, reason, now)
+            checkpoint = _advance(db, session_id, before)
+            _set_checkpoint(db, session_id, checkpoint, now, success=True)
+            return WriteResult(inserted, len(rows) - inserted - clashes, conflicts, checkpoint)
+
+        return self._write(work)
+
+    def reconcile_gaps(self, session_id: str, patience: float) -> Tuple[List[Gap], List[Gap]]:
+        """Record the offsets missing below the highest stored one; skip those older than ``patience``.
+
+        Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
+        """
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> Tuple[List[Gap], List[Gap]]:
+            checkpoint = _checkpoint(db, session_id)
+            found = _missing_ranges(db, session_id, checkpoint)
+            found_firsts = {first for first, _ in found}
+            for (first,) in db.execute(
+                "SELECT first_offset FROM gaps WHERE session_id = ? AND skipped_at IS NULL", (session_id,)
+            ).fetchall():
+                if first not in found_firsts:  # filled (or narrowed: recorded again below)
+                    db.execute("DELETE FROM gaps WHERE session_id = ? AND first_offset = ?", (session_id, first))
+            for first, last in found:
+                db.execute(
+                    "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT(session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
+                    (session_id, first, last, now),
+                )
+            skipped: List[Gap] = []
+            for gap in _gaps(db, session_id, open_only=True):
+                if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now:
+                    break
+                db.execute(
+                    "UPDATE gaps SET skipped_at = ? WHERE session_id = ? AND first_offset = ?",
+                    (now, session_id, gap.first_offset),
+                )
+                skipped.append(Gap(gap.session_id, gap.first_offset, gap.last_offset, gap.first_seen_at, now))
+                checkpoint = _advance(db, session_id, gap.last_offset)
+            if skipped:
+                _set_checkpoint(db, session_id, checkpoint, now, success=False)
+            return _gaps(db, session_id, open_only=True), skipped
+
+        return self._write(work)
 
     def mark_synced(self, session_id: str) -> None:
         now = time.time()
-        with self.transaction() as db:
-            db.execute(
+        self._write(
+            lambda db: db.execute(
                 "INSERT INTO sync_state (session_id, last_attempt_at, last_success_at) VALUES (?, ?, ?)"
                 " ON CONFLICT(session_id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
                 " last_success_at = excluded.last_success_at, errors = 0, last_error = NULL",
                 (session_id, now, now),
             )
+        )
 
     def mark_error(self, session_id: str, message: str) -> int:
         """Record a failed sync; returns the number of consecutive errors."""
         now = time.time()
+        text = storable_text(message[:500]) or dumps_lossless(message[:500])
         try:
-            with self.transaction() as db:
-                db.execute(
+            self._write(
+                lambda db: db.execute(
                     "INSERT INTO sync_state (session_id, last_attempt_at, errors, last_error) VALUES (?, ?, 1, ?)"
                     " ON CONFLICT(session_id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
                     " errors = errors + 1, last_error = excluded.last_error",
-                    (session_id, now, message[:500]),
+                    (session_id, now, text),
                 )
+            )
         except StoreError:
-            pass  # a full disk must not hide the original error
+            pass  # a full disk or a held lock must not hide the original error
         row = self.db.execute("SELECT errors FROM sync_state WHERE session_id = ?", (session_id,)).fetchone()
         return int(row[0]) if row else 1
 
@@ -390,21 +668,28 @@ class Store:
         return int(agents), int(sessions), int(events)
 
     def session_statuses(self) -> List[SessionStatus]:
-        rows = self.db.execute(
-            """
-            SELECT st.session_id, s.agent_id, s.title,
-                   (SELECT count(*) FROM events e WHERE e.session_id = st.session_id),
-                   st.last_offset, st.last_success_at, st.errors, st.last_error
-            FROM sync_state st LEFT JOIN sessions s ON s.id = st.session_id
-            ORDER BY st.session_id
-            """
-        ).fetchall()
-        return [SessionStatus(*row) for row in rows]
+        query = _STATUS_V3 if self._table_exists("gaps") else _STATUS_V1
+        return [SessionStatus(*row) for row in self.db.execute(query).fetchall()]
 
-    def iter_raw_events(self, session_id: str) -> Iterator[Dict[str, Any]]:
-        cursor = self.db.execute('SELECT raw FROM events WHERE session_id = ? ORDER BY "offset"', (session_id,))
+    def gaps(self, session_id: Optional[str] = None, *, open_only: bool = False) -> List[Gap]:
+        if not self._table_exists("gaps"):
+            return []
+        if session_id is not None:
+            return _gaps(self.db, session_id, open_only=open_only)
+        rows = self.db.execute(
+            "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
+            " WHERE skipped_at IS NULL OR NOT ? ORDER BY session_id, first_offset",
+            (open_only,),
+        ).fetchall()
+        return [Gap(*row) for row in rows]
+
+    def iter_raw_events(self, session_id: str) -> Iterator[str]:
+        """Each stored event's JSON text, in offset order (events without a storable offset last)."""
+        cursor = self.db.execute(
+            'SELECT raw FROM events WHERE session_id = ? ORDER BY "offset" IS NULL, "offset", rowid', (session_id,)
+        )
         for (raw,) in cursor:
-            yield json.loads(raw)
+            yield raw
 
     def session_exists(self, session_id: str) -> bool:
         return (
@@ -436,11 +721,118 @@ class Store:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_STATUS_V1 = """
+    SELECT st.session_id, s.agent_id, s.title,
+           (SELECT count(*) FROM events e WHERE e.session_id = st.session_id),
+           st.last_offset, st.last_success_at, st.errors, st.last_error, 0, 0, 0
+    FROM sync_state st LEFT JOIN sessions s ON s.id = st.session_id
+    ORDER BY st.session_id
+"""
+_STATUS_V3 = """
+    SELECT st.session_id, s.agent_id, s.title,
+           (SELECT count(*) FROM events e WHERE e.session_id = st.session_id),
+           st.last_offset, st.last_success_at, st.errors, st.last_error,
+           (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NULL),
+           (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NOT NULL),
+           (SELECT count(*) FROM conflicts c WHERE c.session_id = st.session_id)
+    FROM sync_state st LEFT JOIN sessions s ON s.id = st.session_id
+    ORDER BY st.session_id
+"""
 
 
-def _dumps(doc: Any) -> str:
-    return _ENCODER.encode(doc)
+def _key(value: str) -> str:
+    """A primary key the server sent; one UTF-8 cannot carry is kept as its JSON escape."""
+    return storable_text(value) or json.dumps(value)
+
+
+def _checkpoint(db: sqlite3.Connection, session_id: str) -> int:
+    row = db.execute("SELECT last_offset FROM sync_state WHERE session_id = ?", (session_id,)).fetchone()
+    return int(row[0]) if row else -1
+
+
+def _set_checkpoint(db: sqlite3.Connection, session_id: str, checkpoint: int, now: float, *, success: bool) -> None:
+    if success:
+        db.execute(
+            "INSERT INTO sync_state (session_id, last_offset, last_attempt_at, last_success_at, errors)"
+            " VALUES (?, ?, ?, ?, 0) ON CONFLICT(session_id) DO UPDATE SET"
+            " last_offset = max(last_offset, excluded.last_offset), last_attempt_at = excluded.last_attempt_at,"
+            " last_success_at = excluded.last_success_at, errors = 0, last_error = NULL",
+            (session_id, checkpoint, now, now),
+        )
+    else:
+        db.execute(
+            "INSERT INTO sync_state (session_id, last_offset) VALUES (?, ?) ON CONFLICT(session_id) DO UPDATE SET"
+            " last_offset = max(last_offset, excluded.last_offset)",
+            (session_id, checkpoint),
+        )
+
+
+def _advance(db: sqlite3.Connection, session_id: str, checkpoint: int) -> int:
+    """The highest offset reached from ``checkpoint`` through stored offsets without a hole."""
+    expected = checkpoint + 1
+    cursor = db.execute(
+        'SELECT "offset" FROM events WHERE session_id = ? AND "offset" >= ? ORDER BY "offset"', (session_id, expected)
+    )
+    for (offset,) in cursor:
+        if offset != expected:
+            break
+        expected += 1
+    cursor.close()
+    return expected - 1
+
+
+def _missing_ranges(db: sqlite3.Connection, session_id: str, checkpoint: int) -> List[Tuple[int, int]]:
+    ranges: List[Tuple[int, int]] = []
+    expected = checkpoint + 1
+    for (offset,) in db.execute(
+        'SELECT "offset" FROM events WHERE session_id = ? AND "offset" > ? ORDER BY "offset"', (session_id, checkpoint)
+    ):
+        if offset > expected:
+            ranges.append((expected, offset - 1))
+        expected = offset + 1
+    return ranges
+
+
+def _gaps(db: sqlite3.Connection, session_id: str, *, open_only: bool) -> List[Gap]:
+    rows = db.execute(
+        "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
+        " WHERE session_id = ? AND (skipped_at IS NULL OR NOT ?) ORDER BY first_offset",
+        (session_id, open_only),
+    ).fetchall()
+    return [Gap(*row) for row in rows]
+
+
+def _same(raw_a: str, raw_b: str) -> bool:
+    if raw_a == raw_b:
+        return True
+    try:
+        return bool(json.loads(raw_a) == json.loads(raw_b))
+    except ValueError:
+        return False
+
+
+def _clash(db: sqlite3.Connection, row: EventRow) -> Optional[str]:
+    """Why a row that was not inserted is not simply a re-fetched copy of a stored event, or None."""
+    session_id, event_id, offset, raw = row[0], row[1], row[2], row[9]
+    found = db.execute(
+        'SELECT "offset", raw FROM events WHERE session_id = ? AND id = ?', (session_id, event_id)
+    ).fetchone()
+    if found is None:
+        return "same offset, different id"
+    if found[0] == offset and _same(found[1], raw):
+        return None
+    return "same id, different event"
+
+
+def _record_conflict(db: sqlite3.Connection, row: EventRow, reason: str, now: float) -> int:
+    session_id, event_id, offset, raw = row[0], row[1], row[2], row[9]
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    cursor = db.execute(
+        'INSERT OR IGNORE INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (session_id, event_id, offset, reason, raw, digest, now),
+    )
+    return int(cursor.rowcount)
 
 
 def _translate(exc: sqlite3.Error, path: str) -> StoreError:
@@ -448,7 +840,7 @@ def _translate(exc: sqlite3.Error, path: str) -> StoreError:
     if "full" in message.lower():
         return StoreFullError(f"{path}: archive is full ({message}); batch rolled back, will retry")
     if "locked" in message.lower() or "busy" in message.lower():
-        return StoreError(f"{path}: database is locked by another process ({message})")
+        return StoreBusyError(f"{path}: database is locked by another process ({message})")
     if "readonly" in message.lower() or "read-only" in message.lower():
         return StoreError(f"{path}: database is read-only ({message})")
     return StoreError(f"{path}: {message}")

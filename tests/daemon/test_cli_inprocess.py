@@ -86,7 +86,7 @@ def test_reload_keeps_the_archive_path_and_survives_bad_config(
     from flux0sync.store import Store
 
     daemon.store = Store(db)
-    syncer = daemon._make_syncer()
+    syncer = daemon._make_syncer(daemon.config)
     ini.write_text("[flux0-sync]\ninterval = 0.5\ndb = /elsewhere.sqlite3\n")
     syncer = daemon._apply_reload(syncer)
     assert daemon.config.interval == 0.5 and daemon.config.db_path == db

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -7,14 +8,13 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from flux0sync.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreError, StoreFullError
+from flux0sync.rows import RawEvent
+from flux0sync.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreBusyError, StoreError, StoreFullError
 
-from flux0lite import Event
 
-
-def make_events(session: str, start: int, count: int, text: str = "hello") -> List[Event]:
+def make_events(session: str, start: int, count: int, text: str = "hello") -> List[RawEvent]:
     return [
-        Event.from_dict(
+        RawEvent.from_doc(
             {
                 "id": f"{session}-{i}",
                 "type": "message",
@@ -40,7 +40,8 @@ def test_new_archive_is_private_wal_and_versioned(db_path: str) -> None:
     store = Store(db_path)
     assert stat.S_IMODE(os.stat(db_path).st_mode) == 0o600
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    # short waits inside SQLite: the Store retries with backoff (and pings the watchdog) itself
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == 250
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert store.db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     store.write_batch("s1", make_events("s1", 0, 3))
@@ -56,13 +57,13 @@ def test_new_archive_is_private_wal_and_versioned(db_path: str) -> None:
 def test_write_batch_is_idempotent_and_moves_checkpoint(db_path: str) -> None:
     store = Store(db_path)
     assert store.checkpoint("s1") == -1
-    assert store.write_batch("s1", make_events("s1", 0, 10)) == 10
+    assert store.write_batch("s1", make_events("s1", 0, 10)).inserted == 10
     assert store.checkpoint("s1") == 9
-    assert store.write_batch("s1", make_events("s1", 5, 10)) == 5  # overlap stored once
+    assert store.write_batch("s1", make_events("s1", 5, 10)).inserted == 5  # overlap stored once
     assert store.checkpoint("s1") == 14
     assert store.counts()[2] == 15
-    assert [e["offset"] for e in store.iter_raw_events("s1")] == list(range(15))
-    assert store.write_batch("s1", []) == 0
+    assert [json.loads(e)["offset"] for e in store.iter_raw_events("s1")] == list(range(15))
+    assert store.write_batch("s1", []).inserted == 0
 
 
 def test_failed_batch_rolls_back_events_and_checkpoint_together(db_path: str) -> None:
@@ -87,7 +88,7 @@ def test_full_disk_gives_clear_error_no_corruption_and_recovers(db_path: str) ->
     assert store.checkpoint("s1") == 9 and store.counts()[2] == 10
     assert store.integrity_ok()
     store.set_max_page_count(1_000_000_000)
-    assert store.write_batch("s1", make_events("s1", 10, 2000, text="x" * 200)) == 2000
+    assert store.write_batch("s1", make_events("s1", 10, 2000, text="x" * 200)).inserted == 2000
     assert store.checkpoint("s1") == 2009 and store.integrity_ok()
 
 
@@ -185,3 +186,165 @@ def test_status_rows_and_errors(db_path: str) -> None:
     store.mark_synced("s1")
     assert store.session_statuses()[0].errors == 0
     assert store.session_exists("s1") and not store.session_exists("nope")
+
+
+def raw_event(session: str, offset: object, event_id: str = "", text: str = "hi", **extra: object) -> RawEvent:
+    doc = {
+        "id": event_id or f"{session}-{offset}",
+        "type": "message",
+        "source": "user",
+        "offset": offset,
+        "correlation_id": "c",
+        "data": {"type": "message", "parts": [{"type": "content", "content": text}]},
+        "created_at": "2026-11-25T00:00:00Z",
+        "deleted": False,
+        "metadata": None,
+    }
+    doc.update(extra)
+    return RawEvent.from_doc(doc)
+
+
+def test_migration_from_v2_keeps_events_and_search_and_goes_per_session(db_path: str) -> None:
+    import flux0sync.store as store_module
+
+    original = store_module.MIGRATIONS
+    store_module.MIGRATIONS = original[:2]
+    store_module.SCHEMA_VERSION = 2
+    try:
+        old = Store(db_path)
+        old.write_batch("s1", make_events("s1", 0, 3, text="needle"))
+        old.close()
+    finally:
+        store_module.MIGRATIONS = original
+        store_module.SCHEMA_VERSION = len(original)
+    store = Store(db_path)
+    assert store.version == SCHEMA_VERSION == 3
+    assert [h.offset for h in store.search("needle")] == [0, 1, 2]
+    # the same event id in another session is a different event now
+    assert store.write_batch("s2", [raw_event("s2", 0, event_id="s1-0", text="needle too")]).inserted == 1
+    assert [(h.session_id, h.offset) for h in store.search("needle")] == [("s1", 0), ("s1", 1), ("s1", 2), ("s2", 0)]
+    assert store.integrity_ok()
+
+
+def test_checkpoint_never_passes_an_offset_that_is_not_stored(db_path: str) -> None:
+    store = Store(db_path)
+    result = store.write_batch("s", [raw_event("s", o) for o in (3, 0, 1)])
+    assert result.inserted == 3 and result.checkpoint == 1 and store.checkpoint("s") == 1
+    assert store.write_batch("s", [raw_event("s", 2)]).checkpoint == 3
+    assert [json.loads(r)["offset"] for r in store.iter_raw_events("s")] == [0, 1, 2, 3]
+
+
+def test_gap_is_held_then_recorded_and_skipped(db_path: str) -> None:
+    store = Store(db_path)
+    store.write_batch("s", [raw_event("s", o) for o in (0, 1, 4, 5, 7)])
+    open_gaps, skipped = store.reconcile_gaps("s", patience=3600)
+    assert [(g.first_offset, g.last_offset) for g in open_gaps] == [(2, 3), (6, 6)] and skipped == []
+    assert store.checkpoint("s") == 1
+    store.write_batch("s", [raw_event("s", 6)])  # the second gap fills: forgotten
+    open_gaps, skipped = store.reconcile_gaps("s", patience=0)
+    assert open_gaps == [] and [(g.first_offset, g.last_offset) for g in skipped] == [(2, 3)]
+    assert store.checkpoint("s") == 7
+    (status,) = store.session_statuses()
+    assert (status.gaps_open, status.gaps_skipped, status.last_offset) == (0, 1, 7)
+    assert [(g.first_offset, g.skipped_at is not None) for g in store.gaps()] == [(2, True)]
+
+
+def test_conflicting_events_are_recorded_never_swallowed(db_path: str) -> None:
+    store = Store(db_path)
+    store.write_batch("s", [raw_event("s", 0), raw_event("s", 1)])
+    again = store.write_batch("s", [raw_event("s", 0), raw_event("s", 1)])
+    assert (again.inserted, again.duplicates, again.conflicts) == (0, 2, 0)
+    clash = store.write_batch("s", [raw_event("s", 1, event_id="other"), raw_event("s", 2, event_id="s-0")])
+    assert (clash.inserted, clash.conflicts) == (0, 2)
+    assert store.write_batch("s", [raw_event("s", 1, event_id="other")]).conflicts == 0  # recorded once
+    reasons = sorted(r for (r,) in store.db.execute("SELECT reason FROM conflicts"))
+    assert reasons == ["same id, different event", "same offset, different id"]
+    assert store.session_statuses()[0].conflicts == 2
+
+
+def test_unstorable_values_are_kept_in_raw_with_the_column_nulled(db_path: str) -> None:
+    store = Store(db_path)
+    events = [
+        raw_event("s", 0, text="lone \ud83d surrogate"),
+        raw_event("s", 2**63, event_id="huge"),
+        raw_event("s", 1, created_at="300000-01-01T00:00:00Z", source="\udcff"),
+        raw_event("s", -5, event_id="negative"),
+        raw_event("s", True, event_id="boolean"),
+    ]
+    store.write_batch("s", events)
+    rows = store.db.execute('SELECT id, "offset", source, created_at, text, raw FROM events ORDER BY rowid').fetchall()
+    by_id = {r[0]: r for r in rows}
+    assert (
+        by_id["s-0"][4] is None
+        and json.loads(by_id["s-0"][5])["data"]["parts"][0]["content"] == "lone \ud83d surrogate"
+    )
+    assert by_id["huge"][1] is None and json.loads(by_id["huge"][5])["offset"] == 2**63
+    assert by_id["s-1"][3] is None and by_id["s-1"][2] == '"\\udcff"'
+    assert json.loads(by_id["s-1"][5])["created_at"] == "300000-01-01T00:00:00Z"
+    assert by_id["negative"][1] is None and by_id["boolean"][1] is None
+    assert store.checkpoint("s") == 1
+    # a re-fetch stores nothing twice, offset or not
+    again = store.write_batch("s", events)
+    assert (again.inserted, again.conflicts) == (0, 0)
+
+
+def test_busy_archive_is_waited_out_not_fatal(db_path: str) -> None:
+    import threading
+
+    store = Store(db_path, busy_patience=20)
+    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    waits: List[int] = []
+    store.on_wait = lambda: waits.append(1)
+    threading.Timer(1.0, lambda: other.execute("COMMIT")).start()
+    assert store.write_batch("s", [raw_event("s", 0)]).inserted == 1
+    assert waits, "the watchdog hook ran while waiting"
+    store.busy_patience = 0.3
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreBusyError):
+            store.write_batch("s", [raw_event("s", 1)])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.checkpoint("s") == 0
+
+
+def test_existing_archive_and_wal_forced_private(db_path: str) -> None:
+    Store(db_path).close()
+    for suffix in ("", "-wal", "-shm"):
+        if not os.path.exists(db_path + suffix):
+            open(db_path + suffix, "wb").close()
+        os.chmod(db_path + suffix, 0o644)
+    store = Store(db_path)
+    for suffix in ("", "-wal", "-shm"):
+        assert stat.S_IMODE(os.stat(db_path + suffix).st_mode) == 0o600, suffix
+    store.close()
+
+
+def test_parent_directory_created_private_and_bad_paths_are_store_errors(tmp_path: Path) -> None:
+    nested = tmp_path / "a" / "b" / "archive.sqlite3"
+    Store(str(nested)).close()
+    assert stat.S_IMODE(os.stat(nested.parent).st_mode) == 0o700
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create"):
+        Store(str(blocker / "archive.sqlite3"))
+
+
+def test_readonly_open_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "ro" / "archive.sqlite3"
+    store = Store(str(path))
+    store.write_batch("s", make_events("s", 0, 3, text="needle"))
+    store.close()
+    os.chmod(path, 0o444)
+    os.chmod(path.parent, 0o555)
+    try:
+        reader = Store(str(path), readonly=True)
+        assert reader.counts()[2] == 3 and len(reader.search("needle")) == 3
+        with pytest.raises(sqlite3.Error):
+            reader.db.execute("DELETE FROM events")
+        reader.close()
+    finally:
+        os.chmod(path.parent, 0o755)
+    # (as root the directory mode does not bind; the CLI test runs a reader as another uid)

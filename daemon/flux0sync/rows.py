@@ -1,0 +1,117 @@
+"""Turn what the server sent into archive rows that any SQL store can hold.
+
+The server's bytes are hostile: a lone surrogate, an offset of 2**63 or a created_at from the
+year 300000 must never stop the archive. ``raw`` keeps the event exactly as the server sent it
+(the element's own JSON text, where a lone surrogate is still an ASCII ``\\ud83d`` escape), and
+an indexed column whose value cannot be stored as is becomes NULL (or, for the NOT NULL
+identity columns, the value's JSON escape), so nothing is lost and nothing fails.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Tuple
+
+from flux0lite import Event, Flux0Error
+
+__all__ = ["RawEvent", "EventRow", "event_row", "storable_text", "storable_offset", "dumps_lossless", "MAX_OFFSET"]
+
+MAX_OFFSET = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?\Z")
+_MAX_TIMESTAMP_CHARS = 40
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One event of a ``list_events`` answer: the decoded document and its exact JSON text."""
+
+    doc: Any
+    text: str
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> "RawEvent":
+        return cls(doc, dumps_lossless(doc))
+
+    @classmethod
+    def from_event(cls, event: Event) -> "RawEvent":
+        return cls.from_doc(event.to_dict())
+
+
+# session_id, id, offset, type, source, correlation_id, created_at, deleted, text, raw
+EventRow = Tuple[str, str, Optional[int], str, str, Optional[str], Optional[str], int, Optional[str], str]
+
+
+class UnidentifiableEventError(Flux0Error):
+    """An event without a usable id: it cannot be stored exactly once, so its session fails."""
+
+
+def storable_text(value: Any) -> Optional[str]:
+    """``value`` if it is a string SQLite can store as UTF-8, else None."""
+    if type(value) is not str:
+        return None
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _escaped(value: Any) -> str:
+    """A NOT NULL column's stand-in for an unstorable value: its ASCII JSON text."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+def storable_offset(value: Any) -> Optional[int]:
+    if type(value) is int and 0 <= value <= MAX_OFFSET:
+        return value
+    return None
+
+
+def _storable_timestamp(value: Any) -> Optional[str]:
+    text = storable_text(value)
+    if text is None or len(text) > _MAX_TIMESTAMP_CHARS or not _TIMESTAMP.match(text):
+        return None
+    return text if "0001" <= text[:4] <= "9999" else None
+
+
+def dumps_lossless(doc: Any) -> str:
+    """Compact JSON; lone surrogates (which UTF-8 cannot carry) as ASCII escapes."""
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    if storable_text(text) is None:
+        text = json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
+    return text
+
+
+def _message_text(doc: Mapping[str, Any]) -> Optional[str]:
+    try:
+        text = Event.from_dict(doc).text
+    except Flux0Error:  # an event the model cannot type still has its raw JSON stored
+        return None
+    return storable_text(text) or None
+
+
+def event_row(session_id: str, event: RawEvent) -> EventRow:
+    """The archive row for one event; raises UnidentifiableEventError if it has no usable id."""
+    doc = event.doc
+    if not isinstance(doc, dict):
+        raise UnidentifiableEventError(f"session {session_id}: an event is not a JSON object ({event.text[:80]!r})")
+    event_id = doc.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        raise UnidentifiableEventError(f"session {session_id}: an event has no string id ({event.text[:80]!r})")
+    raw = event.text if storable_text(event.text) is not None else dumps_lossless(doc)
+    return (
+        session_id,
+        storable_text(event_id) or _escaped(event_id),
+        storable_offset(doc.get("offset")),
+        storable_text(doc.get("type")) or _escaped(doc.get("type")),
+        storable_text(doc.get("source")) or _escaped(doc.get("source")),
+        storable_text(doc.get("correlation_id")),
+        _storable_timestamp(doc.get("created_at")),
+        1 if doc.get("deleted") is True else 0,
+        _message_text(doc),
+        raw,
+    )

@@ -1,0 +1,197 @@
+"""Read one JSON array out of a byte stream an element at a time, in bounded memory.
+
+``{"data": [e0, e1, ...]}`` of a large ``list_events`` answer need never be held whole: each
+element is decoded with :meth:`json.JSONDecoder.raw_decode` as soon as its text is complete,
+and the text before it is dropped. Memory is bounded by the largest element plus one read.
+Every element comes with its exact source text, so a caller can keep what the server sent.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, List, Optional, Union
+
+from .errors import DecodeError
+
+__all__ = ["JSONStreamError", "Element", "iter_array", "read_array", "DEFAULT_MAX_ELEMENT_CHARS"]
+
+DEFAULT_MAX_ELEMENT_CHARS = 64 * 1024 * 1024
+_NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
+_NUMBER_TAIL = "0123456789.eE+-"
+
+
+class JSONStreamError(DecodeError):
+    """The stream is not the JSON expected: malformed, truncated, not UTF-8, or an element too large."""
+
+
+@dataclass(frozen=True)
+class Element:
+    value: Any
+    text: str
+
+
+class _Reader:
+    """A text buffer over the chunk iterator; ``pos`` is the read position within ``buf``."""
+
+    def __init__(self, chunks: Iterable[Union[bytes, str]], what: str, max_element_chars: int) -> None:
+        self._chunks = iter(chunks)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        self.what = what
+        self.max_element_chars = max_element_chars
+        self.buf = ""
+        self.pos = 0
+        self.eof = False
+        self.consumed = 0  # characters dropped before buf, for error positions
+
+    def fail(self, message: str) -> JSONStreamError:
+        return JSONStreamError(f"{self.what}: {message} (at character {self.consumed + self.pos})")
+
+    def more(self, at_least: int = 1) -> bool:
+        """Append at least ``at_least`` more characters (fewer at the end of the stream), dropping
+        what was read; False if nothing could be added."""
+        if self.eof:
+            return False
+        parts: List[str] = []
+        added = 0
+        for chunk in self._chunks:
+            try:
+                text = chunk if isinstance(chunk, str) else self._utf8.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise self.fail(f"body is not valid UTF-8 ({exc.reason})") from exc
+            parts.append(text)
+            added += len(text)
+            if added >= at_least:
+                break
+        else:
+            try:
+                parts.append(self._utf8.decode(b"", final=True))
+            except UnicodeDecodeError as exc:
+                raise self.fail("body ends inside a UTF-8 sequence") from exc
+            self.eof = True
+        # One join per call, not one concatenation per chunk: a large value stays linear.
+        self.consumed += self.pos
+        self.buf = self.buf[self.pos :] + "".join(parts)
+        self.pos = 0
+        return any(parts)
+
+    def peek(self) -> str:
+        """The next non-whitespace character ('' at the end of the stream), not consumed."""
+        while True:
+            found = _NOT_WHITESPACE.search(self.buf, self.pos)
+            if found is not None:
+                self.pos = found.start()
+                return self.buf[self.pos]
+            self.pos = len(self.buf)  # all whitespace: drop it (a body padded to gigabytes stays small)
+            if not self.more():
+                return ""
+
+    def expect(self, char: str) -> None:
+        got = self.peek()
+        if got != char:
+            raise self.fail(f"expected {char!r}, got {got[:1]!r}" if got else f"expected {char!r}, got end of stream")
+        self.pos += 1
+
+    def value(self, decoder: json.JSONDecoder) -> Element:
+        """Decode the value at the read position, reading more until it is complete."""
+        self.peek()
+        want = 0  # buffer length to reach before trying again: doubling keeps re-parses linear
+        while True:
+            if len(self.buf) - self.pos >= want or self.eof:
+                start = self.pos
+                try:
+                    value, end = decoder.raw_decode(self.buf, start)
+                    # A number read up to the buffer's end may go on in the next chunk ("1" of
+                    # "12", "0." of "0.5"): wait unless something that cannot continue it follows.
+                    tail = self.buf[end : end + 32]
+                    if self.eof or tail.strip(_NUMBER_TAIL) or end + 32 < len(self.buf):
+                        self.pos = end
+                        return Element(value, self.buf[start:end])
+                    error: Optional[str] = None
+                except json.JSONDecodeError as exc:
+                    if self.eof:
+                        raise self.fail(f"malformed or truncated JSON: {exc.msg}") from exc
+                    error = exc.msg
+                except (ValueError, RecursionError) as exc:  # e.g. a 5000-digit integer, deep nesting
+                    raise self.fail(f"unreadable JSON value: {exc}") from exc
+                if len(self.buf) - start > self.max_element_chars:
+                    raise self.fail(f"a value over {self.max_element_chars} characters ({error or 'unfinished'})")
+                want = min(2 * (len(self.buf) - start), self.max_element_chars + 1)
+            if not self.more(want - (len(self.buf) - self.pos)):
+                continue  # eof now set: the next round decodes for the last time
+
+
+def iter_array(
+    chunks: Iterable[Union[bytes, str]],
+    *,
+    key: Optional[str] = None,
+    what: str = "JSON stream",
+    max_element_chars: int = DEFAULT_MAX_ELEMENT_CHARS,
+    decoder: Optional[json.JSONDecoder] = None,
+) -> Iterator[Element]:
+    """Yield the elements of a top-level array, or of the array under ``key`` of a top-level object.
+
+    Other members of the object are read and dropped; the whole document is checked, so a
+    stream cut short or followed by garbage raises :class:`JSONStreamError` (after the
+    elements before the fault were yielded: the caller decides whether they count).
+    """
+    reader = _Reader(chunks, what, max_element_chars)
+    json_decoder = decoder or json.JSONDecoder()
+    if key is None:
+        yield from _array(reader, json_decoder)
+    else:
+        found = False
+        reader.expect("{")
+        if reader.peek() == "}":
+            reader.pos += 1
+        else:
+            while True:
+                name = reader.value(json_decoder)
+                if not isinstance(name.value, str):
+                    raise reader.fail("an object key is not a string")
+                reader.expect(":")
+                if name.value == key:
+                    if found:
+                        raise reader.fail(f"key {key!r} appears twice")
+                    found = True
+                    if reader.peek() != "[":
+                        raise reader.fail(f"{key!r} is not an array")
+                    yield from _array(reader, json_decoder)
+                else:
+                    reader.value(json_decoder)
+                separator = reader.peek()
+                reader.pos += 1
+                if separator == "}":
+                    break
+                if separator == "":
+                    raise reader.fail("stream ends inside the object (truncated)")
+                if separator != ",":
+                    raise reader.fail(f"expected ',' or '}}' in the object, got {separator[:1]!r}")
+        if not found:
+            raise reader.fail(f"no {key!r} array in the object")
+    if reader.peek() != "":
+        raise reader.fail("unexpected data after the JSON document")
+
+
+def _array(reader: _Reader, decoder: json.JSONDecoder) -> Iterator[Element]:
+    reader.expect("[")
+    if reader.peek() == "]":
+        reader.pos += 1
+        return
+    while True:
+        yield reader.value(decoder)
+        separator = reader.peek()
+        reader.pos += 1
+        if separator == "]":
+            return
+        if separator == "":
+            raise reader.fail("stream ends inside the array (truncated)")
+        if separator != ",":
+            raise reader.fail(f"expected ',' or ']' in the array, got {separator[:1]!r}")
+
+
+def read_array(chunks: Iterable[Union[bytes, str]], **options: Any) -> List[Any]:
+    """All elements' values at once (for small documents and tests)."""
+    return [element.value for element in iter_array(chunks, **options)]
