@@ -218,7 +218,7 @@ def test_migration_from_v2_keeps_events_and_search_and_goes_per_session(db_path:
         store_module.MIGRATIONS = original
         store_module.SCHEMA_VERSION = len(original)
     store = Store(db_path)
-    assert store.version == SCHEMA_VERSION == 3
+    assert store.version == SCHEMA_VERSION >= 3
     assert [h.offset for h in store.search("needle")] == [0, 1, 2]
     # the same event id in another session is a different event now
     assert store.write_batch("s2", [raw_event("s2", 0, event_id="s1-0", text="needle too")]).inserted == 1
