@@ -1,5 +1,8 @@
 """The flux0 API's resources as frozen dataclasses; each field declares its JSON once.
 
+Each is declared with ``@model(frozen=True)``: ``@dataclass(frozen=True)`` whose methods are
+compiled on first need, so importing this module compiles no code (see :mod:`flux0lite.jsonmodel`).
+
 ``from_dict`` and ``to_dict`` come from :mod:`flux0lite.jsonmodel`, which reads the field
 declarations (``dataclasses.field(metadata=json_field(...))``) on each class's first use.
 
@@ -21,8 +24,8 @@ back the JSON the server sends.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Type, Union
+from dataclasses import field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, Union
 
 from .errors import ModelError
 from .jsonmodel import (
@@ -36,11 +39,17 @@ from .jsonmodel import (
     JsonDict,
     JsonModel,
     Kind,
+    LazyDataclassMeta,
     json_field,
     nested,
     nested_list,
     spec_of,
 )
+
+if TYPE_CHECKING:  # what ``model`` makes, on first need: the dataclass
+    from dataclasses import dataclass as model
+else:
+    from .jsonmodel import model
 
 __all__ = ["KNOWN_EVENT_TYPES", "KNOWN_EVENT_SOURCES", "KNOWN_STATUSES", "Agent", "Session", "Participant"]
 __all__ += ["ContentPart", "ReasoningPart", "ToolCallPart", "UnknownPart", "MessagePart", "MessageEventData"]
@@ -50,7 +59,6 @@ __all__ += ["ChunkEvent", "RawStreamEvent", "StreamEvent", "parse_timestamp"]
 KNOWN_EVENT_TYPES = frozenset({"message", "tool", "status", "custom"})
 KNOWN_EVENT_SOURCES = frozenset({"user", "ai_agent", "system"})
 KNOWN_STATUSES = frozenset({"acknowledged", "cancelled", "processing", "ready", "typing", "error", "completed"})
-
 
 
 def parse_timestamp(value: Optional[str]) -> Optional[_dt.datetime]:
@@ -86,7 +94,7 @@ def _int_map(raw: Dict[Any, Any]) -> Dict[str, int]:
     return out
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Agent(JsonModel):
     id: str = field(metadata=json_field(STR, required=True))
     name: str = field(metadata=json_field(STR, required=True))
@@ -96,7 +104,7 @@ class Agent(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Session(JsonModel):
     id: str = field(metadata=json_field(STR, required=True))
     agent_id: str = field(metadata=json_field(STR, required=True))
@@ -109,14 +117,14 @@ class Session(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Participant(JsonModel):
     id: Optional[str] = field(metadata=json_field(STR))
     name: Optional[str] = field(metadata=json_field(STR))
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ContentPart(JsonModel):
     """Message text, or any JSON value a structured agent produced."""
 
@@ -125,14 +133,14 @@ class ContentPart(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ReasoningPart(JsonModel):
     reasoning: Any = field(metadata=json_field(ANY))
     type: str = field(default="reasoning", metadata=json_field(STR))
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ToolCallPart(JsonModel):
     tool_call_id: str = field(metadata=json_field(STR, absent=""))
     tool_name: str = field(metadata=json_field(STR, absent=""))
@@ -141,8 +149,8 @@ class ToolCallPart(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
-class UnknownPart:
+@model(frozen=True)
+class UnknownPart(metaclass=LazyDataclassMeta):
     """A part type this version does not know, kept whole."""
 
     type: str
@@ -177,7 +185,7 @@ def _parse_part(raw: Any) -> MessagePart:
     return UnknownPart(type=kind or "", raw=dict(raw))
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class MessageEventData(JsonModel):
     parts: Tuple[MessagePart, ...] = field(metadata=json_field(nested_list(_parse_part, _part_to_json), absent=()))
     participant: Optional[Participant] = field(default=None, metadata=json_field(nested(Participant)))
@@ -192,7 +200,7 @@ class MessageEventData(JsonModel):
         return "".join(p.content for p in self.parts if isinstance(p, ContentPart) and isinstance(p.content, str))
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StatusEventData(JsonModel):
     status: str = field(metadata=json_field(STR, required=True))
     acknowledged_offset: Optional[int] = field(default=None, metadata=json_field(INT))
@@ -201,7 +209,7 @@ class StatusEventData(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ToolCall(JsonModel):
     tool_call_id: str = field(metadata=json_field(STR, absent=""))
     tool_name: str = field(metadata=json_field(STR, absent=""))
@@ -211,7 +219,7 @@ class ToolCall(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ToolEventData(JsonModel):
     tool_calls: Tuple[ToolCall, ...] = field(metadata=json_field(nested_list(ToolCall), absent=()))
     type: str = field(default="tool_call_result", metadata=json_field(STR))
@@ -241,7 +249,7 @@ def _data_to_json(data: EventData) -> Any:
     return dict(data) if isinstance(data, dict) else spec_of(type(data)).write(data)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Event(JsonModel):
     """A stored session event, as ``list_events`` returns it."""
 
@@ -266,7 +274,7 @@ class Event(JsonModel):
         values["data"] = _parse_event_data(values["type"], values["data"])
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class JsonPatch(JsonModel):
     """One RFC 6902 operation of a chunk (flux0 sends ``add`` and ``replace``)."""
 
@@ -276,7 +284,7 @@ class JsonPatch(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StatusEvent(JsonModel):
     """A ``status`` event of a live stream (its id is the streamed id, not the stored one)."""
 
@@ -293,7 +301,7 @@ class StatusEvent(JsonModel):
         return self.data.status
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ChunkEvent(JsonModel):
     """A ``chunk`` event: JSON patches that extend the message ``event_id`` is building."""
 
@@ -311,7 +319,7 @@ class ChunkEvent(JsonModel):
         return "".join(p.value for p in self.patches if p.path == "/-" and isinstance(p.value, str))
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class RawStreamEvent(JsonModel):
     """A stream event with a name this version does not know, kept as received."""
 
