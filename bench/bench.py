@@ -512,7 +512,7 @@ def bench_sse(repeat: int, quick: bool) -> None:
 def _captured_streams() -> bytes:
     """Every captured flux0 stream (text, JSON, tool calls, an error), each event id made unique
     per copy so that the reassembly builds as many replies as the stream holds."""
-    captures = sorted((SHARED / "flux0-api" / "captures").glob("sse-sample*.txt"))
+    captures = [p for p in sorted((SHARED / "flux0-api" / "captures").glob("sse-sample*.txt")) if "headers" not in p.name]
     return b"".join(path.read_bytes().rstrip(b"\n") + b"\n\n" for path in captures) or flux0_stream_sample()
 
 
