@@ -233,8 +233,8 @@ def _make_spec(cls: type) -> _Spec:
     Per field the reader runs, e.g. for ``offset``::
 
         v = get('offset')
-        if v is None: f3 = absent(3)                # the default, or ModelError if required
-        elif type(v) is T3: f3 = v                  # the common case: one identity test
+        if type(v) is T3: f3 = v                    # the common case: one identity test
+        elif v is None: f3 = absent(3)              # the default, or ModelError if required
         else: ...check(3, v)...                     # isinstance(), else ModelError
     """
     model, declared = cls.__name__, []
@@ -284,11 +284,17 @@ def _make_spec(cls: type) -> _Spec:
         scope[f"W{i}"] = writer = nested.write if nested is not None else kind.write
         scope[f"T{i}"] = kind.exact
         value = "v" if reader is None else f"tuple(map(R{i}, v))" if kind.many else f"R{i}(v)"
-        read.append(f"    v = get({key!r})\n    if v is None: f{i} = absent({i})")
-        if kind.exact is None:
-            read.append(f"    else: f{i} = {value}")
+        default = declared[i][3]
+        if default is None or type(default) in (str, int, bool, float) or (type(default) is tuple and not default):
+            scope[f"A{i}"] = default  # an immutable default, shared: no call for a missing field
+            missing = f"A{i}"
         else:
-            read.append(f"    elif type(v) is T{i}: f{i} = {value}")
+            missing = f"absent({i})"
+        read.append(f"    v = get({key!r})")
+        if kind.exact is None:
+            read.append(f"    if v is None: f{i} = {missing}\n    else: f{i} = {value}")
+        else:  # the common case first: one identity test
+            read.append(f"    if type(v) is T{i}: f{i} = {value}\n    elif v is None: f{i} = {missing}")
             read.append(f"    else:\n        v = check({i}, v)\n        f{i} = {value}")
         field_value = f"d[{attr!r}]"
         dump = f"[W{i}(x) for x in {field_value}]" if kind.many else f"W{i}({field_value})" if writer else field_value
