@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import MISSING, Field, dataclass, fields
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
 from .errors import ModelError
 
@@ -30,16 +30,26 @@ JsonDict = Dict[str, Any]
 M = TypeVar("M", bound="JsonModel")
 
 
-class Kind(NamedTuple):
-    """What JSON a field holds, and how it becomes the field's value and back."""
+class Kind:
+    """What JSON a field holds, and how it becomes the field's value and back.
 
-    name: str  # for error messages
-    exact: Optional[type]  # the JSON type of the common case, checked with ``type(v) is``; None: any
-    accepts: Tuple[type, ...]  # what the slower isinstance() check lets through
-    read: Optional[Callable[[Any], Any]] = None  # JSON value (or list item) -> field value
-    write: Optional[Callable[[Any], Any]] = None  # field value -> JSON value
-    model: Optional[type] = None  # a nested model, read and written by its own spec
-    many: bool = False  # a JSON list of such items, held as a tuple
+    (This module's records are plain classes: a NamedTuple compiles code when it is declared.)
+    """
+
+    __slots__ = ("accepts", "exact", "many", "model", "name", "read", "write")
+
+    def __init__(
+        self,
+        name: str,  # for error messages
+        exact: Optional[type],  # the JSON type of the common case, checked with ``type(v) is``; None: any
+        accepts: Tuple[type, ...],  # what the slower isinstance() check lets through
+        read: Optional[Callable[[Any], Any]] = None,  # JSON value (or list item) -> field value
+        write: Optional[Callable[[Any], Any]] = None,  # field value -> JSON value
+        model: Optional[type] = None,  # a nested model, read and written by its own spec
+        many: bool = False,  # a JSON list of such items, held as a tuple
+    ) -> None:
+        self.name, self.exact, self.accepts, self.read, self.write = name, exact, accepts, read, write
+        self.model, self.many = model, many
 
 
 STR = Kind("str", str, (str,))
@@ -63,16 +73,18 @@ def nested_list(item: Union[type, Callable[[Any], Any]], write: Optional[Callabl
     return Kind("list", list, (list,), read=item, write=write, many=True)
 
 
-class _Rule(NamedTuple):
-    kind: Kind
-    key: Optional[str]
-    required: bool
-    absent: Any
-    omit_none: bool
+class _Rule:
+    __slots__ = ("absent", "key", "kind", "omit_none", "required")
+
+    def __init__(self, kind: Kind, key: Optional[str], required: bool, absent: Any, omit_none: bool) -> None:
+        self.kind, self.key, self.required, self.absent, self.omit_none = kind, key, required, absent, omit_none
 
 
-class _Factory(NamedTuple):
-    make: Callable[[], Any]
+class _Factory:
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
 
 
 _NO_VALUE: Any = object()
@@ -189,11 +201,11 @@ def model(**options: Any) -> Callable[[_C], _C]:
     return declare
 
 
-class _Declared(NamedTuple):
-    name: str
-    metadata: Any
-    default: Any
-    default_factory: Any
+class _Declared:
+    __slots__ = ("default", "default_factory", "metadata", "name")
+
+    def __init__(self, name: str, metadata: Any, default: Any, default_factory: Any) -> None:
+        self.name, self.metadata, self.default, self.default_factory = name, metadata, default, default_factory
 
 
 def _declared_fields(cls: type) -> List[_Declared]:
@@ -211,9 +223,12 @@ def _declared_fields(cls: type) -> List[_Declared]:
     return declared
 
 
-class _Spec(NamedTuple):
-    read: Callable[[Any], Any]  # JSON object -> instance
-    write: Callable[[Any], JsonDict]  # instance -> JSON object
+class _Spec:
+    __slots__ = ("read", "write")
+
+    def __init__(self, read: Callable[[Any], Any], write: Callable[[Any], JsonDict]) -> None:
+        self.read = read  # JSON object -> instance
+        self.write = write  # instance -> JSON object
 
 
 def spec_of(cls: type) -> _Spec:
