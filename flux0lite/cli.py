@@ -4,7 +4,8 @@ Exit codes: 0 ok, 1 API or protocol error (the server said no, or said nonsense)
 2 usage error, 3 connection error or timeout, 130 interrupted (Ctrl-C).
 
 Arguments are parsed before the client is imported, so ``--version``, ``-h`` and usage errors
-start as fast as Python itself. Everything this module prints passes through :class:`_Sink`:
+cost little more than Python and ``argparse`` themselves (``bench/cli_startup.py``).
+Everything this module prints passes through :class:`_Sink`:
 text from the server is hostile, so control characters never reach a terminal as commands,
 credentials in URLs are never echoed, and text that the output cannot encode is replaced
 instead of crashing.
