@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from .errors import ModelError
 from .jsonmodel import (
@@ -172,11 +172,26 @@ def _part_to_json(part: MessagePart) -> JsonDict:
     return part.to_dict() if type(part) is UnknownPart else spec_of(type(part)).write(part)
 
 
+# Readers by JSON ``type``, filled as each type is first met (a reader is compiled on first need).
+_PART_READERS: Dict[str, Callable[[Any], Any]] = {}
+_EVENT_DATA_READERS: Dict[str, Callable[[Any], Any]] = {}
+
+
+def _reader(cache: Dict[str, Callable[[Any], Any]], types: Mapping[str, type], kind: Any) -> Any:
+    """The reader of the model ``types[kind]``, or None."""
+    if type(kind) is not str:
+        return None
+    reader = cache.get(kind)
+    if reader is None and kind in types:
+        reader = cache[kind] = spec_of(types[kind]).read
+    return reader
+
+
 def _parse_part(raw: Any) -> MessagePart:
     kind = raw.get("type") if isinstance(raw, dict) else None
-    part_type = _PART_TYPES.get(kind) if type(kind) is str else None
-    if part_type is not None:
-        part: MessagePart = spec_of(part_type).read(raw)
+    reader = (_PART_READERS.get(kind) if type(kind) is str else None) or _reader(_PART_READERS, _PART_TYPES, kind)
+    if reader is not None:
+        part: MessagePart = reader(raw)
         return part
     if not isinstance(raw, dict):
         raise ModelError(f"MessagePart: expected a JSON object, got {type(raw).__name__}")
@@ -236,9 +251,9 @@ _EVENT_DATA_TYPES: Dict[str, Type[Union[MessageEventData, StatusEventData, ToolE
 
 def _parse_event_data(event_type: str, raw: Any) -> EventData:
     """Typed data for the known event types; anything else (``custom``, new types) stays a dict."""
-    data_type = _EVENT_DATA_TYPES.get(event_type)
-    if data_type is not None:
-        data: EventData = spec_of(data_type).read(raw)
+    reader = _EVENT_DATA_READERS.get(event_type) or _reader(_EVENT_DATA_READERS, _EVENT_DATA_TYPES, event_type)
+    if reader is not None:
+        data: EventData = reader(raw)
         return data
     if raw is None:
         return {}
