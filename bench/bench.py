@@ -988,10 +988,11 @@ def _bench_daemon_shape(sessions: int, per_session: int, base: Optional[Path], b
         }
         stored = sqlite3.connect(str(work / "ours.sqlite3")).execute("SELECT count(*) FROM events").fetchone()[0]
         assert stored == total, f"daemon stored {stored} of {total}"
-        if base is not None:
-            db = sqlite3.connect(str(work / "ours.sqlite3"))
+        db = sqlite3.connect(str(work / "ours.sqlite3"))
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone():
             indexed = db.execute("SELECT count(*) FROM events_fts_docsize").fetchone()[0]
             assert indexed == total, f"full-text index holds {indexed} of {total}"
+        db.close()
         ours = times["ours"]
         rate = total / ours
         PLOT.setdefault("daemon events/s", []).append((total, rate))
