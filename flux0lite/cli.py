@@ -428,6 +428,8 @@ def visible_text(text: str) -> str:
 
     Newlines and tabs are kept; lone surrogates (undecodable server text) become U+FFFD.
     """
+    if text.isascii() and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # nothing to show differently: no regex compiled for a plain message
     import re
 
     return re.sub(_SURROGATE, "\ufffd", re.sub(_CONTROL, _visible, text))
@@ -455,9 +457,10 @@ def json_dumps(doc: "Any", **options: "Any") -> str:
 
 def redact(text: str, secrets: "Iterable[str]" = ()) -> str:
     """``text`` without URL credentials: any ``scheme://user:pw@`` and each known secret."""
-    import re
+    if "://" in text:  # the pattern needs one
+        import re
 
-    text = re.sub(_URL_USERINFO, r"\1***@", text)
+        text = re.sub(_URL_USERINFO, r"\1***@", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
