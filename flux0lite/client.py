@@ -264,6 +264,7 @@ class Flux0:
         reading an answer or an open event stream (async ones too). It is neither retried nor
         redirected, and may or may not have reached the server. A call that starts after
         ``abort()`` returns is not affected; with nothing in flight, ``abort()`` does nothing.
+        It takes a lock: call it from a thread, not from a signal handler (set a flag there).
         """
         self._transport.abort()
 

@@ -313,10 +313,11 @@ def test_abort_wakes_a_call_blocked_connecting() -> None:
         listener.close()
 
 
-def test_request_aborted_is_public_and_pickles() -> None:
+def test_request_aborted_is_public_pickles_and_is_never_retried() -> None:
     import pickle
 
     assert flux0lite.RequestAborted is RequestAborted
     assert "RequestAborted" in flux0lite.__all__
     error = pickle.loads(pickle.dumps(RequestAborted("GET /x: aborted by the client")))
     assert isinstance(error, RequestAborted) and str(error) == "GET /x: aborted by the client"
+    assert not Retry().may_retry_error("GET", error)  # policy users (the compat layer) agree
