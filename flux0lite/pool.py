@@ -13,6 +13,7 @@ import select
 import socket
 import ssl
 import threading
+import weakref
 from typing import Dict, List, Optional, Tuple
 
 from .connections import new_connection
@@ -37,8 +38,11 @@ class ConnectionPool:
         self._max_idle = max_idle_per_origin
         self._idle: Dict[Route, List[http.client.HTTPConnection]] = {}
         # each connection in flight and the socket to shut down to end it (the one it is
-        # opening while it connects: it only becomes ``conn.sock`` once connected)
-        self._in_flight: Dict[http.client.HTTPConnection, Optional[socket.socket]] = {}
+        # opening while it connects: it only becomes ``conn.sock`` once connected); weak, so
+        # that a stream dropped unclosed is still collected and its socket closed, as before
+        self._in_flight: "weakref.WeakKeyDictionary[http.client.HTTPConnection, Optional[socket.socket]]" = (
+            weakref.WeakKeyDictionary()
+        )
         self._abort_signal = threading.Event()
         self._lock = threading.Lock()
         self.closed = False

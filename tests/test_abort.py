@@ -9,10 +9,12 @@ counted on the server to show that an aborted call does not reconnect.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
@@ -321,3 +323,14 @@ def test_request_aborted_is_public_pickles_and_is_never_retried() -> None:
     error = pickle.loads(pickle.dumps(RequestAborted("GET /x: aborted by the client")))
     assert isinstance(error, RequestAborted) and str(error) == "GET /x: aborted by the client"
     assert not Retry().may_retry_error("GET", error)  # policy users (the compat layer) agree
+
+
+def test_a_stream_dropped_unclosed_is_still_collected(server: FakeServer) -> None:
+    with Flux0(server.url, timeout=PATIENT) as client:
+        response = client.request_stream("POST", "/api/sessions/s1/events/stream")
+        connection = weakref.ref(response._conn)  # what the pool tracks while it is in flight
+        del response
+        gc.collect()
+        assert connection() is None  # tracking it for abort() does not keep it (and its socket) alive
+        client.abort()
+        assert client.agents.list()[0].id == "a1"
