@@ -473,6 +473,8 @@ def visible_text(text: str) -> str:
 
     Newlines and tabs are kept; lone surrogates (undecodable server text) become U+FFFD.
     """
+    if text.isascii() and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # nothing to show differently: no regex compiled for a plain message
     import re
 
     return re.sub(_SURROGATE, "\ufffd", re.sub(_CONTROL, _visible, text))
@@ -500,9 +502,10 @@ def json_dumps(doc: "Any", **options: "Any") -> str:
 
 def redact(text: str, secrets: "Iterable[str]" = ()) -> str:
     """``text`` without URL credentials: any ``scheme://user:pw@`` and each known secret."""
-    import re
+    if "://" in text:  # the pattern needs one
+        import re
 
-    text = re.sub(_URL_USERINFO, r"\1***@", text)
+        text = re.sub(_URL_USERINFO, r"\1***@", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -608,14 +611,33 @@ def _compact(value: "Any") -> str:
 
 
 def _emit(args: argparse.Namespace, out: _Sink, items: "List[Any]", single: bool, table: "Callable[[], None]") -> None:
-    docs = [item.to_dict() for item in items]
-    if args.output == "json":
-        out.write_json(docs[0] if single else docs, indent=2)
-    elif args.output == "jsonl":
-        for doc in docs:
-            out.write_json(doc)
+    if args.output in ("json", "jsonl"):
+        _emit_docs(args, out, [item.to_dict() for item in items], single)
     else:
         table()
+
+
+def _emit_docs(args: argparse.Namespace, out: _Sink, docs: "List[Any]", single: bool) -> None:
+    if args.output == "json":
+        out.write_json(docs[0] if single else docs, indent=2)
+    else:
+        for doc in docs:
+            out.write_json(doc)
+
+
+def _listed_docs(payload: "Any", group: str) -> "List[Any]":
+    """The objects of a ``{"data": [...]}`` list as the server sent them.
+
+    ``--json`` and ``--jsonl`` of ``agents list`` and ``sessions list`` pass the server's
+    objects through (unknown fields, nulls and all) without building models, which a shell
+    pipeline does not need; the shape is still checked.
+    """
+    items = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        from .errors import ModelError
+
+        raise ModelError(f'{group}.list: expected {{"data": [objects]}}, got {_compact(payload)[:80]}')
+    return items
 
 
 def _agents_table(agents: "List[Any]", out: _Sink) -> "Callable[[], None]":
@@ -729,7 +751,10 @@ def _run(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdi
     group, action = args.group, getattr(args, "action", None)
     if group == "chat":
         return _chat(client, args, out, err, stdin)
-    if group == "agents" and action == "list":
+    if group in ("agents", "sessions") and action == "list" and args.output in ("json", "jsonl"):
+        params = {"agent_id": args.agent_id} if group == "sessions" and args.agent_id else None
+        _emit_docs(args, out, _listed_docs(client.request("GET", f"/api/{group}", params=params), group), False)
+    elif group == "agents" and action == "list":
         agents = client.agents.list()
         _emit(args, out, agents, False, _agents_table(agents, out))
     elif group == "agents" and action == "create":

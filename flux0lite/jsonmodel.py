@@ -6,32 +6,50 @@ differs from the attribute, whether the field is required, its value when null o
 dataclass default unless ``absent`` says otherwise) and whether ``to_dict`` leaves it out when
 it is None. A field named ``extra`` keeps the unknown JSON fields.
 The reader and writer are made from these declarations on the class's first use.
+
+The dataclass itself is made late too. ``@model(frozen=True)`` is ``@dataclass(frozen=True)``
+whose generated methods (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, the frozen
+``__setattr__``) are compiled when first needed: when the class is called, an instance of it is
+compared, printed, hashed or assigned to, or its dataclass fields are asked for. The reader
+builds instances without ``__init__``, so parsing a server answer compiles only its reader, and
+importing the models compiles nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Type, TypeVar, Union
+import threading
+from dataclasses import MISSING, Field, dataclass, fields
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
 from .errors import ModelError
 
 __all__ = ["Kind", "STR", "INT", "BOOL", "NUMBER", "OBJECT", "LIST", "ANY", "nested", "nested_list"]
-__all__ += ["json_field", "spec_of", "JsonModel", "JsonDict"]
+__all__ += ["json_field", "spec_of", "JsonModel", "JsonDict", "model", "LazyDataclassMeta"]
 
 JsonDict = Dict[str, Any]
 M = TypeVar("M", bound="JsonModel")
 
 
-class Kind(NamedTuple):
-    """What JSON a field holds, and how it becomes the field's value and back."""
+class Kind:
+    """What JSON a field holds, and how it becomes the field's value and back.
 
-    name: str  # for error messages
-    exact: Optional[type]  # the JSON type of the common case, checked with ``type(v) is``; None: any
-    accepts: Tuple[type, ...]  # what the slower isinstance() check lets through
-    read: Optional[Callable[[Any], Any]] = None  # JSON value (or list item) -> field value
-    write: Optional[Callable[[Any], Any]] = None  # field value -> JSON value
-    model: Optional[type] = None  # a nested model, read and written by its own spec
-    many: bool = False  # a JSON list of such items, held as a tuple
+    (This module's records are plain classes: a NamedTuple compiles code when it is declared.)
+    """
+
+    __slots__ = ("accepts", "exact", "many", "model", "name", "read", "write")
+
+    def __init__(
+        self,
+        name: str,  # for error messages
+        exact: Optional[type],  # the JSON type of the common case, checked with ``type(v) is``; None: any
+        accepts: Tuple[type, ...],  # what the slower isinstance() check lets through
+        read: Optional[Callable[[Any], Any]] = None,  # JSON value (or list item) -> field value
+        write: Optional[Callable[[Any], Any]] = None,  # field value -> JSON value
+        model: Optional[type] = None,  # a nested model, read and written by its own spec
+        many: bool = False,  # a JSON list of such items, held as a tuple
+    ) -> None:
+        self.name, self.exact, self.accepts, self.read, self.write = name, exact, accepts, read, write
+        self.model, self.many = model, many
 
 
 STR = Kind("str", str, (str,))
@@ -55,16 +73,18 @@ def nested_list(item: Union[type, Callable[[Any], Any]], write: Optional[Callabl
     return Kind("list", list, (list,), read=item, write=write, many=True)
 
 
-class _Rule(NamedTuple):
-    kind: Kind
-    key: Optional[str]
-    required: bool
-    absent: Any
-    omit_none: bool
+class _Rule:
+    __slots__ = ("absent", "key", "kind", "omit_none", "required")
+
+    def __init__(self, kind: Kind, key: Optional[str], required: bool, absent: Any, omit_none: bool) -> None:
+        self.kind, self.key, self.required, self.absent, self.omit_none = kind, key, required, absent, omit_none
 
 
-class _Factory(NamedTuple):
-    make: Callable[[], Any]
+class _Factory:
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
 
 
 _NO_VALUE: Any = object()
@@ -80,9 +100,135 @@ def json_field(
     return {_METADATA_KEY: _Rule(kind, key, required, absent, omit_none)}
 
 
-class _Spec(NamedTuple):
-    read: Callable[[Any], Any]  # JSON object -> instance
-    write: Callable[[Any], JsonDict]  # instance -> JSON object
+# -- dataclasses made on first need ----------------------------------------------------------
+
+_PENDING = "_dataclass_options_"  # in a class's own __dict__ until its dataclass is made
+_DATACLASS_ATTRIBUTES = frozenset({"__dataclass_fields__", "__dataclass_params__", "__match_args__"})
+_MAKING = threading.RLock()
+_C = TypeVar("_C", bound=type)
+
+
+def _make_dataclass(cls: type) -> None:
+    """Turn a class declared with :func:`model` into its dataclass (once; thread-safe)."""
+    with _MAKING:
+        options = cls.__dict__.get(_PENDING)
+        if options is None:
+            return
+        for name in _STAND_INS:
+            if cls.__dict__.get(name) is _STAND_INS[name]:
+                delattr(cls, name)  # the dataclass refuses to replace methods a class defines
+        delattr(cls, _PENDING)
+        dataclass(cls, **options)
+
+
+def _made(instance: Any, method: str) -> Callable[..., Any]:
+    """``method`` of the instance's class, with its dataclass made first."""
+    cls = type(instance)
+    for klass in cls.__mro__:
+        if _PENDING in klass.__dict__:
+            _make_dataclass(klass)
+    found: Callable[..., Any] = getattr(cls, method)
+    return found
+
+
+def _getattr(self: Any, name: str) -> Any:  # only for names the instance does not have
+    if name in _DATACLASS_ATTRIBUTES:  # dataclasses.fields(instance) looks here
+        return getattr(type(self), name)
+    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def _init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _made(self, "__init__")(self, *args, **kwargs)
+
+
+def _repr(self: Any) -> str:
+    text: str = _made(self, "__repr__")(self)
+    return text
+
+
+def _eq(self: Any, other: Any) -> Any:
+    return _made(self, "__eq__")(self, other)
+
+
+def _hash(self: Any) -> int:
+    value: int = _made(self, "__hash__")(self)
+    return value
+
+
+def _setattr(self: Any, name: str, value: Any) -> None:
+    _made(self, "__setattr__")(self, name, value)
+
+
+def _delattr(self: Any, name: str) -> None:
+    _made(self, "__delattr__")(self, name)
+
+
+_STAND_INS: Dict[str, Callable[..., Any]] = {
+    "__init__": _init,
+    "__repr__": _repr,
+    "__eq__": _eq,
+    "__hash__": _hash,
+    "__setattr__": _setattr,
+    "__delattr__": _delattr,
+    "__getattr__": _getattr,
+}
+
+
+class LazyDataclassMeta(type):
+    """The metaclass of :func:`model` classes: asking a class for its dataclass fields (as
+    ``dataclasses.fields`` and ``is_dataclass`` do) makes its dataclass first."""
+
+    def __getattr__(cls, name: str) -> Any:  # only for names the class does not have
+        if name in _DATACLASS_ATTRIBUTES and _PENDING in cls.__dict__:
+            _make_dataclass(cls)
+            return getattr(cls, name)
+        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+def model(**options: Any) -> Callable[[_C], _C]:
+    """``dataclass(**options)``, made on first need (see the module docstring); the class must
+    have :class:`LazyDataclassMeta` as its metaclass, as every :class:`JsonModel` has."""
+
+    def declare(cls: _C) -> _C:
+        if not isinstance(cls, LazyDataclassMeta):
+            dataclass(cls, **options)  # in place: model() takes no slots=
+            return cls
+        type.__setattr__(cls, _PENDING, options)
+        for name, stand_in in _STAND_INS.items():
+            type.__setattr__(cls, name, stand_in)
+        return cls
+
+    return declare
+
+
+class _Declared:
+    __slots__ = ("default", "default_factory", "metadata", "name")
+
+    def __init__(self, name: str, metadata: Any, default: Any, default_factory: Any) -> None:
+        self.name, self.metadata, self.default, self.default_factory = name, metadata, default, default_factory
+
+
+def _declared_fields(cls: type) -> List[_Declared]:
+    """A model's fields in order, read from its declarations without making its dataclass."""
+    annotations = cls.__dict__.get("__annotations__")  # noqa: RUF063 - its own, and 3.9 has no get_annotations
+    if _PENDING not in cls.__dict__ or annotations is None:
+        return [_Declared(f.name, f.metadata, f.default, f.default_factory) for f in fields(cls)]
+    declared = []
+    for name in annotations:
+        value = cls.__dict__.get(name, MISSING)
+        if isinstance(value, Field):
+            declared.append(_Declared(name, value.metadata, value.default, value.default_factory))
+        else:
+            declared.append(_Declared(name, {}, value, MISSING))
+    return declared
+
+
+class _Spec:
+    __slots__ = ("read", "write")
+
+    def __init__(self, read: Callable[[Any], Any], write: Callable[[Any], JsonDict]) -> None:
+        self.read = read  # JSON object -> instance
+        self.write = write  # instance -> JSON object
 
 
 def spec_of(cls: type) -> _Spec:
@@ -102,12 +248,13 @@ def _make_spec(cls: type) -> _Spec:
     Per field the reader runs, e.g. for ``offset``::
 
         v = get('offset')
-        if v is None: f3 = absent(3)                # the default, or ModelError if required
-        elif type(v) is T3: f3 = v                  # the common case: one identity test
+        if type(v) is T3: f3 = v                    # the common case: one identity test
+        elif v is None: f3 = absent(3)              # the default, or ModelError if required
         else: ...check(3, v)...                     # isinstance(), else ModelError
     """
     model, declared = cls.__name__, []
-    for f in fields(cls):
+    cls_fields = _declared_fields(cls)
+    for f in cls_fields:
         rule = f.metadata.get(_METADATA_KEY)
         if rule is None:
             continue
@@ -120,7 +267,7 @@ def _make_spec(cls: type) -> _Spec:
         else:
             absent = None if f.default is MISSING else f.default
         declared.append((f.name, rule.key or f.name, rule.kind, absent, rule.omit_none))
-    keeps_extra = any(f.name == "extra" for f in fields(cls))
+    keeps_extra = any(f.name == "extra" for f in cls_fields)
 
     def absent_value(i: int) -> Any:
         absent = declared[i][3]
@@ -152,11 +299,17 @@ def _make_spec(cls: type) -> _Spec:
         scope[f"W{i}"] = writer = nested.write if nested is not None else kind.write
         scope[f"T{i}"] = kind.exact
         value = "v" if reader is None else f"tuple(map(R{i}, v))" if kind.many else f"R{i}(v)"
-        read.append(f"    v = get({key!r})\n    if v is None: f{i} = absent({i})")
-        if kind.exact is None:
-            read.append(f"    else: f{i} = {value}")
+        default = declared[i][3]
+        if default is None or type(default) in (str, int, bool, float) or (type(default) is tuple and not default):
+            scope[f"A{i}"] = default  # an immutable default, shared: no call for a missing field
+            missing = f"A{i}"
         else:
-            read.append(f"    elif type(v) is T{i}: f{i} = {value}")
+            missing = f"absent({i})"
+        read.append(f"    v = get({key!r})")
+        if kind.exact is None:
+            read.append(f"    if v is None: f{i} = {missing}\n    else: f{i} = {value}")
+        else:  # the common case first: one identity test
+            read.append(f"    if type(v) is T{i}: f{i} = {value}\n    elif v is None: f{i} = {missing}")
             read.append(f"    else:\n        v = check({i}, v)\n        f{i} = {value}")
         field_value = f"d[{attr!r}]"
         dump = f"[W{i}(x) for x in {field_value}]" if kind.many else f"W{i}({field_value})" if writer else field_value
@@ -185,7 +338,7 @@ def _make_spec(cls: type) -> _Spec:
     return _Spec(scope["read"], scope["write"])
 
 
-class JsonModel:
+class JsonModel(metaclass=LazyDataclassMeta):
     """``from_dict`` and ``to_dict`` for a dataclass whose fields declare their JSON."""
 
     @classmethod

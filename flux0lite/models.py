@@ -1,5 +1,8 @@
 """The flux0 API's resources as frozen dataclasses; each field declares its JSON once.
 
+Each is declared with ``@model(frozen=True)``: ``@dataclass(frozen=True)`` whose methods are
+compiled on first need, so importing this module compiles no code (see :mod:`flux0lite.jsonmodel`).
+
 ``from_dict`` and ``to_dict`` come from :mod:`flux0lite.jsonmodel`, which reads the field
 declarations (``dataclasses.field(metadata=json_field(...))``) on each class's first use.
 
@@ -22,8 +25,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Type, Union
+from dataclasses import field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from .errors import ModelError
 from .jsonmodel import (
@@ -36,11 +39,17 @@ from .jsonmodel import (
     JsonDict,
     JsonModel,
     Kind,
+    LazyDataclassMeta,
     json_field,
     nested,
     nested_list,
     spec_of,
 )
+
+if TYPE_CHECKING:  # what ``model`` makes, on first need: the dataclass
+    from dataclasses import dataclass as model
+else:
+    from .jsonmodel import model
 
 __all__ = ["KNOWN_EVENT_TYPES", "KNOWN_EVENT_SOURCES", "KNOWN_STATUSES", "Agent", "Session", "Participant"]
 __all__ += ["ContentPart", "ReasoningPart", "ToolCallPart", "UnknownPart", "MessagePart", "MessageEventData"]
@@ -50,7 +59,6 @@ __all__ += ["ChunkEvent", "RawStreamEvent", "StreamEvent", "parse_timestamp"]
 KNOWN_EVENT_TYPES = frozenset({"message", "tool", "status", "custom"})
 KNOWN_EVENT_SOURCES = frozenset({"user", "ai_agent", "system"})
 KNOWN_STATUSES = frozenset({"acknowledged", "cancelled", "processing", "ready", "typing", "error", "completed"})
-
 
 
 def parse_timestamp(value: Optional[str]) -> Optional[_dt.datetime]:
@@ -100,7 +108,7 @@ def _int_map(raw: Dict[Any, Any]) -> Dict[str, int]:
     return out
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Agent(JsonModel):
     id: str = field(metadata=json_field(STR, required=True))
     name: str = field(metadata=json_field(STR, required=True))
@@ -110,7 +118,7 @@ class Agent(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Session(JsonModel):
     id: str = field(metadata=json_field(STR, required=True))
     agent_id: str = field(metadata=json_field(STR, required=True))
@@ -123,14 +131,14 @@ class Session(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Participant(JsonModel):
     id: Optional[str] = field(metadata=json_field(STR))
     name: Optional[str] = field(metadata=json_field(STR))
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ContentPart(JsonModel):
     """Message text, or any JSON value a structured agent produced."""
 
@@ -139,14 +147,14 @@ class ContentPart(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ReasoningPart(JsonModel):
     reasoning: Any = field(metadata=json_field(ANY))
     type: str = field(default="reasoning", metadata=json_field(STR))
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ToolCallPart(JsonModel):
     tool_call_id: str = field(metadata=json_field(STR, absent=""))
     tool_name: str = field(metadata=json_field(STR, absent=""))
@@ -155,8 +163,8 @@ class ToolCallPart(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
-class UnknownPart:
+@model(frozen=True)
+class UnknownPart(metaclass=LazyDataclassMeta):
     """A part type this version does not know, kept whole."""
 
     type: str
@@ -178,11 +186,26 @@ def _part_to_json(part: MessagePart) -> JsonDict:
     return part.to_dict() if type(part) is UnknownPart else spec_of(type(part)).write(part)
 
 
+# Readers by JSON ``type``, filled as each type is first met (a reader is compiled on first need).
+_PART_READERS: Dict[str, Callable[[Any], Any]] = {}
+_EVENT_DATA_READERS: Dict[str, Callable[[Any], Any]] = {}
+
+
+def _reader(cache: Dict[str, Callable[[Any], Any]], types: Mapping[str, type], kind: Any) -> Any:
+    """The reader of the model ``types[kind]``, or None."""
+    if type(kind) is not str:
+        return None
+    reader = cache.get(kind)
+    if reader is None and kind in types:
+        reader = cache[kind] = spec_of(types[kind]).read
+    return reader
+
+
 def _parse_part(raw: Any) -> MessagePart:
     kind = raw.get("type") if isinstance(raw, dict) else None
-    part_type = _PART_TYPES.get(kind) if type(kind) is str else None
-    if part_type is not None:
-        part: MessagePart = spec_of(part_type).read(raw)
+    reader = (_PART_READERS.get(kind) if type(kind) is str else None) or _reader(_PART_READERS, _PART_TYPES, kind)
+    if reader is not None:
+        part: MessagePart = reader(raw)
         return part
     if not isinstance(raw, dict):
         raise ModelError(f"MessagePart: expected a JSON object, got {type(raw).__name__}")
@@ -191,7 +214,7 @@ def _parse_part(raw: Any) -> MessagePart:
     return UnknownPart(type=kind or "", raw=dict(raw))
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class MessageEventData(JsonModel):
     parts: Tuple[MessagePart, ...] = field(metadata=json_field(nested_list(_parse_part, _part_to_json), absent=()))
     participant: Optional[Participant] = field(default=None, metadata=json_field(nested(Participant)))
@@ -206,7 +229,7 @@ class MessageEventData(JsonModel):
         return "".join(p.content for p in self.parts if isinstance(p, ContentPart) and isinstance(p.content, str))
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StatusEventData(JsonModel):
     status: str = field(metadata=json_field(STR, required=True))
     acknowledged_offset: Optional[int] = field(default=None, metadata=json_field(INT))
@@ -215,7 +238,7 @@ class StatusEventData(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ToolCall(JsonModel):
     tool_call_id: str = field(metadata=json_field(STR, absent=""))
     tool_name: str = field(metadata=json_field(STR, absent=""))
@@ -225,7 +248,7 @@ class ToolCall(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ToolEventData(JsonModel):
     tool_calls: Tuple[ToolCall, ...] = field(metadata=json_field(nested_list(ToolCall), absent=()))
     type: str = field(default="tool_call_result", metadata=json_field(STR))
@@ -242,9 +265,9 @@ _EVENT_DATA_TYPES: Dict[str, Type[Union[MessageEventData, StatusEventData, ToolE
 
 def _parse_event_data(event_type: str, raw: Any) -> EventData:
     """Typed data for the known event types; anything else (``custom``, new types) stays a dict."""
-    data_type = _EVENT_DATA_TYPES.get(event_type)
-    if data_type is not None:
-        data: EventData = spec_of(data_type).read(raw)
+    reader = _EVENT_DATA_READERS.get(event_type) or _reader(_EVENT_DATA_READERS, _EVENT_DATA_TYPES, event_type)
+    if reader is not None:
+        data: EventData = reader(raw)
         return data
     if raw is None:
         return {}
@@ -255,7 +278,7 @@ def _data_to_json(data: EventData) -> Any:
     return dict(data) if isinstance(data, dict) else spec_of(type(data)).write(data)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Event(JsonModel):
     """A stored session event, as ``list_events`` returns it."""
 
@@ -280,7 +303,7 @@ class Event(JsonModel):
         values["data"] = _parse_event_data(values["type"], values["data"])
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class JsonPatch(JsonModel):
     """One RFC 6902 operation of a chunk (flux0 sends ``add`` and ``replace``)."""
 
@@ -290,7 +313,7 @@ class JsonPatch(JsonModel):
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StatusEvent(JsonModel):
     """A ``status`` event of a live stream (its id is the streamed id, not the stored one)."""
 
@@ -307,7 +330,7 @@ class StatusEvent(JsonModel):
         return self.data.status
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ChunkEvent(JsonModel):
     """A ``chunk`` event: JSON patches that extend the message ``event_id`` is building."""
 
@@ -325,7 +348,7 @@ class ChunkEvent(JsonModel):
         return "".join(p.value for p in self.patches if p.path == "/-" and isinstance(p.value, str))
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class RawStreamEvent(JsonModel):
     """A stream event with a name this version does not know, kept as received."""
 

@@ -113,9 +113,10 @@ class _PieceList:
         items[offset] = value
 
     def append(self, value: Any) -> None:
-        self._tail.append(value)
+        tail = self._tail
+        tail.append(value)
         self._len += 1
-        if len(self._tail) >= self._block_size():
+        if len(tail) >= self._MIN_BLOCK and len(tail) >= self._block_size():
             self._push_tail()
 
     def insert(self, index: int, value: Any) -> None:
@@ -242,9 +243,13 @@ class PatchedDocument:
         if op not in ("add", "replace", "remove"):
             raise PatchError(f"unsupported patch op {op[:40]!r} at {patch.path[:80]!r}")
         root = self._root
-        if patch.path == "/-" and op == "add" and isinstance(root, _PieceList):
-            root.append(_plain(patch.value))  # a text piece: by far the most common patch
-            return
+        if patch.path == "/-" and op == "add":  # a text piece: by far the most common patch
+            if root is None:
+                root = self._root = _PieceList()
+            if type(root) is _PieceList:
+                value = patch.value
+                root.append(value if type(value) is str else _plain(value))
+                return
         tokens = _split(patch.path)
         if not tokens:
             self._root = None if op == "remove" else _own(_plain(patch.value))

@@ -7,15 +7,16 @@ events are decoded lazily, as bytes arrive, so tokens can be shown while they st
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, Generator, Iterator, List, Tuple, cast
 
 from .aio import StreamWorker
-from .errors import ConfigError, ContentTypeError, ResponseTooLargeError, StreamError
+from .errors import ConfigError, ContentTypeError, DecodeError, ResponseTooLargeError, StreamError
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
 from .patch import PatchedDocument
 from .sse import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
-from .transport import DEFAULT_MAX_RESPONSE_BYTES, StreamingResponse, decode_json
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, StreamingResponse
 
 __all__ = [
     "EventStream",
@@ -63,7 +64,12 @@ def parse_stream_event(sse: SSEEvent) -> StreamEvent:
     """Type one SSE event: ``status`` and ``chunk`` by their JSON; other names kept raw."""
     if sse.event not in ("status", "chunk"):
         return RawStreamEvent(event=sse.event, data=sse.data, id=sse.id)
-    payload = decode_json(sse.data.encode("utf-8"), f"{sse.event!r} stream event")
+    try:
+        payload = json.loads(sse.data)  # the decoder's text: UTF-8 was checked there
+    except RecursionError as exc:
+        raise DecodeError(f"{sse.event!r} stream event: JSON nested too deeply") from exc
+    except ValueError as exc:
+        raise DecodeError(f"{sse.event!r} stream event: malformed JSON: {exc}") from exc
     if sse.event == "status":
         return StatusEvent.from_dict(payload)
     return ChunkEvent.from_dict(payload)
@@ -107,17 +113,22 @@ class ReplyAssembler:
 
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, ChunkEvent):
-            for patch in event.patches:
+            patches = event.patches
+            kept = self.kept_bytes
+            for patch in patches:
                 if patch.op != "remove":
-                    self.kept_bytes += kept_size(patch.value)
-            if self.kept_bytes > self.max_bytes:
+                    value = patch.value
+                    # a text piece, by far the most common value, without kept_size's loop
+                    kept += _VALUE_OVERHEAD + len(value) if type(value) is str else kept_size(value)
+            self.kept_bytes = kept
+            if kept > self.max_bytes:
                 raise ResponseTooLargeError(
                     f"the streamed reply holds over {self.max_bytes} bytes (max_bytes of ReplyAssembler)"
                 )
             document = self._documents.get(event.event_id)
             if document is None:
                 document = self._documents[event.event_id] = PatchedDocument()
-            for patch in event.patches:
+            for patch in patches:
                 document.apply(patch)
         elif isinstance(event, StatusEvent):
             self._statuses.append(event.status)

@@ -38,7 +38,8 @@ examples:
   flux0-sync --db postgresql://flux0sync@db.example/flux0 --shard 0/4    # 1 of 4 daemons, one archive
 
 environment: FLUX0_SERVER_URL, FLUX0_SYNC_DB, FLUX0_SYNC_INTERVAL, FLUX0_SYNC_AGENTS,
-  FLUX0_SYNC_SESSIONS, FLUX0_TOKEN, FLUX0_SYNC_USER, FLUX0_SYNC_TIMEOUT, FLUX0_SYNC_SHARD,
+  FLUX0_SYNC_SESSIONS, FLUX0_TOKEN, FLUX0_SYNC_USERS, FLUX0_SYNC_TIMEOUT, FLUX0_SYNC_SHARD,
+  FLUX0_SYNC_WORKERS, FLUX0_SYNC_MAX_RPS, FLUX0_SYNC_IDLE_MAX, FLUX0_SYNC_DISCOVER_INTERVAL,
   FLUX0_SYNC_CONFIG, ...
 exit codes: 0 ok, 1 sync failed, 2 configuration error, 3 archive unusable
 """
@@ -61,12 +62,18 @@ def _run_parser() -> argparse.ArgumentParser:
         dest="db_path",
         help="archive: a file (default $STATE_DIRECTORY/flux0.sqlite3) or a postgresql:// URL",
     )
-    parser.add_argument("--interval", type=float, help="seconds between passes (default 10)")
+    parser.add_argument("--interval", type=float, help="seconds between polls of an active session (default 10)")
     parser.add_argument("--jitter", type=float, help="random +/- fraction of the interval (default 0.1)")
     parser.add_argument("--agent", dest="agent_ids", action="append", help="only sessions of this agent (repeatable)")
     parser.add_argument("--session", dest="session_ids", action="append", help="only this session (repeatable)")
     parser.add_argument("--token", help="bearer token (env FLUX0_TOKEN)")
-    parser.add_argument("--user", dest="user_sub", help="flux0 user whose sessions to mirror (flux0_user_sub)")
+    parser.add_argument(
+        "--user",
+        dest="users",
+        metavar="USER",
+        action="append",
+        help="flux0 user (flux0_user_sub) whose sessions to mirror (repeatable; default: no cookie)",
+    )
     parser.add_argument("--timeout", type=float, help="HTTP connect/read timeout in seconds (default 30)")
     parser.add_argument("--batch-size", type=int, help="events per transaction (default 500)")
     parser.add_argument("--synchronous", help="SQLite synchronous mode: NORMAL (default), FULL or EXTRA")
@@ -84,6 +91,10 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cacert", metavar="FILE", help="PEM CA bundle to trust, not the system's (env FLUX0_CACERT)")
     parser.add_argument("--cert", metavar="FILE", help="client certificate, PEM (env FLUX0_CERT)")
     parser.add_argument("--key", metavar="FILE", help="the client certificate's key, PEM (env FLUX0_KEY)")
+    parser.add_argument("--workers", type=int, help="sessions fetched at once, one connection each (default 4)")
+    parser.add_argument("--max-rps", type=float, help="at most this many requests per second (default 20)")
+    parser.add_argument("--idle-max", type=float, help="longest delay between polls of an idle session (default 1800)")
+    parser.add_argument("--discover-interval", type=float, help="seconds between session listings (default 60)")
     parser.add_argument("--once", action="store_true", help="one pass, then exit (0 if every session synced)")
     parser.add_argument("--no-check", action="store_true", help="skip the integrity check at start")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -116,6 +127,18 @@ def _ago(stamp: Optional[float]) -> str:
     return f"{seconds:.0f}s ago"
 
 
+def _until(stamp: Optional[float]) -> str:
+    if stamp is None:
+        return "-"
+    seconds = stamp - time.time()
+    if seconds <= 0:
+        return "due"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"in {seconds / size:.0f}{unit}"
+    return f"in {seconds:.0f}s"
+
+
 def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     rows = store.session_statuses()
     remote: Dict[str, Optional[int]] = {}
@@ -142,11 +165,21 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
         out.write(json.dumps(doc, indent=2) + "\n")
         return EXIT_OK
     out.write(f"{events} events, {sessions} sessions, {agents} agents in {store.path}\n")
-    header = ["SESSION", "EVENTS", "LAST_OFFSET", "LAST_SYNC", "ERRORS", "GAPS"] + (["BEHIND"] if args.server else [])
+    header = ["SESSION", "EVENTS", "LAST_OFFSET", "LAST_SYNC", "NEXT_POLL", "USER", "ERRORS", "GAPS"]
+    header += ["BEHIND"] if args.server else []
     table: List[List[str]] = [header]
     for row in rows:
         gaps = f"{row.gaps_open} open, {row.gaps_skipped} passed" if row.gaps_open or row.gaps_skipped else "-"
-        line = [row.session_id, str(row.events), str(row.last_offset), _ago(row.last_success_at), str(row.errors), gaps]
+        line = [
+            row.session_id,
+            str(row.events),
+            str(row.last_offset),
+            _ago(row.last_success_at),
+            _until(row.next_poll_at),
+            row.found_under_user or "-",
+            str(row.errors),
+            gaps,
+        ]
         if args.server:
             behind = remote.get(row.session_id)
             line.append("?" if behind is None else str(behind))
@@ -263,7 +296,7 @@ def main(
                 "agent_ids",
                 "session_ids",
                 "token",
-                "user_sub",
+                "users",
                 "timeout",
                 "batch_size",
                 "synchronous",
@@ -275,6 +308,10 @@ def main(
                 "gap_patience",
                 "session_deadline",
                 "shard",
+                "workers",
+                "max_rps",
+                "idle_max",
+                "discover_interval",
             )
         }
         config = load_config(flags, os.environ)

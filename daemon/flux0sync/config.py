@@ -37,7 +37,7 @@ class Config:
     agent_ids: Tuple[str, ...] = ()
     session_ids: Tuple[str, ...] = ()
     token: Optional[str] = field(default=None, repr=False)
-    user_sub: Optional[str] = None
+    users: Tuple[str, ...] = ()
     timeout: float = 30.0
     batch_size: int = 500
     max_backoff: float = 300.0
@@ -46,6 +46,10 @@ class Config:
     gap_patience: float = 300.0
     session_deadline: float = 120.0
     shard: Optional[Shard] = None  # None: every session; i/N: only those shard i of N owns
+    workers: int = 4
+    max_rps: float = 20.0
+    idle_max: float = 1800.0
+    discover_interval: float = 60.0
     config_file: Optional[str] = None
     # how to reach the server: a proxy URL or "none" (default: the http(s)_proxy variables),
     # and PEM files for TLS (a CA bundle, a client certificate and its key)
@@ -64,7 +68,7 @@ ENV_VARS: Dict[str, str] = {
     "agent_ids": "FLUX0_SYNC_AGENTS",
     "session_ids": "FLUX0_SYNC_SESSIONS",
     "token": "FLUX0_TOKEN",
-    "user_sub": "FLUX0_SYNC_USER",
+    "users": "FLUX0_SYNC_USERS",
     "timeout": "FLUX0_SYNC_TIMEOUT",
     "batch_size": "FLUX0_SYNC_BATCH_SIZE",
     "max_backoff": "FLUX0_SYNC_MAX_BACKOFF",
@@ -76,19 +80,36 @@ ENV_VARS: Dict[str, str] = {
     "gap_patience": "FLUX0_SYNC_GAP_PATIENCE",
     "session_deadline": "FLUX0_SYNC_SESSION_DEADLINE",
     "shard": "FLUX0_SYNC_SHARD",
+    "workers": "FLUX0_SYNC_WORKERS",
+    "max_rps": "FLUX0_SYNC_MAX_RPS",
+    "idle_max": "FLUX0_SYNC_IDLE_MAX",
+    "discover_interval": "FLUX0_SYNC_DISCOVER_INTERVAL",
 }
+# Older names, still read: one user (now a list) under its singular name.
+_ENV_ALIASES = {"FLUX0_SYNC_USER": "users"}
 # INI keys (section [flux0-sync]) are the setting names with "db" for db_path.
-_INI_ALIASES = {"db": "db_path", "agents": "agent_ids", "sessions": "session_ids", "user": "user_sub"}
+_INI_ALIASES = {"db": "db_path", "agents": "agent_ids", "sessions": "session_ids", "user": "users"}
 
 
-_FLOATS = ("interval", "jitter", "timeout", "max_backoff", "gap_patience", "session_deadline")
-_POSITIVE = ("interval", "timeout", "session_deadline")  # zero would spin or give up at once
+_FLOATS = (
+    "interval",
+    "jitter",
+    "timeout",
+    "max_backoff",
+    "gap_patience",
+    "session_deadline",
+    "max_rps",
+    "idle_max",
+    "discover_interval",
+)
+# zero would spin or give up at once
+_POSITIVE = ("interval", "timeout", "session_deadline", "max_rps", "idle_max", "discover_interval")
 _COOKIE_UNSAFE = ';,"\\ \t\r\n\x00'
 
 
 def _setting(name: str) -> str:
     """How a user names a setting: the option and the variable."""
-    option = {"db_path": "db", "user_sub": "user", "agent_ids": "agent", "session_ids": "session"}.get(name, name)
+    option = {"db_path": "db", "users": "user", "agent_ids": "agent", "session_ids": "session"}.get(name, name)
     return f"{option.replace('_', '-')} ({ENV_VARS[name]})" if name in ENV_VARS else option
 
 
@@ -105,7 +126,14 @@ def _convert(name: str, raw: Any) -> Any:
             value = float(raw)
             if not math.isfinite(value) or value < 0 or (name in _POSITIVE and value <= 0):
                 raise ValueError
+            if name == "jitter" and value >= 1:
+                raise ValueError
             return value
+        if name == "workers":
+            number = int(raw)
+            if not 1 <= number <= 16:  # the systemd unit's TasksMax holds 16 workers and the rest
+                raise ValueError
+            return number
         if name in ("batch_size", "max_db_pages"):
             number = int(raw)
             if number < 1 or number > 2**31:
@@ -113,10 +141,20 @@ def _convert(name: str, raw: Any) -> Any:
             return number
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"invalid value for {_setting(name)}: {raw!r}") from None
-    if name in ("agent_ids", "session_ids"):
+    if name in ("agent_ids", "session_ids", "users"):
         if isinstance(raw, (list, tuple)):
-            return tuple(str(x) for x in raw if str(x))
-        return tuple(part.strip() for part in str(raw).replace(",", " ").split() if part.strip())
+            items = tuple(str(x) for x in raw if str(x))
+        else:
+            items = tuple(part.strip() for part in str(raw).replace(",", " ").split() if part.strip())
+        if name == "users":
+            for user in items:  # sent as a cookie value: only what a cookie can carry
+                if any(ch in user for ch in _COOKIE_UNSAFE) or not user.isprintable() or not _encodable(user):
+                    raise ConfigError(
+                        f"invalid value for {_setting(name)}: {user!r} has a space, ';', ',', '\"', '\\'"
+                        " or a control character"
+                    )
+            return tuple(dict.fromkeys(items))
+        return items
     if name == "shard":
         try:
             return parse_shard(str(raw))
@@ -132,8 +170,6 @@ def _convert(name: str, raw: Any) -> Any:
         problem = _url_problem(text)
         if problem:
             raise ConfigError(f"invalid value for {_setting(name)}: {text!r}: {problem}")
-    if name == "user_sub" and text and any(ch in text for ch in _COOKIE_UNSAFE):
-        raise ConfigError(f"invalid value for {_setting(name)}: {text!r} has a space, ';', ',', '\"' or '\\'")
     return text if text != "" else None
 
 
@@ -191,6 +227,9 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     merged: Dict[str, Any] = {"db_path": default_db_path(env)}
     if config_file:
         merged.update(_read_ini(config_file))
+    for var, name in _ENV_ALIASES.items():
+        if env.get(var):
+            merged[name] = env[var]
     for name, var in ENV_VARS.items():
         if env.get(var):
             merged[name] = env[var]

@@ -13,8 +13,8 @@ writing at once:
 - a serialization failure or deadlock (SQLSTATE 40001/40P01, which CockroachDB and YugabyteDB
   raise under contention) and a dropped connection re-run the whole transaction.
 
-Every unique key starts with the session id, so a distributed engine (Citus, YugabyteDB,
-CockroachDB) can co-locate a session's rows. The schema is versioned in ``flux0sync_meta`` and
+Every unique key starts with the session id (the poll schedule's too), so a distributed engine
+(Citus, YugabyteDB, CockroachDB) can co-locate a session's rows. The schema is versioned in ``flux0sync_meta`` and
 migrated step by step, each step in a transaction that holds the version row's lock, so daemons
 starting together migrate once. Values PostgreSQL cannot hold (NUL, besides what rows.py already
 handles) are nulled, or escaped in key columns; ``raw`` always keeps the event exactly.
@@ -39,7 +39,19 @@ from flux0lite.models import Agent, Session
 
 from .backend import StoreUnavailableError, redact_db_url
 from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
-from .store import Gap, SearchHit, SessionStatus, StoreBusyError, StoreError, StoreFullError, WriteResult, _same
+from .store import (
+    Gap,
+    Listed,
+    PollRecord,
+    SearchHit,
+    SessionStatus,
+    StoreBusyError,
+    StoreError,
+    StoreFullError,
+    WriteResult,
+    _same,
+    _same_json,
+)
 
 __all__ = ["PgStore", "PG_SCHEMA_VERSION", "APPLICATION"]
 
@@ -169,8 +181,25 @@ def _schema_v2(cur: Any) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2)
+def _schema_v3(cur: Any) -> None:
+    """When each session is polled next (so a restart does not poll them all at once), and the
+    user (``flux0_user_sub``) whose session listing showed each session ('' for no cookie);
+    SQLite's schema v4."""
+    cur.execute(
+        """
+        CREATE TABLE poll_schedule (
+            session_id text PRIMARY KEY,
+            next_poll_at double precision NOT NULL,
+            idle_level integer NOT NULL DEFAULT 0
+        )
+        """
+    )
+    cur.execute("ALTER TABLE sessions ADD COLUMN found_under_user text")
+
+
+MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2, _schema_v3)
 PG_SCHEMA_VERSION = len(MIGRATIONS)
+_SCHEDULE_VERSION = 3  # from this version on the archive holds the poll schedule
 
 
 def _text(value: Optional[str]) -> Optional[str]:
@@ -251,6 +280,7 @@ class PgStore:
             else:
                 self._migrate()
             self.has_fts = self._meta("search") == "tsvector"
+            self._has_schedule = self._version() >= _SCHEDULE_VERSION
         except BaseException:
             self.close()
             raise
@@ -587,28 +617,29 @@ class PgStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def counts(self) -> Tuple[int, int, int]:
-        row = self._read(
-            "SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM sessions), (SELECT count(*) FROM events)"
-        )[0]
+    def counts(self, *, events: bool = True) -> Tuple[int, int, int]:
+        """Agents, sessions and events archived; ``events=False`` skips the slow one (0)."""
+        row = self._read(_COUNTS if events else _COUNTS_WITHOUT_EVENTS)[0]
         return int(row[0]), int(row[1]), int(row[2])
 
     def session_statuses(self) -> List[SessionStatus]:
-        rows = self._read(
-            """
-            SELECT st.session_id, s.agent_id, s.title,
-                   (SELECT count(*) FROM events e WHERE e.session_id = st.session_id),
-                   st.last_offset, st.last_success_at, st.errors, st.last_error,
-                   (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NULL),
-                   (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NOT NULL),
-                   (SELECT count(*) FROM conflicts c WHERE c.session_id = st.session_id)
-            FROM sync_state st LEFT JOIN sessions s ON s.id = st.session_id
-            ORDER BY st.session_id
-            """
-        )
+        rows = self._read(_STATUS_V3 if self._has_schedule else _STATUS_V2)
         return [
             SessionStatus(
-                str(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], int(r[6]), r[7], int(r[8]), int(r[9]), int(r[10])
+                str(r[0]),
+                r[1],
+                r[2],
+                int(r[3]),
+                int(r[4]),
+                r[5],
+                int(r[6]),
+                r[7],
+                int(r[8]),
+                int(r[9]),
+                int(r[10]),
+                None if r[11] is None else float(r[11]),
+                None if r[12] is None else int(r[12]),
+                r[13],
             )
             for r in rows
         ]
@@ -672,6 +703,118 @@ class PgStore:
             " (SELECT coalesce(max(g.last_offset), -1) FROM gaps g WHERE g.session_id = st.session_id))"
         )
         return int(rows[0][0]) == 0
+
+    # -- the poll schedule (see flux0sync.schedule) --------------------------------------------
+
+    def record_listing(self, user: Optional[str], sessions: Sequence[Session]) -> List[Listed]:
+        """Store the new and changed sessions of one listing page; report each as it was before.
+
+        As in SQLite: unchanged sessions are not rewritten, and an id that is not valid Unicode
+        (it cannot be fetched either) is left out. The look-up and the writes are one
+        transaction, re-run whole on a serialization failure.
+        """
+        found_under = _key(user or "")
+        usable = [x for x in sessions if storable_text(x.id) is not None]
+        if not usable:
+            return []
+        keys = [_key(x.id) for x in usable]
+
+        def work(cur: Any) -> List[Listed]:
+            now = time.time()
+            cur.execute(
+                "SELECT s.id, s.raw, s.found_under_user, p.next_poll_at, p.idle_level FROM sessions s"
+                " LEFT JOIN poll_schedule p ON p.session_id = s.id WHERE s.id = ANY(%s)",
+                (keys,),
+            )
+            known = {row[0]: row[1:] for row in cur.fetchall()}
+            listed: List[Listed] = []
+            rows = []
+            for session, sid in zip(usable, keys):
+                doc = session.to_dict()
+                raw = dumps_lossless(doc)
+                before = known.get(sid)
+                if before is None:
+                    listed.append(Listed(session.id, True, False, None, 0))
+                else:
+                    level = int(before[3]) if before[3] is not None else 0
+                    same = before[0] == raw or _same_json(str(before[0]), doc)
+                    next_poll = None if before[2] is None else float(before[2])
+                    listed.append(Listed(session.id, False, not same, next_poll, level))
+                    if before[0] == raw and before[1] == found_under:
+                        continue
+                rows.append(
+                    (sid, _text(session.agent_id), _text(session.user_id), _text(session.title))
+                    + (_text(session.created_at), raw, now, found_under)
+                )
+            rows.sort(key=lambda r: r[0])  # daemons writing the same rows lock them in one order
+            if rows:
+                cur.executemany(
+                    "INSERT INTO sessions (id, agent_id, user_id, title, created_at, raw, synced_at, found_under_user)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                    " agent_id = excluded.agent_id, user_id = excluded.user_id, title = excluded.title,"
+                    " created_at = excluded.created_at, raw = excluded.raw, synced_at = excluded.synced_at,"
+                    " found_under_user = excluded.found_under_user",
+                    rows,
+                )
+                cur.executemany(
+                    "INSERT INTO sync_state (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING",
+                    [(r[0],) for r in rows],
+                )
+            return listed
+
+        return self._transact(work)
+
+    def save_polls(self, polls: Sequence[PollRecord]) -> None:
+        """Many finished polls in one transaction: next poll times, and when empty polls succeeded."""
+        if not polls:
+            return
+        ordered = sorted(polls, key=lambda p: _key(p.session_id))  # one lock order for every daemon
+
+        def work(cur: Any) -> None:
+            cur.executemany(
+                "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (%s, %s, %s)"
+                " ON CONFLICT (session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at,"
+                " idle_level = excluded.idle_level",
+                [(_key(p.session_id), p.next_poll_at, p.idle_level) for p in ordered],
+            )
+            succeeded = [
+                (p.succeeded_at, p.succeeded_at, _key(p.session_id)) for p in ordered if p.succeeded_at is not None
+            ]
+            if succeeded:
+                cur.executemany(
+                    "UPDATE sync_state SET last_attempt_at = %s, last_success_at = %s, errors = 0, last_error = NULL"
+                    " WHERE session_id = %s",
+                    succeeded,
+                )
+
+        self._transact(work)
+
+
+_COUNTS = "SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM sessions), (SELECT count(*) FROM events)"
+_COUNTS_WITHOUT_EVENTS = "SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM sessions), 0"
+_STATUS_COLUMNS = """
+    SELECT st.session_id, s.agent_id, s.title,
+           (SELECT count(*) FROM events e WHERE e.session_id = st.session_id),
+           st.last_offset, st.last_success_at, st.errors, st.last_error,
+           (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NULL),
+           (SELECT count(*) FROM gaps g WHERE g.session_id = st.session_id AND g.skipped_at IS NOT NULL),
+           (SELECT count(*) FROM conflicts c WHERE c.session_id = st.session_id),
+"""
+_STATUS_V2 = (
+    _STATUS_COLUMNS
+    + """       NULL, NULL, NULL
+    FROM sync_state st LEFT JOIN sessions s ON s.id = st.session_id
+    ORDER BY st.session_id
+"""
+)
+_STATUS_V3 = (
+    _STATUS_COLUMNS
+    + """       p.next_poll_at, p.idle_level, s.found_under_user
+    FROM sync_state st LEFT JOIN sessions s ON s.id = st.session_id
+    LEFT JOIN poll_schedule p ON p.session_id = st.session_id
+    ORDER BY st.session_id
+"""
+)
 
 
 # -- statements shared by the transactions above ---------------------------------------------------

@@ -1,10 +1,12 @@
-"""The long-running service: the sync loop, signals, systemd notify and the watchdog.
+"""The long-running service: the sync engine, signals, systemd notify and the watchdog.
 
-Shutdown is prompt and safe without raising anything from a signal handler: SIGTERM and SIGINT
-only set a flag (:class:`StopFlag`). The main thread never blocks for long (network calls run in
-worker threads it waits on in short steps, see :mod:`flux0sync.sync`; sleeps are short), so it
-sees the flag within a fraction of a second, lets an open transaction commit, and returns.
-Any number of signals at any moment ends the same way: exit 0 with a consistent archive.
+Stopping never raises from a signal handler (CPython's docs advise against it: the exception
+can land anywhere, inside a lock or a half-done cleanup). SIGTERM and SIGINT only set a flag
+(:class:`StopFlag`). The loop of :class:`~flux0sync.engine.Engine` looks at it at least four
+times a second and between two writes, never inside one: it then cuts every fetch off by
+shutting its socket down, and the process exits 0 with a consistent archive, within a second or
+two whatever the server is doing. Any number of signals at any moment ends the same way. SIGHUP
+sets another flag: the loop ends the same way and starts again with the configuration re-read.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import signal
 import stat
 import sys
@@ -20,14 +21,15 @@ import time
 from types import FrameType
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
-from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
+from flux0lite import Flux0, Flux0Error, Retry, Timeout
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, is_postgres_url, open_store, redact_db_url
 from .config import Config, ConfigError, load_config
+from .engine import Engine, Totals
 from .notify import Notifier, watchdog_interval
+from .schedule import Policy
 from .stopflag import StopFlag
 from .store import StoreBusyError, StoreError, StoreFullError
-from .sync import PassResult, Syncer
 
 __all__ = [
     "Daemon",
@@ -50,7 +52,6 @@ EXIT_CONFIG = 2
 EXIT_STORE = 3
 
 _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-_SLEEP_STEP = 0.2
 
 
 class _JournalFormatter(logging.Formatter):
@@ -120,17 +121,27 @@ def acquire_lock(db_path: str) -> Iterator[None]:
         os.close(fd)
 
 
-def make_client(config: Config) -> Flux0:
+def make_client(config: Config, user: Optional[str] = None) -> Flux0:
+    """A client for one user (``flux0_user_sub`` cookie; None sends none)."""
     return Flux0(
         config.server_url,
         timeout=Timeout(connect=min(10.0, config.timeout), read=config.timeout),
-        retry=Retry(total=3, backoff_factor=0.5, max_backoff=10),
+        retry=Retry(total=2, backoff_factor=0.25, max_backoff=2),
         token=config.token,
-        user_sub=config.user_sub,
+        user_sub=user,
         proxy=False if (config.proxy or "").lower() in ("none", "direct", "off") else config.proxy,
         cacert=config.cacert,
         cert=config.cert,
         key=config.key,
+    )
+
+
+def policy_for(config: Config) -> Policy:
+    return Policy(
+        interval=config.interval,
+        idle_max=max(config.idle_max, config.interval),
+        jitter=config.jitter,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -154,16 +165,20 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.watchdog_every = watchdog_interval()
         self._last_ping = 0.0
+        self._last_status = 0.0
         self.stop = stop or StopFlag()
         self._reload = False
         self.store: Optional[Archive] = None
-        self.totals: Dict[str, int] = {"passes": 0, "inserted": 0}
+        self.totals: Dict[str, int] = {"polls": 0, "inserted": 0}
+        self._counts = (0, 0, 0)
+        self._base_events = 0
+        self._progress: Optional[Totals] = None
 
     @property
     def _stop(self) -> bool:
         return self.stop.is_set
 
-    # -- signals ---------------------------------------------------------------------------
+    # -- signals: flags only (see the module doc) ------------------------------------------
 
     def _on_hup(self, signum: int, frame: Optional[FrameType]) -> None:
         self._reload = True
@@ -177,75 +192,83 @@ class Daemon:
     # -- helpers ---------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
+        """Called by the engine's loop (never by a fetch): the watchdog, and STATUS when due."""
+        now = time.monotonic()
+        if self._progress is not None and now - self._last_status >= 2.0:
+            self._refresh_status(self._progress)
         if self.watchdog_every is None:
             return
-        now = time.monotonic()
         if now - self._last_ping >= self.watchdog_every:
             self.notifier.watchdog()
             self._last_ping = now
 
-    def _status_line(self, result: Optional[PassResult]) -> str:
-        assert self.store is not None
-        agents, sessions, events = self.store.counts()
+    def _status_line(self, totals: Optional[Totals]) -> str:
+        agents, sessions, events = self._counts
         line = f"{events} events in {sessions} sessions of {agents} agents archived"
-        if result is not None:
-            line += f"; last pass +{result.events_inserted} events"
-            if result.sessions_failed:
-                line += f", {result.sessions_failed} sessions failing"
-            if result.sessions_cut:
-                line += f", {result.sessions_cut} sessions catching up"
+        if totals is not None and totals.failing:
+            line += f"; {len(totals.failing)} sessions failing"
+        if totals is not None and totals.cut:
+            line += f"; {totals.cut} sessions catching up"
         return line
 
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stop and not self._reload:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self.heartbeat()
-            time.sleep(min(left, _SLEEP_STEP, self.watchdog_every or _SLEEP_STEP))
+    def _on_progress(self, totals: Totals) -> None:
+        """New events or a finished discovery: STATUS is refreshed at most every 2 s."""
+        self._progress = totals
 
-    def _apply_reload(self, syncer: Syncer) -> Syncer:
+    def _refresh_status(self, totals: Totals) -> None:
+        assert self.store is not None
+        self._progress = None
+        self._last_status = time.monotonic()
+        agents, sessions, _ = self.store.counts(events=False)
+        self._counts = (agents, sessions, self._base_events + totals.inserted)
+        self.notifier.status(self._status_line(totals))
+
+    def _on_outage(self, error: Exception, wait: float) -> None:
+        self.notifier.status(f"server unavailable: {error}")
+
+    def _apply_reload(self) -> None:
         self._reload = False
         self.notifier.reloading()
         try:
             fresh = load_config(self._flags, self._env if self._env is not None else os.environ)
-        except ConfigError as exc:
+            for user in fresh.users or (None,):
+                make_client(fresh, user).close()  # a setting the client refuses fails here, not later
+        except (ConfigError, Flux0Error) as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)
             self.notifier.status("reload failed; old configuration kept")
             self.notifier.send("READY=1")
-            return syncer
+            return
         if fresh.db_path != self.config.db_path:
             log.warning(
                 "the archive cannot change on reload (restart instead); keeping %s", redact_db_url(self.config.db_path)
             )
             fresh = fresh.__class__(**{**fresh.__dict__, "db_path": self.config.db_path})
-        try:
-            fresh_syncer = self._make_syncer(fresh)
-        except Flux0Error as exc:
-            log.error("reload failed, keeping the old configuration: %s", exc)
-            self.notifier.send("READY=1")
-            return syncer
-        syncer.client.close()
         self.config = fresh
         log.info("configuration reloaded (server %s, every %.1f s)", fresh.server_url or "(default)", fresh.interval)
         self.notifier.send("READY=1")
-        return fresh_syncer
 
-    def _make_syncer(self, config: Config) -> Syncer:
+    def _make_engine(self) -> Engine:
         assert self.store is not None
-        return Syncer(
-            make_client(config),
+        config = self.config
+        return Engine(
             self.store,
+            lambda user: make_client(config, user),
+            policy=policy_for(config),
+            users=config.users or (None,),
             agent_ids=config.agent_ids,
             session_ids=config.session_ids,
+            discover_interval=config.discover_interval,
+            max_rps=config.max_rps,
+            workers=config.workers,
+            fetch_deadline=config.session_deadline,
             batch_size=config.batch_size,
-            max_backoff=config.max_backoff,
             gap_patience=config.gap_patience,
-            session_deadline=config.session_deadline,
+            once=self.once,
             heartbeat=self.heartbeat,
-            should_stop=lambda: self._stop,
             shard=config.shard,
+            should_stop=lambda: self._stop or self._reload,
+            on_progress=self._on_progress,
+            on_outage=self._on_outage,
         )
 
     # -- main loop -------------------------------------------------------------------------
@@ -290,68 +313,60 @@ class Daemon:
                 log.info("received %s: stopping", name)
                 self.notifier.stopping()
                 log.info(
-                    "stopped on %s after %d passes, %d events archived",
+                    "stopped on %s after %d polls, %d events archived",
                     name,
-                    self.totals["passes"],
+                    self.totals["polls"],
                     self.totals["inserted"],
                 )
 
     def _loop(self) -> int:
         assert self.store is not None
-        syncer = self._make_syncer(self.config)
+        self._counts = self.store.counts()
+        self._base_events = self._counts[2]
         self.notifier.ready(self._status_line(None))
         log.info(
-            "archive %s open; syncing from %s%s",
+            "archive %s open; syncing from %s with %d workers%s",
             self.store.path,
-            syncer.client.server_url,
+            self.config.server_url or os.environ.get("FLUX0_SERVER_URL") or "the default server",
+            self.config.workers,
             f" (shard {self.config.shard})" if self.config.shard else "",
         )
         outage = 0
-        try:
-            while not self._stop:
-                if self._reload:
-                    syncer = self._apply_reload(syncer)
-                wait = self.config.interval * (1 + random.uniform(-self.config.jitter, self.config.jitter))
-                result: Optional[PassResult] = None
-                try:
-                    result = syncer.run_pass()
-                    outage = 0
-                    self.totals["passes"] += 1
-                    self.totals["inserted"] += result.events_inserted
-                    if result.events_inserted or result.sessions_failed:
-                        log.info(
-                            "pass: %d sessions, +%d events, %d failing",
-                            result.sessions_seen,
-                            result.events_inserted,
-                            result.sessions_failed,
-                        )
-                except (StoreFullError, StoreBusyError) as exc:
-                    if self._stop:
-                        break
-                    outage += 1
+        while True:
+            try:
+                totals = self._make_engine().run()
+            except (StoreFullError, StoreBusyError) as exc:
+                # the archive cannot be read or written now (a full disk, a long-held lock, a
+                # database server that is down): nothing half-written stays; start over later
+                if self._stop or self.once:
                     log.error("%s", exc)
-                    wait = min(self.config.max_backoff, 2.0**outage)
-                    if self.once:
-                        return EXIT_FAILED
-                except (APIConnectionError, Flux0Error) as exc:
-                    outage += 1
-                    wait = min(self.config.max_backoff, max(wait, 2.0**outage))
-                    log.warning("server unavailable (%s); retrying in %.0f s", exc, wait)
-                    self.notifier.status(f"server unavailable: {exc}")
-                    if self.once:
-                        return EXIT_FAILED
-                    self._sleep(wait)
-                    continue
-                if self._stop:
-                    break
-                self.notifier.status(self._status_line(result))
-                self.heartbeat()
-                if self.once:
-                    return EXIT_OK if result is not None and result.ok else EXIT_FAILED
+                    return EXIT_OK if self._stop else EXIT_FAILED
+                outage += 1
+                wait = min(self.config.max_backoff, 2.0**outage)
+                log.error("%s; trying again in %.0f s", exc, wait)
+                self.notifier.status(f"archive unavailable: {exc}")
                 self._sleep(wait)
-        finally:
-            syncer.client.close()
-        return EXIT_OK
+                continue
+            outage = 0
+            self.totals["polls"] += totals.polls
+            self.totals["inserted"] += totals.inserted
+            self._base_events += totals.inserted
+            if self._stop:
+                return EXIT_OK
+            if self.once:
+                return EXIT_OK if totals.ok else EXIT_FAILED
+            if self._reload:
+                self._apply_reload()
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait, looking at the stop and reload flags and feeding the watchdog in short steps."""
+        deadline = time.monotonic() + seconds
+        while not self._stop and not self._reload:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.heartbeat()
+            time.sleep(min(left, 0.25))
 
 
 def run_daemon(

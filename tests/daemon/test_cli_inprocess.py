@@ -86,15 +86,16 @@ def test_reload_keeps_the_archive_path_and_survives_bad_config(
     from flux0sync.store import Store
 
     daemon.store = Store(db)
-    syncer = daemon._make_syncer(daemon.config)
-    ini.write_text("[flux0-sync]\ninterval = 0.5\ndb = /elsewhere.sqlite3\n")
-    syncer = daemon._apply_reload(syncer)
-    assert daemon.config.interval == 0.5 and daemon.config.db_path == db
+    ini.write_text("[flux0-sync]\ninterval = 0.5\nworkers = 2\ndb = /elsewhere.sqlite3\n")
+    daemon._reload = True
+    daemon._apply_reload()
+    assert daemon.config.interval == 0.5 and daemon.config.db_path == db and not daemon._reload
+    engine = daemon._make_engine()
+    assert engine.workers == 2 and engine.policy.interval == 0.5
     ini.write_text("[flux0-sync]\ninterval = nope\n")
     daemon._reload = True
-    same = daemon._apply_reload(syncer)
-    assert same is syncer and daemon.config.interval == 0.5
-    syncer.client.close()
+    daemon._apply_reload()
+    assert daemon.config.interval == 0.5
     daemon.store.close()
 
 

@@ -178,6 +178,34 @@ def test_read_side_status_export_search(
     assert run_daemon(["status", "--db", str(tmp_path / "none.sqlite3")], None).returncode == 3
 
 
+def test_sigterm_while_every_fetch_stalls_exits_0_at_once(tmp_path: Path, fake: FakeServer) -> None:
+    """Blocked reads are cut by shutting their sockets down; the 30 s read timeout never matters."""
+    server = FakeFlux0(fake)
+    populate(server, 10, 0)
+
+    def stall(req: Request, conn: Conn) -> None:
+        conn.sock.settimeout(None)
+        conn.sock.recv(1)
+        conn.keep_alive = False
+
+    fake.on("GET", "/api/sessions/*", stall)
+    db = str(tmp_path / "a.sqlite3")
+    listener = NotifySocket(tmp_path)
+    proc = popen_daemon(["--db", db, "--workers", "4", "--timeout", "30"], fake.url, NOTIFY_SOCKET=listener.path)
+    try:
+        listener.wait_for("READY=1")
+        deadline = time.monotonic() + 20
+        while sum(1 for r in fake.requests if r.path.endswith("/events")) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert exit_code(proc, 10) == 0
+        assert "received SIGTERM: stopping" in proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+
+
 def test_stop_handler_only_sets_a_flag(tmp_path: Path) -> None:
     """No exception is ever raised from a signal handler: the loop sees the flag and returns."""
     stop = StopFlag()
@@ -386,7 +414,9 @@ def test_kill_9_loop_loses_and_duplicates_nothing(archive_db: str, fake: FakeSer
         # the log keeps growing while the daemon is being killed
         for sid in rng.sample(sessions, 10):
             server.add_events(sid, rng.randint(20, 80))
-        proc = popen_daemon(["--db", db, "--batch-size", "7", "--interval", "0.05", "--no-check"], fake.url)
+        proc = popen_daemon(
+            ["--db", db, "--workers", "4", "--batch-size", "7", "--interval", "0.05", "--no-check"], fake.url
+        )
         time.sleep(rng.uniform(0.15, 0.6))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -399,6 +429,6 @@ def test_kill_9_loop_loses_and_duplicates_nothing(archive_db: str, fake: FakeSer
     assert mid_sync >= rounds * 4 // 5, f"only {mid_sync} of {kills} kills landed mid-sync"
     total = sum(len(v) for v in server.events.values())
     assert total > 4000
-    proc = run_daemon(["--once", "--db", db], fake.url)
+    proc = run_daemon(["--once", "--db", db, "--workers", "4"], fake.url)
     assert proc.returncode == 0, proc.stderr
     assert_archive_equals_server(db, server)

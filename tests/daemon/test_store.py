@@ -8,8 +8,20 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from flux0sync.backend import open_store
 from flux0sync.rows import RawEvent
-from flux0sync.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreBusyError, StoreError, StoreFullError
+from flux0sync.store import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    PollRecord,
+    Store,
+    StoreBusyError,
+    StoreError,
+    StoreFullError,
+)
+
+from flux0lite.models import Session
+from tests.daemon.helpers import execute
 
 
 def make_events(session: str, start: int, count: int, text: str = "hello") -> List[RawEvent]:
@@ -218,7 +230,7 @@ def test_migration_from_v2_keeps_events_and_search_and_goes_per_session(db_path:
         store_module.MIGRATIONS = original
         store_module.SCHEMA_VERSION = len(original)
     store = Store(db_path)
-    assert store.version == SCHEMA_VERSION == 3
+    assert store.version == SCHEMA_VERSION >= 3
     assert [h.offset for h in store.search("needle")] == [0, 1, 2]
     # the same event id in another session is a different event now
     assert store.write_batch("s2", [raw_event("s2", 0, event_id="s1-0", text="needle too")]).inserted == 1
@@ -348,3 +360,31 @@ def test_readonly_open_never_writes(tmp_path: Path) -> None:
     finally:
         os.chmod(path.parent, 0o755)
     # (as root the directory mode does not bind; the CLI test runs a reader as another uid)
+
+
+def _session(sid: str, title: str = "t") -> Session:
+    return Session.from_dict({"id": sid, "agent_id": "a1", "title": title, "consumption_offsets": {}})
+
+
+def test_listing_and_poll_schedule_on_either_backend(archive_db: str) -> None:
+    """record_listing reports new and changed sessions and keeps their schedule; save_polls persists it."""
+    store = open_store(archive_db)
+    try:
+        first = store.record_listing("alice", [_session("s1"), _session("s2"), _session("bad\udcff")])
+        assert [(x.session_id, x.new, x.changed) for x in first] == [("s1", True, False), ("s2", True, False)]
+        store.save_polls([PollRecord("s1", 2e9, 3, 1e9), PollRecord("s2", 2e9 + 5, 0, None)])
+        again = store.record_listing("alice", [_session("s1"), _session("s2", "renamed")])
+        assert [(x.session_id, x.new, x.changed, x.next_poll_at, x.idle_level) for x in again] == [
+            ("s1", False, False, 2e9, 3),
+            ("s2", False, True, 2e9 + 5, 0),
+        ]
+        store.record_listing(None, [_session("s1")])  # found under another user now: rewritten
+        by_id = {s.session_id: s for s in store.session_statuses()}
+        assert (by_id["s1"].found_under_user, by_id["s2"].found_under_user) == ("", "alice")
+        assert (by_id["s1"].next_poll_at, by_id["s1"].idle_level, by_id["s1"].last_success_at) == (2e9, 3, 1e9)
+        assert by_id["s2"].last_success_at is None
+        assert store.counts(events=False) == (0, 2, 0)
+        titles = dict(execute(archive_db, "SELECT id, title FROM sessions"))
+        assert titles == {"s1": "t", "s2": "renamed"}
+    finally:
+        store.close()

@@ -24,7 +24,7 @@ def test_full_mirror_equals_server_and_is_incremental(archive_db: str, fake: Fak
         fake_flux0.add_events(sid, 10 * i)
     db = archive_db
     store = open_store(db)
-    syncer = Syncer(client_for(fake), store, batch_size=7)
+    syncer = Syncer(client_for(fake), store, batch_size=7, workers=4, make_client=lambda user: client_for(fake))
     result = syncer.run_pass()
     assert result.ok and result.sessions_seen == 12 and result.events_inserted == sum(10 * i for i in range(12))
     assert_archive_equals_server(db, fake_flux0)
@@ -94,7 +94,15 @@ def test_flaky_server_30_percent_failures_archive_ends_equal(archive_db: str, fa
         flaky.add_events(sid, 20 + i)
     db = archive_db
     store = open_store(db)
-    syncer = Syncer(client_for(fake, total=2), store, batch_size=9, clock=lambda: 0.0)
+    # four fetch workers, each with its own client and connection
+    syncer = Syncer(
+        client_for(fake, total=2),
+        store,
+        batch_size=9,
+        clock=lambda: 0.0,
+        workers=4,
+        make_client=lambda user: client_for(fake, total=2),
+    )
     syncer._backoff = lambda errors: 0.0  # type: ignore[method-assign]  # no waiting in a test
     passes = 0
     while passes < 200:

@@ -68,7 +68,9 @@ def test_daemon_survives_server_crashes_and_catches_up(tmp_path: Path, strength:
         sessions = [client.sessions.create(agent_id=agent.id, title=str(i)).id for i in range(3)]
         for sid in sessions:
             chat(client, sid, "before the crash")
-        daemon = popen_daemon(["--db", db, "--interval", "0.3", "--timeout", "3"], server.url)
+        # new sessions are found within a second, idle ones are polled at least every 5 s
+        args = ["--db", db, "--interval", "0.3", "--timeout", "3", "--discover-interval", "1", "--idle-max", "5"]
+        daemon = popen_daemon(args, server.url)
         wait_equal(client, db)
         for round_number in range(strength.pick(full=2, quick=1)):
             server.kill()  # a crash, not a clean stop

@@ -10,7 +10,7 @@ from typing import Any, List
 import pytest
 from flux0sync.backend import DriverMissingError, open_store, redact_db_url, sqlite_path
 from flux0sync.rows import RawEvent
-from flux0sync.store import Store, StoreError
+from flux0sync.store import PollRecord, Store, StoreError
 
 pytestmark = pytest.mark.usefixtures("pg_driver")
 
@@ -213,13 +213,23 @@ def test_migration_from_v1_adds_search(pg_url: str) -> None:
     store.close()
     sql(pg_url, "DROP INDEX events_text_search")
     sql(pg_url, "DELETE FROM flux0sync_meta WHERE key = 'search'")
+    sql(pg_url, "DROP TABLE poll_schedule")  # and v3's schedule
+    sql(pg_url, "ALTER TABLE sessions DROP COLUMN found_under_user")
     sql(pg_url, "UPDATE flux0sync_meta SET value = '1' WHERE key = 'schema_version'")
     reader = open_store(pg_url, readonly=True)
     assert not reader.has_fts and [h.offset for h in reader.search("refund")] == [0, 1, 2]  # ILIKE meanwhile
+    (status,) = reader.session_statuses()  # an old archive reads without the schedule's columns
+    assert status.events == 3 and (status.next_poll_at, status.idle_level, status.found_under_user) == (None,) * 3
     reader.close()
     store = open_store(pg_url)
     assert store.has_fts and [h.offset for h in store.search("refund")] == [0, 1, 2]
+    store.save_polls([PollRecord("s1", 1e9, 2, None)])
+    (status,) = store.session_statuses()
+    assert (status.next_poll_at, status.idle_level) == (1e9, 2)
     store.close()
+    from flux0sync.pgstore import PG_SCHEMA_VERSION
+
+    assert sql(pg_url, "SELECT value FROM flux0sync_meta WHERE key = 'schema_version'") == [(str(PG_SCHEMA_VERSION),)]
 
 
 def test_search_full_text_web_syntax_and_ilike_fallback(pg_url: str) -> None:
@@ -433,4 +443,4 @@ def test_an_archive_in_its_own_schema_shares_a_database(pg_url: str) -> None:
     assert store.counts() == (0, 0, 2)
     store.close()
     tables = sql(pg_url, "SELECT table_schema, count(*) FROM information_schema.tables GROUP BY 1 ORDER BY 1")
-    assert ("flux0", 7) in tables and ("public", 1) in tables
+    assert ("flux0", 8) in tables and ("public", 1) in tables

@@ -1,0 +1,435 @@
+"""The sync loop: discover sessions, poll each when it is due, write what comes back.
+
+One thread (the caller's) owns the archive and the schedule; :class:`~flux0sync.workers.FetchPool`
+threads do the HTTP. The loop never blocks on the server: it waits on the pool's result queue
+for at most a quarter of a second, so it notices a stop request, feeds the watchdog and cuts
+off fetches past their deadline on time whatever the server does.
+
+* **Discovery** (every ``discover_interval``): the agents listing, then each user's sessions
+  listing (with that user's ``flux0_user_sub`` cookie; per agent with ``agent_ids``), or the
+  configured ``session_ids``. With a ``shard`` (``--shard i/N``) only the sessions it owns are
+  kept: the others are neither stored nor polled. New sessions start active and due at once,
+  unless the archive holds a schedule for them from an earlier run; a session whose listing
+  entry changed is moved up; a session no listing shows any more is no longer polled.
+* **Polls** follow :class:`~flux0sync.schedule.Schedule`, at most ``workers`` at once and at
+  most ``max_rps`` requests per second (listings included).
+* **Writes**: each batch a worker hands over is stored with its checkpoint in one transaction
+  (exactly-once, see :mod:`flux0sync.store`); the next poll times of finished polls are saved in
+  one transaction every second.
+* **Outages**: a server that refuses connections pauses all requests (doubling, up to
+  ``max_backoff``) without counting against any session; any other failure backs that session
+  off alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from flux0lite import APIConnectionError, APITimeoutError, Flux0, Flux0Error
+from flux0lite.models import Agent, Session
+
+from .backend import Archive
+from .jobs import SessionWriter, Warnings, fetch_events, list_agents, list_sessions, retrieve_sessions
+from .rows import RawEvent, UnidentifiableEventError
+from .schedule import Policy, Schedule, TokenBucket
+from .shard import Shard
+from .store import PollRecord, StoreBusyError, StoreFullError
+from .workers import DeadlineExceeded, FetchCancelled, FetchPool, Finished, Job, Message, Piece
+
+__all__ = ["Engine", "Totals"]
+
+log = logging.getLogger("flux0sync")
+
+_TICK = 0.25  # the longest the loop waits before looking at the stop flag, deadlines and the watchdog
+_FLUSH_EVERY = 1.0
+Emit = Callable[[Any], None]
+# The archive could not take a batch, but may later (full disk, another process's long lock),
+# or one batch holds an event without an id: that poll fails, the daemon goes on.
+_BATCH_FAILURES = (StoreFullError, StoreBusyError, UnidentifiableEventError)
+
+
+def _outage(error: Optional[Flux0Error]) -> bool:
+    """The server refused or dropped the connection: likely down for every session, not just this one."""
+    return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
+
+
+@dataclass
+class Totals:
+    """What the loop has done so far (since start)."""
+
+    polls: int = 0
+    inserted: int = 0
+    failed_polls: int = 0
+    rounds: int = 0
+    listed: int = 0  # sessions the last complete discovery showed
+    failing: Set[str] = field(default_factory=set)
+    errors: List[str] = field(default_factory=list)
+    outage: Optional[Flux0Error] = None  # with once=True: the connection error that ended the pass
+    # with once=True only (at 100k sessions these would be large): the pass, session by session
+    synced: List[str] = field(default_factory=list)
+    failed: Dict[str, int] = field(default_factory=dict)  # session -> errors in a row
+    skipped: int = 0
+    cut: int = 0  # cut at the deadline after storing something: it catches up at its next poll
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed and nothing was left half done (what ``--once`` reports with exit 0)."""
+        return not self.errors and not self.cut
+
+
+@dataclass
+class _Round:
+    """One discovery round in progress."""
+
+    pending: Set[str]
+    seen: Set[str] = field(default_factory=set)
+    complete: bool = True
+    failed: Set[str] = field(default_factory=set)  # listings whose pages could not be stored
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Archive,
+        make_client: Callable[[Optional[str]], Flux0],
+        *,
+        policy: Policy,
+        users: Sequence[Optional[str]] = (None,),
+        agent_ids: Sequence[str] = (),
+        session_ids: Sequence[str] = (),
+        shard: Optional[Shard] = None,
+        discover_interval: float = 60.0,
+        max_rps: Optional[float] = None,
+        workers: int = 4,
+        fetch_deadline: float = 120.0,
+        batch_size: int = 500,
+        gap_patience: float = 300.0,
+        once: bool = False,
+        warnings: Optional[Warnings] = None,
+        skip: Callable[[str], bool] = lambda session_id: False,
+        close_clients: bool = True,
+        heartbeat: Callable[[], None] = lambda: None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_progress: Callable[["Totals"], None] = lambda totals: None,
+        on_outage: Callable[[Flux0Error, float], None] = lambda error, wait: None,
+        clock: Callable[[], float] = time.time,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self.store = store
+        self.make_client = make_client
+        self.policy = policy
+        self.users: Tuple[Optional[str], ...] = tuple(users) or (None,)
+        self.agent_ids = tuple(agent_ids)
+        self.session_ids = tuple(session_ids)
+        self.shard = shard
+        self.discover_interval = discover_interval
+        self.workers = workers
+        self.fetch_deadline = fetch_deadline
+        self.batch_size = batch_size
+        self.once = once
+        self.heartbeat = heartbeat
+        self.should_stop = should_stop
+        self.on_progress = on_progress
+        self.on_outage = on_outage
+        self.skip = skip
+        self.close_clients = close_clients
+        self.writer = SessionWriter(store, gap_patience)
+        self.warnings = warnings or Warnings()
+        self.clock = clock
+        self.schedule = Schedule(policy, rng=rng)
+        self.bucket = TokenBucket(max_rps)
+        self.totals = Totals()
+        self._user_of: Dict[str, Optional[str]] = {}
+        self._inserted: Dict[str, int] = {}  # per poll in flight
+        self._broken: Dict[str, str] = {}  # polls whose batch could not be written: why; the rest is ignored
+        self._dirty: Dict[str, PollRecord] = {}
+        self._flushed_at = 0.0
+        self._round: Optional[_Round] = None
+        self._next_round = 0.0
+        self._paused_until = 0.0
+        self._outages = 0
+        self._once_left: Optional[List[str]] = None
+        self._pool: Optional[FetchPool] = None
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> Totals:
+        self._pool = FetchPool(
+            self.make_client, workers=self.workers, deadline=self.fetch_deadline, close_clients=self.close_clients
+        )
+        try:
+            while not self.should_stop():
+                now = self.clock()
+                self._pool.supervise()
+                self._start_round(now)
+                wait = self._dispatch(now)
+                self._receive(wait)
+                self._flush(force=False)
+                self.heartbeat()
+                if self.once and self._once_done():
+                    break
+        finally:
+            self._pool.stop()
+            self._flush(force=True)
+        if self.once and (self.totals.inserted or self.totals.failing):
+            log.info(
+                "pass: %d sessions, +%d events, %d failing",
+                self.totals.listed,
+                self.totals.inserted,
+                len(self.totals.failing),
+            )
+        return self.totals
+
+    def _once_done(self) -> bool:
+        assert self._pool is not None
+        return self._once_left == [] and self._pool.pending() == 0 and self.schedule.in_flight == 0
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _round_jobs(self) -> List[Job[Any]]:
+        warnings = self.warnings
+        jobs: List[Job[Any]] = [Job("agents", self.users[0], list_agents(warnings), meta=("agents", None))]
+        if self.session_ids:
+            retrieve = retrieve_sessions(self.session_ids, warnings)
+            jobs.append(Job("listing", self.users[0], retrieve, meta=("sessions", self.users[0])))
+            return jobs
+        for user in self.users:
+            for agent_id in self.agent_ids or (None,):
+                key = f"listing {user or ''} {agent_id or ''}"
+                jobs.append(Job(key, user, list_sessions(agent_id, warnings), meta=("sessions", user)))
+        return jobs
+
+    def _start_round(self, now: float) -> None:
+        if self._round is not None or now < self._next_round or now < self._paused_until:
+            return
+        if self.once and self._once_left is not None:
+            return
+        jobs = self._round_jobs()
+        self._round = _Round(pending={job.key for job in jobs})
+        for job in jobs:
+            assert self._pool is not None
+            self._pool.submit(job)  # a round is a handful of requests: not held up by the rate cap
+            self.bucket.take(now)
+
+    def _on_listing(self, user: Optional[str], sessions: Sequence[Session]) -> None:
+        now = self.clock()
+        assert self._round is not None
+        if self.shard is not None:  # another daemon stores and polls the rest (see flux0sync.shard)
+            sessions = [s for s in sessions if self.shard.owns(s.id)]
+        for item in self.store.record_listing(user, sessions):
+            sid = item.session_id
+            self._round.seen.add(sid)
+            if user != self.users[0]:
+                self._user_of[sid] = user  # only the exceptions: at 100k sessions every byte counts
+            else:
+                self._user_of.pop(sid, None)
+            if sid not in self.schedule:
+                due = item.next_poll_at if item.next_poll_at is not None and not item.changed else now
+                self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level)
+            elif item.changed:
+                self.schedule.move_up(sid, now)
+
+    def _round_finished(self, job: Job[Any], error: Optional[Flux0Error]) -> None:
+        current = self._round
+        if current is None:
+            return
+        current.pending.discard(job.key)
+        if error is not None:
+            current.complete = False
+        if current.pending:
+            return
+        now = self.clock()
+        self._round = None
+        if not current.complete and self.once:
+            self._once_left = []  # a pass that cannot see every session has failed
+            return
+        if not current.complete:
+            self._next_round = max(now + min(self.discover_interval, 5.0), self._paused_until)
+            return
+        self.totals.rounds += 1
+        self.totals.listed = len(current.seen)
+        self._next_round = now + self.discover_interval
+        for sid in [sid for sid in self.schedule.known() if sid not in current.seen]:
+            self.schedule.remove(sid)
+            self._user_of.pop(sid, None)
+        if self.once:
+            self._once_left = sorted(current.seen, reverse=True)  # popped from the end: in order
+            skipped = [sid for sid in self._once_left if self.skip(sid)]
+            self.totals.skipped = len(skipped)
+            if skipped:
+                self._once_left = [sid for sid in self._once_left if not self.skip(sid)]
+        self.on_progress(self.totals)
+
+    # -- polls -------------------------------------------------------------------------------
+
+    def _dispatch(self, now: float) -> float:
+        """Start due polls on idle workers; returns how long the loop may wait for results."""
+        assert self._pool is not None
+        if now < self._paused_until:
+            return min(_TICK, self._paused_until - now)
+        if self.once and self._once_left is None:
+            return _TICK  # --once polls what the finished discovery found, each session once
+        while self._pool.idle() > 0:
+            if self._once_left is not None:
+                if not self._once_left:
+                    break
+            else:
+                due = self.schedule.next_due()
+                if due is None:
+                    break
+                if due > now:
+                    return max(0.005, min(_TICK, due - now))
+            wait = self.bucket.take(now)
+            if wait > 0:
+                return max(0.005, min(_TICK, wait))
+            if self._once_left is not None:
+                sid = self._once_left.pop()
+                if not self.schedule.take(sid):
+                    continue
+            else:
+                (sid,) = self.schedule.pop_due(now, 1)
+            fetch = fetch_events(sid, self.store.checkpoint(sid) + 1, self.batch_size)
+            job = Job(sid, self._user_of.get(sid, self.users[0]), fetch)
+            self._inserted[sid] = 0
+            self._pool.submit(job)
+        return _TICK
+
+    def _receive(self, wait: float) -> None:
+        assert self._pool is not None
+        try:
+            message: Message = self._pool.results.get(timeout=wait)
+        except queue.Empty:
+            return
+        for _ in range(256):  # whatever else is ready, before looking at the clock again
+            self._handle(message)
+            self.heartbeat()
+            if self.should_stop():
+                return
+            try:
+                message = self._pool.results.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, message: Message) -> None:
+        kind = message.job.meta[0] if message.job.meta else "events"
+        if kind == "events":
+            if isinstance(message, Piece):
+                self._on_batch(message.job.key, message.payload)
+            else:
+                self._on_polled(message)
+            return
+        try:
+            if isinstance(message, Piece):
+                if self._round is not None and message.job.key not in self._round.failed:
+                    self._on_listing(message.job.meta[1], message.payload)
+                return
+            error = message.error
+            if error is None and kind == "agents":
+                agents: List[Agent] = message.value
+                self.store.upsert_agents([a for a in agents if not self.agent_ids or a.id in self.agent_ids])
+        except _BATCH_FAILURES as exc:  # the listing is tried again at the next round
+            log.error("%s listing: %s", kind, exc)
+            if self._round is not None:
+                self._round.failed.add(message.job.key)
+            if isinstance(message, Piece):
+                return
+            error = Flux0Error(str(exc))
+        if self._round is not None and message.job.key in self._round.failed and error is None:
+            error = Flux0Error("the archive could not store the listing")
+        if error is not None and not isinstance(error, FetchCancelled):
+            self._on_error(f"{kind} listing", error)
+        self._round_finished(message.job, error)
+
+    def _on_batch(self, session_id: str, events: Sequence[RawEvent]) -> None:
+        if session_id in self._broken or session_id not in self._inserted:
+            return
+        try:
+            self._inserted[session_id] += self.writer.write(session_id, events)
+        except _BATCH_FAILURES as exc:
+            log.error("session %s: %s", session_id, exc)
+            self._broken[session_id] = str(exc)
+
+    def _on_polled(self, finished: Finished) -> None:
+        sid = finished.job.key
+        now = self.clock()
+        inserted = self._inserted.pop(sid, 0)
+        broken = self._broken.pop(sid, None)
+        error = finished.error
+        self.totals.polls += 1
+        self.totals.inserted += inserted
+        if isinstance(error, DeadlineExceeded) and inserted and broken is None:
+            # slow but moving: what arrived is stored, the rest comes at the next poll, no backoff
+            log.info("session %s: +%d events, then cut at the per-session deadline", sid, inserted)
+            if self.once:
+                self.totals.cut += 1
+            error = None
+        elif error is None and broken is None:
+            self.writer.finish(sid, int(finished.value))
+            if self.once:
+                self.totals.synced.append(sid)
+        if error is None and broken is None:
+            self._outages = 0
+            self.totals.failing.discard(sid)
+            state = self.schedule.done(sid, now, new_events=inserted > 0)
+            if state is not None:
+                self._dirty[sid] = PollRecord(sid, state[0], state[1], now)
+            if inserted:
+                self.on_progress(self.totals)
+            return
+        if isinstance(error, FetchCancelled):
+            self.schedule.release(sid, now)
+            return
+        if _outage(error):
+            assert error is not None
+            self.schedule.release(sid, self._on_error("poll", error))
+            return
+        message = broken or str(error) or type(error).__name__
+        errors = self.store.mark_error(sid, message)
+        self.totals.failed_polls += 1
+        self.totals.failing.add(sid)
+        self.totals.errors.append(f"{sid}: {message}")
+        del self.totals.errors[:-100]
+        if self.once:
+            self.totals.failed[sid] = errors
+        state = self.schedule.failed(sid, now, errors)
+        if state is not None:
+            self._dirty[sid] = PollRecord(sid, state[0], state[1], None)
+            log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
+
+    def _on_error(self, what: str, error: Flux0Error) -> float:
+        """A listing failed, or the server refused a connection; returns when to try again."""
+        now = self.clock()
+        self.totals.errors.append(f"{what}: {error}")
+        del self.totals.errors[:-100]
+        if not _outage(error):
+            log.warning("%s failed: %s", what, error)
+            return now
+        if self.once:  # a pass cannot go on without the server: it ends here, failed
+            self.totals.outage = self.totals.outage or error
+            self._once_left = []
+            return now
+        if now >= self._paused_until:  # one message per outage step, not one per request
+            self._outages += 1
+            wait = min(self.policy.max_backoff, 2.0**self._outages)
+            self._paused_until = now + wait
+            log.warning("server unavailable (%s); retrying in %.0f s", error, wait)
+            self.on_outage(error, wait)
+        return self._paused_until
+
+    # -- the schedule in the archive ---------------------------------------------------------
+
+    def _flush(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not self._dirty or (not force and now - self._flushed_at < _FLUSH_EVERY and len(self._dirty) < 2000):
+            return
+        records, self._dirty = list(self._dirty.values()), {}
+        self._flushed_at = now
+        try:
+            self.store.save_polls(records)
+        except (StoreFullError, StoreBusyError) as exc:  # only timing is lost: the polls are repeated
+            log.error("%s", exc)

@@ -1,0 +1,200 @@
+"""What a fetch worker does for one session or one listing, and what the writer does with it.
+
+Worker side (runs on a :class:`~flux0sync.workers.FetchPool` thread, never touches SQLite):
+
+* :func:`fetch_events` streams ``list_events(min_offset=checkpoint + 1)``, parses it element by
+  element (:func:`flux0lite.jsonstream.iter_array`) and hands over batches of
+  :class:`~flux0sync.rows.RawEvent`: memory is bounded by the batch size, not by the session's
+  backlog. It returns the highest offset it saw.
+* :func:`list_sessions` streams a sessions listing the same way and hands over pages of
+  typed sessions; one malformed item is skipped (and warned about once), not fatal.
+
+Writer side (the thread that owns the archive): :class:`SessionWriter` stores a batch with the
+checkpoint it earns (one transaction, see :mod:`flux0sync.store`), reports clashing events, and
+after a poll holds or records offset gaps: a hole is fetched again on later polls and only
+after ``gap_patience`` seconds recorded and passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, TypeVar
+
+from flux0lite import Agent, ContentTypeError, Flux0, Flux0Error, NotFoundError, Session
+from flux0lite.jsonstream import iter_array
+
+from .backend import Archive
+from .rows import RawEvent, storable_text
+
+__all__ = ["fetch_events", "list_sessions", "list_agents", "retrieve_sessions", "SessionWriter", "Warnings"]
+
+log = logging.getLogger("flux0sync")
+
+Emit = Callable[[Any], None]
+_M = TypeVar("_M")
+# One event larger than this fails its session: flux0 events are small, and the unit's memory
+# cap (MemoryMax) must hold the buffer, the decoded value and its text at once.
+_MAX_EVENT_CHARS = 16 * 1024 * 1024
+# Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
+# this keeps a 100k-session listing to a few MB in flight.
+LISTING_PAGE = 200
+
+
+class Warnings:
+    """Says each distinct warning once (a malformed listing item would otherwise repeat forever)."""
+
+    def __init__(self) -> None:
+        self._said: Set[str] = set()
+
+    def once(self, message: str) -> None:
+        if message not in self._said and len(self._said) < 10_000:
+            self._said.add(message)
+            log.warning("%s", message)
+
+
+def _stream_array(client: Flux0, path: str, params: Optional[Dict[str, str]], what: str) -> Any:
+    response = client.request_stream("GET", path, params=params)
+    media = response.content_type
+    if media and media != "application/json" and not media.endswith("+json"):
+        response.close()
+        raise ContentTypeError(f"{what}: expected JSON, got {media!r}")
+    return response
+
+
+def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[[Flux0, Emit], int]:
+    """A job: the session's events from ``min_offset``, handed over in batches; returns the highest offset."""
+
+    def run(client: Flux0, emit: Emit) -> int:
+        if storable_text(session_id) is None:
+            raise Flux0Error(f"session id {session_id!r} is not valid Unicode; it cannot be fetched")
+        path = f"/api/sessions/{urllib.parse.quote(session_id, safe='')}/events"
+        what = f"GET {path}"
+        highest = min_offset - 1
+        batch: List[RawEvent] = []
+        response = _stream_array(client, path, {"min_offset": str(min_offset)}, what)
+        try:
+            for element in iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
+                event = RawEvent(element.value, element.text)
+                offset = event.doc.get("offset") if isinstance(event.doc, dict) else None
+                if type(offset) is int and offset > highest:
+                    highest = offset
+                batch.append(event)
+                if len(batch) >= batch_size:
+                    emit(batch)
+                    batch = []
+        except Flux0Error:
+            if batch:  # what arrived before a fault is stored; its checkpoint is earned
+                emit(batch)
+            raise
+        finally:
+            response.close()
+        if batch:
+            emit(batch)
+        return highest
+
+    return run
+
+
+def _typed(items: Sequence[Any], model: Callable[[Any], _M], what: str, warnings: Warnings) -> List[_M]:
+    typed: List[_M] = []
+    for raw in items:
+        try:
+            item = model(raw)
+        except Flux0Error as exc:
+            warnings.once(f"{what}: skipping an item the server sent malformed: {exc}")
+            continue
+        if storable_text(getattr(item, "id", "")) is None:
+            warnings.once(f"{what}: skipping an item whose id is not valid Unicode: {item.id!r}")  # type: ignore[attr-defined]
+            continue
+        typed.append(item)
+    return typed
+
+
+def list_sessions(agent_id: Optional[str], warnings: Warnings) -> Callable[[Flux0, Emit], int]:
+    """A job: one user's sessions (of one agent), handed over in pages; returns how many."""
+
+    def run(client: Flux0, emit: Emit) -> int:
+        what = "list sessions"
+        params = {"agent_id": agent_id} if agent_id else None
+        response = _stream_array(client, "/api/sessions", params, what)
+        count = 0
+        page: List[Any] = []
+        try:
+            for element in iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
+                page.append(element.value)
+                if len(page) >= LISTING_PAGE:
+                    typed = _typed(page, Session.from_dict, what, warnings)
+                    count += len(typed)
+                    emit(typed)
+                    page = []
+        finally:
+            response.close()
+        typed = _typed(page, Session.from_dict, what, warnings)
+        emit(typed)
+        return count + len(typed)
+
+    return run
+
+
+def list_agents(warnings: Warnings) -> Callable[[Flux0, Emit], List[Agent]]:
+    def run(client: Flux0, emit: Emit) -> List[Agent]:
+        payload = client.request_json("GET", "/api/agents")
+        items = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            raise ContentTypeError(f'list agents: expected {{"data": [...]}}, got {type(payload).__name__}')
+        return _typed(items, Agent.from_dict, "list agents", warnings)
+
+    return run
+
+
+def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callable[[Flux0, Emit], int]:
+    """A job: the configured sessions, one request each."""
+
+    def run(client: Flux0, emit: Emit) -> int:
+        found: List[Session] = []
+        for session_id in session_ids:
+            try:
+                found.append(client.sessions.retrieve(session_id))
+            except NotFoundError:
+                warnings.once(f"session {session_id} does not exist on the server; skipping it")
+        emit(found)
+        return len(found)
+
+    return run
+
+
+class SessionWriter:
+    """The writer's half of a poll: batches with their checkpoints, clashes, gaps."""
+
+    def __init__(self, store: Archive, gap_patience: float) -> None:
+        self.store = store
+        self.gap_patience = gap_patience
+
+    def write(self, session_id: str, batch: Sequence[RawEvent]) -> int:
+        """Store one batch; returns how many events were new."""
+        result = self.store.write_batch(session_id, batch)
+        if result.conflicts:
+            log.warning(
+                "session %s: %d events clash with stored ones (same id or offset, different content);"
+                " kept in the conflicts table",
+                session_id,
+                result.conflicts,
+            )
+        return result.inserted
+
+    def finish(self, session_id: str, highest_seen: int) -> None:
+        """After a complete answer: hold an offset gap open, or record and pass it once too old."""
+        if highest_seen <= self.store.checkpoint(session_id) and not self.store.gaps(session_id, open_only=True):
+            return
+        held, skipped = self.store.reconcile_gaps(session_id, self.gap_patience)
+        for gap in skipped:
+            log.warning(
+                "session %s: offsets %d..%d never arrived in %.0f s; recorded as a gap and passed",
+                session_id,
+                gap.first_offset,
+                gap.last_offset,
+                gap.skipped_at - gap.first_seen_at if gap.skipped_at else 0.0,
+            )
+        for gap in held:
+            log.debug("session %s: holding gap %d..%d open", session_id, gap.first_offset, gap.last_offset)

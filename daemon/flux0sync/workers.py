@@ -1,0 +1,251 @@
+"""Fetch workers: N threads that talk to the server while one thread owns the archive.
+
+Each worker has its own flux0lite client per user (so its own keep-alive connection and the
+user's cookie). A job runs on one worker; what it fetches is handed, piece by piece, to the
+single writer through one bounded queue (a slow writer slows the workers down instead of
+piling answers up in memory), followed by one :class:`Finished` for the job. Pieces of one job
+arrive in order, before its ``Finished``.
+
+Every job has a deadline. :meth:`FetchPool.supervise`, called by the writer's loop, cancels a
+job that is past it by shutting its worker's sockets down (see :mod:`flux0sync.sockets`), so
+a stalled server holds one worker until the deadline, never the others and never the loop.
+:meth:`FetchPool.stop` does the same to every job in flight.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, Union
+
+from flux0lite import APITimeoutError, Flux0, Flux0Error
+
+from . import sockets
+
+__all__ = ["Job", "Piece", "Finished", "FetchPool", "FetchCancelled", "DeadlineExceeded", "Message"]
+
+T = TypeVar("T")
+Emit = Callable[[Any], None]
+
+
+class FetchCancelled(Flux0Error):
+    """The daemon is stopping: the fetch was cut off; what was handed over stays valid."""
+
+
+class DeadlineExceeded(APITimeoutError):
+    """The fetch took longer than its deadline and was cut off."""
+
+
+@dataclass(frozen=True)
+class Job(Generic[T]):
+    """One unit of server work. ``key`` names what it fetches: one job per key at a time."""
+
+    key: str
+    user: Optional[str]
+    run: Callable[[Flux0, Emit], T]
+    meta: Any = None
+
+
+@dataclass(frozen=True)
+class Piece:
+    job: Job[Any]
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Finished:
+    job: Job[Any]
+    value: Any = None
+    error: Optional[Flux0Error] = None
+    seconds: float = 0.0
+
+
+Message = Union[Piece, Finished]
+
+
+@dataclass
+class _Slot:
+    """What one worker is doing; changed only under the pool's lock."""
+
+    ident: int = 0
+    job: Optional[Job[Any]] = None
+    deadline: float = 0.0
+    cancelled: Optional[str] = None  # "deadline" or "stop"
+    clients: Dict[Optional[str], Flux0] = field(default_factory=dict)
+
+
+class FetchPool:
+    """``workers`` threads running :class:`Job` s; results come out of :attr:`results`."""
+
+    def __init__(
+        self,
+        make_client: Callable[[Optional[str]], Flux0],
+        *,
+        workers: int = 4,
+        deadline: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        queue_size: Optional[int] = None,
+        close_clients: bool = True,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.make_client = make_client
+        self.deadline = deadline
+        self.clock = clock
+        self.close_clients = close_clients  # False: make_client hands out clients someone else owns
+        self.results: "queue.Queue[Message]" = queue.Queue(maxsize=queue_size or 2 * workers)
+        self._jobs: "queue.Queue[Optional[Job[Any]]]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._slots = [_Slot() for _ in range(workers)]
+        self._keys: Dict[str, Job[Any]] = {}  # queued or running
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._work, args=(slot,), name=f"flux0sync-fetch-{n}", daemon=True)
+            for n, slot in enumerate(self._slots)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- the writer's side -------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return len(self._slots)
+
+    def pending(self) -> int:
+        """Jobs submitted and not finished (queued or running)."""
+        with self._lock:
+            return len(self._keys)
+
+    def idle(self) -> int:
+        """How many more jobs would start at once."""
+        return max(0, self.size - self.pending())
+
+    def busy(self, key: str) -> bool:
+        with self._lock:
+            return key in self._keys
+
+    def submit(self, job: Job[Any]) -> None:
+        with self._lock:
+            if self._stopping:
+                raise FetchCancelled("the pool is stopping")
+            if job.key in self._keys:
+                raise ValueError(f"a job for {job.key!r} is already in flight")
+            self._keys[job.key] = job
+        self._jobs.put(job)
+
+    def supervise(self) -> List[Job[Any]]:
+        """Cancel every job past its deadline; returns them. Call it from the loop, often."""
+        now = self.clock()
+        late: List[Job[Any]] = []
+        with self._lock:
+            for slot in self._slots:
+                if slot.job is not None and slot.cancelled is None and now > slot.deadline:
+                    slot.cancelled = "deadline"
+                    sockets.interrupt(slot.ident)
+                    late.append(slot.job)
+        return late
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Cut every fetch off, end the workers and close their clients (waits ``grace`` at most)."""
+        with self._lock:
+            self._stopping = True
+            for slot in self._slots:
+                if slot.job is not None and slot.cancelled is None:
+                    slot.cancelled = "stop"
+                    sockets.interrupt(slot.ident)
+        while True:  # queued jobs never start
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            self._jobs.put(None)
+        until = time.monotonic() + grace
+        for thread in self._threads:
+            thread.join(max(0.0, until - time.monotonic()))
+        # A worker still inside a call (it can only be one that ignores its socket's shutdown)
+        # is a daemon thread: it ends with the process and its answer is never read.
+
+    # -- a worker's side ---------------------------------------------------------------------
+
+    def _emit(self, slot: _Slot, job: Job[Any]) -> Emit:
+        def emit(payload: Any) -> None:
+            piece = Piece(job, payload)
+            while True:
+                if slot.cancelled == "stop":  # nobody reads any more (past a deadline the writer still does)
+                    raise self._cancel_error(slot)
+                try:
+                    self.results.put(piece, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        return emit
+
+    def _cancel_error(self, slot: _Slot) -> Flux0Error:
+        if slot.cancelled == "deadline":
+            return DeadlineExceeded(f"gave up after the {self.deadline:g} s per-session deadline")
+        return FetchCancelled("the daemon is stopping")
+
+    def _client(self, slot: _Slot, user: Optional[str]) -> Flux0:
+        client = slot.clients.get(user)
+        if client is None:
+            client = slot.clients[user] = self.make_client(user)
+        return client
+
+    def _work(self, slot: _Slot) -> None:
+        slot.ident = sockets.watch_current_thread()
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                with self._lock:
+                    if self._stopping:
+                        return
+                    slot.job, slot.deadline, slot.cancelled = job, self.clock() + self.deadline, None
+                self._finish(slot, job, *self._run(slot, job))
+        finally:
+            if self.close_clients:
+                for client in slot.clients.values():
+                    client.close()
+            sockets.unwatch_current_thread()
+
+    def _run(self, slot: _Slot, job: Job[Any]) -> "tuple[Any, Optional[Flux0Error], float]":
+        started = time.monotonic()
+        value: Any = None
+        error: Optional[Flux0Error] = None
+        try:
+            value = job.run(self._client(slot, job.user), self._emit(slot, job))
+        except Flux0Error as exc:
+            error = exc
+        except Exception as exc:  # a bug or a hostile answer must cost this job, not the worker
+            error = Flux0Error(f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+        if slot.cancelled and (error is not None or value is None):
+            # whatever the cut-off socket raised, say why it was cut off
+            cause = error
+            error = self._cancel_error(slot)
+            error.__cause__ = cause
+        return value, error, time.monotonic() - started
+
+    def _finish(self, slot: _Slot, job: Job[Any], value: Any, error: Optional[Flux0Error], seconds: float) -> None:
+        with self._lock:
+            cancelled_by_stop = slot.cancelled == "stop"
+            slot.job, slot.cancelled = None, None
+            sockets.allow(slot.ident)
+            self._keys.pop(job.key, None)
+        if cancelled_by_stop:
+            return  # the writer has stopped reading
+        finished = Finished(job, value, error, seconds)
+        while True:
+            try:
+                self.results.put(finished, timeout=0.1)
+                return
+            except queue.Full:
+                with self._lock:
+                    if self._stopping:
+                        return

@@ -1,0 +1,115 @@
+"""The models are frozen dataclasses whose methods are compiled on first need (issue 17)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import List
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fresh(code: str) -> str:
+    """Run ``code`` in a new interpreter (a class's dataclass is made once per process)."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_importing_the_models_compiles_no_dataclass() -> None:
+    made = _fresh(
+        "import flux0lite.models as m, flux0lite.jsonmodel as j\n"
+        "print(sorted(n for n, c in vars(m).items() if isinstance(c, j.LazyDataclassMeta)"
+        " and '__dataclass_fields__' in c.__dict__))"
+    )
+    assert made == "[]"
+
+
+def test_parsing_compiles_the_reader_but_not_the_dataclass() -> None:
+    made = _fresh(
+        "from flux0lite.models import Agent\n"
+        "a = Agent.from_dict({'id': 'a', 'name': 'n', 'type': 't', 'new': 1})\n"
+        "print('__dataclass_fields__' in Agent.__dict__, a.id, a.extra)\n"
+        "print(a == Agent(id='a', name='n', type='t'), '__dataclass_fields__' in Agent.__dict__)"
+    )
+    assert made.splitlines() == ["False a {'new': 1}", "True True"]
+
+
+@pytest.mark.parametrize(
+    "first_use",
+    [
+        "Agent(id='a', name='n', type='t')",
+        "repr(a)",
+        "a == a",
+        "hash(a)",
+        "dataclasses.fields(Agent)",
+        "dataclasses.is_dataclass(Agent)",
+        "dataclasses.fields(a)",
+        "dataclasses.asdict(a)",
+        "dataclasses.replace(a, name='m')",
+        "copy.deepcopy(a)",
+        "pickle.loads(pickle.dumps(a))",
+        pytest.param("Agent.__match_args__", marks=pytest.mark.skipif(sys.version_info < (3, 10), reason="3.10+")),
+    ],
+)
+def test_any_first_use_makes_a_complete_frozen_dataclass(first_use: str) -> None:
+    out = _fresh(
+        "import copy, dataclasses, pickle\n"
+        "from flux0lite.models import Agent\n"
+        "a = Agent.from_dict({'id': 'a', 'name': 'n', 'type': 't'})\n"
+        f"{first_use}\n"
+        "assert dataclasses.is_dataclass(Agent) and [f.name for f in dataclasses.fields(Agent)][:3] == ['id', 'name', 'type']\n"
+        "assert repr(a) == \"Agent(id='a', name='n', type='t', description=None, created_at=None)\", repr(a)\n"
+        "assert a == Agent(id='a', name='n', type='t') and hash(a) == hash(Agent(id='a', name='n', type='t'))\n"
+        "try:\n    a.name = 'x'\nexcept dataclasses.FrozenInstanceError:\n    print('frozen')\n"
+    )
+    assert out == "frozen"
+
+
+def test_assigning_to_an_instance_whose_dataclass_is_not_made_yet_is_refused() -> None:
+    out = _fresh(
+        "import dataclasses\n"
+        "from flux0lite.models import Session\n"
+        "s = Session.from_dict({'id': 's', 'agent_id': 'a'})\n"
+        "try:\n    del s.id\nexcept dataclasses.FrozenInstanceError:\n    print('frozen', s.id)\n"
+    )
+    assert out == "frozen s"
+
+
+def test_threads_making_the_same_dataclass_at_once_all_get_it() -> None:
+    out = _fresh(
+        "import threading\n"
+        "from flux0lite.models import ChunkEvent\n"
+        "results = []\n"
+        "def use():\n    results.append(ChunkEvent(event_id='e', seq=1, patches=()).seq)\n"
+        "threads = [threading.Thread(target=use) for _ in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(results)"
+    )
+    assert out == str([1] * 8)
+
+
+def test_in_this_process_models_behave_as_dataclasses() -> None:
+    from flux0lite.models import ChunkEvent, JsonPatch, UnknownPart
+
+    part = UnknownPart(type="x", raw={"type": "x"})
+    assert dataclasses.is_dataclass(part) and part.to_dict() == {"type": "x"}
+    chunk = ChunkEvent.from_dict({"event_id": "e", "seq": 2, "patches": [{"op": "add", "path": "/-", "value": "hi"}]})
+    assert chunk.patches == (JsonPatch(op="add", path="/-", value="hi"),)
+    assert copy.copy(chunk) == chunk and pickle.loads(pickle.dumps(chunk)) == chunk
+    seen: List[int] = []
+    threads = [
+        threading.Thread(target=lambda: seen.append(ChunkEvent.from_dict(chunk.to_dict()).seq)) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == [2] * 4
