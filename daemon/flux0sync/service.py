@@ -278,6 +278,9 @@ class Daemon:
         try:
             if self._stop:
                 return EXIT_OK
+            for user in self.config.users or (None,):
+                # a setting the client refuses (a TLS file, a proxy) is a ConfigError now: exit 2
+                make_client(self.config, user).close()
             # one daemon per SQLite file; a PostgreSQL archive takes several (see flux0sync.pgstore)
             lock = (
                 contextlib.nullcontext() if is_postgres_url(self.config.db_path) else acquire_lock(self.config.db_path)
@@ -354,6 +357,8 @@ class Daemon:
             if self._stop:
                 return EXIT_OK
             if self.once:
+                if totals.outage is not None:  # the pass ended early: say why, once
+                    log.error("server unavailable, pass not finished: %s", totals.outage)
                 return EXIT_OK if totals.ok else EXIT_FAILED
             if self._reload:
                 self._apply_reload()
