@@ -44,6 +44,7 @@ _LAZY = {
     "ProtocolError": "errors",
     "RateLimitedError": "errors",
     "ReadTimeout": "errors",
+    "RequestAborted": "errors",
     "TotalTimeout": "errors",
     "RedirectError": "errors",
     "ResponseTooLargeError": "errors",
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
     from .errors import RateLimitedError as RateLimitedError
     from .errors import ReadTimeout as ReadTimeout
     from .errors import RedirectError as RedirectError
+    from .errors import RequestAborted as RequestAborted
     from .errors import ResponseTooLargeError as ResponseTooLargeError
     from .errors import ServerError as ServerError
     from .errors import StreamError as StreamError

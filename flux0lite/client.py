@@ -76,6 +76,10 @@ class Flux0:
     ``cacert``, ``cert`` and ``key`` name PEM files: a CA bundle to trust instead of the
     system's, and a client certificate (and its key) to present; or pass ``ssl_context``.
     ``on_retry`` is called with a one-line message before each retry's wait.
+
+    ``abort()``, from any thread, ends every call this client has in flight at that moment
+    with :class:`~flux0lite.RequestAborted`: one blocked connecting or reading, one waiting to
+    retry (it is not retried), an open event stream. Calls started afterwards work as usual.
     """
 
     def __init__(
@@ -251,6 +255,18 @@ class Flux0:
         return self.request(
             method, path, params=params, json_body=json_body, timeout=timeout, retry=retry, stream=True
         )
+
+    def abort(self) -> None:
+        """End every call in flight on this client now, from any thread; the client stays usable.
+
+        Each such call raises :class:`~flux0lite.RequestAborted` (an :class:`APIConnectionError`)
+        at once, wherever it is: connecting (its socket is shut down), waiting before a retry,
+        reading an answer or an open event stream (async ones too). It is neither retried nor
+        redirected, and may or may not have reached the server. A call that starts after
+        ``abort()`` returns is not affected; with nothing in flight, ``abort()`` does nothing.
+        It takes a lock: call it from a thread, not from a signal handler (set a flag there).
+        """
+        self._transport.abort()
 
     def close(self) -> None:
         self._transport.close()

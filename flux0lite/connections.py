@@ -4,6 +4,11 @@ Direct TCP or TLS, a unix socket, the proxy itself (for forwarded http:// reques
 ``CONNECT`` tunnel through the proxy with TLS to the origin inside it. The connections are
 ``http.client`` ones, not yet connected; ``connect()`` raises ``OSError`` subclasses as usual,
 or :class:`ProxyError` when the proxy refuses the tunnel.
+
+Every socket a connection opens is shown to its ``opening`` callback before it blocks on the
+network (before ``connect``, before the TLS handshake), so that another thread can shut it
+down to end the call at once (:meth:`flux0lite.Flux0.abort`); the callback may raise to stop
+the connection from being opened at all.
 """
 
 from __future__ import annotations
@@ -19,39 +24,105 @@ from .proxy import Proxy, Route, proxy_auth_message
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["new_connection"]
+__all__ = ["new_connection", "Opening"]
 
 _REASON_LIMIT = 100
 
+Opening = Callable[[socket.socket], None]
+"""Called with each socket a connection opens, before it blocks on it; may raise to refuse."""
+
 
 def new_connection(
-    route: Route, ssl_context: "Callable[[], ssl.SSLContext]", timeout: Optional[float]
+    route: Route, ssl_context: "Callable[[], ssl.SSLContext]", timeout: Optional[float], opening: Opening
 ) -> http.client.HTTPConnection:
     """An unconnected connection for ``route``; ``ssl_context`` is called only for TLS."""
     origin, proxy = route.origin, route.proxy
     if origin.is_unix:
-        return _UnixHTTPConnection(origin.host, timeout)
+        return _UnixHTTPConnection(origin.host, timeout, opening)
     if proxy is not None and route.tunnelled:
-        return _TunnelledHTTPSConnection(route, proxy, ssl_context(), timeout)
+        return _TunnelledHTTPSConnection(route, proxy, ssl_context(), timeout, opening)
     if proxy is not None:
-        return http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+        return _TCPConnection(proxy.host, proxy.port, timeout, opening)
     if origin.scheme == "https":
-        return http.client.HTTPSConnection(origin.host, origin.port, timeout=timeout, context=ssl_context())
-    return http.client.HTTPConnection(origin.host, origin.port, timeout=timeout)
+        return _TLSConnection(origin.host, origin.port, ssl_context(), timeout, opening)
+    return _TCPConnection(origin.host, origin.port, timeout, opening)
+
+
+def _open_tcp(host: str, port: int, timeout: Optional[float], opening: Opening) -> socket.socket:
+    """``socket.create_connection``, showing each socket to ``opening`` before it connects."""
+    last_error: Optional[OSError] = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            opening(sock)
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last_error = exc  # the next address may work; else the last error stands
+        except BaseException:
+            sock.close()
+            raise
+    raise last_error if last_error is not None else OSError(f"no address found for {host}")
+
+
+def _start_tls(sock: socket.socket, context: "ssl.SSLContext", hostname: str, opening: Opening) -> socket.socket:
+    """TLS on a connected socket, shown to ``opening`` before the handshake blocks on it."""
+    tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
+    try:
+        opening(tls)  # the plain socket is detached now: only the TLS one can be shut down
+        tls.do_handshake()
+    except BaseException:
+        tls.close()
+        raise
+    return tls
+
+
+class _TCPConnection(http.client.HTTPConnection):
+    """Plain HTTP to a server or to the proxy that forwards it."""
+
+    def __init__(self, host: str, port: int, timeout: Optional[float], opening: Opening) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._opening = opening
+
+    def connect(self) -> None:
+        self.sock = _open_tcp(self.host, self.port, self.timeout, self._opening)
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    """HTTPS straight to the server."""
+
+    def __init__(
+        self, host: str, port: int, context: "ssl.SSLContext", timeout: Optional[float], opening: Opening
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._tls = context
+        self._opening = opening
+
+    def connect(self) -> None:
+        sock = _open_tcp(self.host, self.port, self.timeout, self._opening)
+        try:
+            self.sock = _start_tls(sock, self._tls, self.host, self._opening)
+        except BaseException:
+            sock.close()
+            raise
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP over a unix stream socket; the ``Host`` header says ``localhost``."""
 
-    def __init__(self, path: str, timeout: Optional[float]) -> None:
+    def __init__(self, path: str, timeout: Optional[float], opening: Opening) -> None:
         if not hasattr(socket, "AF_UNIX"):
             raise ConfigError("unix sockets are not available on this platform")
         super().__init__("localhost", timeout=timeout)
         self._path = path
+        self._opening = opening
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            self._opening(sock)
             sock.settimeout(self.timeout)
             sock.connect(self._path)
         except BaseException:
@@ -63,17 +134,20 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 class _TunnelledHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to the origin through a ``CONNECT`` tunnel; certificates are checked against the origin."""
 
-    def __init__(self, route: Route, proxy: Proxy, context: "ssl.SSLContext", timeout: Optional[float]) -> None:
+    def __init__(
+        self, route: Route, proxy: Proxy, context: "ssl.SSLContext", timeout: Optional[float], opening: Opening
+    ) -> None:
         super().__init__(route.origin.host, route.origin.port, timeout=timeout, context=context)
         self._route = route
         self._proxy = proxy
         self._tls = context
+        self._opening = opening
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._proxy.host, self._proxy.port), self.timeout)
+        sock = _open_tcp(self._proxy.host, self._proxy.port, self.timeout, self._opening)
         try:
             open_tunnel(sock, self._route, self._proxy)
-            self.sock = self._tls.wrap_socket(sock, server_hostname=self._route.origin.host)
+            self.sock = _start_tls(sock, self._tls, self._route.origin.host, self._opening)
         except BaseException:
             sock.close()
             raise

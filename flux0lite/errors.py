@@ -9,6 +9,7 @@
     │   │   ├── TLSError            the TLS handshake failed (retrying cannot help)
     │   │   └── ProxyError          the proxy would not open a tunnel (CONNECT refused)
     │   │       └── ProxyAuthenticationError   407 from the proxy (retrying cannot help)
+    │   ├── RequestAborted          ended by ``Flux0.abort()`` from another thread (never retried)
     │   └── APITimeoutError
     │       ├── ConnectTimeout      (also a ConnectError: the request never left)
     │       ├── ReadTimeout         the server went quiet, e.g. a stream that never ends
@@ -43,6 +44,7 @@ __all__ = [
     "TLSError",
     "ProxyError",
     "ProxyAuthenticationError",
+    "RequestAborted",
     "APITimeoutError",
     "ConnectTimeout",
     "ReadTimeout",
@@ -138,6 +140,12 @@ def _rebuild_proxy_error(
     cls: Type[ProxyError], message: str, status_code: Optional[int], headers: Dict[str, str]
 ) -> ProxyError:
     return cls(message, status_code=status_code, headers=headers)
+
+
+class RequestAborted(APIConnectionError):
+    """The call was in flight when :meth:`Flux0.abort` was called (from any thread): it ended
+    at once, whether it was connecting, waiting to retry or reading, and was not retried. The
+    request may or may not have reached the server."""
 
 
 class APITimeoutError(APIConnectionError):

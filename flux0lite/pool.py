@@ -1,5 +1,5 @@
 """Keep-alive connections, kept per route (origin and proxy) and checked for a server-side close
-before reuse.
+before reuse; and the connections in flight, so that :meth:`ConnectionPool.abort` can end them.
 
 Connecting raises :class:`ConnectError` (or :class:`ConnectTimeout`, :class:`TLSError`,
 :class:`ProxyError`): the type itself says that nothing was sent, which is what the retry
@@ -13,10 +13,11 @@ import select
 import socket
 import ssl
 import threading
+import weakref
 from typing import Dict, List, Optional, Tuple
 
 from .connections import new_connection
-from .errors import ConnectError, ConnectTimeout, Flux0Error, TLSError
+from .errors import ConnectError, ConnectTimeout, Flux0Error, RequestAborted, TLSError
 from .proxy import Route
 from .timeout import Timeout
 
@@ -24,17 +25,57 @@ __all__ = ["ConnectionPool"]
 
 
 class ConnectionPool:
-    """Idle connections per route, at most ``max_idle_per_origin`` each; thread-safe."""
+    """Idle connections per route, at most ``max_idle_per_origin`` each; thread-safe.
+
+    Every connection checked out is *in flight* until it is checked in or discarded. A call
+    takes the pool's current *abort signal* when it starts (:meth:`abort_signal`) and hands it
+    to :meth:`checkout`; :meth:`abort` sets that signal, so the calls holding it see it, and
+    shuts down the sockets in flight, so the ones blocked on the network wake up at once.
+    """
 
     def __init__(self, *, ssl_context: Optional[ssl.SSLContext] = None, max_idle_per_origin: int = 8) -> None:
         self._ssl_context = ssl_context
         self._max_idle = max_idle_per_origin
         self._idle: Dict[Route, List[http.client.HTTPConnection]] = {}
+        # each connection in flight and the socket to shut down to end it (the one it is
+        # opening while it connects: it only becomes ``conn.sock`` once connected); weak, so
+        # that a stream dropped unclosed is still collected and its socket closed, as before
+        self._in_flight: "weakref.WeakKeyDictionary[http.client.HTTPConnection, Optional[socket.socket]]" = (
+            weakref.WeakKeyDictionary()
+        )
+        self._abort_signal = threading.Event()
         self._lock = threading.Lock()
         self.closed = False
 
-    def checkout(self, route: Route, timeout: Timeout, *, reuse: bool) -> Tuple[http.client.HTTPConnection, bool]:
-        """A connection for ``route`` and whether it was reused (an idle one, if ``reuse``)."""
+    def abort_signal(self) -> threading.Event:
+        """The signal that the next :meth:`abort` sets: a call takes it when it starts."""
+        with self._lock:
+            return self._abort_signal
+
+    def abort(self) -> None:
+        """End every call in flight: set their signal, shut their sockets down (thread-safe).
+
+        Calls that start afterwards take a fresh signal and are not affected.
+        """
+        with self._lock:
+            signal, self._abort_signal = self._abort_signal, threading.Event()
+            signal.set()  # under the lock: a socket registered after this sees it (_enter)
+            sockets = list(self._in_flight.values())
+        for sock in sockets:
+            if sock is None:
+                continue
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv or connect
+            except OSError:
+                pass  # already closed, or not connected yet (its call sees the signal)
+
+    def checkout(
+        self, route: Route, timeout: Timeout, *, reuse: bool, aborted: threading.Event
+    ) -> Tuple[http.client.HTTPConnection, bool]:
+        """A connection for ``route`` and whether it was reused (an idle one, if ``reuse``).
+
+        Raises :class:`RequestAborted` once ``aborted`` is set, instead of connecting.
+        """
         while reuse:
             with self._lock:
                 idle = self._idle.get(route)
@@ -45,13 +86,32 @@ class ConnectionPool:
                 conn.close()
                 continue
             assert conn.sock is not None
+            try:
+                self._enter(conn, conn.sock, aborted)
+            except RequestAborted:
+                conn.close()
+                raise
             conn.sock.settimeout(timeout.read)
             return conn, True
-        return self._connect(route, timeout), False
+        return self._connect(route, timeout, aborted), False
+
+    def _enter(self, conn: http.client.HTTPConnection, sock: Optional[socket.socket], aborted: threading.Event) -> None:
+        """Put ``conn`` in flight with ``sock`` as its socket, unless its call was aborted."""
+        with self._lock:
+            if aborted.is_set():
+                raise RequestAborted("the call was aborted")
+            self._in_flight[conn] = sock
+
+    def discard(self, conn: http.client.HTTPConnection) -> None:
+        """Close a connection that will not be reused (its call failed, its stream is done)."""
+        with self._lock:
+            self._in_flight.pop(conn, None)
+        conn.close()
 
     def checkin(self, route: Route, conn: http.client.HTTPConnection) -> None:
         """Keep a connection whose response was read whole (or close it when the pool is full)."""
         with self._lock:
+            self._in_flight.pop(conn, None)
             if not self.closed:
                 idle = self._idle.setdefault(route, [])
                 if len(idle) < self._max_idle:
@@ -74,23 +134,31 @@ class ConnectionPool:
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
 
-    def _connect(self, route: Route, timeout: Timeout) -> http.client.HTTPConnection:
+    def _connect(self, route: Route, timeout: Timeout, aborted: threading.Event) -> http.client.HTTPConnection:
         origin = route.origin
         where = (origin.host if origin.is_unix else origin.netloc) + route.via
-        conn = new_connection(route, self._tls_context, timeout.connect)
+
+        def opening(sock: socket.socket) -> None:
+            self._enter(conn, sock, aborted)
+
+        conn = new_connection(route, self._tls_context, timeout.connect, opening)
         try:
+            self._enter(conn, None, aborted)
             conn.connect()
+            # again with the socket connected: an abort that came before its ``connect`` began
+            # could not shut it down
+            self._enter(conn, conn.sock, aborted)
         except Flux0Error:
-            conn.close()
+            self.discard(conn)
             raise
         except socket.timeout as exc:
-            conn.close()
+            self.discard(conn)
             raise ConnectTimeout(f"connecting to {where} timed out after {timeout.connect} s") from exc
         except ssl.SSLError as exc:
-            conn.close()
+            self.discard(conn)
             raise TLSError(f"TLS handshake with {origin.netloc}{route.via} failed: {exc}") from exc
         except OSError as exc:
-            conn.close()
+            self.discard(conn)
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ConnectError(f"cannot connect to {where}: {reason}") from exc
         assert conn.sock is not None

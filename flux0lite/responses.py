@@ -11,15 +11,17 @@ import http.client
 import io
 import json
 import socket
+import threading
 import time
 import zlib
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .errors import (
     APIConnectionError,
     ContentTypeError,
     DecodeError,
     ReadTimeout,
+    RequestAborted,
     ResponseTooLargeError,
     StreamError,
     TotalTimeout,
@@ -145,7 +147,12 @@ class Response:
 
 
 class StreamingResponse:
-    """A response whose body is read as it arrives; owns its connection until closed."""
+    """A response whose body is read as it arrives; owns its connection until closed.
+
+    ``aborted`` is its call's abort signal (see :meth:`flux0lite.Flux0.abort`): once set, a
+    read raises :class:`RequestAborted`. ``release`` gets the connection when the response
+    is closed (it closes it by default).
+    """
 
     def __init__(
         self,
@@ -157,11 +164,15 @@ class StreamingResponse:
         *,
         deadline: Optional[float] = None,
         read_timeout: Optional[float] = None,
+        aborted: Optional[threading.Event] = None,
+        release: Callable[[http.client.HTTPConnection], None] = http.client.HTTPConnection.close,
     ) -> None:
         self._conn = conn
         self._raw = raw
         self._deadline = deadline
         self._read_timeout = read_timeout
+        self._aborted = aborted
+        self._release = release
         self.status = raw.status
         self.reason = raw.reason
         self.headers = headers
@@ -212,12 +223,14 @@ class StreamingResponse:
         """The body as sent (chunked framing removed, still compressed)."""
         what = f"{self.method} {self.url}"
         while True:
+            self._raise_if_aborted()
             if self._closed:
                 # closed (or aborted) from another thread: the body did not end, say so
                 raise StreamError(f"{what}: stream closed by the client before its end")
             try:
                 data = self._raw.read1(READ_SIZE)
             except Exception as exc:
+                self._raise_if_aborted(exc)
                 if self._closed:
                     raise StreamError(f"{what}: stream closed by the client before its end") from exc
                 self.close()
@@ -231,6 +244,7 @@ class StreamingResponse:
                     raise StreamError(f"{what}: bad chunked encoding") from exc
                 raise
             if not data:
+                self._raise_if_aborted()  # a shut-down socket reads as the end of the body
                 if self._closed:
                     raise StreamError(f"{what}: stream closed by the client before its end")
                 remaining = self._raw.length
@@ -239,6 +253,11 @@ class StreamingResponse:
                     raise StreamError(f"{what}: body cut off {remaining} bytes short of its length")
                 return
             yield data
+
+    def _raise_if_aborted(self, cause: Optional[BaseException] = None) -> None:
+        if self._aborted is not None and self._aborted.is_set():
+            self.close()
+            raise RequestAborted(f"{self.method} {self.url}: aborted by the client before the body ended") from cause
 
     def read_all(self, limit: int) -> bytes:
         chunks: List[bytes] = []
@@ -273,7 +292,7 @@ class StreamingResponse:
         try:
             self._raw.close()
         finally:
-            self._conn.close()
+            self._release(self._conn)
 
     def __enter__(self) -> "StreamingResponse":
         return self

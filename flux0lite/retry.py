@@ -17,6 +17,7 @@ from .errors import (
     ConnectError,
     Flux0Error,
     ProxyAuthenticationError,
+    RequestAborted,
     StreamError,
     TLSError,
     TotalTimeout,
@@ -88,10 +89,10 @@ class Retry:
         - any other :class:`APIConnectionError` (a read timeout, a dropped connection) or a
           :class:`StreamError` (a body cut short): the request may have reached the server, so
           only an idempotent method is retried;
-        - a :class:`TotalTimeout` (the call's time is up) or anything else (a malformed answer,
-          a body over its limit) is not retried.
+        - a :class:`TotalTimeout` (the call's time is up), a :class:`RequestAborted` (the caller
+          ended it) or anything else (a malformed answer, a body over its limit) is not retried.
         """
-        if isinstance(error, TotalTimeout):
+        if isinstance(error, (TotalTimeout, RequestAborted)):
             return False
         if isinstance(error, ConnectError):
             return not isinstance(error, (TLSError, ProxyAuthenticationError))

@@ -12,6 +12,11 @@ A connection goes back to the pool only when its response was read to the end as
 cannot be known (a 204 or 304 that may carry bytes anyway) closes it, so no call can ever read
 what the server sent for another. With ``Timeout(total=...)`` every attempt, wait and read is
 cut to what is left of the call's deadline.
+
+:meth:`Transport.abort` ends every call in flight with :class:`RequestAborted`: each call holds
+the abort signal current when it started, checks it before connecting, before each retry and
+redirect and after any failure, and waits for a retry on it rather than sleeping; the pool
+shuts down the sockets of the connections in flight, which wakes the calls blocked on them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import http.client
 import socket
 import ssl
 import sys
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, replace
@@ -35,6 +41,7 @@ from .errors import (
     ProtocolError,
     ProxyAuthenticationError,
     RedirectError,
+    RequestAborted,
     TLSError,
     TotalTimeout,
 )
@@ -83,6 +90,7 @@ class _Request:
     stream: bool
     reuse_connection: bool  # only for idempotent methods: see the module docstring
     deadline: Optional[float]  # time.monotonic() by which the call must be done, or None
+    aborted: threading.Event  # set by Transport.abort while this call is in flight
 
     @property
     def url(self) -> str:
@@ -101,7 +109,7 @@ class Transport:
         ssl_context: Optional[ssl.SSLContext] = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_idle_per_origin: int = 8,
-        sleep: Any = time.sleep,
+        sleep: Optional[Callable[[float], Any]] = None,
         log: "Optional[logging.Logger]" = None,
         proxies: ProxyRules = DIRECT,
         on_retry: Optional[Callable[[str], None]] = None,
@@ -115,11 +123,15 @@ class Transport:
         self.headers.update(headers or {})
         self.max_response_bytes = max_response_bytes
         self._pool = ConnectionPool(ssl_context=ssl_context, max_idle_per_origin=max_idle_per_origin)
-        self._sleep = sleep
+        self._sleep = sleep  # how to wait before a retry; None: on the call's abort signal
 
     def close(self) -> None:
         """Close every pooled connection (streams in flight close themselves)."""
         self._pool.close()
+
+    def abort(self) -> None:
+        """End every call in flight (streams included) with :class:`RequestAborted`; thread-safe."""
+        self._pool.abort()
 
     def request(
         self,
@@ -154,6 +166,7 @@ class Transport:
             stream=stream,
             reuse_connection=policy.is_idempotent(method),
             deadline=timeout.deadline(),
+            aborted=self._pool.abort_signal(),
         )
         return self._send_handling_retries(request, policy, self._debug_logger())
 
@@ -179,6 +192,8 @@ class Transport:
             try:
                 response = self._send_handling_redirects(request, log)
             except Flux0Error as error:
+                if request.aborted.is_set():
+                    raise _aborted(request, "") from error
                 retry = retries_done < policy.total and policy.may_retry_error(request.method, error)
                 if log is not None:
                     outcome = " (will retry)" if retry else ""
@@ -190,7 +205,7 @@ class Transport:
                 if not _time_left_for(request, wait):
                     raise  # the deadline would pass before the retry: the last error stands
                 self._notify_retry(f"{error}", retries_done, policy.total, wait)
-                self._sleep(wait)
+                self._wait_to_retry(request, wait)
                 continue
             if (
                 response.status < 400
@@ -214,7 +229,16 @@ class Transport:
                 )
             what = f"{request.method} {response.url}: HTTP {response.status}"
             self._notify_retry(what, retries_done, policy.total, wait)
+            self._wait_to_retry(request, wait)
+
+    def _wait_to_retry(self, request: _Request, wait: float) -> None:
+        """Wait ``wait`` seconds, or less if the call is aborted meanwhile (which raises)."""
+        if self._sleep is None:
+            request.aborted.wait(wait)
+        else:
             self._sleep(wait)
+        if request.aborted.is_set():
+            raise _aborted(request, " while waiting to retry")
 
     def _notify_retry(self, what: str, retry_number: int, total: int, wait: float) -> None:
         """Tell ``on_retry`` (one line) that a retry follows, so that nobody waits in silence."""
@@ -245,7 +269,7 @@ class Transport:
             raise TotalTimeout(f"{method} {url}: the total deadline of {request.timeout.total} s has passed")
         timeout = request.timeout.within(request.deadline)
         try:
-            conn, reused = self._pool.checkout(route, timeout, reuse=request.reuse_connection)
+            conn, reused = self._pool.checkout(route, timeout, reuse=request.reuse_connection, aborted=request.aborted)
         except ConnectTimeout as exc:
             if request.deadline is not None and time.monotonic() >= request.deadline - 0.01:
                 raise TotalTimeout(f"{method} {url}: the total deadline passed while connecting") from exc
@@ -263,20 +287,20 @@ class Transport:
             conn.request(method, route.request_target(request.target), body=request.body, headers=headers)
             raw = conn.getresponse()
         except socket.timeout as exc:
-            conn.close()
+            self._pool.discard(conn)
             raise timeout_error(f"{method} {url}: no response", request.deadline, request.timeout.read) from exc
         except UnexpectedInterimResponse as exc:
-            conn.close()
+            self._pool.discard(conn)
             raise ProtocolError(f"{method} {url}: unexpected answer: {exc}") from exc
         except http.client.RemoteDisconnected as exc:
-            conn.close()
+            self._pool.discard(conn)
             what = "kept-alive connection was closed by the server" if reused else "server closed the connection"
             raise APIConnectionError(f"{method} {url}: {what} before answering") from exc
         except http.client.HTTPException as exc:
-            conn.close()
+            self._pool.discard(conn)
             raise ProtocolError(f"{method} {url}: malformed HTTP response: {type(exc).__name__}: {exc}") from exc
         except ssl.SSLError as exc:
-            conn.close()
+            self._pool.discard(conn)
             if reused or "ALERT" not in (exc.reason or ""):
                 raise APIConnectionError(f"{method} {url}: TLS failure: {exc}") from exc
             # TLS 1.3 servers judge the client's certificate after the handshake: on a new
@@ -284,29 +308,40 @@ class Transport:
             # request never reached the application.
             raise TLSError(f"{method} {url}: the server refused the TLS session: {exc.reason}") from exc
         except OSError as exc:
-            conn.close()
+            self._pool.discard(conn)
             what = "kept-alive connection was closed by the server" if reused else str(exc) or type(exc).__name__
             raise APIConnectionError(f"{method} {url}: {what}") from exc
         except (ValueError, OverflowError, LookupError) as exc:
             # http.client parsing something no server should send (it raises these bare)
-            conn.close()
+            self._pool.discard(conn)
             raise ProtocolError(f"{method} {url}: malformed HTTP response: {type(exc).__name__}") from exc
         headers = lower_headers(raw)
         if log is not None:
             elapsed = (time.monotonic() - started) * 1000
             log.debug("<- %s %s %d in %.1f ms headers=%s", method, url, raw.status, elapsed, redact_headers(headers))
         streaming = StreamingResponse(
-            conn, raw, headers, method, url, deadline=request.deadline, read_timeout=request.timeout.read
+            conn,
+            raw,
+            headers,
+            method,
+            url,
+            deadline=request.deadline,
+            read_timeout=request.timeout.read,
+            aborted=request.aborted,
+            release=self._pool.discard,
         )
         if request.stream and 200 <= raw.status < 300:
             return streaming
         body = streaming.read_all(self.max_response_bytes)
+        if request.aborted.is_set():  # the body may look whole: a shut-down socket reads as its end
+            streaming.close()
+            raise _aborted(request, " while reading the answer")
         # http.client closes its reader when a framed body has been read to its end; a body
         # it took as empty without framing (204, 304) may still be followed by bytes.
         complete = raw.isclosed() or (raw.length == 0 and raw.status not in (204, 304) and method != "HEAD")
         raw.close()  # releases the response only; the socket stays open for reuse
         if raw.will_close or not complete:
-            conn.close()
+            self._pool.discard(conn)
         else:
             self._pool.checkin(route, conn)
         if raw.status == 407 and route.proxy is not None:
@@ -315,6 +350,10 @@ class Transport:
                 f"{method} {url}: {proxy_auth_message(route.proxy)}", status_code=407, headers=headers
             )
         return Response(raw.status, raw.reason, headers, body, method, url)
+
+
+def _aborted(request: _Request, when: str) -> RequestAborted:
+    return RequestAborted(f"{request.method} {request.url}: aborted by the client{when}")
 
 
 def _time_left_for(request: _Request, wait: float) -> bool:

@@ -45,9 +45,10 @@ class Syncer:
     """Passes over every session.
 
     With ``client`` alone the pass runs on one fetch worker that uses that client (never closed
-    here). For more workers give ``make_client`` (one client per worker and user, closed after
-    the pass): a fetch past its deadline is cut by shutting down the sockets its own thread
-    opened, which a client shared between threads would mix up.
+    here). For more workers give ``make_client`` (one new client per worker and user, closed
+    after the pass): a fetch past its deadline is cut with its client's ``abort()``, which ends
+    every call in flight on that client, so workers cannot share one. With ``client`` alone, a
+    cut also ends any call made on that client from another thread at that moment.
 
     A pass that cannot reach the server raises its :class:`~flux0lite.APIConnectionError`
     (what was stored stays); any other failure costs only its session, which then backs off

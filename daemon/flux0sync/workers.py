@@ -6,10 +6,12 @@ single writer through one bounded queue (a slow writer slows the workers down in
 piling answers up in memory), followed by one :class:`Finished` for the job. Pieces of one job
 arrive in order, before its ``Finished``.
 
-Every job has a deadline. :meth:`FetchPool.supervise`, called by the writer's loop, cancels a
-job that is past it by shutting its worker's sockets down (see :mod:`flux0sync.sockets`), so
-a stalled server holds one worker until the deadline, never the others and never the loop.
-:meth:`FetchPool.stop` does the same to every job in flight.
+Every job has a deadline. :meth:`FetchPool.supervise`, called by the writer's loop, cuts off a
+job that is past it with its worker's client's :meth:`~flux0lite.Flux0.abort`, which shuts the
+socket of the call in flight down and ends it at once, so a stalled server holds one worker
+until the deadline, never the others and never the loop. :meth:`FetchPool.stop` does the same
+to every job in flight. Because a cut aborts every call in flight on the worker's clients,
+``make_client`` must hand each worker clients of its own (a new one per call).
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, Union
 
 from flux0lite import APITimeoutError, Flux0, Flux0Error
-
-from . import sockets
 
 __all__ = ["Job", "Piece", "Finished", "FetchPool", "FetchCancelled", "DeadlineExceeded", "Message"]
 
@@ -69,7 +69,6 @@ Message = Union[Piece, Finished]
 class _Slot:
     """What one worker is doing; changed only under the pool's lock."""
 
-    ident: int = 0
     job: Optional[Job[Any]] = None
     deadline: float = 0.0
     cancelled: Optional[str] = None  # "deadline" or "stop"
@@ -137,16 +136,28 @@ class FetchPool:
         self._jobs.put(job)
 
     def supervise(self) -> List[Job[Any]]:
-        """Cancel every job past its deadline; returns them. Call it from the loop, often."""
+        """Cut off every job past its deadline; returns them. Call it from the loop, often.
+
+        A job cut off earlier that is still running is cut again, so that a call it began after
+        the cut (between two requests) ends too.
+        """
         now = self.clock()
         late: List[Job[Any]] = []
         with self._lock:
             for slot in self._slots:
                 if slot.job is not None and slot.cancelled is None and now > slot.deadline:
                     slot.cancelled = "deadline"
-                    sockets.interrupt(slot.ident)
                     late.append(slot.job)
+            self._abort_cut_jobs()
         return late
+
+    def _abort_cut_jobs(self) -> None:
+        """End the calls in flight of every job that was cut off; called under the lock, which
+        keeps a worker from starting its next job meanwhile (``abort`` never blocks)."""
+        for slot in self._slots:
+            if slot.job is not None and slot.cancelled is not None:
+                for client in slot.clients.values():
+                    client.abort()
 
     def stop(self, grace: float = 1.0) -> None:
         """Cut every fetch off, end the workers and close their clients (waits ``grace`` at most)."""
@@ -155,7 +166,7 @@ class FetchPool:
             for slot in self._slots:
                 if slot.job is not None and slot.cancelled is None:
                     slot.cancelled = "stop"
-                    sockets.interrupt(slot.ident)
+            self._abort_cut_jobs()
         while True:  # queued jobs never start
             try:
                 self._jobs.get_nowait()
@@ -164,9 +175,12 @@ class FetchPool:
         for _ in self._threads:
             self._jobs.put(None)
         until = time.monotonic() + grace
-        for thread in self._threads:
-            thread.join(max(0.0, until - time.monotonic()))
-        # A worker still inside a call (it can only be one that ignores its socket's shutdown)
+        while any(thread.is_alive() for thread in self._threads) and time.monotonic() < until:
+            for thread in self._threads:
+                thread.join(max(0.0, min(0.05, until - time.monotonic())))
+            with self._lock:
+                self._abort_cut_jobs()  # a call a job began after the first abort ends too
+        # A worker still inside a call after ``grace`` (a job doing slow work between calls)
         # is a daemon thread: it ends with the process and its answer is never read.
 
     # -- a worker's side ---------------------------------------------------------------------
@@ -193,11 +207,12 @@ class FetchPool:
     def _client(self, slot: _Slot, user: Optional[str]) -> Flux0:
         client = slot.clients.get(user)
         if client is None:
-            client = slot.clients[user] = self.make_client(user)
+            client = self.make_client(user)
+            with self._lock:  # _abort_cut_jobs reads the clients from the loop's thread
+                slot.clients[user] = client
         return client
 
     def _work(self, slot: _Slot) -> None:
-        slot.ident = sockets.watch_current_thread()
         try:
             while True:
                 job = self._jobs.get()
@@ -212,7 +227,6 @@ class FetchPool:
             if self.close_clients:
                 for client in slot.clients.values():
                     client.close()
-            sockets.unwatch_current_thread()
 
     def _run(self, slot: _Slot, job: Job[Any]) -> "tuple[Any, Optional[Flux0Error], float]":
         started = time.monotonic()
@@ -236,7 +250,6 @@ class FetchPool:
         with self._lock:
             cancelled_by_stop = slot.cancelled == "stop"
             slot.job, slot.cancelled = None, None
-            sockets.allow(slot.ident)
             self._keys.pop(job.key, None)
         if cancelled_by_stop:
             return  # the writer has stopped reading

@@ -2,16 +2,14 @@ from __future__ import annotations
 
 import json
 import queue
-import socket
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
-from flux0sync import sockets
 from flux0sync.workers import DeadlineExceeded, FetchCancelled, FetchPool, Finished, Job, Message, Piece
 
-from flux0lite import Flux0, Flux0Error, Retry, Timeout
+from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
 from tests.fakeserver import Conn, FakeServer, Request, raw_response
 
 
@@ -229,40 +227,57 @@ def test_a_slow_writer_slows_the_workers_down(fake: FakeServer) -> None:
     assert payloads == list(range(50))
 
 
-def test_an_interrupted_thread_cannot_reconnect() -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    port = listener.getsockname()[1]
-    outcome: Dict[str, object] = {}
-    ready = threading.Event()
+def stubborn(attempts: List[str]) -> Callable[[Flux0, Callable[[Any], None]], Optional[int]]:
+    """A job that swallows connection errors and calls again, three times."""
 
-    def worker() -> None:
-        ident = sockets.watch_current_thread()
-        outcome["ident"] = ident
-        try:
-            sock = socket.create_connection(("127.0.0.1", port))
-            ready.set()
-            outcome["read"] = sock.recv(1)  # blocks until interrupted
-            sock.close()
+    def run(client: Flux0, emit: Callable[[Any], None]) -> Optional[int]:
+        for _ in range(3):
             try:
-                socket.create_connection(("127.0.0.1", port)).close()
-            except sockets.Interrupted as exc:
-                outcome["refused"] = exc
-            sockets.allow(ident)
-            socket.create_connection(("127.0.0.1", port)).close()
-            outcome["after"] = True
-        finally:
-            sockets.unwatch_current_thread()
+                client.sessions.list_events("stuck")
+            except APIConnectionError as exc:
+                attempts.append(type(exc).__name__)
+        return None
 
-    thread = threading.Thread(target=worker)
-    thread.start()
+    return run
+
+
+def test_a_cut_job_that_calls_again_is_cut_again_and_its_worker_lives_on(fake: FakeServer) -> None:
+    route(fake, stall="stuck")
+    attempts: List[str] = []
+    pool = FetchPool(client_factory(fake, read=60), workers=1, deadline=0.3)
     try:
-        assert ready.wait(10)
-        assert sockets.interrupt(int(outcome["ident"])) == 1  # type: ignore[call-overload]
-        thread.join(10)
+        pool.submit(Job("stuck", None, stubborn(attempts)))
+        started = time.monotonic()
+        finished: Optional[Finished] = None
+        while finished is None and time.monotonic() - started < 30:
+            pool.supervise()  # each round cuts the job's next call too
+            try:
+                message = pool.results.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if isinstance(message, Finished):
+                finished = message
+        waited = time.monotonic() - started
+        pool.submit(job("ok"))  # the same worker and client, usable again
+        (ok,) = [m for m in collect(pool, 1) if isinstance(m, Finished)]
     finally:
-        listener.close()
-    assert outcome["read"] == b"" and isinstance(outcome["refused"], ConnectionAbortedError)
-    assert outcome["after"] is True
-    assert sockets.interrupt(-1) == 0  # a thread nobody watches
+        pool.stop()
+    assert attempts == ["RequestAborted"] * 3  # every call it made ended by its client's abort()
+    assert finished is not None and isinstance(finished.error, DeadlineExceeded)
+    assert waited < 10  # not three 60 s read timeouts
+    assert ok.error is None and ok.value == 3
+
+
+def test_stop_also_ends_a_job_that_calls_again(fake: FakeServer) -> None:
+    route(fake, stall="stuck")
+    attempts: List[str] = []
+    pool = FetchPool(client_factory(fake, read=60), workers=2, deadline=600)
+    pool.submit(Job("stuck", None, stubborn(attempts)))
+    deadline = time.monotonic() + 10
+    while not any("stuck" in r.path for r in fake.requests) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    pool.stop(grace=10)
+    assert not any(t.is_alive() for t in pool._threads)
+    assert time.monotonic() - started < 5
+    assert attempts == ["RequestAborted"] * 3
