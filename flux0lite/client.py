@@ -252,9 +252,7 @@ class Flux0:
         retry: Optional[Retry] = None,
     ) -> StreamingResponse:
         """``request(..., stream=True)``: the open event stream."""
-        return self.request(
-            method, path, params=params, json_body=json_body, timeout=timeout, retry=retry, stream=True
-        )
+        return self.request(method, path, params=params, json_body=json_body, timeout=timeout, retry=retry, stream=True)
 
     def abort(self) -> None:
         """End every call in flight on this client now, from any thread; the client stays usable.

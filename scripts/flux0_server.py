@@ -230,7 +230,9 @@ def run(port: int, db_uri: str) -> int:
     server = Flux0Server(port, db_uri)
     try:
         server.start(cancelled=lambda: bool(signalled))
-        print(f"flux0 server with the echo agent at {server.url} (pid {server.process.pid}); Ctrl-C stops it", flush=True)  # type: ignore[union-attr]
+        print(
+            f"flux0 server with the echo agent at {server.url} (pid {server.process.pid}); Ctrl-C stops it", flush=True
+        )  # type: ignore[union-attr]
         while server.running() and not signalled:
             time.sleep(0.2)
         if not signalled:

@@ -173,7 +173,9 @@ class _TomlReader:
             self.pos = match.end()
             number = match.group().replace("_", "")
             return float(number) if match.group(1) or match.group(2) else int(number)
-        raise self.fail("unsupported value (the in-tree build backend reads strings, numbers, booleans, arrays, tables)")
+        raise self.fail(
+            "unsupported value (the in-tree build backend reads strings, numbers, booleans, arrays, tables)"
+        )
 
     def array(self) -> List[Any]:
         self.expect("[")
@@ -286,9 +288,7 @@ def package_files(root: Path) -> List[Tuple[str, Path]]:
     for name, top in _package_dirs(root).items():
         for folder, subdirs, names in os.walk(top):
             here = Path(folder)
-            subdirs[:] = sorted(
-                d for d in subdirs if d not in _SKIPPED_DIRS and (here / d / "__init__.py").is_file()
-            )
+            subdirs[:] = sorted(d for d in subdirs if d not in _SKIPPED_DIRS and (here / d / "__init__.py").is_file())
             for file_name in sorted(names):
                 path = here / file_name
                 if not (file_name.endswith(_PACKAGE_SUFFIXES) or file_name in _PACKAGE_DATA):

@@ -364,7 +364,9 @@ def test_version_help_and_usage_errors_do_not_import_the_client() -> None:
     )
     env = subprocess_env()
     env.pop("COVERAGE_PROCESS_START", None)  # coverage itself imports json, typing and dataclasses
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT)
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 

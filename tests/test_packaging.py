@@ -156,7 +156,9 @@ def test_pyz_runs_through_its_shebang(pyz_dir: Path, tmp_path: Path) -> None:
 
 def test_pyz_on_a_too_old_python_says_so(pyz_dir: Path, tmp_path: Path) -> None:
     # Only 3.9+ exists here, so the archive's own check is shown a fake 3.8 version.
-    code = "import runpy, sys; sys.version_info = (3, 8, 10, 'final', 0); runpy.run_path(sys.argv[1], run_name='__main__')"
+    code = (
+        "import runpy, sys; sys.version_info = (3, 8, 10, 'final', 0); runpy.run_path(sys.argv[1], run_name='__main__')"
+    )
     result = run([sys.executable, "-I", "-c", code, pyz_dir / "flux0lite.pyz", "--version"], tmp_path)
     assert result.returncode == 2
     assert result.stderr == "flux0lite: needs Python 3.9 or newer; this is Python 3.8\n"
@@ -221,7 +223,11 @@ def test_wheel_holds_every_module_and_an_exact_record(wheel: Path) -> None:
         assert metadata.split("\n\n", 1)[1] == (ROOT / "README.md").read_text(encoding="utf-8")
         assert "Tag: py3-none-any" in archive.read(f"{dist_info}/WHEEL").decode().splitlines()
         entry_points = archive.read(f"{dist_info}/entry_points.txt").decode().splitlines()
-        assert entry_points == ["[console_scripts]", "flux0-sync = flux0sync.cli:main", "flux0lite = flux0lite.cli:main"]
+        assert entry_points == [
+            "[console_scripts]",
+            "flux0-sync = flux0sync.cli:main",
+            "flux0lite = flux0lite.cli:main",
+        ]
         rows = list(csv.reader(io.StringIO(archive.read(f"{dist_info}/RECORD").decode())))
         assert sorted(row[0] for row in rows) == sorted(names)
         for path, digest, size in rows:
@@ -254,7 +260,9 @@ def test_offline_install_of_the_wheel_gives_both_commands_and_typing(
 def test_sdist_rebuilds_the_same_wheel_offline(wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # PEP 517 hooks run in the project folder
     sdist = tmp_path / flux0lite_build.build_sdist(str(tmp_path))
-    rebuilt = run([sys.executable, "-m", "pip", "wheel", *PIP_OFFLINE, "--no-deps", "-w", tmp_path / "out", sdist], tmp_path)
+    rebuilt = run(
+        [sys.executable, "-m", "pip", "wheel", *PIP_OFFLINE, "--no-deps", "-w", tmp_path / "out", sdist], tmp_path
+    )
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert (tmp_path / "out" / wheel.name).read_bytes() == wheel.read_bytes()
 
@@ -298,7 +306,7 @@ def test_the_toml_reader_agrees_with_tomllib_on_pyproject() -> None:
 
 
 def test_the_toml_reader_reads_its_subset_and_refuses_the_rest() -> None:
-    text = '''
+    text = """
 # comment
 [a . "b.c"]
 s = "tab\\t \\u00e9 \\"q\\"" # trailing
@@ -307,7 +315,7 @@ n = [1, 2_000, -3.5, 1e3, true, false,]
 t = { x = "y", z.w = [ "p", # inside
   "q" ] }
 dotted.key = 1
-'''
+"""
     assert flux0lite_build.parse_toml(text) == {
         "a": {
             "b.c": {
@@ -335,7 +343,7 @@ dotted.key = 1
 def test_the_backend_refuses_metadata_it_cannot_write(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace("[project]\n", "[project]\nauthors = [\"x\"]\n", 1))
+    pyproject.write_text(pyproject.read_text().replace("[project]\n", '[project]\nauthors = ["x"]\n', 1))
     with pytest.raises(flux0lite_build.BuildError, match="authors"):
         flux0lite_build.project_metadata(project)
 
