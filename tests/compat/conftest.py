@@ -3,6 +3,7 @@ a cached Python 3.13 venv with httpx and the official flux0 CLI, for the parts t
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import subprocess
 import sys
@@ -35,6 +36,16 @@ def compat_venv_python() -> Path:
     python = COMPAT_VENV / "bin" / "python"
     if _venv_ready(python):
         return python
+    # scripts/test runs two Pythons at once: one builds the venv while the other waits for it
+    COMPAT_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(COMPAT_VENV) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _venv_ready(python):
+            _build_compat_venv(python)
+    return python
+
+
+def _build_compat_venv(python: Path) -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     from flux0_server import NoSuitablePython, find_python
 
@@ -56,7 +67,6 @@ def compat_venv_python() -> Path:
             skip_with_reason(f"cannot build {COMPAT_VENV} (is PyPI reachable?): {done.stderr[-400:]}")
     if not _venv_ready(python):
         skip_with_reason(f"{COMPAT_VENV} was built but cannot import flux0-cli and httpx")
-    return python
 
 
 @pytest.fixture(scope="session")
