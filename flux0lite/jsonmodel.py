@@ -109,16 +109,19 @@ _C = TypeVar("_C", bound=type)
 
 
 def _make_dataclass(cls: type) -> None:
-    """Turn a class declared with :func:`model` into its dataclass (once; thread-safe)."""
+    """Turn a class declared with :func:`model` into its dataclass (once; thread-safe).
+
+    The stand-ins live on :class:`LazyDataclass`, a base, so making the dataclass only adds
+    each real method to the class, one assignment at a time: another thread never finds a
+    method missing, and a stand-in it reaches meanwhile waits here for the real one.
+    The pending mark goes last, so a waiting thread sees the class either pending or made.
+    """
     with _MAKING:
         options = cls.__dict__.get(_PENDING)
         if options is None:
             return
-        for name in _STAND_INS:
-            if cls.__dict__.get(name) is _STAND_INS[name]:
-                delattr(cls, name)  # the dataclass refuses to replace methods a class defines
-        delattr(cls, _PENDING)
         dataclass(cls, **options)
+        type.__delattr__(cls, _PENDING)
 
 
 def _made(instance: Any, method: str) -> Callable[..., Any]:
@@ -163,17 +166,6 @@ def _delattr(self: Any, name: str) -> None:
     _made(self, "__delattr__")(self, name)
 
 
-_STAND_INS: Dict[str, Callable[..., Any]] = {
-    "__init__": _init,
-    "__repr__": _repr,
-    "__eq__": _eq,
-    "__hash__": _hash,
-    "__setattr__": _setattr,
-    "__delattr__": _delattr,
-    "__getattr__": _getattr,
-}
-
-
 class LazyDataclassMeta(type):
     """The metaclass of :func:`model` classes: asking a class for its dataclass fields (as
     ``dataclasses.fields`` and ``is_dataclass`` do) makes its dataclass first."""
@@ -185,17 +177,35 @@ class LazyDataclassMeta(type):
         raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
 
 
+class LazyDataclass(metaclass=LazyDataclassMeta):
+    """The base of :func:`model` classes: until a class's dataclass is made, these stand-ins
+    make it on first use and pass the call on to the real method."""
+
+    __init__ = _init
+    __repr__ = _repr
+    __eq__ = _eq
+    __hash__ = _hash
+    __setattr__ = _setattr
+    __delattr__ = _delattr
+    __getattr__ = _getattr
+
+
+_STAND_INS = ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__", "__getattr__")
+
+
 def model(**options: Any) -> Callable[[_C], _C]:
     """``dataclass(**options)``, made on first need (see the module docstring); the class must
     have :class:`LazyDataclassMeta` as its metaclass, as every :class:`JsonModel` has."""
 
     def declare(cls: _C) -> _C:
-        if not isinstance(cls, LazyDataclassMeta):
+        # lazily only where every stand-in is what the class would use (not hidden by a base)
+        lazy = issubclass(cls, LazyDataclass) and all(
+            getattr(cls, name) is LazyDataclass.__dict__[name] for name in _STAND_INS
+        )
+        if not lazy:
             dataclass(cls, **options)  # in place: model() takes no slots=
             return cls
         type.__setattr__(cls, _PENDING, options)
-        for name, stand_in in _STAND_INS.items():
-            type.__setattr__(cls, name, stand_in)
         return cls
 
     return declare
@@ -235,6 +245,11 @@ def spec_of(cls: type) -> _Spec:
     """A model class's reader and writer (made on the class's first use, then kept on it)."""
     spec: Optional[_Spec] = cls.__dict__.get("_json_spec_")
     if spec is None:
+        # Its instances are dataclass instances: make the dataclass before the first one exists,
+        # so no thread ever holds an instance of a class another thread is still making.
+        for klass in cls.__mro__:
+            if _PENDING in klass.__dict__:
+                _make_dataclass(klass)
         spec = _make_spec(cls)
         type.__setattr__(cls, "_json_spec_", spec)  # two threads may both make it: either will do
     return spec
@@ -338,7 +353,7 @@ def _make_spec(cls: type) -> _Spec:
     return _Spec(scope["read"], scope["write"])
 
 
-class JsonModel(metaclass=LazyDataclassMeta):
+class JsonModel(LazyDataclass):
     """``from_dict`` and ``to_dict`` for a dataclass whose fields declare their JSON."""
 
     @classmethod

@@ -39,7 +39,7 @@ from .jsonmodel import (
     JsonDict,
     JsonModel,
     Kind,
-    LazyDataclassMeta,
+    LazyDataclass,
     json_field,
     nested,
     nested_list,
@@ -164,7 +164,7 @@ class ToolCallPart(JsonModel):
 
 
 @model(frozen=True)
-class UnknownPart(metaclass=LazyDataclassMeta):
+class UnknownPart(LazyDataclass):
     """A part type this version does not know, kept whole."""
 
     type: str

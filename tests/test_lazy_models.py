@@ -32,14 +32,17 @@ def test_importing_the_models_compiles_no_dataclass() -> None:
     assert made == "[]"
 
 
-def test_parsing_compiles_the_reader_but_not_the_dataclass() -> None:
+def test_a_class_is_made_on_its_first_use_and_no_other() -> None:
+    """Parsing makes the class's dataclass before its first instance exists (so no thread can
+    hold an instance of a class another thread is still making); other classes stay pending."""
     made = _fresh(
-        "from flux0lite.models import Agent\n"
+        "from flux0lite.models import Agent, Session\n"
+        "print('__dataclass_fields__' in Agent.__dict__)\n"
         "a = Agent.from_dict({'id': 'a', 'name': 'n', 'type': 't', 'new': 1})\n"
-        "print('__dataclass_fields__' in Agent.__dict__, a.id, a.extra)\n"
-        "print(a == Agent(id='a', name='n', type='t'), '__dataclass_fields__' in Agent.__dict__)"
+        "print('__dataclass_fields__' in Agent.__dict__, a.id, a.extra, '__dataclass_fields__' in Session.__dict__)\n"
+        "print(a == Agent(id='a', name='n', type='t'))"
     )
-    assert made.splitlines() == ["False a {'new': 1}", "True True"]
+    assert made.splitlines() == ["False", "True a {'new': 1} False", "True"]
 
 
 @pytest.mark.parametrize(
