@@ -127,21 +127,24 @@ def test_newer_schema_is_refused(db_path: str) -> None:
         Store(db_path)
 
 
-def test_migration_from_v1_adds_search(db_path: str) -> None:
+def write_old_archive(db_path: str, version: int) -> None:
+    """An archive as schema ``version`` wrote it, holding offsets 0..2 of s1 ("needle 0"...)."""
     import flux0sync.store as store_module
 
-    original = store_module.MIGRATIONS
-    store_module.MIGRATIONS = original[:1]
-    store_module.SCHEMA_VERSION = 1
+    migrations, current = store_module.MIGRATIONS, store_module.SCHEMA_VERSION
+    store_module.MIGRATIONS, store_module.SCHEMA_VERSION = migrations[:version], version
     try:
         old = Store(db_path)
         old.write_batch("s1", make_events("s1", 0, 3, text="needle"))
         old.close()
     finally:
-        store_module.MIGRATIONS = original
-        store_module.SCHEMA_VERSION = len(original)
+        store_module.MIGRATIONS, store_module.SCHEMA_VERSION = migrations, current
+
+
+def test_migration_from_v1_adds_search(db_path: str) -> None:
+    write_old_archive(db_path, 1)
     store = Store(db_path)
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(original)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert [h.offset for h in store.search("needle")] == [0, 1, 2]
 
 
@@ -159,18 +162,7 @@ def test_search_fts_and_like_fallback(db_path: str) -> None:
 
 
 def test_migration_from_v2_keeps_events_and_search_and_goes_per_session(db_path: str) -> None:
-    import flux0sync.store as store_module
-
-    original = store_module.MIGRATIONS
-    store_module.MIGRATIONS = original[:2]
-    store_module.SCHEMA_VERSION = 2
-    try:
-        old = Store(db_path)
-        old.write_batch("s1", make_events("s1", 0, 3, text="needle"))
-        old.close()
-    finally:
-        store_module.MIGRATIONS = original
-        store_module.SCHEMA_VERSION = len(original)
+    write_old_archive(db_path, 2)
     store = Store(db_path)
     assert store.version == SCHEMA_VERSION >= 3
     assert [h.offset for h in store.search("needle")] == [0, 1, 2]
