@@ -1,4 +1,5 @@
-"""How every operation runs: per-call options, retries, transport choice, SDK-shaped errors."""
+"""How every operation runs (per-call options, retries, transport choice, SDK-shaped errors),
+and how each one written once becomes a method and its ``_async`` twin."""
 
 from __future__ import annotations
 
