@@ -4,6 +4,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
 from typing import Iterator, List
 
@@ -322,6 +323,17 @@ def test_gap_is_held_then_recorded_and_skipped(archive: Archive) -> None:
     assert (status.gaps_open, status.gaps_skipped, status.last_offset) == (0, 1, 7)
     assert [(g.first_offset, g.skipped_at is not None) for g in archive.gaps()] == [(2, True)]
     assert archive.gaps("s") == archive.gaps() and archive.integrity_ok()
+
+
+def test_old_gaps_are_skipped_in_offset_order_until_a_young_one(archive: Archive) -> None:
+    archive.write_batch("s", [raw_event("s", o) for o in (0, 1, 4, 5, 7)])
+    archive.reconcile_gaps("s", patience=3600)  # (2, 3) and (6, 6) first seen now
+    time.sleep(0.3)
+    archive.write_batch("s", [raw_event("s", 9)])  # (8, 8) is first seen by the next call
+    open_gaps, skipped = archive.reconcile_gaps("s", patience=0.2)
+    assert [(g.first_offset, g.last_offset) for g in skipped] == [(2, 3), (6, 6)]
+    assert [(g.first_offset, g.last_offset) for g in open_gaps] == [(8, 8)]
+    assert archive.checkpoint("s") == 7
 
 
 def test_conflicting_events_are_recorded_never_swallowed(archive: Archive, archive_db: str) -> None:
