@@ -38,9 +38,9 @@ from psycopg import errors as pg_errors  # type: ignore[import-not-found, unused
 from flux0lite.models import Agent, Session
 
 from .backend import StoreUnavailableError, redact_db_url
+from .gaps import Gap, reconcile
 from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
 from .store import (
-    Gap,
     Listed,
     PollRecord,
     SearchHit,
@@ -552,36 +552,7 @@ class PgStore:
         Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
         """
         sid = _key(session_id)
-
-        def work(cur: Any) -> Tuple[List[Gap], List[Gap]]:
-            now = time.time()
-            checkpoint = _lock_session(cur, sid)
-            found = _missing_ranges(cur, sid, checkpoint)
-            cur.execute(
-                "DELETE FROM gaps WHERE session_id = %s AND skipped_at IS NULL AND NOT (first_offset = ANY(%s))",
-                (sid, [first for first, _ in found]),
-            )  # filled (or narrowed: recorded again below)
-            if found:
-                cur.executemany(
-                    "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
-                    [(sid, first, last, now) for first, last in found],
-                )
-            skipped: List[Gap] = []
-            for gap in _gaps(cur, sid, open_only=True):
-                if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now:
-                    break
-                cur.execute(
-                    "UPDATE gaps SET skipped_at = %s WHERE session_id = %s AND first_offset = %s",
-                    (now, sid, gap.first_offset),
-                )
-                skipped.append(Gap(gap.session_id, gap.first_offset, gap.last_offset, gap.first_seen_at, now))
-                checkpoint = _advance(cur, sid, gap.last_offset)
-            if skipped:
-                _set_checkpoint(cur, sid, checkpoint, now, success=False)
-            return _gaps(cur, sid, open_only=True), skipped
-
-        return self._transact(work)
+        return self._transact(lambda cur: reconcile(_PgGaps(cur, sid), patience, time.time()))
 
     def mark_synced(self, session_id: str) -> None:
         now = time.time()
@@ -881,6 +852,45 @@ def _gaps(cur: Any, sid: str, *, open_only: bool) -> List[Gap]:
         (sid, open_only),
     )
     return [_gap(row) for row in cur.fetchall()]
+
+
+class _PgGaps:
+    """The :class:`~flux0sync.gaps.GapLedger` of one session in a transaction that holds its lock."""
+
+    def __init__(self, cur: Any, sid: str) -> None:
+        self.cur, self.sid = cur, sid
+
+    def checkpoint(self) -> int:
+        return _lock_session(self.cur, self.sid)
+
+    def missing_ranges(self, checkpoint: int) -> List[Tuple[int, int]]:
+        return _missing_ranges(self.cur, self.sid, checkpoint)
+
+    def record(self, found: Sequence[Tuple[int, int]], now: float) -> None:
+        self.cur.execute(
+            "DELETE FROM gaps WHERE session_id = %s AND skipped_at IS NULL AND NOT (first_offset = ANY(%s))",
+            (self.sid, [first for first, _ in found]),
+        )
+        if found:
+            self.cur.executemany(
+                "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
+                [(self.sid, first, last, now) for first, last in found],
+            )
+
+    def open_gaps(self) -> List[Gap]:
+        return _gaps(self.cur, self.sid, open_only=True)
+
+    def mark_skipped(self, first_offset: int, now: float) -> None:
+        self.cur.execute(
+            "UPDATE gaps SET skipped_at = %s WHERE session_id = %s AND first_offset = %s", (now, self.sid, first_offset)
+        )
+
+    def advance(self, checkpoint: int) -> int:
+        return _advance(self.cur, self.sid, checkpoint)
+
+    def save_checkpoint(self, checkpoint: int, now: float) -> None:
+        _set_checkpoint(self.cur, self.sid, checkpoint, now, success=False)
 
 
 def _clash(cur: Any, row: EventRow) -> Optional[str]:

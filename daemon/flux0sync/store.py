@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Typ
 
 from flux0lite.models import Agent, Session
 
+from .gaps import Gap, reconcile
 from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
 
 __all__ = [
@@ -108,17 +109,6 @@ class SearchHit:
     offset: Optional[int]
     source: str
     text: str
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Offsets ``first..last`` of a session the server skipped; ``skipped_at`` once given up on."""
-
-    session_id: str
-    first_offset: int
-    last_offset: int
-    first_seen_at: float
-    skipped_at: Optional[float]
 
 
 @dataclass(frozen=True)
@@ -666,37 +656,7 @@ class Store:
         Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
         """
         now = time.time()
-
-        def work(db: sqlite3.Connection) -> Tuple[List[Gap], List[Gap]]:
-            checkpoint = _checkpoint(db, session_id)
-            found = _missing_ranges(db, session_id, checkpoint)
-            found_firsts = {first for first, _ in found}
-            for (first,) in db.execute(
-                "SELECT first_offset FROM gaps WHERE session_id = ? AND skipped_at IS NULL", (session_id,)
-            ).fetchall():
-                if first not in found_firsts:  # filled (or narrowed: recorded again below)
-                    db.execute("DELETE FROM gaps WHERE session_id = ? AND first_offset = ?", (session_id, first))
-            for first, last in found:
-                db.execute(
-                    "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT(session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
-                    (session_id, first, last, now),
-                )
-            skipped: List[Gap] = []
-            for gap in _gaps(db, session_id, open_only=True):
-                if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now:
-                    break
-                db.execute(
-                    "UPDATE gaps SET skipped_at = ? WHERE session_id = ? AND first_offset = ?",
-                    (now, session_id, gap.first_offset),
-                )
-                skipped.append(Gap(gap.session_id, gap.first_offset, gap.last_offset, gap.first_seen_at, now))
-                checkpoint = _advance(db, session_id, gap.last_offset)
-            if skipped:
-                _set_checkpoint(db, session_id, checkpoint, now, success=False)
-            return _gaps(db, session_id, open_only=True), skipped
-
-        return self._write(work)
+        return self._write(lambda db: reconcile(_SqliteGaps(db, session_id), patience, now))
 
     def mark_synced(self, session_id: str) -> None:
         now = time.time()
@@ -986,6 +946,47 @@ def _gaps(db: sqlite3.Connection, session_id: str, *, open_only: bool) -> List[G
         (session_id, open_only),
     ).fetchall()
     return [Gap(*row) for row in rows]
+
+
+class _SqliteGaps:
+    """The :class:`~flux0sync.gaps.GapLedger` of one session in a write transaction."""
+
+    def __init__(self, db: sqlite3.Connection, session_id: str) -> None:
+        self.db, self.session_id = db, session_id
+
+    def checkpoint(self) -> int:
+        return _checkpoint(self.db, self.session_id)
+
+    def missing_ranges(self, checkpoint: int) -> List[Tuple[int, int]]:
+        return _missing_ranges(self.db, self.session_id, checkpoint)
+
+    def record(self, found: Sequence[Tuple[int, int]], now: float) -> None:
+        firsts = {first for first, _ in found}
+        for (first,) in self.db.execute(
+            "SELECT first_offset FROM gaps WHERE session_id = ? AND skipped_at IS NULL", (self.session_id,)
+        ).fetchall():
+            if first not in firsts:
+                self.db.execute("DELETE FROM gaps WHERE session_id = ? AND first_offset = ?", (self.session_id, first))
+        self.db.executemany(
+            "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
+            [(self.session_id, first, last, now) for first, last in found],
+        )
+
+    def open_gaps(self) -> List[Gap]:
+        return _gaps(self.db, self.session_id, open_only=True)
+
+    def mark_skipped(self, first_offset: int, now: float) -> None:
+        self.db.execute(
+            "UPDATE gaps SET skipped_at = ? WHERE session_id = ? AND first_offset = ?",
+            (now, self.session_id, first_offset),
+        )
+
+    def advance(self, checkpoint: int) -> int:
+        return _advance(self.db, self.session_id, checkpoint)
+
+    def save_checkpoint(self, checkpoint: int, now: float) -> None:
+        _set_checkpoint(self.db, self.session_id, checkpoint, now, success=False)
 
 
 def _same(raw_a: str, raw_b: str) -> bool:

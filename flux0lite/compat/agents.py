@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional, Union
 
 from flux0lite import Agent
 
-from .basesdk import BaseSDK, RetriesArg
+from .basesdk import BaseSDK, CallOptions, JsonCall, RetriesArg, operation, operation_async
 from .models.agentdto import AgentDTO
 from .models.agentsdto import AgentsDTO
 from .operation import Operation, data_list, segment
@@ -21,48 +21,27 @@ def _agent(payload: Any) -> AgentDTO:
     return AgentDTO.from_native(Agent.from_dict(payload))
 
 
-def _create(name: str, type_: str, description: Union[str, Unset, None]) -> Operation:
-    body = {"name": name, "type": type_}
-    if not isinstance(description, Unset):
-        body["description"] = description  # type: ignore[assignment]
-    return Operation("create_agent", "POST", "/api/agents", body=body)
-
-
-def _retrieve(agent_id: str) -> Operation:
-    return Operation("retrieve_agent", "GET", f"/api/agents/{segment(agent_id, 'agent_id')}", validation_422=True)
-
-
 _LIST = Operation("list_agents", "GET", "/api/agents")
 
 
 class Agents(BaseSDK):
+    # Each operation is written once (``_list``...) and made into a method and its ``_async`` twin.
     # ``retries`` may also come first and unnamed (the SDK's README example passes it so).
-    def list(
+    def _list(
         self,
         retries: RetriesArg = UNSET,
         *,
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         http_headers: Optional[Mapping[str, str]] = None,
-    ) -> AgentsDTO:
+    ) -> JsonCall[AgentsDTO]:
         """List Agents: every agent on the server, in no guaranteed order."""
-        return self._json(
-            _LIST, _agents, retries=retries, server_url=server_url, timeout_ms=timeout_ms, http_headers=http_headers
-        )
+        return JsonCall(_LIST, _agents, CallOptions(retries, server_url, timeout_ms, http_headers))
 
-    async def list_async(
-        self,
-        retries: RetriesArg = UNSET,
-        *,
-        server_url: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> AgentsDTO:
-        return await self._json_async(
-            _LIST, _agents, retries=retries, server_url=server_url, timeout_ms=timeout_ms, http_headers=http_headers
-        )
+    list = operation(_list)
+    list_async = operation_async(_list)
 
-    def create(
+    def _create(
         self,
         *,
         name: str,
@@ -72,38 +51,18 @@ class Agents(BaseSDK):
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         http_headers: Optional[Mapping[str, str]] = None,
-    ) -> AgentDTO:
+    ) -> JsonCall[AgentDTO]:
         """Create Agent. Never re-sent after it may have reached the server, whatever ``retries`` says."""
-        return self._json(
-            _create(name, type_, description),
-            _agent,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+        body = {"name": name, "type": type_}
+        if not isinstance(description, Unset):
+            body["description"] = description  # type: ignore[assignment]
+        op = Operation("create_agent", "POST", "/api/agents", body=body)
+        return JsonCall(op, _agent, CallOptions(retries, server_url, timeout_ms, http_headers))
 
-    async def create_async(
-        self,
-        *,
-        name: str,
-        type_: str,
-        description: Union[str, Unset, None] = UNSET,
-        retries: RetriesArg = UNSET,
-        server_url: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> AgentDTO:
-        return await self._json_async(
-            _create(name, type_, description),
-            _agent,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+    create = operation(_create)
+    create_async = operation_async(_create)
 
-    def retrieve(
+    def _retrieve(
         self,
         *,
         agent_id: str,
@@ -111,31 +70,11 @@ class Agents(BaseSDK):
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         http_headers: Optional[Mapping[str, str]] = None,
-    ) -> AgentDTO:
+    ) -> JsonCall[AgentDTO]:
         """Retrieve Agent by id (404: ``models.APIError``; 422 field errors: ``HTTPValidationError``)."""
-        return self._json(
-            _retrieve(agent_id),
-            _agent,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+        path = f"/api/agents/{segment(agent_id, 'agent_id')}"
+        op = Operation("retrieve_agent", "GET", path, validation_422=True)
+        return JsonCall(op, _agent, CallOptions(retries, server_url, timeout_ms, http_headers))
 
-    async def retrieve_async(
-        self,
-        *,
-        agent_id: str,
-        retries: RetriesArg = UNSET,
-        server_url: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> AgentDTO:
-        return await self._json_async(
-            _retrieve(agent_id),
-            _agent,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+    retrieve = operation(_retrieve)
+    retrieve_async = operation_async(_retrieve)

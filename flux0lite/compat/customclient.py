@@ -86,15 +86,26 @@ def _log(logger: Any, text: str, *args: Any) -> None:
         logger.debug(text, *args)
 
 
-def _json_result(response: Any, op: Operation) -> Any:
+def _status_error(response: Any, content: bytes, headers: Dict[str, str], op: Operation) -> Optional[Flux0Error]:
+    """The SDK's error for an answer whose status is not 2xx, or None."""
     status = int(response.status_code)
+    if 200 <= status < 300:
+        return None
+    error = error_for_status(status, error_body(content), headers, method=op.method, url=_url(response, op))
+    return sdk_error(error, op, raw_response=response)
+
+
+def _url(response: Any, op: Operation) -> str:
+    return str(getattr(response, "url", op.path))
+
+
+def _json_result(response: Any, op: Operation) -> Any:
     content = bytes(response.content)
     headers = lower_headers(response.headers)
-    url = str(getattr(response, "url", op.path))
-    if not 200 <= status < 300:
-        error = error_for_status(status, error_body(content), headers, method=op.method, url=url)
-        raise sdk_error(error, op, raw_response=response)
-    return decode_json_body(content, headers.get("content-type", ""), f"{op.method} {url}")
+    error = _status_error(response, content, headers, op)
+    if error is not None:
+        raise error
+    return decode_json_body(content, headers.get("content-type", ""), f"{op.method} {_url(response, op)}")
 
 
 def send_json(
@@ -137,14 +148,13 @@ def stream_event(sse: SSEEvent) -> StreamEvent:
 
 def _stream_failure(response: Any, content: bytes, op: Operation) -> Optional[Flux0Error]:
     """Why an opened stream cannot be read (error status or not an event stream), if it cannot."""
-    status = int(response.status_code)
     headers = lower_headers(response.headers)
-    url = str(getattr(response, "url", op.path))
-    if not 200 <= status < 300:
-        error = error_for_status(status, error_body(content), headers, method=op.method, url=url)
-        return sdk_error(error, op, raw_response=response)
+    error = _status_error(response, content, headers, op)
+    if error is not None:
+        return error
     media = headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "text/event-stream":
+        url = _url(response, op)
         return ContentTypeError(f"expected text/event-stream from {op.method} {url}, got {media or 'nothing'!r}")
     return None
 

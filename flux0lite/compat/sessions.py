@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from flux0lite import ConfigError, Event, Session
 
-from .basesdk import BaseSDK, RetriesArg
+from .basesdk import BaseSDK, CallOptions, JsonCall, RetriesArg, StreamCall, operation, operation_async
 from .models._convert import plain
 from .models.eventdto import EventDTO
 from .models.eventsdto import EventsDTO
@@ -17,7 +17,6 @@ from .models.sessiondto import SessionDTO
 from .models.sessionsdto import SessionsDTO
 from .operation import Operation, data_list, segment
 from .types import UNSET, Unset
-from .utils.eventstreaming import EventStream, EventStreamAsync, SDKStreamEvent
 
 OptStr = Union[str, None, Unset]
 
@@ -29,48 +28,6 @@ def _session(payload: Any) -> SessionDTO:
 def _sessions(payload: Any) -> SessionsDTO:
     items = data_list(payload, "sessions.list")
     return SessionsDTO(data=[SessionDTO.from_native(Session.from_dict(item)) for item in items])
-
-
-def _create(agent_id: str, allow_greeting: Optional[bool], id: OptStr, title: OptStr) -> Operation:
-    body: Dict[str, Any] = {"agent_id": agent_id}
-    if not isinstance(id, Unset):
-        body["id"] = id
-    if not isinstance(title, Unset):
-        body["title"] = title
-    params = {"allow_greeting": "true" if allow_greeting else "false"}
-    return Operation("create_session", "POST", "/api/sessions", params=params, body=body)
-
-
-def _list(agent_id: OptStr) -> Operation:
-    params = {"agent_id": agent_id} if isinstance(agent_id, str) else None
-    return Operation("list_sessions", "GET", "/api/sessions", params=params, validation_422=True)
-
-
-def _retrieve(session_id: str) -> Operation:
-    path = f"/api/sessions/{segment(session_id, 'session_id')}"
-    return Operation("retrieve_session", "GET", path, validation_422=True)
-
-
-def _create_event(session_id: str, type_: Any, source: Any, content: OptStr) -> Operation:
-    body: Dict[str, Any] = {"type": plain(type_), "source": plain(source)}
-    if not isinstance(content, Unset):
-        body["content"] = content
-    path = f"/api/sessions/{segment(session_id, 'session_id')}/events/stream"
-    return Operation("create_session_event", "POST", path, body=body)
-
-
-def _list_events(session_id: str, min_offset: Any, source: Any, correlation_id: OptStr) -> Operation:
-    params: Dict[str, str] = {}
-    if isinstance(min_offset, int) and not isinstance(min_offset, bool) and min_offset >= 0:
-        params["min_offset"] = str(min_offset)
-    elif min_offset is not None and not isinstance(min_offset, Unset):
-        raise ConfigError(f"min_offset must be an int >= 0, got {min_offset!r}")
-    if source is not None and not isinstance(source, Unset):
-        params["source"] = str(plain(source))
-    if isinstance(correlation_id, str):
-        params["correlation_id"] = correlation_id
-    path = f"/api/sessions/{segment(session_id, 'session_id')}/events"
-    return Operation("list_session_events", "GET", path, params=params or None)
 
 
 def _events_parser(types: Any) -> Callable[[Any], EventsDTO]:
@@ -89,7 +46,8 @@ def _events_parser(types: Any) -> Callable[[Any], EventsDTO]:
 
 
 class Sessions(BaseSDK):
-    def create(
+    # Each operation is written once (``_create``...) and made into a method and its ``_async`` twin.
+    def _create(
         self,
         *,
         agent_id: str,
@@ -100,39 +58,21 @@ class Sessions(BaseSDK):
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         http_headers: Optional[Mapping[str, str]] = None,
-    ) -> SessionDTO:
+    ) -> JsonCall[SessionDTO]:
         """Create a new session between a user and an agent (never re-sent once it may have arrived)."""
-        return self._json(
-            _create(agent_id, allow_greeting, id, title),
-            _session,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+        body: Dict[str, Any] = {"agent_id": agent_id}
+        if not isinstance(id, Unset):
+            body["id"] = id
+        if not isinstance(title, Unset):
+            body["title"] = title
+        params = {"allow_greeting": "true" if allow_greeting else "false"}
+        op = Operation("create_session", "POST", "/api/sessions", params=params, body=body)
+        return JsonCall(op, _session, CallOptions(retries, server_url, timeout_ms, http_headers))
 
-    async def create_async(
-        self,
-        *,
-        agent_id: str,
-        allow_greeting: Optional[bool] = False,
-        id: OptStr = UNSET,
-        title: OptStr = UNSET,
-        retries: RetriesArg = UNSET,
-        server_url: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> SessionDTO:
-        return await self._json_async(
-            _create(agent_id, allow_greeting, id, title),
-            _session,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+    create = operation(_create)
+    create_async = operation_async(_create)
 
-    def list(
+    def _list(
         self,
         *,
         agent_id: OptStr = UNSET,
@@ -140,36 +80,16 @@ class Sessions(BaseSDK):
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         http_headers: Optional[Mapping[str, str]] = None,
-    ) -> SessionsDTO:
+    ) -> JsonCall[SessionsDTO]:
         """List Sessions, optionally only those of one agent."""
-        return self._json(
-            _list(agent_id),
-            _sessions,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+        params = {"agent_id": agent_id} if isinstance(agent_id, str) else None
+        op = Operation("list_sessions", "GET", "/api/sessions", params=params, validation_422=True)
+        return JsonCall(op, _sessions, CallOptions(retries, server_url, timeout_ms, http_headers))
 
-    async def list_async(
-        self,
-        *,
-        agent_id: OptStr = UNSET,
-        retries: RetriesArg = UNSET,
-        server_url: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> SessionsDTO:
-        return await self._json_async(
-            _list(agent_id),
-            _sessions,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+    list = operation(_list)
+    list_async = operation_async(_list)
 
-    def retrieve(
+    def _retrieve(
         self,
         *,
         session_id: str,
@@ -177,35 +97,15 @@ class Sessions(BaseSDK):
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         http_headers: Optional[Mapping[str, str]] = None,
-    ) -> SessionDTO:
-        return self._json(
-            _retrieve(session_id),
-            _session,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+    ) -> JsonCall[SessionDTO]:
+        path = f"/api/sessions/{segment(session_id, 'session_id')}"
+        op = Operation("retrieve_session", "GET", path, validation_422=True)
+        return JsonCall(op, _session, CallOptions(retries, server_url, timeout_ms, http_headers))
 
-    async def retrieve_async(
-        self,
-        *,
-        session_id: str,
-        retries: RetriesArg = UNSET,
-        server_url: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> SessionDTO:
-        return await self._json_async(
-            _retrieve(session_id),
-            _session,
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+    retrieve = operation(_retrieve)
+    retrieve_async = operation_async(_retrieve)
 
-    def create_event(
+    def _create_event(
         self,
         *,
         session_id: str,
@@ -216,41 +116,23 @@ class Sessions(BaseSDK):
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         http_headers: Optional[Mapping[str, str]] = None,
-    ) -> EventStream[SDKStreamEvent]:
+    ) -> StreamCall:
         """Post an event (a user message) and stream the agent's reply.
 
         The POST is never re-sent once it may have reached the server: that would post the
         message twice. ``list_events`` recovers what the agent stored.
         """
-        return self._stream(
-            _create_event(session_id, type_, source, content),
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+        body: Dict[str, Any] = {"type": plain(type_), "source": plain(source)}
+        if not isinstance(content, Unset):
+            body["content"] = content
+        path = f"/api/sessions/{segment(session_id, 'session_id')}/events/stream"
+        op = Operation("create_session_event", "POST", path, body=body)
+        return StreamCall(op, CallOptions(retries, server_url, timeout_ms, http_headers))
 
-    async def create_event_async(
-        self,
-        *,
-        session_id: str,
-        type_: Union[EventTypeDTO, str],
-        source: Union[EventSourceDTO, str],
-        content: OptStr = UNSET,
-        retries: RetriesArg = UNSET,
-        server_url: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> EventStreamAsync[SDKStreamEvent]:
-        return await self._stream_async(
-            _create_event(session_id, type_, source, content),
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+    create_event = operation(_create_event)
+    create_event_async = operation_async(_create_event)
 
-    def list_events(
+    def _list_events(
         self,
         *,
         session_id: str,
@@ -262,35 +144,20 @@ class Sessions(BaseSDK):
         server_url: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         http_headers: Optional[Mapping[str, str]] = None,
-    ) -> EventsDTO:
+    ) -> JsonCall[EventsDTO]:
         """List Events of a session in offset order, optionally filtered."""
-        return self._json(
-            _list_events(session_id, min_offset, source, correlation_id),
-            _events_parser(types),
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+        params: Dict[str, str] = {}
+        if isinstance(min_offset, int) and not isinstance(min_offset, bool) and min_offset >= 0:
+            params["min_offset"] = str(min_offset)
+        elif min_offset is not None and not isinstance(min_offset, Unset):
+            raise ConfigError(f"min_offset must be an int >= 0, got {min_offset!r}")
+        if source is not None and not isinstance(source, Unset):
+            params["source"] = str(plain(source))
+        if isinstance(correlation_id, str):
+            params["correlation_id"] = correlation_id
+        path = f"/api/sessions/{segment(session_id, 'session_id')}/events"
+        op = Operation("list_session_events", "GET", path, params=params or None)
+        return JsonCall(op, _events_parser(types), CallOptions(retries, server_url, timeout_ms, http_headers))
 
-    async def list_events_async(
-        self,
-        *,
-        session_id: str,
-        min_offset: Union[int, Unset, None] = UNSET,
-        source: Union[EventSourceDTO, str, Unset, None] = UNSET,
-        correlation_id: OptStr = UNSET,
-        types: Union[List[Union[EventTypeDTO, str]], Unset, None] = UNSET,
-        retries: RetriesArg = UNSET,
-        server_url: Optional[str] = None,
-        timeout_ms: Optional[int] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> EventsDTO:
-        return await self._json_async(
-            _list_events(session_id, min_offset, source, correlation_id),
-            _events_parser(types),
-            retries=retries,
-            server_url=server_url,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+    list_events = operation(_list_events)
+    list_events_async = operation_async(_list_events)

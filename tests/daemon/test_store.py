@@ -4,11 +4,12 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import pytest
-from flux0sync.backend import open_store
+from flux0sync.backend import Archive, open_store
 from flux0sync.rows import RawEvent
 from flux0sync.store import (
     APPLICATION_ID,
@@ -21,26 +22,8 @@ from flux0sync.store import (
 )
 
 from flux0lite.models import Session
+from tests.archive_events import make_events, raw_event
 from tests.daemon.helpers import execute
-
-
-def make_events(session: str, start: int, count: int, text: str = "hello") -> List[RawEvent]:
-    return [
-        RawEvent.from_doc(
-            {
-                "id": f"{session}-{i}",
-                "type": "message",
-                "source": "user",
-                "offset": i,
-                "correlation_id": "c",
-                "data": {"type": "message", "parts": [{"type": "content", "content": f"{text} {i}"}]},
-                "created_at": "2026-11-25T00:00:00Z",
-                "deleted": False,
-                "metadata": None,
-            }
-        )
-        for i in range(start, start + count)
-    ]
 
 
 @pytest.fixture
@@ -64,18 +47,6 @@ def test_new_archive_is_private_wal_and_versioned(db_path: str) -> None:
     reopened = Store(db_path)
     assert reopened.counts() == (0, 0, 3)
     reopened.close()
-
-
-def test_write_batch_is_idempotent_and_moves_checkpoint(db_path: str) -> None:
-    store = Store(db_path)
-    assert store.checkpoint("s1") == -1
-    assert store.write_batch("s1", make_events("s1", 0, 10)).inserted == 10
-    assert store.checkpoint("s1") == 9
-    assert store.write_batch("s1", make_events("s1", 5, 10)).inserted == 5  # overlap stored once
-    assert store.checkpoint("s1") == 14
-    assert store.counts()[2] == 15
-    assert [json.loads(e)["offset"] for e in store.iter_raw_events("s1")] == list(range(15))
-    assert store.write_batch("s1", []).inserted == 0
 
 
 def test_failed_batch_rolls_back_events_and_checkpoint_together(db_path: str) -> None:
@@ -157,21 +128,24 @@ def test_newer_schema_is_refused(db_path: str) -> None:
         Store(db_path)
 
 
-def test_migration_from_v1_adds_search(db_path: str) -> None:
+def write_old_archive(db_path: str, version: int) -> None:
+    """An archive as schema ``version`` wrote it, holding offsets 0..2 of s1 ("needle 0"...)."""
     import flux0sync.store as store_module
 
-    original = store_module.MIGRATIONS
-    store_module.MIGRATIONS = original[:1]
-    store_module.SCHEMA_VERSION = 1
+    migrations, current = store_module.MIGRATIONS, store_module.SCHEMA_VERSION
+    store_module.MIGRATIONS, store_module.SCHEMA_VERSION = migrations[:version], version
     try:
         old = Store(db_path)
         old.write_batch("s1", make_events("s1", 0, 3, text="needle"))
         old.close()
     finally:
-        store_module.MIGRATIONS = original
-        store_module.SCHEMA_VERSION = len(original)
+        store_module.MIGRATIONS, store_module.SCHEMA_VERSION = migrations, current
+
+
+def test_migration_from_v1_adds_search(db_path: str) -> None:
+    write_old_archive(db_path, 1)
     store = Store(db_path)
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(original)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert [h.offset for h in store.search("needle")] == [0, 1, 2]
 
 
@@ -188,47 +162,8 @@ def test_search_fts_and_like_fallback(db_path: str) -> None:
     assert store.search("%x") == [] and len(store.search("%")) == 2
 
 
-def test_status_rows_and_errors(db_path: str) -> None:
-    store = Store(db_path)
-    store.write_batch("s1", make_events("s1", 0, 4))
-    assert store.mark_error("s1", "boom") == 1
-    assert store.mark_error("s1", "boom again") == 2
-    (row,) = store.session_statuses()
-    assert row.events == 4 and row.last_offset == 3 and row.errors == 2 and row.last_error == "boom again"
-    store.mark_synced("s1")
-    assert store.session_statuses()[0].errors == 0
-    assert store.session_exists("s1") and not store.session_exists("nope")
-
-
-def raw_event(session: str, offset: object, event_id: str = "", text: str = "hi", **extra: object) -> RawEvent:
-    doc = {
-        "id": event_id or f"{session}-{offset}",
-        "type": "message",
-        "source": "user",
-        "offset": offset,
-        "correlation_id": "c",
-        "data": {"type": "message", "parts": [{"type": "content", "content": text}]},
-        "created_at": "2026-11-25T00:00:00Z",
-        "deleted": False,
-        "metadata": None,
-    }
-    doc.update(extra)
-    return RawEvent.from_doc(doc)
-
-
 def test_migration_from_v2_keeps_events_and_search_and_goes_per_session(db_path: str) -> None:
-    import flux0sync.store as store_module
-
-    original = store_module.MIGRATIONS
-    store_module.MIGRATIONS = original[:2]
-    store_module.SCHEMA_VERSION = 2
-    try:
-        old = Store(db_path)
-        old.write_batch("s1", make_events("s1", 0, 3, text="needle"))
-        old.close()
-    finally:
-        store_module.MIGRATIONS = original
-        store_module.SCHEMA_VERSION = len(original)
+    write_old_archive(db_path, 2)
     store = Store(db_path)
     assert store.version == SCHEMA_VERSION >= 3
     assert [h.offset for h in store.search("needle")] == [0, 1, 2]
@@ -236,68 +171,6 @@ def test_migration_from_v2_keeps_events_and_search_and_goes_per_session(db_path:
     assert store.write_batch("s2", [raw_event("s2", 0, event_id="s1-0", text="needle too")]).inserted == 1
     assert [(h.session_id, h.offset) for h in store.search("needle")] == [("s1", 0), ("s1", 1), ("s1", 2), ("s2", 0)]
     assert store.integrity_ok()
-
-
-def test_checkpoint_never_passes_an_offset_that_is_not_stored(db_path: str) -> None:
-    store = Store(db_path)
-    result = store.write_batch("s", [raw_event("s", o) for o in (3, 0, 1)])
-    assert result.inserted == 3 and result.checkpoint == 1 and store.checkpoint("s") == 1
-    assert store.write_batch("s", [raw_event("s", 2)]).checkpoint == 3
-    assert [json.loads(r)["offset"] for r in store.iter_raw_events("s")] == [0, 1, 2, 3]
-
-
-def test_gap_is_held_then_recorded_and_skipped(db_path: str) -> None:
-    store = Store(db_path)
-    store.write_batch("s", [raw_event("s", o) for o in (0, 1, 4, 5, 7)])
-    open_gaps, skipped = store.reconcile_gaps("s", patience=3600)
-    assert [(g.first_offset, g.last_offset) for g in open_gaps] == [(2, 3), (6, 6)] and skipped == []
-    assert store.checkpoint("s") == 1
-    store.write_batch("s", [raw_event("s", 6)])  # the second gap fills: forgotten
-    open_gaps, skipped = store.reconcile_gaps("s", patience=0)
-    assert open_gaps == [] and [(g.first_offset, g.last_offset) for g in skipped] == [(2, 3)]
-    assert store.checkpoint("s") == 7
-    (status,) = store.session_statuses()
-    assert (status.gaps_open, status.gaps_skipped, status.last_offset) == (0, 1, 7)
-    assert [(g.first_offset, g.skipped_at is not None) for g in store.gaps()] == [(2, True)]
-
-
-def test_conflicting_events_are_recorded_never_swallowed(db_path: str) -> None:
-    store = Store(db_path)
-    store.write_batch("s", [raw_event("s", 0), raw_event("s", 1)])
-    again = store.write_batch("s", [raw_event("s", 0), raw_event("s", 1)])
-    assert (again.inserted, again.duplicates, again.conflicts) == (0, 2, 0)
-    clash = store.write_batch("s", [raw_event("s", 1, event_id="other"), raw_event("s", 2, event_id="s-0")])
-    assert (clash.inserted, clash.conflicts) == (0, 2)
-    assert store.write_batch("s", [raw_event("s", 1, event_id="other")]).conflicts == 0  # recorded once
-    reasons = sorted(r for (r,) in store.db.execute("SELECT reason FROM conflicts"))
-    assert reasons == ["same id, different event", "same offset, different id"]
-    assert store.session_statuses()[0].conflicts == 2
-
-
-def test_unstorable_values_are_kept_in_raw_with_the_column_nulled(db_path: str) -> None:
-    store = Store(db_path)
-    events = [
-        raw_event("s", 0, text="lone \ud83d surrogate"),
-        raw_event("s", 2**63, event_id="huge"),
-        raw_event("s", 1, created_at="300000-01-01T00:00:00Z", source="\udcff"),
-        raw_event("s", -5, event_id="negative"),
-        raw_event("s", True, event_id="boolean"),
-    ]
-    store.write_batch("s", events)
-    rows = store.db.execute('SELECT id, "offset", source, created_at, text, raw FROM events ORDER BY rowid').fetchall()
-    by_id = {r[0]: r for r in rows}
-    assert (
-        by_id["s-0"][4] is None
-        and json.loads(by_id["s-0"][5])["data"]["parts"][0]["content"] == "lone \ud83d surrogate"
-    )
-    assert by_id["huge"][1] is None and json.loads(by_id["huge"][5])["offset"] == 2**63
-    assert by_id["s-1"][3] is None and by_id["s-1"][2] == '"\\udcff"'
-    assert json.loads(by_id["s-1"][5])["created_at"] == "300000-01-01T00:00:00Z"
-    assert by_id["negative"][1] is None and by_id["boolean"][1] is None
-    assert store.checkpoint("s") == 1
-    # a re-fetch stores nothing twice, offset or not
-    again = store.write_batch("s", events)
-    assert (again.inserted, again.conflicts) == (0, 0)
 
 
 def test_busy_archive_is_waited_out_not_fatal(db_path: str) -> None:
@@ -388,3 +261,110 @@ def test_listing_and_poll_schedule_on_either_backend(archive_db: str) -> None:
         assert titles == {"s1": "t", "s2": "renamed"}
     finally:
         store.close()
+
+
+# -- the same behaviour on both backends ---------------------------------------------------------
+
+
+@pytest.fixture
+def archive(archive_db: str) -> Iterator[Archive]:
+    store = open_store(archive_db)
+    yield store
+    store.close()
+
+
+def test_write_batch_is_idempotent_and_the_checkpoint_only_moves_forward(archive: Archive) -> None:
+    assert archive.checkpoint("s1") == -1
+    assert archive.write_batch("s1", make_events("s1", 0, 10)).inserted == 10
+    assert archive.checkpoint("s1") == 9
+    assert archive.write_batch("s1", make_events("s1", 5, 10)).inserted == 5  # overlap stored once
+    assert archive.checkpoint("s1") == 14
+    assert archive.write_batch("s1", make_events("s1", 0, 3)).inserted == 0  # a late, older batch
+    assert archive.write_batch("s1", []).checkpoint == 14
+    assert archive.checkpoint("s1") == 14
+    # the same event id in another session is another event
+    other = [RawEvent.from_doc({**e.doc, "id": "s1-0"}) for e in make_events("s2", 0, 1)]
+    assert archive.write_batch("s2", other).inserted == 1
+    assert archive.counts() == (0, 0, 16)
+    assert [json.loads(raw)["offset"] for raw in archive.iter_raw_events("s1")] == list(range(15))
+
+
+def test_status_rows_and_errors(archive: Archive) -> None:
+    archive.write_batch("s1", make_events("s1", 0, 4))
+    assert archive.mark_error("s2", "boom") == 1
+    assert archive.mark_error("s2", "boom again") == 2
+    archive.mark_synced("s3")
+    rows = {r.session_id: r for r in archive.session_statuses()}
+    assert rows["s1"].events == 4 and rows["s1"].last_offset == 3 and rows["s1"].errors == 0
+    assert rows["s2"].errors == 2 and rows["s2"].last_error == "boom again"
+    assert rows["s3"].last_success_at is not None and rows["s3"].last_offset == -1
+    archive.mark_synced("s2")
+    assert {r.session_id: r for r in archive.session_statuses()}["s2"].errors == 0
+    assert archive.session_exists("s1") and not archive.session_exists("nope")
+
+
+def test_checkpoint_never_passes_an_offset_that_is_not_stored(archive: Archive) -> None:
+    result = archive.write_batch("s", [raw_event("s", o) for o in (3, 0, 1)])
+    assert result.inserted == 3 and result.checkpoint == 1 and archive.checkpoint("s") == 1
+    assert archive.write_batch("s", [raw_event("s", 2)]).checkpoint == 3
+    assert [json.loads(r)["offset"] for r in archive.iter_raw_events("s")] == [0, 1, 2, 3]
+
+
+def test_gap_is_held_then_recorded_and_skipped(archive: Archive) -> None:
+    archive.write_batch("s", [raw_event("s", o) for o in (0, 1, 4, 5, 7)])
+    open_gaps, skipped = archive.reconcile_gaps("s", patience=3600)
+    assert [(g.first_offset, g.last_offset) for g in open_gaps] == [(2, 3), (6, 6)] and skipped == []
+    assert archive.checkpoint("s") == 1
+    archive.write_batch("s", [raw_event("s", 6)])  # the second gap fills: forgotten
+    open_gaps, skipped = archive.reconcile_gaps("s", patience=0)
+    assert open_gaps == [] and [(g.first_offset, g.last_offset) for g in skipped] == [(2, 3)]
+    assert archive.checkpoint("s") == 7
+    (status,) = archive.session_statuses()
+    assert (status.gaps_open, status.gaps_skipped, status.last_offset) == (0, 1, 7)
+    assert [(g.first_offset, g.skipped_at is not None) for g in archive.gaps()] == [(2, True)]
+    assert archive.gaps("s") == archive.gaps() and archive.integrity_ok()
+
+
+def test_old_gaps_are_skipped_in_offset_order_until_a_young_one(archive: Archive) -> None:
+    archive.write_batch("s", [raw_event("s", o) for o in (0, 1, 4, 5, 7)])
+    archive.reconcile_gaps("s", patience=3600)  # (2, 3) and (6, 6) first seen now
+    time.sleep(0.3)
+    archive.write_batch("s", [raw_event("s", 9)])  # (8, 8) is first seen by the next call
+    open_gaps, skipped = archive.reconcile_gaps("s", patience=0.2)
+    assert [(g.first_offset, g.last_offset) for g in skipped] == [(2, 3), (6, 6)]
+    assert [(g.first_offset, g.last_offset) for g in open_gaps] == [(8, 8)]
+    assert archive.checkpoint("s") == 7
+
+
+def test_conflicting_events_are_recorded_never_swallowed(archive: Archive, archive_db: str) -> None:
+    archive.write_batch("s", [raw_event("s", 0), raw_event("s", 1)])
+    again = archive.write_batch("s", [raw_event("s", 0), raw_event("s", 1)])
+    assert (again.inserted, again.duplicates, again.conflicts) == (0, 2, 0)
+    clash = archive.write_batch("s", [raw_event("s", 1, event_id="other"), raw_event("s", 2, event_id="s-0")])
+    assert (clash.inserted, clash.conflicts) == (0, 2)
+    assert archive.write_batch("s", [raw_event("s", 1, event_id="other")]).conflicts == 0  # recorded once
+    reasons = sorted(r for (r,) in execute(archive_db, "SELECT reason FROM conflicts"))
+    assert reasons == ["same id, different event", "same offset, different id"]
+    assert archive.session_statuses()[0].conflicts == 2
+
+
+def test_unstorable_values_are_kept_in_raw_with_the_column_nulled(archive: Archive, archive_db: str) -> None:
+    events = [
+        raw_event("s", 0, text="lone \ud83d surrogate"),
+        raw_event("s", 2**63, event_id="huge"),
+        raw_event("s", 1, created_at="300000-01-01T00:00:00Z", source="\udcff"),
+        raw_event("s", -5, event_id="negative"),
+        raw_event("s", True, event_id="boolean"),
+    ]
+    archive.write_batch("s", events)
+    by_id = {r[0]: r for r in execute(archive_db, 'SELECT id, "offset", source, created_at, text, raw FROM events')}
+    assert by_id["s-0"][4] is None
+    assert json.loads(by_id["s-0"][5])["data"]["parts"][0]["content"] == "lone \ud83d surrogate"
+    assert by_id["huge"][1] is None and json.loads(by_id["huge"][5])["offset"] == 2**63
+    assert by_id["s-1"][3] is None and by_id["s-1"][2] == '"\\udcff"'
+    assert json.loads(by_id["s-1"][5])["created_at"] == "300000-01-01T00:00:00Z"
+    assert by_id["negative"][1] is None and by_id["boolean"][1] is None
+    assert archive.checkpoint("s") == 1
+    again = archive.write_batch("s", events)  # a re-fetch stores nothing twice, offset or not
+    assert (again.inserted, again.conflicts) == (0, 0)
+    assert [json.loads(r)["id"] for r in archive.iter_raw_events("s")][:2] == ["s-0", "s-1"]

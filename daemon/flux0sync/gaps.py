@@ -1,0 +1,78 @@
+"""Gap reconciliation, one algorithm for every archive backend.
+
+A gap is a run of offsets, below the highest one stored, that the server has not returned. It is
+recorded and held open while it may still fill (the server may commit out of order), forgotten
+once it fills, and given up on (``skipped_at``) once it is the next offset after the checkpoint
+and has been open longer than ``patience``: only then does the checkpoint move past offsets that
+are not stored, and the record says so. Each store supplies a :class:`GapLedger`, its own SQL for
+one session inside its write transaction; :func:`reconcile` decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import List, Optional, Protocol, Sequence, Tuple
+
+__all__ = ["Gap", "GapLedger", "reconcile"]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Offsets ``first..last`` of a session the server skipped; ``skipped_at`` once given up on."""
+
+    session_id: str
+    first_offset: int
+    last_offset: int
+    first_seen_at: float
+    skipped_at: Optional[float]
+
+
+class GapLedger(Protocol):
+    """One session's offsets and gap records, read and written inside a store's write transaction."""
+
+    def checkpoint(self) -> int:
+        """The stored checkpoint (a store with concurrent writers locks the session here)."""
+        ...
+
+    def missing_ranges(self, checkpoint: int) -> List[Tuple[int, int]]:
+        """``(first, last)`` of each run of offsets missing between ``checkpoint`` and the highest stored."""
+        ...
+
+    def record(self, found: Sequence[Tuple[int, int]], now: float) -> None:
+        """Make the open gaps exactly ``found``: forget the others (filled, or narrowed), add the
+        new ones as first seen ``now``, and keep a known one's ``first_seen_at``."""
+        ...
+
+    def open_gaps(self) -> List[Gap]:
+        """The gaps not given up on, by first offset."""
+        ...
+
+    def mark_skipped(self, first_offset: int, now: float) -> None: ...
+
+    def advance(self, checkpoint: int) -> int:
+        """The highest offset reached from ``checkpoint`` through stored offsets without a hole."""
+        ...
+
+    def save_checkpoint(self, checkpoint: int, now: float) -> None:
+        """Move the checkpoint forward (never back) without counting a successful sync."""
+        ...
+
+
+def reconcile(ledger: GapLedger, patience: float, now: float) -> Tuple[List[Gap], List[Gap]]:
+    """Record the offsets missing below the highest stored one; skip those older than ``patience``.
+
+    Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
+    """
+    checkpoint = ledger.checkpoint()
+    ledger.record(ledger.missing_ranges(checkpoint), now)
+    skipped: List[Gap] = []
+    for gap in ledger.open_gaps():
+        if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now:
+            break  # the checkpoint passes gaps in offset order: one still young holds it there
+        ledger.mark_skipped(gap.first_offset, now)
+        skipped.append(dataclasses.replace(gap, skipped_at=now))
+        checkpoint = ledger.advance(gap.last_offset)
+    if skipped:
+        ledger.save_checkpoint(checkpoint, now)
+    return ledger.open_gaps(), skipped
