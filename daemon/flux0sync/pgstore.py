@@ -25,7 +25,6 @@ turns a missing driver into one clear error.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -49,6 +48,7 @@ from .store import (
     StoreError,
     StoreFullError,
     WriteResult,
+    _conflict_digest,
     _same,
     _same_json,
 )
@@ -897,7 +897,7 @@ def _clash(cur: Any, row: EventRow) -> Optional[str]:
 
 def _record_conflict(cur: Any, row: EventRow, reason: str, now: float) -> int:
     sid, event_id, offset, raw = row[0], row[1], row[2], row[9]
-    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    digest = _conflict_digest(row, reason)
     cur.execute(
         'INSERT INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
