@@ -207,6 +207,10 @@ def _read_ini(path: str) -> Dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 (byte {exc.start})") from exc
+    except configparser.ParsingError as exc:
+        # the line number only: the line may be a secret (the systemd env file's FLUX0_TOKEN=...)
+        line = getattr(exc, "lineno", None) or exc.errors[0][0]
+        raise ConfigError(f"config file {path}: line {line} is not '[section]' or 'name = value'") from None
     except configparser.Error as exc:
         raise ConfigError(f"config file {path} is not valid INI: {' '.join(str(exc).split())}") from exc
     if not parser.has_section("flux0-sync"):
