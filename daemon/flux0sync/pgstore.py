@@ -36,7 +36,8 @@ from psycopg import errors as pg_errors  # type: ignore[import-not-found, unused
 
 from flux0lite.models import Agent, Session
 
-from .backend import StoreUnavailableError, redact_db_url
+from .backend import StoreUnavailableError, redact_db_text, redact_db_url
+from .config import ConfigError
 from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
 from .store import (
     Gap,
@@ -299,7 +300,9 @@ class PgStore:
             if self.readonly:
                 self.db.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
-            message = f"cannot connect to {self.path}: {' '.join(str(exc).split())}"
+            message = f"cannot connect to {self.path}: {redact_db_text(' '.join(str(exc).split()), self._url)}"
+            if isinstance(exc, psycopg.ProgrammingError):  # the driver cannot parse the URL: a setting to fix
+                raise ConfigError(message) from None  # (not from exc: the driver's text holds the password)
             if _refused_for_good(exc):
                 raise StoreError(message) from exc  # a restart cannot help: fix the setup
             raise StoreUnavailableError(message) from exc
