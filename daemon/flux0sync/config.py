@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import stat
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -201,7 +202,13 @@ def _encodable(text: str) -> bool:
 def _read_ini(path: str) -> Dict[str, Any]:
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(path, encoding="utf-8") as handle:
+        # opened without blocking and checked first: a FIFO or a device (/dev/zero) would block or
+        # grow without end while the daemon's SIGTERM handler only sets a flag
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"config file {path} is not a regular file")
+        with open(fd, encoding="utf-8") as handle:
             parser.read_file(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,17 @@ def test_a_malformed_config_line_is_named_by_number_never_quoted(tmp_path: Path,
         load_config({"config_file": str(path)}, {})
     message = str(caught.value)
     assert SECRET not in message and str(path) in message and f"line {line}" in message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_config_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    # reading a FIFO or /dev/zero would block (or eat memory) where SIGTERM cannot end it
+    path = tmp_path / "flux0-sync.ini"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = Path(os.devnull)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config({"config_file": str(path)}, {})
