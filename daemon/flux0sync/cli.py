@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
+from flux0lite.cli import visible_text
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
@@ -149,7 +150,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
                     newer = client.sessions.list_events(row.session_id, min_offset=max(0, row.last_offset + 1))
                     remote[row.session_id] = len(newer)
                 except Flux0Error as exc:
-                    err.write(f"flux0-sync: {row.session_id}: {exc}\n")
+                    err.write(visible_text(f"flux0-sync: {row.session_id}: {exc}\n"))
                     remote[row.session_id] = None
     agents, sessions, events = store.counts()
     if args.json:
@@ -184,19 +185,22 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
             behind = remote.get(row.session_id)
             line.append("?" if behind is None else str(behind))
         table.append(line)
+    table = [[visible_text(cell) for cell in line] for line in table]  # ids come from the server: no raw controls
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for line in table:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
     for row in rows:
         if row.last_error:
-            out.write(f"{row.session_id}: last error: {row.last_error}\n")
+            out.write(visible_text(f"{row.session_id}: last error: {row.last_error}\n"))
         if row.conflicts:
             out.write(
-                f"{row.session_id}: {row.conflicts} events clash with stored ones (kept in the conflicts table)\n"
+                visible_text(
+                    f"{row.session_id}: {row.conflicts} events clash with stored ones (kept in the conflicts table)\n"
+                )
             )
     for gap in store.gaps():
         state = f"passed {_ago(gap.skipped_at)}" if gap.skipped_at is not None else "open, waiting for the server"
-        out.write(f"{gap.session_id}: gap at offsets {gap.first_offset}..{gap.last_offset}: {state}\n")
+        out.write(visible_text(f"{gap.session_id}: gap at offsets {gap.first_offset}..{gap.last_offset}: {state}\n"))
     return EXIT_OK
 
 
@@ -229,7 +233,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             for hit in hits:
                 text = " ".join(hit.text.split())
                 offset = "?" if hit.offset is None else str(hit.offset)
-                out.write(f"{hit.session_id}  {offset:>6}  {hit.source:<8}  {text[:100]}\n")
+                out.write(visible_text(f"{hit.session_id}  {offset:>6}  {hit.source:<8}  {text[:100]}\n"))
         return EXIT_OK if hits else EXIT_FAILED
     except sqlite3.Error as exc:
         raise StoreError(f"{db_path}: cannot be read: {exc}") from exc

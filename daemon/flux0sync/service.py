@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 from flux0lite import Flux0, Flux0Error, Retry, Timeout
+from flux0lite.cli import visible_text
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, is_postgres_url, open_store, redact_db_url
 from .config import Config, ConfigError, load_config
@@ -62,7 +63,7 @@ class _JournalFormatter(logging.Formatter):
         self.journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace("\n", " | ")
+        message = visible_text(record.getMessage().replace("\n", " | "))  # server text: no raw controls
         if record.exc_info and record.levelno >= logging.ERROR:
             message += f" ({record.exc_info[1]!r})"
         if self.journal:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from pathlib import Path
+from typing import List, Tuple
 
 import pytest
+from flux0sync.cli import main
 from flux0sync.config import ConfigError, load_config
+from flux0sync.rows import RawEvent
+from flux0sync.service import _JournalFormatter
+from flux0sync.store import Store
 
 SECRET = "tok-9f8e7d6c5b4a"
 
@@ -41,3 +48,48 @@ def test_a_config_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, 
         path = Path(os.devnull)
     with pytest.raises(ConfigError, match="not a regular file"):
         load_config({"config_file": str(path)}, {})
+
+
+EVIL = "pwn \x1b]0;owned\x07\x1b[2J\x9b31m"
+EVIL_SESSION = "sess\x1b[2J01"
+
+
+def run(args: List[str]) -> Tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(args, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_status_and_search_show_control_characters_from_the_server_escaped(tmp_path: Path) -> None:
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    store.write_batch(
+        EVIL_SESSION,
+        [
+            RawEvent.from_doc(
+                {
+                    "id": "e0",
+                    "type": "message",
+                    "source": "ai_agent\x1b[1m",
+                    "offset": 0,
+                    "correlation_id": "c",
+                    "data": {"type": "message", "parts": [{"type": "content", "content": "refund " + EVIL}]},
+                    "created_at": "2026-11-25T00:00:00Z",
+                    "deleted": False,
+                }
+            )
+        ],
+    )
+    store.mark_error(EVIL_SESSION, "400 Bad Request: " + EVIL)
+    store.close()
+    for args in (["status"], ["search", "refund"]):
+        code, out, err = run([*args, "--db", db])
+        assert code == 0 and "\\x1b" in out, (out, err)
+        assert not any(ch in out + err for ch in "\x1b\x07\x9b"), out
+
+
+def test_the_daemons_log_lines_show_control_characters_escaped() -> None:
+    record = logging.LogRecord("flux0sync", logging.WARNING, __file__, 1, "%s: %s", (EVIL_SESSION, EVIL), None)
+    for journal in (False, True):
+        line = _JournalFormatter(journal=journal).format(record)
+        assert "\\x1b" in line and not any(ch in line for ch in "\x1b\x07\x9b"), line
