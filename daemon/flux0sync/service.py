@@ -24,7 +24,15 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 from flux0lite import Flux0, Flux0Error, Retry, Timeout
 from flux0lite.cli import visible_text
 
-from .backend import Archive, DriverMissingError, StoreUnavailableError, is_postgres_url, open_store, redact_db_url
+from .backend import (
+    Archive,
+    DriverMissingError,
+    StoreUnavailableError,
+    is_postgres_url,
+    open_store,
+    redact_db_url,
+    sqlite_path,
+)
 from .config import Config, ConfigError, load_config
 from .engine import Engine, Totals
 from .notify import Notifier, watchdog_interval
@@ -96,7 +104,7 @@ def acquire_lock(db_path: str) -> Iterator[None]:
     except ImportError:  # not POSIX: SQLite's own locking still keeps the file consistent
         yield
         return
-    real = os.path.realpath(db_path)
+    real = os.path.realpath(sqlite_path(db_path))
     lock_path = real + ".lock"
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
+import pytest
 from flux0sync.backend import open_store
 from flux0sync.rows import RawEvent
+from flux0sync.service import acquire_lock
+from flux0sync.store import StoreError
 
 
 def event(offset: int, event_id: str, **metadata: object) -> RawEvent:
@@ -41,3 +46,12 @@ def test_a_clash_is_recorded_once_however_often_its_content_varies(archive_db: s
         assert status.conflicts == 2
     finally:
         store.close()
+
+
+def test_the_lock_of_sqlite_prefixed_path_is_the_archives_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = str(tmp_path / "a.sqlite3")
+    with acquire_lock("sqlite:" + db):
+        assert os.path.exists(db + ".lock") and not os.path.exists("sqlite:")  # no ./sqlite:/... tree
+        with pytest.raises(StoreError, match="already syncing"), acquire_lock(db):
+            pass
