@@ -125,9 +125,39 @@ def acquire_lock(db_path: str) -> Iterator[None]:
             os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        archive_fd = _lock_archive_itself(real)
+        try:
+            yield
+        finally:
+            if archive_fd is not None:
+                os.close(archive_fd)
     finally:
         os.close(fd)
+
+
+def _lock_archive_itself(real: str) -> Optional[int]:
+    """Lock the archive file too: a hard link is an alias that realpath cannot see through.
+
+    flock is apart from SQLite's own (fcntl) locks. The file is created 0600 if missing, as the
+    store would (a link made later must find it locked); anything but a regular file is left
+    for the store to refuse.
+    """
+    import fcntl
+
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(real, flags, 0o600)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"another flux0-sync is already syncing into {real} (under another name)") from None
+    return fd
 
 
 def make_client(config: Config, user: Optional[str] = None) -> Flux0:

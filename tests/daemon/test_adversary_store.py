@@ -55,3 +55,13 @@ def test_the_lock_of_sqlite_prefixed_path_is_the_archives_own(tmp_path: Path, mo
         assert os.path.exists(db + ".lock") and not os.path.exists("sqlite:")  # no ./sqlite:/... tree
         with pytest.raises(StoreError, match="already syncing"), acquire_lock(db):
             pass
+
+
+def test_a_hard_link_to_a_locked_archive_finds_it_locked(tmp_path: Path) -> None:
+    db, alias = str(tmp_path / "a.sqlite3"), str(tmp_path / "alias.sqlite3")
+    with acquire_lock(db):  # the first daemon starts before the archive exists
+        os.link(db, alias)
+        with pytest.raises(StoreError, match="already syncing"), acquire_lock(alias):
+            pass
+    with acquire_lock(alias):  # released with the first
+        pass
