@@ -23,7 +23,6 @@ from flux0lite.cli import visible_text
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
-from .rows import dumps_lossless
 from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, StopFlag, make_client, run_daemon
 from .store import StoreError
 
@@ -219,12 +218,14 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             if not store.session_exists(args.session_id):
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
-            docs = (json.loads(raw) for raw in store.iter_raw_events(args.session_id))
+            # raw as archived, never re-serialised (1e999 would become Infinity, 0.1000...01 0.1)
+            raws = store.iter_raw_events(args.session_id)
             if args.json:
-                out.write(_json_text([*docs], indent=2) + "\n")
+                items = "".join(f"\n  {raw}," for raw in raws)
+                out.write(f"[{items[:-1]}\n]\n" if items else "[]\n")
             else:
-                for doc in docs:
-                    out.write(dumps_lossless(doc) + "\n")
+                for raw in raws:  # a CR or LF in JSON text is whitespace: one line per event
+                    out.write(raw.replace("\r", " ").replace("\n", " ") + "\n")
             return EXIT_OK
         hits = store.search(args.text, limit=args.limit)
         if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from pathlib import Path
@@ -93,3 +94,25 @@ def test_the_daemons_log_lines_show_control_characters_escaped() -> None:
     for journal in (False, True):
         line = _JournalFormatter(journal=journal).format(record)
         assert "\\x1b" in line and not any(ch in line for ch in "\x1b\x07\x9b"), line
+
+
+ODD_NUMBERS = (
+    '{"id":"ev0","correlation_id":"c","type":"custom","source":"system","offset":0,'
+    '"data":{"big":1e999,"precise":0.10000000000000000001,"neg":-0.0},"deleted":false,'
+    '"created_at":"2024-01-01T00:00:00Z"}'
+)
+PRETTY = '{\n  "id": "ev1",\r\n  "type": "custom", "offset": 1, "data": {"text": "a\\nb"}\n}'
+
+
+def test_export_writes_each_event_as_archived(tmp_path: Path) -> None:
+    # re-serialising would turn 1e999 into Infinity (not JSON) and 0.1000...01 into 0.1
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    store.write_batch("s", [RawEvent(json.loads(text), text) for text in (ODD_NUMBERS, PRETTY)])
+    store.close()
+    code, out, _ = run(["export", "s", "--db", db])
+    assert code == 0
+    assert out.splitlines() == [ODD_NUMBERS, PRETTY.replace("\r", " ").replace("\n", " ")]
+    code, out, _ = run(["export", "s", "--db", db, "--json"])
+    assert code == 0 and ODD_NUMBERS in out and PRETTY in out
+    assert len(json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))) == 2
