@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
@@ -219,7 +219,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
             # raw as archived, never re-serialised (1e999 would become Infinity, 0.1000...01 0.1)
-            raws = store.iter_raw_events(args.session_id)
+            raws = _json_checked(store.iter_raw_events(args.session_id))
             if args.json:
                 items = "".join(f"\n  {raw}," for raw in raws)
                 out.write(f"[{items[:-1]}\n]\n" if items else "[]\n")
@@ -238,8 +238,22 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
         return EXIT_OK if hits else EXIT_FAILED
     except sqlite3.Error as exc:
         raise StoreError(f"{db_path}: cannot be read: {exc}") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, Flux0Error):
+            raise
+        # an archive edited by hand (or by an attacker): a column of the wrong type, a raw not JSON
+        message = " ".join(str(exc).split())[:200]
+        raise StoreError(
+            f"{db_path}: cannot be read: a value of the wrong type, or an event that is not JSON ({message})"
+        ) from exc
     finally:
         store.close()
+
+
+def _json_checked(raws: Iterator[str]) -> Iterator[str]:
+    for raw in raws:
+        json.loads(raw)  # raises ValueError (RecursionError) for an archive edited by hand
+        yield raw
 
 
 def _json_text(doc: Any, indent: int) -> str:

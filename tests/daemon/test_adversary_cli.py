@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import sqlite3
 from pathlib import Path
 from typing import List, Tuple
 
@@ -116,3 +117,26 @@ def test_export_writes_each_event_as_archived(tmp_path: Path) -> None:
     code, out, _ = run(["export", "s", "--db", db, "--json"])
     assert code == 0 and ODD_NUMBERS in out and PRETTY in out
     assert len(json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "sql"),
+    [
+        (["status"], "UPDATE sync_state SET last_success_at = 'yesterday'"),
+        (["export", "s"], "UPDATE events SET raw = 'not json'"),
+        (["export", "s", "--json"], "UPDATE events SET raw = '[' || replace(hex(zeroblob(200000)), '00', '[')"),
+        (["export", "s", "--json"], "UPDATE events SET raw = CAST(x'ff00fe' AS TEXT)"),
+    ],
+    ids=["text-timestamp", "raw-not-json", "raw-too-deep", "raw-not-utf8"],
+)
+def test_a_hand_edited_archive_is_one_line_and_exit_3(tmp_path: Path, args: List[str], sql: str) -> None:
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    store.write_batch("s", [RawEvent.from_doc({"id": "e1", "offset": 0, "type": "status", "source": "system"})])
+    store.mark_error("s", "boom")
+    store.close()
+    with sqlite3.connect(db) as con:
+        con.execute(sql)
+    con.close()
+    code, _, err = run([*args, "--db", db])
+    assert code == 3 and "unexpected" not in err and len(err.splitlines()) == 1, err
