@@ -97,7 +97,13 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--discover-interval", type=float, help="seconds between session listings (default 60)")
     parser.add_argument("--once", action="store_true", help="one pass, then exit (0 if every session synced)")
     parser.add_argument("--no-check", action="store_true", help="skip the integrity check at start")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="DEBUG, INFO, WARNING or ERROR",
+    )
     return parser
 
 

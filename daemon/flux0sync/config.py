@@ -155,6 +155,9 @@ def _convert(name: str, raw: Any) -> Any:
                         " or a control character"
                     )
             return tuple(dict.fromkeys(items))
+        for item in items:  # an id goes into URLs and log lines: no control characters
+            if not item.isprintable() or not _encodable(item):
+                raise ConfigError(f"invalid value for {_setting(name)}: {item!r} has a control character")
         return items
     if name == "shard":
         try:
@@ -186,6 +189,8 @@ def _url_problem(url: str) -> Optional[str]:
         return "use http://, https:// or http+unix://"
     if not parts.hostname:
         return "no host"
+    if parts.port == 0:
+        return "port 0 cannot be connected to"
     if parts.username or parts.password:
         return "put credentials in the token, not in the URL"
     return None

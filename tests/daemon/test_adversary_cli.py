@@ -8,7 +8,7 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from flux0sync.cli import main
@@ -140,3 +140,23 @@ def test_a_hand_edited_archive_is_one_line_and_exit_3(tmp_path: Path, args: List
     con.close()
     code, _, err = run([*args, "--db", db])
     assert code == 3 and "unexpected" not in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("setting", "flags"),
+    [
+        ("agent", {"agent_ids": ["agent\x1b[2J"]}),
+        ("session", {"session_ids": ["sess\x07"]}),
+        ("server-url", {"server_url": "http://127.0.0.1:0"}),
+    ],
+)
+def test_a_setting_that_cannot_work_is_refused_naming_it(setting: str, flags: Dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=f"invalid value for {setting}") as caught:
+        load_config(flags, {})
+    assert "\x1b" not in str(caught.value) and "\x07" not in str(caught.value)
+
+
+def test_an_unknown_log_level_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["--log-level", "BOGUS", "--once", "--db", str(tmp_path / "a.sqlite3")])
+    assert code == 2 and "--log-level" in err + capsys.readouterr().err  # argparse writes to sys.stderr
+    assert not (tmp_path / "a.sqlite3").exists()
