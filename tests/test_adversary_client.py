@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import io
 import json
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
-from flux0lite import Flux0, Timeout
+from flux0lite import ConfigError, Flux0, Retry, Timeout
 from flux0lite.cli import main
 from tests.rawserver import RawServer
 
@@ -103,3 +104,41 @@ def test_chat_new_timeout_bounds_the_whole_command() -> None:
         server.server_close()
     assert code == 3
     assert took < 5.5  # a fresh budget for the reply would end it at 3 + 3.5 s
+
+
+def _circular() -> List[Any]:
+    loop: List[Any] = []
+    loop.append(loop)
+    return loop
+
+
+def _deep(depth: int) -> List[Any]:
+    doc: List[Any] = []
+    for _ in range(depth):
+        doc = [doc]
+    return doc
+
+
+ODD_CALLS: List[Tuple[str, Callable[[Flux0], Any]]] = [
+    ("json_body object", lambda c: c.request("POST", "/api/x", json_body=object())),
+    ("json_body circular", lambda c: c.request("POST", "/api/x", json_body=_circular())),
+    ("json_body 100k deep", lambda c: c.request("POST", "/api/x", json_body=_deep(100_000))),
+    ("title bytes", lambda c: c.sessions.create(agent_id="a", title=b"x")),  # type: ignore[arg-type]
+    ("content bytes", lambda c: c.sessions.create_event("s", b"x")),  # type: ignore[arg-type]
+    ("retry=5", lambda c: c.agents.list(retry=5)),  # type: ignore[arg-type]
+    ("retry=5 request", lambda c: c.request("GET", "/api/agents", retry=5)),  # type: ignore[call-overload]
+    ("retry=5 async", lambda c: asyncio.run(c.agents.list_async(retry=5))),  # type: ignore[arg-type]
+    ("params list", lambda c: c.request("GET", "/api/agents", params=[1, 2])),  # type: ignore[call-overload]
+    ("params int", lambda c: c.request("GET", "/api/agents", params=5)),  # type: ignore[call-overload]
+    ("method int", lambda c: c.request(5, "/api/agents")),  # type: ignore[call-overload]
+    ("headers list", lambda c: Flux0(c.server_url, headers=[("a", "b")])),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize("call", [call for _, call in ODD_CALLS], ids=[name for name, _ in ODD_CALLS])
+def test_odd_arguments_raise_config_error(call: Callable[[Flux0], Any]) -> None:
+    # the user's own argument: a ConfigError (a Flux0Error), never a bare TypeError/ValueError/...
+    with Flux0("http://127.0.0.1:9", retry=Retry(total=0)) as client:
+        with pytest.raises(ConfigError) as caught:
+            call(client)
+    assert "\n" not in str(caught.value)
