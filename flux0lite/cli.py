@@ -698,20 +698,28 @@ def _read_message(parts: "List[str]", stdin: "Optional[TextIO]") -> str:
 def _chat(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdin: "Optional[TextIO]") -> int:
     from .models import ChunkEvent
 
+    timeout = client.timeout  # the whole command's: chat --new spends some of it first
     if args.new:
         if not args.agent_id:
             raise _UsageError("chat --new needs --agent AGENT_ID")
         message = _read_message(args.target, stdin)
+        deadline = client.timeout.deadline()  # --timeout bounds the whole command: both calls share it
         session = client.sessions.create(agent_id=args.agent_id, title=args.title)
         session_id = session.id
         if args.output == "table":
             err.message(f"session {session_id}")
+        if deadline is not None:
+            import dataclasses
+            import time
+
+            left = max(deadline - time.monotonic(), 0.001)  # what is left; none left fails as TotalTimeout
+            timeout = dataclasses.replace(client.timeout, total=left)
     else:
         if len(args.target) < 2 or not args.target[0]:
             raise _UsageError("chat needs SESSION_ID and MESSAGE (or --new --agent AGENT_ID MESSAGE)")
         session_id = args.target[0]
         message = _read_message(args.target[1:], stdin)
-    with client.sessions.create_event(session_id, message) as stream:
+    with client.sessions.create_event(session_id, message, timeout=timeout) as stream:
         wrote_text = False
         for event in stream:
             if args.output == "jsonl":

@@ -107,6 +107,8 @@ class Flux0:
         # Everything that goes into a header is checked here, so that a bad value is a
         # ConfigError now rather than a bare error at the first request.
         extra_headers: Dict[str, str] = {}
+        if headers is not None and not isinstance(headers, Mapping):
+            raise ConfigError(f"headers must be a mapping of names to values, got {type(headers).__name__}")
         for name, value in (headers or {}).items():
             extra_headers[name] = _checked_header(name, value)
         if token is not None:
@@ -159,6 +161,8 @@ class Flux0:
                 url += "?" + urllib.parse.urlencode(params)
             except UnicodeEncodeError as exc:
                 raise ConfigError("a query parameter is not valid Unicode text (a lone surrogate)") from exc
+            except TypeError as exc:
+                raise ConfigError(f"params must be a mapping of names to values, got {type(params).__name__}") from exc
         return url
 
     @overload
@@ -203,6 +207,10 @@ class Flux0:
         Returns the decoded JSON body, or with ``stream=True`` the open event stream (anything
         but an error status or an event stream raises ContentTypeError).
         """
+        if not isinstance(method, str):
+            raise ConfigError(f"method must be a string, got {type(method).__name__}")
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigError(f"retry must be a Retry, got {type(retry).__name__}")
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
         body = None
         if json_body is not None:
@@ -210,6 +218,9 @@ class Flux0:
                 body = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError as exc:
                 raise ConfigError("the request body is not valid Unicode text (a lone surrogate)") from exc
+            except (TypeError, ValueError, RecursionError) as exc:  # not serialisable, circular, too deep
+                message = " ".join(str(exc).split())[:200]
+                raise ConfigError(f"the request body cannot be sent as JSON: {message}") from exc
             headers["Content-Type"] = "application/json"
         response = self._transport.request(
             method,

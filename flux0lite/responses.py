@@ -45,6 +45,9 @@ class _DeadlineSocketIO(socket.SocketIO):
 
     def __init__(self, sock: socket.socket, read_timeout: Optional[float], deadline: float) -> None:
         super().__init__(sock, "rb")
+        # counted as a reader of the socket, as socket.makefile does (close() uncounts it): else
+        # http.client's close of a connection-ended answer closes the fd under the body's reader
+        sock._io_refs += 1  # type: ignore[attr-defined]
         self._socket = sock
         self._read_timeout = read_timeout
         self._deadline = deadline

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from flux0lite.models import Agent, Session
 
@@ -25,6 +25,7 @@ __all__ = [
     "is_postgres_url",
     "sqlite_path",
     "redact_db_url",
+    "redact_db_text",
     "require_postgres_driver",
     "open_store",
 ]
@@ -99,6 +100,22 @@ def redact_db_url(db: str) -> str:
         return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
     except ValueError:  # not even a URL: show no part of it that could be a secret
         return db.split("://", 1)[0] + "://(unparseable URL)"
+
+
+def redact_db_text(text: str, db: str) -> str:
+    """A driver's message about ``db`` with the URL redacted and its passwords shown as ``***``
+    wherever they occur (libpq quotes the whole URI, or the one token it could not parse)."""
+    rest = db.split("://", 1)[-1]
+    userinfo = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[0]
+    secrets = [userinfo.partition(":")[2]]
+    for pair in rest.partition("?")[2].partition("#")[0].split("&"):
+        key, _, value = pair.partition("=")
+        if unquote(key).lower() in _SECRET_PARAMS:
+            secrets.append(value)
+    text = text.replace(db, redact_db_url(db))
+    for secret in sorted({form for raw in secrets for form in (raw, unquote(raw)) if form}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def require_postgres_driver() -> None:

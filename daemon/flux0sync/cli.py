@@ -15,14 +15,14 @@ import signal
 import sqlite3
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
+from flux0lite.cli import visible_text
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
-from .rows import dumps_lossless
 from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, StopFlag, make_client, run_daemon
 from .store import StoreError
 
@@ -97,7 +97,13 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--discover-interval", type=float, help="seconds between session listings (default 60)")
     parser.add_argument("--once", action="store_true", help="one pass, then exit (0 if every session synced)")
     parser.add_argument("--no-check", action="store_true", help="skip the integrity check at start")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="DEBUG, INFO, WARNING or ERROR",
+    )
     return parser
 
 
@@ -149,7 +155,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
                     newer = client.sessions.list_events(row.session_id, min_offset=max(0, row.last_offset + 1))
                     remote[row.session_id] = len(newer)
                 except Flux0Error as exc:
-                    err.write(f"flux0-sync: {row.session_id}: {exc}\n")
+                    err.write(visible_text(f"flux0-sync: {row.session_id}: {exc}\n"))
                     remote[row.session_id] = None
     agents, sessions, events = store.counts()
     if args.json:
@@ -184,19 +190,22 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
             behind = remote.get(row.session_id)
             line.append("?" if behind is None else str(behind))
         table.append(line)
+    table = [[visible_text(cell) for cell in line] for line in table]  # ids come from the server: no raw controls
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for line in table:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
     for row in rows:
         if row.last_error:
-            out.write(f"{row.session_id}: last error: {row.last_error}\n")
+            out.write(visible_text(f"{row.session_id}: last error: {row.last_error}\n"))
         if row.conflicts:
             out.write(
-                f"{row.session_id}: {row.conflicts} events clash with stored ones (kept in the conflicts table)\n"
+                visible_text(
+                    f"{row.session_id}: {row.conflicts} events clash with stored ones (kept in the conflicts table)\n"
+                )
             )
     for gap in store.gaps():
         state = f"passed {_ago(gap.skipped_at)}" if gap.skipped_at is not None else "open, waiting for the server"
-        out.write(f"{gap.session_id}: gap at offsets {gap.first_offset}..{gap.last_offset}: {state}\n")
+        out.write(visible_text(f"{gap.session_id}: gap at offsets {gap.first_offset}..{gap.last_offset}: {state}\n"))
     return EXIT_OK
 
 
@@ -215,12 +224,14 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             if not store.session_exists(args.session_id):
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
-            docs = (json.loads(raw) for raw in store.iter_raw_events(args.session_id))
+            # raw as archived, never re-serialised (1e999 would become Infinity, 0.1000...01 0.1)
+            raws = _json_checked(store.iter_raw_events(args.session_id))
             if args.json:
-                out.write(_json_text([*docs], indent=2) + "\n")
+                items = "".join(f"\n  {raw}," for raw in raws)
+                out.write(f"[{items[:-1]}\n]\n" if items else "[]\n")
             else:
-                for doc in docs:
-                    out.write(dumps_lossless(doc) + "\n")
+                for raw in raws:  # a CR or LF in JSON text is whitespace: one line per event
+                    out.write(raw.replace("\r", " ").replace("\n", " ") + "\n")
             return EXIT_OK
         hits = store.search(args.text, limit=args.limit)
         if args.json:
@@ -229,12 +240,26 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             for hit in hits:
                 text = " ".join(hit.text.split())
                 offset = "?" if hit.offset is None else str(hit.offset)
-                out.write(f"{hit.session_id}  {offset:>6}  {hit.source:<8}  {text[:100]}\n")
+                out.write(visible_text(f"{hit.session_id}  {offset:>6}  {hit.source:<8}  {text[:100]}\n"))
         return EXIT_OK if hits else EXIT_FAILED
     except sqlite3.Error as exc:
         raise StoreError(f"{db_path}: cannot be read: {exc}") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, Flux0Error):
+            raise
+        # an archive edited by hand (or by an attacker): a column of the wrong type, a raw not JSON
+        message = " ".join(str(exc).split())[:200]
+        raise StoreError(
+            f"{db_path}: cannot be read: a value of the wrong type, or an event that is not JSON ({message})"
+        ) from exc
     finally:
         store.close()
+
+
+def _json_checked(raws: Iterator[str]) -> Iterator[str]:
+    for raw in raws:
+        json.loads(raw)  # raises ValueError (RecursionError) for an archive edited by hand
+        yield raw
 
 
 def _json_text(doc: Any, indent: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import stat
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -154,6 +155,9 @@ def _convert(name: str, raw: Any) -> Any:
                         " or a control character"
                     )
             return tuple(dict.fromkeys(items))
+        for item in items:  # an id goes into URLs and log lines: no control characters
+            if not item.isprintable() or not _encodable(item):
+                raise ConfigError(f"invalid value for {_setting(name)}: {item!r} has a control character")
         return items
     if name == "shard":
         try:
@@ -185,6 +189,8 @@ def _url_problem(url: str) -> Optional[str]:
         return "use http://, https:// or http+unix://"
     if not parts.hostname:
         return "no host"
+    if parts.port == 0:
+        return "port 0 cannot be connected to"
     if parts.username or parts.password:
         return "put credentials in the token, not in the URL"
     return None
@@ -201,12 +207,22 @@ def _encodable(text: str) -> bool:
 def _read_ini(path: str) -> Dict[str, Any]:
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(path, encoding="utf-8") as handle:
+        # opened without blocking and checked first: a FIFO or a device (/dev/zero) would block or
+        # grow without end while the daemon's SIGTERM handler only sets a flag
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"config file {path} is not a regular file")
+        with open(fd, encoding="utf-8") as handle:
             parser.read_file(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 (byte {exc.start})") from exc
+    except configparser.ParsingError as exc:
+        # the line number only: the line may be a secret (the systemd env file's FLUX0_TOKEN=...)
+        line = getattr(exc, "lineno", None) or exc.errors[0][0]
+        raise ConfigError(f"config file {path}: line {line} is not '[section]' or 'name = value'") from None
     except configparser.Error as exc:
         raise ConfigError(f"config file {path} is not valid INI: {' '.join(str(exc).split())}") from exc
     if not parser.has_section("flux0-sync"):

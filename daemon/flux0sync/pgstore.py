@@ -25,7 +25,6 @@ turns a missing driver into one clear error.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -37,7 +36,8 @@ from psycopg import errors as pg_errors  # type: ignore[import-not-found, unused
 
 from flux0lite.models import Agent, Session
 
-from .backend import StoreUnavailableError, redact_db_url
+from .backend import StoreUnavailableError, redact_db_text, redact_db_url
+from .config import ConfigError
 from .gaps import Gap, reconcile
 from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
 from .store import (
@@ -49,6 +49,7 @@ from .store import (
     StoreError,
     StoreFullError,
     WriteResult,
+    _conflict_digest,
     _same,
     _same_json,
 )
@@ -299,7 +300,9 @@ class PgStore:
             if self.readonly:
                 self.db.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
-            message = f"cannot connect to {self.path}: {' '.join(str(exc).split())}"
+            message = f"cannot connect to {self.path}: {redact_db_text(' '.join(str(exc).split()), self._url)}"
+            if isinstance(exc, psycopg.ProgrammingError):  # the driver cannot parse the URL: a setting to fix
+                raise ConfigError(message) from None  # (not from exc: the driver's text holds the password)
             if _refused_for_good(exc):
                 raise StoreError(message) from exc  # a restart cannot help: fix the setup
             raise StoreUnavailableError(message) from exc
@@ -907,7 +910,7 @@ def _clash(cur: Any, row: EventRow) -> Optional[str]:
 
 def _record_conflict(cur: Any, row: EventRow, reason: str, now: float) -> int:
     sid, event_id, offset, raw = row[0], row[1], row[2], row[9]
-    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    digest = _conflict_digest(row, reason)
     cur.execute(
         'INSERT INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",

@@ -22,8 +22,17 @@ from types import FrameType
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 from flux0lite import Flux0, Flux0Error, Retry, Timeout
+from flux0lite.cli import visible_text
 
-from .backend import Archive, DriverMissingError, StoreUnavailableError, is_postgres_url, open_store, redact_db_url
+from .backend import (
+    Archive,
+    DriverMissingError,
+    StoreUnavailableError,
+    is_postgres_url,
+    open_store,
+    redact_db_url,
+    sqlite_path,
+)
 from .config import Config, ConfigError, load_config
 from .engine import Engine, Totals
 from .notify import Notifier, watchdog_interval
@@ -62,7 +71,7 @@ class _JournalFormatter(logging.Formatter):
         self.journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace("\n", " | ")
+        message = visible_text(record.getMessage().replace("\n", " | "))  # server text: no raw controls
         if record.exc_info and record.levelno >= logging.ERROR:
             message += f" ({record.exc_info[1]!r})"
         if self.journal:
@@ -95,7 +104,7 @@ def acquire_lock(db_path: str) -> Iterator[None]:
     except ImportError:  # not POSIX: SQLite's own locking still keeps the file consistent
         yield
         return
-    real = os.path.realpath(db_path)
+    real = os.path.realpath(sqlite_path(db_path))
     lock_path = real + ".lock"
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -116,9 +125,39 @@ def acquire_lock(db_path: str) -> Iterator[None]:
             os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        archive_fd = _lock_archive_itself(real)
+        try:
+            yield
+        finally:
+            if archive_fd is not None:
+                os.close(archive_fd)
     finally:
         os.close(fd)
+
+
+def _lock_archive_itself(real: str) -> Optional[int]:
+    """Lock the archive file too: a hard link is an alias that realpath cannot see through.
+
+    flock is apart from SQLite's own (fcntl) locks. The file is created 0600 if missing, as the
+    store would (a link made later must find it locked); anything but a regular file is left
+    for the store to refuse.
+    """
+    import fcntl
+
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(real, flags, 0o600)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"another flux0-sync is already syncing into {real} (under another name)") from None
+    return fd
 
 
 def make_client(config: Config, user: Optional[str] = None) -> Flux0:

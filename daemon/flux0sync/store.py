@@ -1011,9 +1011,15 @@ def _clash(db: sqlite3.Connection, row: EventRow) -> Optional[str]:
     return "same id, different event"
 
 
+def _conflict_digest(row: EventRow, reason: str) -> str:
+    """A clash's identity, its content left out: a re-fetched variant of the same clash (a volatile
+    field changed) is recorded once, not once per pass while a hole has the events fetched again."""
+    return hashlib.sha256(json.dumps([reason, row[1], row[2]]).encode("ascii")).hexdigest()
+
+
 def _record_conflict(db: sqlite3.Connection, row: EventRow, reason: str, now: float) -> int:
     session_id, event_id, offset, raw = row[0], row[1], row[2], row[9]
-    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    digest = _conflict_digest(row, reason)
     cursor = db.execute(
         'INSERT OR IGNORE INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
