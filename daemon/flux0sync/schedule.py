@@ -58,9 +58,9 @@ __all__ = [
 
 IDLE_MAX = 3600.0  # the default longest delay between polls of an idle session
 # Sessions a discovery listing may carry per second on average. The real server spends about
-# 16 us of CPU per session it lists (80 ms for 5,000), so 100 a second is 1.6 ms of CPU a
+# 15 us of CPU per session it lists (75 ms for 5,000), so 100 a second is 1.5 ms of CPU a
 # second, less than the idle polls cost at any size; at 6,000 sessions or fewer the configured
-# discover_interval (60 s) is the shorter constraint.
+# discover_interval (60 s) is the longer of the two.
 LISTED_PER_SECOND = 100.0
 _MAX_LEVEL = 62  # 2**62 * interval overflows every sane idle_max; bounds a hostile stored value
 
