@@ -297,6 +297,7 @@ class StreamingResponse:
             self._closed = True
             keep, self._keep = self._keep, None
             assert keep is not None
+            self._raw.close()  # the response only (Python < 3.12 leaves it open at its length's end)
             keep(self._conn)
             return
         # Closing the socket (not draining it) is what cancels a flux0 agent run we gave up on.
@@ -310,12 +311,13 @@ class StreamingResponse:
 
     def _reusable(self) -> bool:
         """Whether the connection can serve another request: the body ended where its framing
-        said, http.client has let go of it, the server did not ask to close, no abort came."""
+        said (chunked, or all of its length), the server did not ask to close, no abort came."""
+        framed_end = self._raw.isclosed() or (self._raw.length == 0 and not self._raw.chunked)
         return (
             self._keep is not None
             and self._ended
             and not self._closed
-            and self._raw.isclosed()
+            and framed_end
             and not self._raw.will_close
             and not (self._aborted is not None and self._aborted.is_set())
         )
