@@ -154,7 +154,9 @@ class StreamingResponse:
 
     ``aborted`` is its call's abort signal (see :meth:`flux0lite.Flux0.abort`): once set, a
     read raises :class:`RequestAborted`. ``release`` gets the connection when the response
-    is closed (it closes it by default).
+    is closed (it closes it by default); ``keep``, if given, gets it instead when the body was
+    read to its end, so that it can serve the next request (a poller's answers are mostly
+    streamed and small: without this, each one costs a new connection).
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class StreamingResponse:
         read_timeout: Optional[float] = None,
         aborted: Optional[threading.Event] = None,
         release: Callable[[http.client.HTTPConnection], None] = http.client.HTTPConnection.close,
+        keep: Optional[Callable[[http.client.HTTPConnection], None]] = None,
     ) -> None:
         self._conn = conn
         self._raw = raw
@@ -176,6 +179,8 @@ class StreamingResponse:
         self._read_timeout = read_timeout
         self._aborted = aborted
         self._release = release
+        self._keep = keep
+        self._ended = False  # the body was read to its framed end
         self.status = raw.status
         self.reason = raw.reason
         self.headers = headers
@@ -254,6 +259,7 @@ class StreamingResponse:
                 if remaining:
                     self.close()
                     raise StreamError(f"{what}: body cut off {remaining} bytes short of its length")
+                self._ended = True
                 return
             yield data
 
@@ -288,6 +294,15 @@ class StreamingResponse:
     def close(self) -> None:
         if self._closed and self._raw.isclosed() and self._conn.sock is None:
             return
+        if self._reusable():
+            # read to its end: nothing is left to cancel, and the next request saves a connect
+            # (for a poller this is most of its requests; see ``keep``)
+            self._closed = True
+            keep, self._keep = self._keep, None
+            assert keep is not None
+            self._raw.close()  # the response only (Python < 3.12 leaves it open at its length's end)
+            keep(self._conn)
+            return
         # Closing the socket (not draining it) is what cancels a flux0 agent run we gave up on.
         # Shut it down first: closing the buffered reader waits for a read in progress in
         # another thread, which only a shutdown ends before the server sends more.
@@ -296,6 +311,19 @@ class StreamingResponse:
             self._raw.close()
         finally:
             self._release(self._conn)
+
+    def _reusable(self) -> bool:
+        """Whether the connection can serve another request: the body ended where its framing
+        said (chunked, or all of its length), the server did not ask to close, no abort came."""
+        framed_end = self._raw.isclosed() or (self._raw.length == 0 and not self._raw.chunked)
+        return (
+            self._keep is not None
+            and self._ended
+            and not self._closed
+            and framed_end
+            and not self._raw.will_close
+            and not (self._aborted is not None and self._aborted.is_set())
+        )
 
     def __enter__(self) -> "StreamingResponse":
         return self

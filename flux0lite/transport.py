@@ -329,6 +329,8 @@ class Transport:
             read_timeout=request.timeout.read,
             aborted=request.aborted,
             release=self._pool.discard,
+            # only where a pooled connection may be reused at all (see the module docstring)
+            keep=partial(self._pool.checkin, route) if request.reuse_connection else None,
         )
         if request.stream and 200 <= raw.status < 300:
             return streaming

@@ -93,8 +93,12 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", metavar="FILE", help="the client certificate's key, PEM (env FLUX0_KEY)")
     parser.add_argument("--workers", type=int, help="sessions fetched at once, one connection each (default 4)")
     parser.add_argument("--max-rps", type=float, help="at most this many requests per second (default 20)")
-    parser.add_argument("--idle-max", type=float, help="longest delay between polls of an idle session (default 1800)")
-    parser.add_argument("--discover-interval", type=float, help="seconds between session listings (default 60)")
+    parser.add_argument("--idle-max", type=float, help="longest delay between polls of an idle session (default 3600)")
+    parser.add_argument(
+        "--discover-interval",
+        type=float,
+        help="seconds between session listings (default 60; more beyond 6,000 sessions)",
+    )
     parser.add_argument("--once", action="store_true", help="one pass, then exit (0 if every session synced)")
     parser.add_argument("--no-check", action="store_true", help="skip the integrity check at start")
     parser.add_argument(

@@ -10,6 +10,7 @@ import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from .schedule import IDLE_MAX
 from .shard import Shard, parse_shard
 
 __all__ = ["Config", "ConfigError", "load_config", "default_db_path", "ENV_VARS"]
@@ -49,7 +50,7 @@ class Config:
     shard: Optional[Shard] = None  # None: every session; i/N: only those shard i of N owns
     workers: int = 4
     max_rps: float = 20.0
-    idle_max: float = 1800.0
+    idle_max: float = IDLE_MAX  # one hour: see flux0sync.schedule
     discover_interval: float = 60.0
     config_file: Optional[str] = None
     # how to reach the server: a proxy URL or "none" (default: the http(s)_proxy variables),

@@ -5,7 +5,8 @@ threads do the HTTP. The loop never blocks on the server: it waits on the pool's
 for at most a quarter of a second, so it notices a stop request, feeds the watchdog and cuts
 off fetches past their deadline on time whatever the server does.
 
-* **Discovery** (every ``discover_interval``): the agents listing, then each user's sessions
+* **Discovery** (every ``discover_interval``, longer beyond 6,000 sessions: see
+  :func:`~flux0sync.schedule.listing_interval`): the agents listing, then each user's sessions
   listing (with that user's ``flux0_user_sub`` cookie; per agent with ``agent_ids``), or the
   configured ``session_ids``. With a ``shard`` (``--shard i/N``) only the sessions it owns are
   kept: the others are neither stored nor polled. New sessions start active and due at once,
@@ -36,7 +37,7 @@ from flux0lite.models import Agent, Session
 from .backend import Archive
 from .jobs import SessionWriter, Warnings, fetch_events, list_agents, list_sessions, retrieve_sessions
 from .rows import RawEvent, UnidentifiableEventError
-from .schedule import Policy, Schedule, TokenBucket
+from .schedule import Policy, Schedule, TokenBucket, listing_interval
 from .shard import Shard
 from .store import PollRecord, StoreBusyError, StoreFullError
 from .workers import DeadlineExceeded, FetchCancelled, FetchPool, Finished, Job, Message, Piece
@@ -88,6 +89,7 @@ class _Round:
 
     pending: Set[str]
     seen: Set[str] = field(default_factory=set)
+    listed: int = 0  # sessions the listings carried (a shard's daemon is sent all of them)
     complete: bool = True
     failed: Set[str] = field(default_factory=set)  # listings whose pages could not be stored
 
@@ -219,6 +221,7 @@ class Engine:
     def _on_listing(self, user: Optional[str], sessions: Sequence[Session]) -> None:
         now = self.clock()
         assert self._round is not None
+        self._round.listed += len(sessions)
         if self.shard is not None:  # another daemon stores and polls the rest (see flux0sync.shard)
             sessions = [s for s in sessions if self.shard.owns(s.id)]
         for item in self.store.record_listing(user, sessions):
@@ -253,7 +256,7 @@ class Engine:
             return
         self.totals.rounds += 1
         self.totals.listed = len(current.seen)
-        self._next_round = now + self.discover_interval
+        self._next_round = now + listing_interval(self.discover_interval, current.listed)
         for sid in [sid for sid in self.schedule.known() if sid not in current.seen]:
             self.schedule.remove(sid)
             self._user_of.pop(sid, None)

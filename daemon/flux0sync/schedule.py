@@ -17,14 +17,23 @@ cost follow activity instead of history:
 Steady request rate (all requests, before the cap), with ``S`` sessions of which ``A`` are
 active (new events within ``active_for``), and ``D`` listing requests per discovery round::
 
-    R = A / interval + (S - A) / idle_max + D / discover_interval,    sent = min(R, max_rps)
+    R = A / interval + (S - A) / idle_max + D / L,    sent = min(R, max_rps)
+    L = max(discover_interval, S / LISTED_PER_SECOND)
 
 ``D`` is one agents listing plus one sessions listing per user (per user and agent with
-``--agent``). Idle sessions reach ``idle_max`` after ``log2(idle_max / interval)`` empty polls
-(about 42 minutes with the defaults); until then they cost more. The price of the savings is
-latency for a session that wakes up after idling: its first new event waits for the session's
-next poll, at most its current delay (``idle_max`` at worst); later events of a conversation
-that keeps going are archived within ``interval``. A session's activity clock is kept in memory
+``--agent``). ``L`` is the time between discovery rounds (:func:`listing_interval`): a listing
+answers with every session at once, so its cost grows with ``S`` however rarely anything is
+new; beyond 6,000 sessions the rounds are spaced so that listings carry at most
+``LISTED_PER_SECOND`` sessions a second on average (at 100,000 sessions one round every
+1,000 s). The price is the time a brand-new session waits to be found: at most ``L``.
+
+Idle sessions reach ``idle_max`` after ``log2(idle_max / interval)`` empty polls (about 85
+minutes with the defaults); until then they cost more. The price of the savings is latency
+for a session that wakes up after idling: its first new event waits for the session's next
+poll, at most its current delay (``idle_max`` at worst, half of it on average); later events of
+a conversation that keeps going are archived within ``interval``. The default ``idle_max`` of
+one hour is what keeps the idle sessions' share small at a few thousand sessions (see the
+README's scale section for the measured figures). A session's activity clock is kept in memory
 only: after a restart an active session starts doubling at once (its stored level is 0).
 """
 
@@ -36,8 +45,23 @@ import random
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
-__all__ = ["Policy", "Schedule", "TokenBucket", "steady_rate", "discovery_requests"]
+__all__ = [
+    "Policy",
+    "Schedule",
+    "TokenBucket",
+    "steady_rate",
+    "discovery_requests",
+    "listing_interval",
+    "LISTED_PER_SECOND",
+    "IDLE_MAX",
+]
 
+IDLE_MAX = 3600.0  # the default longest delay between polls of an idle session
+# Sessions a discovery listing may carry per second on average. The real server spends about
+# 15 us of CPU per session it lists (75 ms for 5,000), so 100 a second is 1.5 ms of CPU a
+# second, less than the idle polls cost at any size; at 6,000 sessions or fewer the configured
+# discover_interval (60 s) is the longer of the two.
+LISTED_PER_SECOND = 100.0
 _MAX_LEVEL = 62  # 2**62 * interval overflows every sane idle_max; bounds a hostile stored value
 
 
@@ -46,7 +70,7 @@ class Policy:
     """The delay rules; all times in seconds."""
 
     interval: float = 10.0
-    idle_max: float = 1800.0
+    idle_max: float = IDLE_MAX
     jitter: float = 0.1
     max_backoff: float = 300.0
     active_for: Optional[float] = None  # None: six intervals
@@ -92,6 +116,11 @@ def discovery_requests(users: int, agent_filters: int = 0) -> int:
     return 1 + max(1, users) * max(1, agent_filters)
 
 
+def listing_interval(discover_interval: float, listed: int) -> float:
+    """Seconds from one discovery round to the next, after a round that listed ``listed`` sessions."""
+    return max(discover_interval, max(0, listed) / LISTED_PER_SECOND)
+
+
 def steady_rate(
     sessions: int,
     active: int,
@@ -104,7 +133,8 @@ def steady_rate(
 ) -> float:
     """Requests per second once idle sessions have reached ``idle_max`` (see the module doc)."""
     active = max(0, min(active, sessions))
-    rate = active / interval + (sessions - active) / idle_max + discovery / discover_interval
+    rounds = discovery / listing_interval(discover_interval, sessions)
+    rate = active / interval + (sessions - active) / idle_max + rounds
     return min(rate, max_rps) if max_rps else rate
 
 

@@ -61,7 +61,7 @@ def test_bad_scale_settings_are_configuration_errors(flags: Dict[str, object]) -
 
 def test_defaults_and_the_policy_they_make() -> None:
     config = load_config({}, {})
-    assert (config.workers, config.max_rps, config.idle_max, config.discover_interval) == (4, 20.0, 1800.0, 60.0)
+    assert (config.workers, config.max_rps, config.idle_max, config.discover_interval) == (4, 20.0, 3600.0, 60.0)
     policy = policy_for(load_config({"interval": 3600.0}, {}))
     assert policy.idle_max == 3600.0  # an interval longer than idle_max wins, it is not an error
 
