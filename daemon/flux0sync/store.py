@@ -955,6 +955,8 @@ def _set_checkpoint(db: sqlite3.Connection, session_id: str, checkpoint: int, no
 
 def _advance(db: sqlite3.Connection, session_id: str, checkpoint: int) -> int:
     """The highest offset reached from ``checkpoint`` through stored offsets without a hole."""
+    if checkpoint >= _MAX_ROWID:  # nothing can follow the largest offset (and 2**63 cannot be bound)
+        return checkpoint
     expected = checkpoint + 1
     cursor = db.execute(
         'SELECT "offset" FROM events WHERE session_id = ? AND "offset" >= ? ORDER BY "offset"', (session_id, expected)
