@@ -294,7 +294,8 @@ class Engine:
             else:
                 (sid,) = self.schedule.pop_due(now, 1)
             fetch = fetch_events(sid, self.store.checkpoint(sid) + 1, self.batch_size)
-            job = Job(sid, self._user_of.get(sid, self.users[0]), fetch)
+            # keyed apart from the listings: a session may well be called "agents"
+            job = Job(f"events {sid}", self._user_of.get(sid, self.users[0]), fetch, meta=("events", sid))
             self._inserted[sid] = 0
             self._pool.submit(job)
         return _TICK
@@ -319,7 +320,7 @@ class Engine:
         kind = message.job.meta[0] if message.job.meta else "events"
         if kind == "events":
             if isinstance(message, Piece):
-                self._on_batch(message.job.key, message.payload)
+                self._on_batch(message.job.meta[1], message.payload)
             else:
                 self._on_polled(message)
             return
@@ -355,7 +356,7 @@ class Engine:
             self._broken[session_id] = str(exc)
 
     def _on_polled(self, finished: Finished) -> None:
-        sid = finished.job.key
+        sid = finished.job.meta[1]
         now = self.clock()
         inserted = self._inserted.pop(sid, 0)
         broken = self._broken.pop(sid, None)

@@ -7,9 +7,12 @@ checks that a hostile answer costs at most its own session and loses nothing.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List
+import time
+from typing import Any, Callable, Dict, List, Optional
 
-from flux0sync.backend import open_store
+from flux0sync.backend import Archive, open_store
+from flux0sync.engine import Engine
+from flux0sync.schedule import Policy
 from flux0sync.sync import Syncer
 
 from flux0lite import Flux0, Retry, Timeout
@@ -30,6 +33,21 @@ def one_session(fake_flux0: FakeFlux0) -> str:
 
 def offsets(db: str, session_id: str) -> List[int]:
     return [o for o, _ in archive_rows(db).get(session_id, [])]
+
+
+def engine(archive: Archive, fake: FakeServer, **kwargs: Any) -> Engine:
+    def make(user: Optional[str]) -> Flux0:
+        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=0), user_sub=user)
+
+    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=1.6, jitter=0.0), "discover_interval": 0.3}
+    options.update(kwargs)
+    return Engine(archive, make, **options)
+
+
+def run_for(target: Engine, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    target.should_stop = lambda: time.monotonic() > end
+    target.run()
 
 
 def serve_ignoring_min_offset(fake_flux0: FakeFlux0, session_id: str, docs: Callable[[], List[Dict[str, Any]]]) -> None:
@@ -61,3 +79,35 @@ def test_a_checkpoint_at_the_largest_offset_neither_crashes_nor_stops_later_pass
         assert offsets(archive_db, sid) == [0, MAX_OFFSET]
     finally:
         store.close()
+
+
+# -- 02: a session named like a listing job --------------------------------------------------------
+
+
+def test_a_session_called_agents_is_polled_while_discovery_lists_the_agents(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    for sid in ("agents", "listing", "listing  "):  # the names the discovery jobs had
+        fake_flux0.sessions[sid] = {"id": sid, "agent_id": agent, "user_id": "u", "created_at": "2026-11-25T00:00:00Z"}
+        fake_flux0.events[sid] = []
+        fake_flux0.add_events(sid, 2)
+    slow = fake_flux0.server.find("GET", "/api/sessions/agents/events")
+    assert slow is not None
+
+    def respond_slowly(req: Request, conn: Conn) -> None:
+        time.sleep(0.8)  # in flight when the next discovery round starts
+        slow(req, conn)
+
+    for sid in ("agents", "listing", "listing  "):
+        fake_flux0.server.on("GET", f"/api/sessions/{sid}/events", respond_slowly)
+    archive = open_store(archive_db)
+    try:
+        run_for(engine(archive, fake), 2.5)  # raised ValueError ("a job for 'agents' is already in flight")
+        assert {sid: offsets(archive_db, sid) for sid in ("agents", "listing", "listing  ")} == {
+            "agents": [0, 1],
+            "listing": [0, 1],
+            "listing  ": [0, 1],
+        }
+    finally:
+        archive.close()
