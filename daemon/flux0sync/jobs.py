@@ -25,7 +25,7 @@ from flux0lite import Agent, ContentTypeError, Flux0, Flux0Error, NotFoundError,
 from flux0lite.jsonstream import iter_array
 
 from .backend import Archive
-from .rows import RawEvent, storable_text
+from .rows import RawEvent, check_identity, storable_text
 
 __all__ = ["fetch_events", "list_sessions", "list_agents", "retrieve_sessions", "SessionWriter", "Warnings"]
 
@@ -76,6 +76,7 @@ def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[
         try:
             for element in iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
                 event = RawEvent(element.value, element.text)
+                check_identity(session_id, event)  # raised here, the events before it are stored
                 offset = event.doc.get("offset") if isinstance(event.doc, dict) else None
                 if type(offset) is int and offset > highest:
                     highest = offset

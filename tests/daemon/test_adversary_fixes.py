@@ -111,3 +111,27 @@ def test_a_session_called_agents_is_polled_while_discovery_lists_the_agents(
         }
     finally:
         archive.close()
+
+
+# -- 03: an event without an id ------------------------------------------------------------------------
+
+
+def test_the_events_before_one_without_an_id_are_stored_and_the_session_fails_alone(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    sid, other = fake_flux0.add_session(agent), fake_flux0.add_session(agent)
+    fake_flux0.add_events(other, 3)
+    idless = event(sid, 3)
+    del idless["id"]
+    docs = [event(sid, 0), event(sid, 1), event(sid, 2), idless, event(sid, 4)]
+    serve_events(fake_flux0, sid, lambda: docs)
+    store = open_store(archive_db)
+    try:
+        for _ in range(2):  # a new Syncer: no backoff between the passes
+            result = Syncer(client_for(fake), store, batch_size=500).run_pass()
+            assert result.sessions_failed == 1 and "no string id" in result.errors[0]
+            assert offsets(archive_db, sid) == [0, 1, 2] and store.checkpoint(sid) == 2
+            assert offsets(archive_db, other) == [0, 1, 2]
+    finally:
+        store.close()
