@@ -21,7 +21,16 @@ import logging
 import urllib.parse
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, TypeVar
 
-from flux0lite import Agent, ContentTypeError, Flux0, Flux0Error, NotFoundError, Session
+from flux0lite import (
+    Agent,
+    APIConnectionError,
+    AuthenticationError,
+    ContentTypeError,
+    Flux0,
+    Flux0Error,
+    NotFoundError,
+    Session,
+)
 from flux0lite.jsonstream import iter_array
 
 from .backend import Archive
@@ -159,6 +168,10 @@ def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callabl
                 found.append(client.sessions.retrieve(session_id))
             except NotFoundError:
                 warnings.once(f"session {session_id} does not exist on the server; skipping it")
+            except (APIConnectionError, AuthenticationError):
+                raise  # every session would fail alike: the round fails
+            except Flux0Error as exc:  # one bad answer must not keep the other sessions from being polled
+                warnings.once(f"session {session_id}: cannot retrieve it ({exc}); skipping it")
         emit(found)
         return len(found)
 

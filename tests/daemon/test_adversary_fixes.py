@@ -7,18 +7,22 @@ checks that a hostile answer costs at most its own session and loses nothing.
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+import pytest
 from flux0sync.backend import Archive, open_store
 from flux0sync.engine import Engine
 from flux0sync.schedule import Policy
 from flux0sync.sync import Syncer
 
-from flux0lite import Flux0, Retry, Timeout
+from flux0lite import APIConnectionError, Flux0, Retry, Timeout
 from tests.daemon.helpers import archive_rows
 from tests.daemon.hostile import event, serve_events
-from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response, raw_response
 
 MAX_OFFSET = 2**63 - 1
 
@@ -133,5 +137,40 @@ def test_the_events_before_one_without_an_id_are_stored_and_the_session_fails_al
             assert result.sessions_failed == 1 and "no string id" in result.errors[0]
             assert offsets(archive_db, sid) == [0, 1, 2] and store.checkpoint(sid) == 2
             assert offsets(archive_db, other) == [0, 1, 2]
+    finally:
+        store.close()
+
+
+# -- 13: one configured session the server answers badly ----------------------------------------------
+
+
+def test_one_bad_configured_session_does_not_keep_the_others_from_being_archived(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = one_session(fake_flux0)
+    fake_flux0.add_events(good, 2)
+    fake_flux0.server.on("GET", "/api/sessions/malformed", json_response(200, {"id": "malformed", "agent_id": 12345}))
+    fake_flux0.server.on("GET", "/api/sessions/broken", json_response(500, {"detail": "boom"}))
+    db = str(tmp_path / "a.sqlite3")
+    store = open_store(db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flux0sync"):
+            result = Syncer(client_for(fake), store, session_ids=["malformed", good, "broken"]).run_pass()
+        assert result.sessions_synced == 1 and offsets(db, good) == [0, 1]
+        said = "\n".join(r.getMessage() for r in caplog.records)
+        assert "session malformed: cannot retrieve it" in said and "session broken: cannot retrieve it" in said
+    finally:
+        store.close()
+
+
+def test_a_refused_connection_still_fails_the_configured_sessions_round(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    store = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        client = Flux0(url, timeout=Timeout(2, 2), retry=Retry(total=0))
+        with pytest.raises(APIConnectionError):
+            Syncer(client, store, session_ids=["one"]).run_pass()
     finally:
         store.close()
