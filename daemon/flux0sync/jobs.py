@@ -17,6 +17,8 @@ after ``gap_patience`` seconds recorded and passed.
 
 from __future__ import annotations
 
+import decimal
+import json
 import logging
 import urllib.parse
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, TypeVar
@@ -71,6 +73,18 @@ def _stream_array(client: Flux0, path: str, params: Optional[Dict[str, str]], wh
     return response
 
 
+def _int_or_decimal(digits: str) -> Any:
+    """A JSON integer; one past Python's int-from-text limit (4300 digits) becomes a Decimal.
+
+    Such a number is valid JSON: its event is stored (``raw`` exact), only the column it
+    would fill stays NULL, instead of failing its session for good.
+    """
+    try:
+        return int(digits)
+    except ValueError:
+        return decimal.Decimal(digits)
+
+
 def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[[Flux0, Emit], int]:
     """A job: the session's events from ``min_offset``, handed over in batches; returns the highest offset."""
 
@@ -82,8 +96,12 @@ def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[
         highest = min_offset - 1
         batch: List[RawEvent] = []
         response = _stream_array(client, path, {"min_offset": str(min_offset)}, what)
+        decoder = json.JSONDecoder(parse_int=_int_or_decimal)  # one per fetch: a decoder is not shared by threads
+        elements = iter_array(
+            response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
+        )
         try:
-            for element in iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
+            for element in elements:
                 event = RawEvent(element.value, element.text)
                 check_identity(session_id, event)  # raised here, the events before it are stored
                 offset = event.doc.get("offset") if isinstance(event.doc, dict) else None

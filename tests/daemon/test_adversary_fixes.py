@@ -20,8 +20,8 @@ from flux0sync.schedule import Policy
 from flux0sync.sync import Syncer
 
 from flux0lite import APIConnectionError, Flux0, Retry, Timeout
-from tests.daemon.helpers import archive_rows
-from tests.daemon.hostile import event, serve_events
+from tests.daemon.helpers import archive_rows, execute
+from tests.daemon.hostile import event, serve_bytes, serve_events
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response, raw_response
 
 MAX_OFFSET = 2**63 - 1
@@ -172,5 +172,41 @@ def test_a_refused_connection_still_fails_the_configured_sessions_round(tmp_path
         client = Flux0(url, timeout=Timeout(2, 2), retry=Retry(total=0))
         with pytest.raises(APIConnectionError):
             Syncer(client, store, session_ids=["one"]).run_pass()
+    finally:
+        store.close()
+
+
+# -- 07: a number past Python's int-from-text limit ---------------------------------------------------
+
+
+def test_an_integer_of_5000_digits_is_archived_with_its_raw_text_and_a_null_column(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    sid = one_session(fake_flux0)
+    huge = "7" * 5000  # valid JSON; int() refuses more than 4300 digits
+    texts = [json.dumps(event(sid, o)) for o in range(4)]
+    texts[1] = texts[1].replace('"deleted": false', f'"deleted": false, "n": {huge}')
+    texts.append(json.dumps(event(sid, 0, "huge-offset")).replace('"offset": 0', f'"offset": {huge}'))
+    serve_bytes(fake_flux0, sid, ('{"data": [' + ", ".join(texts) + "]}").encode())
+    store = open_store(archive_db)
+    try:
+        for _ in range(2):  # the second pass finds every event stored, and no clash
+            result = Syncer(client_for(fake), store).run_pass()
+            assert result.ok, result.errors
+        rows = execute(
+            archive_db,
+            'SELECT id, "offset", raw FROM events WHERE session_id = ? ORDER BY "offset" IS NULL, "offset"',
+            (sid,),
+        )
+        assert [(eid, offset) for eid, offset, _ in rows] == [
+            (f"{sid}-e0", 0),
+            (f"{sid}-e1", 1),
+            (f"{sid}-e2", 2),
+            (f"{sid}-e3", 3),
+            ("huge-offset", None),  # the column that cannot hold it is NULL
+        ]
+        assert [raw for _, _, raw in rows] == [texts[0], texts[1], texts[2], texts[3], texts[4]]  # as sent
+        assert store.checkpoint(sid) == 3
+        assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
     finally:
         store.close()
