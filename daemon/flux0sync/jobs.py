@@ -21,7 +21,7 @@ import decimal
 import json
 import logging
 import urllib.parse
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
 
 from flux0lite import (
     Agent,
@@ -85,8 +85,14 @@ def _int_or_decimal(digits: str) -> Any:
         return decimal.Decimal(digits)
 
 
-def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[[Flux0, Emit], int]:
-    """A job: the session's events from ``min_offset``, handed over in batches; returns the highest offset."""
+def fetch_events(
+    session_id: str, min_offset: int, batch_size: int, resume: Optional[Tuple[int, int]] = None
+) -> Callable[[Flux0, Emit], int]:
+    """A job: the session's events from ``min_offset``, handed over in batches; returns the highest offset.
+
+    With ``resume`` = (hole_end, reached): once an offset past ``hole_end`` arrives, the answer
+    goes on from ``reached + 1`` in a second request: what lies between is stored already.
+    """
 
     def run(client: Flux0, emit: Emit) -> int:
         if storable_text(session_id) is None:
@@ -95,28 +101,37 @@ def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[
         what = f"GET {path}"
         highest = min_offset - 1
         batch: List[RawEvent] = []
-        response = _stream_array(client, path, {"min_offset": str(min_offset)}, what)
-        decoder = json.JSONDecoder(parse_int=_int_or_decimal)  # one per fetch: a decoder is not shared by threads
-        elements = iter_array(
-            response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
-        )
-        try:
-            for element in elements:
-                event = RawEvent(element.value, element.text)
-                check_identity(session_id, event)  # raised here, the events before it are stored
-                offset = event.doc.get("offset") if isinstance(event.doc, dict) else None
-                if type(offset) is int and offset > highest:
-                    highest = offset
-                batch.append(event)
-                if len(batch) >= batch_size:
+        start: Optional[int] = min_offset
+        jump = resume
+        while start is not None:
+            response = _stream_array(client, path, {"min_offset": str(start)}, what)
+            start = None
+            decoder = json.JSONDecoder(parse_int=_int_or_decimal)  # one per fetch: a decoder is not shared by threads
+            elements = iter_array(
+                response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
+            )
+            try:
+                for element in elements:
+                    event = RawEvent(element.value, element.text)
+                    check_identity(session_id, event)  # raised here, the events before it are stored
+                    offset = event.doc.get("offset")
+                    if type(offset) is int and offset > highest:
+                        highest = offset
+                    batch.append(event)
+                    if len(batch) >= batch_size:
+                        emit(batch)
+                        batch = []
+                    if jump is not None and type(offset) is int and offset > jump[0]:
+                        start = jump[1] + 1 if jump[1] > offset else None
+                        jump = None
+                        if start is not None:
+                            break
+            except Flux0Error:
+                if batch:  # what arrived before a fault is stored; its checkpoint is earned
                     emit(batch)
-                    batch = []
-        except Flux0Error:
-            if batch:  # what arrived before a fault is stored; its checkpoint is earned
-                emit(batch)
-            raise
-        finally:
-            response.close()
+                raise
+            finally:
+                response.close()
         if batch:
             emit(batch)
         return highest

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 from flux0lite import Event, Flux0Error
 
-__all__ = ["RawEvent", "EventRow", "event_row", "check_identity", "storable_text", "storable_offset", "dumps_lossless", "MAX_OFFSET"]
+__all__ = ["RawEvent", "EventRow", "event_row", "storable_text", "storable_offset", "dumps_lossless", "MAX_OFFSET"]
 
 MAX_OFFSET = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?\Z")

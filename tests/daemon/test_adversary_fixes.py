@@ -22,7 +22,7 @@ from flux0sync.sync import Syncer
 from flux0lite import APIConnectionError, Flux0, Retry, Timeout
 from tests.daemon.helpers import archive_rows, execute
 from tests.daemon.hostile import event, serve_bytes, serve_events
-from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response, raw_response
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, json_response, raw_response
 
 MAX_OFFSET = 2**63 - 1
 
@@ -210,3 +210,63 @@ def test_an_integer_of_5000_digits_is_archived_with_its_raw_text_and_a_null_colu
         assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
     finally:
         store.close()
+
+
+# -- 14: a hole in front of a backlog longer than one deadline can stream -----------------------------
+
+
+def serve_slowly(fake_flux0: FakeFlux0, session_id: str, docs: List[Dict[str, Any]], per_second: float) -> None:
+    """A slow server: the events at or above ``min_offset``, one every ``1/per_second`` s."""
+
+    def respond(req: Request, conn: Conn) -> None:
+        low = int(req.query.get("min_offset", "0"))
+        conn.send(
+            raw_response(200, b"", {"content-type": "application/json", "transfer-encoding": "chunked"}, length=False)
+        )
+        try:
+            conn.send(chunked(b'{"data": ['))
+            sent = [doc for doc in docs if doc["offset"] >= low]
+            for i, doc in enumerate(sent):
+                conn.send(chunked((b", " if i else b"") + json.dumps(doc).encode()))
+                time.sleep(1 / per_second)
+            conn.send(chunked(b"]}") + b"0\r\n\r\n")
+        except OSError:
+            conn.keep_alive = False
+
+    fake_flux0.server.on("GET", f"/api/sessions/{session_id}/events", respond)
+
+
+@pytest.mark.parametrize("patience", [0.0, 3600.0])
+def test_a_backlog_behind_a_hole_moves_on_at_every_poll_and_the_hole_is_recorded(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0, patience: float
+) -> None:
+    sid = one_session(fake_flux0)
+    docs = [event(sid, o) for o in [0, *range(2, 301)]]  # offset 1 never comes
+    serve_slowly(fake_flux0, sid, docs, per_second=200)  # 1.5 s for the whole backlog
+    archive = open_store(archive_db)
+    try:
+        target = engine(archive, fake, fetch_deadline=0.6, batch_size=10, gap_patience=patience)
+        seen: Dict[str, Any] = {}
+
+        def tail_arrived_then_hole_filled() -> bool:
+            if "tail" not in seen and len(offsets(archive_db, sid)) == 300:  # each poll used to start at the hole
+                seen["tail"] = offsets(archive_db, sid)
+                seen["gaps"] = archive.gaps(sid)
+                seen["checkpoint"] = archive.checkpoint(sid)
+                docs.insert(1, event(sid, 1, "late"))  # the hole is filled: a later poll still asks for it
+            return archive.checkpoint(sid) == 300 and not archive.gaps(sid, open_only=True)
+
+        end = time.monotonic() + 30
+        target.should_stop = lambda: tail_arrived_then_hole_filled() or time.monotonic() > end
+        target.run()
+        assert seen["tail"] == [0, *range(2, 301)]
+        (gap,) = seen["gaps"]
+        assert (gap.first_offset, gap.last_offset) == (1, 1)
+        if patience:  # recorded and held open, not passed
+            assert gap.skipped_at is None and seen["checkpoint"] == 0
+            assert archive.checkpoint(sid) == 300 and offsets(archive_db, sid) == list(range(301))
+            assert archive.gaps(sid) == []
+        else:  # recorded and passed: the late event is not asked for any more
+            assert gap.skipped_at is not None and seen["checkpoint"] >= 2
+    finally:
+        archive.close()
