@@ -47,6 +47,10 @@ _M = TypeVar("_M")
 # One event larger than this fails its session: flux0 events are small, and the unit's memory
 # cap (MemoryMax) must hold the buffer, the decoded value and its text at once.
 _MAX_EVENT_CHARS = 16 * 1024 * 1024
+# A batch is handed over once its events' JSON text reaches this many characters, whatever the
+# count: a few batches wait in the result queue, and 500 events of megabytes each would not fit
+# the unit's memory cap.
+_MAX_BATCH_CHARS = 4 * 1024 * 1024
 # Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
 # this keeps a 100k-session listing to a few MB in flight.
 LISTING_PAGE = 200
@@ -101,6 +105,7 @@ def fetch_events(
         what = f"GET {path}"
         highest = min_offset - 1
         batch: List[RawEvent] = []
+        chars = 0
         start: Optional[int] = min_offset
         jump = resume
         while start is not None:
@@ -118,9 +123,10 @@ def fetch_events(
                     if type(offset) is int and offset > highest:
                         highest = offset
                     batch.append(event)
-                    if len(batch) >= batch_size:
+                    chars += len(element.text)
+                    if len(batch) >= batch_size or chars >= _MAX_BATCH_CHARS:
                         emit(batch)
-                        batch = []
+                        batch, chars = [], 0
                     if jump is not None and type(offset) is int and offset > jump[0]:
                         start = jump[1] + 1 if jump[1] > offset else None
                         jump = None

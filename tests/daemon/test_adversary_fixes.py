@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 from flux0sync.backend import Archive, open_store
 from flux0sync.engine import Engine
+from flux0sync.jobs import fetch_events
 from flux0sync.schedule import Policy
 from flux0sync.sync import Syncer
 
@@ -270,3 +271,19 @@ def test_a_backlog_behind_a_hole_moves_on_at_every_poll_and_the_hole_is_recorded
             assert gap.skipped_at is not None and seen["checkpoint"] >= 2
     finally:
         archive.close()
+
+
+# -- 04: a batch of few, huge events ---------------------------------------------------------------
+
+
+def test_a_batch_is_handed_over_by_size_as_well_as_by_count(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
+    sid = one_session(fake_flux0)
+    docs = [event(sid, o, text="x" * (1024 * 1024)) for o in range(12)]  # 1 MB each, well under the event cap
+    serve_events(fake_flux0, sid, lambda: docs)
+    batches: List[List[Any]] = []
+    with client_for(fake, timeout=10) as client:
+        highest = fetch_events(sid, 0, 500)(client, batches.append)
+    assert highest == 11 and [e.doc["offset"] for batch in batches for e in batch] == list(range(12))
+    sizes = [sum(len(e.text) for e in batch) for batch in batches]
+    # all 12 in one batch of 12 MB used to wait in the result queue (a few such batches: past MemoryMax)
+    assert len(batches) >= 3 and max(sizes) <= 4 * 1024 * 1024 + len(batches[0][0].text), sizes
