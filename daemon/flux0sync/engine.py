@@ -341,12 +341,13 @@ class Engine:
         try:
             if isinstance(message, Piece):
                 if self._round is not None and message.job.key not in self._round.failed:
-                    self._on_listing(message.job.meta[1], message.payload)
+                    if kind == "agents":  # streamed in pages: a huge listing never sits in memory whole
+                        agents: List[Agent] = message.payload
+                        self.store.upsert_agents([a for a in agents if not self.agent_ids or a.id in self.agent_ids])
+                    else:
+                        self._on_listing(message.job.meta[1], message.payload)
                 return
             error = message.error
-            if error is None and kind == "agents":
-                agents: List[Agent] = message.value
-                self.store.upsert_agents([a for a in agents if not self.agent_ids or a.id in self.agent_ids])
         except _BATCH_FAILURES as exc:  # the listing is tried again at the next round
             log.error("%s listing: %s", kind, exc)
             if self._round is not None:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 from flux0sync.backend import Archive, open_store
 from flux0sync.engine import Engine
-from flux0sync.jobs import fetch_events
+from flux0sync.jobs import Warnings, fetch_events, list_agents
 from flux0sync.schedule import Policy
 from flux0sync.sync import Syncer
 
@@ -287,3 +287,45 @@ def test_a_batch_is_handed_over_by_size_as_well_as_by_count(fake: FakeServer, fa
     sizes = [sum(len(e.text) for e in batch) for batch in batches]
     # all 12 in one batch of 12 MB used to wait in the result queue (a few such batches: past MemoryMax)
     assert len(batches) >= 3 and max(sizes) <= 4 * 1024 * 1024 + len(batches[0][0].text), sizes
+
+
+# -- 11: the agents listing and the --session retrieves were read whole -------------------------------
+
+
+def test_the_agents_listing_is_streamed_in_pages_bounded_by_size(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    for i in range(12):
+        fake_flux0.add_agent(name=f"{i}" + "n" * (1024 * 1024))  # 12 MB in all
+    pages: List[List[Any]] = []
+    with client_for(fake, timeout=10) as client:
+        count = list_agents(Warnings())(client, pages.append)
+    assert count == 12 and sum(len(page) for page in pages) == 12
+    assert len([page for page in pages if page]) >= 3  # never the whole listing at once
+    db = str(tmp_path / "a.sqlite3")
+    store = open_store(db)
+    try:
+        assert Syncer(client_for(fake, timeout=10), store).run_pass().ok
+        assert store.counts(events=False)[0] == 12  # every page stored
+    finally:
+        store.close()
+
+
+def test_a_configured_session_with_a_huge_answer_is_skipped_not_read_whole(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = one_session(fake_flux0)
+    fake_flux0.add_events(good, 1)
+    huge = {"id": "huge", "agent_id": "a", "user_id": "u", "title": "t" * (20 * 1024 * 1024)}
+    fake_flux0.server.on("GET", "/api/sessions/huge", json_response(200, huge))
+    db = str(tmp_path / "a.sqlite3")
+    store = open_store(db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flux0sync"):
+            result = Syncer(client_for(fake, timeout=10), store, session_ids=["huge", good]).run_pass()
+        assert result.sessions_synced == 1 and offsets(db, good) == [0]
+        assert any(
+            "session huge: cannot retrieve it" in r.getMessage() and "over" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        store.close()
