@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
+from flux0sync import service
 from flux0sync.backend import Archive, open_store
 from flux0sync.engine import Engine
 from flux0sync.jobs import Warnings, fetch_events, list_agents
+from flux0sync.rows import RawEvent
 from flux0sync.schedule import Policy
+from flux0sync.stopflag import StopFlag
+from flux0sync.store import Store, StoreError
 from flux0sync.sync import Syncer
 
 from flux0lite import APIConnectionError, Flux0, Retry, Timeout
@@ -328,4 +335,56 @@ def test_a_configured_session_with_a_huge_answer_is_skipped_not_read_whole(
             "session huge: cannot retrieve it" in r.getMessage() and "over" in r.getMessage() for r in caplog.records
         )
     finally:
+        store.close()
+
+
+# -- 05: a stop signal while one batch's transaction takes seconds -----------------------------------
+
+
+def wordy_events(session_id: str, count: int) -> List[RawEvent]:
+    """Events of 2 MB of distinct words each: their full-text indexing takes a while."""
+    return [
+        RawEvent.from_doc(event(session_id, o, text=" ".join(f"w{o}x{i}" for i in range(200_000))))
+        for o in range(count)
+    ]
+
+
+def test_a_write_interrupted_from_another_thread_is_rolled_back_whole_and_stored_once_later(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "a.sqlite3"))
+    try:
+        batch = wordy_events("s", 16)
+        timer = threading.Timer(0.3, store.interrupt)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="interrupted"):
+            store.write_batch("s", batch)
+        assert time.monotonic() - started < 2.0
+        timer.join()
+        assert store.counts() == (0, 0, 0) and store.checkpoint("s") == -1  # nothing of it
+        store.interrupt()  # no write in progress: does nothing, the next write is not hit
+        assert store.write_batch("s", batch).inserted == 16 and store.checkpoint("s") == 15
+        assert store.search("w3x199999")[0].offset == 3 and store.integrity_ok()
+    finally:
+        store.close()
+
+
+def test_sigterm_during_a_long_write_ends_it_at_once_with_nothing_half_written(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "a.sqlite3"))
+    flag = StopFlag()
+    previous = flag.install()
+    try:
+        batch = wordy_events("s", 16)
+        with service._interrupt_writes_on_stop(store):
+            timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+            timer.start()
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="interrupted"):  # the daemon exits 0 on it once stopping
+                store.write_batch("s", batch)
+            took = time.monotonic() - started
+            timer.join()
+        assert flag.is_set and took < 2.0, took
+        assert store.counts() == (0, 0, 0) and store.checkpoint("s") == -1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         store.close()
