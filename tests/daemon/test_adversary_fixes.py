@@ -349,17 +349,30 @@ def wordy_events(session_id: str, count: int) -> List[RawEvent]:
     ]
 
 
+def repeatedly(action: Callable[[], None], done: threading.Event) -> threading.Thread:
+    """``action`` every 0.1 s until ``done``: one of them lands inside the write, whenever it begins."""
+
+    def loop() -> None:
+        while not done.wait(0.1):
+            action()
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    return thread
+
+
 def test_a_write_interrupted_from_another_thread_is_rolled_back_whole_and_stored_once_later(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "a.sqlite3"))
     try:
         batch = wordy_events("s", 16)
-        timer = threading.Timer(0.3, store.interrupt)
-        timer.start()
-        started = time.monotonic()
-        with pytest.raises(StoreError, match="interrupted"):
-            store.write_batch("s", batch)
-        assert time.monotonic() - started < 2.0
-        timer.join()
+        done = threading.Event()
+        interrupter = repeatedly(store.interrupt, done)
+        try:
+            with pytest.raises(StoreError, match="interrupted"):  # ended mid-write, not left to finish
+                store.write_batch("s", batch)
+        finally:
+            done.set()
+            interrupter.join()
         assert store.counts() == (0, 0, 0) and store.checkpoint("s") == -1  # nothing of it
         store.interrupt()  # no write in progress: does nothing, the next write is not hit
         assert store.write_batch("s", batch).inserted == 16 and store.checkpoint("s") == 15
@@ -375,14 +388,15 @@ def test_sigterm_during_a_long_write_ends_it_at_once_with_nothing_half_written(t
     try:
         batch = wordy_events("s", 16)
         with service._interrupt_writes_on_stop(store):
-            timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
-            timer.start()
-            started = time.monotonic()
-            with pytest.raises(StoreError, match="interrupted"):  # the daemon exits 0 on it once stopping
-                store.write_batch("s", batch)
-            took = time.monotonic() - started
-            timer.join()
-        assert flag.is_set and took < 2.0, took
+            done = threading.Event()
+            killer = repeatedly(lambda: os.kill(os.getpid(), signal.SIGTERM), done)
+            try:
+                with pytest.raises(StoreError, match="interrupted"):  # the daemon exits 0 on it once stopping
+                    store.write_batch("s", batch)
+            finally:
+                done.set()
+                killer.join()
+        assert flag.is_set
         assert store.counts() == (0, 0, 0) and store.checkpoint("s") == -1
     finally:
         for sig, handler in previous.items():
