@@ -148,6 +148,10 @@ class Engine:
         self.totals = Totals()
         self._user_of: Dict[str, Optional[str]] = {}
         self._inserted: Dict[str, int] = {}  # per poll in flight
+        self._read: Dict[str, int] = {}  # per poll in flight: the highest offset it stored
+        # Sessions with a hole: the highest offset read in order, so a poll re-reads only the
+        # hole and then goes on from there (a slow backlog behind a hole still moves).
+        self._reached: Dict[str, int] = {}
         self._broken: Dict[str, str] = {}  # polls whose batch could not be written: why; the rest is ignored
         self._dirty: Dict[str, PollRecord] = {}
         self._flushed_at = 0.0
@@ -296,11 +300,22 @@ class Engine:
                     continue
             else:
                 (sid,) = self.schedule.pop_due(now, 1)
-            fetch = fetch_events(sid, self.store.checkpoint(sid) + 1, self.batch_size)
-            job = Job(sid, self._user_of.get(sid, self.users[0]), fetch)
+            checkpoint = self.store.checkpoint(sid)
+            fetch = fetch_events(sid, checkpoint + 1, self.batch_size, self._resume_point(sid, checkpoint))
+            # keyed apart from the listings: a session may well be called "agents"
+            job = Job(f"events {sid}", self._user_of.get(sid, self.users[0]), fetch, meta=("events", sid))
             self._inserted[sid] = 0
             self._pool.submit(job)
         return _TICK
+
+    def _resume_point(self, sid: str, checkpoint: int) -> Optional[Tuple[int, int]]:
+        """(the last open hole's end, the offset read up to) for a session with a hole, else None."""
+        reached = self._reached.get(sid)
+        if reached is None or reached <= checkpoint:
+            self._reached.pop(sid, None)
+            return None
+        holes = self.store.gaps(sid, open_only=True)  # every offset missing below ``reached`` is one
+        return max((gap.last_offset for gap in holes), default=checkpoint), reached
 
     def _receive(self, wait: float) -> None:
         assert self._pool is not None
@@ -322,19 +337,20 @@ class Engine:
         kind = message.job.meta[0] if message.job.meta else "events"
         if kind == "events":
             if isinstance(message, Piece):
-                self._on_batch(message.job.key, message.payload)
+                self._on_batch(message.job.meta[1], message.payload)
             else:
                 self._on_polled(message)
             return
         try:
             if isinstance(message, Piece):
                 if self._round is not None and message.job.key not in self._round.failed:
-                    self._on_listing(message.job.meta[1], message.payload)
+                    if kind == "agents":  # streamed in pages: a huge listing never sits in memory whole
+                        agents: List[Agent] = message.payload
+                        self.store.upsert_agents([a for a in agents if not self.agent_ids or a.id in self.agent_ids])
+                    else:
+                        self._on_listing(message.job.meta[1], message.payload)
                 return
             error = message.error
-            if error is None and kind == "agents":
-                agents: List[Agent] = message.value
-                self.store.upsert_agents([a for a in agents if not self.agent_ids or a.id in self.agent_ids])
         except _BATCH_FAILURES as exc:  # the listing is tried again at the next round
             log.error("%s listing: %s", kind, exc)
             if self._round is not None:
@@ -353,19 +369,33 @@ class Engine:
             return
         try:
             self._inserted[session_id] += self.writer.write(session_id, events)
+            top = max(
+                (e.doc["offset"] for e in events if type(e.doc) is dict and type(e.doc.get("offset")) is int),
+                default=-1,
+            )
+            if top > self._read.get(session_id, -1):
+                self._read[session_id] = top
         except _BATCH_FAILURES as exc:
             log.error("session %s: %s", session_id, exc)
             self._broken[session_id] = str(exc)
 
     def _on_polled(self, finished: Finished) -> None:
-        sid = finished.job.key
+        sid = finished.job.meta[1]
         now = self.clock()
         inserted = self._inserted.pop(sid, 0)
+        read = self._read.pop(sid, None)
         broken = self._broken.pop(sid, None)
         error = finished.error
         self.totals.polls += 1
         self.totals.inserted += inserted
-        if isinstance(error, DeadlineExceeded) and inserted and broken is None:
+        cut = isinstance(error, DeadlineExceeded) and broken is None
+        moved = inserted > 0
+        if cut and read is not None:  # an answer is in offset order: what it skipped below ``read`` is a hole
+            self.writer.finish(sid, read)
+        if (cut or (error is None and broken is None)) and read is not None and read > self.store.checkpoint(sid):
+            moved = moved or read > self._reached.get(sid, -1)
+            self._reached[sid] = max(read, self._reached.get(sid, -1))
+        if cut and moved:
             # slow but moving: what arrived is stored, the rest comes at the next poll, no backoff
             log.info("session %s: +%d events, then cut at the per-session deadline", sid, inserted)
             if self.once:

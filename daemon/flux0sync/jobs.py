@@ -17,15 +17,28 @@ after ``gap_patience`` seconds recorded and passed.
 
 from __future__ import annotations
 
+import decimal
+import json
 import logging
 import urllib.parse
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar
 
-from flux0lite import Agent, ContentTypeError, Flux0, Flux0Error, NotFoundError, Session
-from flux0lite.jsonstream import iter_array
+from flux0lite import (
+    Agent,
+    APIConnectionError,
+    AuthenticationError,
+    ContentTypeError,
+    DecodeError,
+    Flux0,
+    Flux0Error,
+    NotFoundError,
+    ResponseTooLargeError,
+    Session,
+)
+from flux0lite.jsonstream import Element, iter_array
 
 from .backend import Archive
-from .rows import RawEvent, storable_text
+from .rows import RawEvent, check_identity, storable_text
 
 __all__ = ["fetch_events", "list_sessions", "list_agents", "retrieve_sessions", "SessionWriter", "Warnings"]
 
@@ -36,6 +49,10 @@ _M = TypeVar("_M")
 # One event larger than this fails its session: flux0 events are small, and the unit's memory
 # cap (MemoryMax) must hold the buffer, the decoded value and its text at once.
 _MAX_EVENT_CHARS = 16 * 1024 * 1024
+# A batch is handed over once its events' JSON text reaches this many characters, whatever the
+# count: a few batches wait in the result queue, and 500 events of megabytes each would not fit
+# the unit's memory cap.
+_MAX_BATCH_CHARS = 4 * 1024 * 1024
 # Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
 # this keeps a 100k-session listing to a few MB in flight.
 LISTING_PAGE = 200
@@ -62,8 +79,26 @@ def _stream_array(client: Flux0, path: str, params: Optional[Dict[str, str]], wh
     return response
 
 
-def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[[Flux0, Emit], int]:
-    """A job: the session's events from ``min_offset``, handed over in batches; returns the highest offset."""
+def _int_or_decimal(digits: str) -> Any:
+    """A JSON integer; one past Python's int-from-text limit (4300 digits) becomes a Decimal.
+
+    Such a number is valid JSON: its event is stored (``raw`` exact), only the column it
+    would fill stays NULL, instead of failing its session for good.
+    """
+    try:
+        return int(digits)
+    except ValueError:
+        return decimal.Decimal(digits)
+
+
+def fetch_events(
+    session_id: str, min_offset: int, batch_size: int, resume: Optional[Tuple[int, int]] = None
+) -> Callable[[Flux0, Emit], int]:
+    """A job: the session's events from ``min_offset``, handed over in batches; returns the highest offset.
+
+    With ``resume`` = (hole_end, reached): once an offset past ``hole_end`` arrives, the answer
+    goes on from ``reached + 1`` in a second request: what lies between is stored already.
+    """
 
     def run(client: Flux0, emit: Emit) -> int:
         if storable_text(session_id) is None:
@@ -72,23 +107,39 @@ def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[
         what = f"GET {path}"
         highest = min_offset - 1
         batch: List[RawEvent] = []
-        response = _stream_array(client, path, {"min_offset": str(min_offset)}, what)
-        try:
-            for element in iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
-                event = RawEvent(element.value, element.text)
-                offset = event.doc.get("offset") if isinstance(event.doc, dict) else None
-                if type(offset) is int and offset > highest:
-                    highest = offset
-                batch.append(event)
-                if len(batch) >= batch_size:
+        chars = 0
+        start: Optional[int] = min_offset
+        jump = resume
+        while start is not None:
+            response = _stream_array(client, path, {"min_offset": str(start)}, what)
+            start = None
+            decoder = json.JSONDecoder(parse_int=_int_or_decimal)  # one per fetch: a decoder is not shared by threads
+            elements = iter_array(
+                response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
+            )
+            try:
+                for element in elements:
+                    event = RawEvent(element.value, element.text)
+                    check_identity(session_id, event)  # raised here, the events before it are stored
+                    offset = event.doc.get("offset")
+                    if type(offset) is int and offset > highest:
+                        highest = offset
+                    batch.append(event)
+                    chars += len(element.text)
+                    if len(batch) >= batch_size or chars >= _MAX_BATCH_CHARS:
+                        emit(batch)
+                        batch, chars = [], 0
+                    if jump is not None and type(offset) is int and offset > jump[0]:
+                        start = jump[1] + 1 if jump[1] > offset else None
+                        jump = None
+                        if start is not None:
+                            break
+            except Flux0Error:
+                if batch:  # what arrived before a fault is stored; its checkpoint is earned
                     emit(batch)
-                    batch = []
-        except Flux0Error:
-            if batch:  # what arrived before a fault is stored; its checkpoint is earned
-                emit(batch)
-            raise
-        finally:
-            response.close()
+                raise
+            finally:
+                response.close()
         if batch:
             emit(batch)
         return highest
@@ -111,6 +162,25 @@ def _typed(items: Sequence[Any], model: Callable[[Any], _M], what: str, warnings
     return typed
 
 
+def _emit_pages(
+    elements: Iterable[Element], model: Callable[[Any], _M], what: str, warnings: Warnings, emit: Emit
+) -> int:
+    """Typed items handed over in pages (of LISTING_PAGE items or _MAX_BATCH_CHARS characters); returns how many."""
+    count = chars = 0
+    page: List[Any] = []
+    for element in elements:
+        page.append(element.value)
+        chars += len(element.text)
+        if len(page) >= LISTING_PAGE or chars >= _MAX_BATCH_CHARS:
+            typed = _typed(page, model, what, warnings)
+            count += len(typed)
+            emit(typed)
+            page, chars = [], 0
+    typed = _typed(page, model, what, warnings)
+    emit(typed)
+    return count + len(typed)
+
+
 def list_sessions(agent_id: Optional[str], warnings: Warnings) -> Callable[[Flux0, Emit], int]:
     """A job: one user's sessions (of one agent), handed over in pages; returns how many."""
 
@@ -118,48 +188,76 @@ def list_sessions(agent_id: Optional[str], warnings: Warnings) -> Callable[[Flux
         what = "list sessions"
         params = {"agent_id": agent_id} if agent_id else None
         response = _stream_array(client, "/api/sessions", params, what)
-        count = 0
-        page: List[Any] = []
         try:
-            for element in iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
-                page.append(element.value)
-                if len(page) >= LISTING_PAGE:
-                    typed = _typed(page, Session.from_dict, what, warnings)
-                    count += len(typed)
-                    emit(typed)
-                    page = []
+            elements = iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS)
+            return _emit_pages(elements, Session.from_dict, what, warnings, emit)
         finally:
             response.close()
-        typed = _typed(page, Session.from_dict, what, warnings)
-        emit(typed)
-        return count + len(typed)
 
     return run
 
 
-def list_agents(warnings: Warnings) -> Callable[[Flux0, Emit], List[Agent]]:
-    def run(client: Flux0, emit: Emit) -> List[Agent]:
-        payload = client.request_json("GET", "/api/agents")
-        items = payload.get("data") if isinstance(payload, dict) else None
-        if not isinstance(items, list):
-            raise ContentTypeError(f'list agents: expected {{"data": [...]}}, got {type(payload).__name__}')
-        return _typed(items, Agent.from_dict, "list agents", warnings)
+def list_agents(warnings: Warnings) -> Callable[[Flux0, Emit], int]:
+    """A job: the agents, streamed and handed over in pages like the sessions; returns how many."""
+
+    def run(client: Flux0, emit: Emit) -> int:
+        what = "list agents"
+        response = _stream_array(client, "/api/agents", None, what)
+        try:
+            elements = iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS)
+            return _emit_pages(elements, Agent.from_dict, what, warnings, emit)
+        finally:
+            response.close()
 
     return run
+
+
+def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
+    """One session and the size of its answer, read up to _MAX_EVENT_CHARS bytes (not the client's 256 MiB)."""
+    if storable_text(session_id) is None:
+        raise Flux0Error(f"session id {session_id!r} is not valid Unicode; it cannot be fetched")
+    segment = "%2E" * len(session_id) if session_id in (".", "..") else urllib.parse.quote(session_id, safe="")
+    what = f"GET /api/sessions/{segment}"
+    response = _stream_array(client, f"/api/sessions/{segment}", None, what)
+    body = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > _MAX_EVENT_CHARS:
+                raise ResponseTooLargeError(f"{what}: an answer over {_MAX_EVENT_CHARS} bytes")
+    finally:
+        response.close()
+    try:
+        doc = json.loads(bytes(body))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, a 5000-digit number, too deep
+        raise DecodeError(f"{what}: unreadable JSON: {exc}") from exc
+    return Session.from_dict(doc), len(body)
 
 
 def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callable[[Flux0, Emit], int]:
-    """A job: the configured sessions, one request each."""
+    """A job: the configured sessions, one request each, handed over in pages; returns how many."""
 
     def run(client: Flux0, emit: Emit) -> int:
         found: List[Session] = []
+        count = chars = 0
         for session_id in session_ids:
             try:
-                found.append(client.sessions.retrieve(session_id))
+                session, size = _retrieve_session(client, session_id)
             except NotFoundError:
                 warnings.once(f"session {session_id} does not exist on the server; skipping it")
+                continue
+            except (APIConnectionError, AuthenticationError):
+                raise  # every session would fail alike: the round fails
+            except Flux0Error as exc:  # one bad answer must not keep the other sessions from being polled
+                warnings.once(f"session {session_id}: cannot retrieve it ({exc}); skipping it")
+                continue
+            found.append(session)
+            chars += size
+            if len(found) >= LISTING_PAGE or chars >= _MAX_BATCH_CHARS:
+                emit(found)
+                count, found, chars = count + len(found), [], 0
         emit(found)
-        return len(found)
+        return count + len(found)
 
     return run
 

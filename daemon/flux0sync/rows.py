@@ -104,14 +104,21 @@ def _message_text(doc: Mapping[str, Any]) -> Optional[str]:
     return storable_text(text) or None
 
 
-def event_row(session_id: str, event: RawEvent) -> EventRow:
-    """The archive row for one event; raises UnidentifiableEventError if it has no usable id."""
+def check_identity(session_id: str, event: RawEvent) -> None:
+    """Raise UnidentifiableEventError if the event has no usable id."""
     doc = event.doc
     if not isinstance(doc, dict):
         raise UnidentifiableEventError(f"session {session_id}: an event is not a JSON object ({event.text[:80]!r})")
     event_id = doc.get("id")
     if not isinstance(event_id, str) or not event_id:
         raise UnidentifiableEventError(f"session {session_id}: an event has no string id ({event.text[:80]!r})")
+
+
+def event_row(session_id: str, event: RawEvent) -> EventRow:
+    """The archive row for one event; raises UnidentifiableEventError if it has no usable id."""
+    check_identity(session_id, event)
+    doc = event.doc
+    event_id = doc["id"]
     raw = event.text if storable_text(event.text) is not None else dumps_lossless(doc)
     return (
         session_id,

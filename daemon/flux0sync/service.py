@@ -3,7 +3,8 @@
 Stopping never raises from a signal handler (CPython's docs advise against it: the exception
 can land anywhere, inside a lock or a half-done cleanup). SIGTERM and SIGINT only set a flag
 (:class:`StopFlag`). The loop of :class:`~flux0sync.engine.Engine` looks at it at least four
-times a second and between two writes, never inside one: it then cuts every fetch off by
+times a second and between two writes (a SQLite write in progress is rolled back, see
+:func:`_interrupt_writes_on_stop`): it then cuts every fetch off by
 shutting its socket down, and the process exits 0 with a consistent archive, within a second or
 two whatever the server is doing. Any number of signals at any moment ends the same way. SIGHUP
 sets another flag: the loop ends the same way and starts again with the configuration re-read.
@@ -17,6 +18,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from types import FrameType
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
@@ -38,7 +40,7 @@ from .engine import Engine, Totals
 from .notify import Notifier, watchdog_interval
 from .schedule import Policy
 from .stopflag import StopFlag
-from .store import StoreBusyError, StoreError, StoreFullError
+from .store import Store, StoreBusyError, StoreError, StoreFullError
 
 __all__ = [
     "Daemon",
@@ -334,7 +336,8 @@ class Daemon:
                     should_stop=lambda: self._stop,
                 )
                 try:
-                    return self._loop()
+                    with _interrupt_writes_on_stop(self.store):
+                        return self._loop()
                 finally:
                     self.store.close()
         except StoreError as exc:
@@ -411,6 +414,42 @@ class Daemon:
                 return
             self.heartbeat()
             time.sleep(min(left, 0.25))
+
+
+@contextlib.contextmanager
+def _interrupt_writes_on_stop(store: Archive) -> Iterator[None]:
+    """A stop signal also ends a SQLite write in progress (rolled back whole; fetched again later).
+
+    A Python signal handler runs only between two bytecodes, i.e. after a long SQLite call
+    returns; the C-level handler writes the signal to the wakeup fd at once, and a thread
+    watching it interrupts the write, so the daemon stops within a second or two.
+    """
+    if not isinstance(store, Store) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            received = os.read(read_fd, 64)
+            if signal.SIGTERM in received or signal.SIGINT in received:
+                store.interrupt()
+
+    watcher = threading.Thread(target=watch, name="flux0sync-stop", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        done.set()
+        with contextlib.suppress(BlockingIOError):  # full: the watcher has bytes to wake up to anyway
+            os.write(write_fd, b"\0")  # wakes the watcher
+        watcher.join(1.0)
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def run_daemon(

@@ -391,6 +391,8 @@ class Store:
         self.on_wait = on_wait
         self.should_stop = should_stop
         self.version = 0
+        self._writing = False  # inside a write transaction (read by interrupt(), from another thread)
+        self._abort = False  # set by interrupt(): SQLite's progress handler then ends the statement
         if readonly:
             self.db = self._open_readonly()
         else:
@@ -400,6 +402,8 @@ class Store:
                 self.db = sqlite3.connect(self.real_path, isolation_level=None, timeout=busy_timeout_ms / 1000)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open {path}: {exc}") from exc
+            # sqlite3's interrupt() is lost between the rows of an executemany: a flag is not
+            self.db.set_progress_handler(lambda: self._abort, 1000)
             try:
                 self._retry_busy(lambda: self._configure(busy_timeout_ms, synchronous, max_page_count, check))
                 self._retry_busy(self._migrate)
@@ -507,13 +511,22 @@ class Store:
             self.store = store
 
         def __enter__(self) -> sqlite3.Connection:
+            self.store._abort = False
             try:
                 self.store.db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise _translate(exc, self.store.path) from exc
+            self.store._writing = True
             return self.store.db
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            self.store._abort = False  # the ROLLBACK must run
+            try:
+                self._end(exc_type, exc)
+            finally:
+                self.store._writing = False
+
+        def _end(self, exc_type: Any, exc: Any) -> None:
             db = self.store.db
             if exc_type is None:
                 try:
@@ -530,6 +543,13 @@ class Store:
 
     def transaction(self) -> "Store._Transaction":
         return Store._Transaction(self)
+
+    def interrupt(self) -> None:
+        """From any thread: end the write transaction in progress, if any, rolled back whole (its
+        caller gets a StoreError; a batch is then fetched again later). A stop signal uses it: one
+        batch can take seconds, and the signal handler itself runs only once SQLite returns."""
+        if self._writing:
+            self._abort = True
 
     def _retry_busy(self, attempt: Callable[[], _T]) -> _T:
         """Run ``attempt``, waiting out another process's write lock with backoff."""
@@ -915,6 +935,8 @@ def _set_checkpoint(db: sqlite3.Connection, session_id: str, checkpoint: int, no
 
 def _advance(db: sqlite3.Connection, session_id: str, checkpoint: int) -> int:
     """The highest offset reached from ``checkpoint`` through stored offsets without a hole."""
+    if checkpoint >= _MAX_ROWID:  # nothing can follow the largest offset (and 2**63 cannot be bound)
+        return checkpoint
     expected = checkpoint + 1
     cursor = db.execute(
         'SELECT "offset" FROM events WHERE session_id = ? AND "offset" >= ? ORDER BY "offset"', (session_id, expected)

@@ -64,7 +64,7 @@ def test_failing_session_backs_off_alone(tmp_path: Path, fake: FakeServer, fake_
     syncer = Syncer(client_for(fake), store, clock=lambda: clock[0])
     result = syncer.run_pass()
     assert result.sessions_synced == 1 and result.sessions_failed == 1 and "no string id" in result.errors[0]
-    assert store.checkpoint(good) == 4 and store.checkpoint(bad) == -1
+    assert store.checkpoint(good) == 4 and store.checkpoint(bad) == 1  # offsets 0 and 1 came before the fault
     status = {s.session_id: s for s in store.session_statuses()}
     assert status[bad].errors == 1 and "no string id" in (status[bad].last_error or "")
     assert syncer.run_pass().sessions_skipped == 1  # still backing off
