@@ -436,8 +436,6 @@ def _run(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdi
 
 def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
     """The client for these arguments; every bad value is a usage error before anything is sent."""
-    import contextlib
-
     from .client import Flux0, enable_debug_logging
     from .retry import Retry
     from .transport import Timeout
@@ -453,6 +451,8 @@ def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
     if args.user is not None:
         _check_user(args.user)
     if _debugging(args):  # --debug or FLUX0_DEBUG: log lines (server headers!) go through err too
+        import contextlib
+
         with contextlib.redirect_stderr(err):
             enable_debug_logging()
     if args.proxy is not None and args.no_proxy:
