@@ -27,6 +27,10 @@ CASES: List[Tuple[str, List[str]]] = [
     ("python -c pass", ["-c", "pass"]),
     ("python -c 'import argparse' (floor: argparse)", ["-c", "import argparse"]),
     ("python -m json.tool -h (floor: runpy + argparse help)", ["-m", "json.tool", "-h"]),
+    (
+        "argparse usage error (floor of any usage error)",
+        ["-c", "import argparse; argparse.ArgumentParser(prog='p').parse_args(['-x'])"],
+    ),
     ("-m flux0lite --version", ["-m", "flux0lite", "--version"]),
     ("-m flux0lite -h", ["-m", "flux0lite", "-h"]),
     ("-m flux0lite agents get (usage error)", ["-m", "flux0lite", "agents", "get"]),

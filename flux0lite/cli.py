@@ -3,8 +3,10 @@
 Exit codes: 0 ok, 1 API or protocol error (the server said no, or said nonsense),
 2 usage error, 3 connection error or timeout, 130 interrupted (Ctrl-C).
 
-Arguments are parsed before the client is imported, so ``--version``, ``-h`` and usage errors
-cost little more than Python and ``argparse`` themselves (``bench/cli_startup.py``).
+Arguments are parsed before the client is imported, so usage errors cost little more than
+Python and ``argparse`` themselves; ``--version`` and the top-level ``-h`` do not even import
+argparse (:mod:`flux0lite.cli_help`; ``bench/cli_startup.py``). The arguments are declared
+once, in :mod:`flux0lite.cli_args`.
 Everything this module prints passes through :class:`_Sink`:
 text from the server is hostile, so control characters never reach a terminal as commands,
 credentials in URLs are never echoed, and text that the output cannot encode is replaced
@@ -13,17 +15,17 @@ instead of crashing.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
 from ._version import __version__
+from .cli_args import CLI_CONNECT_TIMEOUT, EXIT_USAGE, build_parser
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     import argparse
     import re
-    from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, TextIO, Tuple, Type
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO
 
     from .client import Flux0
     from .models import Event, StreamEvent
@@ -32,111 +34,12 @@ __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_API", "EXIT_USAGE", "EXIT_CO
 
 EXIT_OK = 0
 EXIT_API = 1
-EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 EXIT_INTERRUPTED = 130
-
-# The client's DEFAULT_SERVER_URL, written out so that -h need not import the client
-# (a test keeps the two equal).
-_DEFAULT_SERVER_URL_HINT = "http://127.0.0.1:8080"
-MAX_TIMEOUT = 1_000_000.0
-MAX_RETRIES = 100
-# A dead or black-holed server costs at most 3 attempts x 3 s plus 1.5 s of backoff (10.5 s),
-# not the library's 3 x 10 s: a person at a prompt is waiting. --connect-timeout changes it.
-CLI_CONNECT_TIMEOUT = 3.0
-_MAX_OFFSET = 2**63 - 1
-
-_MAIN_EXAMPLES = (
-    """\
-examples:
-  flux0lite agents create --name Echo --type echo
-  flux0lite sessions create --agent AGENT_ID --title "support #42"
-  flux0lite chat SESSION_ID "hello there"
-  echo "hello from a pipe" | flux0lite chat --new --agent AGENT_ID -
-  flux0lite events list SESSION_ID --type message --jsonl | jq -r .data.parts[0].content
-
-environment: FLUX0_SERVER_URL (default %s), FLUX0_TOKEN, FLUX0_DEBUG=1,
-  FLUX0_CACERT, FLUX0_CERT, FLUX0_KEY, http_proxy, https_proxy, all_proxy, no_proxy
-exit codes: 0 ok, 1 API error, 2 usage error, 3 connection error or timeout, 130 interrupted
-"""
-    % _DEFAULT_SERVER_URL_HINT
-)
 
 
 class _UsageError(Exception):
     pass
-
-
-def _terminal_columns() -> int:
-    """``shutil.get_terminal_size().columns`` without importing shutil (and bz2, lzma) for it."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0 and sys.__stdout__ is not None:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-def _new_parser(**options: "Any") -> "Tuple[argparse.ArgumentParser, Type[argparse.HelpFormatter]]":
-    """The top-level parser and the formatter for its subparsers (which are of its class)."""
-    import argparse
-
-    width = _terminal_columns() - 2  # argparse makes a formatter per option: ask once
-
-    class Formatter(argparse.RawDescriptionHelpFormatter):
-        def __init__(self, prog: str) -> None:
-            super().__init__(prog, width=width)
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> "NoReturn":
-            # argparse would print the whole usage block first
-            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
-
-    return Parser(formatter_class=Formatter, **options), Formatter
-
-
-# -- argument checks ---------------------------------------------------------------------------
-
-
-def _timeout_seconds(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 and <= {MAX_TIMEOUT:.0f}")
-    return value
-
-
-def _bounded_int(low: int, high: int) -> "Callable[[str], int]":
-    def parse(text: str) -> int:
-        import argparse
-
-        # No int() of thousands of digits: it is slow before 3.11 and a ValueError after.
-        digits = text.strip()
-        if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
-            raise argparse.ArgumentTypeError(f"not an integer between {low} and {high}: {text!r}")
-        value = int(digits)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-
-    parse.__name__ = "integer"  # argparse names the type in its messages
-    return parse
-
-
-def _non_empty(text: str) -> str:
-    import argparse
-
-    if not text:
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
 
 
 def _check_text_arguments(args: argparse.Namespace) -> None:
@@ -177,277 +80,6 @@ def _check_server_url(url: str, source: str) -> str:
     except ValueError:
         raise _UsageError(f"{source} is not a valid URL (bad brackets or port)") from None
     return url
-
-
-def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    import argparse
-
-    # Top-level defaults are real; repeated at subcommand level they are SUPPRESS so that
-    # "flux0lite --json agents list" and "flux0lite agents list --json" both work.
-    def default(value: "Any") -> "Any":
-        return value if top else argparse.SUPPRESS
-
-    group = parser.add_argument_group("connection and output")
-    group.add_argument("--server-url", default=default(None), help="flux0 server URL (env FLUX0_SERVER_URL)")
-    group.add_argument(
-        "--timeout",
-        type=_timeout_seconds,
-        default=default(None),
-        help="seconds for the whole command, each read and (unless --connect-timeout) each connect",
-    )
-    group.add_argument(
-        "--retries",
-        type=_bounded_int(0, MAX_RETRIES),
-        default=default(None),
-        help=f"retries for safe requests (default 2, at most {MAX_RETRIES})",
-    )
-    group.add_argument("--token", default=default(None), help="bearer token (env FLUX0_TOKEN)")
-    group.add_argument("--user", default=default(None), help="flux0 user (sent as the flux0_user_sub cookie)")
-    group.add_argument(
-        "--debug", action="store_true", default=default(False), help="log HTTP traffic to stderr (secrets redacted)"
-    )
-    group.add_argument(
-        "--connect-timeout",
-        type=_timeout_seconds,
-        default=default(None),
-        help=f"seconds per connection attempt (default {CLI_CONNECT_TIMEOUT:g}, or --timeout when given)",
-    )
-    group.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=default(False),
-        help="say on stderr when a request is retried (always done when stderr is a terminal)",
-    )
-    network = parser.add_argument_group("proxy and TLS")
-    network.add_argument(
-        "--proxy",
-        metavar="URL",
-        default=default(None),
-        help="http://[user:password@]host:port for every request (else http_proxy/https_proxy/all_proxy/no_proxy)",
-    )
-    network.add_argument(
-        "--no-proxy",
-        action="store_true",
-        default=default(False),
-        help="connect directly, whatever the environment says",
-    )
-    network.add_argument(
-        "--cacert",
-        metavar="FILE",
-        default=default(None),
-        help="PEM CA bundle to trust instead of the system's (env FLUX0_CACERT)",
-    )
-    network.add_argument(
-        "--cert", metavar="FILE", default=default(None), help="client certificate, PEM (env FLUX0_CERT)"
-    )
-    network.add_argument(
-        "--key", metavar="FILE", default=default(None), help="the client certificate's key, PEM (env FLUX0_KEY)"
-    )
-    fmt = group.add_mutually_exclusive_group()
-    fmt.add_argument(
-        "--json", dest="output", action="store_const", const="json", default=default("table"), help="one JSON document"
-    )
-    fmt.add_argument(
-        "--jsonl",
-        dest="output",
-        action="store_const",
-        const="jsonl",
-        default=default("table"),
-        help="one JSON object per line",
-    )
-
-
-def _subparser(
-    subs: "argparse._SubParsersAction[argparse.ArgumentParser]",
-    name: str,
-    help_text: str,
-    examples: str,
-    formatter: "Type[argparse.HelpFormatter]",
-    *,
-    full: bool,
-) -> "Optional[argparse.ArgumentParser]":
-    """A command's parser with the common options; unless ``full``, only its help line."""
-    if not full:
-        subs.add_parser(name, help=help_text, formatter_class=formatter, add_help=False)
-        return None
-    parser = subs.add_parser(
-        name,
-        help=help_text,
-        description=help_text,
-        epilog="examples:\n" + examples,
-        formatter_class=formatter,
-    )
-    _common_options(parser, top=False)
-    return parser
-
-
-def _group(
-    groups: "argparse._SubParsersAction[argparse.ArgumentParser]",
-    name: str,
-    help_text: str,
-    examples: str,
-    formatter: "Type[argparse.HelpFormatter]",
-    *,
-    full: bool,
-) -> "Optional[argparse._SubParsersAction[argparse.ArgumentParser]]":
-    """A command with actions; unless ``full``, only its help line."""
-    if not full:
-        groups.add_parser(name, help=help_text, formatter_class=formatter, add_help=False)
-        return None
-    parser = groups.add_parser(
-        name,
-        help=help_text,
-        description=help_text[0].upper() + help_text[1:] + ".",
-        epilog="examples:\n" + examples,
-        formatter_class=formatter,
-    )
-    return parser.add_subparsers(dest="action", metavar="ACTION")
-
-
-def build_parser(argv: "Optional[Sequence[str]]" = None) -> argparse.ArgumentParser:
-    """The parser; given ``argv``, only the commands and actions named in it are built in full.
-
-    The others are bare help lines (all ``-h`` needs of them). A name counts wherever it appears
-    in ``argv``, so a value that equals a command name costs time, not correctness. This keeps
-    ``-h`` and usage errors fast: argparse makes a formatter for every option it adds and looks
-    up message translations for every parser.
-    """
-
-    def wanted(name: str) -> bool:
-        return argv is None or name in argv
-
-    parser, formatter = _new_parser(
-        prog="flux0lite",
-        description="Talk to a flux0 agent server: agents, sessions, events and live chat.",
-        epilog=_MAIN_EXAMPLES,
-    )
-    parser.add_argument("--version", action="version", version=f"flux0lite {__version__}")
-    _common_options(parser, top=True)
-    groups = parser.add_subparsers(dest="group", metavar="COMMAND")
-
-    agent_cmds = _group(
-        groups,
-        "agents",
-        "list, create and show agents",
-        "  flux0lite agents list\n  flux0lite agents create --name Echo --type echo\n"
-        "  flux0lite agents get AGENT_ID --json\n",
-        formatter,
-        full=wanted("agents"),
-    )
-    if agent_cmds is not None:
-        _subparser(
-            agent_cmds, "list", "list agents", "  flux0lite agents list --json\n", formatter, full=wanted("list")
-        )
-        create = _subparser(
-            agent_cmds,
-            "create",
-            "create an agent",
-            "  flux0lite agents create --name Echo --type echo\n",
-            formatter,
-            full=wanted("create"),
-        )
-        if create is not None:
-            create.add_argument("--name", required=True)
-            create.add_argument("--type", required=True, help="agent runner type, e.g. echo")
-            create.add_argument("--description")
-        get = _subparser(
-            agent_cmds, "get", "show one agent", "  flux0lite agents get AGENT_ID\n", formatter, full=wanted("get")
-        )
-        if get is not None:
-            get.add_argument("agent_id", metavar="AGENT_ID", type=_non_empty)
-
-    session_cmds = _group(
-        groups,
-        "sessions",
-        "list, create and show sessions",
-        "  flux0lite sessions list --agent AGENT_ID\n  flux0lite sessions create --agent AGENT_ID --title demo\n"
-        "  flux0lite sessions get SESSION_ID\n",
-        formatter,
-        full=wanted("sessions"),
-    )
-    if session_cmds is not None:
-        listing = _subparser(
-            session_cmds,
-            "list",
-            "list your sessions",
-            "  flux0lite sessions list --agent AGENT_ID\n",
-            formatter,
-            full=wanted("list"),
-        )
-        if listing is not None:
-            listing.add_argument("--agent", dest="agent_id", type=_non_empty, help="only sessions of this agent")
-        create = _subparser(
-            session_cmds,
-            "create",
-            "create a session",
-            "  flux0lite sessions create --agent AGENT_ID --title demo\n",
-            formatter,
-            full=wanted("create"),
-        )
-        if create is not None:
-            create.add_argument("--agent", dest="agent_id", required=True, type=_non_empty)
-            create.add_argument("--title")
-            create.add_argument("--id", dest="session_id", help="choose the session id yourself")
-            create.add_argument("--greeting", action="store_true", help="let the agent greet first")
-        get = _subparser(
-            session_cmds,
-            "get",
-            "show one session",
-            "  flux0lite sessions get SESSION_ID\n",
-            formatter,
-            full=wanted("get"),
-        )
-        if get is not None:
-            get.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
-
-    event_cmds = _group(
-        groups,
-        "events",
-        "list a session's stored events",
-        "  flux0lite events list SESSION_ID --jsonl\n"
-        "  flux0lite events list SESSION_ID --min-offset 10 --type message\n",
-        formatter,
-        full=wanted("events"),
-    )
-    if event_cmds is not None:
-        listing = _subparser(
-            event_cmds,
-            "list",
-            "list a session's events in offset order",
-            "  flux0lite events list SESSION_ID --min-offset 10 --jsonl\n"
-            "  flux0lite events list SESSION_ID --type message --source ai_agent\n",
-            formatter,
-            full=wanted("list"),
-        )
-        if listing is not None:
-            listing.add_argument("session_id", metavar="SESSION_ID", type=_non_empty)
-            listing.add_argument("--min-offset", type=_bounded_int(0, _MAX_OFFSET))
-            listing.add_argument("--source", help="user, ai_agent or system")
-            listing.add_argument(
-                "--type", dest="types", action="append", help="message, tool, status or custom (repeatable)"
-            )
-            listing.add_argument("--correlation-id")
-
-    chat = _subparser(
-        groups,
-        "chat",
-        "send a message and stream the reply as it arrives",
-        '  flux0lite chat SESSION_ID "what is the weather?"\n'
-        "  flux0lite chat --new --agent AGENT_ID hello\n"
-        "  cat question.txt | flux0lite chat SESSION_ID -\n"
-        "  flux0lite chat SESSION_ID hi --jsonl     # raw stream events\n",
-        formatter,
-        full=wanted("chat"),
-    )
-    if chat is not None:
-        chat.add_argument(
-            "target", nargs="+", metavar="ARG", help="SESSION_ID MESSAGE, or just MESSAGE with --new; '-' reads stdin"
-        )
-        chat.add_argument("--new", action="store_true", help="create a new session first (needs --agent)")
-        chat.add_argument("--agent", dest="agent_id", type=_non_empty, help="agent for --new")
-        chat.add_argument("--title", help="title for --new")
-    return parser
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -546,10 +178,14 @@ class _Sink:
             return False
 
     def write(self, text: str) -> int:
-        import re
-
         safe = redact(text, self.secrets) if self.diagnostics else text
-        self._write(visible_text(safe) if self.visible else re.sub(_SURROGATE, "\ufffd", safe))
+        if self.visible:
+            safe = visible_text(safe)
+        elif not safe.isascii():  # ASCII holds no surrogate: no regex compiled for it
+            import re
+
+            safe = re.sub(_SURROGATE, "\ufffd", safe)
+        self._write(safe)
         return len(text)
 
     def message(self, text: str) -> None:
@@ -808,8 +444,6 @@ def _run(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdi
 
 def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
     """The client for these arguments; every bad value is a usage error before anything is sent."""
-    import contextlib
-
     from .client import Flux0, enable_debug_logging
     from .retry import Retry
     from .transport import Timeout
@@ -825,6 +459,8 @@ def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
     if args.user is not None:
         _check_user(args.user)
     if _debugging(args):  # --debug or FLUX0_DEBUG: log lines (server headers!) go through err too
+        import contextlib
+
         with contextlib.redirect_stderr(err):
             enable_debug_logging()
     if args.proxy is not None and args.no_proxy:
@@ -894,6 +530,12 @@ def main(
         return EXIT_OK
     out = _Sink(stdout or sys.stdout)
     err = _Sink(stderr or sys.stderr, diagnostics=True)
+    if arguments in ([], ["-h"], ["--help"]):  # the top-level help, without argparse
+        from .cli_args import help_width
+        from .cli_help import top_help
+
+        (out if arguments else err).write(top_help(help_width()))
+        return EXIT_OK if arguments else EXIT_USAGE
     err.secrets = _url_userinfo(os.environ.get("FLUX0_SERVER_URL"))  # known before any message
     inp = stdin or sys.stdin
     args: "Optional[argparse.Namespace]" = None

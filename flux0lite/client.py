@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Literal, Mapping, Optiona
 from .errors import ConfigError
 from .httputil import header_problem
 from .proxy import ProxyRules
-from .resources import Agents, Sessions
 from .responses import StreamingResponse
 from .retry import Retry
 from .sse import DEFAULT_MAX_LINE_BYTES
-from .streaming import not_a_stream
 from .timeout import DEFAULT_TIMEOUT, Timeout
 from .tls import PathLike, tls_context
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
@@ -23,6 +21,8 @@ from .urls import parse_server_url
 if TYPE_CHECKING:
     import logging
     import ssl
+
+    from .resources import Agents, Sessions
 
 __all__ = ["Flux0", "DEFAULT_SERVER_URL", "enable_debug_logging"]
 
@@ -143,8 +143,26 @@ class Flux0:
             proxies=proxies,
             on_retry=on_retry,
         )
-        self.agents = Agents(self)
-        self.sessions = Sessions(self)
+        self._agents: Optional[Agents] = None
+        self._sessions: Optional[Sessions] = None
+
+    # The resources (and through them the models and the stream machinery) are imported on
+    # first use: a call that only sends a request, as "agents list --json" does, never needs them.
+    @property
+    def agents(self) -> Agents:
+        if self._agents is None:
+            from .resources import Agents
+
+            self._agents = Agents(self)
+        return self._agents
+
+    @property
+    def sessions(self) -> Sessions:
+        if self._sessions is None:
+            from .resources import Sessions
+
+            self._sessions = Sessions(self)
+        return self._sessions
 
     @property
     def timeout(self) -> Timeout:
@@ -236,6 +254,8 @@ class Flux0:
         response.raise_for_status()
         if stream:
             # An answer that is neither an error nor a stream (e.g. a 3xx without Location).
+            from .streaming import not_a_stream
+
             raise not_a_stream(method, response.url, response.content_type)
         return response.json()
 

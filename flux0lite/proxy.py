@@ -19,10 +19,10 @@ import base64
 import ipaddress
 import os
 import urllib.parse
-from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 from .errors import ConfigError
+from .frozen import Frozen
 from .urls import Origin, check_host
 
 __all__ = ["Proxy", "ProxyRules", "Route", "parse_proxy_url", "no_proxy_matches", "proxy_auth_message", "DIRECT"]
@@ -30,14 +30,22 @@ __all__ = ["Proxy", "ProxyRules", "Route", "parse_proxy_url", "no_proxy_matches"
 ProxyOption = Union[str, bool, None]
 
 
-@dataclass(frozen=True)
-class Proxy:
+class Proxy(Frozen):
     """An HTTP proxy; ``password`` never shows in ``repr`` or in :attr:`display`."""
 
+    _field_names = ("host", "port", "username", "password")
+    __slots__ = _field_names
+    _not_shown = ("password",)
     host: str
     port: int
-    username: Optional[str] = None
-    password: Optional[str] = field(default=None, repr=False)
+    username: Optional[str]
+    password: Optional[str]
+
+    def __init__(self, host: str, port: int, username: Optional[str] = None, password: Optional[str] = None) -> None:
+        self._set("host", host)
+        self._set("port", port)
+        self._set("username", username)
+        self._set("password", password)
 
     @property
     def display(self) -> str:
@@ -91,8 +99,7 @@ def parse_proxy_url(url: str, *, source: str = "proxy") -> Proxy:
     return Proxy(parts.hostname, port, username, password)
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Frozen):
     """How a request reaches its origin: directly, or through ``proxy``.
 
     An http:// origin behind a proxy is *forwarded*: the request goes to the proxy with an
@@ -100,8 +107,14 @@ class Route:
     byte pipe through the proxy, and TLS runs end to end inside it.
     """
 
+    _field_names = ("origin", "proxy")
+    __slots__ = _field_names
     origin: Origin
-    proxy: Optional[Proxy] = None
+    proxy: Optional[Proxy]
+
+    def __init__(self, origin: Origin, proxy: Optional[Proxy] = None) -> None:
+        self._set("origin", origin)
+        self._set("proxy", proxy)
 
     @property
     def forwarded(self) -> bool:

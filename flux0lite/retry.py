@@ -8,8 +8,7 @@ after a connect failure, which proves nothing was sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Callable, FrozenSet, Mapping, Optional
+from typing import Callable, FrozenSet, Iterable, Mapping, Optional
 
 from .errors import (
     APIConnectionError,
@@ -22,14 +21,14 @@ from .errors import (
     TLSError,
     TotalTimeout,
 )
+from .frozen import Frozen
 from .httputil import parse_retry_after
 
 # parse_retry_after is re-exported: it was defined here before it moved to the leaf module.
 __all__ = ["Retry", "parse_retry_after", "DEFAULT_RETRY", "NO_RETRY"]
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(Frozen):
     """How many times to retry and how long to back off.
 
     total
@@ -51,28 +50,62 @@ class Retry:
         Methods that may be re-sent after they reached the server.
     """
 
-    total: int = 2
-    backoff_factor: float = 0.5
-    max_backoff: float = 30.0
-    jitter: bool = True
-    statuses: FrozenSet[int] = frozenset({429, 502, 503, 504})
-    respect_retry_after: bool = True
-    max_retry_after: float = 60.0
-    idempotent_methods: FrozenSet[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-    random_source: Optional[Callable[[], float]] = field(default=None, compare=False, repr=False)
+    _field_names = (
+        "total",
+        "backoff_factor",
+        "max_backoff",
+        "jitter",
+        "statuses",
+        "respect_retry_after",
+        "max_retry_after",
+        "idempotent_methods",
+        "random_source",
+    )
+    __slots__ = _field_names
+    _not_shown = _not_compared = ("random_source",)
+    total: int
+    backoff_factor: float
+    max_backoff: float
+    jitter: bool
+    statuses: FrozenSet[int]
+    respect_retry_after: bool
+    max_retry_after: float
+    idempotent_methods: FrozenSet[str]
+    random_source: Optional[Callable[[], float]]
 
-    def __post_init__(self) -> None:
-        if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < 0:
-            raise ConfigError(f"Retry.total must be an int >= 0, got {self.total!r}")
-        for name in ("backoff_factor", "max_backoff", "max_retry_after"):
-            value = getattr(self, name)
+    def __init__(
+        self,
+        total: int = 2,
+        backoff_factor: float = 0.5,
+        max_backoff: float = 30.0,
+        jitter: bool = True,
+        statuses: Iterable[int] = frozenset({429, 502, 503, 504}),
+        respect_retry_after: bool = True,
+        max_retry_after: float = 60.0,
+        idempotent_methods: Iterable[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}),
+        random_source: Optional[Callable[[], float]] = None,
+    ) -> None:
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise ConfigError(f"Retry.total must be an int >= 0, got {total!r}")
+        for name, value in (
+            ("backoff_factor", backoff_factor),
+            ("max_backoff", max_backoff),
+            ("max_retry_after", max_retry_after),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e9:
                 raise ConfigError(f"Retry.{name} must be a number of seconds in [0, 1e9], got {value!r}")
-        object.__setattr__(self, "statuses", frozenset(self.statuses))
-        object.__setattr__(self, "idempotent_methods", frozenset(m.upper() for m in self.idempotent_methods))
+        self._set("total", total)
+        self._set("backoff_factor", backoff_factor)
+        self._set("max_backoff", max_backoff)
+        self._set("jitter", jitter)
+        self._set("statuses", frozenset(statuses))
+        self._set("respect_retry_after", respect_retry_after)
+        self._set("max_retry_after", max_retry_after)
+        self._set("idempotent_methods", frozenset(m.upper() for m in idempotent_methods))
+        self._set("random_source", random_source)
 
     def with_total(self, total: int) -> "Retry":
-        return replace(self, total=total)
+        return self._replace(total=total)
 
     def is_idempotent(self, method: str) -> bool:
         return method.upper() in self.idempotent_methods

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
 from typing import Optional, Union
 
 from .errors import ConfigError
+from .frozen import Frozen
 
 __all__ = ["Timeout", "DEFAULT_TIMEOUT", "MAX_SECONDS"]
 
@@ -15,8 +15,7 @@ MAX_SECONDS = 1e8
 """Longest timeout accepted (about three years): the socket layer overflows on larger values."""
 
 
-@dataclass(frozen=True)
-class Timeout:
+class Timeout(Frozen):
     """Seconds to wait for a connection, for each read from it, and for the whole call.
 
     The read timeout is an idle timeout: on a stream it limits the silence between two reads,
@@ -27,13 +26,17 @@ class Timeout:
     ``None`` disables a timeout (not recommended: flux0 can leave a stream open forever).
     """
 
-    connect: Optional[float] = 10.0
-    read: Optional[float] = 60.0
-    total: Optional[float] = None
+    _field_names = ("connect", "read", "total")
+    __slots__ = _field_names
+    connect: Optional[float]
+    read: Optional[float]
+    total: Optional[float]
 
-    def __post_init__(self) -> None:
-        for name in ("connect", "read", "total"):
-            value = getattr(self, name)
+    def __init__(
+        self, connect: Optional[float] = 10.0, read: Optional[float] = 60.0, total: Optional[float] = None
+    ) -> None:
+        for name, value in (("connect", connect), ("read", read), ("total", total)):
+            self._set(name, value)
             if value is None:
                 continue
             if (
@@ -69,8 +72,7 @@ class Timeout:
         if deadline is None:
             return self
         left = max(deadline - time.monotonic(), 0.001)
-        return replace(
-            self,
+        return self._replace(
             connect=left if self.connect is None else min(self.connect, left),
             read=left if self.read is None else min(self.read, left),
         )

@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Type, Union, cast
 
@@ -45,6 +44,7 @@ from .errors import (
     TLSError,
     TotalTimeout,
 )
+from .frozen import Frozen
 from .httputil import lower_headers, redact_headers, redact_url, strip_credentials
 from .pool import ConnectionPool
 from .proxy import DIRECT, ProxyRules, proxy_auth_message
@@ -79,8 +79,20 @@ _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
-@dataclass(frozen=True)
-class _Request:
+class _Request(Frozen):
+    _field_names = (
+        "method",
+        "origin",
+        "target",
+        "headers",
+        "body",
+        "timeout",
+        "stream",
+        "reuse_connection",
+        "deadline",
+        "aborted",
+    )
+    __slots__ = _field_names
     method: str
     origin: Origin
     target: str
@@ -91,6 +103,25 @@ class _Request:
     reuse_connection: bool  # only for idempotent methods: see the module docstring
     deadline: Optional[float]  # time.monotonic() by which the call must be done, or None
     aborted: threading.Event  # set by Transport.abort while this call is in flight
+
+    def __init__(
+        self,
+        method: str,
+        origin: Origin,
+        target: str,
+        headers: Dict[str, str],
+        body: Optional[bytes],
+        timeout: Timeout,
+        stream: bool,
+        reuse_connection: bool,
+        deadline: Optional[float],
+        aborted: threading.Event,
+    ) -> None:
+        for name, value in zip(
+            self._field_names,
+            (method, origin, target, headers, body, timeout, stream, reuse_connection, deadline, aborted),
+        ):
+            self._set(name, value)
 
     @property
     def url(self) -> str:
@@ -404,4 +435,4 @@ def _redirected(request: _Request, location: str, seen: List[str]) -> _Request:
         raise RedirectError(f"{current_url} redirected to an unusable URL: {shown}") from exc
     # Credentials were meant for the first host only.
     headers = request.headers if origin == request.origin else strip_credentials(request.headers)
-    return replace(request, origin=origin, target=target, headers=headers)
+    return request._replace(origin=origin, target=target, headers=headers)

@@ -346,9 +346,10 @@ def test_undecodable_argv_bytes(hostile_flux0: Tuple[FakeServer, str, str]) -> N
 
 
 def test_help_names_the_clients_default_url() -> None:
+    from flux0lite.cli_args import DEFAULT_SERVER_URL_HINT
     from flux0lite.client import DEFAULT_SERVER_URL
 
-    assert cli._DEFAULT_SERVER_URL_HINT == DEFAULT_SERVER_URL
+    assert DEFAULT_SERVER_URL_HINT == DEFAULT_SERVER_URL
 
 
 def test_version_help_and_usage_errors_do_not_import_the_client() -> None:
