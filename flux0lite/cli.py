@@ -345,11 +345,12 @@ def _chat(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, std
         if args.output == "table":
             err.message(f"session {session_id}")
         if deadline is not None:
-            import dataclasses
             import time
 
+            from .timeout import Timeout
+
             left = max(deadline - time.monotonic(), 0.001)  # what is left; none left fails as TotalTimeout
-            timeout = dataclasses.replace(client.timeout, total=left)
+            timeout = Timeout(client.timeout.connect, client.timeout.read, left)
     else:
         if len(args.target) < 2 or not args.target[0]:
             raise _UsageError("chat needs SESSION_ID and MESSAGE (or --new --agent AGENT_ID MESSAGE)")
