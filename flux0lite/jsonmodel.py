@@ -298,7 +298,8 @@ def _make_spec(cls: type) -> _Spec:
         return value
 
     scope: JsonDict = {
-        "cls": cls, "new": object.__new__, "absent": absent_value, "check": check, "ModelError": ModelError,
+        "cls": cls, "new": object.__new__, "setattr": object.__setattr__, "absent": absent_value, "check": check,
+        "ModelError": ModelError,
         "known": frozenset(key for _, key, _, _, _ in declared), "after_read": getattr(cls, "_after_read", None),
     }  # fmt: skip
     read = [
@@ -320,10 +321,13 @@ def _make_spec(cls: type) -> _Spec:
             missing = f"A{i}"
         else:
             missing = f"absent({i})"
-        read.append(f"    v = get({key!r})")
-        if kind.exact is None:
+        if kind.exact is None and value == "v" and default is None:
+            read.append(f"    f{i} = get({key!r})")  # any JSON, None when null or missing: as it is
+        elif kind.exact is None:
+            read.append(f"    v = get({key!r})")
             read.append(f"    if v is None: f{i} = {missing}\n    else: f{i} = {value}")
-        else:  # the common case first: one identity test
+        else:
+            read.append(f"    v = get({key!r})")  # the common case first: one identity test
             read.append(f"    if type(v) is T{i}: f{i} = {value}\n    elif v is None: f{i} = {missing}")
             read.append(f"    else:\n        v = check({i}, v)\n        f{i} = {value}")
         field_value = f"d[{attr!r}]"
@@ -333,18 +337,19 @@ def _make_spec(cls: type) -> _Spec:
         else:
             guarded = dump if dump == field_value else f"None if {field_value} is None else {dump}"
             written.append(f"{key!r}: {guarded}")
-    read.append("    values = {" + ", ".join(f"{d[0]!r}: f{i}" for i, d in enumerate(declared)) + "}")
+    entries = [f"{d[0]!r}: f{i}" for i, d in enumerate(declared)]
     if keeps_extra:
-        read.append("    if raw.keys() <= known: values['extra'] = {}")
-        read.append("    else: values['extra'] = {k: v for k, v in raw.items() if k not in known}")
+        entries.append("'extra': {} if raw.keys() <= known else {k: v for k, v in raw.items() if k not in known}")
+    read.append("    values = {" + ", ".join(entries) + "}")
     if scope["after_read"] is not None:
         read.append("    after_read(values)")
     if hasattr(cls, "__post_init__"):
         read.append("    return cls(**values)")
     else:
         # A frozen dataclass's __init__ sets each field through object.__setattr__, most of the
-        # cost of parsing; every field is set here, so this is the object cls(**values) makes.
-        read.append("    instance = new(cls)\n    instance.__dict__.update(values)\n    return instance")
+        # cost of parsing; every field is set here, so this is the object cls(**values) makes
+        # (values becomes its __dict__: nothing else holds it).
+        read.append("    instance = new(cls)\n    setattr(instance, '__dict__', values)\n    return instance")
     write = ["def write(self):", "    d = self.__dict__", "    out = {" + ", ".join(written) + "}", *omitted]
     if keeps_extra:  # unknown fields first, as they came; a declared field wins over one
         write.append("    if d['extra']: out = {**d['extra'], **out}")
