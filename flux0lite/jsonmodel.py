@@ -299,7 +299,7 @@ def _make_spec(cls: type) -> _Spec:
 
     scope: JsonDict = {
         "cls": cls, "new": object.__new__, "setattr": object.__setattr__, "absent": absent_value, "check": check,
-        "ModelError": ModelError,
+        "ModelError": ModelError, "NO_KEY": _NO_VALUE,
         "known": frozenset(key for _, key, _, _, _ in declared), "after_read": getattr(cls, "_after_read", None),
     }  # fmt: skip
     read = [
@@ -307,6 +307,7 @@ def _make_spec(cls: type) -> _Spec:
         "    if type(raw) is not dict and not isinstance(raw, dict):",
         f"        raise ModelError(f'{model}: expected a JSON object, got {{type(raw).__name__}}')",
         "    get = raw.get",
+        "    gone = 0",
     ]
     written, omitted = [], []  # JSON entries, and statements for the fields left out when None
     for i, (attr, key, kind, _, omit_none) in enumerate(declared):
@@ -321,14 +322,21 @@ def _make_spec(cls: type) -> _Spec:
             missing = f"A{i}"
         else:
             missing = f"absent({i})"
+        # ``gone`` counts the keys missing from raw, for the unknown-field test at the end
+        count_missing = f"elif v is NO_KEY:\n        f{i} = {missing}\n        gone += 1"
         if kind.exact is None and value == "v" and default is None:
-            read.append(f"    f{i} = get({key!r})")  # any JSON, None when null or missing: as it is
+            # any JSON, None when null or missing: as it is
+            read.append(
+                f"    f{i} = get({key!r}, NO_KEY)\n    if f{i} is NO_KEY:\n        f{i} = None\n        gone += 1"
+            )
         elif kind.exact is None:
-            read.append(f"    v = get({key!r})")
-            read.append(f"    if v is None: f{i} = {missing}\n    else: f{i} = {value}")
+            read.append(f"    v = get({key!r}, NO_KEY)\n    if v is None: f{i} = {missing}\n    {count_missing}")
+            read.append(f"    else: f{i} = {value}")
         else:
-            read.append(f"    v = get({key!r})")  # the common case first: one identity test
-            read.append(f"    if type(v) is T{i}: f{i} = {value}\n    elif v is None: f{i} = {missing}")
+            read.append(f"    v = get({key!r}, NO_KEY)")  # the common case first: one identity test
+            read.append(
+                f"    if type(v) is T{i}: f{i} = {value}\n    elif v is None: f{i} = {missing}\n    {count_missing}"
+            )
             read.append(f"    else:\n        v = check({i}, v)\n        f{i} = {value}")
         field_value = f"d[{attr!r}]"
         dump = f"[W{i}(x) for x in {field_value}]" if kind.many else f"W{i}({field_value})" if writer else field_value
@@ -339,7 +347,11 @@ def _make_spec(cls: type) -> _Spec:
             written.append(f"{key!r}: {guarded}")
     entries = [f"{d[0]!r}: f{i}" for i, d in enumerate(declared)]
     if keeps_extra:
-        entries.append("'extra': {} if raw.keys() <= known else {k: v for k, v in raw.items() if k not in known}")
+        # raw holds len(declared) - gone known keys: any other key is an unknown field
+        unknown = (
+            f"len(raw) + gone != {len(declared)}" if len(scope["known"]) == len(declared) else "raw.keys() - known"
+        )
+        entries.append(f"'extra': {{k: v for k, v in raw.items() if k not in known}} if {unknown} else {{}}")
     read.append("    values = {" + ", ".join(entries) + "}")
     if scope["after_read"] is not None:
         read.append("    after_read(values)")
