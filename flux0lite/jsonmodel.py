@@ -262,10 +262,15 @@ def _make_spec(cls: type) -> _Spec:
     careful hand-written parser would be, so declaring each field once costs nothing per event.
     Per field the reader runs, e.g. for ``offset``::
 
-        v = get('offset')
+        v = get('offset', NO_KEY)
         if type(v) is T3: f3 = v                    # the common case: one identity test
-        elif v is None: f3 = absent(3)              # the default, or ModelError if required
+        elif v is None: f3 = absent(3)              # null: the default, or ModelError if required
+        elif v is NO_KEY: f3 = absent(3); gone += 1 # missing, and counted
         else: ...check(3, v)...                     # isinstance(), else ModelError
+
+    Unknown fields are found by counting, not by a set test per object: raw holds exactly
+    ``len(declared) - gone`` known keys, so it has others only if it is longer than that.
+    The fields' values go into one dict, which becomes the instance's ``__dict__``.
     """
     model, declared = cls.__name__, []
     cls_fields = _declared_fields(cls)
