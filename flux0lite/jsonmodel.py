@@ -262,10 +262,15 @@ def _make_spec(cls: type) -> _Spec:
     careful hand-written parser would be, so declaring each field once costs nothing per event.
     Per field the reader runs, e.g. for ``offset``::
 
-        v = get('offset')
+        v = get('offset', NO_KEY)
         if type(v) is T3: f3 = v                    # the common case: one identity test
-        elif v is None: f3 = absent(3)              # the default, or ModelError if required
+        elif v is None: f3 = absent(3)              # null: the default, or ModelError if required
+        elif v is NO_KEY: f3 = absent(3); gone += 1 # missing, and counted
         else: ...check(3, v)...                     # isinstance(), else ModelError
+
+    Unknown fields are found by counting, not by a set test per object: raw holds exactly
+    ``len(declared) - gone`` known keys, so it has others only if it is longer than that.
+    The fields' values go into one dict, which becomes the instance's ``__dict__``.
     """
     model, declared = cls.__name__, []
     cls_fields = _declared_fields(cls)
@@ -298,7 +303,8 @@ def _make_spec(cls: type) -> _Spec:
         return value
 
     scope: JsonDict = {
-        "cls": cls, "new": object.__new__, "absent": absent_value, "check": check, "ModelError": ModelError,
+        "cls": cls, "new": object.__new__, "setattr": object.__setattr__, "absent": absent_value, "check": check,
+        "ModelError": ModelError, "NO_KEY": _NO_VALUE,
         "known": frozenset(key for _, key, _, _, _ in declared), "after_read": getattr(cls, "_after_read", None),
     }  # fmt: skip
     read = [
@@ -306,6 +312,7 @@ def _make_spec(cls: type) -> _Spec:
         "    if type(raw) is not dict and not isinstance(raw, dict):",
         f"        raise ModelError(f'{model}: expected a JSON object, got {{type(raw).__name__}}')",
         "    get = raw.get",
+        "    gone = 0",
     ]
     written, omitted = [], []  # JSON entries, and statements for the fields left out when None
     for i, (attr, key, kind, _, omit_none) in enumerate(declared):
@@ -320,11 +327,21 @@ def _make_spec(cls: type) -> _Spec:
             missing = f"A{i}"
         else:
             missing = f"absent({i})"
-        read.append(f"    v = get({key!r})")
-        if kind.exact is None:
-            read.append(f"    if v is None: f{i} = {missing}\n    else: f{i} = {value}")
-        else:  # the common case first: one identity test
-            read.append(f"    if type(v) is T{i}: f{i} = {value}\n    elif v is None: f{i} = {missing}")
+        # ``gone`` counts the keys missing from raw, for the unknown-field test at the end
+        count_missing = f"elif v is NO_KEY:\n        f{i} = {missing}\n        gone += 1"
+        if kind.exact is None and value == "v" and default is None:
+            # any JSON, None when null or missing: as it is
+            read.append(
+                f"    f{i} = get({key!r}, NO_KEY)\n    if f{i} is NO_KEY:\n        f{i} = None\n        gone += 1"
+            )
+        elif kind.exact is None:
+            read.append(f"    v = get({key!r}, NO_KEY)\n    if v is None: f{i} = {missing}\n    {count_missing}")
+            read.append(f"    else: f{i} = {value}")
+        else:
+            read.append(f"    v = get({key!r}, NO_KEY)")  # the common case first: one identity test
+            read.append(
+                f"    if type(v) is T{i}: f{i} = {value}\n    elif v is None: f{i} = {missing}\n    {count_missing}"
+            )
             read.append(f"    else:\n        v = check({i}, v)\n        f{i} = {value}")
         field_value = f"d[{attr!r}]"
         dump = f"[W{i}(x) for x in {field_value}]" if kind.many else f"W{i}({field_value})" if writer else field_value
@@ -333,18 +350,23 @@ def _make_spec(cls: type) -> _Spec:
         else:
             guarded = dump if dump == field_value else f"None if {field_value} is None else {dump}"
             written.append(f"{key!r}: {guarded}")
-    read.append("    values = {" + ", ".join(f"{d[0]!r}: f{i}" for i, d in enumerate(declared)) + "}")
+    entries = [f"{d[0]!r}: f{i}" for i, d in enumerate(declared)]
     if keeps_extra:
-        read.append("    if raw.keys() <= known: values['extra'] = {}")
-        read.append("    else: values['extra'] = {k: v for k, v in raw.items() if k not in known}")
+        # raw holds len(declared) - gone known keys: any other key is an unknown field
+        unknown = (
+            f"len(raw) + gone != {len(declared)}" if len(scope["known"]) == len(declared) else "raw.keys() - known"
+        )
+        entries.append(f"'extra': {{k: v for k, v in raw.items() if k not in known}} if {unknown} else {{}}")
+    read.append("    values = {" + ", ".join(entries) + "}")
     if scope["after_read"] is not None:
         read.append("    after_read(values)")
     if hasattr(cls, "__post_init__"):
         read.append("    return cls(**values)")
     else:
         # A frozen dataclass's __init__ sets each field through object.__setattr__, most of the
-        # cost of parsing; every field is set here, so this is the object cls(**values) makes.
-        read.append("    instance = new(cls)\n    instance.__dict__.update(values)\n    return instance")
+        # cost of parsing; every field is set here, so this is the object cls(**values) makes
+        # (values becomes its __dict__: nothing else holds it).
+        read.append("    instance = new(cls)\n    setattr(instance, '__dict__', values)\n    return instance")
     write = ["def write(self):", "    d = self.__dict__", "    out = {" + ", ".join(written) + "}", *omitted]
     if keeps_extra:  # unknown fields first, as they came; a declared field wins over one
         write.append("    if d['extra']: out = {**d['extra'], **out}")

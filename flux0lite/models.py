@@ -300,7 +300,9 @@ class Event(JsonModel):
 
     @staticmethod
     def _after_read(values: JsonDict) -> None:
-        values["data"] = _parse_event_data(values["type"], values["data"])
+        reader = _EVENT_DATA_READERS.get(values["type"])  # the common case without another call
+        data = values["data"]
+        values["data"] = reader(data) if reader is not None else _parse_event_data(values["type"], data)
 
 
 @model(frozen=True)

@@ -169,7 +169,8 @@ def _split(path: str) -> List[str]:
         raise PatchError(f"JSON pointer must start with '/': {path[:80]!r}")
     if path.count("/") > MAX_PATH_DEPTH:
         raise PatchError(f"patch path deeper than {MAX_PATH_DEPTH} levels: {path[:80]!r}…")
-    return [_unescape(t) for t in path[1:].split("/")]
+    tokens = path[1:].split("/")
+    return [_unescape(t) for t in tokens] if "~" in path else tokens
 
 
 def _is_index(token: str) -> bool:
@@ -181,10 +182,10 @@ def _index(length: int, token: str, path: str, *, allow_end: bool) -> int:
         return length
     if not _is_index(token) or (len(token) > 1 and token[0] == "0"):
         raise PatchError(f"bad array index {token[:40]!r} in {path[:80]!r}")
-    limit = length if allow_end else length - 1
-    if len(token) > _MAX_INDEX_DIGITS or int(token) > limit:
+    index = int(token) if len(token) <= _MAX_INDEX_DIGITS else length + 1
+    if index > (length if allow_end else length - 1):
         raise PatchError(f"array index {token[:40]} out of range in {path[:80]!r}")
-    return int(token)
+    return index
 
 
 def _empty_for(token: str) -> Container:
@@ -196,9 +197,12 @@ def _own(value: Any) -> Any:
     return _PieceList(value) if isinstance(value, list) else value
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """A deep copy as plain JSON values (lists, dicts): no recursion, so any depth is fine."""
-    if not isinstance(value, (dict, list, _PieceList)):
+    if type(value) in _SCALARS or not isinstance(value, (dict, list, _PieceList)):
         return value
     root: List[Any] = [None]
     # (source container, target container, key or index in the parent target)
@@ -293,12 +297,19 @@ class PatchedDocument:
                     raise PatchError(f"nothing to remove at {path[:80]!r}")
                 del parent[last]
             else:
-                parent[last] = _plain(patch.value)
+                value = patch.value
+                parent[last] = value if type(value) in _SCALARS else _plain(value)
         elif isinstance(parent, _PieceList):
+            value = patch.value
+            if op != "remove" and type(value) not in _SCALARS:
+                value = _plain(value)
             if op == "add":
-                parent.insert(_index(len(parent), last, path, allow_end=True), _plain(patch.value))
+                if last == "-":
+                    parent.append(value)
+                else:
+                    parent.insert(_index(len(parent), last, path, allow_end=True), value)
             elif op == "replace":
-                parent.set(_index(len(parent), last, path, allow_end=False), _plain(patch.value))
+                parent.set(_index(len(parent), last, path, allow_end=False), value)
             else:
                 parent.delete(_index(len(parent), last, path, allow_end=False))
         else:

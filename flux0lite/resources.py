@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 
 from .aio import async_twin
 from .errors import ConfigError, ModelError
+from .jsonmodel import spec_of
 from .models import Agent, Event, Session
 from .retry import Retry
 from .streaming import AsyncEventStream, EventStream
@@ -198,7 +199,8 @@ class Sessions:
             params["correlation_id"] = correlation_id
         path = f"/api/sessions/{_segment(session_id, 'session_id')}/events"
         payload = self._client.request("GET", path, params=params or None, timeout=timeout, retry=retry)
-        events = [Event.from_dict(item) for item in _data_list(payload, "sessions.list_events")]
+        read = spec_of(Event).read  # Event.from_dict, looked up once for the whole list
+        events: List[Event] = [read(item) for item in _data_list(payload, "sessions.list_events")]
         if types is not None:
             wanted = {types} if isinstance(types, str) else set(types)
             events = [e for e in events if e.type in wanted]

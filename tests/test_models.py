@@ -213,3 +213,16 @@ def test_reader_is_made_on_first_use_and_runs_post_init() -> None:
         Probe.from_dict({"name": "p", "n": True})
     with pytest.raises(ModelError, match="Probe: missing field 'name'"):
         Probe.from_dict({"n": 1})
+
+
+def test_unknown_fields_are_kept_when_as_many_known_ones_are_missing() -> None:
+    """The reader counts missing keys to see unknown ones cheaply: a missing known key and an
+    unknown one in its place (same number of keys) must still keep the unknown one, and null
+    values are present keys, not missing ones."""
+    patch = JsonPatch.from_dict({"op": "add", "path": "/-", "surprise": 1})  # "value" missing
+    assert patch.extra == {"surprise": 1} and patch.value is None
+    assert JsonPatch.from_dict({"op": "add", "path": "/-", "value": None}).extra == {}
+    assert JsonPatch.from_dict({"op": "add", "path": "/-"}).extra == {}
+    event = ChunkEvent.from_dict({"event_id": "e", "metadata": None, "new": [1], "timestamp": None})
+    assert event.extra == {"new": [1]}
+    assert event.to_dict()["new"] == [1]

@@ -348,3 +348,42 @@ def test_jsonl_events_are_not_changed_by_later_patches(fake: FakeServer) -> None
             reply = stream.assembler.reply()
     assert isinstance(seen[0], ChunkEvent) and seen[0].patches[0].value == {"args": []}
     assert reply.messages == {"t": {"tool_calls": [{"args": ["{}"]}]}}
+
+
+# -- the JSON of a stream event: the scanner's shortcut is json.loads --------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from flux0lite.sse import SSEEvent  # noqa: E402
+from flux0lite.streaming import _load_json  # noqa: E402
+
+_JSON_ALPHABET = st.sampled_from(list('{}[]",:0123456789.eE+-truefalsnNIiy \t\n\r\\u\ufeffx'))
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(_JSON_ALPHABET, max_size=30),
+        _JSON_VALUES.map(json.dumps),
+        st.tuples(
+            st.sampled_from(["", " ", "\n", "\ufeff"]), _JSON_VALUES.map(json.dumps), st.text(" \t}x", max_size=2)
+        ).map("".join),
+    )
+)
+def test_stream_event_json_is_json_loads(text: str) -> None:
+    """Any event data decodes to what json.loads gives, or fails as a DecodeError exactly when
+    json.loads fails: the direct scanner call is a shortcut, never another parser."""
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(DecodeError):
+            _load_json(SSEEvent(data=text, event="chunk"))
+        return
+    got = _load_json(SSEEvent(data=text, event="chunk"))
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
