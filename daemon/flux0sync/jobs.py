@@ -19,23 +19,40 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from flux0lite import Agent, ContentTypeError, Flux0, Flux0Error, NotFoundError, Session
 from flux0lite.jsonstream import iter_array
 
 from .backend import Archive
-from .rows import RawEvent, storable_text
+from .rows import EventRow, RawEvent, UnidentifiableEventError, event_rows, storable_text
+from .store import StoreBusyError, StoreFullError, WriteResult
 
-__all__ = ["fetch_events", "list_sessions", "list_agents", "retrieve_sessions", "SessionWriter", "Warnings"]
+__all__ = [
+    "Fetched",
+    "fetch_events",
+    "read_events",
+    "list_sessions",
+    "list_agents",
+    "retrieve_sessions",
+    "SessionWriter",
+    "Warnings",
+]
 
 log = logging.getLogger("flux0sync")
 
 Emit = Callable[[Any], None]
 _M = TypeVar("_M")
+# The archive could not take a batch, but may later (full disk, another process's long lock),
+# or one batch holds an event without an id: that poll fails, the daemon goes on.
+BATCH_FAILURES = (StoreFullError, StoreBusyError, UnidentifiableEventError)
 # One event larger than this fails its session: flux0 events are small, and the unit's memory
 # cap (MemoryMax) must hold the buffer, the decoded value and its text at once.
 _MAX_EVENT_CHARS = 16 * 1024 * 1024
+# An events answer up to this size is read whole by the worker and parsed by the writer (see
+# Fetched); the result queue holds a few of them at most, so memory stays bounded.
+_WHOLE_BODY_MAX = 1024 * 1024
 # Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
 # this keeps a 100k-session listing to a few MB in flight.
 LISTING_PAGE = 200
@@ -62,24 +79,52 @@ def _stream_array(client: Flux0, path: str, params: Optional[Dict[str, str]], wh
     return response
 
 
-def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[[Flux0, Emit], int]:
-    """A job: the session's events from ``min_offset``, handed over in batches; returns the highest offset."""
+@dataclass(frozen=True)
+class Fetched:
+    """What a finished :func:`fetch_events` job returns.
 
-    def run(client: Flux0, emit: Emit) -> int:
+    A small answer comes back whole, as ``body``, for the writer to read (:func:`read_events`):
+    the worker then only waits on the network and hardly ever holds the interpreter lock the
+    writer needs between its SQLite calls. A large one was read element by element in bounded
+    memory and handed over in batches; ``tail`` is its last batch (handed over with the result,
+    one hand-off fewer) and ``highest`` the highest offset it saw.
+    """
+
+    highest: int
+    tail: List[RawEvent]
+    body: Optional[bytes] = None
+
+
+def _small_body_length(response: Any) -> Optional[int]:
+    """The answer's length if it is read whole: uncompressed, declared, and at most _WHOLE_BODY_MAX."""
+    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return None
+    declared = response.headers.get("content-length", "").strip()
+    if not declared.isdigit() or len(declared) > 12 or int(declared) > _WHOLE_BODY_MAX:
+        return None
+    return int(declared)
+
+
+def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[[Flux0, Emit], Fetched]:
+    """A job: the session's events from ``min_offset``: a small answer whole, a large one in batches."""
+
+    def run(client: Flux0, emit: Emit) -> Fetched:
         if storable_text(session_id) is None:
             raise Flux0Error(f"session id {session_id!r} is not valid Unicode; it cannot be fetched")
-        path = f"/api/sessions/{urllib.parse.quote(session_id, safe='')}/events"
+        path = _events_path(session_id)
         what = f"GET {path}"
         highest = min_offset - 1
         batch: List[RawEvent] = []
         response = _stream_array(client, path, {"min_offset": str(min_offset)}, what)
         try:
+            if _small_body_length(response) is not None:
+                return Fetched(highest, [], response.read_all(_WHOLE_BODY_MAX))
             for element in iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
-                event = RawEvent(element.value, element.text)
-                offset = event.doc.get("offset") if isinstance(event.doc, dict) else None
+                doc = element.value
+                offset = doc.get("offset") if type(doc) is dict else None
                 if type(offset) is int and offset > highest:
                     highest = offset
-                batch.append(event)
+                batch.append(RawEvent(doc, element.text))
                 if len(batch) >= batch_size:
                     emit(batch)
                     batch = []
@@ -89,11 +134,34 @@ def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[
             raise
         finally:
             response.close()
-        if batch:
-            emit(batch)
-        return highest
+        return Fetched(highest, batch)
 
     return run
+
+
+def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[Flux0Error]]":
+    """The writer's half of a small answer: its events (those before a fault, if it is
+    malformed; their checkpoint is earned as when streaming) and the fault."""
+    if fetched.body is None:
+        return fetched, None
+    highest = fetched.highest
+    events: List[RawEvent] = []
+    error: Optional[Flux0Error] = None
+    what = f"GET {_events_path(session_id)}"
+    try:
+        for element in iter_array((fetched.body,), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
+            doc = element.value
+            offset = doc.get("offset") if type(doc) is dict else None
+            if type(offset) is int and offset > highest:
+                highest = offset
+            events.append(RawEvent(doc, element.text))
+    except Flux0Error as exc:
+        error = exc
+    return Fetched(highest, events), error
+
+
+def _events_path(session_id: str) -> str:
+    return f"/api/sessions/{urllib.parse.quote(session_id, safe='')}/events"
 
 
 def _typed(items: Sequence[Any], model: Callable[[Any], _M], what: str, warnings: Warnings) -> List[_M]:
@@ -174,6 +242,68 @@ class SessionWriter:
     def write(self, session_id: str, batch: Sequence[RawEvent]) -> int:
         """Store one batch; returns how many events were new."""
         result = self.store.write_batch(session_id, batch)
+        self._report(session_id, result)
+        return result.inserted
+
+    def write_many(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> List[Union[int, Exception]]:
+        """Store the batches of several sessions: for each, how many events were new, or the
+        error (one of ``BATCH_FAILURES``) that kept it out.
+
+        On SQLite (``write_rows``) they share one transaction, each batch with its own
+        checkpoint. A batch with an event that has no id is left out before anything is
+        written, and if the disk fills up each batch is tried alone, so one oversized batch
+        costs only its own session.
+        """
+        outcome: List[Union[int, Exception]] = [0] * len(batches)
+        failed: Dict[str, Exception] = {}  # a session's later batches wait for its failed one: left out too
+        write_rows = getattr(self.store, "write_rows", None)
+        if write_rows is None or len(batches) == 1:  # PostgreSQL: one transaction per batch
+            for n, (session_id, batch) in enumerate(batches):
+                try:
+                    if session_id in failed:
+                        raise failed[session_id]
+                    outcome[n] = self.write(session_id, batch)
+                except BATCH_FAILURES as exc:
+                    outcome[n] = failed[session_id] = exc
+            return outcome
+        pending: List[Tuple[int, str, List[EventRow]]] = []
+        for n, (session_id, batch) in enumerate(batches):
+            try:
+                if session_id in failed:
+                    raise failed[session_id]
+                rows = event_rows(session_id, batch)
+            except UnidentifiableEventError as exc:
+                outcome[n] = failed[session_id] = exc
+                continue
+            if rows:
+                pending.append((n, session_id, rows))
+        if not pending:
+            return outcome
+        try:
+            results: List[WriteResult] = write_rows([(session_id, rows) for _, session_id, rows in pending])
+        except StoreFullError as exc:
+            for n, session_id, rows in pending:
+                outcome[n] = exc if len(pending) == 1 else self._write_alone(write_rows, session_id, rows)
+            return outcome
+        except StoreBusyError as exc:  # it waited its patience out already: not once more per batch
+            for n, _, _ in pending:
+                outcome[n] = exc
+            return outcome
+        for (n, session_id, _), result in zip(pending, results):
+            self._report(session_id, result)
+            outcome[n] = result.inserted
+        return outcome
+
+    def _write_alone(self, write_rows: Any, session_id: str, rows: List[EventRow]) -> Union[int, Exception]:
+        try:
+            result: WriteResult = write_rows([(session_id, rows)])[0]
+        except BATCH_FAILURES as exc:
+            return exc
+        self._report(session_id, result)
+        return result.inserted
+
+    @staticmethod
+    def _report(session_id: str, result: WriteResult) -> None:
         if result.conflicts:
             log.warning(
                 "session %s: %d events clash with stored ones (same id or offset, different content);"
@@ -181,7 +311,6 @@ class SessionWriter:
                 session_id,
                 result.conflicts,
             )
-        return result.inserted
 
     def finish(self, session_id: str, highest_seen: int) -> None:
         """After a complete answer: hold an offset gap open, or record and pass it once too old."""

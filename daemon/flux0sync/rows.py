@@ -12,11 +12,20 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from flux0lite import Event, Flux0Error
 
-__all__ = ["RawEvent", "EventRow", "event_row", "storable_text", "storable_offset", "dumps_lossless", "MAX_OFFSET"]
+__all__ = [
+    "RawEvent",
+    "EventRow",
+    "event_row",
+    "event_rows",
+    "storable_text",
+    "storable_offset",
+    "dumps_lossless",
+    "MAX_OFFSET",
+]
 
 MAX_OFFSET = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?\Z")
@@ -144,3 +153,15 @@ def event_row(session_id: str, event: RawEvent) -> EventRow:
         _message_text(doc),
         raw,
     )
+
+
+def _offset_order(row: EventRow) -> Tuple[bool, int]:
+    return (row[2] is None, row[2] if row[2] is not None else 0)
+
+
+def event_rows(session_id: str, events: Iterable[RawEvent]) -> List[EventRow]:
+    """The rows of one session's batch in offset order (unstorable offsets last); raises
+    UnidentifiableEventError if any event has no usable id."""
+    rows = [event_row(session_id, event) for event in events]
+    rows.sort(key=_offset_order)
+    return rows
