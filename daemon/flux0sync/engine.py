@@ -13,9 +13,13 @@ off fetches past their deadline on time whatever the server does.
   entry changed is moved up; a session no listing shows any more is no longer polled.
 * **Polls** follow :class:`~flux0sync.schedule.Schedule`, at most ``workers`` at once and at
   most ``max_rps`` requests per second (listings included).
-* **Writes**: each batch a worker hands over is stored with its checkpoint in one transaction
-  (exactly-once, see :mod:`flux0sync.store`); the next poll times of finished polls are saved in
-  one transaction every second.
+* **Writes**: each batch is stored with the checkpoint it earns in one transaction
+  (exactly-once, see :mod:`flux0sync.store`); what is ready at once is written together, so
+  many small sessions share a transaction of up to ``batch_size`` events (one commit and one
+  full-text statement for all of them). The writer also parses the small answers (see
+  :class:`~flux0sync.jobs.Fetched`): the workers then hardly hold the interpreter lock, which
+  the writer would otherwise wait for after every SQLite call. The next poll times of finished
+  polls are saved in one transaction every second.
 * **Outages**: a server that refuses connections pauses all requests (doubling, up to
   ``max_backoff``) without counting against any session; any other failure backs that session
   off alone.

@@ -2,16 +2,19 @@
 
 Worker side (runs on a :class:`~flux0sync.workers.FetchPool` thread, never touches SQLite):
 
-* :func:`fetch_events` streams ``list_events(min_offset=checkpoint + 1)``, parses it element by
-  element (:func:`flux0lite.jsonstream.iter_array`) and hands over batches of
+* :func:`fetch_events` asks for ``list_events(min_offset=checkpoint + 1)``. A small answer
+  (declared length up to 1 MiB, uncompressed) is returned whole, for the writer to parse
+  (:func:`read_events`); a larger one is parsed element by element as it streams in
+  (:func:`flux0lite.jsonstream.iter_array`) and handed over in batches of
   :class:`~flux0sync.rows.RawEvent`: memory is bounded by the batch size, not by the session's
-  backlog. It returns the highest offset it saw.
+  backlog.
 * :func:`list_sessions` streams a sessions listing the same way and hands over pages of
   typed sessions; one malformed item is skipped (and warned about once), not fatal.
 
-Writer side (the thread that owns the archive): :class:`SessionWriter` stores a batch with the
-checkpoint it earns (one transaction, see :mod:`flux0sync.store`), reports clashing events, and
-after a poll holds or records offset gaps: a hole is fetched again on later polls and only
+Writer side (the thread that owns the archive): :func:`read_events` parses a small answer;
+:class:`SessionWriter` stores batches with the checkpoints they earn (several sessions'
+batches in one transaction on SQLite, see :mod:`flux0sync.store`), reports clashing events,
+and after a poll holds or records offset gaps: a hole is fetched again on later polls and only
 after ``gap_patience`` seconds recorded and passed.
 """
 
@@ -100,7 +103,7 @@ def _small_body_length(response: Any) -> Optional[int]:
     if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
         return None
     declared = response.headers.get("content-length", "").strip()
-    if not declared.isdigit() or len(declared) > 12 or int(declared) > _WHOLE_BODY_MAX:
+    if not (declared.isascii() and declared.isdigit()) or len(declared) > 12 or int(declared) > _WHOLE_BODY_MAX:
         return None
     return int(declared)
 
@@ -120,12 +123,9 @@ def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[
             if _small_body_length(response) is not None:
                 return Fetched(highest, [], response.read_all(_WHOLE_BODY_MAX))
             for element in iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
-                doc = element.value
-                offset = doc.get("offset") if type(doc) is dict else None
-                if type(offset) is int and offset > highest:
-                    highest = offset
-                batch.append(RawEvent(doc, element.text))
+                batch.append(RawEvent(element.value, element.text))
                 if len(batch) >= batch_size:
+                    highest = _highest(batch, highest)
                     emit(batch)
                     batch = []
         except Flux0Error:
@@ -134,7 +134,7 @@ def fetch_events(session_id: str, min_offset: int, batch_size: int) -> Callable[
             raise
         finally:
             response.close()
-        return Fetched(highest, batch)
+        return Fetched(_highest(batch, highest), batch)
 
     return run
 
@@ -144,24 +144,28 @@ def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[F
     malformed; their checkpoint is earned as when streaming) and the fault."""
     if fetched.body is None:
         return fetched, None
-    highest = fetched.highest
     events: List[RawEvent] = []
     error: Optional[Flux0Error] = None
     what = f"GET {_events_path(session_id)}"
     try:
         for element in iter_array((fetched.body,), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS):
-            doc = element.value
-            offset = doc.get("offset") if type(doc) is dict else None
-            if type(offset) is int and offset > highest:
-                highest = offset
-            events.append(RawEvent(doc, element.text))
+            events.append(RawEvent(element.value, element.text))
     except Flux0Error as exc:
         error = exc
-    return Fetched(highest, events), error
+    return Fetched(_highest(events, fetched.highest), events), error
 
 
 def _events_path(session_id: str) -> str:
     return f"/api/sessions/{urllib.parse.quote(session_id, safe='')}/events"
+
+
+def _highest(events: Sequence[RawEvent], highest: int) -> int:
+    """The highest integer offset of ``events``, or ``highest`` if that is higher."""
+    for event in events:
+        offset = event.doc.get("offset") if type(event.doc) is dict else None
+        if type(offset) is int and offset > highest:
+            highest = offset
+    return highest
 
 
 def _typed(items: Sequence[Any], model: Callable[[Any], _M], what: str, warnings: Warnings) -> List[_M]:

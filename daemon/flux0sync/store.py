@@ -1,8 +1,9 @@
 """The SQLite archive: schema, migrations, and exactly-once batch writes.
 
 Exactly-once rests on three rules. Each batch of a session's events and that session's
-checkpoint are written in one ``BEGIN IMMEDIATE`` transaction, so after a crash at any instant
-the archive and the checkpoint agree. The checkpoint is the highest offset up to which every
+checkpoint are written in one ``BEGIN IMMEDIATE`` transaction (which may hold other sessions'
+batches and checkpoints too, see :meth:`Store.write_rows`), so after a crash at any instant
+the archive and the checkpoints agree. The checkpoint is the highest offset up to which every
 offset is stored (or was recorded as a gap the server never filled): it is computed here, from
 what is stored, never taken from what the server claims. And inserts are idempotent (an event
 is identified by ``(session_id, id)``; ``(session_id, offset)`` is unique too), so re-fetching a
