@@ -12,7 +12,7 @@ import codecs
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Union
 
 from .errors import DecodeError
 
@@ -21,6 +21,9 @@ __all__ = ["JSONStreamError", "Element", "iter_array", "read_array", "DEFAULT_MA
 DEFAULT_MAX_ELEMENT_CHARS = 64 * 1024 * 1024
 _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 _NUMBER_TAIL = "0123456789.eE+-"
+_SPACE = frozenset(" \t\n\r")
+_SEPARATORS = frozenset(",]")
+_Scanner = Callable[[str, int], Tuple[Any, int]]  # JSONDecoder.scan_once: (value, end) of the value at an index
 
 
 class JSONStreamError(DecodeError):
@@ -79,6 +82,9 @@ class _Reader:
 
     def peek(self) -> str:
         """The next non-whitespace character ('' at the end of the stream), not consumed."""
+        char = self.buf[self.pos : self.pos + 1]
+        if char and char not in _SPACE:
+            return char
         while True:
             found = _NOT_WHITESPACE.search(self.buf, self.pos)
             if found is not None:
@@ -180,7 +186,38 @@ def _array(reader: _Reader, decoder: json.JSONDecoder) -> Iterator[Element]:
     if reader.peek() == "]":
         reader.pos += 1
         return
+    scan: _Scanner = decoder.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__
+    search = _NOT_WHITESPACE.search
     while True:
+        # Most elements are read here: the buffer already holds the element and the separator
+        # after it, so one call into the C scanner reads it, no number can go on in the next
+        # chunk, and nothing is read from the stream. Whatever this loop cannot read (an
+        # element cut by the end of the buffer, malformed JSON) is left to the careful path
+        # below, which reads on and reports errors properly.
+        buf = reader.buf
+        start = reader.pos
+        while True:
+            if buf[start : start + 1] in _SPACE:
+                found = search(buf, start)
+                if found is None:
+                    break
+                start = found.start()
+            try:
+                value, end = scan(buf, start)
+            except (StopIteration, ValueError, RecursionError):
+                break
+            at = end
+            if buf[at : at + 1] not in _SEPARATORS:
+                found = search(buf, end)
+                if found is None or buf[found.start()] not in _SEPARATORS:
+                    break
+                at = found.start()
+            reader.pos = at + 1
+            yield Element(value, buf[start:end])
+            if buf[at] == "]":
+                return
+            start = at + 1
+        reader.pos = start
         yield reader.value(decoder)
         separator = reader.peek()
         reader.pos += 1

@@ -14,9 +14,13 @@ off fetches past their deadline on time whatever the server does.
   entry changed is moved up; a session no listing shows any more is no longer polled.
 * **Polls** follow :class:`~flux0sync.schedule.Schedule`, at most ``workers`` at once and at
   most ``max_rps`` requests per second (listings included).
-* **Writes**: each batch a worker hands over is stored with its checkpoint in one transaction
-  (exactly-once, see :mod:`flux0sync.store`); the next poll times of finished polls are saved in
-  one transaction every second.
+* **Writes**: each batch is stored with the checkpoint it earns in one transaction
+  (exactly-once, see :mod:`flux0sync.store`); what is ready at once is written together, so
+  many small sessions share a transaction of up to ``batch_size`` events (one commit and one
+  full-text statement for all of them). The writer also parses the small answers (see
+  :class:`~flux0sync.jobs.Fetched`): the workers then hardly hold the interpreter lock, which
+  the writer would otherwise wait for after every SQLite call. The next poll times of finished
+  polls are saved in one transaction every second.
 * **Outages**: a server that refuses connections pauses all requests (doubling, up to
   ``max_backoff``) without counting against any session; any other failure backs that session
   off alone.
@@ -28,15 +32,25 @@ import logging
 import queue
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from flux0lite import APIConnectionError, APITimeoutError, Flux0, Flux0Error
 from flux0lite.models import Agent, Session
 
 from .backend import Archive
-from .jobs import SessionWriter, Warnings, fetch_events, list_agents, list_sessions, retrieve_sessions
-from .rows import RawEvent, UnidentifiableEventError
+from .jobs import (
+    BATCH_FAILURES,
+    Fetched,
+    SessionWriter,
+    Warnings,
+    fetch_events,
+    list_agents,
+    list_sessions,
+    read_events,
+    retrieve_sessions,
+)
+from .rows import RawEvent
 from .schedule import Policy, Schedule, TokenBucket, listing_interval
 from .shard import Shard
 from .store import PollRecord, StoreBusyError, StoreFullError
@@ -49,14 +63,39 @@ log = logging.getLogger("flux0sync")
 _TICK = 0.25  # the longest the loop waits before looking at the stop flag, deadlines and the watchdog
 _FLUSH_EVERY = 1.0
 Emit = Callable[[Any], None]
-# The archive could not take a batch, but may later (full disk, another process's long lock),
-# or one batch holds an event without an id: that poll fails, the daemon goes on.
-_BATCH_FAILURES = (StoreFullError, StoreBusyError, UnidentifiableEventError)
 
 
 def _outage(error: Optional[Flux0Error]) -> bool:
     """The server refused or dropped the connection: likely down for every session, not just this one."""
     return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
+
+
+def _session_of(job: Job[Any]) -> Optional[str]:
+    """The session a poll job fetches (its key is kept apart from the listings' keys), or None."""
+    return job.meta[1] if job.meta and job.meta[0] == "events" else None
+
+
+def _events_of(message: Message) -> Sequence[RawEvent]:
+    """The events a poll's message hands over: a batch, or the last batch with the result."""
+    if _session_of(message.job) is None:  # a listing
+        return ()
+    if isinstance(message, Piece):
+        payload: Sequence[RawEvent] = message.payload
+        return payload
+    return message.value.tail if isinstance(message.value, Fetched) else ()
+
+
+def _events_in(message: Message) -> int:
+    return len(_events_of(message))
+
+
+def _read(message: Message) -> Message:
+    """A poll's result with a small answer read into events (see jobs.Fetched); a malformed
+    answer fails the poll after the events before the fault."""
+    if isinstance(message, Finished) and isinstance(message.value, Fetched) and message.value.body is not None:
+        fetched, error = read_events(message.job.meta[1], message.value)
+        return replace(message, value=fetched, error=message.error or error)
+    return message
 
 
 @dataclass
@@ -323,22 +362,29 @@ class Engine:
             message: Message = self._pool.results.get(timeout=wait)
         except queue.Empty:
             return
-        for _ in range(256):  # whatever else is ready, before looking at the clock again
-            self._handle(message)
-            self.heartbeat()
-            if self.should_stop():
-                return
+        # Whatever else is ready, up to a transaction's worth of events: written together, then
+        # handled in order (a job's batches arrive before its result, so they are stored first).
+        messages = [_read(message)]
+        events = _events_in(messages[-1])
+        while len(messages) < 256 and events < self.batch_size:
             try:
                 message = self._pool.results.get_nowait()
             except queue.Empty:
+                break
+            messages.append(_read(message))
+            events += _events_in(messages[-1])
+        if not self._write_batches(messages):
+            return
+        for message in messages:
+            self._handle(message)
+            self.heartbeat()
+            if self.should_stop():
                 return
 
     def _handle(self, message: Message) -> None:
         kind = message.job.meta[0] if message.job.meta else "events"
         if kind == "events":
-            if isinstance(message, Piece):
-                self._on_batch(message.job.meta[1], message.payload)
-            else:
+            if isinstance(message, Finished):  # its batches are stored already (_write_batches)
                 self._on_polled(message)
             return
         try:
@@ -351,7 +397,7 @@ class Engine:
                         self._on_listing(message.job.meta[1], message.payload)
                 return
             error = message.error
-        except _BATCH_FAILURES as exc:  # the listing is tried again at the next round
+        except BATCH_FAILURES as exc:  # the listing is tried again at the next round
             log.error("%s listing: %s", kind, exc)
             if self._round is not None:
                 self._round.failed.add(message.job.key)
@@ -364,20 +410,44 @@ class Engine:
             self._on_error(f"{kind} listing", error)
         self._round_finished(message.job, error)
 
-    def _on_batch(self, session_id: str, events: Sequence[RawEvent]) -> None:
-        if session_id in self._broken or session_id not in self._inserted:
-            return
-        try:
-            self._inserted[session_id] += self.writer.write(session_id, events)
-            top = max(
-                (e.doc["offset"] for e in events if type(e.doc) is dict and type(e.doc.get("offset")) is int),
-                default=-1,
-            )
-            if top > self._read.get(session_id, -1):
-                self._read[session_id] = top
-        except _BATCH_FAILURES as exc:
-            log.error("session %s: %s", session_id, exc)
-            self._broken[session_id] = str(exc)
+    def _write_batches(self, messages: Sequence[Message]) -> bool:
+        """Store the events these messages carry, in transactions of up to ``batch_size`` events
+        that may hold several sessions (see SessionWriter.write_many); False if a stop request
+        came in between (the rest is left unwritten, as if it never arrived)."""
+        transaction: List[Tuple[str, Sequence[RawEvent]]] = []
+        size = 0
+        for message in messages:
+            sid = _session_of(message.job)
+            events = _events_of(message)
+            if sid is None or sid not in self._inserted:
+                continue
+            for start in range(0, len(events), self.batch_size):
+                batch = events[start : start + self.batch_size]
+                if transaction and size + len(batch) > self.batch_size:
+                    if not self._write_transaction(transaction):
+                        return False
+                    transaction, size = [], 0
+                transaction.append((sid, batch))
+                size += len(batch)
+        return not transaction or self._write_transaction(transaction)
+
+    def _write_transaction(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> bool:
+        batches = [(sid, events) for sid, events in batches if sid not in self._broken]
+        for (sid, events), outcome in zip(batches, self.writer.write_many(batches)):
+            if isinstance(outcome, int):
+                if sid not in self._broken:
+                    self._inserted[sid] += outcome
+                    top = max(
+                        (e.doc["offset"] for e in events if type(e.doc) is dict and type(e.doc.get("offset")) is int),
+                        default=-1,
+                    )
+                    if top > self._read.get(sid, -1):
+                        self._read[sid] = top
+            elif sid not in self._broken:  # the rest of this poll is ignored; it fails
+                log.error("session %s: %s", sid, outcome)
+                self._broken[sid] = str(outcome)
+        self.heartbeat()
+        return not self.should_stop()
 
     def _on_polled(self, finished: Finished) -> None:
         sid = finished.job.meta[1]
@@ -402,7 +472,7 @@ class Engine:
                 self.totals.cut += 1
             error = None
         elif error is None and broken is None:
-            self.writer.finish(sid, int(finished.value))
+            self.writer.finish(sid, finished.value.highest)
             if self.once:
                 self.totals.synced.append(sid)
         if error is None and broken is None:

@@ -2,16 +2,19 @@
 
 Worker side (runs on a :class:`~flux0sync.workers.FetchPool` thread, never touches SQLite):
 
-* :func:`fetch_events` streams ``list_events(min_offset=checkpoint + 1)``, parses it element by
-  element (:func:`flux0lite.jsonstream.iter_array`) and hands over batches of
+* :func:`fetch_events` asks for ``list_events(min_offset=checkpoint + 1)``. A small answer
+  (declared length up to 1 MiB, uncompressed) is returned whole, for the writer to parse
+  (:func:`read_events`); a larger one is parsed element by element as it streams in
+  (:func:`flux0lite.jsonstream.iter_array`) and handed over in batches of
   :class:`~flux0sync.rows.RawEvent`: memory is bounded by the batch size, not by the session's
-  backlog. It returns the highest offset it saw.
+  backlog.
 * :func:`list_sessions` streams a sessions listing the same way and hands over pages of
   typed sessions; one malformed item is skipped (and warned about once), not fatal.
 
-Writer side (the thread that owns the archive): :class:`SessionWriter` stores a batch with the
-checkpoint it earns (one transaction, see :mod:`flux0sync.store`), reports clashing events, and
-after a poll holds or records offset gaps: a hole is fetched again on later polls and only
+Writer side (the thread that owns the archive): :func:`read_events` parses a small answer;
+:class:`SessionWriter` stores batches with the checkpoints they earn (several sessions'
+batches in one transaction on SQLite, see :mod:`flux0sync.store`), reports clashing events,
+and after a poll holds or records offset gaps: a hole is fetched again on later polls and only
 after ``gap_patience`` seconds recorded and passed.
 """
 
@@ -21,7 +24,8 @@ import decimal
 import json
 import logging
 import urllib.parse
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from flux0lite import (
     Agent,
@@ -38,14 +42,27 @@ from flux0lite import (
 from flux0lite.jsonstream import Element, iter_array
 
 from .backend import Archive
-from .rows import RawEvent, check_identity, storable_text
+from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
+from .store import StoreBusyError, StoreFullError, WriteResult
 
-__all__ = ["fetch_events", "list_sessions", "list_agents", "retrieve_sessions", "SessionWriter", "Warnings"]
+__all__ = [
+    "Fetched",
+    "fetch_events",
+    "read_events",
+    "list_sessions",
+    "list_agents",
+    "retrieve_sessions",
+    "SessionWriter",
+    "Warnings",
+]
 
 log = logging.getLogger("flux0sync")
 
 Emit = Callable[[Any], None]
 _M = TypeVar("_M")
+# The archive could not take a batch, but may later (full disk, another process's long lock),
+# or one batch holds an event without an id: that poll fails, the daemon goes on.
+BATCH_FAILURES = (StoreFullError, StoreBusyError, UnidentifiableEventError)
 # One event larger than this fails its session: flux0 events are small, and the unit's memory
 # cap (MemoryMax) must hold the buffer, the decoded value and its text at once.
 _MAX_EVENT_CHARS = 16 * 1024 * 1024
@@ -53,6 +70,9 @@ _MAX_EVENT_CHARS = 16 * 1024 * 1024
 # count: a few batches wait in the result queue, and 500 events of megabytes each would not fit
 # the unit's memory cap.
 _MAX_BATCH_CHARS = 4 * 1024 * 1024
+# An events answer up to this size is read whole by the worker and parsed by the writer (see
+# Fetched); the result queue holds a few of them at most, so memory stays bounded.
+_WHOLE_BODY_MAX = 1024 * 1024
 # Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
 # this keeps a 100k-session listing to a few MB in flight.
 LISTING_PAGE = 200
@@ -79,6 +99,32 @@ def _stream_array(client: Flux0, path: str, params: Optional[Dict[str, str]], wh
     return response
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """What a finished :func:`fetch_events` job returns.
+
+    A small answer comes back whole, as ``body``, for the writer to read (:func:`read_events`):
+    the worker then only waits on the network and hardly ever holds the interpreter lock the
+    writer needs between its SQLite calls. A large one was read element by element in bounded
+    memory and handed over in batches; ``tail`` is its last batch (handed over with the result,
+    one hand-off fewer) and ``highest`` the highest offset it saw.
+    """
+
+    highest: int
+    tail: List[RawEvent]
+    body: Optional[bytes] = None
+
+
+def _small_body_length(response: Any) -> Optional[int]:
+    """The answer's length if it is read whole: uncompressed, declared, and at most _WHOLE_BODY_MAX."""
+    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return None
+    declared = response.headers.get("content-length", "").strip()
+    if not (declared.isascii() and declared.isdigit()) or len(declared) > 12 or int(declared) > _WHOLE_BODY_MAX:
+        return None
+    return int(declared)
+
+
 def _int_or_decimal(digits: str) -> Any:
     """A JSON integer; one past Python's int-from-text limit (4300 digits) becomes a Decimal.
 
@@ -91,19 +137,24 @@ def _int_or_decimal(digits: str) -> Any:
         return decimal.Decimal(digits)
 
 
+def _events_decoder() -> json.JSONDecoder:
+    """One per fetch (a decoder is not shared by threads): integers past Python's limit are kept."""
+    return json.JSONDecoder(parse_int=_int_or_decimal)
+
+
 def fetch_events(
     session_id: str, min_offset: int, batch_size: int, resume: Optional[Tuple[int, int]] = None
-) -> Callable[[Flux0, Emit], int]:
-    """A job: the session's events from ``min_offset``, handed over in batches; returns the highest offset.
+) -> Callable[[Flux0, Emit], Fetched]:
+    """A job: the session's events from ``min_offset``: a small answer whole, a large one in batches.
 
     With ``resume`` = (hole_end, reached): once an offset past ``hole_end`` arrives, the answer
     goes on from ``reached + 1`` in a second request: what lies between is stored already.
     """
 
-    def run(client: Flux0, emit: Emit) -> int:
+    def run(client: Flux0, emit: Emit) -> Fetched:
         if storable_text(session_id) is None:
             raise Flux0Error(f"session id {session_id!r} is not valid Unicode; it cannot be fetched")
-        path = f"/api/sessions/{urllib.parse.quote(session_id, safe='')}/events"
+        path = _events_path(session_id)
         what = f"GET {path}"
         highest = min_offset - 1
         batch: List[RawEvent] = []
@@ -113,11 +164,16 @@ def fetch_events(
         while start is not None:
             response = _stream_array(client, path, {"min_offset": str(start)}, what)
             start = None
-            decoder = json.JSONDecoder(parse_int=_int_or_decimal)  # one per fetch: a decoder is not shared by threads
-            elements = iter_array(
-                response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
-            )
             try:
+                if jump is None and not batch and _small_body_length(response) is not None:
+                    return Fetched(highest, [], response.read_all(_WHOLE_BODY_MAX))
+                elements = iter_array(
+                    response.iter_bytes(),
+                    key="data",
+                    what=what,
+                    max_element_chars=_MAX_EVENT_CHARS,
+                    decoder=_events_decoder(),
+                )
                 for element in elements:
                     event = RawEvent(element.value, element.text)
                     check_identity(session_id, event)  # raised here, the events before it are stored
@@ -140,11 +196,43 @@ def fetch_events(
                 raise
             finally:
                 response.close()
-        if batch:
-            emit(batch)
-        return highest
+        return Fetched(highest, batch)
 
     return run
+
+
+def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[Flux0Error]]":
+    """The writer's half of a small answer: its events (those before a fault, if it is
+    malformed; their checkpoint is earned as when streaming) and the fault."""
+    if fetched.body is None:
+        return fetched, None
+    events: List[RawEvent] = []
+    error: Optional[Flux0Error] = None
+    what = f"GET {_events_path(session_id)}"
+    elements = iter_array(
+        (fetched.body,), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=_events_decoder()
+    )
+    try:
+        for element in elements:
+            event = RawEvent(element.value, element.text)
+            check_identity(session_id, event)  # the events before one without an id are stored
+            events.append(event)
+    except Flux0Error as exc:
+        error = exc
+    return Fetched(_highest(events, fetched.highest), events), error
+
+
+def _events_path(session_id: str) -> str:
+    return f"/api/sessions/{urllib.parse.quote(session_id, safe='')}/events"
+
+
+def _highest(events: Sequence[RawEvent], highest: int) -> int:
+    """The highest integer offset of ``events``, or ``highest`` if that is higher."""
+    for event in events:
+        offset = event.doc.get("offset") if type(event.doc) is dict else None
+        if type(offset) is int and offset > highest:
+            highest = offset
+    return highest
 
 
 def _typed(items: Sequence[Any], model: Callable[[Any], _M], what: str, warnings: Warnings) -> List[_M]:
@@ -272,6 +360,68 @@ class SessionWriter:
     def write(self, session_id: str, batch: Sequence[RawEvent]) -> int:
         """Store one batch; returns how many events were new."""
         result = self.store.write_batch(session_id, batch)
+        self._report(session_id, result)
+        return result.inserted
+
+    def write_many(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> List[Union[int, Exception]]:
+        """Store the batches of several sessions: for each, how many events were new, or the
+        error (one of ``BATCH_FAILURES``) that kept it out.
+
+        On SQLite (``write_rows``) they share one transaction, each batch with its own
+        checkpoint. A batch with an event that has no id is left out before anything is
+        written, and if the disk fills up each batch is tried alone, so one oversized batch
+        costs only its own session.
+        """
+        outcome: List[Union[int, Exception]] = [0] * len(batches)
+        failed: Dict[str, Exception] = {}  # a session's later batches wait for its failed one: left out too
+        write_rows = getattr(self.store, "write_rows", None)
+        if write_rows is None or len(batches) == 1:  # PostgreSQL: one transaction per batch
+            for n, (session_id, batch) in enumerate(batches):
+                try:
+                    if session_id in failed:
+                        raise failed[session_id]
+                    outcome[n] = self.write(session_id, batch)
+                except BATCH_FAILURES as exc:
+                    outcome[n] = failed[session_id] = exc
+            return outcome
+        pending: List[Tuple[int, str, List[EventRow]]] = []
+        for n, (session_id, batch) in enumerate(batches):
+            try:
+                if session_id in failed:
+                    raise failed[session_id]
+                rows = event_rows(session_id, batch)
+            except UnidentifiableEventError as exc:
+                outcome[n] = failed[session_id] = exc
+                continue
+            if rows:
+                pending.append((n, session_id, rows))
+        if not pending:
+            return outcome
+        try:
+            results: List[WriteResult] = write_rows([(session_id, rows) for _, session_id, rows in pending])
+        except StoreFullError as exc:
+            for n, session_id, rows in pending:
+                outcome[n] = exc if len(pending) == 1 else self._write_alone(write_rows, session_id, rows)
+            return outcome
+        except StoreBusyError as exc:  # it waited its patience out already: not once more per batch
+            for n, _, _ in pending:
+                outcome[n] = exc
+            return outcome
+        for (n, session_id, _), result in zip(pending, results):
+            self._report(session_id, result)
+            outcome[n] = result.inserted
+        return outcome
+
+    def _write_alone(self, write_rows: Any, session_id: str, rows: List[EventRow]) -> Union[int, Exception]:
+        try:
+            result: WriteResult = write_rows([(session_id, rows)])[0]
+        except BATCH_FAILURES as exc:
+            return exc
+        self._report(session_id, result)
+        return result.inserted
+
+    @staticmethod
+    def _report(session_id: str, result: WriteResult) -> None:
         if result.conflicts:
             log.warning(
                 "session %s: %d events clash with stored ones (same id or offset, different content);"
@@ -279,7 +429,6 @@ class SessionWriter:
                 session_id,
                 result.conflicts,
             )
-        return result.inserted
 
     def finish(self, session_id: str, highest_seen: int) -> None:
         """After a complete answer: hold an offset gap open, or record and pass it once too old."""

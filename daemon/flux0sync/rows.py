@@ -12,11 +12,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from flux0lite import Event, Flux0Error
 
-__all__ = ["RawEvent", "EventRow", "event_row", "storable_text", "storable_offset", "dumps_lossless", "MAX_OFFSET"]
+__all__ = [
+    "RawEvent",
+    "EventRow",
+    "check_identity",
+    "event_row",
+    "event_rows",
+    "storable_text",
+    "storable_offset",
+    "dumps_lossless",
+    "MAX_OFFSET",
+]
 
 MAX_OFFSET = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?\Z")
@@ -72,7 +82,7 @@ def storable_offset(value: Any) -> Optional[int]:
 
 
 def _storable_timestamp(value: Any) -> Optional[str]:
-    text = storable_text(value)
+    text = value if type(value) is str and value.isascii() else storable_text(value)
     if text is None or len(text) > _MAX_TIMESTAMP_CHARS or not _TIMESTAMP.match(text):
         return None
     return text if "0001" <= text[:4] <= "9999" else None
@@ -96,12 +106,22 @@ def _message_text(doc: Mapping[str, Any]) -> Optional[str]:
     parts = data.get("parts") if type(data) is dict else None
     if type(parts) is not list:
         return None
-    text = "".join(
-        content
-        for content in (part.get("content") for part in parts if type(part) is dict and part.get("type") == "content")
-        if type(content) is str
-    )
-    return storable_text(text) or None
+    pieces = []
+    for part in parts:
+        if type(part) is dict and part.get("type") == "content":
+            content = part.get("content")
+            if type(content) is str:
+                pieces.append(content)
+    text = pieces[0] if len(pieces) == 1 else "".join(pieces)
+    return (text if text.isascii() else storable_text(text)) or None
+
+
+def _column(value: Any) -> str:
+    """A NOT NULL text column: the value, or its JSON escape if UTF-8 cannot carry it or it is
+    empty or no string."""
+    if type(value) is str and value and value.isascii():
+        return value
+    return storable_text(value) or _escaped(value)
 
 
 def check_identity(session_id: str, event: RawEvent) -> None:
@@ -115,20 +135,41 @@ def check_identity(session_id: str, event: RawEvent) -> None:
 
 
 def event_row(session_id: str, event: RawEvent) -> EventRow:
-    """The archive row for one event; raises UnidentifiableEventError if it has no usable id."""
+    """The archive row for one event; raises UnidentifiableEventError if it has no usable id.
+
+    Called for every event the daemon stores: the common case (ASCII strings, a plain offset)
+    is tested inline before any helper is called.
+    """
     check_identity(session_id, event)
     doc = event.doc
-    event_id = doc["id"]
-    raw = event.text if storable_text(event.text) is not None else dumps_lossless(doc)
+    get = doc.get
+    event_id = get("id")
+    raw = event.text
+    if not raw.isascii() and storable_text(raw) is None:
+        raw = dumps_lossless(doc)
+    offset = get("offset")
+    correlation_id = get("correlation_id")
     return (
         session_id,
-        storable_text(event_id) or _escaped(event_id),
-        storable_offset(doc.get("offset")),
-        storable_text(doc.get("type")) or _escaped(doc.get("type")),
-        storable_text(doc.get("source")) or _escaped(doc.get("source")),
-        storable_text(doc.get("correlation_id")),
-        _storable_timestamp(doc.get("created_at")),
-        1 if doc.get("deleted") is True else 0,
+        _column(event_id),
+        offset if type(offset) is int and 0 <= offset <= MAX_OFFSET else None,
+        _column(get("type")),
+        _column(get("source")),
+        correlation_id if type(correlation_id) is str and correlation_id.isascii() else storable_text(correlation_id),
+        _storable_timestamp(get("created_at")),
+        1 if get("deleted") is True else 0,
         _message_text(doc),
         raw,
     )
+
+
+def _offset_order(row: EventRow) -> Tuple[bool, int]:
+    return (row[2] is None, row[2] if row[2] is not None else 0)
+
+
+def event_rows(session_id: str, events: Iterable[RawEvent]) -> List[EventRow]:
+    """The rows of one session's batch in offset order (unstorable offsets last); raises
+    UnidentifiableEventError if any event has no usable id."""
+    rows = [event_row(session_id, event) for event in events]
+    rows.sort(key=_offset_order)
+    return rows

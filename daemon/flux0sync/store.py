@@ -1,8 +1,9 @@
 """The SQLite archive: schema, migrations, and exactly-once batch writes.
 
 Exactly-once rests on three rules. Each batch of a session's events and that session's
-checkpoint are written in one ``BEGIN IMMEDIATE`` transaction, so after a crash at any instant
-the archive and the checkpoint agree. The checkpoint is the highest offset up to which every
+checkpoint are written in one ``BEGIN IMMEDIATE`` transaction (which may hold other sessions'
+batches and checkpoints too, see :meth:`Store.write_rows`), so after a crash at any instant
+the archive and the checkpoints agree. The checkpoint is the highest offset up to which every
 offset is stored (or was recorded as a gap the server never filled): it is computed here, from
 what is stored, never taken from what the server claims. And inserts are idempotent (an event
 is identified by ``(session_id, id)``; ``(session_id, offset)`` is unique too), so re-fetching a
@@ -29,7 +30,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Typ
 from flux0lite.models import Agent, Session
 
 from .gaps import Gap, reconcile
-from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
+from .rows import EventRow, RawEvent, dumps_lossless, event_rows, storable_text
 
 __all__ = [
     "Store",
@@ -640,33 +641,31 @@ class Store:
 
         Raises UnidentifiableEventError (before writing anything) for an event without an id.
         """
-        rows = sorted(
-            (event_row(session_id, e) for e in events), key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0)
-        )
+        rows = event_rows(session_id, events)
         if not rows:
             return WriteResult(0, 0, 0, self.checkpoint(session_id))
-        now = time.time()
+        return self.write_rows([(session_id, rows)])[0]
 
-        def work(db: sqlite3.Connection) -> WriteResult:
-            before = _checkpoint(db, session_id)
-            last_rowid = _last_rowid(db, len(rows)) if self._fills_fts else 0
-            inserted = db.executemany(
-                'INSERT OR IGNORE INTO events (session_id, id, "offset", type, source, correlation_id, created_at,'
-                " deleted, text, raw) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            ).rowcount
-            if self._fills_fts and inserted > 0:
+    def write_rows(self, batches: Sequence[Tuple[str, Sequence[EventRow]]]) -> List[WriteResult]:
+        """Store several batches of rows (see :func:`~flux0sync.rows.event_rows`), each with the
+        checkpoint it earns, all in one transaction: all of them or none.
+
+        One commit and one full-text statement for many small sessions is what makes a first
+        sync of many sessions fast; each session's checkpoint still commits with its events.
+        A session may appear more than once (in offset order); results are in the given order.
+        """
+        batches = [(session_id, rows) for session_id, rows in batches if rows]
+        if not batches:
+            return []
+        now = time.time()
+        total = sum(len(rows) for _, rows in batches)
+
+        def work(db: sqlite3.Connection) -> List[WriteResult]:
+            last_rowid = _last_rowid(db, total) if self._fills_fts else 0
+            results = [_insert_rows(db, session_id, rows, now) for session_id, rows in batches]
+            if self._fills_fts and any(result.inserted for result in results):
                 _index_new_rows(db, last_rowid)
-            clashes = conflicts = 0
-            if inserted < len(rows):
-                for row in rows:
-                    reason = _clash(db, row)
-                    if reason is not None:
-                        clashes += 1
-                        conflicts += _record_conflict(db, row, reason, now)
-            checkpoint = _advance(db, session_id, before)
-            _set_checkpoint(db, session_id, checkpoint, now, success=True)
-            return WriteResult(inserted, len(rows) - inserted - clashes, conflicts, checkpoint)
+            return results
 
         return self._write(work)
 
@@ -909,6 +908,26 @@ def _index_new_rows(db: sqlite3.Connection, last_rowid: int) -> None:
         " WHERE rowid > ? AND text IS NOT NULL AND text != ''",
         (last_rowid,),
     )
+
+
+def _insert_rows(db: sqlite3.Connection, session_id: str, rows: Sequence[EventRow], now: float) -> WriteResult:
+    """One session's rows, its clashes and its checkpoint, inside the caller's transaction."""
+    before = _checkpoint(db, session_id)
+    inserted = db.executemany(
+        'INSERT OR IGNORE INTO events (session_id, id, "offset", type, source, correlation_id, created_at,'
+        " deleted, text, raw) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    ).rowcount
+    clashes = conflicts = 0
+    if inserted < len(rows):
+        for row in rows:
+            reason = _clash(db, row)
+            if reason is not None:
+                clashes += 1
+                conflicts += _record_conflict(db, row, reason, now)
+    checkpoint = _advance(db, session_id, before)
+    _set_checkpoint(db, session_id, checkpoint, now, success=True)
+    return WriteResult(inserted, len(rows) - inserted - clashes, conflicts, checkpoint)
 
 
 def _checkpoint(db: sqlite3.Connection, session_id: str) -> int:
