@@ -39,9 +39,9 @@ class Element:
 class _Reader:
     """A text buffer over the chunk iterator; ``pos`` is the read position within ``buf``."""
 
-    def __init__(self, chunks: Iterable[Union[bytes, str]], what: str, max_element_chars: int) -> None:
+    def __init__(self, chunks: Iterable[Union[bytes, str]], what: str, max_element_chars: int, errors: str) -> None:
         self._chunks = iter(chunks)
-        self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors)
         self.what = what
         self.max_element_chars = max_element_chars
         self.buf = ""
@@ -136,14 +136,18 @@ def iter_array(
     what: str = "JSON stream",
     max_element_chars: int = DEFAULT_MAX_ELEMENT_CHARS,
     decoder: Optional[json.JSONDecoder] = None,
+    errors: str = "strict",
 ) -> Iterator[Element]:
     """Yield the elements of a top-level array, or of the array under ``key`` of a top-level object.
 
     Other members of the object are read and dropped; the whole document is checked, so a
     stream cut short or followed by garbage raises :class:`JSONStreamError` (after the
     elements before the fault were yielded: the caller decides whether they count).
+    ``errors`` is the UTF-8 decoder's error handler: with ``"surrogateescape"`` a byte that is
+    not UTF-8 becomes the lone surrogate U+DC80..U+DCFF instead of failing the stream, so an
+    archiver can keep it (and give the byte back) rather than lose the element and all after it.
     """
-    reader = _Reader(chunks, what, max_element_chars)
+    reader = _Reader(chunks, what, max_element_chars, errors)
     json_decoder = decoder or json.JSONDecoder()
     if key is None:
         yield from _array(reader, json_decoder)

@@ -173,6 +173,7 @@ def fetch_events(
                     what=what,
                     max_element_chars=_MAX_EVENT_CHARS,
                     decoder=_events_decoder(),
+                    errors="surrogateescape",
                 )
                 for element in elements:
                     event = RawEvent(element.value, element.text)
@@ -210,7 +211,12 @@ def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[F
     error: Optional[Flux0Error] = None
     what = f"GET {_events_path(session_id)}"
     elements = iter_array(
-        (fetched.body,), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=_events_decoder()
+        (fetched.body,),
+        key="data",
+        what=what,
+        max_element_chars=_MAX_EVENT_CHARS,
+        decoder=_events_decoder(),
+        errors="surrogateescape",  # a byte that is not UTF-8 is kept (see rows.dumps_lossless)
     )
     try:
         for element in elements:

@@ -220,6 +220,38 @@ def test_an_integer_of_5000_digits_is_archived_with_its_raw_text_and_a_null_colu
         store.close()
 
 
+@pytest.mark.parametrize("framing", ["whole", "chunked"])  # read whole by the writer, or streamed
+def test_a_byte_that_is_not_utf8_is_kept_and_loses_no_event(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0, framing: str
+) -> None:
+    sid = one_session(fake_flux0)
+    texts = [json.dumps(event(sid, o)).encode() for o in range(4)]
+    texts[1] = texts[1].replace(b'"deleted": false', b'"deleted": false, "word": "caf\xe9"')
+    body = b'{"data": [' + b", ".join(texts) + b"]}"
+
+    def respond(req: Request, conn: Conn) -> None:
+        if framing == "whole":
+            conn.send(raw_response(200, body, {"content-type": "application/json"}))
+        else:
+            headers = {"content-type": "application/json", "transfer-encoding": "chunked"}
+            conn.send(raw_response(200, b"", headers, length=False) + chunked(body) + b"0\r\n\r\n")
+
+    fake_flux0.server.on("GET", f"/api/sessions/{sid}/events", respond)
+    store = open_store(archive_db)
+    try:
+        for _ in range(2):  # the second pass finds every event stored, and no clash
+            result = Syncer(client_for(fake), store).run_pass()
+            assert result.ok, result.errors
+        rows = execute(archive_db, 'SELECT "offset", raw FROM events WHERE session_id = ? ORDER BY "offset"', (sid,))
+        assert [offset for offset, _ in rows] == [0, 1, 2, 3]
+        word = json.loads(rows[1][1])["word"]
+        assert word == "caf\udce9" and word.encode("utf-8", "surrogateescape") == b"caf\xe9"  # the byte comes back
+        assert store.checkpoint(sid) == 3
+        assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
+    finally:
+        store.close()
+
+
 # -- 14: a hole in front of a backlog longer than one deadline can stream -----------------------------
 
 
