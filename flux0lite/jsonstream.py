@@ -23,7 +23,7 @@ _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 _NUMBER_TAIL = "0123456789.eE+-"
 _SPACE = frozenset(" \t\n\r")
 _SEPARATORS = frozenset(",]")
-_Scanner = Callable[[str, int], Tuple[Any, int]]  # JSONDecoder.scan_once: (value, end) of the value at an index
+_Scanner = Callable[[str, int], Tuple[Any, int]]  # JSONDecoder.raw_decode: (value, end) of the value at an index
 
 
 class JSONStreamError(DecodeError):
@@ -190,11 +190,11 @@ def _array(reader: _Reader, decoder: json.JSONDecoder) -> Iterator[Element]:
     if reader.peek() == "]":
         reader.pos += 1
         return
-    scan: _Scanner = decoder.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__
+    scan: _Scanner = decoder.raw_decode
     search = _NOT_WHITESPACE.search
     while True:
         # Most elements are read here: the buffer already holds the element and the separator
-        # after it, so one call into the C scanner reads it, no number can go on in the next
+        # after it, so one raw_decode (the C scanner) reads it, no number can go on in the next
         # chunk, and nothing is read from the stream. Whatever this loop cannot read (an
         # element cut by the end of the buffer, malformed JSON) is left to the careful path
         # below, which reads on and reports errors properly.
@@ -208,7 +208,7 @@ def _array(reader: _Reader, decoder: json.JSONDecoder) -> Iterator[Element]:
                 start = found.start()
             try:
                 value, end = scan(buf, start)
-            except (StopIteration, ValueError, RecursionError):
+            except (ValueError, RecursionError):
                 break
             at = end
             if buf[at : at + 1] not in _SEPARATORS:
