@@ -41,6 +41,7 @@ from flux0lite.models import Agent, Session
 from .backend import Archive
 from .jobs import (
     BATCH_FAILURES,
+    MAX_BATCH_CHARS,
     Fetched,
     SessionWriter,
     Warnings,
@@ -85,8 +86,9 @@ def _events_of(message: Message) -> Sequence[RawEvent]:
     return message.value.tail if isinstance(message.value, Fetched) else ()
 
 
-def _events_in(message: Message) -> int:
-    return len(_events_of(message))
+def _size_of(events: Sequence[RawEvent]) -> int:
+    """Characters of JSON text: with the count, what bounds a transaction (and the memory it holds)."""
+    return sum(len(event.text) for event in events)
 
 
 def _read(message: Message) -> Message:
@@ -362,17 +364,20 @@ class Engine:
             message: Message = self._pool.results.get(timeout=wait)
         except queue.Empty:
             return
-        # Whatever else is ready, up to a transaction's worth of events: written together, then
-        # handled in order (a job's batches arrive before its result, so they are stored first).
+        # Whatever else is ready, up to a transaction's worth of events (by count and by size):
+        # written together, then handled in order (a job's batches arrive before its result, so
+        # they are stored first).
         messages = [_read(message)]
-        events = _events_in(messages[-1])
-        while len(messages) < 256 and events < self.batch_size:
+        events = len(_events_of(messages[-1]))
+        chars = _size_of(_events_of(messages[-1]))
+        while len(messages) < 256 and events < self.batch_size and chars < MAX_BATCH_CHARS:
             try:
                 message = self._pool.results.get_nowait()
             except queue.Empty:
                 break
             messages.append(_read(message))
-            events += _events_in(messages[-1])
+            events += len(_events_of(messages[-1]))
+            chars += _size_of(_events_of(messages[-1]))
         if not self._write_batches(messages):
             return
         for message in messages:
@@ -412,10 +417,11 @@ class Engine:
 
     def _write_batches(self, messages: Sequence[Message]) -> bool:
         """Store the events these messages carry, in transactions of up to ``batch_size`` events
-        that may hold several sessions (see SessionWriter.write_many); False if a stop request
-        came in between (the rest is left unwritten, as if it never arrived)."""
+        (and about MAX_BATCH_CHARS characters) that may hold several sessions (see
+        SessionWriter.write_many); False if a stop request came in between (the rest is left
+        unwritten, as if it never arrived)."""
         transaction: List[Tuple[str, Sequence[RawEvent]]] = []
-        size = 0
+        size = chars = 0
         for message in messages:
             sid = _session_of(message.job)
             events = _events_of(message)
@@ -423,12 +429,14 @@ class Engine:
                 continue
             for start in range(0, len(events), self.batch_size):
                 batch = events[start : start + self.batch_size]
-                if transaction and size + len(batch) > self.batch_size:
+                batch_chars = _size_of(batch)
+                if transaction and (size + len(batch) > self.batch_size or chars + batch_chars > MAX_BATCH_CHARS):
                     if not self._write_transaction(transaction):
                         return False
-                    transaction, size = [], 0
+                    transaction, size, chars = [], 0, 0
                 transaction.append((sid, batch))
                 size += len(batch)
+                chars += batch_chars
         return not transaction or self._write_transaction(transaction)
 
     def _write_transaction(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> bool:

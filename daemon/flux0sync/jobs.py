@@ -46,6 +46,7 @@ from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, 
 from .store import StoreBusyError, StoreFullError, WriteResult
 
 __all__ = [
+    "MAX_BATCH_CHARS",
     "Fetched",
     "fetch_events",
     "read_events",
@@ -69,7 +70,7 @@ _MAX_EVENT_CHARS = 16 * 1024 * 1024
 # A batch is handed over once its events' JSON text reaches this many characters, whatever the
 # count: a few batches wait in the result queue, and 500 events of megabytes each would not fit
 # the unit's memory cap.
-_MAX_BATCH_CHARS = 4 * 1024 * 1024
+MAX_BATCH_CHARS = 4 * 1024 * 1024
 # An events answer up to this size is read whole by the worker and parsed by the writer (see
 # Fetched); the result queue holds a few of them at most, so memory stays bounded.
 _WHOLE_BODY_MAX = 1024 * 1024
@@ -183,7 +184,7 @@ def fetch_events(
                         highest = offset
                     batch.append(event)
                     chars += len(element.text)
-                    if len(batch) >= batch_size or chars >= _MAX_BATCH_CHARS:
+                    if len(batch) >= batch_size or chars >= MAX_BATCH_CHARS:
                         emit(batch)
                         batch, chars = [], 0
                     if jump is not None and type(offset) is int and offset > jump[0]:
@@ -259,13 +260,13 @@ def _typed(items: Sequence[Any], model: Callable[[Any], _M], what: str, warnings
 def _emit_pages(
     elements: Iterable[Element], model: Callable[[Any], _M], what: str, warnings: Warnings, emit: Emit
 ) -> int:
-    """Typed items handed over in pages (of LISTING_PAGE items or _MAX_BATCH_CHARS characters); returns how many."""
+    """Typed items handed over in pages (of LISTING_PAGE items or MAX_BATCH_CHARS characters); returns how many."""
     count = chars = 0
     page: List[Any] = []
     for element in elements:
         page.append(element.value)
         chars += len(element.text)
-        if len(page) >= LISTING_PAGE or chars >= _MAX_BATCH_CHARS:
+        if len(page) >= LISTING_PAGE or chars >= MAX_BATCH_CHARS:
             typed = _typed(page, model, what, warnings)
             count += len(typed)
             emit(typed)
@@ -347,7 +348,7 @@ def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callabl
                 continue
             found.append(session)
             chars += size
-            if len(found) >= LISTING_PAGE or chars >= _MAX_BATCH_CHARS:
+            if len(found) >= LISTING_PAGE or chars >= MAX_BATCH_CHARS:
                 emit(found)
                 count, found, chars = count + len(found), [], 0
         emit(found)

@@ -183,3 +183,31 @@ def test_a_cut_answer_keeps_what_came_before_the_cut_either_way(
     serve_events(fake_flux0, sid, lambda: docs)
     assert Syncer(client_for(fake), store, batch_size=10).run_pass().ok  # a new pass, without the backoff
     assert [o for o, _ in archive_rows(db)[sid]] == [0, 1, 2, 3] and store.checkpoint(sid) == 3
+
+
+def test_a_shared_transaction_is_bounded_by_size_as_well_as_by_count(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # big events from many sessions at once: grouping by count alone held megabytes per event
+    # times batch_size in one transaction (and in memory) before the size bound
+    limit = 20_000
+    monkeypatch.setattr(engine, "MAX_BATCH_CHARS", limit)
+    written: List[int] = []
+    write_many = SessionWriter.write_many
+
+    def spy(self: SessionWriter, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> List[Any]:
+        written.append(sum(len(e.text) for _, batch in batches for e in batch))
+        return write_many(self, batches)
+
+    monkeypatch.setattr(SessionWriter, "write_many", spy)
+    agent = fake_flux0.add_agent()
+    sessions = [fake_flux0.add_session(agent) for _ in range(8)]
+    for sid in sessions:
+        fake_flux0.add_events(sid, 12, text="z" * 2000)
+    db = str(tmp_path / "a.sqlite3")
+    syncer = Syncer(client_for(fake), Store(db), batch_size=500, workers=4, make_client=lambda user: client_for(fake))
+    result = syncer.run_pass()
+    assert result.ok and result.events_inserted == 8 * 12
+    assert_archive_equals_server(db, fake_flux0)
+    largest = max(len(json.dumps(e)) for sid in sessions for e in fake_flux0.events[sid])
+    assert written and max(written) <= limit + 12 * largest, written  # at most one batch past the bound
