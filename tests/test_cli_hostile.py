@@ -21,7 +21,7 @@ import pytest
 
 from flux0lite import cli
 from flux0lite.cli import main, redact, visible_text
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import ROOT, Strength, subprocess_env
 from tests.fakeserver import FakeFlux0, FakeServer, json_response, raw_response, sse_stream, sse_text
 from tests.hostile_server import HOSTILE_TEXT, Answer, HostileServer
 
@@ -411,13 +411,14 @@ def _fuzz_run(server: HostileServer, args: List[str], tty: bool, encoding: str) 
     return code, raw.getvalue().decode(encoding), err.getvalue()
 
 
-def test_fuzzing_server_in_process() -> None:
-    """Hundreds of random hostile answers: each run ends in a documented exit, no traceback."""
+def test_fuzzing_server_in_process(strength: Strength) -> None:
+    """Hundreds of random hostile answers (120 in the quick variant): each run ends in a documented
+    exit, no traceback."""
     rng = random.Random(11)
     deadline = time.monotonic() + 60
     runs = 0
     seen_exits = set()
-    for seed in range(400):
+    for seed in range(strength.pick(full=400, quick=120)):
         if time.monotonic() > deadline:
             break
         server = HostileServer(seed=seed)
