@@ -7,7 +7,7 @@ Python take about the same time, using the per-file durations that the last run 
 its junit reports). Files that share a session-scoped resource (the real flux0 server, the
 PostgreSQL cluster) are packed together where they fit, so that fewer processes start one.
 
-    python scripts/shards.py plan VERSION[:full] ... [--target S] [-- PYTEST_ARGS...]
+    python scripts/shards.py plan VERSION[:full] ... [--shards N] [-- PYTEST_ARGS...]
         one line per shard, longest first: VERSION TAB ESTIMATE TAB FILE FILE ...
         (PYTEST_ARGS go to every shard; if they name files or tests, each Python gets one shard that
         runs just those)
@@ -100,19 +100,21 @@ def pack(files: Dict[str, float], target: float) -> List[Tuple[float, List[str]]
     return shards
 
 
-def plan(versions: Sequence[str], target: float, pytest_args: Sequence[str]) -> List[str]:
+def plan(versions: Sequence[str], shards: float, pytest_args: Sequence[str]) -> List[str]:
+    """`shards` per Python on average: a longer Python's tests (full strength) get more of them."""
     files = test_files(["tests"])
     record = load_record()
     named = any(not a.startswith("-") and os.path.exists(ROOT / a.split("::")[0]) for a in pytest_args)
-    lines = []
+    if named:  # the caller chose the tests: one process per Python, nothing to split
+        return [f"{spec.partition(':')[0]}\t0\t" for spec in versions]
+    estimates = {}
     for spec in versions:
         version, _, strength = spec.partition(":")
-        full = strength == "full"
-        if named:  # the caller chose the tests: one process, nothing to split
-            lines.append((0.0, f"{version}\t0\t"))
-            continue
-        estimates = {path: estimate(record, version, full, path) for path in files}
-        for load, paths in pack(estimates, target):
+        estimates[version] = {path: estimate(record, version, strength == "full", path) for path in files}
+    target = sum(sum(e.values()) for e in estimates.values()) / (shards * len(versions))
+    lines = []
+    for version, per_file in estimates.items():
+        for load, paths in pack(per_file, target):
             lines.append((load, f"{version}\t{load:.0f}\t{' '.join(sorted(paths))}"))
     return [line for _, line in sorted(lines, key=lambda item: -item[0])]
 
@@ -200,7 +202,7 @@ def main(argv: List[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     planning = commands.add_parser("plan")
     planning.add_argument("versions", nargs="+", help="X.Y, or X.Y:full for a full-strength run")
-    planning.add_argument("--target", type=float, default=40.0, help="seconds a shard should take")
+    planning.add_argument("--shards", type=float, default=4, help="shards per Python, on average")
     recording = commands.add_parser("record")
     recording.add_argument("reports")
     recording.add_argument("--full", nargs="*", default=[], help="the versions that ran at full strength")
@@ -212,7 +214,7 @@ def main(argv: List[str]) -> int:
         own, pytest_args = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     args = parser.parse_args(own)
     if args.command == "plan":
-        print("\n".join(plan(args.versions, args.target, pytest_args)))
+        print("\n".join(plan(args.versions, args.shards, pytest_args)))
     elif args.command == "record":
         record(args.reports, args.full)
     else:
