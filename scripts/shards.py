@@ -151,8 +151,9 @@ def record(directory: str, full_versions: Sequence[str]) -> None:
     if not totals:
         return
     data = load_record()
-    for key, files in totals.items():
-        data[key] = {path: round(seconds, 2) for path, seconds in sorted(files.items())}
+    for key, files in totals.items():  # a file this run did not run keeps its last duration
+        data.setdefault(key, {}).update((path, round(seconds, 2)) for path, seconds in files.items())
+        data[key] = dict(sorted(data[key].items()))
     RECORD.parent.mkdir(parents=True, exist_ok=True)
     temporary = RECORD.with_suffix(".tmp")
     temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -164,10 +165,10 @@ def summary(directory: str, slowest: int) -> int:
     per_version: Dict[str, List[ET.Element]] = defaultdict(list)
     for version, case in reports(directory):
         per_version[version].append(case)
-    total = defaultdict(int)
+    total: Dict[str, int] = defaultdict(int)
     for version in sorted(per_version, key=lambda v: [int(n) for n in v.split(".")]):
         cases = per_version[version]
-        counts = defaultdict(int)
+        counts: Dict[str, int] = defaultdict(int)
         real = real_ok = real_skipped = 0
         for case in cases:
             outcome = "passed"
