@@ -273,10 +273,11 @@ def test_a_dead_server_costs_well_under_15_seconds_by_default(black_hole: _Black
     assert len(backoff) == 2 and sum(backoff) <= 1.5, proc.stderr
     # The same run without the waits (a refused port, no retries), under the same load: the bound is
     # on the waiting, which must be the three timeouts and the backoff announced, and nothing else
-    # (a hidden fourth attempt or lookup would add its 3 s; 2.5 s is for waking late on a busy machine).
+    # (a hidden fourth attempt or lookup would add its 3 s; up to 2.75 s is for waking late on a busy
+    # machine: on 2 cores at a load of 30, six wake-ups lost 2.6 s).
     refused, work = _timed_cli(
         "--server-url", f"http://127.0.0.1:{_refused_port()}", "--retries", "0", "agents", "list"
     )
     assert refused.returncode == 3, refused.stderr
     waited = elapsed - work
-    assert waited < 3 * 3.0 + sum(backoff) + 2.5, f"{elapsed:.1f} s, of which {work:.1f} s without waits"
+    assert waited < 3 * 3.0 + sum(backoff) + 2.75, f"{elapsed:.1f} s, of which {work:.1f} s without waits"
