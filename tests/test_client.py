@@ -372,10 +372,12 @@ def test_refused_then_server_appears_post_succeeds() -> None:
         server = FakeServer(port, routes=[("POST", "/api/agents", json_response(201, AGENT))])
         holder.append(server)
 
-    threading.Thread(target=start_later, daemon=True).start()
+    starter = threading.Thread(target=start_later, daemon=True)
+    starter.start()
     client = Flux0(f"http://127.0.0.1:{port}", retry=Retry(total=10, backoff_factor=0.1, jitter=False, max_backoff=0.2))
     try:
         assert client.agents.create(name="Echo", type="echo").id == "agent00001"
+        starter.join(10)  # the server may answer before its starter thread has recorded it (a busy machine)
         assert holder[0].count("POST", "/api/agents") == 1
     finally:
         for server in holder:

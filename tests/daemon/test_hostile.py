@@ -230,7 +230,8 @@ def test_a_gzip_answer_of_many_events_is_streamed(tmp_path: Path, fake: FakeServ
     serve_gzip(fake_flux0, sid, lambda: docs)
     db = str(tmp_path / "a.sqlite3")
     store = Store(db)
-    assert Syncer(client_for(fake), store, batch_size=300).run_pass().events_inserted == 5000
+    # a generous read timeout: compressing 1 MB before the first byte can take over 2 s on a busy machine
+    assert Syncer(client_for(fake, timeout=30), store, batch_size=300).run_pass().events_inserted == 5000
     assert store.checkpoint(sid) == 4999
 
 

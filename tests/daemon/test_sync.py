@@ -9,6 +9,7 @@ from flux0sync.store import Store
 from flux0sync.sync import Syncer
 
 from flux0lite import APIConnectionError, Flux0, Flux0Error, Retry, Timeout
+from tests.conftest import Strength
 from tests.daemon.helpers import assert_archive_equals_server
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
 
@@ -86,10 +87,12 @@ def test_server_down_aborts_the_pass(tmp_path: Path, fake: FakeServer, fake_flux
         Syncer(client_for(fake, total=1), Store(str(tmp_path / "a.sqlite3"))).run_pass()
 
 
-def test_flaky_server_30_percent_failures_archive_ends_equal(archive_db: str, fake: FakeServer) -> None:
+def test_flaky_server_30_percent_failures_archive_ends_equal(
+    archive_db: str, fake: FakeServer, strength: Strength
+) -> None:
     flaky = FakeFlux0(fake, failure_rate=0.3, seed=7)
     agent = flaky.add_agent()
-    sessions = [flaky.add_session(agent) for _ in range(40)]
+    sessions = [flaky.add_session(agent) for _ in range(strength.pick(full=40, quick=12))]
     for i, sid in enumerate(sessions):
         flaky.add_events(sid, 20 + i)
     db = archive_db
