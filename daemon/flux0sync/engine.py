@@ -222,6 +222,7 @@ class Engine:
                     break
         finally:
             self._pool.stop()
+            self._forget_cut_work()
             self._flush(force=True)
         if self.once and (self.totals.inserted or self.totals.failing):
             log.info(
@@ -231,6 +232,19 @@ class Engine:
                 len(self.totals.failing),
             )
         return self.totals
+
+    def _forget_cut_work(self) -> None:
+        """The stop dropped the jobs in flight: a later run() starts a new discovery round (one
+        cut short would wait for its dropped listings forever) and polls those sessions again."""
+        now = self.clock()
+        for sid in self._inserted:
+            self.schedule.release(sid, now)
+        self._inserted.clear()
+        self._read.clear()
+        self._broken.clear()
+        if self._round is not None:
+            self._round = None
+            self._next_round = now
 
     def _once_done(self) -> bool:
         assert self._pool is not None
@@ -281,6 +295,10 @@ class Engine:
                 self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level)
             elif item.changed:
                 self.schedule.move_up(sid, now)
+            if item.changed and not item.new:
+                # the archive now holds the new entry, so no later listing shows the change again:
+                # the poll it calls for is saved too, or a stop before that poll would lose it
+                self._dirty[sid] = PollRecord(sid, now, 0, None)
 
     def _round_finished(self, job: Job[Any], error: Optional[Flux0Error]) -> None:
         current = self._round

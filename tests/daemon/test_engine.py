@@ -191,6 +191,31 @@ def test_a_changed_listing_entry_moves_an_idle_session_up(
     assert_archive_equals_server(store.path, fake_flux0)
 
 
+def test_a_run_stopped_mid_discovery_lets_the_next_run_discover_again(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 1)
+    slow_agents = threading.Event()
+    answer = json_response(200, {"data": list(fake_flux0.agents.values())})
+
+    def respond(req: Request, conn: Conn) -> None:
+        if slow_agents.is_set():
+            time.sleep(1.0)  # still in flight when the first run stops
+        answer(req, conn)
+
+    fake_flux0.server.on("GET", "/api/agents", respond)
+    slow_agents.set()
+    running = engine(store, fake, policy=Policy(interval=60, idle_max=600, jitter=0.0), discover_interval=0.2)
+    run_until(running, lambda: running.totals.polls >= 1)  # stops with the agents listing unanswered
+    slow_agents.clear()
+    second = fake_flux0.add_session(agent)
+    fake_flux0.add_events(second, 2)
+    run_until(running, lambda: running.totals.polls >= 2, timeout=10)  # a new round finds the new session
+    assert_archive_equals_server(store.path, fake_flux0)
+
+
 def test_a_shard_stores_and_polls_only_the_sessions_it_owns(
     archive: Archive, archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
 ) -> None:
