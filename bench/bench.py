@@ -1010,7 +1010,11 @@ def _run_daemon(tree: Path, url: str, db: Path, extra: Sequence[str] = ()) -> Tu
     for name in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         name.unlink(missing_ok=True)
     argv = ["--once", "--no-check", "--db", str(db), "--server-url", url, "--log-level", "WARNING", *extra]
-    out = subprocess.run([sys.executable, "-c", _DAEMON, *argv], env=env, capture_output=True, text=True)
+    # not run from ROOT: "python -c" puts the working folder first on sys.path, and the older
+    # daemon would then import this tree's flux0lite
+    out = subprocess.run(
+        [sys.executable, "-c", _DAEMON, *argv], env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True
+    )
     elapsed, rss_kb, code = out.stdout.split() if out.stdout.strip() else ("0", "0", "x")
     if code != "0":
         raise RuntimeError(f"daemon ({tree}) failed: {out.stderr[-300:]}")
