@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 TimeoutArg = Union[Timeout, float, None]
 
 
-def _segment(value: str, name: str) -> str:
+def path_segment(value: str, name: str) -> str:
     """``value`` as one path segment. "." and ".." are dot-segments that a normalising proxy
     or server would resolve (``/api/sessions/../events``), so their dots are encoded too."""
     if not isinstance(value, str) or not value:
@@ -101,7 +101,7 @@ class Agents:
         return Agent.from_dict(payload)
 
     def retrieve(self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Agent:
-        path = f"/api/agents/{_segment(agent_id, 'agent_id')}"
+        path = f"/api/agents/{path_segment(agent_id, 'agent_id')}"
         return Agent.from_dict(self._client.request("GET", path, timeout=timeout, retry=retry))
 
     list_async = async_twin(list)
@@ -146,7 +146,7 @@ class Sessions:
         return [Session.from_dict(item) for item in _data_list(payload, "sessions.list")]
 
     def retrieve(self, session_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Session:
-        path = f"/api/sessions/{_segment(session_id, 'session_id')}"
+        path = f"/api/sessions/{path_segment(session_id, 'session_id')}"
         return Session.from_dict(self._client.request("GET", path, timeout=timeout, retry=retry))
 
     def create_event(
@@ -164,7 +164,7 @@ class Sessions:
         The stream is never re-posted on failure (that would send the message twice); use
         ``list_events`` to recover what the agent stored.
         """
-        path = f"/api/sessions/{_segment(session_id, 'session_id')}/events/stream"
+        path = f"/api/sessions/{path_segment(session_id, 'session_id')}/events/stream"
         body = {"type": type, "source": source, "content": content}
         response = self._client.request("POST", path, json_body=body, timeout=timeout, retry=retry, stream=True)
         return EventStream(
@@ -197,7 +197,7 @@ class Sessions:
             params["source"] = source
         if correlation_id is not None:
             params["correlation_id"] = correlation_id
-        path = f"/api/sessions/{_segment(session_id, 'session_id')}/events"
+        path = f"/api/sessions/{path_segment(session_id, 'session_id')}/events"
         payload = self._client.request("GET", path, params=params or None, timeout=timeout, retry=retry)
         read = spec_of(Event).read  # Event.from_dict, looked up once for the whole list
         events: List[Event] = [read(item) for item in _data_list(payload, "sessions.list_events")]

@@ -46,6 +46,7 @@ from .jobs import (
     SessionWriter,
     Warnings,
     fetch_events,
+    highest_offset,
     list_agents,
     list_sessions,
     read_events,
@@ -463,10 +464,7 @@ class Engine:
             if isinstance(outcome, int):
                 if sid not in self._broken:
                     self._inserted[sid] += outcome
-                    top = max(
-                        (e.doc["offset"] for e in events if type(e.doc) is dict and type(e.doc.get("offset")) is int),
-                        default=-1,
-                    )
+                    top = highest_offset(events, -1)
                     if top > self._read.get(sid, -1):
                         self._read[sid] = top
             elif sid not in self._broken:  # the rest of this poll is ignored; it fails

@@ -23,7 +23,6 @@ from __future__ import annotations
 import decimal
 import json
 import logging
-import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
@@ -40,6 +39,7 @@ from flux0lite import (
     Session,
 )
 from flux0lite.jsonstream import Element, iter_array
+from flux0lite.resources import path_segment
 
 from .backend import Archive
 from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
@@ -47,6 +47,7 @@ from .store import StoreBusyError, StoreFullError, WriteResult
 
 __all__ = [
     "MAX_BATCH_CHARS",
+    "highest_offset",
     "Fetched",
     "fetch_events",
     "read_events",
@@ -226,14 +227,14 @@ def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[F
             events.append(event)
     except Flux0Error as exc:
         error = exc
-    return Fetched(_highest(events, fetched.highest), events), error
+    return Fetched(highest_offset(events, fetched.highest), events), error
 
 
 def _events_path(session_id: str) -> str:
-    return f"/api/sessions/{urllib.parse.quote(session_id, safe='')}/events"
+    return f"/api/sessions/{path_segment(session_id, 'session id')}/events"
 
 
-def _highest(events: Sequence[RawEvent], highest: int) -> int:
+def highest_offset(events: Sequence[RawEvent], highest: int) -> int:
     """The highest integer offset of ``events``, or ``highest`` if that is higher."""
     for event in events:
         offset = event.doc.get("offset") if type(event.doc) is dict else None
@@ -311,7 +312,7 @@ def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
     """One session and the size of its answer, read up to _MAX_EVENT_CHARS bytes (not the client's 256 MiB)."""
     if storable_text(session_id) is None:
         raise Flux0Error(f"session id {session_id!r} is not valid Unicode; it cannot be fetched")
-    segment = "%2E" * len(session_id) if session_id in (".", "..") else urllib.parse.quote(session_id, safe="")
+    segment = path_segment(session_id, "session id")
     what = f"GET /api/sessions/{segment}"
     response = _stream_array(client, f"/api/sessions/{segment}", None, what)
     body = bytearray()
