@@ -35,9 +35,7 @@ def _no_ambient_trust(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _serve(certs: Certs, *, mtls: bool = False, tls12: bool = False) -> FakeServer:
-    context = certs.server_context(require_client_cert=mtls)
-    if tls12:
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context = certs.server_context(require_client_cert=mtls, tls12=tls12)
     return FakeServer(routes=[("GET", "/api/agents", json_response(200, AGENTS))], ssl_context=context)
 
 
