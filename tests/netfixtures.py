@@ -27,16 +27,20 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "REQUES
 TLS_VARIABLES = ("FLUX0_CACERT", "FLUX0_CERT", "FLUX0_KEY", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
-def hidden_host(monkeypatch: pytest.MonkeyPatch, *, clear: Iterable[str] = ()) -> Iterator[List[str]]:
-    """The body of an autouse fixture: ``yield from hidden_host(monkeypatch)``.
-
-    No proxy or TLS setting (nor any variable in ``clear``) comes from the outside, and this
-    process cannot resolve :data:`HIDDEN`. Yields the list of the attempts to resolve it; after
-    the test that list must still be empty.
-    """
+def no_outside_settings(monkeypatch: pytest.MonkeyPatch, *, clear: Iterable[str] = ()) -> None:
+    """No proxy or TLS setting, nor any variable in ``clear``, comes from the environment the tests run in."""
     for name in (*PROXY_VARIABLES, *TLS_VARIABLES, *clear):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+
+
+def hidden_host(monkeypatch: pytest.MonkeyPatch, *, clear: Iterable[str] = ()) -> Iterator[List[str]]:
+    """The body of an autouse fixture: ``yield from hidden_host(monkeypatch)``.
+
+    :func:`no_outside_settings`, and this process cannot resolve :data:`HIDDEN`. Yields the list
+    of the attempts to resolve it; after the test that list must still be empty.
+    """
+    no_outside_settings(monkeypatch, clear=clear)
     attempts: List[str] = []
     real = socket.getaddrinfo
 
