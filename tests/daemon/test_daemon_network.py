@@ -11,7 +11,7 @@ from flux0sync.cli import main
 from flux0sync.config import load_config
 
 from tests.certs import Certs, make_certs
-from tests.daemon.helpers import assert_archive_equals_server
+from tests.daemon.helpers import assert_archive_equals_server, populate
 from tests.fakeserver import FakeFlux0, FakeServer
 from tests.netfixtures import HIDDEN, hidden_host, hidden_proxy
 from tests.proxyserver import ForwardProxy
@@ -40,16 +40,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-def _populate(flux0: FakeFlux0) -> None:
-    agent = flux0.add_agent()
-    for title in ("one", "two"):
-        flux0.add_events(flux0.add_session(agent, title), 6)
-
-
 def test_once_through_the_proxy_flag(
     fake: FakeServer, fake_flux0: FakeFlux0, proxy: ForwardProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _populate(fake_flux0)
+    populate(fake_flux0, 2, 6)
     db = str(tmp_path / "a.sqlite3")
     url = f"http://{HIDDEN}:{fake.port}"
     code, err = run(["--once", "--db", db, "--server-url", url, "--proxy", proxy.url_with("sync", "s3cret")])
@@ -62,7 +56,7 @@ def test_once_through_the_proxy_flag(
 def test_once_through_the_proxy_environment_and_no_proxy(
     fake: FakeServer, fake_flux0: FakeFlux0, proxy: ForwardProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _populate(fake_flux0)
+    populate(fake_flux0, 2, 6)
     monkeypatch.setenv("HTTP_PROXY", proxy.url_with("sync", "s3cret"))
     db = str(tmp_path / "a.sqlite3")
     code, err = run(["--once", "--db", db, "--server-url", f"http://{HIDDEN}:{fake.port}"])
@@ -78,7 +72,7 @@ def test_once_through_the_proxy_environment_and_no_proxy(
 def test_a_407_fails_the_pass(
     fake: FakeServer, fake_flux0: FakeFlux0, proxy: ForwardProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _populate(fake_flux0)
+    populate(fake_flux0, 2, 6)
     code, _ = run(
         [
             "--once",
@@ -98,7 +92,7 @@ def test_a_407_fails_the_pass(
 def mtls(certs: Certs) -> Iterator[FakeFlux0]:
     server = FakeServer(ssl_context=certs.server_context(require_client_cert=True, tls12=True))
     flux0 = FakeFlux0(server)
-    _populate(flux0)
+    populate(flux0, 2, 6)
     yield flux0
     server.close()
 

@@ -6,7 +6,6 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
-from typing import List
 
 import pytest
 from flux0sync.config import Config, ConfigError, load_config
@@ -14,18 +13,16 @@ from flux0sync.notify import Notifier, watchdog_interval
 from flux0sync.service import Daemon, StopFlag
 
 from tests.conftest import Strength
-from tests.daemon.helpers import archive_rows, assert_archive_equals_server, exit_code, popen_daemon, run_daemon
+from tests.daemon.helpers import (
+    archive_rows,
+    assert_archive_equals_server,
+    exit_code,
+    popen_daemon,
+    populate,
+    run_daemon,
+)
 from tests.daemon.notify import NotifySocket
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
-
-
-def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
-    agent = fake.add_agent()
-    ids = [fake.add_session(agent, f"s{i}") for i in range(sessions)]
-    for sid in ids:
-        fake.add_events(sid, events)
-    return ids
-
 
 # -- config ------------------------------------------------------------------------------------
 
