@@ -63,7 +63,11 @@ def hidden_proxy(
 
 
 def refused_port() -> int:
-    """A loopback port nothing listens on: bound, then released, so a connection is refused at once."""
+    """A loopback port nothing listens on: bound, then released, so a connection is refused at once.
+
+    (scripts/flux0_server.py's ``free_port`` makes the same call for a port its server is about to
+    take; the launcher stays importable without tests/, and the tests need no launcher for this.)
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
