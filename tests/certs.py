@@ -15,7 +15,9 @@ from typing import List
 
 import pytest
 
-SERVER_NAMES = "DNS:localhost,DNS:flux0.internal,IP:127.0.0.1"
+from tests.netfixtures import HIDDEN
+
+SERVER_NAMES = f"DNS:localhost,DNS:{HIDDEN},IP:127.0.0.1"
 
 _EXTENSIONS = f"""
 [req]
@@ -79,12 +81,16 @@ class Certs:
         """A second CA that signed nothing here: trusting only it must fail verification."""
         return self.folder / "other-ca.pem"
 
-    def server_context(self, *, require_client_cert: bool = False) -> ssl.SSLContext:
+    def server_context(self, *, require_client_cert: bool = False, tls12: bool = False) -> ssl.SSLContext:
+        """``tls12``: at most TLS 1.2, which judges a client certificate inside the handshake (TLS 1.3
+        refuses it after, at the first read), so a refusal is the same on every run."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(self.server_cert), str(self.server_key))
         if require_client_cert:
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_verify_locations(str(self.ca))
+        if tls12:
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
         return context
 
 

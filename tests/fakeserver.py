@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 
 @dataclass
@@ -118,6 +118,27 @@ def sse_text(events: List[Tuple[str, Any]]) -> bytes:
     return out
 
 
+def read_request(reader: BinaryIO) -> Optional[Request]:
+    """The next request on a connection (lenient, for tests); None when the client closed first.
+
+    A malformed request line or Content-Length raises ValueError.
+    """
+    line = reader.readline(65536)
+    if not line:
+        return None
+    method, target, _ = line.decode("latin-1").split(" ", 2)
+    headers: Dict[str, str] = {}
+    while True:
+        raw = reader.readline(65536)
+        if raw in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = raw.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    body = (reader.read(length) or b"") if length else b""
+    return Request(method, target, headers, body)
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: "_TCPServer"
 
@@ -130,28 +151,17 @@ class _Handler(socketserver.BaseRequestHandler):
         conn = Conn(sock)
         try:
             while conn.keep_alive:
-                line = reader.readline(65536)
-                if not line:
+                req = read_request(reader)
+                if req is None:
                     return
-                method, target, _ = line.decode("latin-1").split(" ", 2)
-                headers: Dict[str, str] = {}
-                while True:
-                    h = reader.readline(65536)
-                    if h in (b"\r\n", b"\n", b""):
-                        break
-                    name, _, value = h.decode("latin-1").partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0") or 0)
-                body = reader.read(length) if length else b""
-                req = Request(method, target, headers, body)
                 with fake.lock:
                     fake.requests.append(req)
-                responder = fake.find(method, req.path)
+                responder = fake.find(req.method, req.path)
                 if responder is None:
                     conn.send(raw_response(404, b'{"detail":"Not Found"}', {"content-type": "application/json"}))
                 else:
                     responder(req, conn)
-                if headers.get("connection", "").lower() == "close":
+                if req.headers.get("connection", "").lower() == "close":
                     return
         except (OSError, ValueError):
             return

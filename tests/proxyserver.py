@@ -20,6 +20,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
+from tests.fakeserver import read_request
+
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer", "upgrade"}
 
 
@@ -133,18 +135,10 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             client.close()
 
     def _one_request(self, proxy: ForwardProxy, client: socket.socket, reader: BinaryIO) -> bool:
-        line = reader.readline(65536)
-        if not line:
+        request = read_request(reader)
+        if request is None:
             return False
-        method, target, _ = line.decode("latin-1").split(" ", 2)
-        headers: Dict[str, str] = {}
-        while True:
-            raw = reader.readline(65536)
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = raw.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = reader.read(int(headers.get("content-length", "0") or 0)) or b""
+        method, target, headers, body = request.method, request.target, request.headers, request.body
         with proxy.lock:
             proxy.seen.append(Seen(method, target, headers, client.getpeername()[1]))
         if not proxy.authorized(headers):

@@ -3,6 +3,11 @@
 For property tests that play a hostile server: the answer may be any status line, any headers,
 any body, interim answers, a connection left open. One server serves many examples; a test
 sets ``answer`` before each. Every connection's thread ends when the server closes.
+
+tests/hostile_server.py looks alike but is another server on purpose: it gives each connection
+one seeded answer in paced pieces and then ends it (close, reset or bounded hang), and records
+the request heads; this one keeps a connection alive for many requests, answers each with the
+same bytes, and reads every request to its end so that the next one parses.
 """
 
 from __future__ import annotations

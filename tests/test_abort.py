@@ -24,6 +24,7 @@ import flux0lite
 from flux0lite import APIConnectionError, Flux0, RequestAborted, Retry, Timeout
 from tests.certs import Certs, make_certs
 from tests.fakeserver import Conn, FakeServer, Request, chunked, json_response, raw_response, sse_text
+from tests.netfixtures import BlackHole
 from tests.proxyserver import ForwardProxy
 
 ABORT_WITHIN = 0.5
@@ -279,40 +280,20 @@ def test_abort_wakes_a_call_on_a_unix_socket_nobody_answers() -> None:
             listener.close()
 
 
-def full_listener() -> Tuple[socket.socket, List[socket.socket]]:
-    """A TCP port whose accept queue is full: the kernel drops new SYNs, so connecting hangs."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers: List[socket.socket] = []
-    for _ in range(4):
-        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        filler.setblocking(False)
-        filler.connect_ex(listener.getsockname())
-        fillers.append(filler)
-    return listener, fillers
-
-
 def test_abort_wakes_a_call_blocked_connecting() -> None:
-    listener, fillers = full_listener()
-    try:
+    with BlackHole() as hole:
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         probe.settimeout(0.3)
         try:
-            probe.connect(listener.getsockname())
+            probe.connect(("127.0.0.1", hole.port))
             pytest.skip("this kernel does not make a connect hang on a full accept queue")
         except socket.timeout:
             pass
         finally:
             probe.close()
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        with Flux0(url, timeout=PATIENT, retry=Retry(total=3, backoff_factor=0)) as client:
+        with Flux0(hole.url, timeout=PATIENT, retry=Retry(total=3, backoff_factor=0)) as client:
             (error,) = abort_and_collect(client, [in_thread(client.agents.list)])
         assert isinstance(error, RequestAborted)
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 def test_request_aborted_is_public_pickles_and_is_never_retried() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,10 +16,10 @@ from flux0lite.cli import main
 from tests.certs import Certs, make_certs
 from tests.conftest import ROOT, subprocess_env
 from tests.fakeserver import FakeFlux0, FakeServer, sse_stream, sse_text
+from tests.netfixtures import HIDDEN, hidden_host, hidden_proxy
+from tests.netfixtures import BlackHole as _BlackHole
+from tests.netfixtures import refused_port as _refused_port
 from tests.proxyserver import ForwardProxy
-
-HIDDEN = "flux0.internal"
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 class _Terminal(io.StringIO):
@@ -39,28 +38,12 @@ def run(args: List[str], *, terminal: bool = False) -> Tuple[int, str, str]:
 @pytest.fixture(autouse=True)
 def lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
     """No proxy or TLS settings from outside; this process cannot resolve ``flux0.internal``."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    for name in ("FLUX0_CACERT", "FLUX0_CERT", "FLUX0_KEY", "SSL_CERT_FILE", "SSL_CERT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    attempts: List[str] = []
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and host.lower().rstrip(".").endswith(HIDDEN):
-            attempts.append(host)
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield attempts
-    assert attempts == []
+    yield from hidden_host(monkeypatch)
 
 
 @pytest.fixture
 def proxy() -> Iterator[ForwardProxy]:
-    with ForwardProxy({HIDDEN: "127.0.0.1"}) as server:
+    with hidden_proxy() as server:
         yield server
 
 
@@ -138,11 +121,7 @@ def https(certs: Certs) -> Iterator[FakeServer]:
 
 @pytest.fixture
 def mtls(certs: Certs) -> Iterator[FakeServer]:
-    context = certs.server_context(require_client_cert=True)
-    import ssl
-
-    context.maximum_version = ssl.TLSVersion.TLSv1_2  # the refusal comes inside the handshake
-    server = FakeServer(ssl_context=context)
+    server = FakeServer(ssl_context=certs.server_context(require_client_cert=True, tls12=True))
     FakeFlux0(server).add_agent("Mutual")
     yield server
     server.close()
@@ -177,12 +156,6 @@ def test_a_bad_tls_file_is_a_usage_error(fake: FakeServer, tmp_path: Any) -> Non
 # -- no silent waits ------------------------------------------------------------------------------
 
 
-def _refused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_retry_notices_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{_refused_port()}"
     code, _, err = run(["--server-url", url, "agents", "list"], terminal=True)
@@ -197,30 +170,6 @@ def test_retry_notices_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> No
     assert code == 3 and len(err.splitlines()) == 3, err
     code, _, err = run(["--server-url", url, "--retries", "0", "agents", "list"], terminal=True)
     assert code == 3 and len(err.splitlines()) == 1, err
-
-
-class _BlackHole:
-    """A loopback port that never completes a connection: its accept queue is kept full."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(0)
-        self.port = self.listener.getsockname()[1]
-        self.fillers: List[socket.socket] = []
-        for _ in range(4):  # the kernel queues backlog + 1; one more to be sure
-            filler = socket.socket()
-            filler.setblocking(False)
-            try:
-                filler.connect(("127.0.0.1", self.port))
-            except BlockingIOError:
-                pass
-            self.fillers.append(filler)
-        time.sleep(0.2)
-
-    def close(self) -> None:
-        for sock in [*self.fillers, self.listener]:
-            sock.close()
 
 
 @pytest.fixture

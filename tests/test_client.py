@@ -4,7 +4,6 @@ import asyncio
 import gzip
 import json
 import logging
-import socket
 import threading
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from flux0lite import (
 )
 from flux0lite.transport import parse_server_url, redact_headers
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response, raw_response, sequence
+from tests.netfixtures import BlackHole, refused_port
 
 FAST = Retry(total=3, backoff_factor=0.0)
 
@@ -345,14 +345,8 @@ def test_get_is_retried_after_reset(fake: FakeServer) -> None:
     assert fake.count("GET", "/api/agents") == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_connection_refused_is_retried_even_for_post_then_raises() -> None:
-    port = _free_port()
+    port = refused_port()
     sleeps: List[float] = []
     client = Flux0(f"http://127.0.0.1:{port}", retry=Retry(total=2, backoff_factor=0.01, jitter=False))
     client._transport._sleep = sleeps.append
@@ -363,7 +357,7 @@ def test_connection_refused_is_retried_even_for_post_then_raises() -> None:
 
 
 def test_refused_then_server_appears_post_succeeds() -> None:
-    port = _free_port()
+    port = refused_port()  # refused until the server below takes it
     holder: List[FakeServer] = []
 
     def start_later() -> None:
@@ -437,31 +431,12 @@ def test_read_timeout_when_server_stalls_before_headers(fake: FakeServer) -> Non
 
 
 def test_connect_timeout() -> None:
-    # A listening socket whose accept queue is full makes connect() hang.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers = []
-    try:
-        for _ in range(8):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect(listener.getsockname())
-            except BlockingIOError:
-                pass
-            fillers.append(s)
-        client = Flux0(
-            f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=Timeout(connect=0.3, read=1), retry=Retry(total=0)
-        )
+    with BlackHole() as hole:
+        client = Flux0(hole.url, timeout=Timeout(connect=0.3, read=1), retry=Retry(total=0))
         started = time.monotonic()
         with pytest.raises(APIConnectionError):
             client.agents.list()
         assert time.monotonic() - started < 3
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
 
 
 # -- redirects ---------------------------------------------------------------------------------

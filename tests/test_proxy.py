@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-import socket
+import ssl
 import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -30,11 +30,10 @@ from flux0lite.proxy import ProxyRules, no_proxy_matches, parse_proxy_url
 from flux0lite.urls import Origin
 from tests.certs import Certs, make_certs
 from tests.fakeserver import FakeServer, json_response, raw_response, sequence, sse_stream, sse_text
+from tests.netfixtures import HIDDEN, hidden_host, hidden_proxy, refused_port
 from tests.proxyserver import ForwardProxy
 
-HIDDEN = "flux0.internal"
 AGENT = {"id": "a1", "name": "Echo", "type": "echo", "description": None, "created_at": "2026-11-25T00:00:00Z"}
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "REQUEST_METHOD")
 
 
 def _chunk(text: str, seq: int) -> Dict[str, Any]:
@@ -54,46 +53,38 @@ STREAM = sse_text(
 
 @pytest.fixture(autouse=True)
 def lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
-    """No proxy variables from the outside; this process cannot resolve ``flux0.internal``."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    attempts: List[str] = []
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and host.lower().rstrip(".").endswith(HIDDEN):
-            attempts.append(host)
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield attempts
-    assert attempts == [], "the client tried to resolve the hidden host itself"
+    """No proxy or TLS settings from the outside; this process cannot resolve ``flux0.internal``."""
+    yield from hidden_host(monkeypatch)
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeServer]:
-    server = FakeServer(
+def _flux0_upstream(ssl_context: Optional[ssl.SSLContext] = None) -> FakeServer:
+    """The upstream the proxy reaches: agents, and a reply streamed in 40-byte pieces."""
+    return FakeServer(
         routes=[
             ("GET", "/api/agents", json_response(200, {"data": [AGENT]})),
             ("POST", "/api/agents", json_response(201, AGENT)),
             ("POST", "/api/sessions/*", sse_stream([STREAM[i : i + 40] for i in range(0, len(STREAM), 40)])),
-        ]
+        ],
+        ssl_context=ssl_context,
     )
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeServer]:
+    server = _flux0_upstream()
     yield server
     server.close()
 
 
 @pytest.fixture
 def proxy() -> Iterator[ForwardProxy]:
-    with ForwardProxy({HIDDEN: "127.0.0.1"}) as server:
+    with hidden_proxy() as server:
         yield server
 
 
 @pytest.fixture
 def auth_proxy() -> Iterator[ForwardProxy]:
-    with ForwardProxy({HIDDEN: "127.0.0.1"}, credentials=("alice", "s3cr:t@pass")) as server:
+    with hidden_proxy(credentials=("alice", "s3cr:t@pass")) as server:
         yield server
 
 
@@ -249,14 +240,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture
 def tls_upstream(certs: Certs) -> Iterator[FakeServer]:
-    server = FakeServer(
-        routes=[
-            ("GET", "/api/agents", json_response(200, {"data": [AGENT]})),
-            ("POST", "/api/agents", json_response(201, AGENT)),
-            ("POST", "/api/sessions/*", sse_stream([STREAM[i : i + 40] for i in range(0, len(STREAM), 40)])),
-        ],
-        ssl_context=certs.server_context(),
-    )
+    server = _flux0_upstream(certs.server_context())
     yield server
     server.close()
 
@@ -301,7 +285,7 @@ def test_connect_with_credentials_and_407(tls_upstream: FakeServer, auth_proxy: 
 
 
 def test_a_refused_connect_is_a_connect_error_and_a_post_is_retried(tls_upstream: FakeServer, certs: Certs) -> None:
-    with ForwardProxy({HIDDEN: "127.0.0.1"}, connect_status=403) as refusing:
+    with hidden_proxy(connect_status=403) as refusing:
         url = hidden_url(tls_upstream, "https")
         with Flux0(url, proxy=refusing.url, cacert=certs.ca, retry=quick(2)) as client:
             with pytest.raises(ProxyError, match="refused CONNECT") as caught:
@@ -313,9 +297,7 @@ def test_a_refused_connect_is_a_connect_error_and_a_post_is_retried(tls_upstream
 
 
 def test_a_dead_proxy_is_a_connect_error_naming_it(upstream: FakeServer) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = refused_port()
     with Flux0(hidden_url(upstream), proxy=f"http://127.0.0.1:{port}", retry=quick(0)) as client:
         with pytest.raises(ConnectError, match=f"via proxy http://127.0.0.1:{port}"):
             client.agents.list()

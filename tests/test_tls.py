@@ -17,6 +17,7 @@ from flux0lite import ConfigError, Flux0, Retry
 from flux0lite.errors import APIConnectionError, TLSError
 from tests.certs import Certs, make_certs
 from tests.fakeserver import FakeServer, json_response
+from tests.netfixtures import no_outside_settings
 
 AGENTS = {
     "data": [{"id": "a1", "name": "Echo", "type": "echo", "description": None, "created_at": "2026-11-25T00:00:00Z"}]
@@ -30,14 +31,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture(autouse=True)
 def _no_ambient_trust(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "http_proxy", "https_proxy", "all_proxy", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+    no_outside_settings(monkeypatch)
 
 
 def _serve(certs: Certs, *, mtls: bool = False, tls12: bool = False) -> FakeServer:
-    context = certs.server_context(require_client_cert=mtls)
-    if tls12:
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context = certs.server_context(require_client_cert=mtls, tls12=tls12)
     return FakeServer(routes=[("GET", "/api/agents", json_response(200, AGENTS))], ssl_context=context)
 
 

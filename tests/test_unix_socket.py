@@ -6,9 +6,9 @@ project's launcher script), and a stdlib server on a socket covers the faults.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import signal
 import socketserver
 import subprocess
 import sys
@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -25,6 +25,17 @@ from flux0lite import ConfigError, Flux0, Retry
 from flux0lite.errors import APIConnectionError, ConnectError
 from tests.conftest import ROOT
 from tests.fakeserver import FakeServer, _Handler, json_response
+
+# the project's launcher: installs the real server (cached) and knows the echo agent
+if str(ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(ROOT / "scripts"))
+from flux0_server import (
+    ECHO_DIR,
+    Flux0Server,
+    NoSuitablePython,
+    ServerUnavailable,
+    install,
+)
 
 AGENTS = {
     "data": [{"id": "a1", "name": "Echo", "type": "echo", "description": None, "created_at": "2026-11-25T00:00:00Z"}]
@@ -59,108 +70,95 @@ def _dead_proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_PROXY", raising=False)
 
 
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
+@contextlib.contextmanager
+def _short_folder() -> Iterator[Path]:
     """A folder with a short path: a socket's path must fit in about 100 bytes."""
     folder = Path(tempfile.mkdtemp(prefix="f0u-", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    with _short_folder() as folder:
+        yield folder
 
 
 # -- the real flux0 server on a socket -----------------------------------------------------------
 
 
-class _RealServerOnSocket:
-    def __init__(self, folder: Path) -> None:
-        sys.path.insert(0, str(ROOT / "scripts"))
-        import flux0_server  # the project's launcher: installs (cached) and knows the echo agent
+class _RealServerOnSocket(Flux0Server):
+    """The launcher's real server, bound to a unix socket (by the wrapper above) instead of a port.
 
-        self.launcher = flux0_server
-        self.path = str(folder / "flux0.sock")
-        self.log = folder / "server.log"
-        self.process: "subprocess.Popen[bytes] | None" = None
-        self.folder = folder
+    Only starting differs; stopping (the whole process group, SIGTERM then SIGKILL), the log and
+    the work folder are the launcher's own.
+    """
 
-    def start(self) -> "_RealServerOnSocket":
-        python = self.launcher.install()
-        wrapper = self.folder / "uds_wrapper.py"
+    def __init__(self, path: str) -> None:
+        super().__init__()  # its port is passed on but unused: uvicorn binds only the socket
+        self.path = path
+        self.url = socket_url(path)
+
+    def start(self, timeout: float = 60.0, cancelled: Callable[[], bool] = lambda: False) -> "_RealServerOnSocket":
+        python = install()
+        wrapper = self.workdir / "uds_wrapper.py"
         wrapper.write_text(_UDS_WRAPPER)
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("FLUX0_", "PYTHON")) and "proxy" not in k.lower()
         }
         env.update(
-            PYTHONPATH=str(self.launcher.ECHO_DIR),
+            PYTHONPATH=str(ECHO_DIR),
             FLUX0_MODULES="flux0lite_echo",
-            FLUX0_PORT=str(self.launcher.free_port()),  # unused: uvicorn binds only the socket
+            FLUX0_PORT=str(self.port),
             FLUX0_HOST="127.0.0.1",
-            FLUX0_DB_URI="nanodb://memory",
+            FLUX0_DB_URI=self.db_uri,
             FLUX0_ENV="development",
             FLUX0_LOG_LEVEL="3",
-            FLUX0LITE_ECHO_DELAY="0.01",
+            FLUX0LITE_ECHO_DELAY=str(self.echo_delay),
             FLUX0LITE_UDS=self.path,
             PYTHONUNBUFFERED="1",
         )
-        with open(self.log, "ab") as log:
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [str(python), str(wrapper), str(self.launcher.ECHO_DIR / "serve_loopback.py")],
-                cwd=str(self.folder),
+                [str(python), str(wrapper), str(ECHO_DIR / "serve_loopback.py")],
+                cwd=str(self.workdir),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 60
-        with Flux0(socket_url(self.path), retry=Retry(total=0), timeout=2) as client:
-            while time.monotonic() < deadline:
+        deadline = time.monotonic() + timeout
+        with Flux0(self.url, retry=Retry(total=0), timeout=2) as client:
+            while time.monotonic() < deadline and not cancelled():
                 if self.process.poll() is not None:
-                    raise self.launcher.ServerUnavailable(f"exited with {self.process.returncode}: {self.log_tail()}")
+                    raise ServerUnavailable(f"exited with {self.process.returncode}: {self.log_tail()}")
                 try:
                     client.agents.list()
                     return self
                 except APIConnectionError:
                     time.sleep(0.1)
         self.stop()
-        raise self.launcher.ServerUnavailable(f"no answer on {self.path} within 60 s: {self.log_tail()}")
-
-    def log_tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-1500:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        for signum, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(process.pid, signum)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        raise ServerUnavailable(f"no answer on {self.path} within {timeout} s: {self.log_tail()}")
 
 
 @pytest.fixture(scope="module")
 def real_socket() -> Iterator[str]:
-    folder = Path(tempfile.mkdtemp(prefix="f0u-", dir="/tmp"))
-    server = _RealServerOnSocket(folder)
-    try:
+    with _short_folder() as folder:
+        server = _RealServerOnSocket(str(folder / "flux0.sock"))
         try:
-            server.start()
-        except server.launcher.NoSuitablePython as exc:
-            pytest.skip(f"real flux0 server unavailable: {exc}")
-        except server.launcher.ServerUnavailable as exc:
-            if os.environ.get("FLUX0LITE_REQUIRE_SERVER", "1") == "1":
-                pytest.fail(f"the real flux0 server is required here but unavailable: {exc}")
-            pytest.skip(f"real flux0 server unavailable: {exc}")
-        yield server.path
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+            try:
+                server.start()
+            except NoSuitablePython as exc:
+                pytest.skip(f"real flux0 server unavailable: {exc}")
+            except ServerUnavailable as exc:
+                if os.environ.get("FLUX0LITE_REQUIRE_SERVER", "1") == "1":
+                    pytest.fail(f"the real flux0 server is required here but unavailable: {exc}")
+                pytest.skip(f"real flux0 server unavailable: {exc}")
+            yield server.path
+        finally:
+            server.close()
 
 
 def test_the_real_server_on_a_unix_socket(real_socket: str) -> None:

@@ -14,6 +14,15 @@ from tests.conftest import ROOT, subprocess_env
 from tests.fakeserver import FakeFlux0
 
 
+def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
+    """One agent with ``sessions`` sessions of ``events`` events each; returns the session ids."""
+    agent = fake.add_agent()
+    ids = [fake.add_session(agent, f"s{i}") for i in range(sessions)]
+    for sid in ids:
+        fake.add_events(sid, events)
+    return ids
+
+
 def execute(db: str, query: str, params: Tuple[Any, ...] = ()) -> List[Tuple[Any, ...]]:
     """Run one statement (``?`` placeholders) on either archive, a SQLite path or a PostgreSQL URL,
     on a connection of its own; returns the rows it produced."""

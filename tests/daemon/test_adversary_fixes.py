@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from flux0lite import APIConnectionError, Flux0, Retry, Timeout
 from tests.daemon.helpers import archive_rows, execute
 from tests.daemon.hostile import event, serve_bytes, serve_events
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, json_response, raw_response
+from tests.netfixtures import refused_port
 
 MAX_OFFSET = 2**63 - 1
 
@@ -172,9 +172,7 @@ def test_one_bad_configured_session_does_not_keep_the_others_from_being_archived
 
 
 def test_a_refused_connection_still_fails_the_configured_sessions_round(tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    url = f"http://127.0.0.1:{refused_port()}"
     store = open_store(str(tmp_path / "a.sqlite3"))
     try:
         client = Flux0(url, timeout=Timeout(2, 2), retry=Retry(total=0))

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import io
-import socket
-import ssl
 from pathlib import Path
-from typing import Any, Iterator, List, Tuple
+from typing import Iterator, List, Tuple
 
 import pytest
 from flux0sync.cli import main
 from flux0sync.config import load_config
 
 from tests.certs import Certs, make_certs
-from tests.daemon.helpers import assert_archive_equals_server
+from tests.daemon.helpers import assert_archive_equals_server, populate
 from tests.fakeserver import FakeFlux0, FakeServer
+from tests.netfixtures import HIDDEN, hidden_host, hidden_proxy
 from tests.proxyserver import ForwardProxy
-
-HIDDEN = "flux0.internal"
 
 
 def run(args: List[str]) -> Tuple[int, str]:
@@ -28,29 +25,13 @@ def run(args: List[str]) -> Tuple[int, str]:
 
 @pytest.fixture(autouse=True)
 def lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
-    """No proxy or TLS settings from outside; this process cannot resolve ``flux0.internal``."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    for name in ("FLUX0_CACERT", "FLUX0_CERT", "FLUX0_KEY", "FLUX0_SYNC_CONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    attempts: List[str] = []
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and host.lower().rstrip(".").endswith(HIDDEN):
-            attempts.append(host)
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield attempts
-    assert attempts == []
+    """No proxy, TLS or config-file settings from outside; this process cannot resolve ``flux0.internal``."""
+    yield from hidden_host(monkeypatch, clear=["FLUX0_SYNC_CONFIG"])
 
 
 @pytest.fixture
 def proxy() -> Iterator[ForwardProxy]:
-    with ForwardProxy({HIDDEN: "127.0.0.1"}, credentials=("sync", "s3cret")) as server:
+    with hidden_proxy(credentials=("sync", "s3cret")) as server:
         yield server
 
 
@@ -59,16 +40,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-def _populate(flux0: FakeFlux0) -> None:
-    agent = flux0.add_agent()
-    for title in ("one", "two"):
-        flux0.add_events(flux0.add_session(agent, title), 6)
-
-
 def test_once_through_the_proxy_flag(
     fake: FakeServer, fake_flux0: FakeFlux0, proxy: ForwardProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _populate(fake_flux0)
+    populate(fake_flux0, 2, 6)
     db = str(tmp_path / "a.sqlite3")
     url = f"http://{HIDDEN}:{fake.port}"
     code, err = run(["--once", "--db", db, "--server-url", url, "--proxy", proxy.url_with("sync", "s3cret")])
@@ -81,7 +56,7 @@ def test_once_through_the_proxy_flag(
 def test_once_through_the_proxy_environment_and_no_proxy(
     fake: FakeServer, fake_flux0: FakeFlux0, proxy: ForwardProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _populate(fake_flux0)
+    populate(fake_flux0, 2, 6)
     monkeypatch.setenv("HTTP_PROXY", proxy.url_with("sync", "s3cret"))
     db = str(tmp_path / "a.sqlite3")
     code, err = run(["--once", "--db", db, "--server-url", f"http://{HIDDEN}:{fake.port}"])
@@ -97,7 +72,7 @@ def test_once_through_the_proxy_environment_and_no_proxy(
 def test_a_407_fails_the_pass(
     fake: FakeServer, fake_flux0: FakeFlux0, proxy: ForwardProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _populate(fake_flux0)
+    populate(fake_flux0, 2, 6)
     code, _ = run(
         [
             "--once",
@@ -115,11 +90,9 @@ def test_a_407_fails_the_pass(
 
 @pytest.fixture
 def mtls(certs: Certs) -> Iterator[FakeFlux0]:
-    context = certs.server_context(require_client_cert=True)
-    context.maximum_version = ssl.TLSVersion.TLSv1_2  # the refusal comes inside the handshake
-    server = FakeServer(ssl_context=context)
+    server = FakeServer(ssl_context=certs.server_context(require_client_cert=True, tls12=True))
     flux0 = FakeFlux0(server)
-    _populate(flux0)
+    populate(flux0, 2, 6)
     yield flux0
     server.close()
 

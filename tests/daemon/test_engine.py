@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from flux0lite import Flux0, Retry, Timeout
 from tests.daemon.helpers import archive_rows, assert_archive_equals_server, execute
 from tests.daemon.hostile import event, serve_events
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response
+from tests.netfixtures import refused_port
 
 
 def make_client(fake: FakeServer, read: float = 5.0) -> Any:
@@ -302,9 +302,7 @@ def test_deadline_cuts_a_stalled_session_and_the_rest_goes_on(
 
 
 def test_server_outage_pauses_everything_then_recovers(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = refused_port()
     store = Store(str(tmp_path / "a.sqlite3"))
     url = f"http://127.0.0.1:{port}"
     running = Engine(

@@ -11,15 +11,13 @@ import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import pytest
 from flux0sync.backend import open_store
@@ -39,6 +37,7 @@ from tests.daemon.helpers import (
     run_daemon,
 )
 from tests.daemon.hostile import event, serve_bytes, serve_events, serve_gzip, serve_trickle
+from tests.daemon.notify import NotifySocket
 from tests.fakeserver import FakeFlux0, FakeServer
 
 
@@ -238,32 +237,6 @@ def test_a_gzip_answer_of_many_events_is_streamed(tmp_path: Path, fake: FakeServ
 # -- time bounds ----------------------------------------------------------------------------------
 
 
-class TimedNotifySocket:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.1)
-        self.messages: List[Tuple[float, str]] = []
-        self._closed = False
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._closed:
-            try:
-                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._closed = True
-        self._thread.join(5)
-        self.sock.close()
-
-
 def test_a_trickling_session_neither_holds_others_nor_starves_the_watchdog(
     tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
 ) -> None:
@@ -275,7 +248,7 @@ def test_a_trickling_session_neither_holds_others_nor_starves_the_watchdog(
     slow_docs = [event(slow, o, text="y" * 50) for o in range(12)]
     serve_trickle(fake_flux0, slow, lambda: slow_docs, every=0.05, piece=40)  # ~5 s for the whole answer
     db = str(tmp_path / "a.sqlite3")
-    notify = TimedNotifySocket(str(tmp_path / "notify.sock"))
+    notify = NotifySocket(tmp_path)
     proc = popen_daemon(
         ["--db", db, "--interval", "0.2", "--session-deadline", "1.5", "--timeout", "5"],
         fake.url,
@@ -298,7 +271,7 @@ def test_a_trickling_session_neither_holds_others_nor_starves_the_watchdog(
         notify.close()
     stderr = proc.stderr.read()  # type: ignore[union-attr]
     assert "per-session deadline" in stderr and "Traceback" not in stderr
-    pings = [t for t, m in notify.messages if m == "WATCHDOG=1"]
+    pings = [t for t, m in zip(notify.arrivals, notify.messages) if m == "WATCHDOG=1"]
     assert len(pings) > 5
     assert max(b - a for a, b in zip(pings, pings[1:])) < 1.0  # WATCHDOG_USEC=1 s is never missed
 

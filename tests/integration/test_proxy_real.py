@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import socket
-from typing import Any, Iterator, List
+from typing import Iterator, List
 
 import pytest
 
 from flux0lite import Flux0
+from tests.netfixtures import HIDDEN, hidden_host, hidden_proxy
 from tests.proxyserver import ForwardProxy
-
-HIDDEN = "flux0.internal"
 
 
 @pytest.fixture(autouse=True)
 def lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
     """This process cannot resolve ``flux0.internal`` (and records any attempt to)."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    attempts: List[str] = []
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and host.lower().rstrip(".").endswith(HIDDEN):
-            attempts.append(host)
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield attempts
-    assert attempts == []
+    yield from hidden_host(monkeypatch)
 
 
 @pytest.fixture
 def proxy() -> Iterator[ForwardProxy]:
-    with ForwardProxy({HIDDEN: "127.0.0.1"}, credentials=("flux0", "pa:ss")) as server:
+    with hidden_proxy(credentials=("flux0", "pa:ss")) as server:
         yield server
 
 

@@ -7,7 +7,7 @@ import random
 import signal
 import subprocess
 import time
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 
@@ -18,19 +18,12 @@ from tests.daemon.helpers import (
     daemon_cmd,
     exit_code,
     popen_daemon,
+    populate,
     run_daemon,
 )
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
 
 pytestmark = pytest.mark.usefixtures("pg_driver")
-
-
-def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
-    agent = fake.add_agent()
-    ids = [fake.add_session(agent, f"s{i}") for i in range(sessions)]
-    for sid in ids:
-        fake.add_events(sid, events)
-    return ids
 
 
 def slow_down(fake: FakeServer, seconds: float) -> None:
