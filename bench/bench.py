@@ -588,14 +588,15 @@ def _captured_streams() -> bytes:
 
 
 def typed_flux0lite(chunks: Iterable[bytes]) -> int:
-    from flux0lite.streaming import ReplyAssembler, parse_stream_event
+    from flux0lite.sse import SSEEvent
+    from flux0lite.streaming import ReplyAssembler, parse_stream_event, read_simple_block
 
     decoder = SSEDecoder()
     assembler = ReplyAssembler()
     count = 0
-    for chunk in chunks:
-        for sse in decoder.feed(chunk):
-            assembler.add(parse_stream_event(sse))
+    for chunk in chunks:  # EventStream's loop, without the network
+        for item in decoder.feed(chunk, read_simple_block):
+            assembler.add(parse_stream_event(item) if type(item) is SSEEvent else item)
             count += 1
     decoder.close()
     assembler.reply()

@@ -204,6 +204,13 @@ def _plain(value: Any) -> Any:
     """A deep copy as plain JSON values (lists, dicts): no recursion, so any depth is fine."""
     if type(value) in _SCALARS or not isinstance(value, (dict, list, _PieceList)):
         return value
+    # The common values, a reply's text pieces or a small flat object, are copied in one go.
+    if type(value) is _PieceList or type(value) is list:
+        items = list(value)
+        if all(type(item) in _SCALARS for item in items):
+            return items
+    elif type(value) is dict and all(type(item) in _SCALARS for item in value.values()):
+        return dict(value)
     root: List[Any] = [None]
     # (source container, target container, key or index in the parent target)
     work: List[Tuple[Any, Any, Any]] = [(value, root, 0)]
@@ -235,7 +242,7 @@ class PatchedDocument:
     def __init__(self, value: Any = None) -> None:
         # Our own copy: patches change it in place, and neither the caller's document nor a
         # patch's value (still visible in its event) may change with it.
-        self._root: Any = _own(_plain(value))
+        self._root: Any = None if value is None else _own(_plain(value))
 
     def apply(self, patch: JsonPatch) -> None:
         """Apply one operation (``add``, ``replace`` or ``remove``).
@@ -244,16 +251,16 @@ class PatchedDocument:
         before any ``tool_calls`` exists).
         """
         op = patch.op
-        if op not in ("add", "replace", "remove"):
-            raise PatchError(f"unsupported patch op {op[:40]!r} at {patch.path[:80]!r}")
-        root = self._root
         if patch.path == "/-" and op == "add":  # a text piece: by far the most common patch
+            root = self._root
             if root is None:
                 root = self._root = _PieceList()
             if type(root) is _PieceList:
                 value = patch.value
                 root.append(value if type(value) is str else _plain(value))
                 return
+        elif op != "add" and op != "replace" and op != "remove":
+            raise PatchError(f"unsupported patch op {op[:40]!r} at {patch.path[:80]!r}")
         tokens = _split(patch.path)
         if not tokens:
             self._root = None if op == "remove" else _own(_plain(patch.value))
@@ -261,9 +268,16 @@ class PatchedDocument:
         if self._root is None:
             self._root = _empty_for(tokens[0])
         parent = self._root = _own(self._root)
-        for depth, token in enumerate(tokens[:-1]):
+        last = len(tokens) - 1
+        for depth in range(last):
+            token = tokens[depth]
+            if type(parent) is dict:  # an object member that is a container already: the usual step
+                child = parent.get(token)
+                if type(child) is dict or type(child) is _PieceList:
+                    parent = child
+                    continue
             parent = self._child(parent, token, tokens[depth + 1], patch.path)
-        self._change(parent, tokens[-1], patch)
+        self._change(parent, tokens[last], patch)
 
     @staticmethod
     def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
