@@ -102,8 +102,8 @@ def read_simple_block(data: bytes, event: str, last_id: str) -> Union[StreamEven
             value, end = _scan_json(text, 0)
             if end == len(text):
                 return read(value)
-        except Exception:  # noqa: BLE001 - parse_stream_event raises it again, in its turn
-            pass
+        except Exception:  # parse_stream_event raises it again, in its turn
+            return _new_sse((text, event, last_id, None))
     return _new_sse((text, event, last_id, None))
 
 
