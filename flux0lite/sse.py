@@ -18,7 +18,9 @@ expression match per block. It makes decoding about twice as fast, which keeps i
 peers in ``bench/`` (a flux0 stream is almost all such blocks); anything else falls through to
 the two layers. Its contract is ``tests/test_sse.py::test_shortcut_decodes_as_the_two_layers``:
 any input, in any chunking, decodes to the same events with and without it (byte by byte, the
-shortcut never applies, since no single byte is a whole block).
+shortcut never applies, since no single byte is a whole block). ``feed(data, read)`` hands each
+block the shortcut decodes to ``read`` instead of building its SSEEvent: the typed stream
+(:func:`flux0lite.streaming.read_simple_block`) makes its typed events from them directly.
 """
 
 from __future__ import annotations
