@@ -204,13 +204,6 @@ def _plain(value: Any) -> Any:
     """A deep copy as plain JSON values (lists, dicts): no recursion, so any depth is fine."""
     if type(value) in _SCALARS or not isinstance(value, (dict, list, _PieceList)):
         return value
-    # The common values, a reply's text pieces or a small flat object, are copied in one go.
-    if type(value) is _PieceList or type(value) is list:
-        items = list(value)
-        if all(type(item) in _SCALARS for item in items):
-            return items
-    elif type(value) is dict and all(type(item) in _SCALARS for item in value.values()):
-        return dict(value)
     root: List[Any] = [None]
     # (source container, target container, key or index in the parent target)
     work: List[Tuple[Any, Any, Any]] = [(value, root, 0)]
@@ -268,16 +261,9 @@ class PatchedDocument:
         if self._root is None:
             self._root = _empty_for(tokens[0])
         parent = self._root = _own(self._root)
-        last = len(tokens) - 1
-        for depth in range(last):
-            token = tokens[depth]
-            if type(parent) is dict:  # an object member that is a container already: the usual step
-                child = parent.get(token)
-                if type(child) is dict or type(child) is _PieceList:
-                    parent = child
-                    continue
+        for depth, token in enumerate(tokens[:-1]):
             parent = self._child(parent, token, tokens[depth + 1], patch.path)
-        self._change(parent, tokens[last], patch)
+        self._change(parent, tokens[-1], patch)
 
     @staticmethod
     def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
