@@ -235,7 +235,7 @@ class PatchedDocument:
     def __init__(self, value: Any = None) -> None:
         # Our own copy: patches change it in place, and neither the caller's document nor a
         # patch's value (still visible in its event) may change with it.
-        self._root: Any = None if value is None else _own(_plain(value))
+        self._root: Any = _own(_plain(value))
 
     def apply(self, patch: JsonPatch) -> None:
         """Apply one operation (``add``, ``replace`` or ``remove``).
@@ -244,16 +244,16 @@ class PatchedDocument:
         before any ``tool_calls`` exists).
         """
         op = patch.op
+        if op not in ("add", "replace", "remove"):
+            raise PatchError(f"unsupported patch op {op[:40]!r} at {patch.path[:80]!r}")
+        root = self._root
         if patch.path == "/-" and op == "add":  # a text piece: by far the most common patch
-            root = self._root
             if root is None:
                 root = self._root = _PieceList()
             if type(root) is _PieceList:
                 value = patch.value
                 root.append(value if type(value) is str else _plain(value))
                 return
-        elif op != "add" and op != "replace" and op != "remove":
-            raise PatchError(f"unsupported patch op {op[:40]!r} at {patch.path[:80]!r}")
         tokens = _split(patch.path)
         if not tokens:
             self._root = None if op == "remove" else _own(_plain(patch.value))

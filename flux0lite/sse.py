@@ -18,19 +18,17 @@ expression match per block. It makes decoding about twice as fast, which keeps i
 peers in ``bench/`` (a flux0 stream is almost all such blocks); anything else falls through to
 the two layers. Its contract is ``tests/test_sse.py::test_shortcut_decodes_as_the_two_layers``:
 any input, in any chunking, decodes to the same events with and without it (byte by byte, the
-shortcut never applies, since no single byte is a whole block). ``feed(data, read)`` hands each
-block the shortcut decodes to ``read`` instead of building its SSEEvent: the typed stream
-(:func:`flux0lite.streaming.read_simple_block`) makes its typed events from them directly.
+shortcut never applies, since no single byte is a whole block).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, List, NamedTuple, Optional, Tuple, Union, overload
+from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
 from .errors import ConfigError, ResponseTooLargeError
 
-__all__ = ["SSEEvent", "SSEDecoder", "LineSplitter", "BlockReader", "DEFAULT_MAX_LINE_BYTES"]
+__all__ = ["SSEEvent", "SSEDecoder", "LineSplitter", "DEFAULT_MAX_LINE_BYTES"]
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -139,14 +137,7 @@ class LineSplitter:
         return head[len(_BOM) :] if head.startswith(_BOM) else head
 
 
-BlockReader = Callable[[bytes, str, str], Any]
-"""What :meth:`SSEDecoder.feed` may be given to turn a simple block into the value it emits,
-instead of an :class:`SSEEvent`: (the data's bytes, the event type, the last event ID) -> value."""
-
-
-def _simple_blocks(
-    data: bytes, pos: int, last_id: str, emit: Callable[[Any], None], read: Optional[BlockReader]
-) -> Tuple[int, str]:
+def _simple_blocks(data: bytes, pos: int, last_id: str, emit: Callable[[SSEEvent], None]) -> Tuple[int, str]:
     """Decode the simple blocks from ``pos`` on: where they end, and the last event ID."""
     match = _SIMPLE_BLOCK.match
     while True:
@@ -158,10 +149,7 @@ def _simple_blocks(
             last_id = event_id.decode("utf-8", "replace")
         event_type = event_type or b""
         name = _KNOWN_NAMES.get(event_type) or event_type.decode("utf-8", "replace")
-        if read is None:
-            emit(_new_event((value.decode("utf-8", "replace"), name, last_id, None)))
-        else:
-            emit(read(value, name, last_id))
+        emit(_new_event((value.decode("utf-8", "replace"), name, last_id, None)))
         pos = found.end()
 
 
@@ -222,28 +210,17 @@ class SSEDecoder:
         """
         return bool(self._lines.has_partial or self._data or self._event_type or self._id_buffer is not None)
 
-    @overload
-    def feed(self, data: bytes) -> List[SSEEvent]: ...
-    @overload
-    def feed(self, data: bytes, read: BlockReader) -> List[Any]: ...
-
-    def feed(self, data: bytes, read: Optional[BlockReader] = None) -> List[Any]:
-        """The events ``data`` completes, in order.
-
-        With ``read``, a block the shortcut decodes becomes ``read(data bytes, event type,
-        last event ID)`` instead of an SSEEvent (whose ``data`` would be those bytes decoded as
-        UTF-8 with U+FFFD, and ``retry`` None); the others are SSEEvents still.
-        """
+    def feed(self, data: bytes) -> List[SSEEvent]:
         if self._closed:
             raise ValueError("feed() after close()")
-        events: List[Any] = []
+        events: List[SSEEvent] = []
         if not self.shortcut or b"\n" not in data or b"\r" in data or len(data) > self._max:
             self._read_lines(data, events)
             return events
         pos, size = 0, len(data)
         while pos < size:
             if self._lines.at_line_start and self._block_is_empty():
-                pos, self._last_event_id = _simple_blocks(data, pos, self._last_event_id, events.append, read)
+                pos, self._last_event_id = _simple_blocks(data, pos, self._last_event_id, events.append)
             if pos < size:
                 # the two layers, up to the end of this block, so that the shortcut may resume
                 blank = data.find(b"\n\n", pos)
@@ -252,7 +229,7 @@ class SSEDecoder:
                 pos = end
         return events
 
-    def _read_lines(self, data: bytes, events: List[Any]) -> None:
+    def _read_lines(self, data: bytes, events: List[SSEEvent]) -> None:
         try:
             lines = self._lines.feed(data)
         except ResponseTooLargeError:

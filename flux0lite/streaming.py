@@ -25,7 +25,6 @@ __all__ = [
     "Reply",
     "ReplyAssembler",
     "parse_stream_event",
-    "read_simple_block",
     "DEFAULT_MAX_REPLY_BYTES",
 ]
 
@@ -67,7 +66,6 @@ def not_a_stream(method: str, url: str, content_type: str) -> ContentTypeError:
 _scan_json: Callable[[str, int], Tuple[Any, int]] = json.JSONDecoder().raw_decode
 _STREAM_MODELS: Dict[str, Type[Union[StatusEvent, ChunkEvent]]] = {"status": StatusEvent, "chunk": ChunkEvent}
 _STREAM_READERS: Dict[str, Callable[[Any], StreamEvent]] = {}  # filled on first use of each
-_new_sse = SSEEvent._make
 
 
 def _load_json(sse: SSEEvent) -> Any:
@@ -84,27 +82,6 @@ def _load_json(sse: SSEEvent) -> Any:
         raise DecodeError(f"{sse.event!r} stream event: JSON nested too deeply") from exc
     except ValueError as exc:
         raise DecodeError(f"{sse.event!r} stream event: malformed JSON: {exc}") from exc
-
-
-def read_simple_block(data: bytes, event: str, last_id: str) -> Union[StreamEvent, SSEEvent]:
-    """A simple block's typed event, as :func:`parse_stream_event` types it, straight from the
-    decoder's shortcut (see :meth:`SSEDecoder.feed`): no SSEEvent is built for it.
-
-    Anything this does not type at once (a name not met yet, JSON with whitespace around it or
-    malformed, a model error) comes back as the SSEEvent, for :func:`parse_stream_event` to
-    type or to raise its error in its turn: an error never drops the events before it.
-    Its contract is ``tests/test_streaming_typed.py``: same events and errors as the general path.
-    """
-    text = data.decode("utf-8", "replace")
-    read = _STREAM_READERS.get(event)
-    if read is not None:
-        try:
-            value, end = _scan_json(text, 0)
-            if end == len(text):
-                return read(value)
-        except Exception:  # parse_stream_event raises it again, in its turn
-            return _new_sse((text, event, last_id, None))
-    return _new_sse((text, event, last_id, None))
 
 
 def parse_stream_event(sse: SSEEvent) -> StreamEvent:
@@ -189,13 +166,9 @@ class ReplyAssembler:
         return "".join(document.text() for document in self._documents.values())
 
     def reply(self) -> Reply:
-        texts, messages = [], {}
-        for event_id, document in self._documents.items():
-            texts.append(document.text())
-            messages[event_id] = document.value()
         return Reply(
-            text="".join(texts),
-            messages=messages,
+            text=self.text,
+            messages={event_id: document.value() for event_id, document in self._documents.items()},
             statuses=tuple(self._statuses),
             error=self._error,
         )
@@ -227,8 +200,8 @@ class EventStream:
     def _generate(self) -> Generator[StreamEvent, None, None]:
         try:
             for chunk in self.response.iter_bytes():
-                for item in self._decoder.feed(chunk, read_simple_block):
-                    event = parse_stream_event(item) if type(item) is SSEEvent else item
+                for sse in self._decoder.feed(chunk):
+                    event = parse_stream_event(sse)
                     self._assembler.add(event)
                     yield event
             if self._decoder.has_pending:
