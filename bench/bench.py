@@ -636,6 +636,20 @@ def _decode_only(chunks: Iterable[bytes], parse: bool) -> int:
     return count
 
 
+def _typed_only(chunks: Iterable[bytes]) -> int:
+    """typed_flux0lite without the reassembly: bytes to typed events, nothing kept."""
+    from flux0lite.streaming import parse_stream_event
+
+    decoder = SSEDecoder()
+    count = 0
+    for chunk in chunks:
+        for sse in decoder.feed(chunk):
+            parse_stream_event(sse)
+            count += 1
+    decoder.close()
+    return count
+
+
 def bench_typed_stream(repeat: int) -> None:
     log("typed streams")
     one = _captured_streams()
@@ -643,13 +657,14 @@ def bench_typed_stream(repeat: int) -> None:
     data = b"".join(one.replace(b'"event_id": "', b'"event_id": "c%d-' % i) for i in range(copies))
     chunks = chunks_of(data, 64 * 1024)
     events = typed_peer(chunks)
-    assert typed_flux0lite(chunks) == events == _decode_only(chunks, True)
+    assert typed_flux0lite(chunks) == events == _decode_only(chunks, True) == _typed_only(chunks)
     times = interleaved(
         {
             "ours": lambda: typed_flux0lite(chunks),
             "peer": lambda: typed_peer(chunks),
             "decode": lambda: _decode_only(chunks, False),
             "decode+json": lambda: _decode_only(chunks, True),
+            "typed": lambda: _typed_only(chunks),
         },
         repeat,
     )
@@ -668,6 +683,12 @@ def bench_typed_stream(repeat: int) -> None:
         section,
         "floors, per event: flux0lite's SSE decoder alone; decoder + json.loads (no typing, no reply)",
         f"{per['decode']:.2f} µs; {per['decode+json']:.2f} µs (typing and reassembly: {ours - per['decode+json']:.2f} µs)",
+    )
+    typed = per["typed"]
+    row(
+        section,
+        "floor: typed events without reassembly (decoder + JSON + models, nothing kept) / httpx-sse + json.loads",
+        f"{typed:.2f} µs / {peer:.2f} µs per event = {typed / peer:.2f} (reassembly: {ours - typed:.2f} µs)",
     )
 
 
