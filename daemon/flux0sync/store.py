@@ -418,6 +418,7 @@ class Store:
         self.has_fts = self._table_exists("events_fts")
         # An archive at schema v2 or v3 (seen read-only, or in a migration test) indexes by trigger.
         self._fills_fts = self.has_fts and not self._table_exists("events_fts_insert")
+        self._has_gaps = self._table_exists("gaps")  # asked after every poll: not looked up each time
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -723,7 +724,7 @@ class Store:
         return [SessionStatus(*row) for row in self.db.execute(query).fetchall()]
 
     def gaps(self, session_id: Optional[str] = None, *, open_only: bool = False) -> List[Gap]:
-        if not self._table_exists("gaps"):
+        if not self._has_gaps:
             return []
         if session_id is not None:
             return _gaps(self.db, session_id, open_only=open_only)
