@@ -115,7 +115,7 @@ class Fetched:
 
     highest: int
     tail: List[RawEvent]
-    body: Optional[Union[bytes, bytearray]] = None
+    body: Optional[List[bytes]] = None
 
 
 def _small_body_length(response: Any) -> Optional[int]:
@@ -128,19 +128,18 @@ def _small_body_length(response: Any) -> Optional[int]:
     return int(declared)
 
 
-def _read_body(response: Any, length: int) -> bytearray:
-    """The whole answer of its declared ``length``, read into one buffer: joining the pieces
-    would hold it twice, and a few of these wait for the writer at once."""
-    body = bytearray(length)
+def _read_body(response: Any, length: int) -> List[bytes]:
+    """The whole answer of its declared ``length``, in the pieces it arrived in (64 KiB at
+    most): joined, it would be held twice, and one large buffer per answer leaves the C
+    allocator holding memory no small object can reuse."""
+    pieces: List[bytes] = []
     got = 0
-    with memoryview(body) as view:
-        for chunk in response.iter_bytes():
-            if got + len(chunk) > length:
-                raise ResponseTooLargeError(f"{response.method} {response.url}: body over its declared {length} bytes")
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
-    del body[got:]  # a body cut short raised in iter_bytes; this only trims a lying length
-    return body
+    for piece in response.iter_bytes():
+        got += len(piece)
+        if got > length:
+            raise ResponseTooLargeError(f"{response.method} {response.url}: body over its declared {length} bytes")
+        pieces.append(piece)
+    return pieces
 
 
 def _int_or_decimal(digits: str) -> Any:
@@ -227,22 +226,24 @@ def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[F
     if fetched.body is None:
         return fetched, None
     events: List[RawEvent] = []
+    body = fetched.body
+    pieces = [body] if isinstance(body, bytes) else body  # one piece, or as it arrived
     try:
-        for batch in read_batches(session_id, fetched.body, len(fetched.body) + 1):
+        for batch in read_batches(session_id, pieces, 2**62):
             events += batch
     except Flux0Error as exc:
         return Fetched(highest_offset(events, fetched.highest), events), exc
     return Fetched(highest_offset(events, fetched.highest), events), None
 
 
-def read_batches(session_id: str, body: Union[bytes, bytearray], size: int) -> Iterator[List[RawEvent]]:
+def read_batches(session_id: str, body: Iterable[bytes], size: int) -> Iterator[List[RawEvent]]:
     """The writer's half of a small answer: its events, parsed ``size`` at a time as they are
     stored (parsed events take about seven times the bytes of their text). Raises the
     answer's fault after the batch of the events before it, which are stored: their
     checkpoint is earned as when streaming."""
     batch: List[RawEvent] = []
     elements = iter_array(
-        (body,),
+        body,  # piece by piece: the text in memory is one piece's, not the whole answer's
         key="data",
         what=f"GET {_events_path(session_id)}",
         max_element_chars=_MAX_EVENT_CHARS,

@@ -94,7 +94,7 @@ class FetchPool:
         self.deadline = deadline
         self.clock = clock
         self.close_clients = close_clients  # False: make_client hands out clients someone else owns
-        self.results: "queue.Queue[Message]" = queue.Queue(maxsize=queue_size or 2 * workers)
+        self.results: "queue.Queue[Message]" = queue.Queue(maxsize=queue_size or workers)
         self._jobs: "queue.Queue[Optional[Job[Any]]]" = queue.Queue()
         self._lock = threading.Lock()
         self._slots = [_Slot() for _ in range(workers)]
