@@ -3,15 +3,16 @@
 Worker side (runs on a :class:`~flux0sync.workers.FetchPool` thread, never touches SQLite):
 
 * :func:`fetch_events` asks for ``list_events(min_offset=checkpoint + 1)``. A small answer
-  (declared length up to 1 MiB, uncompressed) is returned whole, for the writer to parse
-  (:func:`read_events`); a larger one is parsed element by element as it streams in
+  (declared length up to 1 MiB, uncompressed) is returned whole, in the pieces it arrived in,
+  for the writer to parse (:func:`read_batches`); a larger one is parsed element by element as it streams in
   (:func:`flux0lite.jsonstream.iter_array`) and handed over in batches of
   :class:`~flux0sync.rows.RawEvent`: memory is bounded by the batch size, not by the session's
   backlog.
 * :func:`list_sessions` streams a sessions listing the same way and hands over pages of
   typed sessions; one malformed item is skipped (and warned about once), not fatal.
 
-Writer side (the thread that owns the archive): :func:`read_events` parses a small answer;
+Writer side (the thread that owns the archive): :func:`read_batches` parses a small answer a
+transaction's worth at a time (parsed events take about seven times their text's memory);
 :class:`SessionWriter` stores batches with the checkpoints they earn (several sessions'
 batches in one transaction on SQLite, see :mod:`flux0sync.store`), reports clashing events,
 and after a poll holds or records offset gaps: a hole is fetched again on later polls and only
