@@ -12,7 +12,7 @@ import codecs
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union, overload
 
 from .errors import DecodeError
 
@@ -23,6 +23,8 @@ _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 _NUMBER_TAIL = "0123456789.eE+-"
 _SPACE = frozenset(" \t\n\r")
 _SEPARATORS = frozenset(",]")
+_T = TypeVar("_T")
+_Chunks = Iterable[Union[bytes, bytearray, str]]
 _Scanner = Callable[[str, int], Tuple[Any, int]]  # JSONDecoder.raw_decode: (value, end) of the value at an index
 
 
@@ -39,7 +41,7 @@ class Element:
 class _Reader:
     """A text buffer over the chunk iterator; ``pos`` is the read position within ``buf``."""
 
-    def __init__(self, chunks: Iterable[Union[bytes, str]], what: str, max_element_chars: int, errors: str) -> None:
+    def __init__(self, chunks: _Chunks, what: str, max_element_chars: int, errors: str) -> None:
         self._chunks = iter(chunks)
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors)
         self.what = what
@@ -129,15 +131,41 @@ class _Reader:
                 continue  # eof now set: the next round decodes for the last time
 
 
+@overload
 def iter_array(
-    chunks: Iterable[Union[bytes, str]],
+    chunks: _Chunks,
+    *,
+    key: Optional[str] = ...,
+    what: str = ...,
+    max_element_chars: int = ...,
+    decoder: Optional[json.JSONDecoder] = ...,
+    errors: str = ...,
+) -> Iterator[Element]: ...
+
+
+@overload
+def iter_array(
+    chunks: _Chunks,
+    *,
+    key: Optional[str] = ...,
+    what: str = ...,
+    max_element_chars: int = ...,
+    decoder: Optional[json.JSONDecoder] = ...,
+    errors: str = ...,
+    element: Callable[[Any, str], _T],
+) -> Iterator[_T]: ...
+
+
+def iter_array(
+    chunks: _Chunks,
     *,
     key: Optional[str] = None,
     what: str = "JSON stream",
     max_element_chars: int = DEFAULT_MAX_ELEMENT_CHARS,
     decoder: Optional[json.JSONDecoder] = None,
     errors: str = "strict",
-) -> Iterator[Element]:
+    element: Callable[[Any, str], Any] = Element,
+) -> Iterator[Any]:
     """Yield the elements of a top-level array, or of the array under ``key`` of a top-level object.
 
     Other members of the object are read and dropped; the whole document is checked, so a
@@ -146,11 +174,13 @@ def iter_array(
     ``errors`` is the UTF-8 decoder's error handler: with ``"surrogateescape"`` a byte that is
     not UTF-8 becomes the lone surrogate U+DC80..U+DCFF instead of failing the stream, so an
     archiver can keep it (and give the byte back) rather than lose the element and all after it.
+    ``element`` makes what is yielded from each element's value and text (an :class:`Element`
+    by default): a caller that keeps its own record of both saves building one per element.
     """
     reader = _Reader(chunks, what, max_element_chars, errors)
     json_decoder = decoder or json.JSONDecoder()
     if key is None:
-        yield from _array(reader, json_decoder)
+        yield from _array(reader, json_decoder, element)
     else:
         found = False
         reader.expect("{")
@@ -168,7 +198,7 @@ def iter_array(
                     found = True
                     if reader.peek() != "[":
                         raise reader.fail(f"{key!r} is not an array")
-                    yield from _array(reader, json_decoder)
+                    yield from _array(reader, json_decoder, element)
                 else:
                     reader.value(json_decoder)
                 separator = reader.peek()
@@ -185,7 +215,7 @@ def iter_array(
         raise reader.fail("unexpected data after the JSON document")
 
 
-def _array(reader: _Reader, decoder: json.JSONDecoder) -> Iterator[Element]:
+def _array(reader: _Reader, decoder: json.JSONDecoder, element: Callable[[Any, str], _T]) -> Iterator[_T]:
     reader.expect("[")
     if reader.peek() == "]":
         reader.pos += 1
@@ -217,12 +247,13 @@ def _array(reader: _Reader, decoder: json.JSONDecoder) -> Iterator[Element]:
                     break
                 at = found.start()
             reader.pos = at + 1
-            yield Element(value, buf[start:end])
+            yield element(value, buf[start:end])
             if buf[at] == "]":
                 return
             start = at + 1
         reader.pos = start
-        yield reader.value(decoder)
+        careful = reader.value(decoder)
+        yield element(careful.value, careful.text)
         separator = reader.peek()
         reader.pos += 1
         if separator == "]":

@@ -3,15 +3,16 @@
 Worker side (runs on a :class:`~flux0sync.workers.FetchPool` thread, never touches SQLite):
 
 * :func:`fetch_events` asks for ``list_events(min_offset=checkpoint + 1)``. A small answer
-  (declared length up to 1 MiB, uncompressed) is returned whole, for the writer to parse
-  (:func:`read_events`); a larger one is parsed element by element as it streams in
+  (declared length up to 1 MiB, uncompressed) is returned whole, in the pieces it arrived in,
+  for the writer to parse (:func:`read_batches`); a larger one is parsed element by element as it streams in
   (:func:`flux0lite.jsonstream.iter_array`) and handed over in batches of
   :class:`~flux0sync.rows.RawEvent`: memory is bounded by the batch size, not by the session's
   backlog.
 * :func:`list_sessions` streams a sessions listing the same way and hands over pages of
   typed sessions; one malformed item is skipped (and warned about once), not fatal.
 
-Writer side (the thread that owns the archive): :func:`read_events` parses a small answer;
+Writer side (the thread that owns the archive): :func:`read_batches` parses a small answer a
+transaction's worth at a time (parsed events take about seven times their text's memory);
 :class:`SessionWriter` stores batches with the checkpoints they earn (several sessions'
 batches in one transaction on SQLite, see :mod:`flux0sync.store`), reports clashing events,
 and after a poll holds or records offset gaps: a hole is fetched again on later polls and only
@@ -24,7 +25,7 @@ import decimal
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from flux0lite import (
     Agent,
@@ -51,6 +52,7 @@ __all__ = [
     "Fetched",
     "fetch_events",
     "read_events",
+    "read_batches",
     "list_sessions",
     "list_agents",
     "retrieve_sessions",
@@ -114,7 +116,7 @@ class Fetched:
 
     highest: int
     tail: List[RawEvent]
-    body: Optional[bytes] = None
+    body: Optional[List[bytes]] = None
 
 
 def _small_body_length(response: Any) -> Optional[int]:
@@ -125,6 +127,20 @@ def _small_body_length(response: Any) -> Optional[int]:
     if not (declared.isascii() and declared.isdigit()) or len(declared) > 12 or int(declared) > _WHOLE_BODY_MAX:
         return None
     return int(declared)
+
+
+def _read_body(response: Any, length: int) -> List[bytes]:
+    """The whole answer of its declared ``length``, in the pieces it arrived in (64 KiB at
+    most): joined, it would be held twice, and one large buffer per answer leaves the C
+    allocator holding memory no small object can reuse."""
+    pieces: List[bytes] = []
+    got = 0
+    for piece in response.iter_bytes():
+        got += len(piece)
+        if got > length:
+            raise ResponseTooLargeError(f"{response.method} {response.url}: body over its declared {length} bytes")
+        pieces.append(piece)
+    return pieces
 
 
 def _int_or_decimal(digits: str) -> Any:
@@ -167,8 +183,9 @@ def fetch_events(
             response = _stream_array(client, path, {"min_offset": str(start)}, what)
             start = None
             try:
-                if jump is None and not batch and _small_body_length(response) is not None:
-                    return Fetched(highest, [], response.read_all(_WHOLE_BODY_MAX))
+                length = _small_body_length(response) if jump is None and not batch else None
+                if length is not None:
+                    return Fetched(highest, [], _read_body(response, length))
                 elements = iter_array(
                     response.iter_bytes(),
                     key="data",
@@ -176,15 +193,15 @@ def fetch_events(
                     max_element_chars=_MAX_EVENT_CHARS,
                     decoder=_events_decoder(),
                     errors="surrogateescape",
+                    element=RawEvent,
                 )
-                for element in elements:
-                    event = RawEvent(element.value, element.text)
+                for event in elements:
                     check_identity(session_id, event)  # raised here, the events before it are stored
                     offset = event.doc.get("offset")
                     if type(offset) is int and offset > highest:
                         highest = offset
                     batch.append(event)
-                    chars += len(element.text)
+                    chars += len(event.text)
                     if len(batch) >= batch_size or chars >= MAX_BATCH_CHARS:
                         emit(batch)
                         batch, chars = [], 0
@@ -205,29 +222,49 @@ def fetch_events(
 
 
 def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[Flux0Error]]":
-    """The writer's half of a small answer: its events (those before a fault, if it is
-    malformed; their checkpoint is earned as when streaming) and the fault."""
+    """A small answer read at once: its events (those before a fault, if it is malformed;
+    their checkpoint is earned as when streaming) and the fault."""
     if fetched.body is None:
         return fetched, None
     events: List[RawEvent] = []
-    error: Optional[Flux0Error] = None
-    what = f"GET {_events_path(session_id)}"
+    body = fetched.body
+    pieces = [body] if isinstance(body, bytes) else body  # one piece, or as it arrived
+    try:
+        for batch in read_batches(session_id, pieces, 2**62):
+            events += batch
+    except Flux0Error as exc:
+        return Fetched(highest_offset(events, fetched.highest), events), exc
+    return Fetched(highest_offset(events, fetched.highest), events), None
+
+
+def read_batches(session_id: str, body: Iterable[bytes], size: int) -> Iterator[List[RawEvent]]:
+    """The writer's half of a small answer: its events, parsed ``size`` at a time as they are
+    stored (parsed events take about seven times the bytes of their text). Raises the
+    answer's fault after the batch of the events before it, which are stored: their
+    checkpoint is earned as when streaming."""
+    batch: List[RawEvent] = []
     elements = iter_array(
-        (fetched.body,),
+        body,  # piece by piece: the text in memory is one piece's, not the whole answer's
         key="data",
-        what=what,
+        what=f"GET {_events_path(session_id)}",
         max_element_chars=_MAX_EVENT_CHARS,
         decoder=_events_decoder(),
         errors="surrogateescape",  # a byte that is not UTF-8 is kept (see rows.dumps_lossless)
+        element=RawEvent,
     )
     try:
-        for element in elements:
-            event = RawEvent(element.value, element.text)
+        for event in elements:
             check_identity(session_id, event)  # the events before one without an id are stored
-            events.append(event)
-    except Flux0Error as exc:
-        error = exc
-    return Fetched(highest_offset(events, fetched.highest), events), error
+            batch.append(event)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    except Flux0Error:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
 
 
 def _events_path(session_id: str) -> str:

@@ -3,7 +3,8 @@
 Each worker has its own flux0lite client per user (so its own keep-alive connection and the
 user's cookie). A job runs on one worker; what it fetches is handed, piece by piece, to the
 single writer through one bounded queue (a slow writer slows the workers down instead of
-piling answers up in memory), followed by one :class:`Finished` for the job. Pieces of one job
+piling answers up in memory; by default it holds one message per worker, each up to a whole
+1 MiB answer or a batch), followed by one :class:`Finished` for the job. Pieces of one job
 arrive in order, before its ``Finished``.
 
 Every job has a deadline. :meth:`FetchPool.supervise`, called by the writer's loop, cuts off a
@@ -94,7 +95,7 @@ class FetchPool:
         self.deadline = deadline
         self.clock = clock
         self.close_clients = close_clients  # False: make_client hands out clients someone else owns
-        self.results: "queue.Queue[Message]" = queue.Queue(maxsize=queue_size or 2 * workers)
+        self.results: "queue.Queue[Message]" = queue.Queue(maxsize=queue_size or workers)
         self._jobs: "queue.Queue[Optional[Job[Any]]]" = queue.Queue()
         self._lock = threading.Lock()
         self._slots = [_Slot() for _ in range(workers)]

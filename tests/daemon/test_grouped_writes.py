@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Set, Tuple
 
 import pytest
 from flux0sync import engine
-from flux0sync.jobs import Fetched, SessionWriter, _small_body_length, read_events
+from flux0sync.jobs import Fetched, SessionWriter, _small_body_length, read_batches, read_events
 from flux0sync.rows import RawEvent, UnidentifiableEventError, event_rows
 from flux0sync.store import Store, StoreFullError
 from flux0sync.sync import Syncer
@@ -121,11 +121,11 @@ def read_whole(monkeypatch: pytest.MonkeyPatch) -> Set[str]:
     """The sessions whose answers the writer read whole (the others were streamed)."""
     seen: Set[str] = set()
 
-    def spy(session_id: str, fetched: Fetched) -> Tuple[Fetched, Optional[Any]]:
+    def spy(session_id: str, body: bytes, size: int) -> Iterator[List[RawEvent]]:
         seen.add(session_id)
-        return read_events(session_id, fetched)
+        return read_batches(session_id, body, size)
 
-    monkeypatch.setattr(engine, "read_events", spy)
+    monkeypatch.setattr(engine, "read_batches", spy)
     return seen
 
 

@@ -1,0 +1,156 @@
+"""A small answer read by the writer piece by piece and a transaction's worth at a time.
+
+The contract: the writer's reading (``read_batches`` over the pieces the answer arrived in)
+yields exactly the events, in order, that one pass of the general streaming reader yields over
+the whole answer, and fails with the same typed error after the same events, whatever the
+answer holds (malformed JSON, bytes that are not UTF-8, huge numbers, lone surrogates, deep
+nesting, events without ids) and however it was cut into pieces.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+from typing import Any, Iterator, List, Optional, Tuple
+
+import pytest
+from flux0sync import engine
+from flux0sync.jobs import Fetched, _events_decoder, _read_body, read_batches, read_events
+from flux0sync.rows import RawEvent, check_identity
+from flux0sync.store import Store
+from flux0sync.sync import Syncer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flux0lite import Flux0, Flux0Error, ResponseTooLargeError, Retry, Timeout
+from flux0lite.jsonstream import iter_array
+from tests.daemon.helpers import assert_archive_equals_server
+from tests.daemon.hostile import event
+from tests.fakeserver import FakeFlux0, FakeServer
+
+Outcome = Tuple[List[Tuple[str, str]], Optional[Tuple[type, str]]]
+
+
+def _general(session_id: str, body: bytes) -> Outcome:
+    """The reference: the streaming reader over the whole answer, an Element per value."""
+    texts: List[Tuple[str, str]] = []
+    try:
+        for element in iter_array((body,), key="data", what="x", decoder=_events_decoder(), errors="surrogateescape"):
+            raw = RawEvent(element.value, element.text)
+            check_identity(session_id, raw)
+            texts.append((repr(raw.doc), raw.text))
+    except Flux0Error as exc:
+        return texts, (type(exc), str(exc).split(": ", 1)[1])
+    return texts, None
+
+
+def _piecewise(session_id: str, pieces: List[bytes], size: int) -> Outcome:
+    texts: List[Tuple[str, str]] = []
+    try:
+        for batch in read_batches(session_id, pieces, size):
+            assert 0 < len(batch) <= size
+            texts += [(repr(e.doc), e.text) for e in batch]
+    except Flux0Error as exc:
+        return texts, (type(exc), str(exc).split(": ", 1)[1])
+    return texts, None
+
+
+_ODD = st.one_of(
+    st.integers(),
+    st.integers(min_value=10**30, max_value=10**40),
+    st.text(max_size=6),
+    st.sampled_from(["\ud83d", "caf\u00e9", "\x00\x1f", "unknown_kind"]),
+    st.none(),
+    st.floats(allow_nan=False),
+)
+
+
+@st.composite
+def _answers(draw: Any) -> bytes:
+    """A list_events answer: mostly events, some odd, then maybe cut, corrupted or padded."""
+    docs: List[Any] = []
+    for n in range(draw(st.integers(0, 12))):
+        doc: Any = event("s", draw(st.one_of(st.just(n), _ODD)), text=draw(st.text(max_size=20)))
+        if draw(st.integers(0, 9)) == 0:
+            doc = draw(st.one_of(_ODD, st.just({"offset": n}), st.just([[[[1]]]])))
+        elif draw(st.booleans()):
+            doc["extra"] = draw(_ODD)
+        docs.append(doc)
+    body = json.dumps({"data": docs}, indent=draw(st.sampled_from([None, 1])), ensure_ascii=draw(st.booleans()))
+    raw = body.encode("utf-8", "surrogatepass")
+    if draw(st.integers(0, 3)) == 0:
+        raw = raw[: draw(st.integers(0, len(raw)))]  # cut anywhere, even inside a character
+    if draw(st.integers(0, 3)) == 0:
+        at = draw(st.integers(0, len(raw)))
+        raw = raw[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"}", b"1" * 5000, b"[" * 3000, b" \n"])) + raw[at:]
+    return raw
+
+
+def _cut(body: bytes, cuts: List[int]) -> List[bytes]:
+    marks = sorted({min(c, len(body)) for c in cuts} | {0, len(body)})
+    return [body[a:b] for a, b in zip(marks, marks[1:])] or [b""]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_answers(), cuts=st.lists(st.integers(0, 20_000), max_size=8), size=st.integers(1, 7))
+def test_read_piecewise_in_batches_is_the_streaming_reader_on_hostile_answers(
+    body: bytes, cuts: List[int], size: int
+) -> None:
+    assert _piecewise("s", _cut(body, cuts), size) == _general("s", body)
+
+
+def test_read_events_reads_a_whole_body_as_read_batches_does() -> None:
+    docs = [event("s", o) for o in range(5)]
+    body = json.dumps({"data": docs}).encode()
+    whole, error = read_events("s", Fetched(-1, [], [body[:7], body[7:]]))
+    assert error is None and whole.highest == 4 and [e.doc for e in whole.tail] == docs
+    assert [e.doc for e in read_events("s", Fetched(-1, [], body))[0].tail] == docs
+
+
+class _Answer:
+    method, url = "GET", "http://127.0.0.1/x"
+
+    def __init__(self, pieces: List[bytes]) -> None:
+        self.pieces = pieces
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        return iter(self.pieces)
+
+
+def test_a_whole_answer_is_kept_in_its_pieces_and_never_past_its_declared_length() -> None:
+    assert _read_body(_Answer([b"ab", b"cd"]), 4) == [b"ab", b"cd"]
+    with pytest.raises(ResponseTooLargeError):
+        _read_body(_Answer([b"ab", b"cde"]), 4)
+
+
+def _client(fake: FakeServer) -> Flux0:
+    return Flux0(fake.url, timeout=Timeout(5, 5), retry=Retry(total=0))
+
+
+def test_the_writer_parses_a_small_answer_a_transaction_at_a_time_and_stores_it_once(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    largest: List[int] = []
+
+    def spy(session_id: str, body: List[bytes], size: int) -> Iterator[List[RawEvent]]:
+        for batch in read_batches(session_id, body, size):
+            largest.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(engine, "read_batches", spy)
+    agent = fake_flux0.add_agent()
+    sessions = [fake_flux0.add_session(agent) for _ in range(3)]
+    for n, sid in enumerate(sessions):
+        fake_flux0.add_events(sid, 45 + n)
+    db = str(tmp_path / "a.sqlite3")
+    thresholds = gc.get_threshold()
+    syncer = Syncer(_client(fake), Store(db), batch_size=10, workers=2, make_client=lambda user: _client(fake))
+    result = syncer.run_pass()
+    assert result.ok and result.events_inserted == 45 + 46 + 47
+    assert_archive_equals_server(db, fake_flux0)
+    assert largest and max(largest) == 10 and sum(largest) == 45 + 46 + 47
+    assert gc.get_threshold() == thresholds  # the loop's collection threshold is given back
+    fake_flux0.add_events(sessions[1], 12)
+    assert syncer.run_pass().events_inserted == 12  # nothing twice
+    assert_archive_equals_server(db, fake_flux0)
