@@ -97,3 +97,25 @@ def subprocess_env(**extra: str) -> dict:
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env.update(extra)
     return env
+
+
+# FLUX0LITE_TEST_CPU=FILE: each test's CPU seconds (this process, and the children it waited for)
+# appended to FILE, tab-separated; to find where the suite's CPU time goes (wall time mostly waits).
+_CPU_LOG = os.environ.get("FLUX0LITE_TEST_CPU", "")
+
+
+if _CPU_LOG:
+    import resource
+
+    def _cpu() -> tuple:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item: pytest.Item, nextitem: object) -> Iterator[None]:
+        own, children = _cpu()
+        yield
+        own_after, children_after = _cpu()
+        with open(_CPU_LOG, "a") as log:
+            log.write(f"{item.nodeid}\t{own_after - own:.3f}\t{children_after - children:.3f}\n")
