@@ -162,17 +162,21 @@ def _classify(parser: _Parser, token: str) -> "Token":
         return (arg, None)
     if token.startswith("--"):
         name, equals, value = token.partition("=")
-        if equals:
-            arg = parser.options.get(name)
-            if arg is not None and arg.takes_value and value:
+        arg = parser.options.get(name) if equals else None
+        if arg is not None:
+            if arg.takes_value and value:
                 return (arg, value)
-            raise _Defer  # a flag given a value, an empty value, an unknown --name=value
+            raise _Defer  # a flag given a value, or an empty value
         if len(name) > 2 and set(name[2:]) <= _NAME_CHARS:
             if any(flag.startswith(name) for flag in parser.options):
                 raise _Defer  # an abbreviation, or an ambiguous one
-            return "O"
+            return "A" if " " in token else "O"  # argparse's rule for an unknown option
     elif token[1:].isascii() and token[1:].isdecimal():
         return "A"  # a negative number: none of the parsers has an option that looks like one
+    elif len(token) == 2 and token[1].isascii() and token[1].isalpha():
+        if any(flag.startswith(token) for flag in parser.options):
+            raise _Defer
+        return "O"  # e.g. -v where only -h is known
     raise _Defer
 
 
