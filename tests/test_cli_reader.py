@@ -90,6 +90,37 @@ def test_the_reader_decides_as_argparse_does(argv: List[str]) -> None:
         assert decided == argparse_outcome(argv)
 
 
+COMMON_ARGS = [arg for group in COMMON_OPTIONS for arg in group.args + group.exclusive]
+LEAVES = [([c.name, a.name], a) for c in COMMANDS for a in c.actions] + [([c.name], c) for c in COMMANDS if not c.actions]
+VALUES = st.one_of(st.sampled_from(["5", "0.5", "1", "-1", "0", "x", "", "1e999", "\udc80", "a b", "-"]), st.text(max_size=3))
+
+
+@st.composite
+def mostly_valid_vectors(draw: Any) -> List[str]:
+    """A command with its own options and values in any order: parsed namespaces, mostly."""
+    path, leaf = draw(st.sampled_from(LEAVES))
+    words: List[str] = []
+    for arg in draw(st.lists(st.sampled_from(COMMON_ARGS + list(leaf.args)), max_size=6)):
+        flag = draw(st.sampled_from(arg.flags))
+        if not flag.startswith("-"):
+            words += draw(st.lists(VALUES, min_size=1, max_size=2))
+        elif arg.takes_value:
+            value = draw(VALUES)
+            words += draw(st.sampled_from([[flag, value], [f"{flag}={value}"]]))
+        else:
+            words.append(flag)
+    before = [w for w in draw(st.lists(st.sampled_from(_flags()), max_size=2)) if w not in ("-h", "--help", "--version")]
+    return [*before, *path, *draw(st.permutations(words))]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(mostly_valid_vectors())
+def test_the_reader_parses_as_argparse_does(argv: List[str]) -> None:
+    decided = reader_outcome(argv)
+    if decided is not None:
+        assert decided == argparse_outcome(argv)
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.lists(TOKENS, max_size=8))
 def test_the_reader_decides_as_argparse_does_on_any_tokens(argv: List[str]) -> None:
