@@ -21,7 +21,6 @@ import sys
 
 from ._version import __version__
 from .cli_args import CLI_CONNECT_TIMEOUT, EXIT_USAGE, build_parser
-from .cli_reader import ArgumentsError, read_arguments
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -548,6 +547,8 @@ def main(
     client: "Optional[Flux0]" = None
     sent = False
     try:
+        from .cli_reader import ArgumentsError, read_arguments  # not before: -h needs none of it
+
         try:
             args = read_arguments(arguments)
         except ArgumentsError as exc:  # argparse's message, without argparse

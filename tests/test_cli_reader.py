@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flux0lite import cli
+from flux0lite import cli, cli_reader
 from flux0lite.cli_args import COMMANDS, COMMON_OPTIONS, TOP_OPTIONS, build_parser
 from flux0lite.cli_reader import ArgumentsError, read_arguments
 from tests.conftest import ROOT, subprocess_env
@@ -178,7 +178,7 @@ def test_the_cli_prints_the_same_usage_error_either_way(argv: List[str], monkeyp
         return cli.main(argv, stdout=out, stderr=err, stdin=io.StringIO()), out.getvalue(), err.getvalue()
 
     fast = run()
-    monkeypatch.setattr(cli, "read_arguments", lambda argv: None)
+    monkeypatch.setattr(cli_reader, "read_arguments", lambda argv: None)
     assert fast == run() and fast[0] == 2
 
 
