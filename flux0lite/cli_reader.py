@@ -207,7 +207,9 @@ def _parse(parser: _Parser, tokens: "Sequence[str]") -> "Tuple[Dict[str, Any], L
     index = 0
     while index < len(tokens):
         kind = kinds[index]
-        if kind == "O":
+        if isinstance(kind, tuple):
+            index = _take_option(parser, kind[0], kind[1], tokens, kinds, index, values, seen)
+        elif kind == "O":
             extras.append(tokens[index])
             index += 1
         elif kind == "A" and parser.commands:
@@ -242,9 +244,6 @@ def _parse(parser: _Parser, tokens: "Sequence[str]") -> "Tuple[Dict[str, Any], L
             values[_dest(arg)] = value
             seen.append(arg)
             index = end
-        else:
-            arg, explicit = kind
-            index = _take_option(parser, arg, explicit, tokens, kinds, index, values, seen)
     missing = [_name(arg) for arg in parser.args if arg not in seen and _required(arg)]
     if missing:
         raise ArgumentsError(parser.prog, "the following arguments are required: " + ", ".join(missing))
@@ -285,7 +284,9 @@ def _take_option(
         if arg in group:
             for other in group:
                 if other is not arg and other in seen:
-                    raise ArgumentsError(parser.prog, f"argument {_name(arg)}: not allowed with argument {_name(other)}")
+                    raise ArgumentsError(
+                        parser.prog, f"argument {_name(arg)}: not allowed with argument {_name(other)}"
+                    )
     seen.append(arg)
     dest = _dest(arg)
     if action == "append":
@@ -309,4 +310,3 @@ def read_arguments(argv: "Sequence[str]") -> "Optional[Namespace]":
     if unknown:
         raise ArgumentsError(PROG, "unrecognized arguments: " + " ".join(unknown))
     return Namespace(values)
-

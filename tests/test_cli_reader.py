@@ -91,8 +91,12 @@ def test_the_reader_decides_as_argparse_does(argv: List[str]) -> None:
 
 
 COMMON_ARGS = [arg for group in COMMON_OPTIONS for arg in group.args + group.exclusive]
-LEAVES = [([c.name, a.name], a) for c in COMMANDS for a in c.actions] + [([c.name], c) for c in COMMANDS if not c.actions]
-VALUES = st.one_of(st.sampled_from(["5", "0.5", "1", "-1", "0", "x", "", "1e999", "\udc80", "a b", "-"]), st.text(max_size=3))
+LEAVES = [([c.name, a.name], a) for c in COMMANDS for a in c.actions] + [
+    ([c.name], c) for c in COMMANDS if not c.actions
+]
+VALUES = st.one_of(
+    st.sampled_from(["5", "0.5", "1", "-1", "0", "x", "", "1e999", "\udc80", "a b", "-"]), st.text(max_size=3)
+)
 
 
 @st.composite
@@ -109,7 +113,9 @@ def mostly_valid_vectors(draw: Any) -> List[str]:
             words += draw(st.sampled_from([[flag, value], [f"{flag}={value}"]]))
         else:
             words.append(flag)
-    before = [w for w in draw(st.lists(st.sampled_from(_flags()), max_size=2)) if w not in ("-h", "--help", "--version")]
+    before = [
+        w for w in draw(st.lists(st.sampled_from(_flags()), max_size=2)) if w not in ("-h", "--help", "--version")
+    ]
     return [*before, *path, *draw(st.permutations(words))]
 
 
@@ -166,7 +172,9 @@ def test_plain_command_lines_are_decided_without_argparse(argv: List[str]) -> No
     assert decided == argparse_outcome(argv)
 
 
-@pytest.mark.parametrize("argv", [["agents", "get", "-h"], ["--", "agents", "list"], ["agents", "list", "--jso"], ["--json"]])
+@pytest.mark.parametrize(
+    "argv", [["agents", "get", "-h"], ["--", "agents", "list"], ["agents", "list", "--jso"], ["--json"]]
+)
 def test_intricate_cases_are_left_to_argparse(argv: List[str]) -> None:
     assert reader_outcome(argv) is None
 
