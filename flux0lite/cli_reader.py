@@ -32,7 +32,7 @@ from .cli_args import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+    from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
     # A token as one parser sees it: an option (and a value given with "="), an unknown
     # option ("O"), or an argument ("A").
@@ -201,7 +201,7 @@ def _parse(parser: _Parser, tokens: "Sequence[str]") -> "Tuple[Dict[str, Any], L
     if parser.commands:
         values[parser.command_dest] = None
     kinds = [_classify(parser, token) for token in tokens]  # argparse classifies all first
-    seen: "List[Arg]" = []
+    seen: "Set[Arg]" = set()  # argparse's seen_actions
     extras: "List[str]" = []
     positionals = list(parser.positionals)
     index = 0
@@ -242,7 +242,7 @@ def _parse(parser: _Parser, tokens: "Sequence[str]") -> "Tuple[Dict[str, Any], L
             else:
                 value = _convert(parser, arg, tokens[index])
             values[_dest(arg)] = value
-            seen.append(arg)
+            seen.add(arg)
             index = end
     missing = [_name(arg) for arg in parser.args if arg not in seen and _required(arg)]
     if missing:
@@ -262,7 +262,7 @@ def _take_option(
     kinds: "Sequence[Token]",
     index: int,
     values: "Dict[str, Any]",
-    seen: "List[Arg]",
+    seen: "Set[Arg]",
 ) -> int:
     """Consume the option at ``tokens[index]`` (and its value); the index after them."""
     action = arg.settings.get("action", "store")
@@ -287,10 +287,13 @@ def _take_option(
                     raise ArgumentsError(
                         parser.prog, f"argument {_name(arg)}: not allowed with argument {_name(other)}"
                     )
-    seen.append(arg)
+    seen.add(arg)
     dest = _dest(arg)
     if action == "append":
-        values[dest] = [*(values.get(dest) or ()), value]
+        items = values.get(dest)
+        if items is None or items is arg.settings.get("default"):  # never the declaration's own list
+            items = values[dest] = list(items or ())
+        items.append(value)
     else:
         values[dest] = value
     return index
