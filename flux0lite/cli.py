@@ -552,7 +552,10 @@ def main(
         try:
             args = read_arguments(arguments)
         except ArgumentsError as exc:  # argparse's message, without argparse
-            err.write(f"{exc} (see {exc.prog} -h)\n")
+            try:
+                err.write(f"{exc} (see {exc.prog} -h)\n")
+            except (AttributeError, OSError):  # a closed stderr: argparse, too, exits 2 silently
+                pass
             return EXIT_USAGE
         if args is None:  # a case the reader leaves to argparse
             parser = build_parser(arguments)
