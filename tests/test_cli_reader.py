@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import subprocess
 import sys
 from typing import Any, List, Optional, Tuple, Union
@@ -205,3 +206,21 @@ def test_a_usage_error_imports_neither_argparse_nor_the_client() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert proc.stderr.count("error:") == 4
+
+
+@pytest.mark.parametrize("argv", [["agents", "get"], ["agents", "list", "--c"]], ids=["reader", "argparse"])
+def test_a_usage_error_on_a_broken_stderr_still_exits_2(argv: List[str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # writing to stderr raises BrokenPipeError
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "flux0lite", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=write_end,
+            timeout=60,
+            env=subprocess_env(),
+            cwd=str(ROOT),
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 2
