@@ -163,6 +163,9 @@ DECIDED = [
     ["chat", "--new", "--agent", "A", "hello", "there", "--title=t"],
     ["chat", "S", "-"],
     ["agents"],
+    ["https://user:secret@host/"],
+    ["agents", "list", "--server-url", "http://h", "--bogus=http://u:secret@h/\x1b[2J"],
+    ["chat", "S", "\x1b]0;title\x07", "--new", "\udc80"],
 ]
 
 
@@ -189,6 +192,7 @@ def test_the_cli_prints_the_same_usage_error_either_way(argv: List[str], monkeyp
     fast = run()
     monkeypatch.setattr(cli_reader, "read_arguments", lambda argv: None)
     assert fast == run() and fast[0] == 2
+    assert "secret" not in fast[2] and "\x1b" not in fast[2]  # credentials removed, controls shown
 
 
 def test_a_usage_error_imports_neither_argparse_nor_the_client() -> None:
