@@ -466,8 +466,13 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> "argparse.ArgumentPa
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> "NoReturn":
-            # argparse would print the whole usage block first
-            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+            # argparse would print the whole usage block first; and before 3.11 a broken stderr
+            # would turn the usage error into a BrokenPipeError (the CLI's exit 0 for "| head")
+            try:
+                sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+            except (AttributeError, OSError):
+                pass
+            sys.exit(EXIT_USAGE)
 
     def wanted(name: str) -> bool:
         return argv is None or name in argv
