@@ -298,8 +298,13 @@ def bench_startup(repeat: int, base: Optional[Path], base_rev: str) -> None:
     # The interpreter itself, not the bench venv's: its site-packages would slow every contender.
     python = getattr(sys, "_base_executable", sys.executable)
     server, url = _serve_agents()
+    # The floor of any "python -m PACKAGE ...": runpy finding and running an empty module
+    # (on 3.9 and 3.10 runpy alone imports typing and is over 2x a bare python -c pass).
+    empty = Path(tempfile.mkdtemp(prefix="flux0lite-bench-"))
+    (empty / "flux0lite_bench_empty.py").write_text("")
     cases: Dict[str, Tuple[List[str], Path]] = {
         "bare": ([python, "-c", "pass"], ROOT),
+        "python -m (empty module)": ([python, "-m", "flux0lite_bench_empty"], empty),
         "--version": ([python, "-m", "flux0lite", "--version"], ROOT),
         "-h": ([python, "-m", "flux0lite", "-h"], ROOT),
         **{name: ([python, "-m", "flux0lite", *argv], ROOT) for name, argv in _USAGE_ERRORS.items()},
@@ -336,6 +341,7 @@ def bench_startup(repeat: int, base: Optional[Path], base_rev: str) -> None:
         instructions = _instructions(cases) if shutil.which("valgrind") else {}
     finally:
         server.shutdown()
+        shutil.rmtree(empty, ignore_errors=True)
     section = "start-up"
     note = (
         f"median of {repeat} interleaved runs, wall (CPU: user + system of the child); a target is met"
@@ -367,6 +373,12 @@ def bench_startup(repeat: int, base: Optional[Path], base_rev: str) -> None:
     ):
         text, ratio = cell(name, "bare")
         row(section, label, text, target(ratio <= 2.0, "within 2x of bare Python"))
+    text, _ = cell("python -m (empty module)", "bare")
+    row(
+        section,
+        "floor: python -m of an empty module (runpy: the floor of any python -m command) / python -c pass",
+        text,
+    )
     text, _ = cell("argparse usage error", "bare")
     row(
         section,
