@@ -164,9 +164,9 @@ def _classify(parser: _Parser, token: str) -> "Token":
         name, equals, value = token.partition("=")
         arg = parser.options.get(name) if equals else None
         if arg is not None:
-            if arg.takes_value and value:
+            if arg.takes_value and value and value != "--":  # argparse before 3.11 drops a "--" value
                 return (arg, value)
-            raise _Defer  # a flag given a value, or an empty value
+            raise _Defer  # a flag given a value, an empty value, or "--"
         if len(name) > 2 and set(name[2:]) <= _NAME_CHARS:
             if any(flag.startswith(name) for flag in parser.options):
                 raise _Defer  # an abbreviation, or an ambiguous one

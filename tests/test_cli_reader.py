@@ -177,7 +177,14 @@ def test_plain_command_lines_are_decided_without_argparse(argv: List[str]) -> No
 
 
 @pytest.mark.parametrize(
-    "argv", [["agents", "get", "-h"], ["--", "agents", "list"], ["agents", "list", "--jso"], ["--json"]]
+    "argv",
+    [
+        ["agents", "get", "-h"],
+        ["--", "agents", "list"],
+        ["agents", "list", "--jso"],
+        ["--json"],
+        ["agents", "list", "--server-url=--"],
+    ],
 )
 def test_intricate_cases_are_left_to_argparse(argv: List[str]) -> None:
     assert reader_outcome(argv) is None
