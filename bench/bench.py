@@ -203,7 +203,15 @@ _URLLIB_LOAD = (
     "import json, sys, urllib.request; json.loads(urllib.request.urlopen(sys.argv[1] + '/api/agents').read())"
 )
 _FIRST_USE = "import sys; from flux0lite import Flux0; Flux0(sys.argv[1]).agents.list()"
-# The floor of any argparse usage error: import argparse, one parser, one message.
+# Usage errors of each kind: a missing argument, an unknown command, an unknown option, a bad value.
+_USAGE_ERRORS = {
+    "usage error": ["agents", "get"],
+    "usage error (unknown command)": ["bogus"],
+    "usage error (unknown option)": ["agents", "list", "--bogus"],
+    "usage error (bad value)": ["events", "list", "X", "--min-offset", "-1"],
+}
+# A reference, not a floor: any usage error through argparse (import argparse, one parser, one
+# message) costs this; flux0lite's reader (cli_reader) reports the plain ones without argparse.
 _ARGPARSE_USAGE_ERROR = "import argparse; argparse.ArgumentParser(prog='p').parse_args(['-x'])"
 
 
@@ -290,11 +298,16 @@ def bench_startup(repeat: int, base: Optional[Path], base_rev: str) -> None:
     # The interpreter itself, not the bench venv's: its site-packages would slow every contender.
     python = getattr(sys, "_base_executable", sys.executable)
     server, url = _serve_agents()
+    # The floor of any "python -m PACKAGE ...": runpy finding and running an empty module
+    # (on 3.9 and 3.10 runpy alone imports typing and is over 2x a bare python -c pass).
+    empty = Path(tempfile.mkdtemp(prefix="flux0lite-bench-"))
+    (empty / "flux0lite_bench_empty.py").write_text("")
     cases: Dict[str, Tuple[List[str], Path]] = {
         "bare": ([python, "-c", "pass"], ROOT),
+        "python -m (empty module)": ([python, "-m", "flux0lite_bench_empty"], empty),
         "--version": ([python, "-m", "flux0lite", "--version"], ROOT),
         "-h": ([python, "-m", "flux0lite", "-h"], ROOT),
-        "usage error": ([python, "-m", "flux0lite", "agents", "get"], ROOT),
+        **{name: ([python, "-m", "flux0lite", *argv], ROOT) for name, argv in _USAGE_ERRORS.items()},
         "argparse usage error": ([python, "-c", _ARGPARSE_USAGE_ERROR], ROOT),
         "cli agents list --json": ([python, "-m", "flux0lite", "--server-url", url, "agents", "list", "--json"], ROOT),
         "urllib one-liner (prints)": ([python, "-c", _URLLIB_PRINT, url], ROOT),
@@ -328,6 +341,7 @@ def bench_startup(repeat: int, base: Optional[Path], base_rev: str) -> None:
         instructions = _instructions(cases) if shutil.which("valgrind") else {}
     finally:
         server.shutdown()
+        shutil.rmtree(empty, ignore_errors=True)
     section = "start-up"
     note = (
         f"median of {repeat} interleaved runs, wall (CPU: user + system of the child); a target is met"
@@ -352,12 +366,26 @@ def bench_startup(repeat: int, base: Optional[Path], base_rev: str) -> None:
     for name, label in (
         ("--version", "python -m flux0lite --version / python -c pass"),
         ("-h", "python -m flux0lite -h / python -c pass"),
-        ("usage error", "python -m flux0lite agents get (usage error) / python -c pass"),
+        *(
+            (name, f"python -m flux0lite {' '.join(argv)} ({name}) / python -c pass")
+            for name, argv in _USAGE_ERRORS.items()
+        ),
     ):
         text, ratio = cell(name, "bare")
         row(section, label, text, target(ratio <= 2.0, "within 2x of bare Python"))
+    text, _ = cell("python -m (empty module)", "bare")
+    row(
+        section,
+        "floor: python -m of an empty module (runpy: the floor of any python -m command) / python -c pass",
+        text,
+    )
     text, _ = cell("argparse usage error", "bare")
-    row(section, "floor: python -c (argparse: a one-option parser's usage error) / python -c pass", text)
+    row(
+        section,
+        "reference: python -c (argparse: a one-option parser's usage error) / python -c pass"
+        " (what any usage error cost through argparse; the floor of the cases cli_reader leaves to argparse)",
+        text,
+    )
     text, ratio = cell("cli agents list --json", "urllib one-liner (prints)")
     row(
         section,

@@ -28,13 +28,16 @@ CASES: List[Tuple[str, List[str]]] = [
     ("python -c 'import argparse' (floor: argparse)", ["-c", "import argparse"]),
     ("python -m json.tool -h (floor: runpy + argparse help)", ["-m", "json.tool", "-h"]),
     (
-        "argparse usage error (floor of any usage error)",
+        "argparse usage error (reference: before cli_reader)",
         ["-c", "import argparse; argparse.ArgumentParser(prog='p').parse_args(['-x'])"],
     ),
     ("-m flux0lite --version", ["-m", "flux0lite", "--version"]),
     ("-m flux0lite -h", ["-m", "flux0lite", "-h"]),
     ("-m flux0lite agents get (usage error)", ["-m", "flux0lite", "agents", "get"]),
+    ("-m flux0lite bogus (usage error)", ["-m", "flux0lite", "bogus"]),
+    ("-m flux0lite agents list --bogus (usage error)", ["-m", "flux0lite", "agents", "list", "--bogus"]),
     ("-m flux0lite --timeout nan agents list (usage error)", ["-m", "flux0lite", "--timeout", "nan", "agents", "list"]),
+    ("-m flux0lite agents get -h (argparse's help)", ["-m", "flux0lite", "agents", "get", "-h"]),
 ]
 
 

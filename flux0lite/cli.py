@@ -3,10 +3,11 @@
 Exit codes: 0 ok, 1 API or protocol error (the server said no, or said nonsense),
 2 usage error, 3 connection error or timeout, 130 interrupted (Ctrl-C).
 
-Arguments are parsed before the client is imported, so usage errors cost little more than
-Python and ``argparse`` themselves; ``--version`` and the top-level ``-h`` do not even import
-argparse (:mod:`flux0lite.cli_help`; ``bench/cli_startup.py``). The arguments are declared
-once, in :mod:`flux0lite.cli_args`.
+Arguments are parsed before the client is imported, and without argparse wherever
+:mod:`flux0lite.cli_reader` can give argparse's answer itself (argparse alone costs about a
+bare Python start-up), so usage errors, ``--version`` and the top-level ``-h``
+(:mod:`flux0lite.cli_help`) stay within 2x of a bare ``python -c pass``
+(``bench/cli_startup.py``). The arguments are declared once, in :mod:`flux0lite.cli_args`.
 Everything this module prints passes through :class:`_Sink`:
 text from the server is hostile, so control characters never reach a terminal as commands,
 credentials in URLs are never echoed, and text that the output cannot encode is replaced
@@ -25,10 +26,13 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-
 if TYPE_CHECKING:
     import argparse
     import re
-    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Union
 
+    from .cli_reader import Namespace
     from .client import Flux0
     from .models import Event, StreamEvent
+
+    Arguments = Union[argparse.Namespace, Namespace]
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_API", "EXIT_USAGE", "EXIT_CONNECTION", "EXIT_INTERRUPTED"]
 
@@ -42,7 +46,7 @@ class _UsageError(Exception):
     pass
 
 
-def _check_text_arguments(args: argparse.Namespace) -> None:
+def _check_text_arguments(args: Arguments) -> None:
     """Command-line text the API cannot carry is a usage error, named, not a crash later."""
     import re
 
@@ -246,14 +250,14 @@ def _compact(value: "Any") -> str:
     return _json_text(value, indent=None, ascii_only=False)
 
 
-def _emit(args: argparse.Namespace, out: _Sink, items: "List[Any]", single: bool, table: "Callable[[], None]") -> None:
+def _emit(args: Arguments, out: _Sink, items: "List[Any]", single: bool, table: "Callable[[], None]") -> None:
     if args.output in ("json", "jsonl"):
         _emit_docs(args, out, [item.to_dict() for item in items], single)
     else:
         table()
 
 
-def _emit_docs(args: argparse.Namespace, out: _Sink, docs: "List[Any]", single: bool) -> None:
+def _emit_docs(args: Arguments, out: _Sink, docs: "List[Any]", single: bool) -> None:
     if args.output == "json":
         out.write_json(docs[0] if single else docs, indent=2)
     else:
@@ -331,7 +335,7 @@ def _read_message(parts: "List[str]", stdin: "Optional[TextIO]") -> str:
     return message
 
 
-def _chat(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdin: "Optional[TextIO]") -> int:
+def _chat(client: "Flux0", args: Arguments, out: _Sink, err: _Sink, stdin: "Optional[TextIO]") -> int:
     from .models import ChunkEvent
 
     timeout = client.timeout  # the whole command's: chat --new spends some of it first
@@ -392,7 +396,7 @@ def _chat(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, std
     return EXIT_OK
 
 
-def _run(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdin: "Optional[TextIO]") -> int:
+def _run(client: "Flux0", args: Arguments, out: _Sink, err: _Sink, stdin: "Optional[TextIO]") -> int:
     group, action = args.group, getattr(args, "action", None)
     if group == "chat":
         return _chat(client, args, out, err, stdin)
@@ -443,7 +447,7 @@ def _run(client: "Flux0", args: argparse.Namespace, out: _Sink, err: _Sink, stdi
     return EXIT_OK
 
 
-def _connect(args: argparse.Namespace, err: _Sink) -> "Flux0":
+def _connect(args: Arguments, err: _Sink) -> "Flux0":
     """The client for these arguments; every bad value is a usage error before anything is sent."""
     from .client import Flux0, enable_debug_logging
     from .retry import Retry
@@ -497,13 +501,13 @@ def _exit_code(exc: BaseException, sent: bool) -> int:
     return EXIT_API
 
 
-def _debugging(args: "Optional[argparse.Namespace]") -> bool:
+def _debugging(args: "Optional[Arguments]") -> bool:
     if args is not None and getattr(args, "debug", False):
         return True
     return os.environ.get("FLUX0_DEBUG", "") not in ("", "0", "false", "no")
 
 
-def _parse(parser: argparse.ArgumentParser, arguments: "List[str]", out: _Sink, err: _Sink) -> argparse.Namespace:
+def _parse(parser: argparse.ArgumentParser, arguments: "List[str]", out: _Sink, err: _Sink) -> Arguments:
     """``parse_args`` with argparse's help and messages going to our sinks.
 
     (``contextlib.redirect_stdout`` does the same; importing it would cost start-up time.)
@@ -539,19 +543,32 @@ def main(
         return EXIT_OK if arguments else EXIT_USAGE
     err.secrets = _url_userinfo(os.environ.get("FLUX0_SERVER_URL"))  # known before any message
     inp = stdin or sys.stdin
-    args: "Optional[argparse.Namespace]" = None
+    args: "Optional[Arguments]" = None
     client: "Optional[Flux0]" = None
     sent = False
     try:
-        parser = build_parser(arguments)
+        from .cli_reader import ArgumentsError, read_arguments  # not before: -h needs none of it
+
         try:
-            args = _parse(parser, arguments, out, err)
-        except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on -h/--version
-            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-        if not args.group:
-            err.write(parser.format_help())
+            args = read_arguments(arguments)
+        except ArgumentsError as exc:  # argparse's message, without argparse
+            try:
+                err.write(f"{exc} (see {exc.prog} -h)\n")
+            except (AttributeError, OSError):  # a closed stderr: argparse, too, exits 2 silently
+                pass
             return EXIT_USAGE
+        if args is None:  # a case the reader leaves to argparse
+            parser = build_parser(arguments)
+            try:
+                args = _parse(parser, arguments, out, err)
+            except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on -h/--version
+                return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+            if not args.group:
+                err.write(parser.format_help())
+                return EXIT_USAGE
         _check_text_arguments(args)
+        if getattr(args, "action", "") is None:  # "agents" alone: nothing to connect for
+            raise _UsageError(f"missing or unknown action for {args.group!r}; see flux0lite {args.group} -h")
         client = _connect(args, err)
         sent = True
         return _run(client, args, out, err, inp)

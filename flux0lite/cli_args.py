@@ -1,8 +1,10 @@
 """The command line's arguments, declared once, and the ``argparse`` parser made from them.
 
-Two readers use the declaration: :func:`build_parser` (argparse, for parsing and for every
-help but the top level's) and :mod:`flux0lite.cli_help`, which prints the top-level help
-without importing argparse (``-h`` is then within 2x of a bare ``python -c pass``).
+Three readers use the declaration: :mod:`flux0lite.cli_reader`, which parses the plain
+command lines (and reports their usage errors) without importing argparse,
+:func:`build_parser` (argparse, for the rest and for every help but the top level's), and
+:mod:`flux0lite.cli_help`, which prints the top-level help without importing argparse (``-h``
+and usage errors are then within 2x of a bare ``python -c pass``).
 Nothing here imports argparse until a parser is built.
 """
 
@@ -35,22 +37,24 @@ CLI_CONNECT_TIMEOUT = 3.0
 MAX_OFFSET = 2**63 - 1
 
 
-# -- argument checks (argparse ``type=``) ------------------------------------------------------
+# -- argument checks (the ``type=`` of an argument) ---------------------------------------------
 
 
-def _type_error(message: str) -> Exception:
-    import argparse
+class BadValue(Exception):
+    """A command-line value an argument check refuses; the message says why.
 
-    return argparse.ArgumentTypeError(message)
+    Not argparse's ``ArgumentTypeError``: :mod:`flux0lite.cli_reader` runs the same checks
+    without importing argparse, and :func:`build_parser` gives argparse the message.
+    """
 
 
 def timeout_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _type_error(f"not a number: {text!r}") from None
+        raise BadValue(f"not a number: {text!r}") from None
     if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT:
-        raise _type_error(f"must be a number of seconds > 0 and <= {MAX_TIMEOUT:.0f}")
+        raise BadValue(f"must be a number of seconds > 0 and <= {MAX_TIMEOUT:.0f}")
     return value
 
 
@@ -59,10 +63,10 @@ def bounded_int(low: int, high: int) -> "Callable[[str], int]":
         # No int() of thousands of digits: it is slow before 3.11 and a ValueError after.
         digits = text.strip()
         if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
-            raise _type_error(f"not an integer between {low} and {high}: {text!r}")
+            raise BadValue(f"not an integer between {low} and {high}: {text!r}")
         value = int(digits)
         if not low <= value <= high:
-            raise _type_error(f"must be between {low} and {high}")
+            raise BadValue(f"must be between {low} and {high}")
         return value
 
     parse.__name__ = "integer"  # argparse names the type in its messages
@@ -71,7 +75,7 @@ def bounded_int(low: int, high: int) -> "Callable[[str], int]":
 
 def non_empty(text: str) -> str:
     if not text:
-        raise _type_error("must not be empty")
+        raise BadValue("must not be empty")
     return text
 
 
@@ -399,6 +403,20 @@ def help_width() -> int:
     return terminal_columns() - 2
 
 
+def _for_argparse(check: "Callable[[str], object]") -> "Callable[[str], object]":
+    """``check`` raising what argparse reports as the argument's own message."""
+    import argparse
+
+    def convert(text: str) -> object:
+        try:
+            return check(text)
+        except BadValue as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__  # argparse names the type in its messages
+    return convert
+
+
 def _add_args(container: "Any", args: "Sequence[Arg]", *, top: bool = True) -> None:
     import argparse
 
@@ -406,6 +424,8 @@ def _add_args(container: "Any", args: "Sequence[Arg]", *, top: bool = True) -> N
         settings = dict(arg.settings)
         if not top and "default" in settings:
             settings["default"] = argparse.SUPPRESS
+        if "type" in settings:
+            settings["type"] = _for_argparse(settings["type"])
         container.add_argument(*arg.flags, **settings)
 
 
@@ -446,8 +466,13 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> "argparse.ArgumentPa
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> "NoReturn":
-            # argparse would print the whole usage block first
-            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+            # argparse would print the whole usage block first; and before 3.11 a broken stderr
+            # would turn the usage error into a BrokenPipeError (the CLI's exit 0 for "| head")
+            try:
+                sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+            except (AttributeError, OSError):
+                pass
+            sys.exit(EXIT_USAGE)
 
     def wanted(name: str) -> bool:
         return argv is None or name in argv
