@@ -209,7 +209,7 @@ def fetch_events(
             response = _stream_array(client, path, {"min_offset": str(start)}, what)
             start = None
             try:
-                chunks: Iterable[bytes] = response.iter_bytes()
+                chunks: Iterator[bytes] = response.iter_bytes()
                 length = _small_body_length(response) if jump is None and not batch else None
                 if length is not None:
                     body = _read_body(chunks, length)
