@@ -3,11 +3,12 @@
 Worker side (runs on a :class:`~flux0sync.workers.FetchPool` thread, never touches SQLite):
 
 * :func:`fetch_events` asks for ``list_events(min_offset=checkpoint + 1)``. A small answer
-  (declared length up to 1 MiB, uncompressed) is returned whole, in the pieces it arrived in,
-  for the writer to parse (:func:`read_batches`); a larger one is parsed element by element as it streams in
-  (:func:`flux0lite.jsonstream.iter_array`) and handed over in batches of
-  :class:`~flux0sync.rows.RawEvent`: memory is bounded by the batch size, not by the session's
-  backlog.
+  (declared length up to 1 MiB, uncompressed, not chunked) is returned whole, in the pieces it
+  arrived in, for the writer to parse (:func:`read_batches`); a larger one is parsed element by
+  element as it streams in (:func:`flux0lite.jsonstream.iter_array`) and handed over in batches
+  of :class:`~flux0sync.rows.RawEvent`: memory is bounded by the batch size, not by the
+  session's backlog. A small answer whose body fails before its end (cut short, cut off at the
+  deadline) is read the large one's way from its first byte, so both give the same events.
 * :func:`list_sessions` streams a sessions listing the same way and hands over pages of
   typed sessions; one malformed item is skipped (and warned about once), not fatal.
 
@@ -22,6 +23,7 @@ after ``gap_patience`` seconds recorded and passed.
 from __future__ import annotations
 
 import decimal
+import itertools
 import json
 import logging
 from dataclasses import dataclass
@@ -120,27 +122,51 @@ class Fetched:
 
 
 def _small_body_length(response: Any) -> Optional[int]:
-    """The answer's length if it is read whole: uncompressed, declared, and at most _WHOLE_BODY_MAX."""
-    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+    """The answer's length if it is read whole: uncompressed, declared, and at most _WHOLE_BODY_MAX.
+
+    A chunked answer is streamed even if it also declares a length: Transfer-Encoding
+    overrides Content-Length (RFC 9112 6.3), and the body is read by its chunks.
+    """
+    headers = response.headers
+    if "transfer-encoding" in headers:
         return None
-    declared = response.headers.get("content-length", "").strip()
+    if headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return None
+    declared = headers.get("content-length", "").strip()
     if not (declared.isascii() and declared.isdigit()) or len(declared) > 12 or int(declared) > _WHOLE_BODY_MAX:
         return None
     return int(declared)
 
 
-def _read_body(response: Any, length: int) -> List[bytes]:
+def _read_body(chunks: Iterator[bytes], length: int) -> Union[List[bytes], Iterator[bytes]]:
     """The whole answer of its declared ``length``, in the pieces it arrived in (64 KiB at
     most): joined, it would be held twice, and one large buffer per answer leaves the C
-    allocator holding memory no small object can reuse."""
+    allocator holding memory no small object can reuse.
+
+    If the body fails before its end (cut short, cut off at the deadline, a lost connection)
+    or runs past its length, what the streaming reader reads instead: the pieces read, then
+    the fault or the rest of the body. So such an answer gives exactly what it gives streamed:
+    the complete events before the fault are stored, with their checkpoint, then it fails.
+    """
     pieces: List[bytes] = []
     got = 0
-    for piece in response.iter_bytes():
-        got += len(piece)
-        if got > length:
-            raise ResponseTooLargeError(f"{response.method} {response.url}: body over its declared {length} bytes")
-        pieces.append(piece)
+    try:
+        for piece in chunks:
+            pieces.append(piece)
+            got += len(piece)
+            if got > length:
+                return itertools.chain(pieces, chunks)
+    except Flux0Error as exc:
+        return _replay(pieces, exc)
     return pieces
+
+
+def _replay(pieces: List[bytes], fault: Flux0Error) -> Iterator[bytes]:
+    """``pieces``, then ``fault`` raised where the body failed (each piece let go once read)."""
+    pieces.reverse()
+    while pieces:
+        yield pieces.pop()
+    raise fault
 
 
 def _int_or_decimal(digits: str) -> Any:
@@ -183,11 +209,15 @@ def fetch_events(
             response = _stream_array(client, path, {"min_offset": str(start)}, what)
             start = None
             try:
+                chunks: Iterator[bytes] = response.iter_bytes()
                 length = _small_body_length(response) if jump is None and not batch else None
                 if length is not None:
-                    return Fetched(highest, [], _read_body(response, length))
+                    body = _read_body(chunks, length)
+                    if isinstance(body, list):
+                        return Fetched(highest, [], body)
+                    chunks = body  # it failed or overran: read as streamed, from its first byte
                 elements = iter_array(
-                    response.iter_bytes(),
+                    chunks,
                     key="data",
                     what=what,
                     max_element_chars=_MAX_EVENT_CHARS,

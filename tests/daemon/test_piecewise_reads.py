@@ -4,7 +4,10 @@ The contract: the writer's reading (``read_batches`` over the pieces the answer 
 yields exactly the events, in order, that one pass of the general streaming reader yields over
 the whole answer, and fails with the same typed error after the same events, whatever the
 answer holds (malformed JSON, bytes that are not UTF-8, huge numbers, lone surrogates, deep
-nesting, events without ids) and however it was cut into pieces.
+nesting, events without ids) and however it was cut into pieces. And a whole job, worker and
+writer together, gives for a small answer (read whole by its Content-Length) exactly what it
+gives for the same bytes streamed (chunked), including when the body ends early, is cut off at
+the deadline or the connection is lost mid-read: the same events, once each, then the same error.
 """
 
 from __future__ import annotations
@@ -12,18 +15,19 @@ from __future__ import annotations
 import gc
 import json
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from flux0sync import engine
-from flux0sync.jobs import Fetched, _events_decoder, _read_body, read_batches, read_events
+from flux0sync.jobs import Fetched, _events_decoder, _read_body, fetch_events, read_batches, read_events
 from flux0sync.rows import RawEvent, check_identity
 from flux0sync.store import Store
 from flux0sync.sync import Syncer
+from flux0sync.workers import Finished, Job, Message, Piece
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flux0lite import Flux0, Flux0Error, ResponseTooLargeError, Retry, Timeout
+from flux0lite import APIConnectionError, Flux0, Flux0Error, RequestAborted, Retry, StreamError, Timeout
 from flux0lite.jsonstream import iter_array
 from tests.daemon.helpers import assert_archive_equals_server
 from tests.daemon.hostile import event
@@ -108,20 +112,113 @@ def test_read_events_reads_a_whole_body_as_read_batches_does() -> None:
     assert [e.doc for e in read_events("s", Fetched(-1, [], body))[0].tail] == docs
 
 
-class _Answer:
-    method, url = "GET", "http://127.0.0.1/x"
+def test_a_whole_answer_is_kept_in_its_pieces_and_one_that_overruns_its_length_is_streamed() -> None:
+    assert _read_body(iter([b"ab", b"cd"]), 4) == [b"ab", b"cd"]
+    overrun = _read_body(iter([b"ab", b"cde", b"f"]), 4)
+    assert not isinstance(overrun, list) and list(overrun) == [b"ab", b"cde", b"f"]
 
-    def __init__(self, pieces: List[bytes]) -> None:
-        self.pieces = pieces
+
+def test_a_whole_answer_that_fails_mid_read_replays_its_pieces_then_the_fault() -> None:
+    fault = StreamError("cut off")
+
+    def chunks() -> Iterator[bytes]:
+        yield b"ab"
+        yield b"cd"
+        raise fault
+
+    replay = _read_body(chunks(), 10)
+    assert not isinstance(replay, list)
+    assert [next(replay), next(replay)] == [b"ab", b"cd"]
+    with pytest.raises(StreamError) as caught:
+        next(replay)
+    assert caught.value is fault
+
+
+# -- a whole job, worker and writer: a small answer read whole == the same bytes streamed ------
+
+# The ways a body fails mid-read: cut short of its length, cut off at the deadline (the pool
+# aborts the call), the connection lost. A new one per run: the same bytes meet the same fault.
+_FAULTS: Dict[str, Callable[[], Flux0Error]] = {
+    "short": lambda: StreamError("GET x: body cut off 9 bytes short of its length"),
+    "deadline": lambda: RequestAborted("GET x: aborted by the client before the body ended"),
+    "lost": lambda: APIConnectionError("GET x: connection lost mid-stream: reset"),
+}
+
+
+class _Response:
+    method, url, content_type = "GET", "http://127.0.0.1/x", "application/json"
+
+    def __init__(self, headers: Dict[str, str], pieces: List[bytes], fault: Optional[Flux0Error]) -> None:
+        self.headers, self.pieces, self.fault = headers, pieces, fault
+        self.closed = False
 
     def iter_bytes(self) -> Iterator[bytes]:
-        return iter(self.pieces)
+        yield from self.pieces
+        if self.fault is not None:
+            raise self.fault
+
+    def close(self) -> None:
+        self.closed = True
 
 
-def test_a_whole_answer_is_kept_in_its_pieces_and_never_past_its_declared_length() -> None:
-    assert _read_body(_Answer([b"ab", b"cd"]), 4) == [b"ab", b"cd"]
-    with pytest.raises(ResponseTooLargeError):
-        _read_body(_Answer([b"ab", b"cde"]), 4)
+class _Client:
+    def __init__(self, response: _Response) -> None:
+        self.response = response
+
+    def request_stream(self, method: str, path: str, params: Any = None) -> _Response:
+        return self.response
+
+
+def _polled(headers: Dict[str, str], pieces: List[bytes], fault: Optional[str], size: int) -> Outcome:
+    """One poll as the daemon runs it: the job on a worker (what it hands over, then its result
+    or error), then the writer's reading of those messages (engine._unpacked)."""
+    response = _Response(headers, pieces, _FAULTS[fault]() if fault else None)
+    job = Job("events s", None, fetch_events("s", 0, size), meta=("events", "s"))
+    handed: List[Message] = []
+    try:
+        value = job.run(_Client(response), lambda batch: handed.append(Piece(job, batch)))  # type: ignore[arg-type]
+        handed.append(Finished(job, value))
+    except Flux0Error as exc:
+        handed.append(Finished(job, None, exc))
+    assert response.closed
+    texts: List[Tuple[str, str]] = []
+    error: Optional[Flux0Error] = None
+    for message in handed:
+        for unpacked in engine._unpacked(message, size):
+            texts += [(repr(e.doc), e.text) for e in engine._events_of(unpacked)]
+            if isinstance(unpacked, Finished):
+                error = unpacked.error
+    return texts, (type(error), str(error)) if error is not None else None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=_answers(),
+    cuts=st.lists(st.integers(0, 20_000), max_size=8),
+    size=st.integers(1, 7),
+    fault=st.one_of(st.none(), st.sampled_from(sorted(_FAULTS))),
+    fault_at=st.integers(0, 9),
+    declared=st.integers(-40, 40),
+)
+def test_a_small_answer_read_whole_is_the_same_answer_streamed_even_cut_stalled_or_lost(
+    body: bytes, cuts: List[int], size: int, fault: Optional[str], fault_at: int, declared: int
+) -> None:
+    pieces = _cut(body, cuts)
+    if fault is not None:
+        pieces = pieces[: min(fault_at, len(pieces))]
+    length = str(max(0, len(body) + declared))  # what it declared: its length, or more, or less
+    whole = _polled({"content-length": length}, pieces, fault, size)
+    streamed = _polled({"transfer-encoding": "chunked"}, pieces, fault, size)
+    chunked_with_a_length = _polled({"transfer-encoding": "chunked", "content-length": length}, pieces, fault, size)
+    assert whole == streamed == chunked_with_a_length
+    if fault is None:
+        texts, error = whole
+        assert (texts, error and (error[0], error[1].split(": ", 1)[1])) == _general("s", b"".join(pieces))
+    elif whole[1] is not None and whole[1][0] is _FAULTS[fault]().__class__:
+        # failed by the fault: what was kept is what the bytes before it hold, in order (the
+        # reader may have been reading ahead for the last of them when the fault came)
+        arrived = _general("s", b"".join(pieces))[0]
+        assert whole[0] == arrived[: len(whole[0])]
 
 
 def _client(fake: FakeServer) -> Flux0:
