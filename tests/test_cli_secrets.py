@@ -85,8 +85,8 @@ def test_the_token_is_redacted_and_the_rest_of_the_message_kept(monkeypatch: pyt
     "text",
     [
         f"invalid choice: 'http://bob:p@SS-{SECRET}@127.0.0.1:1' (choose from 'list')",
-        f'invalid choice: "http://bob:p\'{SECRET}@127.0.0.1:1" (choose from \'list\')',
-        f"unrecognized arguments: --bogus=HTTPS://u:{SECRET}\"<x>@h/p@q",
+        f"invalid choice: \"http://bob:p'{SECRET}@127.0.0.1:1\" (choose from 'list')",
+        f'unrecognized arguments: --bogus=HTTPS://u:{SECRET}"<x>@h/p@q',
     ],
 )
 def test_redact_removes_any_url_userinfo_up_to_the_authoritys_last_at(text: str) -> None:
