@@ -151,3 +151,14 @@ def test_an_unreadable_tls_file_is_a_usage_error_on_both_front_ends(
     code, text = run_daemon(["--once", "--server-url", "https://127.0.0.1:1", option, "/proc/self/mem"])
     assert code == 2, text
     assert text.startswith("flux0-sync: configuration error: ") and "/proc/self/mem" in text
+
+
+def test_the_daemon_hides_credentials_of_a_url_from_its_environment_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a space in the password: no pattern can tell where such a URL ends in a message
+    monkeypatch.setenv("FLUX0_SERVER_URL", f"http://bob:p {SECRET}@127.0.0.1:1")
+    monkeypatch.setenv("FLUX0_SYNC_DB", str(tmp_path / "a.sqlite3"))
+    code, text = run_daemon(["--once"])
+    assert code == 2 and "configuration error" in text, text
+    assert SECRET not in text

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, cast
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
 from flux0lite.cli import visible_text
-from flux0lite.redaction import command_line_secrets, redact
+from flux0lite.redaction import command_line_secrets, redact, url_userinfo
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
@@ -318,6 +318,8 @@ def main(
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     secrets = command_line_secrets(args_list, _SECRET_OPTIONS, _URL_OPTIONS)
+    for var in ("FLUX0_SERVER_URL", "FLUX0_SYNC_DB"):  # a config error quotes a bad URL as given
+        secrets += url_userinfo(os.environ.get(var, ""))
     out, err = stdout or sys.stdout, cast(TextIO, _Redacting(stderr or sys.stderr, secrets))
     stop = StopFlag.current()
     reading = bool(args_list) and args_list[0] in _READ_COMMANDS
