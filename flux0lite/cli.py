@@ -20,13 +20,14 @@ import os
 import sys
 
 from ._version import __version__
-from .cli_args import CLI_CONNECT_TIMEOUT, EXIT_USAGE, build_parser
+from .cli_args import CLI_CONNECT_TIMEOUT, EXIT_USAGE, SECRET_OPTIONS, URL_OPTIONS, build_parser
+from .redaction import command_line_secrets, redact, url_userinfo
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     import argparse
     import re
-    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Union
+    from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Union
 
     from .cli_reader import Namespace
     from .client import Flux0
@@ -95,8 +96,6 @@ _CONTROL = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u
 _SURROGATE = "[\ud800-\udfff]"
 # What JSON text may hold raw but a terminal must not get: JSON already escapes C0 controls.
 _JSON_UNSAFE = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-# scheme://userinfo@ : the userinfo of any URL in a message.
-_URL_USERINFO = r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>@]*@"
 
 
 def _visible(match: "re.Match[str]") -> str:
@@ -136,25 +135,9 @@ def json_dumps(doc: "Any", **options: "Any") -> str:
     return json.dumps(doc, **options)
 
 
-def redact(text: str, secrets: "Iterable[str]" = ()) -> str:
-    """``text`` without URL credentials: any ``scheme://user:pw@`` and each known secret."""
-    if "://" in text:  # the pattern needs one
-        import re
-
-        text = re.sub(_URL_USERINFO, r"\1***@", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def _url_userinfo(url: "Optional[str]") -> "List[str]":
     """The credentials part of a server URL as typed, also as ``repr`` shows it."""
-    if not url or "@" not in url:
-        return []
-    rest = url.split("://", 1)[1] if "://" in url else url
-    userinfo = rest.rsplit("@", 1)[0]
-    return [userinfo, repr(userinfo)[1:-1]]
+    return url_userinfo(url) if url and "@" in url else []
 
 
 class _Sink:
@@ -541,7 +524,9 @@ def main(
 
         (out if arguments else err).write(top_help(help_width()))
         return EXIT_OK if arguments else EXIT_USAGE
-    err.secrets = _url_userinfo(os.environ.get("FLUX0_SERVER_URL"))  # known before any message
+    # known before any message: a usage error echoes what was typed, secrets included
+    err.secrets = _url_userinfo(os.environ.get("FLUX0_SERVER_URL"))
+    err.secrets += command_line_secrets(arguments, SECRET_OPTIONS, URL_OPTIONS)
     inp = stdin or sys.stdin
     args: "Optional[Arguments]" = None
     client: "Optional[Flux0]" = None

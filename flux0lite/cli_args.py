@@ -259,6 +259,11 @@ COMMON_OPTIONS = (
     ),
 )
 
+# Options whose values a message must never show (cli.py removes them from usage errors):
+# the whole value, or a URL's user:password.
+SECRET_OPTIONS = ("--token",)
+URL_OPTIONS = ("--server-url", "--proxy")
+
 COMMANDS = (
     Command(
         "agents",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 from typing import Optional, Union
 
 from .errors import ConfigError
@@ -45,6 +46,8 @@ def tls_context(
             context = ssl.create_default_context(cafile=ca_path)
     except ssl.SSLError as exc:
         raise ConfigError(f"CA bundle {ca_path} holds no usable PEM certificate: {exc.reason or exc}") from exc
+    except OSError as exc:  # changed since it was checked, or a read failing part-way (EIO)
+        raise ConfigError(f"CA bundle (cacert): cannot read {ca_path}: {exc.strerror or exc}") from exc
     if cert is not None:
         cert_path = _readable(cert, "client certificate (cert)")
         key_path = _readable(key, "client key (key)") if key is not None else None
@@ -61,11 +64,21 @@ def tls_context(
                 + (f" with key {key_path}" if key_path else "")
                 + f": not PEM, or the key does not match ({exc.reason or exc})"
             ) from exc
+        except OSError as exc:  # changed since it was checked, or a read failing part-way (EIO)
+            raise ConfigError(
+                f"client certificate (cert): cannot read {cert_path}"
+                + (f" or key {key_path}" if key_path else "")
+                + f": {exc.strerror or exc}"
+            ) from exc
     return context
 
 
 def _readable(path: PathLike, what: str, *, directory_ok: bool = False) -> str:
-    """``path`` as a string, once it is known to be a file (or folder) this process can read."""
+    """``path`` as a string, once it is known to be a regular file (or folder) this process can read.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would block the open (and
+    OpenSSL's read) for ever, a device (/dev/zero) would be read without end.
+    """
     try:
         text = os.fspath(path)
     except TypeError as exc:
@@ -73,13 +86,19 @@ def _readable(path: PathLike, what: str, *, directory_ok: bool = False) -> str:
     if not isinstance(text, str) or not text or "\x00" in text:
         raise ConfigError(f"{what}: not a usable file name: {text!r}")
     try:
-        if os.path.isdir(text):
-            if not directory_ok:
-                raise ConfigError(f"{what}: {text} is a folder, not a file")
-            os.listdir(text)
-        else:
-            with open(text, "rb"):
-                pass
+        fd = os.open(text, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                if not directory_ok:
+                    raise ConfigError(f"{what}: {text} is a folder, not a file")
+                os.listdir(text)
+            elif not stat.S_ISREG(mode):
+                raise ConfigError(f"{what}: {text} is not a regular file (a FIFO, socket or device)")
+            else:
+                os.read(fd, 1)  # a file whose read fails (EIO) is refused here, by name
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ConfigError(f"{what}: cannot read {text}: {exc.strerror or exc}") from exc
     return text

@@ -209,3 +209,28 @@ def test_unreadable_cacert_is_a_config_error(certs: Certs, tmp_path: Path) -> No
     locked.chmod(0)
     with pytest.raises(ConfigError, match="cannot read"):
         Flux0("https://localhost:1", cacert=locked)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("role", ["cacert", "cert", "key"])
+def test_a_fifo_is_refused_without_blocking(role: str, certs: Certs, tmp_path: Path) -> None:
+    # opening a FIFO for reading blocks until a writer comes: it must not even be opened that way
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    kwargs = {"cert": certs.client_cert, "key": fifo} if role == "key" else {role: fifo}
+    with pytest.raises(ConfigError, match=f"{fifo} is not a regular file"):
+        Flux0("https://localhost:1", **kwargs)
+
+
+@pytest.mark.parametrize("role", ["cacert", "cert"])
+def test_a_device_is_refused(role: str) -> None:
+    with pytest.raises(ConfigError, match="/dev/zero is not a regular file"):
+        Flux0("https://localhost:1", **{role: "/dev/zero"})
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux /proc")
+@pytest.mark.parametrize("role", ["cacert", "cert"])
+def test_a_file_whose_read_fails_is_a_config_error_naming_it(role: str) -> None:
+    # /proc/self/mem opens, but reading at offset 0 (unmapped) fails with EIO
+    with pytest.raises(ConfigError, match=rf"\({role}\): cannot read /proc/self/mem"):
+        Flux0("https://localhost:1", **{role: "/proc/self/mem"})

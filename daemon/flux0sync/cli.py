@@ -9,17 +9,19 @@ is 1, like an unreachable flux0 server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO
+from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, cast
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
 from flux0lite.cli import visible_text
+from flux0lite.redaction import command_line_secrets, redact, url_userinfo
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
@@ -45,6 +47,25 @@ exit codes: 0 ok, 1 sync failed, 2 configuration error, 3 archive unusable
 """
 
 _READ_COMMANDS = ("status", "export", "search")
+# Options whose values no message may show: the whole value, or a URL's user:password.
+_SECRET_OPTIONS = ("--token",)
+_URL_OPTIONS = ("--server-url", "--proxy", "--db")
+
+
+class _Redacting:
+    """A text stream that writes ``text`` without the secrets the command line gave (argparse's
+    usage errors echo what was typed) and without URL credentials."""
+
+    def __init__(self, stream: TextIO, secrets: Sequence[str]) -> None:
+        self._stream = stream
+        self._secrets = secrets
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text, self._secrets))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -214,7 +235,8 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
 
 
 def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
-    args = _read_parser(command).parse_args(argv)
+    with contextlib.redirect_stderr(err):  # argparse writes its usage errors to sys.stderr
+        args = _read_parser(command).parse_args(argv)
     for value in (getattr(args, "text", None), getattr(args, "session_id", None)):
         if value is not None and "\x00" in value:
             err.write(f"flux0-sync {command}: the argument must not contain a NUL character\n")
@@ -295,7 +317,10 @@ def main(
     are ignored from the end until the exit, so no SIGTERM/SIGINT storm can kill it mid-way.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
-    out, err = stdout or sys.stdout, stderr or sys.stderr
+    secrets = command_line_secrets(args_list, _SECRET_OPTIONS, _URL_OPTIONS)
+    for var in ("FLUX0_SERVER_URL", "FLUX0_SYNC_DB"):  # a config error quotes a bad URL as given
+        secrets += url_userinfo(os.environ.get(var, ""))
+    out, err = stdout or sys.stdout, cast(TextIO, _Redacting(stderr or sys.stderr, secrets))
     stop = StopFlag.current()
     reading = bool(args_list) and args_list[0] in _READ_COMMANDS
     if reading and argv is None:
@@ -312,8 +337,8 @@ def main(
             return _read_command(args_list[0], args_list[1:], out, err)
         if args_list and args_list[0] == "run":
             args_list = args_list[1:]
-        parser = _run_parser()
-        args = parser.parse_args(args_list)
+        with contextlib.redirect_stderr(err):  # argparse writes its usage errors to sys.stderr
+            args = _run_parser().parse_args(args_list)
         flags = {
             key: getattr(args, key)
             for key in (
