@@ -19,11 +19,23 @@ __all__ = ["redact", "url_userinfo", "command_line_secrets"]
 _URL_USERINFO = r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@"
 
 
+# A secret this short is replaced only where it stands alone (not inside a word): a one-letter
+# URL user such as "u" must not turn "flux0-sync" into "fl***x0-sync". A longer one goes wherever
+# it appears.
+_WHOLE_WORD_BELOW = 8
+
+
 def redact(text: str, secrets: "Iterable[str]" = ()) -> str:
     """``text`` without URL credentials: any ``scheme://user:pw@`` and each known secret."""
     for secret in sorted(secrets, key=len, reverse=True):  # longest first: none left in part
-        if secret:
+        if not secret or secret not in text:
+            continue
+        if len(secret) >= _WHOLE_WORD_BELOW:
             text = text.replace(secret, "***")
+        else:
+            import re
+
+            text = re.sub(r"(?<![^\W_])" + re.escape(secret) + r"(?![^\W_])", "***", text)
     if "://" in text:  # the pattern needs one
         import re
 

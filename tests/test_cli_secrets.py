@@ -162,3 +162,12 @@ def test_the_daemon_hides_credentials_of_a_url_from_its_environment_too(
     code, text = run_daemon(["--once"])
     assert code == 2 and "configuration error" in text, text
     assert SECRET not in text
+
+
+def test_a_short_secret_is_redacted_where_it_stands_alone_not_inside_words() -> None:
+    # a one-letter URL user ("postgresql://u@/db") once turned "flux0-sync" into "fl***x0-sync"
+    message = "flux0-sync: pip install 'flux0lite[postgres]' for postgresql://u@/db"
+    assert redact(message, ["u"]) == "flux0-sync: pip install 'flux0lite[postgres]' for postgresql://***@/db"
+    assert redact("unrecognized arguments: --token=T", ["T"]) == "unrecognized arguments: --token=***"
+    assert redact("invalid choice: 'T'", ["T"]) == "invalid choice: '***'"
+    assert redact("xs3cret-token-long!", ["s3cret-token"]) == "x***-long!"  # a long one goes anywhere
