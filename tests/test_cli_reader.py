@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 from flux0lite import cli, cli_reader
 from flux0lite.cli_args import COMMANDS, COMMON_OPTIONS, TOP_OPTIONS, build_parser
 from flux0lite.cli_reader import ArgumentsError, read_arguments
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import FULL_STRENGTH, ROOT, subprocess_env
+
+
+def examples(full: int) -> int:
+    """At full strength (the newest Python in scripts/test) all of them; a tenth elsewhere."""
+    return full if FULL_STRENGTH else full // 10
+
 
 # (exit code, stdout, stderr) of a usage error, or the namespace's items in order
 Outcome = Union[Tuple[int, str, str], List[Tuple[str, Any]]]
@@ -83,7 +89,7 @@ def argument_vectors(draw: Any) -> List[str]:
     return [*before, *path, *after]
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(3000), deadline=None)
 @given(argument_vectors())
 def test_the_reader_decides_as_argparse_does(argv: List[str]) -> None:
     decided = reader_outcome(argv)
@@ -120,7 +126,7 @@ def mostly_valid_vectors(draw: Any) -> List[str]:
     return [*before, *path, *draw(st.permutations(words))]
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(mostly_valid_vectors())
 def test_the_reader_parses_as_argparse_does(argv: List[str]) -> None:
     decided = reader_outcome(argv)
@@ -128,7 +134,7 @@ def test_the_reader_parses_as_argparse_does(argv: List[str]) -> None:
         assert decided == argparse_outcome(argv)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.lists(TOKENS, max_size=8))
 def test_the_reader_decides_as_argparse_does_on_any_tokens(argv: List[str]) -> None:
     decided = reader_outcome(argv)

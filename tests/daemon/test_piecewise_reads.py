@@ -96,7 +96,7 @@ def _cut(body: bytes, cuts: List[int]) -> List[bytes]:
     return [body[a:b] for a, b in zip(marks, marks[1:])] or [b""]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # the profile's examples
 @given(body=_answers(), cuts=st.lists(st.integers(0, 20_000), max_size=8), size=st.integers(1, 7))
 def test_read_piecewise_in_batches_is_the_streaming_reader_on_hostile_answers(
     body: bytes, cuts: List[int], size: int
@@ -191,7 +191,7 @@ def _polled(headers: Dict[str, str], pieces: List[bytes], fault: Optional[str], 
     return texts, (type(error), str(error)) if error is not None else None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # the profile's examples
 @given(
     body=_answers(),
     cuts=st.lists(st.integers(0, 20_000), max_size=8),
