@@ -10,8 +10,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from flux0sync.backend import is_postgres_url
 
+from flux0lite import Flux0, Retry, Timeout
 from tests.conftest import ROOT, subprocess_env
-from tests.fakeserver import FakeFlux0
+from tests.fakeserver import FakeFlux0, FakeServer
 
 
 def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
@@ -118,3 +119,17 @@ def exit_code(proc: "subprocess.Popen[str]", timeout: float = 20) -> int:
             proc.kill()
             _, err = proc.communicate()
         raise AssertionError(f"the daemon did not exit within {timeout} s; its stderr:\n{err[-8000:]}") from None
+
+
+def client_for(fake: FakeServer, timeout: float = 2) -> Flux0:
+    """A client of the fake server that never retries: each test sees every failure."""
+    return Flux0(fake.url, timeout=Timeout(timeout, timeout), retry=Retry(total=0))
+
+
+def one_session(fake_flux0: FakeFlux0) -> str:
+    return fake_flux0.add_session(fake_flux0.add_agent())
+
+
+def offsets(db: str, session_id: str) -> List[int]:
+    """The offsets archived for one session, in order."""
+    return [o for o, _ in archive_rows(db).get(session_id, [])]

@@ -27,24 +27,12 @@ from flux0sync.store import Store, StoreError
 from flux0sync.sync import Syncer
 
 from flux0lite import APIConnectionError, Flux0, Retry, Timeout
-from tests.daemon.helpers import archive_rows, execute
+from tests.daemon.helpers import client_for, execute, offsets, one_session
 from tests.daemon.hostile import event, serve_bytes, serve_events
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, json_response, raw_response
 from tests.netfixtures import refused_port
 
 MAX_OFFSET = 2**63 - 1
-
-
-def client_for(fake: FakeServer, timeout: float = 2) -> Flux0:
-    return Flux0(fake.url, timeout=Timeout(timeout, timeout), retry=Retry(total=0))
-
-
-def one_session(fake_flux0: FakeFlux0) -> str:
-    return fake_flux0.add_session(fake_flux0.add_agent())
-
-
-def offsets(db: str, session_id: str) -> List[int]:
-    return [o for o, _ in archive_rows(db).get(session_id, [])]
 
 
 def engine(archive: Archive, fake: FakeServer, **kwargs: Any) -> Engine:

@@ -25,33 +25,22 @@ from flux0sync.cli import main
 from flux0sync.store import Store
 from flux0sync.sync import Syncer
 
-from flux0lite import Flux0, Retry, Timeout
 from tests.conftest import ROOT, subprocess_env
 from tests.daemon.helpers import (
     archive_rows,
     assert_archive_equals_server,
+    client_for,
     daemon_cmd,
     execute,
     exit_code,
+    offsets,
+    one_session,
     popen_daemon,
     run_daemon,
 )
 from tests.daemon.hostile import event, serve_bytes, serve_events, serve_gzip, serve_trickle
 from tests.daemon.notify import NotifySocket
 from tests.fakeserver import FakeFlux0, FakeServer
-
-
-def client_for(fake: FakeServer, timeout: float = 2) -> Flux0:
-    return Flux0(fake.url, timeout=Timeout(timeout, timeout), retry=Retry(total=0))
-
-
-def one_session(fake_flux0: FakeFlux0) -> str:
-    return fake_flux0.add_session(fake_flux0.add_agent())
-
-
-def offsets(db: str, session_id: str) -> List[int]:
-    return [o for o, _ in archive_rows(db).get(session_id, [])]
-
 
 # -- offsets are verified, not assumed ----------------------------------------------------------
 
