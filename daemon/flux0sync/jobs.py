@@ -347,28 +347,26 @@ def _emit_pages(
 def list_sessions(agent_id: Optional[str], warnings: Warnings) -> Callable[[Flux0, Emit], int]:
     """A job: one user's sessions (of one agent), handed over in pages; returns how many."""
 
-    def run(client: Flux0, emit: Emit) -> int:
-        what = "list sessions"
-        params = {"agent_id": agent_id} if agent_id else None
-        response = _stream_array(client, "/api/sessions", params, what)
-        try:
-            elements = iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS)
-            return _emit_pages(elements, Session.from_dict, what, warnings, emit)
-        finally:
-            response.close()
-
-    return run
+    params = {"agent_id": agent_id} if agent_id else None
+    return _listing("/api/sessions", params, "list sessions", Session.from_dict, warnings)
 
 
 def list_agents(warnings: Warnings) -> Callable[[Flux0, Emit], int]:
     """A job: the agents, streamed and handed over in pages like the sessions; returns how many."""
 
+    return _listing("/api/agents", None, "list agents", Agent.from_dict, warnings)
+
+
+def _listing(
+    path: str, params: Optional[Dict[str, str]], what: str, parse: Callable[[Any], _M], warnings: Warnings
+) -> Callable[[Flux0, Emit], int]:
+    """A job that streams the ``data`` array at ``path`` and hands it over in pages."""
+
     def run(client: Flux0, emit: Emit) -> int:
-        what = "list agents"
-        response = _stream_array(client, "/api/agents", None, what)
+        response = _stream_array(client, path, params, what)
         try:
             elements = iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS)
-            return _emit_pages(elements, Agent.from_dict, what, warnings, emit)
+            return _emit_pages(elements, parse, what, warnings, emit)
         finally:
             response.close()
 
