@@ -39,7 +39,7 @@ from flux0lite.models import Agent, Session
 from .backend import StoreUnavailableError, redact_db_text, redact_db_url
 from .config import ConfigError
 from .gaps import Gap, reconcile
-from .rows import EventRow, RawEvent, dumps_lossless, event_row, storable_text
+from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_row, storable_text
 from .store import (
     Listed,
     PollRecord,
@@ -538,11 +538,9 @@ class PgStore:
             inserted = max(0, int(cur.rowcount))
             clashes = conflicts = 0
             if inserted < len(rows):
-                for row in rows:
-                    reason = _clash(cur, row)
-                    if reason is not None:
-                        clashes += 1
-                        conflicts += _record_conflict(cur, row, reason, now)
+                clashes, conflicts = count_clashes(
+                    rows, lambda row: _clash(cur, row), lambda row, reason: _record_conflict(cur, row, reason, now)
+                )
             checkpoint = _advance(cur, sid, before)
             _set_checkpoint(cur, sid, checkpoint, now, success=True)
             return WriteResult(inserted, len(rows) - inserted - clashes, conflicts, checkpoint)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 from flux0lite import Event, Flux0Error
 
 __all__ = [
+    "count_clashes",
     "RawEvent",
     "EventRow",
     "check_identity",
@@ -175,3 +176,20 @@ def event_rows(session_id: str, events: Iterable[RawEvent]) -> List[EventRow]:
     rows = [event_row(session_id, event) for event in events]
     rows.sort(key=_offset_order)
     return rows
+
+
+def count_clashes(
+    rows: Iterable[EventRow],
+    clash: Callable[[EventRow], Optional[str]],
+    record: Callable[[EventRow, str], int],
+) -> Tuple[int, int]:
+    """(rows that clash with stored ones, conflicts newly recorded), for a batch whose insert
+    ignored some rows: ``clash`` says why a row differs from the stored one (None: a duplicate),
+    ``record`` keeps it in the conflicts table and returns 1 if that is new. Both backends call it."""
+    clashes = conflicts = 0
+    for row in rows:
+        reason = clash(row)
+        if reason is not None:
+            clashes += 1
+            conflicts += record(row, reason)
+    return clashes, conflicts

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Typ
 from flux0lite.models import Agent, Session
 
 from .gaps import Gap, reconcile
-from .rows import EventRow, RawEvent, dumps_lossless, event_rows, storable_text
+from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_rows, storable_text
 
 __all__ = [
     "Store",
@@ -926,11 +926,9 @@ def _insert_rows(db: sqlite3.Connection, session_id: str, rows: Sequence[EventRo
     ).rowcount
     clashes = conflicts = 0
     if inserted < len(rows):
-        for row in rows:
-            reason = _clash(db, row)
-            if reason is not None:
-                clashes += 1
-                conflicts += _record_conflict(db, row, reason, now)
+        clashes, conflicts = count_clashes(
+            rows, lambda row: _clash(db, row), lambda row, reason: _record_conflict(db, row, reason, now)
+        )
     checkpoint = _advance(db, session_id, before)
     _set_checkpoint(db, session_id, checkpoint, now, success=True)
     return WriteResult(inserted, len(rows) - inserted - clashes, conflicts, checkpoint)
