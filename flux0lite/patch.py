@@ -20,13 +20,13 @@ from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
 from .errors import PatchError
 from .models import JsonPatch
 
-__all__ = ["MAX_PATH_DEPTH", "PatchedDocument", "apply_patch", "apply_patches", "document_text"]
+__all__ = ["MAX_PATH_DEPTH", "VALUE_OVERHEAD", "PatchedDocument", "apply_patch", "apply_patches", "document_text"]
+__all__ += ["sized_copy"]
 
 MAX_PATH_DEPTH = 64
 """Most tokens a patch path may have (flux0's deepest is 4: ``/tool_calls/0/args/-``)."""
 
 _MAX_INDEX_DIGITS = 18
-_MISSING = object()
 
 
 class _PieceList:
@@ -200,42 +200,114 @@ def _own(value: Any) -> Any:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _plain(value: Any) -> Any:
-    """A deep copy as plain JSON values (lists, dicts): no recursion, so any depth is fine."""
-    if type(value) in _SCALARS or not isinstance(value, (dict, list, _PieceList)):
-        return value
+VALUE_OVERHEAD = 64
+"""Bytes :func:`sized_copy` charges per JSON value, about a small Python object's size."""
+
+_CONTAINERS = (dict, list, _PieceList)
+
+
+def sized_copy(value: Any) -> Tuple[Any, int]:
+    """A deep copy as plain JSON values (lists, dicts), and the memory it holds, estimated:
+    :data:`VALUE_OVERHEAD` bytes per value (each string, number, list or object) plus one per
+    character of every string and object key. No recursion: any depth is fine."""
+    kind = type(value)
+    if kind is str:
+        return value, VALUE_OVERHEAD + len(value)
+    if kind in _SCALARS or not isinstance(value, _CONTAINERS):
+        return value, VALUE_OVERHEAD + (len(value) if isinstance(value, str) else 0)
+    size = 0
     root: List[Any] = [None]
     # (source container, target container, key or index in the parent target)
     work: List[Tuple[Any, Any, Any]] = [(value, root, 0)]
     while work:
         source, parent, key = work.pop()
+        size += VALUE_OVERHEAD
         if isinstance(source, dict):
-            target: Any = {}
-            parent[key] = target
-            for name, item in source.items():
-                if isinstance(item, (dict, list, _PieceList)):
-                    target[name] = None
-                    work.append((item, target, name))
-                else:
-                    target[name] = item
+            target: Any = dict(source)  # nested containers are replaced by their copies below
+            size += sum(map(len, target))
+            items: Iterable[Tuple[Any, Any]] = target.items()
         else:
             target = list(source)
-            parent[key] = target
-            for position, item in enumerate(target):
-                if isinstance(item, (dict, list, _PieceList)):
-                    work.append((item, target, position))
-    return root[0]
+            items = enumerate(target)
+        parent[key] = target
+        for name, item in items:
+            kind = type(item)
+            if kind is str:
+                size += VALUE_OVERHEAD + len(item)
+            elif kind in _SCALARS:
+                size += VALUE_OVERHEAD
+            elif isinstance(item, _CONTAINERS):
+                work.append((item, target, name))
+            else:  # not JSON, kept as it is (a str subclass counts as a string)
+                size += VALUE_OVERHEAD + (len(item) if isinstance(item, str) else 0)
+    return root[0], size
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain JSON values (lists, dicts)."""
+    return sized_copy(value)[0]
+
+
+_OPS = frozenset({"add", "replace", "remove"})
+
+
+def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
+    """The container at ``token`` of ``parent``, made (or made a :class:`_PieceList`) if need be."""
+    if type(parent) is dict:
+        child = parent.get(token)
+        if child is None:  # missing or null: the patch builds what its path needs
+            child = parent[token] = _empty_for(next_token)
+        elif type(child) is list:
+            child = parent[token] = _PieceList(child)
+        return child
+    if type(parent) is _PieceList:
+        index = _index(len(parent), token, path, allow_end=True)
+        if index == len(parent):
+            parent.append(_empty_for(next_token))
+        child = parent.get(index)
+        if type(child) is list:
+            child = _PieceList(child)
+            parent.set(index, child)
+        return child
+    raise PatchError(f"cannot descend into {type(parent).__name__} at {path[:80]!r}")
+
+
+def _change(parent: Any, last: str, op: str, path: str, value: Any) -> None:
+    if type(parent) is dict:
+        if op != "remove":
+            parent[last] = value
+        elif last in parent:
+            del parent[last]
+        else:
+            raise PatchError(f"nothing to remove at {path[:80]!r}")
+    elif type(parent) is _PieceList:
+        if op == "add":
+            if last == "-":
+                parent.append(value)
+            else:
+                parent.insert(_index(len(parent), last, path, allow_end=True), value)
+        elif op == "replace":
+            parent.set(_index(len(parent), last, path, allow_end=False), value)
+        else:
+            parent.delete(_index(len(parent), last, path, allow_end=False))
+    else:
+        raise PatchError(f"cannot patch into {type(parent).__name__} at {path[:80]!r}")
 
 
 class PatchedDocument:
-    """One message being built by patches; :meth:`value` gives it as plain JSON."""
+    """One message being built by patches; :meth:`value` gives it as plain JSON.
+
+    While every patch appends a string at ``/-`` (a text reply: nearly every patch flux0
+    sends) the document is a plain list of those strings, one ``list.append`` per piece; the
+    first other patch turns it into the general structure, once, in O(n).
+    """
 
     __slots__ = ("_root",)
 
     def __init__(self, value: Any = None) -> None:
         # Our own copy: patches change it in place, and neither the caller's document nor a
         # patch's value (still visible in its event) may change with it.
-        self._root: Any = _own(_plain(value))
+        self._root: Any = None if value is None else _own(_plain(value))
 
     def apply(self, patch: JsonPatch) -> None:
         """Apply one operation (``add``, ``replace`` or ``remove``).
@@ -243,84 +315,50 @@ class PatchedDocument:
         Missing containers on the way are created (a chunk may address ``/tool_calls/0``
         before any ``tool_calls`` exists).
         """
-        op = patch.op
-        if op not in ("add", "replace", "remove"):
-            raise PatchError(f"unsupported patch op {op[:40]!r} at {patch.path[:80]!r}")
-        root = self._root
-        if patch.path == "/-" and op == "add":  # a text piece: by far the most common patch
-            if root is None:
-                root = self._root = _PieceList()
-            if type(root) is _PieceList:
-                value = patch.value
-                root.append(value if type(value) is str else _plain(value))
-                return
-        tokens = _split(patch.path)
+        value = patch.value
+        if type(value) is str:
+            if patch.path == "/-" and patch.op == "add":
+                root = self._root
+                if type(root) is list:
+                    root.append(value)
+                    return
+                if root is None:
+                    self._root = [value]
+                    return
+        elif type(value) not in _SCALARS and patch.op != "remove":
+            value = _plain(value)
+        self.apply_own(patch.op, patch.path, value)
+
+    def apply_own(self, op: str, path: str, value: Any) -> None:
+        """:meth:`apply` with a value the document may keep as it is: one nobody else holds
+        (see :func:`sized_copy`) or a scalar. Always the general path."""
+        if op not in _OPS:
+            raise PatchError(f"unsupported patch op {op[:40]!r} at {path[:80]!r}")
+        tokens = _split(path)
         if not tokens:
-            self._root = None if op == "remove" else _own(_plain(patch.value))
+            self._root = None if op == "remove" else _own(value)
             return
-        if self._root is None:
-            self._root = _empty_for(tokens[0])
-        parent = self._root = _own(self._root)
-        for depth, token in enumerate(tokens[:-1]):
-            parent = self._child(parent, token, tokens[depth + 1], patch.path)
-        self._change(parent, tokens[-1], patch)
-
-    @staticmethod
-    def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
-        if isinstance(parent, dict):
-            child = parent.get(token, _MISSING)
-            if child is _MISSING or child is None:
-                child = _empty_for(next_token)
-            elif isinstance(child, list):
-                child = _own(child)
-            else:
-                return child
-            parent[token] = child
-            return child
-        if isinstance(parent, _PieceList):
-            index = _index(len(parent), token, path, allow_end=True)
-            if index == len(parent):
-                parent.insert(index, _empty_for(next_token))
-            child = parent.get(index)
-            if isinstance(child, list):
-                child = _own(child)
-                parent.set(index, child)
-            return child
-        raise PatchError(f"cannot descend into {type(parent).__name__} at {path[:80]!r}")
-
-    @staticmethod
-    def _change(parent: Any, last: str, patch: JsonPatch) -> None:
-        op, path = patch.op, patch.path
-        if isinstance(parent, dict):
-            if op == "remove":
-                if last not in parent:
-                    raise PatchError(f"nothing to remove at {path[:80]!r}")
-                del parent[last]
-            else:
-                value = patch.value
-                parent[last] = value if type(value) in _SCALARS else _plain(value)
-        elif isinstance(parent, _PieceList):
-            value = patch.value
-            if op != "remove" and type(value) not in _SCALARS:
-                value = _plain(value)
-            if op == "add":
-                if last == "-":
-                    parent.append(value)
-                else:
-                    parent.insert(_index(len(parent), last, path, allow_end=True), value)
-            elif op == "replace":
-                parent.set(_index(len(parent), last, path, allow_end=False), value)
-            else:
-                parent.delete(_index(len(parent), last, path, allow_end=False))
-        else:
-            raise PatchError(f"cannot patch into {type(parent).__name__} at {path[:80]!r}")
+        root = self._root
+        if root is None:
+            root = self._root = _empty_for(tokens[0])
+        elif type(root) is list:  # the text-only shape ends here
+            root = self._root = _PieceList(root)
+        parent = root
+        for depth in range(len(tokens) - 1):
+            parent = _child(parent, tokens[depth], tokens[depth + 1], path)
+        _change(parent, tokens[-1], op, path, value)
 
     def value(self) -> Any:
-        return _plain(self._root)
+        root = self._root
+        if type(root) is list:
+            return root.copy()  # strings only: nothing inside to copy
+        return _plain(root)
 
     def text(self) -> str:
         """A plain-text reply: the joined string pieces of a list, or a string as is."""
         root = self._root
+        if type(root) is list:
+            return "".join(root)
         if isinstance(root, str):
             return root
         if isinstance(root, _PieceList):
