@@ -13,6 +13,7 @@ list never has more than 10**18 items, so a longer index is out of range without
 
 from __future__ import annotations
 
+import marshal
 from itertools import chain
 from math import isqrt
 from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
@@ -104,11 +105,11 @@ class _PieceList:
     def __iter__(self) -> Iterator[Any]:
         return chain(chain.from_iterable(self._blocks), self._tail)
 
-    def get(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> Any:
         items, offset, _ = self._locate(index)
         return items[offset]
 
-    def set(self, index: int, value: Any) -> None:
+    def __setitem__(self, index: int, value: Any) -> None:
         items, offset, _ = self._locate(index)
         items[offset] = value
 
@@ -139,7 +140,7 @@ class _PieceList:
         else:
             self._grow(block, 1)
 
-    def delete(self, index: int) -> None:
+    def __delitem__(self, index: int) -> None:
         items, offset, block = self._locate(index)
         del items[offset]
         self._len -= 1
@@ -155,7 +156,11 @@ class _PieceList:
                 self._rebuild()
 
 
-Container = Union[Dict[str, Any], _PieceList]
+Container = Union[Dict[str, Any], List[Any], _PieceList]
+
+_LONG = _PieceList._MIN_BLOCK
+"""A plain list this long becomes a :class:`_PieceList` when a patch reaches into it; a
+shorter one stays plain, as an insert into it moves fewer pointers than a block's."""
 
 
 def _unescape(token: str) -> str:
@@ -189,12 +194,12 @@ def _index(length: int, token: str, path: str, *, allow_end: bool) -> int:
 
 
 def _empty_for(token: str) -> Container:
-    return _PieceList() if token == "-" or _is_index(token) else {}
+    return [] if token == "-" or _is_index(token) else {}
 
 
 def _own(value: Any) -> Any:
-    """A plain list becomes a :class:`_PieceList` when a patch first reaches into it."""
-    return _PieceList(value) if isinstance(value, list) else value
+    """A long plain list becomes a :class:`_PieceList` when a patch reaches into it."""
+    return _PieceList(value) if type(value) is list and len(value) >= _LONG else value
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -253,43 +258,46 @@ _OPS = frozenset({"add", "replace", "remove"})
 
 def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
     """The container at ``token`` of ``parent``, made (or made a :class:`_PieceList`) if need be."""
-    if type(parent) is dict:
+    kind = type(parent)
+    if kind is dict:
         child = parent.get(token)
         if child is None:  # missing or null: the patch builds what its path needs
             child = parent[token] = _empty_for(next_token)
-        elif type(child) is list:
+        elif type(child) is list and len(child) >= _LONG:
             child = parent[token] = _PieceList(child)
         return child
-    if type(parent) is _PieceList:
+    if kind is list or kind is _PieceList:
         index = _index(len(parent), token, path, allow_end=True)
         if index == len(parent):
-            parent.append(_empty_for(next_token))
-        child = parent.get(index)
-        if type(child) is list:
-            child = _PieceList(child)
-            parent.set(index, child)
+            child = _empty_for(next_token)
+            parent.append(child)
+            return child
+        child = parent[index]
+        if type(child) is list and len(child) >= _LONG:
+            child = parent[index] = _PieceList(child)
         return child
     raise PatchError(f"cannot descend into {type(parent).__name__} at {path[:80]!r}")
 
 
 def _change(parent: Any, last: str, op: str, path: str, value: Any) -> None:
-    if type(parent) is dict:
+    kind = type(parent)
+    if kind is dict:
         if op != "remove":
             parent[last] = value
         elif last in parent:
             del parent[last]
         else:
             raise PatchError(f"nothing to remove at {path[:80]!r}")
-    elif type(parent) is _PieceList:
+    elif kind is list or kind is _PieceList:
         if op == "add":
             if last == "-":
                 parent.append(value)
             else:
                 parent.insert(_index(len(parent), last, path, allow_end=True), value)
         elif op == "replace":
-            parent.set(_index(len(parent), last, path, allow_end=False), value)
+            parent[_index(len(parent), last, path, allow_end=False)] = value
         else:
-            parent.delete(_index(len(parent), last, path, allow_end=False))
+            del parent[_index(len(parent), last, path, allow_end=False)]
     else:
         raise PatchError(f"cannot patch into {type(parent).__name__} at {path[:80]!r}")
 
@@ -297,9 +305,9 @@ def _change(parent: Any, last: str, op: str, path: str, value: Any) -> None:
 class PatchedDocument:
     """One message being built by patches; :meth:`value` gives it as plain JSON.
 
-    While every patch appends a string at ``/-`` (a text reply: nearly every patch flux0
-    sends) the document is a plain list of those strings, one ``list.append`` per piece; the
-    first other patch turns it into the general structure, once, in O(n).
+    Its lists are plain lists until a patch reaches into one of :data:`_LONG` items or more,
+    which becomes a :class:`_PieceList` then, once, in O(n). A string appended at ``/-`` (a
+    text reply: nearly every patch flux0 sends) is one ``list.append``, at any length.
     """
 
     __slots__ = ("_root",)
@@ -319,7 +327,7 @@ class PatchedDocument:
         if type(value) is str:
             if patch.path == "/-" and patch.op == "add":
                 root = self._root
-                if type(root) is list:
+                if type(root) is list or type(root) is _PieceList:
                     root.append(value)
                     return
                 if root is None:
@@ -341,7 +349,7 @@ class PatchedDocument:
         root = self._root
         if root is None:
             root = self._root = _empty_for(tokens[0])
-        elif type(root) is list:  # the text-only shape ends here
+        elif type(root) is list and len(root) >= _LONG:
             root = self._root = _PieceList(root)
         parent = root
         for depth in range(len(tokens) - 1):
@@ -350,20 +358,28 @@ class PatchedDocument:
 
     def value(self) -> Any:
         root = self._root
-        if type(root) is list:
-            return root.copy()  # strings only: nothing inside to copy
-        return _plain(root)
+        if type(root) in _SCALARS:
+            return root
+        try:
+            # The same copy as _plain's, made in C: marshal's format (version 2 has no shared
+            # references) holds every JSON value exactly, floats too.
+            return marshal.loads(marshal.dumps(root, 2))  # noqa: S302 - bytes made just above
+        except ValueError:  # a _PieceList, nesting deeper than marshal goes, or no JSON value
+            return _plain(root)
 
     def text(self) -> str:
         """A plain-text reply: the joined string pieces of a list, or a string as is."""
         root = self._root
         if type(root) is list:
-            return "".join(root)
-        if isinstance(root, str):
+            try:
+                return "".join(root)
+            except TypeError:
+                pass  # not only strings: the general case below
+        elif isinstance(root, str):
             return root
-        if isinstance(root, _PieceList):
-            return "".join(piece for piece in root if isinstance(piece, str))
-        return ""
+        elif type(root) is not _PieceList:
+            return ""
+        return "".join(piece for piece in root if isinstance(piece, str))
 
 
 def apply_patch(document: Any, patch: JsonPatch) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Tuple, Type, Union, cast
+from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Optional, Tuple, Type, Union, cast
 
 from .aio import StreamWorker
 from .errors import ConfigError, ContentTypeError, DecodeError, ResponseTooLargeError, StreamError
@@ -110,40 +110,51 @@ class ReplyAssembler:
         self._error: Any = None
 
     def add(self, event: StreamEvent) -> None:
-        if isinstance(event, ChunkEvent):
-            patches = event.patches
-            kept = self.kept_bytes
-            # Every value is measured, and copied for the document to keep, before any is
-            # applied: an event over the cap changes no document.
-            values: List[Any] = []
-            for patch in patches:
-                value = patch.value
-                if patch.op == "remove":
-                    pass  # nothing kept
-                elif type(value) is str:  # a text piece, by far the most common value
-                    kept += VALUE_OVERHEAD + len(value)
-                else:
-                    value, size = sized_copy(value)
-                    kept += size
-                values.append(value)
-            self.kept_bytes = kept
-            if kept > self.max_bytes:
-                raise ResponseTooLargeError(
-                    f"the streamed reply holds over {self.max_bytes} bytes (max_bytes of ReplyAssembler)"
-                )
-            document = self._documents.get(event.event_id)
-            if document is None:
-                document = self._documents[event.event_id] = PatchedDocument()
-            for patch, value in zip(patches, values):
-                if type(value) is str:
-                    document.apply(patch)  # its fast path for text pieces
-                else:
-                    document.apply_own(patch.op, patch.path, value)
-        elif isinstance(event, StatusEvent):
-            data = event.data
+        kind = type(event)  # an exact type test first: isinstance() on a model class is slow
+        if kind is ChunkEvent or (kind is not StatusEvent and isinstance(event, ChunkEvent)):
+            self._add_chunk(cast(ChunkEvent, event))
+        elif kind is StatusEvent or isinstance(event, StatusEvent):
+            data = cast(StatusEvent, event).data
             self._statuses.append(data.status)
             if data.status == "error":
                 self._error = data.data if data.data not in (None, {}) else "error"
+
+    def _add_chunk(self, event: ChunkEvent) -> None:
+        patches = event.patches
+        kept = self.kept_bytes
+        # Every value is measured, and copied for the document to keep, before any is
+        # applied: an event over the cap changes no document.
+        copies: Optional[List[Any]] = None  # of the values that are not strings, in order
+        for patch in patches:
+            value = patch.value
+            if patch.op == "remove":
+                pass  # nothing kept
+            elif type(value) is str:  # a text piece, by far the most common value
+                kept += VALUE_OVERHEAD + len(value)
+            else:
+                value, size = sized_copy(value)
+                kept += size
+                if copies is None:
+                    copies = []
+                copies.append(value)
+        self.kept_bytes = kept
+        if kept > self.max_bytes:
+            raise ResponseTooLargeError(
+                f"the streamed reply holds over {self.max_bytes} bytes (max_bytes of ReplyAssembler)"
+            )
+        document = self._documents.get(event.event_id)
+        if document is None:
+            document = self._documents[event.event_id] = PatchedDocument()
+        if copies is None:
+            for patch in patches:
+                document.apply(patch)
+            return
+        owned = iter(copies)
+        for patch in patches:
+            if patch.op == "remove" or type(patch.value) is str:
+                document.apply(patch)
+            else:
+                document.apply_own(patch.op, patch.path, next(owned))
 
     def document(self, event_id: str) -> Any:
         """The message ``event_id`` as plain JSON so far (a copy), or None."""
