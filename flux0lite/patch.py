@@ -333,23 +333,26 @@ class PatchedDocument:
         Missing containers on the way are created (a chunk may address ``/tool_calls/0``
         before any ``tool_calls`` exists).
         """
-        value = patch.value
-        if type(value) is str:
-            if patch.path == "/-" and patch.op == "add":
-                root = self._root
-                if type(root) is list or type(root) is _PieceList:
-                    root.append(value)
-                    return
-                if root is None:
-                    self._root = [value]
-                    return
-        elif type(value) not in _SCALARS and patch.op != "remove":
+        op, value = patch.op, patch.value
+        if op != "remove" and type(value) not in _SCALARS:
             value = _plain(value)
-        self.apply_own(patch.op, patch.path, value)
+        self.apply_own(op, patch.path, value)
 
     def apply_own(self, op: str, path: str, value: Any) -> None:
         """:meth:`apply` with a value the document may keep as it is: one nobody else holds
-        (see :func:`sized_copy`) or a scalar. Always the general path."""
+        (see :func:`sized_copy`) or a scalar."""
+        if type(value) is str and path == "/-" and op == "add":
+            root = self._root
+            if type(root) is list or type(root) is _PieceList:
+                root.append(value)
+                return
+            if root is None:
+                self._root = [value]
+                return
+        self._apply(op, path, value)
+
+    def _apply(self, op: str, path: str, value: Any) -> None:
+        """The general path, for every operation."""
         if op not in _OPS:
             raise PatchError(f"unsupported patch op {op[:40]!r} at {path[:80]!r}")
         tokens = _split(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Optional, Tuple, Type, Union, cast
+from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Tuple, Type, Union, cast
 
 from .aio import StreamWorker
 from .errors import ConfigError, ContentTypeError, DecodeError, ResponseTooLargeError, StreamError
@@ -124,19 +124,17 @@ class ReplyAssembler:
         kept = self.kept_bytes
         # Every value is measured, and copied for the document to keep, before any is
         # applied: an event over the cap changes no document.
-        copies: Optional[List[Any]] = None  # of the values that are not strings, in order
+        owned: List[Tuple[str, str, Any]] = []  # each patch's fields, read once (op, path, value)
         for patch in patches:
-            value = patch.value
-            if patch.op == "remove":
+            op, value = patch.op, patch.value
+            if op == "remove":
                 pass  # nothing kept
             elif type(value) is str:  # a text piece, by far the most common value
                 kept += VALUE_OVERHEAD + len(value)
             else:
                 value, size = sized_copy(value)
                 kept += size
-                if copies is None:
-                    copies = []
-                copies.append(value)
+            owned.append((op, patch.path, value))
         self.kept_bytes = kept
         if kept > self.max_bytes:
             raise ResponseTooLargeError(
@@ -145,16 +143,8 @@ class ReplyAssembler:
         document = self._documents.get(event.event_id)
         if document is None:
             document = self._documents[event.event_id] = PatchedDocument()
-        if copies is None:
-            for patch in patches:
-                document.apply(patch)
-            return
-        owned = iter(copies)
-        for patch in patches:
-            if patch.op == "remove" or type(patch.value) is str:
-                document.apply(patch)
-            else:
-                document.apply_own(patch.op, patch.path, next(owned))
+        for op, path, value in owned:
+            document.apply_own(op, path, value)
 
     def document(self, event_id: str) -> Any:
         """The message ``event_id`` as plain JSON so far (a copy), or None."""

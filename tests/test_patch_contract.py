@@ -4,7 +4,7 @@ Contract: whatever the patches and the starting document (hostile values include
 numbers, NaN, lone surrogates, unknown ops, bad paths), the fast paths give the same document,
 text, kept size and error (type and message) as the general path: every list a
 :class:`_PieceList` from its first touch, every value copied by the Python walk, every patch
-through ``apply_own``.
+through ``_apply``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class _General:
     def apply(self, patch: JsonPatch) -> None:
         value = patch.value if patch.op == "remove" else patch_module._plain(patch.value)
         with _long_lists_from(0):
-            self.document.apply_own(patch.op, patch.path, value)
+            self.document._apply(patch.op, patch.path, value)
 
     def value(self) -> Any:
         return patch_module._plain(self.document._root)
