@@ -3,8 +3,10 @@
 A reply starts as nothing; ``/-`` appends to a list (of text pieces, usually), other paths build
 an object, e.g. ``/tool_calls/0/args/-``. :class:`PatchedDocument` keeps the message being
 built; every operation costs O(log n) in the length of the list it touches (plus the path's
-length), so a hostile stream of inserts at ``/0`` is n log n, not n squared. The document is
-turned into plain JSON values (lists and dicts) only when asked for.
+length), so a hostile stream of inserts at ``/0`` is n log n, not n squared: a list is a
+plain Python list while it is shorter than one block of :class:`_PieceList` (an insert into it
+moves fewer pointers than a block's), and becomes one when a patch reaches into it longer.
+The document is turned into plain JSON values (lists and dicts) only when asked for.
 
 Limits against hostile paths, each a :class:`PatchError`: at most :data:`MAX_PATH_DEPTH`
 tokens; array indexes are ASCII digits without leading zeros (``/²`` is not an index) and a
