@@ -3,8 +3,10 @@
 A reply starts as nothing; ``/-`` appends to a list (of text pieces, usually), other paths build
 an object, e.g. ``/tool_calls/0/args/-``. :class:`PatchedDocument` keeps the message being
 built; every operation costs O(log n) in the length of the list it touches (plus the path's
-length), so a hostile stream of inserts at ``/0`` is n log n, not n squared. The document is
-turned into plain JSON values (lists and dicts) only when asked for.
+length), so a hostile stream of inserts at ``/0`` is n log n, not n squared: a list is a
+plain Python list while it is shorter than one block of :class:`_PieceList` (an insert into it
+moves fewer pointers than a block's), and becomes one when a patch reaches into it longer.
+The document is turned into plain JSON values (lists and dicts) only when asked for.
 
 Limits against hostile paths, each a :class:`PatchError`: at most :data:`MAX_PATH_DEPTH`
 tokens; array indexes are ASCII digits without leading zeros (``/²`` is not an index) and a
@@ -13,6 +15,7 @@ list never has more than 10**18 items, so a longer index is out of range without
 
 from __future__ import annotations
 
+import marshal
 from itertools import chain
 from math import isqrt
 from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
@@ -20,13 +23,13 @@ from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
 from .errors import PatchError
 from .models import JsonPatch
 
-__all__ = ["MAX_PATH_DEPTH", "PatchedDocument", "apply_patch", "apply_patches", "document_text"]
+__all__ = ["MAX_PATH_DEPTH", "VALUE_OVERHEAD", "PatchedDocument", "apply_patch", "apply_patches", "document_text"]
+__all__ += ["sized_copy"]
 
 MAX_PATH_DEPTH = 64
 """Most tokens a patch path may have (flux0's deepest is 4: ``/tool_calls/0/args/-``)."""
 
 _MAX_INDEX_DIGITS = 18
-_MISSING = object()
 
 
 class _PieceList:
@@ -104,11 +107,11 @@ class _PieceList:
     def __iter__(self) -> Iterator[Any]:
         return chain(chain.from_iterable(self._blocks), self._tail)
 
-    def get(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> Any:
         items, offset, _ = self._locate(index)
         return items[offset]
 
-    def set(self, index: int, value: Any) -> None:
+    def __setitem__(self, index: int, value: Any) -> None:
         items, offset, _ = self._locate(index)
         items[offset] = value
 
@@ -139,7 +142,7 @@ class _PieceList:
         else:
             self._grow(block, 1)
 
-    def delete(self, index: int) -> None:
+    def __delitem__(self, index: int) -> None:
         items, offset, block = self._locate(index)
         del items[offset]
         self._len -= 1
@@ -155,7 +158,11 @@ class _PieceList:
                 self._rebuild()
 
 
-Container = Union[Dict[str, Any], _PieceList]
+Container = Union[Dict[str, Any], List[Any], _PieceList]
+
+_LONG = _PieceList._MIN_BLOCK
+"""A plain list this long becomes a :class:`_PieceList` when a patch reaches into it; a
+shorter one stays plain, as an insert into it moves fewer pointers than a block's."""
 
 
 def _unescape(token: str) -> str:
@@ -189,53 +196,138 @@ def _index(length: int, token: str, path: str, *, allow_end: bool) -> int:
 
 
 def _empty_for(token: str) -> Container:
-    return _PieceList() if token == "-" or _is_index(token) else {}
+    return [] if token == "-" or _is_index(token) else {}
 
 
 def _own(value: Any) -> Any:
-    """A plain list becomes a :class:`_PieceList` when a patch first reaches into it."""
-    return _PieceList(value) if isinstance(value, list) else value
+    """A long plain list becomes a :class:`_PieceList` when a patch reaches into it."""
+    return _PieceList(value) if type(value) is list and len(value) >= _LONG else value
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _plain(value: Any) -> Any:
-    """A deep copy as plain JSON values (lists, dicts): no recursion, so any depth is fine."""
-    if type(value) in _SCALARS or not isinstance(value, (dict, list, _PieceList)):
-        return value
+VALUE_OVERHEAD = 64
+"""Bytes :func:`sized_copy` charges per JSON value, about a small Python object's size."""
+
+_CONTAINERS = (dict, list, _PieceList)
+
+
+def sized_copy(value: Any) -> Tuple[Any, int]:
+    """A deep copy as plain JSON values (lists, dicts), and the memory it holds, estimated:
+    :data:`VALUE_OVERHEAD` bytes per value (each string, number, list or object) plus one per
+    character of every string and object key. No recursion: any depth is fine."""
+    kind = type(value)
+    if kind is str:
+        return value, VALUE_OVERHEAD + len(value)
+    if kind in _SCALARS or not isinstance(value, _CONTAINERS):
+        return value, VALUE_OVERHEAD + (len(value) if isinstance(value, str) else 0)
+    size = 0
     root: List[Any] = [None]
     # (source container, target container, key or index in the parent target)
     work: List[Tuple[Any, Any, Any]] = [(value, root, 0)]
     while work:
         source, parent, key = work.pop()
+        size += VALUE_OVERHEAD
+        # Two copies of one loop, for objects and for lists: this walk runs on every patch
+        # value that is not a string, and a shared loop costs a call or a test per item.
         if isinstance(source, dict):
-            target: Any = {}
-            parent[key] = target
-            for name, item in source.items():
-                if isinstance(item, (dict, list, _PieceList)):
-                    target[name] = None
+            target: Any = dict(source)  # nested containers are replaced by their copies below
+            for name, item in target.items():
+                kind = type(item)
+                if kind is str:
+                    size += VALUE_OVERHEAD + len(item) + len(name)
+                elif kind in _SCALARS:
+                    size += VALUE_OVERHEAD + len(name)
+                elif isinstance(item, _CONTAINERS):
+                    size += len(name)
                     work.append((item, target, name))
-                else:
-                    target[name] = item
+                else:  # not JSON, kept as it is (a str subclass counts as a string)
+                    size += VALUE_OVERHEAD + len(name) + (len(item) if isinstance(item, str) else 0)
         else:
             target = list(source)
-            parent[key] = target
             for position, item in enumerate(target):
-                if isinstance(item, (dict, list, _PieceList)):
+                kind = type(item)
+                if kind is str:
+                    size += VALUE_OVERHEAD + len(item)
+                elif kind in _SCALARS:
+                    size += VALUE_OVERHEAD
+                elif isinstance(item, _CONTAINERS):
                     work.append((item, target, position))
-    return root[0]
+                else:
+                    size += VALUE_OVERHEAD + (len(item) if isinstance(item, str) else 0)
+        parent[key] = target
+    return root[0], size
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain JSON values (lists, dicts)."""
+    return sized_copy(value)[0]
+
+
+_OPS = frozenset({"add", "replace", "remove"})
+
+
+def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
+    """The container at ``token`` of ``parent``, made (or made a :class:`_PieceList`) if need be."""
+    kind = type(parent)
+    if kind is dict:
+        child = parent.get(token)
+        if child is None:  # missing or null: the patch builds what its path needs
+            child = parent[token] = _empty_for(next_token)
+        elif type(child) is list and len(child) >= _LONG:
+            child = parent[token] = _PieceList(child)
+        return child
+    if kind is list or kind is _PieceList:
+        index = _index(len(parent), token, path, allow_end=True)
+        if index == len(parent):
+            child = _empty_for(next_token)
+            parent.append(child)
+            return child
+        child = parent[index]
+        if type(child) is list and len(child) >= _LONG:
+            child = parent[index] = _PieceList(child)
+        return child
+    raise PatchError(f"cannot descend into {type(parent).__name__} at {path[:80]!r}")
+
+
+def _change(parent: Any, last: str, op: str, path: str, value: Any) -> None:
+    kind = type(parent)
+    if kind is dict:
+        if op != "remove":
+            parent[last] = value
+        elif last in parent:
+            del parent[last]
+        else:
+            raise PatchError(f"nothing to remove at {path[:80]!r}")
+    elif kind is list or kind is _PieceList:
+        if op == "add":
+            if last == "-":
+                parent.append(value)
+            else:
+                parent.insert(_index(len(parent), last, path, allow_end=True), value)
+        elif op == "replace":
+            parent[_index(len(parent), last, path, allow_end=False)] = value
+        else:
+            del parent[_index(len(parent), last, path, allow_end=False)]
+    else:
+        raise PatchError(f"cannot patch into {type(parent).__name__} at {path[:80]!r}")
 
 
 class PatchedDocument:
-    """One message being built by patches; :meth:`value` gives it as plain JSON."""
+    """One message being built by patches; :meth:`value` gives it as plain JSON.
+
+    Its lists are plain lists until a patch reaches into one of :data:`_LONG` items or more,
+    which becomes a :class:`_PieceList` then, once, in O(n). A string appended at ``/-`` (a
+    text reply: nearly every patch flux0 sends) is one ``list.append``, at any length.
+    """
 
     __slots__ = ("_root",)
 
     def __init__(self, value: Any = None) -> None:
         # Our own copy: patches change it in place, and neither the caller's document nor a
         # patch's value (still visible in its event) may change with it.
-        self._root: Any = _own(_plain(value))
+        self._root: Any = None if value is None else _own(_plain(value))
 
     def apply(self, patch: JsonPatch) -> None:
         """Apply one operation (``add``, ``replace`` or ``remove``).
@@ -243,89 +335,66 @@ class PatchedDocument:
         Missing containers on the way are created (a chunk may address ``/tool_calls/0``
         before any ``tool_calls`` exists).
         """
-        op = patch.op
-        if op not in ("add", "replace", "remove"):
-            raise PatchError(f"unsupported patch op {op[:40]!r} at {patch.path[:80]!r}")
-        root = self._root
-        if patch.path == "/-" and op == "add":  # a text piece: by far the most common patch
-            if root is None:
-                root = self._root = _PieceList()
-            if type(root) is _PieceList:
-                value = patch.value
-                root.append(value if type(value) is str else _plain(value))
+        op, value = patch.op, patch.value
+        if op != "remove" and type(value) not in _SCALARS:
+            value = _plain(value)
+        self.apply_own(op, patch.path, value)
+
+    def apply_own(self, op: str, path: str, value: Any) -> None:
+        """:meth:`apply` with a value the document may keep as it is: one nobody else holds
+        (see :func:`sized_copy`) or a scalar."""
+        if type(value) is str and path == "/-" and op == "add":
+            root = self._root
+            if type(root) is list or type(root) is _PieceList:
+                root.append(value)
                 return
-        tokens = _split(patch.path)
+            if root is None:
+                self._root = [value]
+                return
+        self._apply(op, path, value)
+
+    def _apply(self, op: str, path: str, value: Any) -> None:
+        """The general path, for every operation."""
+        if op not in _OPS:
+            raise PatchError(f"unsupported patch op {op[:40]!r} at {path[:80]!r}")
+        tokens = _split(path)
         if not tokens:
-            self._root = None if op == "remove" else _own(_plain(patch.value))
+            self._root = None if op == "remove" else _own(value)
             return
-        if self._root is None:
-            self._root = _empty_for(tokens[0])
-        parent = self._root = _own(self._root)
-        for depth, token in enumerate(tokens[:-1]):
-            parent = self._child(parent, token, tokens[depth + 1], patch.path)
-        self._change(parent, tokens[-1], patch)
-
-    @staticmethod
-    def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
-        if isinstance(parent, dict):
-            child = parent.get(token, _MISSING)
-            if child is _MISSING or child is None:
-                child = _empty_for(next_token)
-            elif isinstance(child, list):
-                child = _own(child)
-            else:
-                return child
-            parent[token] = child
-            return child
-        if isinstance(parent, _PieceList):
-            index = _index(len(parent), token, path, allow_end=True)
-            if index == len(parent):
-                parent.insert(index, _empty_for(next_token))
-            child = parent.get(index)
-            if isinstance(child, list):
-                child = _own(child)
-                parent.set(index, child)
-            return child
-        raise PatchError(f"cannot descend into {type(parent).__name__} at {path[:80]!r}")
-
-    @staticmethod
-    def _change(parent: Any, last: str, patch: JsonPatch) -> None:
-        op, path = patch.op, patch.path
-        if isinstance(parent, dict):
-            if op == "remove":
-                if last not in parent:
-                    raise PatchError(f"nothing to remove at {path[:80]!r}")
-                del parent[last]
-            else:
-                value = patch.value
-                parent[last] = value if type(value) in _SCALARS else _plain(value)
-        elif isinstance(parent, _PieceList):
-            value = patch.value
-            if op != "remove" and type(value) not in _SCALARS:
-                value = _plain(value)
-            if op == "add":
-                if last == "-":
-                    parent.append(value)
-                else:
-                    parent.insert(_index(len(parent), last, path, allow_end=True), value)
-            elif op == "replace":
-                parent.set(_index(len(parent), last, path, allow_end=False), value)
-            else:
-                parent.delete(_index(len(parent), last, path, allow_end=False))
-        else:
-            raise PatchError(f"cannot patch into {type(parent).__name__} at {path[:80]!r}")
+        root = self._root
+        if root is None:
+            root = self._root = _empty_for(tokens[0])
+        elif type(root) is list and len(root) >= _LONG:
+            root = self._root = _PieceList(root)
+        parent = root
+        for depth in range(len(tokens) - 1):
+            parent = _child(parent, tokens[depth], tokens[depth + 1], path)
+        _change(parent, tokens[-1], op, path, value)
 
     def value(self) -> Any:
-        return _plain(self._root)
+        root = self._root
+        if type(root) in _SCALARS:
+            return root
+        try:
+            # The same copy as _plain's, made in C: marshal's format (version 2 has no shared
+            # references) holds every JSON value exactly, floats too.
+            return marshal.loads(marshal.dumps(root, 2))  # noqa: S302 - bytes made just above
+        except ValueError:  # a _PieceList, nesting deeper than marshal goes, or no JSON value
+            return _plain(root)
 
     def text(self) -> str:
         """A plain-text reply: the joined string pieces of a list, or a string as is."""
         root = self._root
-        if isinstance(root, str):
+        if type(root) is list:
+            try:
+                return "".join(root)
+            except TypeError:
+                pass  # not only strings: the general case below
+        elif isinstance(root, str):
             return root
-        if isinstance(root, _PieceList):
-            return "".join(piece for piece in root if isinstance(piece, str))
-        return ""
+        elif type(root) is not _PieceList:
+            return ""
+        return "".join(piece for piece in root if isinstance(piece, str))
 
 
 def apply_patch(document: Any, patch: JsonPatch) -> Any:

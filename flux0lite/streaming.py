@@ -15,7 +15,7 @@ from .aio import StreamWorker
 from .errors import ConfigError, ContentTypeError, DecodeError, ResponseTooLargeError, StreamError
 from .jsonmodel import spec_of
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
-from .patch import PatchedDocument
+from .patch import VALUE_OVERHEAD, PatchedDocument, sized_copy
 from .sse import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, StreamingResponse
 
@@ -32,28 +32,6 @@ _DONE = object()
 
 DEFAULT_MAX_REPLY_BYTES = DEFAULT_MAX_RESPONSE_BYTES
 """What a :class:`ReplyAssembler` keeps at most, by default: the default body limit, 256 MiB."""
-
-_VALUE_OVERHEAD = 64  # bytes charged per JSON value kept, about a small Python object's size
-
-
-def kept_size(value: Any) -> int:
-    """The memory a patch value adds to a reply, estimated: 64 bytes per value (each string,
-    number, list or object) plus one per character of every string and object key."""
-    if isinstance(value, str):
-        return _VALUE_OVERHEAD + len(value)
-    size = 0
-    pending = [value]
-    while pending:  # no recursion: values nest as deep as the JSON decoder allows
-        item = pending.pop()
-        size += _VALUE_OVERHEAD
-        if isinstance(item, str):
-            size += len(item)
-        elif isinstance(item, dict):
-            size += sum(len(key) for key in item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return size
 
 
 def not_a_stream(method: str, url: str, content_type: str) -> ContentTypeError:
@@ -117,7 +95,7 @@ class ReplyAssembler:
     """Applies chunk patches per ``event_id`` in arrival order; feed it every stream event.
 
     What it keeps is bounded: once the values added by patches exceed ``max_bytes`` (estimated
-    by :func:`kept_size`; replaced or removed values are not refunded) it raises
+    by :func:`~flux0lite.patch.sized_copy`; replaced or removed values are not refunded) it raises
     :class:`ResponseTooLargeError`, so a stream that never stops cannot exhaust memory.
     Every patch costs O(log n) in the length of the list it touches (see :mod:`.patch`).
     """
@@ -132,29 +110,41 @@ class ReplyAssembler:
         self._error: Any = None
 
     def add(self, event: StreamEvent) -> None:
-        if isinstance(event, ChunkEvent):
-            patches = event.patches
-            kept = self.kept_bytes
-            for patch in patches:
-                if patch.op != "remove":
-                    value = patch.value
-                    # a text piece, by far the most common value, without kept_size's loop
-                    kept += _VALUE_OVERHEAD + len(value) if type(value) is str else kept_size(value)
-            self.kept_bytes = kept
-            if kept > self.max_bytes:
-                raise ResponseTooLargeError(
-                    f"the streamed reply holds over {self.max_bytes} bytes (max_bytes of ReplyAssembler)"
-                )
-            document = self._documents.get(event.event_id)
-            if document is None:
-                document = self._documents[event.event_id] = PatchedDocument()
-            for patch in patches:
-                document.apply(patch)
-        elif isinstance(event, StatusEvent):
-            data = event.data
+        kind = type(event)  # an exact type test first: isinstance() on a model class is slow
+        if kind is ChunkEvent or (kind is not StatusEvent and isinstance(event, ChunkEvent)):
+            self._add_chunk(cast(ChunkEvent, event))
+        elif kind is StatusEvent or isinstance(event, StatusEvent):
+            data = cast(StatusEvent, event).data
             self._statuses.append(data.status)
             if data.status == "error":
                 self._error = data.data if data.data not in (None, {}) else "error"
+
+    def _add_chunk(self, event: ChunkEvent) -> None:
+        patches = event.patches
+        kept = self.kept_bytes
+        # Every value is measured, and copied for the document to keep, before any is
+        # applied: an event over the cap changes no document.
+        owned: List[Tuple[str, str, Any]] = []  # each patch's fields, read once (op, path, value)
+        for patch in patches:
+            op, value = patch.op, patch.value
+            if op == "remove":
+                pass  # nothing kept
+            elif type(value) is str:  # a text piece, by far the most common value
+                kept += VALUE_OVERHEAD + len(value)
+            else:
+                value, size = sized_copy(value)
+                kept += size
+            owned.append((op, patch.path, value))
+        self.kept_bytes = kept
+        if kept > self.max_bytes:
+            raise ResponseTooLargeError(
+                f"the streamed reply holds over {self.max_bytes} bytes (max_bytes of ReplyAssembler)"
+            )
+        document = self._documents.get(event.event_id)
+        if document is None:
+            document = self._documents[event.event_id] = PatchedDocument()
+        for op, path, value in owned:
+            document.apply_own(op, path, value)
 
     def document(self, event_id: str) -> Any:
         """The message ``event_id`` as plain JSON so far (a copy), or None."""
