@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import operator
 import queue
 import random
 import time
@@ -68,6 +69,7 @@ _FLUSH_EVERY = 1.0
 _READ_AHEAD = 200  # with once=True: sessions whose checkpoints are read in one query at dispatch
 _GC_YOUNG = 20_000  # allocations between young-generation collections while the loop runs (see run)
 Emit = Callable[[Any], None]
+_TEXT_OF = operator.itemgetter(1)  # RawEvent.text
 
 
 def _outage(error: Optional[Flux0Error]) -> bool:
@@ -92,7 +94,7 @@ def _events_of(message: Message) -> Sequence[RawEvent]:
 
 def _size_of(events: Sequence[RawEvent]) -> int:
     """Characters of JSON text: with the count, what bounds a transaction (and the memory it holds)."""
-    return sum(len(event.text) for event in events)
+    return sum(map(len, map(_TEXT_OF, events)))  # in C: this runs twice for every event read
 
 
 def _unpacked(message: Message, size: int) -> Iterator[Message]:
