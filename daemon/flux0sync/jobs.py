@@ -59,6 +59,7 @@ __all__ = [
     "list_agents",
     "retrieve_sessions",
     "SessionWriter",
+    "NOTHING_WRITTEN",
     "Warnings",
 ]
 
@@ -79,6 +80,8 @@ MAX_BATCH_CHARS = 4 * 1024 * 1024
 # An events answer up to this size is read whole by the worker and parsed by the writer (see
 # Fetched); the result queue holds a few of them at most, so memory stays bounded.
 _WHOLE_BODY_MAX = 1024 * 1024
+# What SessionWriter.write_many reports for a batch that held no rows (its checkpoint unknown: -1).
+NOTHING_WRITTEN = WriteResult(0, 0, 0, -1)
 # Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
 # this keeps a 100k-session listing to a few MB in flight.
 LISTING_PAGE = 200
@@ -303,10 +306,11 @@ def _events_path(session_id: str) -> str:
 
 def highest_offset(events: Sequence[RawEvent], highest: int) -> int:
     """The highest integer offset of ``events``, or ``highest`` if that is higher."""
-    for event in events:
-        offset = event.doc.get("offset") if type(event.doc) is dict else None
-        if type(offset) is int and offset > highest:
-            highest = offset
+    for doc, _ in events:  # unpacked, not read by attribute: this runs twice for every event read
+        if type(doc) is dict:
+            offset = doc.get("offset")
+            if type(offset) is int and offset > highest:
+                highest = offset
     return highest
 
 
@@ -424,28 +428,33 @@ def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callabl
 
 
 class SessionWriter:
-    """The writer's half of a poll: batches with their checkpoints, clashes, gaps."""
+    """The writer's half of a poll: batches with their checkpoints, clashes, gaps.
+
+    It remembers which sessions have open gaps (read once, then kept by every reconcile it
+    runs), so that after a poll it reads nothing: the poll knows its checkpoint from its writes.
+    """
 
     def __init__(self, store: Archive, gap_patience: float) -> None:
         self.store = store
         self.gap_patience = gap_patience
+        self._gapped: Optional[Set[str]] = None  # sessions with an open gap, read at the first finish
 
-    def write(self, session_id: str, batch: Sequence[RawEvent]) -> int:
-        """Store one batch; returns how many events were new."""
+    def write(self, session_id: str, batch: Sequence[RawEvent]) -> WriteResult:
+        """Store one batch; returns what it did (how many events were new, the checkpoint)."""
         result = self.store.write_batch(session_id, batch)
         self._report(session_id, result)
-        return result.inserted
+        return result
 
-    def write_many(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> List[Union[int, Exception]]:
-        """Store the batches of several sessions: for each, how many events were new, or the
-        error (one of ``BATCH_FAILURES``) that kept it out.
+    def write_many(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> List[Union[WriteResult, Exception]]:
+        """Store the batches of several sessions: for each, what it did (a batch without rows
+        gives NOTHING_WRITTEN), or the error (one of ``BATCH_FAILURES``) that kept it out.
 
         On SQLite (``write_rows``) they share one transaction, each batch with its own
         checkpoint. A batch with an event that has no id is left out before anything is
         written, and if the disk fills up each batch is tried alone, so one oversized batch
         costs only its own session.
         """
-        outcome: List[Union[int, Exception]] = [0] * len(batches)
+        outcome: List[Union[WriteResult, Exception]] = [NOTHING_WRITTEN] * len(batches)
         failed: Dict[str, Exception] = {}  # a session's later batches wait for its failed one: left out too
         write_rows = getattr(self.store, "write_rows", None)
         if write_rows is None or len(batches) == 1:  # PostgreSQL: one transaction per batch
@@ -482,16 +491,16 @@ class SessionWriter:
             return outcome
         for (n, session_id, _), result in zip(pending, results):
             self._report(session_id, result)
-            outcome[n] = result.inserted
+            outcome[n] = result
         return outcome
 
-    def _write_alone(self, write_rows: Any, session_id: str, rows: List[EventRow]) -> Union[int, Exception]:
+    def _write_alone(self, write_rows: Any, session_id: str, rows: List[EventRow]) -> Union[WriteResult, Exception]:
         try:
             result: WriteResult = write_rows([(session_id, rows)])[0]
         except BATCH_FAILURES as exc:
             return exc
         self._report(session_id, result)
-        return result.inserted
+        return result
 
     @staticmethod
     def _report(session_id: str, result: WriteResult) -> None:
@@ -503,11 +512,23 @@ class SessionWriter:
                 result.conflicts,
             )
 
-    def finish(self, session_id: str, highest_seen: int) -> None:
-        """After a complete answer: hold an offset gap open, or record and pass it once too old."""
-        if highest_seen <= self.store.checkpoint(session_id) and not self.store.gaps(session_id, open_only=True):
-            return
+    def finish(self, session_id: str, highest_seen: int, checkpoint: Optional[int] = None) -> int:
+        """After a complete answer: hold an offset gap open, or record and pass it once too old.
+
+        ``checkpoint`` is the session's as the poll's own writes left it (read if not given).
+        Returns the checkpoint after: it moves only if a gap was passed.
+        """
+        if self._gapped is None:
+            self._gapped = {gap.session_id for gap in self.store.gaps(open_only=True)}
+        if checkpoint is None:
+            checkpoint = self.store.checkpoint(session_id)
+        if highest_seen <= checkpoint and session_id not in self._gapped:
+            return checkpoint
         held, skipped = self.store.reconcile_gaps(session_id, self.gap_patience)
+        if held:
+            self._gapped.add(session_id)
+        else:
+            self._gapped.discard(session_id)
         for gap in skipped:
             log.warning(
                 "session %s: offsets %d..%d never arrived in %.0f s; recorded as a gap and passed",
@@ -518,3 +539,4 @@ class SessionWriter:
             )
         for gap in held:
             log.debug("session %s: holding gap %d..%d open", session_id, gap.first_offset, gap.last_offset)
+        return self.store.checkpoint(session_id) if skipped else checkpoint

@@ -140,28 +140,44 @@ def check_identity(session_id: str, event: RawEvent) -> None:
 def event_row(session_id: str, event: RawEvent) -> EventRow:
     """The archive row for one event; raises UnidentifiableEventError if it has no usable id.
 
-    Called for every event the daemon stores: the common case (ASCII strings, a plain offset)
-    is tested inline before any helper is called.
+    Called for every event the daemon stores: each column's common case (an ASCII string, a
+    plain offset, a well-formed timestamp) is tested inline, and only what fails that test
+    goes through its helper, which gives the same value for what passes it.
     """
-    check_identity(session_id, event)
     doc = event.doc
+    if type(doc) is not dict:
+        check_identity(session_id, event)  # raises: not a JSON object
     get = doc.get
     event_id = get("id")
+    if type(event_id) is not str or not event_id or not event_id.isascii():
+        check_identity(session_id, event)  # raises if the id is no string or empty
+        event_id = _column(event_id)
     raw = event.text
     if not raw.isascii() and storable_text(raw) is None:
         raw = dumps_lossless(doc)
     offset = get("offset")
+    event_type = get("type")
+    source = get("source")
     correlation_id = get("correlation_id")
+    created_at = get("created_at")
+    if not (
+        type(created_at) is str
+        and created_at.isascii()
+        and len(created_at) <= _MAX_TIMESTAMP_CHARS
+        and _TIMESTAMP.match(created_at)
+        and "0001" <= created_at[:4] <= "9999"
+    ):
+        created_at = _storable_timestamp(created_at)
     return (
         session_id,
-        _column(event_id),
+        event_id,
         offset if type(offset) is int and 0 <= offset <= MAX_OFFSET else None,
-        _column(get("type")),
-        _column(get("source")),
+        event_type if type(event_type) is str and event_type and event_type.isascii() else _column(event_type),
+        source if type(source) is str and source and source.isascii() else _column(source),
         correlation_id if type(correlation_id) is str and correlation_id.isascii() else storable_text(correlation_id),
-        _storable_timestamp(get("created_at")),
+        created_at,
         1 if get("deleted") is True else 0,
-        _message_text(doc),
+        _message_text(doc) if event_type == "message" else None,
         raw,
     )
 
@@ -174,7 +190,9 @@ def event_rows(session_id: str, events: Iterable[RawEvent]) -> List[EventRow]:
     """The rows of one session's batch in offset order (unstorable offsets last); raises
     UnidentifiableEventError if any event has no usable id."""
     rows = [event_row(session_id, event) for event in events]
-    rows.sort(key=_offset_order)
+    offsets = [row[2] if row[2] is not None else -1 for row in rows]  # -1: no stored offset is negative
+    if offsets != sorted(offsets) or -1 in offsets:  # an answer comes in order: checked in C, not sorted
+        rows.sort(key=_offset_order)
     return rows
 
 

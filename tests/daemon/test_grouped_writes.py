@@ -11,7 +11,7 @@ import pytest
 from flux0sync import engine
 from flux0sync.jobs import Fetched, SessionWriter, _small_body_length, read_batches, read_events
 from flux0sync.rows import RawEvent, UnidentifiableEventError, event_rows
-from flux0sync.store import Store, StoreFullError
+from flux0sync.store import Store, StoreFullError, WriteResult
 from flux0sync.sync import Syncer
 
 from flux0lite import Flux0, Retry, Timeout
@@ -65,7 +65,8 @@ def test_a_batch_without_ids_is_left_out_with_its_sessions_later_batches(store: 
     outcome = SessionWriter(store, 300).write_many(
         [("s1", raw("s1", [0, 1])), ("s2", [nameless]), ("s1", raw("s1", [2])), ("s2", raw("s2", [1]))]
     )
-    assert outcome[0] == 2 and outcome[2] == 1
+    assert isinstance(outcome[0], WriteResult) and isinstance(outcome[2], WriteResult)
+    assert (outcome[0].inserted, outcome[2].inserted) == (2, 1)
     assert isinstance(outcome[1], UnidentifiableEventError) and outcome[3] is outcome[1]
     assert store.checkpoint("s1") == 2 and archive_rows(store.path).get("s2") is None
 
@@ -77,7 +78,8 @@ def test_a_full_disk_tries_each_batch_alone_so_an_oversized_one_costs_only_its_s
     outcome = SessionWriter(store, 300).write_many(
         [("s1", raw("s1", [0, 1])), ("s2", raw("s2", range(2000), "x" * 300))]
     )
-    assert outcome[0] == 2 and isinstance(outcome[1], StoreFullError)
+    assert isinstance(outcome[0], WriteResult) and outcome[0].inserted == 2
+    assert isinstance(outcome[1], StoreFullError)
     assert (store.checkpoint("s1"), store.checkpoint("s2")) == (1, -1) and store.integrity_ok()
 
 
