@@ -235,13 +235,17 @@ class Schedule:
         if not math.isfinite(due_at):  # a stored value nobody should have written: poll it soon
             due_at = 0.0
         self._level[session_id] = max(0, min(int(level), _MAX_LEVEL))
-        self._set_due(session_id, due_at)
+        if session_id not in self._in_flight:  # back while its poll runs: that poll's end schedules it
+            self._set_due(session_id, due_at)
 
     def remove(self, session_id: str) -> None:
-        """Forget a session (gone from the server); an answer still in flight is ignored."""
+        """Forget a session (gone from the server); an answer still in flight is ignored.
+
+        It stays in flight until that answer is reported, so that a session a later listing
+        shows again is not fetched twice at once.
+        """
         self._level.pop(session_id, None)
         self._due.pop(session_id, None)
-        self._in_flight.discard(session_id)
         self._active_until.pop(session_id, None)
 
     def move_up(self, session_id: str, now: float) -> None:

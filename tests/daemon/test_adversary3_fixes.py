@@ -1,0 +1,92 @@
+"""Defects an adversary found in the daemon's scale features (issue 15), each pinned by a test.
+
+Every test names the repro it comes from (``/work/wt/hadv3/repros/NN-*.py`` at the time): a
+persisted schedule read back, N fetch workers, every user and agent, and ``--max-rps``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from flux0sync.backend import Archive, open_store
+from flux0sync.engine import Engine
+from flux0sync.schedule import Policy, Schedule
+
+from flux0lite import Flux0, Retry, Timeout
+from tests.daemon.helpers import offsets
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
+
+
+def engine(archive: Archive, fake: FakeServer, **kwargs: Any) -> Engine:
+    def make(user: Optional[str]) -> Flux0:
+        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=0), user_sub=user)
+
+    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=1.0, jitter=0.0), "discover_interval": 0.3}
+    options.update(kwargs)
+    return Engine(archive, make, **options)
+
+
+def run_for(target: Engine, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    target.should_stop = lambda: time.monotonic() > end
+    target.run()
+
+
+# -- 04: a session that reappears in a listing while its poll is in flight ----------------------
+
+
+def test_a_session_forgotten_and_listed_again_while_in_flight_is_not_due_twice() -> None:
+    schedule = Schedule(Policy(interval=1.0, idle_max=8.0, jitter=0.0))
+    schedule.add("s1", due_at=0.0)
+    assert schedule.pop_due(1.0, 10) == ["s1"]
+    schedule.remove("s1")  # a listing left it out
+    schedule.add("s1", due_at=1.0)  # the next one shows it again, as new
+    assert schedule.pop_due(2.0, 10) == []  # its first poll still runs: not fetched twice at once
+    assert schedule.in_flight == 1
+    assert schedule.done("s1", 3.0, new_events=True) == (4.0, 0)  # that poll's end schedules it
+    assert schedule.pop_due(4.0, 10) == ["s1"]
+
+
+def test_a_forgotten_session_leaves_flight_when_its_answer_comes() -> None:
+    schedule = Schedule(Policy(interval=1.0, idle_max=8.0, jitter=0.0))
+    schedule.add("s1", due_at=0.0)
+    assert schedule.pop_due(1.0, 10) == ["s1"]
+    schedule.remove("s1")
+    assert schedule.done("s1", 2.0, new_events=False) is None  # the answer of a forgotten session
+    assert schedule.in_flight == 0 and "s1" not in schedule
+
+
+def test_a_session_flapping_in_the_listing_during_a_slow_poll_keeps_the_daemon_running(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    flapping, steady = fake_flux0.add_session(agent), fake_flux0.add_session(agent)
+    for sid in (flapping, steady):
+        fake_flux0.add_events(sid, 2)
+    listings = [0]
+
+    def listing(req: Request, conn: Conn) -> None:  # the flapping session is in every other listing
+        listings[0] += 1
+        shown = [fake_flux0.sessions[steady]] + ([fake_flux0.sessions[flapping]] if listings[0] % 2 else [])
+        conn.send(raw_response(200, json.dumps({"data": shown}).encode(), {"content-type": "application/json"}))
+
+    events = fake_flux0.server.find("GET", f"/api/sessions/{flapping}/events")
+    assert events is not None
+
+    def slowly(req: Request, conn: Conn) -> None:
+        time.sleep(1.2)  # in flight across several listing rounds
+        events(req, conn)
+
+    fake.on("GET", "/api/sessions", listing)
+    fake.on("GET", f"/api/sessions/{flapping}/events", slowly)
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        run_for(engine(archive, fake), 3.0)  # raised ValueError ("a job for 'events ...' is already in flight")
+        assert offsets(str(tmp_path / "a.sqlite3"), flapping) == [0, 1]
+        assert offsets(str(tmp_path / "a.sqlite3"), steady) == [0, 1]
+    finally:
+        archive.close()
+    assert listings[0] >= 3
