@@ -159,7 +159,7 @@ def _convert(name: str, raw: Any) -> Any:
         for item in items:  # an id goes into URLs and log lines: no control characters
             if not item.isprintable() or not _encodable(item):
                 raise ConfigError(f"invalid value for {_setting(name)}: {item!r} has a control character")
-        return items
+        return tuple(dict.fromkeys(items))  # one listing or poll per id, however often it is given
     if name == "shard":
         try:
             return parse_shard(str(raw))

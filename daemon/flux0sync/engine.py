@@ -178,8 +178,9 @@ class Engine:
         self.store = store
         self.make_client = make_client
         self.policy = policy
-        self.users: Tuple[Optional[str], ...] = tuple(users) or (None,)
-        self.agent_ids = tuple(agent_ids)
+        # once each: a listing job per user and agent, and one job per key at a time
+        self.users: Tuple[Optional[str], ...] = tuple(dict.fromkeys(users)) or (None,)
+        self.agent_ids = tuple(dict.fromkeys(agent_ids))
         self.session_ids = tuple(session_ids)
         self.shard = shard
         self.discover_interval = discover_interval

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from flux0sync.backend import Archive, open_store
+from flux0sync.config import load_config
 from flux0sync.engine import Engine
 from flux0sync.schedule import Policy, Schedule
 
@@ -90,3 +91,33 @@ def test_a_session_flapping_in_the_listing_during_a_slow_poll_keeps_the_daemon_r
     finally:
         archive.close()
     assert listings[0] >= 3
+
+
+# -- 05: the same agent given twice ---------------------------------------------------------------
+
+
+def test_a_repeated_agent_session_or_user_setting_is_kept_once() -> None:
+    config = load_config(
+        {"agent_ids": ["a1", "a2", "a1"], "session_ids": ["s1", "s1"], "users": ["u", "u"]},
+        {"FLUX0_SYNC_DB": "x.sqlite3"},
+    )
+    assert (config.agent_ids, config.session_ids, config.users) == (("a1", "a2"), ("s1",), ("u",))
+    from_env = load_config({}, {"FLUX0_SYNC_DB": "x.sqlite3", "FLUX0_SYNC_AGENTS": "a1, a1 a1"})
+    assert from_env.agent_ids == ("a1",)
+
+
+def test_an_engine_given_an_agent_and_a_user_twice_lists_each_once(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 2)
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        target = engine(archive, fake, agent_ids=[agent, agent], users=["u", "u"], once=True)
+        run_for(target, 10.0)  # raised ValueError ("a job for 'listing u ...' is already in flight")
+        assert target.totals.ok and target.totals.synced == [sid]
+        assert offsets(str(tmp_path / "a.sqlite3"), sid) == [0, 1]
+    finally:
+        archive.close()
+    assert fake.count("GET", "/api/sessions") == 1
