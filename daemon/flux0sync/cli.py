@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -161,6 +162,8 @@ def _ago(stamp: Optional[float]) -> str:
 def _until(stamp: Optional[float]) -> str:
     if stamp is None:
         return "-"
+    if not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
+        return "due"  # what the daemon makes of a stored time that is not a number (flux0sync.schedule)
     seconds = stamp - time.time()
     if seconds <= 0:
         return "due"

@@ -312,7 +312,7 @@ class Engine:
                 self._user_of.pop(sid, None)
             if sid not in self.schedule:
                 due = item.next_poll_at if item.next_poll_at is not None and not item.changed else now
-                self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level)
+                self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level, now=now)
             elif item.changed:
                 self.schedule.move_up(sid, now)
             if item.changed and not item.new:

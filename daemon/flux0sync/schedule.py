@@ -91,6 +91,11 @@ class Policy:
     def active_window(self) -> float:
         return 6 * self.interval if self.active_for is None else self.active_for
 
+    @property
+    def longest_idle_delay(self) -> float:
+        """The longest an idle session's poll can be put off (``idle_max``, jittered)."""
+        return self.idle_max * (1 + self.jitter)
+
     def delay(self, level: int) -> float:
         """The un-jittered delay after ``level`` empty polls in a row."""
         level = max(0, min(int(level), _MAX_LEVEL))
@@ -228,12 +233,21 @@ class Schedule:
             self._buckets.pop(second, None)
         return None
 
-    def add(self, session_id: str, due_at: float, level: int = 0) -> None:
-        """Know a session: new ones are due now at level 0; restored ones keep their state."""
+    def add(self, session_id: str, due_at: float, level: int = 0, now: Optional[float] = None) -> None:
+        """Know a session: new ones are due now at level 0; restored ones keep their state.
+
+        A restored time is read from the archive, so it is checked: one that is not a finite
+        number is taken as due now, and with ``now`` one beyond the longest idle delay (saved
+        while the clock was set ahead, by a run with a longer ``idle_max``, or by hand) is brought
+        forward to it, so every session is polled within ``idle_max`` of a start (a failing one
+        backing off for longer too: one request more).
+        """
         if session_id in self._level:
             return
-        if not math.isfinite(due_at):  # a stored value nobody should have written: poll it soon
-            due_at = 0.0
+        if not isinstance(due_at, (int, float)) or not math.isfinite(due_at):  # nobody should have written it
+            due_at = 0.0 if now is None else now
+        elif now is not None:
+            due_at = min(due_at, now + self.policy.longest_idle_delay)
         self._level[session_id] = max(0, min(int(level), _MAX_LEVEL))
         if session_id not in self._in_flight:  # back while its poll runs: that poll's end schedules it
             self._set_due(session_id, due_at)

@@ -11,13 +11,15 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import pytest
 from flux0sync.backend import Archive, open_store
 from flux0sync.config import load_config
 from flux0sync.engine import Engine
 from flux0sync.schedule import Policy, Schedule
 
 from flux0lite import Flux0, Retry, Timeout
-from tests.daemon.helpers import offsets
+from flux0lite.models import Session
+from tests.daemon.helpers import execute, offsets
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
 
@@ -121,3 +123,73 @@ def test_an_engine_given_an_agent_and_a_user_twice_lists_each_once(
     finally:
         archive.close()
     assert fake.count("GET", "/api/sessions") == 1
+
+
+# -- 01 and 02: a poll schedule read back from the archive -------------------------------------
+
+
+def test_a_restored_poll_time_is_brought_within_the_longest_idle_delay() -> None:
+    policy = Policy(interval=1.0, idle_max=100.0, jitter=0.1, max_backoff=300.0)
+    schedule = Schedule(policy)
+    now = 1_000_000.0
+    for sid, due in (("ahead", now + 365 * 86400), ("text", "soon"), ("nan", float("nan")), ("inf", float("inf"))):
+        schedule.add(sid, due_at=due, level=3, now=now)  # type: ignore[arg-type]  # what SQLite hands back
+    schedule.add("kept", due_at=now + 50.0, level=2, now=now)
+    assert schedule.state("ahead") == (now + 110.0, 3)  # idle_max, jittered at most: the clock was ahead
+    assert schedule.state("text") == schedule.state("nan") == schedule.state("inf") == (now, 3)
+    assert schedule.state("kept") == (now + 50.0, 2)
+
+
+def _sync_once_then(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, statement: str) -> str:
+    """Archive one session, spoil its saved schedule with ``statement``, then give it a new event."""
+    db = str(tmp_path / "a.sqlite3")
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 1)
+    archive = open_store(db)
+    try:
+        run_for(engine(archive, fake, once=True), 10.0)
+    finally:
+        archive.close()
+    assert offsets(db, sid) == [0]
+    execute(db, statement)
+    fake_flux0.add_events(sid, 1)
+    return sid
+
+
+def test_a_poll_time_saved_a_year_ahead_is_polled_within_idle_max(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    db = str(tmp_path / "a.sqlite3")
+    sid = _sync_once_then(tmp_path, fake, fake_flux0, f"UPDATE poll_schedule SET next_poll_at = {time.time() + 365 * 86400}")
+    archive = open_store(db)
+    try:
+        run_for(engine(archive, fake), 2.5)  # idle_max 1 s: the year was obeyed, the event never came
+    finally:
+        archive.close()
+    assert offsets(db, sid) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE poll_schedule SET next_poll_at = 'soon'",
+        "UPDATE poll_schedule SET next_poll_at = X'00ff'",
+        "UPDATE poll_schedule SET idle_level = 1e308 * 10",
+        "UPDATE poll_schedule SET idle_level = 'high'",
+        "UPDATE poll_schedule SET idle_level = -5.5",
+    ],
+)
+def test_a_saved_schedule_value_that_is_not_a_number_is_taken_as_unknown(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, statement: str
+) -> None:
+    db = str(tmp_path / "a.sqlite3")
+    sid = _sync_once_then(tmp_path, fake, fake_flux0, statement)
+    archive = open_store(db)
+    try:
+        listed = archive.record_listing(None, [Session.from_dict(fake_flux0.sessions[sid])])
+        assert [(item.session_id, item.idle_level) for item in listed] == [(sid, 0)]
+        run_for(engine(archive, fake), 2.5)  # raised TypeError, OverflowError or ValueError: exit 1
+    finally:
+        archive.close()
+    assert offsets(db, sid) == [0, 1]
