@@ -145,6 +145,7 @@ class _Round:
     listed: int = 0  # sessions the listings carried (a shard's daemon is sent all of them)
     complete: bool = True
     failed: Set[str] = field(default_factory=set)  # listings whose pages could not be stored
+    unsent: List[Job[Any]] = field(default_factory=list)  # listings waiting for the rate cap
 
 
 class Engine:
@@ -286,16 +287,23 @@ class Engine:
         return jobs
 
     def _start_round(self, now: float) -> None:
-        if self._round is not None or now < self._next_round or now < self._paused_until:
+        if self._round is not None:
+            self._send_listings(now)
+            return
+        if now < self._next_round or now < self._paused_until:
             return
         if self.once and self._once_left is not None:
             return
         jobs = self._round_jobs()
-        self._round = _Round(pending={job.key for job in jobs})
-        for job in jobs:
-            assert self._pool is not None
-            self._pool.submit(job)  # a round is a handful of requests: not held up by the rate cap
-            self.bucket.take(now)
+        self._round = _Round(pending={job.key for job in jobs}, unsent=jobs)
+        self._send_listings(now)
+
+    def _send_listings(self, now: float) -> None:
+        """Send the round's listings the rate cap allows now; they go before any poll (a round
+        is 1 + users x agents requests: with many users, more than a second's worth)."""
+        assert self._round is not None and self._pool is not None
+        while self._round.unsent and now >= self._paused_until and self.bucket.take(now) == 0:
+            self._pool.submit(self._round.unsent.pop(0))
 
     def _on_listing(self, user: Optional[str], sessions: Sequence[Session]) -> None:
         now = self.clock()

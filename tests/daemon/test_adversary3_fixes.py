@@ -193,3 +193,28 @@ def test_a_saved_schedule_value_that_is_not_a_number_is_taken_as_unknown(
     finally:
         archive.close()
     assert offsets(db, sid) == [0, 1]
+
+
+# -- 06: discovery listings and --max-rps ------------------------------------------------------------
+
+
+def test_a_discovery_round_of_many_listings_waits_for_the_rate_cap(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 2)
+    users = [f"user{n}" for n in range(4)]
+    agents = [agent] + [f"agent{n}" for n in range(3)]  # 1 + 4 x 4 = 17 listings a round
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        target = engine(archive, fake, users=users, agent_ids=agents, max_rps=5.0)
+        started = time.monotonic()
+        run_for(target, 4.0)  # sent every round's 17 listings at once, every 0.3 s
+        seconds = time.monotonic() - started
+    finally:
+        archive.close()
+    sent = len(fake.requests)
+    assert sent <= 5 + 5 * seconds + 1, sent  # one second of burst, then 5 a second
+    assert target.totals.rounds >= 1  # the round still completes, spread out
+    assert offsets(str(tmp_path / "a.sqlite3"), sid) == [0, 1]
