@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
+from flux0sync import service
 from flux0sync.backend import Archive, open_store
-from flux0sync.config import load_config
+from flux0sync.config import Config, load_config
 from flux0sync.engine import Engine
 from flux0sync.schedule import Policy, Schedule
 
@@ -218,3 +219,32 @@ def test_a_discovery_round_of_many_listings_waits_for_the_rate_cap(
     assert sent <= 5 + 5 * seconds + 1, sent  # one second of burst, then 5 a second
     assert target.totals.rounds >= 1  # the round still completes, spread out
     assert offsets(str(tmp_path / "a.sqlite3"), sid) == [0, 1]
+
+
+# -- 03: a server answering 429 and --max-rps --------------------------------------------------------
+
+
+def test_a_server_answering_429_gets_no_more_than_max_rps_with_the_daemons_client(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    for _ in range(20):
+        fake_flux0.add_events(fake_flux0.add_session(agent), 1)
+
+    def too_many(req: Request, conn: Conn) -> None:
+        conn.send(raw_response(429, b'{"detail": "too many requests"}', {"content-type": "application/json"}))
+
+    fake.on("GET", "/api/sessions/*", too_many)
+    config = Config(server_url=fake.url, proxy="none", timeout=5.0)
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        target = engine(archive, fake, max_rps=5.0, workers=4, discover_interval=100.0)
+        target.make_client = lambda user: service.make_client(config, user)
+        started = time.monotonic()
+        run_for(target, 2.5)  # each poll's client retried the 429 twice by itself: 3 x --max-rps
+        seconds = time.monotonic() - started
+    finally:
+        archive.close()
+    sent = len(fake.requests)
+    assert sent <= 5 + 5 * seconds + 1, sent  # one second of burst, then 5 a second, 429s included
+    assert target.totals.failed_polls >= 5  # each 429 fails its poll, which backs off in the schedule
