@@ -182,7 +182,7 @@ class Engine:
         # once each: a listing job per user and agent, and one job per key at a time
         self.users: Tuple[Optional[str], ...] = tuple(dict.fromkeys(users)) or (None,)
         self.agent_ids = tuple(dict.fromkeys(agent_ids))
-        self.session_ids = tuple(session_ids)
+        self.session_ids = tuple(dict.fromkeys(session_ids))
         self.shard = shard
         self.discover_interval = discover_interval
         self.workers = workers
@@ -276,9 +276,10 @@ class Engine:
     def _round_jobs(self) -> List[Job[Any]]:
         warnings = self.warnings
         jobs: List[Job[Any]] = [Job("agents", self.users[0], list_agents(warnings), meta=("agents", None))]
-        if self.session_ids:
-            retrieve = retrieve_sessions(self.session_ids, warnings)
-            jobs.append(Job("listing", self.users[0], retrieve, meta=("sessions", self.users[0])))
+        if self.session_ids:  # one job (and one request) each, so that each waits for the rate cap
+            for sid in self.session_ids:
+                retrieve = retrieve_sessions((sid,), warnings)
+                jobs.append(Job(f"listing {sid}", self.users[0], retrieve, meta=("sessions", self.users[0])))
             return jobs
         for user in self.users:
             for agent_id in self.agent_ids or (None,):

@@ -248,3 +248,23 @@ def test_a_server_answering_429_gets_no_more_than_max_rps_with_the_daemons_clien
     sent = len(fake.requests)
     assert sent <= 5 + 5 * seconds + 1, sent  # one second of burst, then 5 a second, 429s included
     assert target.totals.failed_polls >= 5  # each 429 fails its poll, which backs off in the schedule
+
+
+def test_a_round_of_configured_sessions_sends_one_request_per_token(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    sessions = [fake_flux0.add_session(agent) for _ in range(12)]
+    for sid in sessions:
+        fake_flux0.add_events(sid, 1)
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        target = engine(archive, fake, session_ids=sessions + sessions[:2], max_rps=4.0)
+        started = time.monotonic()
+        run_for(target, 2.5)  # the round's job fetched all 12 sessions at once
+        seconds = time.monotonic() - started
+    finally:
+        archive.close()
+    sent = len(fake.requests)
+    assert sent <= 4 + 4 * seconds + 1, sent
+    assert 0 < fake.count("GET", f"/api/sessions/{sessions[0]}") <= 1  # given twice, retrieved once a round
