@@ -22,8 +22,8 @@ off fetches past their deadline on time whatever the server does.
   the writer would otherwise wait for after every SQLite call. The next poll times of finished
   polls are saved in one transaction every second.
 * **Outages**: a server that refuses connections pauses all requests (doubling, up to
-  ``max_backoff``) without counting against any session; any other failure backs that session
-  off alone.
+  ``max_backoff``) without counting against any session; any other failure (an answer cut
+  mid-body too) backs that session off alone.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-from flux0lite import APIConnectionError, APITimeoutError, Flux0, Flux0Error
+from flux0lite import APITimeoutError, ConnectError, Flux0, Flux0Error
 from flux0lite.models import Agent, Session
 
 from .backend import Archive
@@ -70,8 +70,12 @@ Emit = Callable[[Any], None]
 
 
 def _outage(error: Optional[Flux0Error]) -> bool:
-    """The server refused or dropped the connection: likely down for every session, not just this one."""
-    return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
+    """No connection could be made: the server is likely down for every session, not just this one.
+
+    A connection lost once made (an answer cut mid-body) may be one session's doing (a server
+    that crashes on one poisoned session): that session fails alone.
+    """
+    return isinstance(error, ConnectError) and not isinstance(error, APITimeoutError)
 
 
 def _session_of(job: Job[Any]) -> Optional[str]:

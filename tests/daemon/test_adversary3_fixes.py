@@ -268,3 +268,57 @@ def test_a_round_of_configured_sessions_sends_one_request_per_token(
     sent = len(fake.requests)
     assert sent <= 4 + 4 * seconds + 1, sent
     assert 0 < fake.count("GET", f"/api/sessions/{sessions[0]}") <= 1  # given twice, retrieved once a round
+
+
+# -- 10 and 11: one session whose answer the server cuts mid-body -------------------------------------
+
+
+def _cut_mid_body(req: Request, conn: Conn) -> None:
+    conn.send(raw_response(200, b"", {"content-type": "application/json", "content-length": "1000"}, length=False))
+    conn.send(b'{"data": [')
+    time.sleep(0.05)
+    conn.reset()
+
+
+def _one_poisoned_session(fake: FakeServer, fake_flux0: FakeFlux0, healthy: int) -> List[str]:
+    agent = fake_flux0.add_agent()
+    poisoned = fake_flux0.add_session(agent)  # the first in id order: polled first
+    others = [fake_flux0.add_session(agent) for _ in range(healthy)]
+    for sid in [poisoned] + others:
+        fake_flux0.add_events(sid, 1)
+    fake.on("GET", f"/api/sessions/{poisoned}/events", _cut_mid_body)
+    return [poisoned] + others
+
+
+def test_once_a_session_whose_answer_is_cut_fails_alone_and_the_pass_goes_on(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    poisoned, *others = _one_poisoned_session(fake, fake_flux0, 10)
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        target = engine(archive, fake, once=True, workers=2)
+        run_for(target, 20.0)  # the cut answer was taken for an outage: the pass ended at once
+    finally:
+        archive.close()
+    assert target.totals.outage is None
+    assert set(target.totals.failed) == {poisoned} and sorted(target.totals.synced) == sorted(others)
+    assert all(offsets(str(tmp_path / "a.sqlite3"), sid) == [0] for sid in others)
+
+
+def test_a_session_whose_answer_is_always_cut_backs_off_alone(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    poisoned, *others = _one_poisoned_session(fake, fake_flux0, 5)
+    outages: List[str] = []
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        target = engine(archive, fake, policy=Policy(interval=0.2, idle_max=0.4, jitter=0.0))
+        target.on_outage = lambda error, wait: outages.append(str(error))
+        run_for(target, 3.0)  # every cut paused every session for 2 s
+    finally:
+        archive.close()
+    assert outages == []
+    assert poisoned in target.totals.failing
+    polls = [fake.count("GET", f"/api/sessions/{sid}/events") for sid in others]
+    assert min(polls) >= 5, polls  # every 0.2-0.4 s for 3 s, not once per pause
+    assert fake.count("GET", f"/api/sessions/{poisoned}/events") <= 3  # 0, then 1-2 s, then 2-4 s
