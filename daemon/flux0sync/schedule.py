@@ -63,6 +63,7 @@ IDLE_MAX = 3600.0  # the default longest delay between polls of an idle session
 # discover_interval (60 s) is the longer of the two.
 LISTED_PER_SECOND = 100.0
 _MAX_LEVEL = 62  # 2**62 * interval overflows every sane idle_max; bounds a hostile stored value
+_LONGEST = 1e9  # seconds (31 years): a longer delay, jittered, could overflow to infinity
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ class Policy:
     def __post_init__(self) -> None:
         for name in ("interval", "idle_max", "max_backoff"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if not (isinstance(value, (int, float)) and 0 < value <= _LONGEST):
+                raise ValueError(f"{name} must be a positive number of seconds up to {_LONGEST:g}, got {value!r}")
         if not (math.isfinite(self.jitter) and 0 <= self.jitter < 1):
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
         if self.idle_max < self.interval:

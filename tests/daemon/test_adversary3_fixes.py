@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 from flux0sync import service
 from flux0sync.backend import Archive, open_store
-from flux0sync.config import Config, load_config
+from flux0sync.config import Config, ConfigError, load_config
 from flux0sync.engine import Engine
 from flux0sync.schedule import Policy, Schedule
 
@@ -322,3 +322,23 @@ def test_a_session_whose_answer_is_always_cut_backs_off_alone(
     polls = [fake.count("GET", f"/api/sessions/{sid}/events") for sid in others]
     assert min(polls) >= 5, polls  # every 0.2-0.4 s for 3 s, not once per pause
     assert fake.count("GET", f"/api/sessions/{poisoned}/events") <= 3  # 0, then 1-2 s, then 2-4 s
+
+
+# -- 09: an interval so long its jittered delay overflows ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["interval", "idle_max", "max_backoff", "discover_interval", "timeout"])
+def test_a_number_of_seconds_beyond_a_billion_is_a_configuration_error(name: str) -> None:
+    with pytest.raises(ConfigError, match=name.replace("_", "-")):
+        load_config({name: "1.7e308"}, {"FLUX0_SYNC_DB": "x.sqlite3"})
+    assert getattr(load_config({name: "1e9"}, {"FLUX0_SYNC_DB": "x.sqlite3"}), name) == 1e9
+
+
+def test_the_longest_policy_schedules_without_overflow() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        Policy(interval=1.7e308, idle_max=1.7e308)
+    schedule = Schedule(Policy(interval=1e9, idle_max=1e9, jitter=0.5, max_backoff=1e9))
+    schedule.add("s1", due_at=0.0)
+    assert schedule.pop_due(1.0, 1) == ["s1"]
+    state = schedule.done("s1", 1.0, new_events=False)  # raised OverflowError (floor of infinity)
+    assert state is not None and 5e8 <= state[0] <= 1.5e9 + 1
