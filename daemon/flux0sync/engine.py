@@ -11,7 +11,8 @@ off fetches past their deadline on time whatever the server does.
   configured ``session_ids``. With a ``shard`` (``--shard i/N``) only the sessions it owns are
   kept: the others are neither stored nor polled. New sessions start active and due at once,
   unless the archive holds a schedule for them from an earlier run; a session whose listing
-  entry changed is moved up; a session no listing shows any more is no longer polled.
+  entry changed is moved up; a session no listing shows any more is no longer polled. A
+  listing that fails is tried again alone, backing off from 5 s, until the next round.
 * **Polls** follow :class:`~flux0sync.schedule.Schedule`, at most ``workers`` at once and at
   most ``max_rps`` requests per second (listings included).
 * **Writes**: each batch is stored with the checkpoint it earns in one transaction
@@ -150,6 +151,8 @@ class _Round:
     complete: bool = True
     failed: Set[str] = field(default_factory=set)  # listings whose pages could not be stored
     unsent: List[Job[Any]] = field(default_factory=list)  # listings waiting for the rate cap
+    errored: Set[str] = field(default_factory=set)  # listings that failed
+    retry: bool = False  # only the listings that failed in the rounds before
 
 
 class Engine:
@@ -216,6 +219,10 @@ class Engine:
         self._flushed_at = 0.0
         self._round: Optional[_Round] = None
         self._next_round = 0.0
+        # listings that failed, tried again alone (backing off) until the next full round
+        self._retry_keys: Set[str] = set()
+        self._retry_at = 0.0
+        self._listing_failures = 0
         self._paused_until = 0.0
         self._outages = 0
         self._once_left: Optional[List[str]] = None
@@ -295,12 +302,14 @@ class Engine:
         if self._round is not None:
             self._send_listings(now)
             return
-        if now < self._next_round or now < self._paused_until:
+        if now < self._paused_until or (self.once and self._once_left is not None):
             return
-        if self.once and self._once_left is not None:
+        retry = now < self._next_round
+        if retry and not (self._retry_keys and now >= self._retry_at):
             return
-        jobs = self._round_jobs()
-        self._round = _Round(pending={job.key for job in jobs}, unsent=jobs)
+        jobs = [job for job in self._round_jobs() if not retry or job.key in self._retry_keys]
+        self._retry_keys = set()
+        self._round = _Round(pending={job.key for job in jobs}, unsent=jobs, retry=retry)
         self._send_listings(now)
 
     def _send_listings(self, now: float) -> None:
@@ -340,6 +349,7 @@ class Engine:
         current.pending.discard(job.key)
         if error is not None:
             current.complete = False
+            current.errored.add(job.key)
         if current.pending:
             return
         now = self.clock()
@@ -348,8 +358,18 @@ class Engine:
             self._once_left = []  # a pass that cannot see every session has failed
             return
         if not current.complete:
-            self._next_round = max(now + min(self.discover_interval, 5.0), self._paused_until)
+            # what failed (one user's listing, say) is tried again alone, backing off, so that a
+            # listing that keeps failing does not bring every other one back early
+            self._listing_failures += 1
+            self._retry_keys = current.errored
+            delay = min(self.discover_interval, 5.0) * 2.0 ** min(self._listing_failures - 1, 30)
+            self._retry_at = max(now + delay, self._paused_until)
+            if not current.retry:
+                self._next_round = now + listing_interval(self.discover_interval, current.listed)
             return
+        self._listing_failures = 0
+        if current.retry:
+            return  # sessions are forgotten only after a full round: this one did not list them all
         self.totals.rounds += 1
         self.totals.listed = len(current.seen)
         self._next_round = now + listing_interval(self.discover_interval, current.listed)

@@ -342,3 +342,47 @@ def test_the_longest_policy_schedules_without_overflow() -> None:
     assert schedule.pop_due(1.0, 1) == ["s1"]
     state = schedule.done("s1", 1.0, new_events=False)  # raised OverflowError (floor of infinity)
     assert state is not None and 5e8 <= state[0] <= 1.5e9 + 1
+
+
+# -- 08: one user's listing that keeps failing ------------------------------------------------------------
+
+
+def test_a_listing_that_keeps_failing_is_retried_alone_and_the_others_keep_their_spacing(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 2)
+    listing = fake.find("GET", "/api/sessions")
+    assert listing is not None
+    cookies: List[str] = []
+
+    def forbidden_for_bad(req: Request, conn: Conn) -> None:  # a user removed on the server, or a typo
+        cookie = req.headers.get("cookie", "")
+        cookies.append(cookie)
+        if cookie.endswith("=bad"):
+            conn.send(raw_response(403, b'{"detail": "forbidden"}', {"content-type": "application/json"}))
+        else:
+            listing(req, conn)
+
+    fake.on("GET", "/api/sessions", forbidden_for_bad)
+    origin = time.monotonic()
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        target = engine(
+            archive,
+            fake,
+            users=["good", "bad"],
+            discover_interval=60.0,
+            policy=Policy(interval=5.0, idle_max=10.0, jitter=0.0),
+            clock=lambda: origin + (time.monotonic() - origin) * 20,  # 20 times as fast: 2 s are 40 s
+        )
+        run_for(target, 2.0)  # the whole round was listed again every 5 s
+    finally:
+        archive.close()
+    good = sum(1 for cookie in cookies if cookie.endswith("=good"))
+    bad = sum(1 for cookie in cookies if cookie.endswith("=bad"))
+    assert good == 1, cookies  # the next full round is 60 s after the first
+    assert 2 <= bad <= 5, cookies  # at 0, then 5, 15 and 35 s: backing off
+    assert fake.count("GET", "/api/agents") == 1
+    assert offsets(str(tmp_path / "a.sqlite3"), sid) == [0, 1]  # the good user's sessions are synced
