@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import queue
 import random
 import time
@@ -77,6 +78,14 @@ def _outage(error: Optional[Flux0Error]) -> bool:
     that crashes on one poisoned session): that session fails alone.
     """
     return isinstance(error, ConnectError) and not isinstance(error, APITimeoutError)
+
+
+def _from_wall(stored: Optional[float], now: float, wall: float) -> float:
+    """A poll time the archive kept (wall time, ``wall`` now) on the loop's clock (``now``);
+    none, or a value that is not a number (SQLite keeps any type written), is now."""
+    if not isinstance(stored, (int, float)) or not math.isfinite(stored):
+        return now
+    return now + (stored - wall)
 
 
 def _session_of(job: Job[Any]) -> Optional[str]:
@@ -180,7 +189,8 @@ class Engine:
         should_stop: Callable[[], bool] = lambda: False,
         on_progress: Callable[["Totals"], None] = lambda totals: None,
         on_outage: Callable[[Flux0Error, float], None] = lambda error, wait: None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: Optional[random.Random] = None,
     ) -> None:
         self.store = store
@@ -204,7 +214,10 @@ class Engine:
         self.close_clients = close_clients
         self.writer = SessionWriter(store, gap_patience)
         self.warnings = warnings or Warnings()
+        # Due times, rounds and pauses follow ``clock``, which a step of the system clock (NTP,
+        # a VM snapshot, date -s) leaves alone; the archive keeps poll times in wall time.
         self.clock = clock
+        self.wall_clock = wall_clock
         self.schedule = Schedule(policy, rng=rng)
         self.bucket = TokenBucket(max_rps)
         self.totals = Totals()
@@ -320,7 +333,7 @@ class Engine:
             self._pool.submit(self._round.unsent.pop(0))
 
     def _on_listing(self, user: Optional[str], sessions: Sequence[Session]) -> None:
-        now = self.clock()
+        now, wall = self.clock(), self.wall_clock()
         assert self._round is not None
         self._round.listed += len(sessions)
         if self.shard is not None:  # another daemon stores and polls the rest (see flux0sync.shard)
@@ -333,14 +346,14 @@ class Engine:
             else:
                 self._user_of.pop(sid, None)
             if sid not in self.schedule:
-                due = item.next_poll_at if item.next_poll_at is not None and not item.changed else now
+                due = _from_wall(item.next_poll_at, now, wall) if not item.changed else now
                 self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level, now=now)
             elif item.changed:
                 self.schedule.move_up(sid, now)
             if item.changed and not item.new:
                 # the archive now holds the new entry, so no later listing shows the change again:
                 # the poll it calls for is saved too, or a stop before that poll would lose it
-                self._dirty[sid] = PollRecord(sid, now, 0, None)
+                self._dirty[sid] = PollRecord(sid, wall, 0, None)
 
     def _round_finished(self, job: Job[Any], error: Optional[Flux0Error]) -> None:
         current = self._round
@@ -581,7 +594,8 @@ class Engine:
             self.totals.failing.discard(sid)
             state = self.schedule.done(sid, now, new_events=inserted > 0)
             if state is not None:
-                self._dirty[sid] = PollRecord(sid, state[0], state[1], now)
+                wall = self.wall_clock()
+                self._dirty[sid] = PollRecord(sid, state[0] - now + wall, state[1], wall)
             if inserted:
                 self.on_progress(self.totals)
             return
@@ -602,7 +616,7 @@ class Engine:
             self.totals.failed[sid] = errors
         state = self.schedule.failed(sid, now, errors)
         if state is not None:
-            self._dirty[sid] = PollRecord(sid, state[0], state[1], None)
+            self._dirty[sid] = PollRecord(sid, state[0] - now + self.wall_clock(), state[1], None)
             log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
 
     def _on_error(self, what: str, error: Flux0Error) -> float:

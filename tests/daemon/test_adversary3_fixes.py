@@ -386,3 +386,39 @@ def test_a_listing_that_keeps_failing_is_retried_alone_and_the_others_keep_their
     assert 2 <= bad <= 5, cookies  # at 0, then 5, 15 and 35 s: backing off
     assert fake.count("GET", "/api/agents") == 1
     assert offsets(str(tmp_path / "a.sqlite3"), sid) == [0, 1]  # the good user's sessions are synced
+
+
+# -- 07: the wall clock stepped back while the daemon runs ------------------------------------------------
+
+
+def test_a_wall_clock_stepped_back_an_hour_does_not_stall_the_polls(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    db = str(tmp_path / "a.sqlite3")
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 1)
+    started = time.time()
+    wall = [0.0]  # the step: NTP correcting a clock that ran an hour ahead
+
+    def stepped() -> float:
+        return time.time() + wall[0]
+
+    archive = open_store(db)
+    try:
+        target = engine(archive, fake, wall_clock=stepped)
+        end = time.monotonic() + 3.0
+
+        def stop_after_the_step() -> bool:
+            if time.monotonic() > end - 2.0 and wall[0] == 0.0:
+                wall[0] = -3600.0
+                fake_flux0.add_events(sid, 1)  # a new event after the step
+            return time.monotonic() > end
+
+        target.should_stop = stop_after_the_step
+        target.run()  # on the wall clock, the session was next due an hour later
+    finally:
+        archive.close()
+    assert offsets(db, sid) == [0, 1]
+    ((saved,),) = execute(db, "SELECT next_poll_at FROM poll_schedule")
+    assert started - 3600 <= saved <= started - 3600 + 10  # the archive keeps wall time, as it is now
