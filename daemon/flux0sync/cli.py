@@ -114,7 +114,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cert", metavar="FILE", help="client certificate, PEM (env FLUX0_CERT)")
     parser.add_argument("--key", metavar="FILE", help="the client certificate's key, PEM (env FLUX0_KEY)")
     parser.add_argument("--workers", type=int, help="sessions fetched at once, one connection each (default 4)")
-    parser.add_argument("--max-rps", type=float, help="at most this many requests per second, listings included (default 20)")
+    parser.add_argument("--max-rps", type=float, help="requests per second at most, listings too (default 20)")
     parser.add_argument("--idle-max", type=float, help="longest delay between polls of an idle session (default 3600)")
     parser.add_argument(
         "--discover-interval",

@@ -162,7 +162,9 @@ def test_a_poll_time_saved_a_year_ahead_is_polled_within_idle_max(
     tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
 ) -> None:
     db = str(tmp_path / "a.sqlite3")
-    sid = _sync_once_then(tmp_path, fake, fake_flux0, f"UPDATE poll_schedule SET next_poll_at = {time.time() + 365 * 86400}")
+    sid = _sync_once_then(
+        tmp_path, fake, fake_flux0, f"UPDATE poll_schedule SET next_poll_at = {time.time() + 365 * 86400}"
+    )
     archive = open_store(db)
     try:
         run_for(engine(archive, fake), 2.5)  # idle_max 1 s: the year was obeyed, the event never came
