@@ -16,6 +16,7 @@ from flux0sync import service
 from flux0sync.backend import Archive, open_store
 from flux0sync.config import Config, ConfigError, load_config
 from flux0sync.engine import Engine
+from flux0sync.jobs import MAX_ID_CHARS
 from flux0sync.schedule import Policy, Schedule
 
 from flux0lite import Flux0, Retry, Timeout
@@ -424,3 +425,31 @@ def test_a_wall_clock_stepped_back_an_hour_does_not_stall_the_polls(
     assert offsets(db, sid) == [0, 1]
     ((saved,),) = execute(db, "SELECT next_poll_at FROM poll_schedule")
     assert started - 3600 <= saved <= started - 3600 + 10  # the archive keeps wall time, as it is now
+
+
+# -- 13: session ids of any length -------------------------------------------------------------------------
+
+
+def test_a_listed_session_whose_id_is_longer_than_the_bound_is_left_out_with_one_warning(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = str(tmp_path / "a.sqlite3")
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 1)
+    for n in range(3):  # every known id is held in memory: 12,000 ids of 25 KB passed MemoryMax
+        long_id = f"{n}" + "x" * MAX_ID_CHARS
+        fake_flux0.sessions[long_id] = dict(fake_flux0.sessions[sid], id=long_id)
+    bounded = "y" * MAX_ID_CHARS
+    fake_flux0.sessions[bounded] = dict(fake_flux0.sessions[sid], id=bounded)
+    fake_flux0.events[bounded] = []
+    archive = open_store(db)
+    try:
+        target = engine(archive, fake, once=True)
+        run_for(target, 10.0)
+    finally:
+        archive.close()
+    assert sorted(target.totals.synced) == sorted([sid, bounded])
+    assert sorted(row[0] for row in execute(db, "SELECT id FROM sessions")) == sorted([sid, bounded])
+    warned = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
+    assert warned == [f"list sessions: skipping every item whose id is longer than {MAX_ID_CHARS} characters"]
