@@ -453,3 +453,53 @@ def test_a_listed_session_whose_id_is_longer_than_the_bound_is_left_out_with_one
     assert sorted(row[0] for row in execute(db, "SELECT id FROM sessions")) == sorted([sid, bounded])
     warned = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
     assert warned == [f"list sessions: skipping every item whose id is longer than {MAX_ID_CHARS} characters"]
+
+
+# -- 12: a session two users see with different entries ------------------------------------------------------
+
+
+def test_a_session_two_users_see_differently_is_not_changed_by_the_other_users_entry(archive_db: str) -> None:
+    archive = open_store(archive_db)
+    doc = {"id": "s1", "agent_id": "a1", "user_id": "u", "title": None, "created_at": "2026-11-25T00:00:00Z"}
+    try:
+        assert [x.new for x in archive.record_listing("alice", [Session.from_dict(dict(doc, title="A"))])] == [True]
+        for user, title in (("bob", "B"), ("alice", "A"), ("bob", "B")):  # a per-viewer title
+            listed = archive.record_listing(user, [Session.from_dict(dict(doc, title=title))])
+            assert [(x.new, x.changed) for x in listed] == [(False, False)], user
+        listed = archive.record_listing("bob", [Session.from_dict(dict(doc, title="B, renamed"))])
+        assert [x.changed for x in listed] == [True]  # the same user's entry did change
+    finally:
+        archive.close()
+
+
+def test_an_idle_session_two_users_see_differently_backs_off(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 1)  # and never another
+    polled: List[float] = []
+    events = fake.find("GET", f"/api/sessions/{sid}/events")
+    assert events is not None
+
+    def per_viewer(req: Request, conn: Conn) -> None:
+        viewer = req.headers.get("cookie", "").rpartition("=")[2]
+        body = json.dumps({"data": [dict(fake_flux0.sessions[sid], title=f"seen by {viewer}")]}).encode()
+        conn.send(raw_response(200, body, {"content-type": "application/json"}))
+
+    def counted(req: Request, conn: Conn) -> None:
+        polled.append(time.monotonic())
+        events(req, conn)
+
+    fake.on("GET", "/api/sessions", per_viewer)
+    fake.on("GET", f"/api/sessions/{sid}/events", counted)
+    archive = open_store(str(tmp_path / "a.sqlite3"))
+    try:
+        policy = Policy(interval=0.2, idle_max=100.0, jitter=0.0, active_for=0.0)
+        started = time.monotonic()
+        run_for(engine(archive, fake, users=["alice", "bob"], policy=policy), 3.0)
+    finally:
+        archive.close()
+    # idle from the start: 0, 0.2, 0.6, 1.4 and 3.0 s; moved up at every round (0.3 s), it was polled ~10 times
+    assert len(polled) <= 5, [round(t - started, 2) for t in polled]
+    assert offsets(str(tmp_path / "a.sqlite3"), sid) == [0]
