@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -113,7 +114,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cert", metavar="FILE", help="client certificate, PEM (env FLUX0_CERT)")
     parser.add_argument("--key", metavar="FILE", help="the client certificate's key, PEM (env FLUX0_KEY)")
     parser.add_argument("--workers", type=int, help="sessions fetched at once, one connection each (default 4)")
-    parser.add_argument("--max-rps", type=float, help="at most this many requests per second (default 20)")
+    parser.add_argument("--max-rps", type=float, help="requests per second at most, listings too (default 20)")
     parser.add_argument("--idle-max", type=float, help="longest delay between polls of an idle session (default 3600)")
     parser.add_argument(
         "--discover-interval",
@@ -161,6 +162,8 @@ def _ago(stamp: Optional[float]) -> str:
 def _until(stamp: Optional[float]) -> str:
     if stamp is None:
         return "-"
+    if not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
+        return "due"  # what the daemon makes of a stored time that is not a number (flux0sync.schedule)
     seconds = stamp - time.time()
     if seconds <= 0:
         return "due"

@@ -107,6 +107,7 @@ _FLOATS = (
 # zero would spin or give up at once
 _POSITIVE = ("interval", "timeout", "session_deadline", "max_rps", "idle_max", "discover_interval")
 _COOKIE_UNSAFE = ';,"\\ \t\r\n\x00'
+_LARGEST = 1e9  # for any number of seconds (31 years) or requests: beyond, a jittered delay can overflow
 
 
 def _setting(name: str) -> str:
@@ -126,7 +127,7 @@ def _convert(name: str, raw: Any) -> Any:
     try:
         if name in _FLOATS:
             value = float(raw)
-            if not math.isfinite(value) or value < 0 or (name in _POSITIVE and value <= 0):
+            if not math.isfinite(value) or value < 0 or value > _LARGEST or (name in _POSITIVE and value <= 0):
                 raise ValueError
             if name == "jitter" and value >= 1:
                 raise ValueError
@@ -159,7 +160,7 @@ def _convert(name: str, raw: Any) -> Any:
         for item in items:  # an id goes into URLs and log lines: no control characters
             if not item.isprintable() or not _encodable(item):
                 raise ConfigError(f"invalid value for {_setting(name)}: {item!r} has a control character")
-        return items
+        return tuple(dict.fromkeys(items))  # one listing or poll per id, however often it is given
     if name == "shard":
         try:
             return parse_shard(str(raw))

@@ -11,7 +11,8 @@ off fetches past their deadline on time whatever the server does.
   configured ``session_ids``. With a ``shard`` (``--shard i/N``) only the sessions it owns are
   kept: the others are neither stored nor polled. New sessions start active and due at once,
   unless the archive holds a schedule for them from an earlier run; a session whose listing
-  entry changed is moved up; a session no listing shows any more is no longer polled.
+  entry changed is moved up; a session no listing shows any more is no longer polled. A
+  listing that fails is tried again alone, backing off from 5 s, until the next round.
 * **Polls** follow :class:`~flux0sync.schedule.Schedule`, at most ``workers`` at once and at
   most ``max_rps`` requests per second (listings included).
 * **Writes**: each batch is stored with the checkpoint it earns in one transaction
@@ -22,14 +23,15 @@ off fetches past their deadline on time whatever the server does.
   the writer would otherwise wait for after every SQLite call. The next poll times of finished
   polls are saved in one transaction every second.
 * **Outages**: a server that refuses connections pauses all requests (doubling, up to
-  ``max_backoff``) without counting against any session; any other failure backs that session
-  off alone.
+  ``max_backoff``) without counting against any session; any other failure (an answer cut
+  mid-body too) backs that session off alone.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import math
 import operator
 import queue
 import random
@@ -37,7 +39,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-from flux0lite import APIConnectionError, APITimeoutError, Flux0, Flux0Error
+from flux0lite import APITimeoutError, ConnectError, Flux0, Flux0Error
 from flux0lite.models import Agent, Session
 
 from .backend import Archive
@@ -73,8 +75,20 @@ _TEXT_OF = operator.itemgetter(1)  # RawEvent.text
 
 
 def _outage(error: Optional[Flux0Error]) -> bool:
-    """The server refused or dropped the connection: likely down for every session, not just this one."""
-    return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
+    """No connection could be made: the server is likely down for every session, not just this one.
+
+    A connection lost once made (an answer cut mid-body) may be one session's doing (a server
+    that crashes on one poisoned session): that session fails alone.
+    """
+    return isinstance(error, ConnectError) and not isinstance(error, APITimeoutError)
+
+
+def _from_wall(stored: Optional[float], now: float, wall: float) -> float:
+    """A poll time the archive kept (wall time, ``wall`` now) on the loop's clock (``now``);
+    none, or a value that is not a number (SQLite keeps any type written), is now."""
+    if not isinstance(stored, (int, float)) or not math.isfinite(stored):
+        return now
+    return now + (stored - wall)
 
 
 def _session_of(job: Job[Any]) -> Optional[str]:
@@ -148,6 +162,9 @@ class _Round:
     listed: int = 0  # sessions the listings carried (a shard's daemon is sent all of them)
     complete: bool = True
     failed: Set[str] = field(default_factory=set)  # listings whose pages could not be stored
+    unsent: List[Job[Any]] = field(default_factory=list)  # listings waiting for the rate cap
+    errored: Set[str] = field(default_factory=set)  # listings that failed
+    retry: bool = False  # only the listings that failed in the rounds before
 
 
 class Engine:
@@ -175,15 +192,17 @@ class Engine:
         should_stop: Callable[[], bool] = lambda: False,
         on_progress: Callable[["Totals"], None] = lambda totals: None,
         on_outage: Callable[[Flux0Error, float], None] = lambda error, wait: None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: Optional[random.Random] = None,
     ) -> None:
         self.store = store
         self.make_client = make_client
         self.policy = policy
-        self.users: Tuple[Optional[str], ...] = tuple(users) or (None,)
-        self.agent_ids = tuple(agent_ids)
-        self.session_ids = tuple(session_ids)
+        # once each: a listing job per user and agent, and one job per key at a time
+        self.users: Tuple[Optional[str], ...] = tuple(dict.fromkeys(users)) or (None,)
+        self.agent_ids = tuple(dict.fromkeys(agent_ids))
+        self.session_ids = tuple(dict.fromkeys(session_ids))
         self.shard = shard
         self.discover_interval = discover_interval
         self.workers = workers
@@ -198,7 +217,10 @@ class Engine:
         self.close_clients = close_clients
         self.writer = SessionWriter(store, gap_patience)
         self.warnings = warnings or Warnings()
+        # Due times, rounds and pauses follow ``clock``, which a step of the system clock (NTP,
+        # a VM snapshot, date -s) leaves alone; the archive keeps poll times in wall time.
         self.clock = clock
+        self.wall_clock = wall_clock
         self.schedule = Schedule(policy, rng=rng)
         self.bucket = TokenBucket(max_rps)
         self.totals = Totals()
@@ -217,6 +239,10 @@ class Engine:
         self._flushed_at = 0.0
         self._round: Optional[_Round] = None
         self._next_round = 0.0
+        # listings that failed, tried again alone (backing off) until the next full round
+        self._retry_keys: Set[str] = set()
+        self._retry_at = 0.0
+        self._listing_failures = 0
         self._paused_until = 0.0
         self._outages = 0
         self._once_left: Optional[List[str]] = None
@@ -283,9 +309,10 @@ class Engine:
     def _round_jobs(self) -> List[Job[Any]]:
         warnings = self.warnings
         jobs: List[Job[Any]] = [Job("agents", self.users[0], list_agents(warnings), meta=("agents", None))]
-        if self.session_ids:
-            retrieve = retrieve_sessions(self.session_ids, warnings)
-            jobs.append(Job("listing", self.users[0], retrieve, meta=("sessions", self.users[0])))
+        if self.session_ids:  # one job (and one request) each, so that each waits for the rate cap
+            for sid in self.session_ids:
+                retrieve = retrieve_sessions((sid,), warnings)
+                jobs.append(Job(f"listing {sid}", self.users[0], retrieve, meta=("sessions", self.users[0])))
             return jobs
         for user in self.users:
             for agent_id in self.agent_ids or (None,):
@@ -294,19 +321,28 @@ class Engine:
         return jobs
 
     def _start_round(self, now: float) -> None:
-        if self._round is not None or now < self._next_round or now < self._paused_until:
+        if self._round is not None:
+            self._send_listings(now)
             return
-        if self.once and self._once_left is not None:
+        if now < self._paused_until or (self.once and self._once_left is not None):
             return
-        jobs = self._round_jobs()
-        self._round = _Round(pending={job.key for job in jobs})
-        for job in jobs:
-            assert self._pool is not None
-            self._pool.submit(job)  # a round is a handful of requests: not held up by the rate cap
-            self.bucket.take(now)
+        retry = now < self._next_round
+        if retry and not (self._retry_keys and now >= self._retry_at):
+            return
+        jobs = [job for job in self._round_jobs() if not retry or job.key in self._retry_keys]
+        self._retry_keys = set()
+        self._round = _Round(pending={job.key for job in jobs}, unsent=jobs, retry=retry)
+        self._send_listings(now)
+
+    def _send_listings(self, now: float) -> None:
+        """Send the round's listings the rate cap allows now; they go before any poll (a round
+        is 1 + users x agents requests: with many users, more than a second's worth)."""
+        assert self._round is not None and self._pool is not None
+        while self._round.unsent and now >= self._paused_until and self.bucket.take(now) == 0:
+            self._pool.submit(self._round.unsent.pop(0))
 
     def _on_listing(self, user: Optional[str], sessions: Sequence[Session]) -> None:
-        now = self.clock()
+        now, wall = self.clock(), self.wall_clock()
         assert self._round is not None
         self._round.listed += len(sessions)
         if self.shard is not None:  # another daemon stores and polls the rest (see flux0sync.shard)
@@ -319,14 +355,14 @@ class Engine:
             else:
                 self._user_of.pop(sid, None)
             if sid not in self.schedule:
-                due = item.next_poll_at if item.next_poll_at is not None and not item.changed else now
-                self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level)
+                due = _from_wall(item.next_poll_at, now, wall) if not item.changed else now
+                self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level, now=now)
             elif item.changed:
                 self.schedule.move_up(sid, now)
             if item.changed and not item.new:
                 # the archive now holds the new entry, so no later listing shows the change again:
                 # the poll it calls for is saved too, or a stop before that poll would lose it
-                self._dirty[sid] = PollRecord(sid, now, 0, None)
+                self._dirty[sid] = PollRecord(sid, wall, 0, None)
 
     def _round_finished(self, job: Job[Any], error: Optional[Flux0Error]) -> None:
         current = self._round
@@ -335,6 +371,7 @@ class Engine:
         current.pending.discard(job.key)
         if error is not None:
             current.complete = False
+            current.errored.add(job.key)
         if current.pending:
             return
         now = self.clock()
@@ -343,8 +380,18 @@ class Engine:
             self._once_left = []  # a pass that cannot see every session has failed
             return
         if not current.complete:
-            self._next_round = max(now + min(self.discover_interval, 5.0), self._paused_until)
+            # what failed (one user's listing, say) is tried again alone, backing off, so that a
+            # listing that keeps failing does not bring every other one back early
+            self._listing_failures += 1
+            self._retry_keys = current.errored
+            delay = min(self.discover_interval, 5.0) * 2.0 ** min(self._listing_failures - 1, 30)
+            self._retry_at = max(now + delay, self._paused_until)
+            if not current.retry:
+                self._next_round = now + listing_interval(self.discover_interval, current.listed)
             return
+        self._listing_failures = 0
+        if current.retry:
+            return  # sessions are forgotten only after a full round: this one did not list them all
         self.totals.rounds += 1
         self.totals.listed = len(current.seen)
         self._next_round = now + listing_interval(self.discover_interval, current.listed)
@@ -575,7 +622,8 @@ class Engine:
             self.totals.failing.discard(sid)
             state = self.schedule.done(sid, now, new_events=inserted > 0)
             if state is not None:
-                self._dirty[sid] = PollRecord(sid, state[0], state[1], now)
+                wall = self.wall_clock()
+                self._dirty[sid] = PollRecord(sid, state[0] - now + wall, state[1], wall)
             if inserted:
                 self.on_progress(self.totals)
             return
@@ -596,7 +644,7 @@ class Engine:
             self.totals.failed[sid] = errors
         state = self.schedule.failed(sid, now, errors)
         if state is not None:
-            self._dirty[sid] = PollRecord(sid, state[0], state[1], None)
+            self._dirty[sid] = PollRecord(sid, state[0] - now + self.wall_clock(), state[1], None)
             log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
 
     def _on_error(self, what: str, error: Flux0Error) -> float:

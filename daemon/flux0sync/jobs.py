@@ -85,6 +85,7 @@ NOTHING_WRITTEN = WriteResult(0, 0, 0, -1)
 # Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
 # this keeps a 100k-session listing to a few MB in flight.
 LISTING_PAGE = 200
+MAX_ID_CHARS = 1024  # flux0's ids are 10 characters; a listing of ids of any length could fill memory
 
 
 class Warnings:
@@ -324,6 +325,9 @@ def _typed(items: Sequence[Any], model: Callable[[Any], _M], what: str, warnings
             continue
         if storable_text(getattr(item, "id", "")) is None:
             warnings.once(f"{what}: skipping an item whose id is not valid Unicode: {item.id!r}")  # type: ignore[attr-defined]
+            continue
+        if len(getattr(item, "id", "")) > MAX_ID_CHARS:  # each known id is held in memory: bound it
+            warnings.once(f"{what}: skipping every item whose id is longer than {MAX_ID_CHARS} characters")
             continue
         typed.append(item)
     return typed

@@ -715,7 +715,8 @@ class PgStore:
                     level = int(before[3]) if before[3] is not None else 0
                     same = before[0] == raw or _same_json(str(before[0]), doc)
                     next_poll = None if before[2] is None else float(before[2])
-                    listed.append(Listed(session.id, False, not same, next_poll, level))
+                    changed = not same and before[1] in (None, found_under)  # as in SQLite
+                    listed.append(Listed(session.id, False, changed, next_poll, level))
                     if before[0] == raw and before[1] == found_under:
                         continue
                 rows.append(

@@ -63,6 +63,7 @@ IDLE_MAX = 3600.0  # the default longest delay between polls of an idle session
 # discover_interval (60 s) is the longer of the two.
 LISTED_PER_SECOND = 100.0
 _MAX_LEVEL = 62  # 2**62 * interval overflows every sane idle_max; bounds a hostile stored value
+_LONGEST = 1e9  # seconds (31 years): a longer delay, jittered, could overflow to infinity
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ class Policy:
     def __post_init__(self) -> None:
         for name in ("interval", "idle_max", "max_backoff"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if not (isinstance(value, (int, float)) and 0 < value <= _LONGEST):
+                raise ValueError(f"{name} must be a positive number of seconds up to {_LONGEST:g}, got {value!r}")
         if not (math.isfinite(self.jitter) and 0 <= self.jitter < 1):
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
         if self.idle_max < self.interval:
@@ -90,6 +91,11 @@ class Policy:
     @property
     def active_window(self) -> float:
         return 6 * self.interval if self.active_for is None else self.active_for
+
+    @property
+    def longest_idle_delay(self) -> float:
+        """The longest an idle session's poll can be put off (``idle_max``, jittered)."""
+        return self.idle_max * (1 + self.jitter)
 
     def delay(self, level: int) -> float:
         """The un-jittered delay after ``level`` empty polls in a row."""
@@ -228,20 +234,33 @@ class Schedule:
             self._buckets.pop(second, None)
         return None
 
-    def add(self, session_id: str, due_at: float, level: int = 0) -> None:
-        """Know a session: new ones are due now at level 0; restored ones keep their state."""
+    def add(self, session_id: str, due_at: float, level: int = 0, now: Optional[float] = None) -> None:
+        """Know a session: new ones are due now at level 0; restored ones keep their state.
+
+        A restored time is read from the archive, so it is checked: one that is not a finite
+        number is taken as due now, and with ``now`` one beyond the longest idle delay (saved
+        while the clock was set ahead, by a run with a longer ``idle_max``, or by hand) is brought
+        forward to it, so every session is polled within ``idle_max`` of a start (a failing one
+        backing off for longer too: one request more).
+        """
         if session_id in self._level:
             return
-        if not math.isfinite(due_at):  # a stored value nobody should have written: poll it soon
-            due_at = 0.0
+        if not isinstance(due_at, (int, float)) or not math.isfinite(due_at):  # nobody should have written it
+            due_at = 0.0 if now is None else now
+        elif now is not None:
+            due_at = min(due_at, now + self.policy.longest_idle_delay)
         self._level[session_id] = max(0, min(int(level), _MAX_LEVEL))
-        self._set_due(session_id, due_at)
+        if session_id not in self._in_flight:  # back while its poll runs: that poll's end schedules it
+            self._set_due(session_id, due_at)
 
     def remove(self, session_id: str) -> None:
-        """Forget a session (gone from the server); an answer still in flight is ignored."""
+        """Forget a session (gone from the server); an answer still in flight is ignored.
+
+        It stays in flight until that answer is reported, so that a session a later listing
+        shows again is not fetched twice at once.
+        """
         self._level.pop(session_id, None)
         self._due.pop(session_id, None)
-        self._in_flight.discard(session_id)
         self._active_until.pop(session_id, None)
 
     def move_up(self, session_id: str, now: float) -> None:

@@ -167,7 +167,10 @@ def make_client(config: Config, user: Optional[str] = None) -> Flux0:
     return Flux0(
         config.server_url,
         timeout=Timeout(connect=min(10.0, config.timeout), read=config.timeout),
-        retry=Retry(total=2, backoff_factor=0.25, max_backoff=2),
+        # no answer is retried here: a 429 or 503 fails that poll, which backs off in the schedule,
+        # so every request the server answers has passed --max-rps (a request that could not
+        # connect, or whose connection dropped, is still tried again at once)
+        retry=Retry(total=2, backoff_factor=0.25, max_backoff=2, statuses=()),
         token=config.token,
         user_sub=user,
         proxy=False if (config.proxy or "").lower() in ("none", "direct", "off") else config.proxy,

@@ -815,9 +815,11 @@ class Store:
                 if before is None:
                     listed.append(Listed(session.id, True, False, None, 0))
                 else:
-                    level = int(before[3]) if before[3] is not None else 0
+                    level = before[3] if isinstance(before[3], int) else 0  # SQLite keeps any type written
                     same = before[0] == raw or _same_json(before[0], doc)
-                    listed.append(Listed(session.id, False, not same, before[2], level))
+                    # another user's entry may differ (a per-viewer field): only the same user's is compared
+                    changed = not same and before[1] in (None, found_under)
+                    listed.append(Listed(session.id, False, changed, before[2], level))
                     if before[0] == raw and before[1] == found_under:
                         continue
                 rows.append(
