@@ -382,8 +382,14 @@ if pytest is not None:
             _skip(reason)
 
     def _in_memory() -> Optional[str]:
-        """/dev/shm when it is a writable folder (Linux), else None: the system's temp dir."""
-        return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) else None
+        """/dev/shm when it is a writable folder (Linux) with room for a cluster and its databases
+        (a container's is often 64 MB), else None: the system's temp dir."""
+        try:
+            stats = os.statvfs("/dev/shm")
+        except OSError:
+            return None
+        roomy = stats.f_bavail * stats.f_frsize >= 1 << 30
+        return "/dev/shm" if roomy and os.access("/dev/shm", os.W_OK | os.X_OK) else None
 
     @pytest.fixture(scope="session")
     def pg_cluster(pg_driver: None) -> Iterator[PgCluster]:
