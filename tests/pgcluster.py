@@ -2,7 +2,10 @@
 
 The cluster lives in a fresh temp dir, listens only on a unix socket inside it, runs with
 ``fsync=off`` (its data is thrown away) and is owned by an unprivileged user: ``initdb`` refuses
-to run as root, so as root every server process runs as ``postgres`` (``setpriv``).
+to run as root, so as root every server process runs as ``postgres`` (``setpriv``). The tests'
+cluster lives in memory (``/dev/shm`` where there is one) and drops each test's database after the
+test: every database is a 7.5 MB copy of ``template1``, and writing, then deleting, a hundred of
+them on disk cost about 25 s of CPU per test session (in the kernel), against 5 s in memory.
 
 Teardown covers every exit path: ``stop()`` (fixture finaliser, ``atexit``) asks for a fast
 shutdown and then kills the whole process group; and a small reaper process, in a session of its
@@ -175,8 +178,10 @@ shutil.rmtree(sys.argv[1], ignore_errors=True)
 class PgCluster:
     """One PostgreSQL server in a temp dir. ``start()``, then ``new_database()``, then ``stop()``."""
 
-    def __init__(self, bindir: Optional[Path] = None) -> None:
+    def __init__(self, bindir: Optional[Path] = None, parent: Optional[str] = None) -> None:
+        """`parent`: the folder to make the cluster's temp dir in (default: the system's temp dir)."""
         self.bindir = bindir or find_bindir()
+        self.parent = parent
         self.prefix = _as_unprivileged()
         self.base: Optional[Path] = None
         self.server: Optional["subprocess.Popen[bytes]"] = None
@@ -200,7 +205,7 @@ class PgCluster:
             return ""
 
     def start(self, timeout: float = 60.0) -> "PgCluster":
-        self.base = Path(tempfile.mkdtemp(prefix="flux0pg-"))
+        self.base = Path(tempfile.mkdtemp(prefix="flux0pg-", dir=self.parent))
         atexit.register(self.stop)
         self._reaper = subprocess.Popen(
             [sys.executable, "-c", _REAPER, str(self.base)],
@@ -298,8 +303,25 @@ class PgCluster:
         name = f"flux0_test_{self._databases}"
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            conn.execute(f"CREATE DATABASE {name}")
+            # PostgreSQL 15's default strategy writes the whole template through the WAL: a file
+            # copy is the cheaper one for a small database (and the only one before 15)
+            strategy = " STRATEGY FILE_COPY" if conn.info.server_version >= 150000 else ""
+            conn.execute(f"CREATE DATABASE {name}{strategy}")
         return self.conninfo(name)
+
+    def drop_database(self, url: str) -> None:
+        """Removes a database that :meth:`new_database` made, with whatever is still connected to it."""
+        import psycopg
+
+        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        force = " WITH (FORCE)"  # a killed daemon's connection may not have ended yet
+        try:
+            with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+                if conn.info.server_version < 130000:
+                    force = ""
+                conn.execute(f"DROP DATABASE IF EXISTS {name}{force}")
+        except psycopg.Error:
+            pass  # only memory is lost: stop() removes the whole cluster
 
     def stop(self) -> None:
         server, self.server = self.server, None
@@ -327,12 +349,12 @@ class PgCluster:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[PgCluster]:
-    """A started cluster, stopped on the way out whatever happens."""
+def running_cluster(parent: Optional[str] = None) -> Iterator[PgCluster]:
+    """A started cluster (its temp dir made in `parent`), stopped on the way out whatever happens."""
     reason = ensure_psycopg()
     if reason:
         raise ClusterUnavailable(reason)
-    cluster = PgCluster()
+    cluster = PgCluster(parent=parent)
     try:
         yield cluster.start()
     finally:
@@ -359,15 +381,28 @@ if pytest is not None:
         if reason:
             _skip(reason)
 
+    def _in_memory() -> Optional[str]:
+        """/dev/shm when it is a writable folder (Linux) with room for a cluster and its databases
+        (a container's is often 64 MB), else None: the system's temp dir."""
+        try:
+            stats = os.statvfs("/dev/shm")
+        except OSError:
+            return None
+        roomy = stats.f_bavail * stats.f_frsize >= 1 << 30
+        return "/dev/shm" if roomy and os.access("/dev/shm", os.W_OK | os.X_OK) else None
+
     @pytest.fixture(scope="session")
     def pg_cluster(pg_driver: None) -> Iterator[PgCluster]:
         try:
-            with running_cluster() as cluster:
+            with running_cluster(_in_memory()) as cluster:
                 yield cluster
         except ClusterUnavailable as exc:
             _skip(str(exc))
 
     @pytest.fixture
-    def pg_url(pg_cluster: PgCluster) -> str:
-        """The URL of a fresh, empty database in the session's throwaway cluster."""
-        return pg_cluster.new_database()
+    def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+        """The URL of a fresh, empty database in the session's throwaway cluster (dropped after the
+        test: the cluster is in memory)."""
+        url = pg_cluster.new_database()
+        yield url
+        pg_cluster.drop_database(url)

@@ -11,13 +11,15 @@ import pytest
 from flux0lite.cli import main
 from flux0lite.models import JsonPatch
 from flux0lite.patch import PatchedDocument
+from tests.conftest import FULL_STRENGTH, HYPOTHESIS_EXAMPLES
 from tests.fakeserver import FakeFlux0, FakeServer
 
 hypothesis = pytest.importorskip("hypothesis")
 st = pytest.importorskip("hypothesis.strategies")
+EXAMPLES = 150 if FULL_STRENGTH else HYPOTHESIS_EXAMPLES["quick"]  # the quick variant: the quick profile's
 
 
-@hypothesis.settings(max_examples=150, deadline=None)
+@hypothesis.settings(max_examples=EXAMPLES, deadline=None)
 @hypothesis.given(
     st.lists(
         st.tuples(st.sampled_from(["add", "replace", "remove"]), st.integers(0, 1200), st.booleans()),
@@ -115,7 +117,7 @@ def flux0_for_properties() -> "Tuple[FakeServer, FakeFlux0]":
 
 
 @hypothesis.settings(
-    max_examples=150, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture]
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture]
 )
 @hypothesis.given(
     words=st.lists(st.sampled_from(HOSTILE_WORDS + OPTIONS) | st.text(max_size=20), max_size=8),

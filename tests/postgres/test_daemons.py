@@ -58,8 +58,12 @@ def test_sharded_daemons_killed_at_random_lose_and_duplicate_nothing(
         for slot in range(5):
             if slot not in running and (slot < 4 or rng.random() < 0.5):
                 extra = shard_args[slot] if slot < 4 else []
+                # COVERAGE_PROCESS_START empty, as in test_service's kill -9 loop: a daemon killed with
+                # SIGKILL never saves coverage data; the --once runs at the end are measured
                 running[slot] = popen_daemon(
-                    ["--db", pg_url, "--batch-size", "7", "--interval", "0.05", *extra], fake.url
+                    ["--db", pg_url, "--batch-size", "7", "--interval", "0.05", *extra],
+                    fake.url,
+                    COVERAGE_PROCESS_START="",
                 )
         time.sleep(rng.uniform(0.1, 0.4))
         victim = rng.choice(sorted(running))
