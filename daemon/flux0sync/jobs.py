@@ -31,8 +31,6 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from flux0lite import (
     Agent,
-    APIConnectionError,
-    AuthenticationError,
     ContentTypeError,
     DecodeError,
     Flux0,
@@ -400,7 +398,12 @@ def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
         doc = json.loads(bytes(body))
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, a 5000-digit number, too deep
         raise DecodeError(f"{what}: unreadable JSON: {exc}") from exc
-    return Session.from_dict(doc), len(body)
+    session = Session.from_dict(doc)
+    if session.id != session_id:  # another session's document: never schedule what was not configured
+        raise DecodeError(f"{what}: the answer is another session's ({session.id[:80]!r})")
+    if len(session_id) > MAX_ID_CHARS:  # the bound every listed id has
+        raise DecodeError(f"{what}: a session id longer than {MAX_ID_CHARS} characters is not archived")
+    return session, len(body)
 
 
 def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callable[[Flux0, Emit], int]:
@@ -415,11 +418,8 @@ def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callabl
             except NotFoundError:
                 warnings.once(f"session {session_id} does not exist on the server; skipping it")
                 continue
-            except (APIConnectionError, AuthenticationError):
-                raise  # every session would fail alike: the round fails
-            except Flux0Error as exc:  # one bad answer must not keep the other sessions from being polled
-                warnings.once(f"session {session_id}: cannot retrieve it ({exc}); skipping it")
-                continue
+            # any other failure (a 503, a 403, a wrong answer) fails this lookup's job, as a failed
+            # listing: --once exits 1, the daemon tries it again alone, backing off
             found.append(session)
             chars += size
             if len(found) >= LISTING_PAGE or chars >= MAX_BATCH_CHARS:
