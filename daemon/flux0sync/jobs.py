@@ -363,6 +363,51 @@ def list_agents(warnings: Warnings) -> Callable[[Flux0, Emit], int]:
     return _listing("/api/agents", None, "list agents", Agent.from_dict, warnings)
 
 
+class _ListingDecoder(json.JSONDecoder):
+    """A listing's decoder: an integer Python refuses to read (past its 4,300-digit limit) becomes
+    the marker ``_REFUSED`` and is counted, so that its entry alone is left out, not the listing."""
+
+    def __init__(self) -> None:
+        super().__init__(parse_int=self._int)
+        self.refused = 0
+
+    def _int(self, digits: str) -> Any:
+        try:
+            return int(digits)
+        except ValueError:
+            self.refused += 1
+            return _REFUSED
+
+
+_REFUSED = object()
+
+
+def _holds_refused(value: Any) -> bool:
+    """Whether a decoded value holds ``_REFUSED`` at any depth (no recursion: nesting is the server's)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is _REFUSED:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _readable(elements: Iterable[Element], decoder: _ListingDecoder, what: str, warnings: Warnings) -> Iterator[Element]:
+    """The elements, less those holding a refused number (looked into only when the decoder met one)."""
+    refused = 0
+    for element in elements:
+        if decoder.refused != refused:
+            refused = decoder.refused
+            if _holds_refused(element.value):
+                warnings.once(f"{what}: skipping every item with an integer of over 4,300 digits")
+                continue
+        yield element
+
+
 def _listing(
     path: str, params: Optional[Dict[str, str]], what: str, parse: Callable[[Any], _M], warnings: Warnings
 ) -> Callable[[Flux0, Emit], int]:
@@ -371,8 +416,11 @@ def _listing(
     def run(client: Flux0, emit: Emit) -> int:
         response = _stream_array(client, path, params, what)
         try:
-            elements = iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS)
-            return _emit_pages(elements, parse, what, warnings, emit)
+            decoder = _ListingDecoder()
+            elements = iter_array(
+                response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
+            )
+            return _emit_pages(_readable(elements, decoder, what, warnings), parse, what, warnings, emit)
         finally:
             response.close()
 
