@@ -396,7 +396,9 @@ def _holds_refused(value: Any) -> bool:
     return False
 
 
-def _readable(elements: Iterable[Element], decoder: _ListingDecoder, what: str, warnings: Warnings) -> Iterator[Element]:
+def _readable(
+    elements: Iterable[Element], decoder: _ListingDecoder, what: str, warnings: Warnings
+) -> Iterator[Element]:
     """The elements, less those holding a refused number (looked into only when the decoder met one)."""
     refused = 0
     for element in elements:
