@@ -312,7 +312,7 @@ class Engine:
         if self.session_ids:  # one job (and one request) each, so that each waits for the rate cap
             for sid in self.session_ids:
                 retrieve = retrieve_sessions((sid,), warnings)
-                jobs.append(Job(f"listing {sid}", self.users[0], retrieve, meta=("sessions", self.users[0])))
+                jobs.append(Job(f"listing {sid}", self.users[0], retrieve, meta=("sessions", self.users[0], sid)))
             return jobs
         for user in self.users:
             for agent_id in self.agent_ids or (None,):
@@ -551,7 +551,8 @@ class Engine:
         if self._round is not None and message.job.key in self._round.failed and error is None:
             error = Flux0Error("the archive could not store the listing")
         if error is not None and not isinstance(error, FetchCancelled):
-            self._on_error(f"{kind} listing", error)
+            what = f"lookup of session {message.job.meta[2]}" if len(message.job.meta) > 2 else f"{kind} listing"
+            self._on_error(what, error)
         self._round_finished(message.job, error)
 
     def _write_batches(self, messages: Sequence[Message]) -> bool:
