@@ -433,6 +433,8 @@ def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
     """One session and the size of its answer, read up to _MAX_EVENT_CHARS bytes (not the client's 256 MiB)."""
     if storable_text(session_id) is None:
         raise Flux0Error(f"session id {session_id!r} is not valid Unicode; it cannot be fetched")
+    if len(session_id) > MAX_ID_CHARS:  # the bound every listed id has
+        raise Flux0Error(f"a session id longer than {MAX_ID_CHARS} characters is not archived")
     segment = path_segment(session_id, "session id")
     what = f"GET /api/sessions/{segment}"
     response = _stream_array(client, f"/api/sessions/{segment}", None, what)
@@ -451,8 +453,6 @@ def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
     session = Session.from_dict(doc)
     if session.id != session_id:  # another session's document: never schedule what was not configured
         raise DecodeError(f"{what}: the answer is another session's ({session.id[:80]!r})")
-    if len(session_id) > MAX_ID_CHARS:  # the bound every listed id has
-        raise DecodeError(f"{what}: a session id longer than {MAX_ID_CHARS} characters is not archived")
     return session, len(body)
 
 

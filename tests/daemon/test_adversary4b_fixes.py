@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 import pytest
 from flux0sync.backend import Archive, open_store
 from flux0sync.engine import Engine
-from flux0sync.jobs import _ListingDecoder
+from flux0sync.jobs import MAX_ID_CHARS, _ListingDecoder
 from flux0sync.schedule import Policy, Schedule
 from hypothesis import given
 from hypothesis import strategies as st
@@ -193,3 +193,20 @@ def test_a_restored_poll_time_is_capped_by_its_own_levels_longest_delay() -> Non
     assert schedule.state("level 62") == (now + 3600.0 * 1.1, 62)  # idle: within --idle-max
     schedule.add("due soon", due_at=now + 1.0, level=5, now=now)
     assert schedule.state("due soon") == (now + 1.0, 5)  # a time within the cap is kept
+
+
+def test_a_configured_session_id_over_the_id_bound_is_a_failed_lookup_without_a_request(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    good = fake_flux0.add_session(agent)
+    fake_flux0.add_events(good, 1)
+    long_id = "x" * (MAX_ID_CHARS + 1)
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        totals = engine(archive, fake, once=True, session_ids=[long_id, good]).run()
+    finally:
+        archive.close()
+    assert not totals.ok and offsets(db, good) == [0]
+    assert not [r for r in fake.requests if long_id in r.path]
