@@ -312,7 +312,7 @@ class Engine:
         if self.session_ids:  # one job (and one request) each, so that each waits for the rate cap
             for sid in self.session_ids:
                 retrieve = retrieve_sessions((sid,), warnings)
-                jobs.append(Job(f"listing {sid}", self.users[0], retrieve, meta=("sessions", self.users[0])))
+                jobs.append(Job(f"listing {sid}", self.users[0], retrieve, meta=("sessions", self.users[0], sid)))
             return jobs
         for user in self.users:
             for agent_id in self.agent_ids or (None,):
@@ -376,8 +376,12 @@ class Engine:
             return
         now = self.clock()
         self._round = None
-        if not current.complete and self.once:
-            self._once_left = []  # a pass that cannot see every session has failed
+        if not current.complete and self.once:  # a pass that cannot see every session has failed,
+            if self.session_ids and "agents" not in current.errored and self.totals.outage is None:
+                self.totals.listed = len(current.seen)  # but a configured session's failed lookup is its own
+                self._set_once_left(current.seen)
+            else:
+                self._once_left = []
             return
         if not current.complete:
             # what failed (one user's listing, say) is tried again alone, backing off, so that a
@@ -399,12 +403,15 @@ class Engine:
             self.schedule.remove(sid)
             self._user_of.pop(sid, None)
         if self.once:
-            self._once_left = sorted(current.seen, reverse=True)  # popped from the end: in order
-            skipped = [sid for sid in self._once_left if self.skip(sid)]
-            self.totals.skipped = len(skipped)
-            if skipped:
-                self._once_left = [sid for sid in self._once_left if not self.skip(sid)]
+            self._set_once_left(current.seen)
         self.on_progress(self.totals)
+
+    def _set_once_left(self, seen: Set[str]) -> None:
+        self._once_left = sorted(seen, reverse=True)  # popped from the end: in order
+        skipped = [sid for sid in self._once_left if self.skip(sid)]
+        self.totals.skipped = len(skipped)
+        if skipped:
+            self._once_left = [sid for sid in self._once_left if not self.skip(sid)]
 
     # -- polls -------------------------------------------------------------------------------
 
@@ -544,7 +551,8 @@ class Engine:
         if self._round is not None and message.job.key in self._round.failed and error is None:
             error = Flux0Error("the archive could not store the listing")
         if error is not None and not isinstance(error, FetchCancelled):
-            self._on_error(f"{kind} listing", error)
+            what = f"lookup of session {message.job.meta[2]}" if len(message.job.meta) > 2 else f"{kind} listing"
+            self._on_error(what, error)
         self._round_finished(message.job, error)
 
     def _write_batches(self, messages: Sequence[Message]) -> bool:

@@ -31,8 +31,6 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from flux0lite import (
     Agent,
-    APIConnectionError,
-    AuthenticationError,
     ContentTypeError,
     DecodeError,
     Flux0,
@@ -365,6 +363,53 @@ def list_agents(warnings: Warnings) -> Callable[[Flux0, Emit], int]:
     return _listing("/api/agents", None, "list agents", Agent.from_dict, warnings)
 
 
+class _ListingDecoder(json.JSONDecoder):
+    """A listing's decoder: an integer Python refuses to read (past its 4,300-digit limit) becomes
+    the marker ``_REFUSED`` and is counted, so that its entry alone is left out, not the listing."""
+
+    def __init__(self) -> None:
+        super().__init__(parse_int=self._int)
+        self.refused = 0
+
+    def _int(self, digits: str) -> Any:
+        try:
+            return int(digits)
+        except ValueError:
+            self.refused += 1
+            return _REFUSED
+
+
+_REFUSED = object()
+
+
+def _holds_refused(value: Any) -> bool:
+    """Whether a decoded value holds ``_REFUSED`` at any depth (no recursion: nesting is the server's)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is _REFUSED:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _readable(
+    elements: Iterable[Element], decoder: _ListingDecoder, what: str, warnings: Warnings
+) -> Iterator[Element]:
+    """The elements, less those holding a refused number (looked into only when the decoder met one)."""
+    refused = 0
+    for element in elements:
+        if decoder.refused != refused:
+            refused = decoder.refused
+            if _holds_refused(element.value):
+                warnings.once(f"{what}: skipping every item with an integer of over 4,300 digits")
+                continue
+        yield element
+
+
 def _listing(
     path: str, params: Optional[Dict[str, str]], what: str, parse: Callable[[Any], _M], warnings: Warnings
 ) -> Callable[[Flux0, Emit], int]:
@@ -373,8 +418,11 @@ def _listing(
     def run(client: Flux0, emit: Emit) -> int:
         response = _stream_array(client, path, params, what)
         try:
-            elements = iter_array(response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS)
-            return _emit_pages(elements, parse, what, warnings, emit)
+            decoder = _ListingDecoder()
+            elements = iter_array(
+                response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
+            )
+            return _emit_pages(_readable(elements, decoder, what, warnings), parse, what, warnings, emit)
         finally:
             response.close()
 
@@ -385,6 +433,8 @@ def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
     """One session and the size of its answer, read up to _MAX_EVENT_CHARS bytes (not the client's 256 MiB)."""
     if storable_text(session_id) is None:
         raise Flux0Error(f"session id {session_id!r} is not valid Unicode; it cannot be fetched")
+    if len(session_id) > MAX_ID_CHARS:  # the bound every listed id has
+        raise Flux0Error(f"a session id longer than {MAX_ID_CHARS} characters is not archived")
     segment = path_segment(session_id, "session id")
     what = f"GET /api/sessions/{segment}"
     response = _stream_array(client, f"/api/sessions/{segment}", None, what)
@@ -400,7 +450,10 @@ def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
         doc = json.loads(bytes(body))
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, a 5000-digit number, too deep
         raise DecodeError(f"{what}: unreadable JSON: {exc}") from exc
-    return Session.from_dict(doc), len(body)
+    session = Session.from_dict(doc)
+    if session.id != session_id:  # another session's document: never schedule what was not configured
+        raise DecodeError(f"{what}: the answer is another session's ({session.id[:80]!r})")
+    return session, len(body)
 
 
 def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callable[[Flux0, Emit], int]:
@@ -415,11 +468,8 @@ def retrieve_sessions(session_ids: Sequence[str], warnings: Warnings) -> Callabl
             except NotFoundError:
                 warnings.once(f"session {session_id} does not exist on the server; skipping it")
                 continue
-            except (APIConnectionError, AuthenticationError):
-                raise  # every session would fail alike: the round fails
-            except Flux0Error as exc:  # one bad answer must not keep the other sessions from being polled
-                warnings.once(f"session {session_id}: cannot retrieve it ({exc}); skipping it")
-                continue
+            # any other failure (a 503, a 403, a wrong answer) fails this lookup's job, as a failed
+            # listing: --once exits 1, the daemon tries it again alone, backing off
             found.append(session)
             chars += size
             if len(found) >= LISTING_PAGE or chars >= MAX_BATCH_CHARS:

@@ -92,11 +92,6 @@ class Policy:
     def active_window(self) -> float:
         return 6 * self.interval if self.active_for is None else self.active_for
 
-    @property
-    def longest_idle_delay(self) -> float:
-        """The longest an idle session's poll can be put off (``idle_max``, jittered)."""
-        return self.idle_max * (1 + self.jitter)
-
     def delay(self, level: int) -> float:
         """The un-jittered delay after ``level`` empty polls in a row."""
         level = max(0, min(int(level), _MAX_LEVEL))
@@ -238,18 +233,20 @@ class Schedule:
         """Know a session: new ones are due now at level 0; restored ones keep their state.
 
         A restored time is read from the archive, so it is checked: one that is not a finite
-        number is taken as due now, and with ``now`` one beyond the longest idle delay (saved
-        while the clock was set ahead, by a run with a longer ``idle_max``, or by hand) is brought
-        forward to it, so every session is polled within ``idle_max`` of a start (a failing one
+        number is taken as due now, and with ``now`` one beyond the longest delay its stored
+        level gives (saved while the clock was set ahead or before it was stepped back, by a run
+        with a longer ``idle_max``, or by hand) is brought forward to it, so an active session is
+        polled within ``interval`` of a start, an idle one within ``idle_max`` (a failing one
         backing off for longer too: one request more).
         """
         if session_id in self._level:
             return
+        level = max(0, min(int(level), _MAX_LEVEL))
         if not isinstance(due_at, (int, float)) or not math.isfinite(due_at):  # nobody should have written it
             due_at = 0.0 if now is None else now
         elif now is not None:
-            due_at = min(due_at, now + self.policy.longest_idle_delay)
-        self._level[session_id] = max(0, min(int(level), _MAX_LEVEL))
+            due_at = min(due_at, now + self.policy.delay(level) * (1 + self.policy.jitter))
+        self._level[session_id] = level
         if session_id not in self._in_flight:  # back while its poll runs: that poll's end schedules it
             self._set_due(session_id, due_at)
 

@@ -154,7 +154,7 @@ def test_one_bad_configured_session_does_not_keep_the_others_from_being_archived
             result = Syncer(client_for(fake), store, session_ids=["malformed", good, "broken"]).run_pass()
         assert result.sessions_synced == 1 and offsets(db, good) == [0, 1]
         said = "\n".join(r.getMessage() for r in caplog.records)
-        assert "session malformed: cannot retrieve it" in said and "session broken: cannot retrieve it" in said
+        assert "lookup of session malformed failed" in said and "lookup of session broken failed" in said
     finally:
         store.close()
 
@@ -352,7 +352,7 @@ def test_a_configured_session_with_a_huge_answer_is_skipped_not_read_whole(
             result = Syncer(client_for(fake, timeout=10), store, session_ids=["huge", good]).run_pass()
         assert result.sessions_synced == 1 and offsets(db, good) == [0]
         assert any(
-            "session huge: cannot retrieve it" in r.getMessage() and "over" in r.getMessage() for r in caplog.records
+            "lookup of session huge failed" in r.getMessage() and "over" in r.getMessage() for r in caplog.records
         )
     finally:
         store.close()

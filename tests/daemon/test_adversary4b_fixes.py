@@ -1,0 +1,212 @@
+"""Defects a fourth adversary found in the daemon's fixes of issue 15, each pinned by a test.
+
+Every test names the repro it comes from (``/work/wt/hadv4/repros/NN-*.py`` at the time):
+``--session`` lookups (07, 05), a listing entry the JSON parser refuses (08), and poll times
+read back after the wall clock was stepped back (01).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pytest
+from flux0sync.backend import Archive, open_store
+from flux0sync.engine import Engine
+from flux0sync.jobs import MAX_ID_CHARS, _ListingDecoder
+from flux0sync.schedule import Policy, Schedule
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flux0lite import Flux0, Retry, Timeout
+from tests.daemon.helpers import execute, offsets
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response, raw_response, sequence
+
+BIG = "9" * 5000  # past CPython's 4,300-digit int-from-text limit
+
+
+def engine(archive: Archive, fake: FakeServer, **kwargs: Any) -> Engine:
+    def make(user: Optional[str]) -> Flux0:
+        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=0), user_sub=user)
+
+    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=1.0, jitter=0.0), "discover_interval": 0.3}
+    options.update(kwargs)
+    return Engine(archive, make, **options)
+
+
+def run_until(target: Engine, done: Any, seconds: float = 20.0) -> None:
+    end = time.monotonic() + seconds
+    target.should_stop = lambda: done() or time.monotonic() > end
+    target.run()
+
+
+# -- 07: a configured session whose lookup fails ------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [503, 429, 500, 403])
+def test_a_failed_lookup_fails_the_once_pass_and_the_other_sessions_are_still_polled(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    agent = fake_flux0.add_agent()
+    good, blip = fake_flux0.add_session(agent), fake_flux0.add_session(agent)
+    for sid in (good, blip):
+        fake_flux0.add_events(sid, 2)
+    fake.on("GET", f"/api/sessions/{blip}", json_response(status, {"detail": "busy"}))
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flux0sync"):
+            totals = engine(archive, fake, once=True, session_ids=[good, blip]).run()
+    finally:
+        archive.close()
+    assert not totals.ok  # --once exits 1: not every session synced
+    assert offsets(db, good) == [0, 1] and offsets(db, blip) == []
+    assert any(f"lookup of session {blip} failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_daemon_tries_a_failed_lookup_again_and_archives_the_session(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    good, blip = fake_flux0.add_session(agent), fake_flux0.add_session(agent)
+    for sid in (good, blip):
+        fake_flux0.add_events(sid, 2)
+    fine = fake.find("GET", f"/api/sessions/{blip}")
+    assert fine is not None
+    fake.on("GET", f"/api/sessions/{blip}", sequence(json_response(503, {"detail": "busy"}), fine))
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        target = engine(archive, fake, session_ids=[good, blip], discover_interval=60.0)
+        run_until(target, lambda: len(offsets(db, blip)) == 2)
+    finally:
+        archive.close()
+    assert offsets(db, good) == [0, 1] and offsets(db, blip) == [0, 1]  # retried (5 s later), not dropped
+
+
+# -- 05: an answer that is not the configured session -------------------------------------------
+
+
+def test_an_answer_carrying_another_session_is_a_failed_lookup_and_nothing_else_is_archived(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = fake_flux0.add_agent()
+    asked, other = fake_flux0.add_session(agent), fake_flux0.add_session(agent)
+    for sid in (asked, other):
+        fake_flux0.add_events(sid, 2)
+    fake.on("GET", f"/api/sessions/{asked}", json_response(200, fake_flux0.sessions[other]))
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flux0sync"):
+            totals = engine(archive, fake, once=True, session_ids=[asked]).run()
+    finally:
+        archive.close()
+    assert not totals.ok
+    assert offsets(db, asked) == [] and offsets(db, other) == []
+    assert execute(db, "SELECT count(*) FROM sessions") == [(0,)]
+    said = [r.getMessage() for r in caplog.records if f"lookup of session {asked} failed" in r.getMessage()]
+    assert len(said) == 1 and "another session" in said[0]
+
+
+# -- 08: one listing entry with a number the parser refuses -------------------------------------
+
+
+def _listing_with_a_huge_number(docs: Any, poisoned: str) -> Any:
+    def respond(req: Request, conn: Conn) -> None:
+        items = [json.dumps(doc) for doc in docs.values()]
+        items = [text.replace('"id": ', f'"huge": {BIG}, "id": ', 1) if poisoned in text else text for text in items]
+        body = ('{"data": [' + ", ".join(items) + "]}").encode()
+        conn.send(raw_response(200, body, {"content-type": "application/json"}))
+
+    return respond
+
+
+def test_one_sessions_entry_with_a_huge_number_is_left_out_alone(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = fake_flux0.add_agent()
+    sids = [fake_flux0.add_session(agent) for _ in range(5)]
+    for sid in sids:
+        fake_flux0.add_events(sid, 2)
+    fake.on("GET", "/api/sessions", _listing_with_a_huge_number(fake_flux0.sessions, sids[2]))
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flux0sync"):
+            target = engine(archive, fake, discover_interval=0.3)
+            run_until(target, lambda: sum(len(offsets(db, s)) for s in sids) >= 8, seconds=10.0)
+    finally:
+        archive.close()
+    assert {sid: offsets(db, sid) for sid in sids} == {sid: ([] if sid == sids[2] else [0, 1]) for sid in sids}
+    warned = [r.getMessage() for r in caplog.records if "4,300 digits" in r.getMessage()]
+    assert len(warned) == 1  # once, however many rounds
+    assert not [r for r in caplog.records if "listing failed" in r.getMessage()]
+
+
+def test_one_agents_entry_with_a_huge_number_is_left_out_alone(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    kept, poisoned = fake_flux0.add_agent("kept"), fake_flux0.add_agent("poisoned")
+    sid = fake_flux0.add_session(kept)
+    fake_flux0.add_events(sid, 1)
+    fake.on("GET", "/api/agents", _listing_with_a_huge_number(fake_flux0.agents, poisoned))
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        totals = engine(archive, fake, once=True).run()
+    finally:
+        archive.close()
+    assert totals.ok and offsets(db, sid) == [0]
+    assert execute(db, "SELECT id FROM agents") == [(kept,)]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_the_listing_decoder_reads_what_json_reads_and_refuses_nothing_else(value: Any) -> None:
+    text = json.dumps(value)
+    decoder = _ListingDecoder()
+    assert decoder.decode(text) == json.loads(text) and decoder.refused == 0
+
+
+# -- 01: poll times read back after the clock was stepped back ---------------------------------
+
+
+def test_a_restored_poll_time_is_capped_by_its_own_levels_longest_delay() -> None:
+    policy = Policy(interval=2.0, idle_max=3600.0, jitter=0.1, max_backoff=300.0)
+    schedule = Schedule(policy)
+    now = 1_000_000.0
+    stepped = now + 86400.0  # saved before the wall clock went back a day
+    for level in (0, 3, 62):
+        schedule.add(f"level {level}", due_at=stepped, level=level, now=now)
+    assert schedule.state("level 0") == (now + 2.0 * 1.1, 0)  # active: within --interval, jittered
+    assert schedule.state("level 3") == (now + 16.0 * 1.1, 3)
+    assert schedule.state("level 62") == (now + 3600.0 * 1.1, 62)  # idle: within --idle-max
+    schedule.add("due soon", due_at=now + 1.0, level=5, now=now)
+    assert schedule.state("due soon") == (now + 1.0, 5)  # a time within the cap is kept
+
+
+def test_a_configured_session_id_over_the_id_bound_is_a_failed_lookup_without_a_request(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    agent = fake_flux0.add_agent()
+    good = fake_flux0.add_session(agent)
+    fake_flux0.add_events(good, 1)
+    long_id = "x" * (MAX_ID_CHARS + 1)
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        totals = engine(archive, fake, once=True, session_ids=[long_id, good]).run()
+    finally:
+        archive.close()
+    assert not totals.ok and offsets(db, good) == [0]
+    assert not [r for r in fake.requests if long_id in r.path]
