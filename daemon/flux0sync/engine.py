@@ -684,14 +684,17 @@ class Engine:
     def _on_error(self, what: str, error: Flux0Error) -> float:
         """A listing failed, or the server refused a connection; returns when to try again."""
         now = self.clock()
-        self.totals.errors.append(f"{what}: {error}")
-        del self.totals.errors[:-100]
+        if not (self.once and _busy(error)):  # a busy spell a pass waits out does not fail it
+            self.totals.errors.append(f"{what}: {error}")
+            del self.totals.errors[:-100]
         if not _outage(error):
             log.warning("%s failed: %s", what, error)
             return now
         if self.once and (not _busy(error) or self._outages >= _ONCE_PAUSES):
             # a pass cannot go on without the server: it ends here, failed
             self.totals.outage = self.totals.outage or error
+            if _busy(error):  # not counted above
+                self.totals.errors.append(f"{what}: {error}")
             self._once_left = []
             return now
         if now >= self._paused_until:  # one message per outage step, not one per request
