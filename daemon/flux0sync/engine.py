@@ -572,6 +572,8 @@ class Engine:
             error = Flux0Error(str(exc))
         if self._round is not None and message.job.key in self._round.failed and error is None:
             error = Flux0Error("the archive could not store the listing")
+        if not isinstance(error, FetchCancelled) and not _outage(error):
+            self._outages = 0  # the server answered: it is up, whatever the answer
         if error is not None and not isinstance(error, FetchCancelled):
             self._on_error(f"{kind} listing", error)
             if self.once and _busy(error) and self.totals.outage is None and self._round is not None:
@@ -668,6 +670,7 @@ class Engine:
             if self.once and _busy(error) and self.totals.outage is None and self._once_left is not None:
                 self._once_left.append(sid)  # polled again once the pause is over
             return
+        self._outages = 0  # the server answered: it is up, whatever the answer
         message = broken or str(error) or type(error).__name__
         errors = self.store.mark_error(sid, message)
         self.totals.failed_polls += 1
