@@ -232,3 +232,31 @@ def test_once_a_busy_storm_ends_the_pass_after_a_bounded_wait(
     totals = engine(store, fake, once=True).run()
     assert totals.outage is not None and not totals.ok
     assert time.monotonic() - started < 10.0  # 1 s + 1 s of pauses (Retry-After 0 is 1 s)
+
+
+def test_after_a_pause_any_answer_ends_the_probing_not_only_a_successful_poll(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """One request probes after a pause; a 400 proves the server up as well as a 200 would, so
+    the workers go back to fetching side by side (serial probing would allow ~3 polls a second)."""
+    sessions(fake_flux0, 20)
+    began = time.monotonic()
+    polls: List[float] = []
+    lock = threading.Lock()
+
+    def slow_refusal(req: Request, conn: Conn) -> None:
+        with lock:
+            polls.append(time.monotonic())
+        time.sleep(0.3)
+        answer(400)(req, conn)
+
+    switch = while_broken(fake, hang_up)
+    fake.on("GET", "/api/sessions/*", lambda req, conn: (hang_up if switch["on"] else slow_refusal)(req, conn))
+    threading.Timer(0.3, lambda: switch.update(on=False)).start()
+    running = engine(store, fake, workers=4, max_rps=50.0)
+    outages: List[float] = []
+    running.on_outage = lambda error, wait: outages.append(wait)
+    run_for(running, 4.5)
+    assert outages[:1] == [2.0]
+    after = [t for t in polls if t > began + 2.0]
+    assert len(after) >= 15, len(after)  # 4 workers at ~3 polls a second each (30 measured; 9 serial)
