@@ -26,7 +26,7 @@ off fetches past their deadline on time whatever the server does.
   line, a connect timeout) or an answer saying the server cannot serve now (429, 502, 503, 504)
   pauses all requests without counting against any session: for the answer's ``Retry-After``
   (at least 1 s, at most ``max_backoff``), else doubling from 2 s up to ``max_backoff``; then
-  one request probes the server, the others follow once a poll succeeds. With
+  one request probes the server, the others follow once it is answered. With
   ``once`` a connection failure ends the pass, while such answers are waited out (``_ONCE_PAUSES``
   pauses in a row at most). Any other failure backs that session off alone: a connection lost
   after the answer's status (:func:`flux0sync.jobs._answer_bytes`), a read timeout, any other
@@ -82,7 +82,7 @@ _TEXT_OF = operator.itemgetter(1)  # RawEvent.text
 
 
 _BUSY_STATUSES = frozenset((429, 502, 503, 504))  # the server (or its proxy) cannot serve anyone now
-_ONCE_PAUSES = 6  # with once=True: busy answers waited out in a row before the pass gives up (>= 2 min)
+_ONCE_PAUSES = 6  # with once=True: pauses in a row for busy answers before the pass gives up (2 s + ... + 64 s)
 
 
 def _busy(error: Optional[Flux0Error]) -> bool:
@@ -685,7 +685,7 @@ class Engine:
             log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
 
     def _on_error(self, what: str, error: Flux0Error) -> float:
-        """A listing failed, or the server refused a connection; returns when to try again."""
+        """A listing failed, or a poll met an outage (see _outage); returns when to try again."""
         now = self.clock()
         if not (self.once and _busy(error)):  # a busy spell a pass waits out does not fail it
             self.totals.errors.append(f"{what}: {error}")
