@@ -22,9 +22,15 @@ off fetches past their deadline on time whatever the server does.
   :class:`~flux0sync.jobs.Fetched`): the workers then hardly hold the interpreter lock, which
   the writer would otherwise wait for after every SQLite call. The next poll times of finished
   polls are saved in one transaction every second.
-* **Outages**: a server that refuses connections pauses all requests (doubling, up to
-  ``max_backoff``) without counting against any session; any other failure (an answer cut
-  mid-body too) backs that session off alone.
+* **Outages**: a request that got no answer status (refused, reset or closed before the status
+  line, a connect timeout) or an answer saying the server cannot serve now (429, 502, 503, 504)
+  pauses all requests without counting against any session: for the answer's ``Retry-After``
+  (at least 1 s, at most ``max_backoff``), else doubling from 2 s up to ``max_backoff``; then
+  one request probes the server, the others follow once it is answered. With
+  ``once`` a connection failure ends the pass, while such answers are waited out (``_ONCE_PAUSES``
+  pauses in a row at most). Any other failure backs that session off alone: a connection lost
+  after the answer's status (:func:`flux0sync.jobs._answer_bytes`), a read timeout, any other
+  status.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-from flux0lite import APITimeoutError, ConnectError, Flux0, Flux0Error
+from flux0lite import APIConnectionError, APIError, APITimeoutError, ConnectError, Flux0, Flux0Error
+from flux0lite.httputil import parse_retry_after
 from flux0lite.models import Agent, Session
 
 from .backend import Archive
@@ -74,13 +81,30 @@ Emit = Callable[[Any], None]
 _TEXT_OF = operator.itemgetter(1)  # RawEvent.text
 
 
-def _outage(error: Optional[Flux0Error]) -> bool:
-    """No connection could be made: the server is likely down for every session, not just this one.
+_BUSY_STATUSES = frozenset((429, 502, 503, 504))  # the server (or its proxy) cannot serve anyone now
+_ONCE_PAUSES = 6  # with once=True: pauses in a row for busy answers before the pass gives up (2 s + ... + 64 s)
 
-    A connection lost once made (an answer cut mid-body) may be one session's doing (a server
-    that crashes on one poisoned session): that session fails alone.
+
+def _busy(error: Optional[Flux0Error]) -> bool:
+    """An answer saying the server cannot serve now: waited out, not a session's failure."""
+    return isinstance(error, APIError) and error.status_code in _BUSY_STATUSES
+
+
+def _outage(error: Optional[Flux0Error]) -> bool:
+    """Every request would fail alike: pause them all (the rule is in the module docstring).
+
+    A request that got no status (a connect timeout included: nothing was sent) or a busy answer.
+    A connection lost after the status arrives is the answer's StreamError (see
+    jobs._answer_bytes) and a read timeout is a slow answer: one session's doing, maybe.
     """
-    return isinstance(error, ConnectError) and not isinstance(error, APITimeoutError)
+    if isinstance(error, ConnectError) or _busy(error):
+        return True
+    return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
+
+
+def _retry_after(error: Flux0Error) -> Optional[float]:
+    """The busy answer's ``Retry-After`` in seconds, or None."""
+    return parse_retry_after(error.headers.get("retry-after")) if isinstance(error, APIError) else None
 
 
 def _from_wall(stored: Optional[float], now: float, wall: float) -> float:
@@ -338,8 +362,13 @@ class Engine:
         """Send the round's listings the rate cap allows now; they go before any poll (a round
         is 1 + users x agents requests: with many users, more than a second's worth)."""
         assert self._round is not None and self._pool is not None
-        while self._round.unsent and now >= self._paused_until and self.bucket.take(now) == 0:
+        while self._round.unsent and now >= self._paused_until and self._may_send() and self.bucket.take(now) == 0:
             self._pool.submit(self._round.unsent.pop(0))
+
+    def _may_send(self) -> bool:
+        """After an outage's pause one request probes the server; the rest wait for its answer."""
+        assert self._pool is not None
+        return self._outages == 0 or self._pool.pending() == 0
 
     def _on_listing(self, user: Optional[str], sessions: Sequence[Session]) -> None:
         now, wall = self.clock(), self.wall_clock()
@@ -422,7 +451,7 @@ class Engine:
             return min(_TICK, self._paused_until - now)
         if self.once and self._once_left is None:
             return _TICK  # --once polls what the finished discovery found, each session once
-        while self._pool.idle() > 0:
+        while self._pool.idle() > 0 and self._may_send():
             if self._once_left is not None:
                 if not self._once_left:
                     break
@@ -550,9 +579,14 @@ class Engine:
             error = Flux0Error(str(exc))
         if self._round is not None and message.job.key in self._round.failed and error is None:
             error = Flux0Error("the archive could not store the listing")
+        if not isinstance(error, FetchCancelled) and not _outage(error):
+            self._outages = 0  # the server answered: it is up, whatever the answer
         if error is not None and not isinstance(error, FetchCancelled):
             what = f"lookup of session {message.job.meta[2]}" if len(message.job.meta) > 2 else f"{kind} listing"
             self._on_error(what, error)
+            if self.once and _busy(error) and self.totals.outage is None and self._round is not None:
+                self._round.unsent.append(message.job)  # sent again once the pause is over
+                return
         self._round_finished(message.job, error)
 
     def _write_batches(self, messages: Sequence[Message]) -> bool:
@@ -641,7 +675,10 @@ class Engine:
         if _outage(error):
             assert error is not None
             self.schedule.release(sid, self._on_error("poll", error))
+            if self.once and _busy(error) and self.totals.outage is None and self._once_left is not None:
+                self._once_left.append(sid)  # polled again once the pause is over
             return
+        self._outages = 0  # the server answered: it is up, whatever the answer
         message = broken or str(error) or type(error).__name__
         errors = self.store.mark_error(sid, message)
         self.totals.failed_polls += 1
@@ -656,20 +693,25 @@ class Engine:
             log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
 
     def _on_error(self, what: str, error: Flux0Error) -> float:
-        """A listing failed, or the server refused a connection; returns when to try again."""
+        """A listing failed, or a poll met an outage (see _outage); returns when to try again."""
         now = self.clock()
-        self.totals.errors.append(f"{what}: {error}")
-        del self.totals.errors[:-100]
+        if not (self.once and _busy(error)):  # a busy spell a pass waits out does not fail it
+            self.totals.errors.append(f"{what}: {error}")
+            del self.totals.errors[:-100]
         if not _outage(error):
             log.warning("%s failed: %s", what, error)
             return now
-        if self.once:  # a pass cannot go on without the server: it ends here, failed
+        if self.once and (not _busy(error) or self._outages >= _ONCE_PAUSES):
+            # a pass cannot go on without the server: it ends here, failed
             self.totals.outage = self.totals.outage or error
+            if _busy(error):  # not counted above
+                self.totals.errors.append(f"{what}: {error}")
             self._once_left = []
             return now
         if now >= self._paused_until:  # one message per outage step, not one per request
             self._outages += 1
-            wait = min(self.policy.max_backoff, 2.0**self._outages)
+            asked = _retry_after(error)
+            wait = min(self.policy.max_backoff, 2.0**self._outages if asked is None else max(1.0, asked))
             self._paused_until = now + wait
             log.warning("server unavailable (%s); retrying in %.0f s", error, wait)
             self.on_outage(error, wait)

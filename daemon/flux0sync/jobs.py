@@ -31,13 +31,17 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from flux0lite import (
     Agent,
+    APIConnectionError,
+    APITimeoutError,
     ContentTypeError,
     DecodeError,
     Flux0,
     Flux0Error,
     NotFoundError,
+    RequestAborted,
     ResponseTooLargeError,
     Session,
+    StreamError,
 )
 from flux0lite.jsonstream import Element, iter_array
 from flux0lite.resources import path_segment
@@ -105,6 +109,19 @@ def _stream_array(client: Flux0, path: str, params: Optional[Dict[str, str]], wh
         response.close()
         raise ContentTypeError(f"{what}: expected JSON, got {media!r}")
     return response
+
+
+def _answer_bytes(response: Any) -> Iterator[bytes]:
+    """The body of an answer whose status line has arrived. A connection lost now is this
+    answer's fault (a StreamError, like a body cut short), not an outage: the server is up and
+    answering, so one session whose answer it always cuts off (a crash serialising it) fails
+    and backs off alone instead of pausing every request (see engine._outage)."""
+    try:
+        yield from response.iter_bytes()
+    except (APITimeoutError, RequestAborted):
+        raise
+    except APIConnectionError as exc:
+        raise StreamError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -211,7 +228,7 @@ def fetch_events(
             response = _stream_array(client, path, {"min_offset": str(start)}, what)
             start = None
             try:
-                chunks: Iterator[bytes] = response.iter_bytes()
+                chunks: Iterator[bytes] = _answer_bytes(response)
                 length = _small_body_length(response) if jump is None and not batch else None
                 if length is not None:
                     body = _read_body(chunks, length)
@@ -420,7 +437,7 @@ def _listing(
         try:
             decoder = _ListingDecoder()
             elements = iter_array(
-                response.iter_bytes(), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
+                _answer_bytes(response), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
             )
             return _emit_pages(_readable(elements, decoder, what, warnings), parse, what, warnings, emit)
         finally:
@@ -440,7 +457,7 @@ def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
     response = _stream_array(client, f"/api/sessions/{segment}", None, what)
     body = bytearray()
     try:
-        for chunk in response.iter_bytes():
+        for chunk in _answer_bytes(response):
             body += chunk
             if len(body) > _MAX_EVENT_CHARS:
                 raise ResponseTooLargeError(f"{what}: an answer over {_MAX_EVENT_CHARS} bytes")

@@ -167,9 +167,9 @@ def make_client(config: Config, user: Optional[str] = None) -> Flux0:
     return Flux0(
         config.server_url,
         timeout=Timeout(connect=min(10.0, config.timeout), read=config.timeout),
-        # no answer is retried here: a 429 or 503 fails that poll, which backs off in the schedule,
-        # so every request the server answers has passed --max-rps (a request that could not
-        # connect, or whose connection dropped, is still tried again at once)
+        # no answer is retried here: a 429/502/503/504 pauses every request in the engine (for its
+        # Retry-After), so every request the server answers has passed --max-rps (a request that
+        # could not connect, or whose connection dropped, is still tried again at once)
         retry=Retry(total=2, backoff_factor=0.25, max_backoff=2, statuses=()),
         token=config.token,
         user_sub=user,

@@ -85,8 +85,10 @@ def test_server_down_aborts_the_pass(tmp_path: Path, fake: FakeServer, fake_flux
 
     fake.on("GET", "/api/sessions/*", reset)
     store = Store(str(tmp_path / "a.sqlite3"))
-    # a connection reset fails its session alone: it may be one poisoned session's (hadv3 repro 11)
-    assert Syncer(client_for(fake, total=1), store).run_pass().sessions_failed == 1
+    # a connection reset before any answer status is an outage: it ends the pass (hadv4 repro 02;
+    # one reset after the status fails its session alone: test_adversary3b_fixes.py)
+    with pytest.raises(APIConnectionError):
+        Syncer(client_for(fake, total=1), store).run_pass()
     refused = Flux0(f"http://127.0.0.1:{refused_port()}", timeout=Timeout(1, 1), retry=Retry(total=0))
     with pytest.raises(APIConnectionError):  # a server that refuses connections is down for every session
         Syncer(refused, store).run_pass()

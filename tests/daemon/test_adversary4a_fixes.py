@@ -1,0 +1,262 @@
+"""Outage and throttling defects adversary hadv4 found in the daemon (issue 15), each pinned by
+a test named after its repro (``/work/wt/hadv4/repros/NN-*.py`` at the time).
+
+The rule under test (flux0sync.engine's docstring): a request that got no answer status, or a
+429/502/503/504 answer, pauses every request (a busy answer for its ``Retry-After``); anything
+else fails that session alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+from flux0sync.engine import Engine, Totals, _outage
+from flux0sync.schedule import Policy
+from flux0sync.store import Store
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flux0lite import APIConnectionError, ConnectTimeout, Flux0, ReadTimeout, Retry, StreamError, Timeout
+from flux0lite.errors import error_for_status
+from tests.daemon.helpers import archive_rows
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, Responder, raw_response
+
+Switch = Dict[str, bool]
+
+
+def engine(store: Store, fake: FakeServer, retries: int = 0, **kwargs: Any) -> Engine:
+    def make(user: Optional[str]) -> Flux0:
+        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=retries, statuses=()), user_sub=user)
+
+    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=0.4, jitter=0.0), "discover_interval": 0.3}
+    options.update(kwargs)
+    return Engine(store, make, **options)
+
+
+def run_for(target: Engine, seconds: float) -> Totals:
+    end = time.monotonic() + seconds
+    target.should_stop = lambda: time.monotonic() > end
+    return target.run()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    archive = Store(str(tmp_path / "a.sqlite3"))
+    yield archive
+    archive.close()
+
+
+def sessions(fake_flux0: FakeFlux0, count: int) -> List[str]:
+    agent = fake_flux0.add_agent()
+    ids = [fake_flux0.add_session(agent, f"s{i}") for i in range(count)]
+    for sid in ids:
+        fake_flux0.add_events(sid, 1)
+    return ids
+
+
+def while_broken(fake: FakeServer, broken: Responder) -> Switch:
+    """Every GET the fake flux0 serves answers with ``broken`` while ``switch["on"]`` holds."""
+    switch = {"on": True}
+    lock = threading.Lock()
+    for path in ("/api/agents", "/api/agents/*", "/api/sessions", "/api/sessions/*"):
+        healthy = fake.find("GET", path)
+        assert healthy is not None
+
+        def respond(req: Request, conn: Conn, healthy: Responder = healthy) -> None:
+            with lock:
+                on = switch["on"]
+            (broken if on else healthy)(req, conn)
+
+        fake.on("GET", path, respond)
+    return switch
+
+
+def hang_up(req: Request, conn: Conn) -> None:
+    conn.close()  # accepted, then closed before any status line: a proxy with no backend
+
+
+def answer(status: int, headers: Optional[Dict[str, str]] = None) -> Responder:
+    def respond(req: Request, conn: Conn) -> None:
+        body = b'{"detail": "busy"}'
+        conn.send(raw_response(status, body, {"content-type": "application/json", **(headers or {})}))
+
+    return respond
+
+
+def requests_since(fake: FakeServer, start: int) -> int:
+    return len(fake.requests) - start
+
+
+# -- repro 02: connections closed before any answer are an outage ------------------------------
+
+
+def test_daemon_connections_closed_before_any_status_pause_every_request(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    ids = sessions(fake_flux0, 20)
+    running = engine(store, fake, workers=4, max_rps=50.0)
+    run_for(running, 1.5)
+    assert set(archive_rows(store.path)) == set(ids)
+    switch = while_broken(fake, hang_up)
+    start = len(fake.requests)
+    outages: List[float] = []
+    running.on_outage = lambda error, wait: outages.append(wait)
+    totals = run_for(running, 4.0)
+    # paused (2 s, then 4 s), one probe after each pause: not 50 requests a second
+    assert requests_since(fake, start) <= 4 + 2, requests_since(fake, start)
+    assert outages and outages[0] == 2.0
+    assert not totals.failing and all(row.errors == 0 for row in store.session_statuses())
+    switch["on"] = False
+    fake_flux0.add_events(ids[0], 1)
+    run_for(running, 6.0)  # the 4 s pause, then everything catches up
+    assert [offset for offset, _ in archive_rows(store.path)[ids[0]]] == [0, 1]  # caught up, exactly once
+
+
+# -- repro 03: a connect timeout is an outage, a read timeout is not ---------------------------
+
+
+def test_a_connect_timeout_is_an_outage_and_a_read_timeout_or_a_cut_answer_is_not() -> None:
+    assert _outage(ConnectTimeout("connect timed out"))  # the request never left
+    assert _outage(APIConnectionError("connection reset before the status line"))
+    assert not _outage(ReadTimeout("read timed out"))  # a slow answer: maybe one session's doing
+    assert not _outage(StreamError("connection lost after the status"))
+
+
+@given(st.integers(min_value=400, max_value=599), st.one_of(st.none(), st.text(max_size=30)))
+def test_a_status_pauses_everything_exactly_when_the_server_says_it_is_busy(status: int, retry_after: Any) -> None:
+    headers = {} if retry_after is None else {"retry-after": retry_after}
+    error = error_for_status(status, None, headers)
+    assert _outage(error) == (status in (429, 502, 503, 504))
+
+
+# -- repro 06: Retry-After is honoured, 502/503/504 are waited out -----------------------------
+
+
+def test_daemon_429_with_retry_after_pauses_every_request_for_it(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    sessions(fake_flux0, 10)
+    running = engine(store, fake, workers=4, max_rps=50.0)
+    run_for(running, 1.0)
+    while_broken(fake, answer(429, {"retry-after": "30"}))
+    start = len(fake.requests)
+    outages: List[float] = []
+    running.on_outage = lambda error, wait: outages.append(wait)
+    stop_at: List[float] = []
+
+    def stop() -> bool:
+        if time.monotonic() > began + 3.0:
+            stop_at.append(time.monotonic())
+            return True
+        return False
+
+    running.should_stop = stop
+    began = time.monotonic()
+    totals = running.run()
+    returned = time.monotonic()
+    assert outages == [30.0]  # as the server asked (under max_backoff's 300 s)
+    assert requests_since(fake, start) <= 4  # the polls in flight when the first 429 came back
+    assert not totals.failing and totals.failed_polls == 0
+    assert returned - stop_at[0] < 1.0  # a stop during the pause is prompt
+
+
+def test_retry_after_is_capped_at_max_backoff_and_a_bare_503_pauses_the_outage_step(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    sessions(fake_flux0, 3)
+    policy = Policy(interval=0.2, idle_max=0.4, jitter=0.0, max_backoff=1.0)
+    running = engine(store, fake, workers=1, policy=policy)
+    while_broken(fake, answer(429, {"retry-after": "99999999999999999999"}))
+    outages: List[float] = []
+    running.on_outage = lambda error, wait: outages.append(wait)
+    run_for(running, 2.5)
+    assert outages and all(wait == 1.0 for wait in outages) and len(outages) >= 2
+    plain = engine(store, fake, workers=1)
+    while_broken(fake, answer(503))
+    waits: List[float] = []
+    plain.on_outage = lambda error, wait: waits.append(wait)
+    run_for(plain, 2.5)
+    assert waits[:1] == [2.0]  # the outage's doubling, from 2 s
+
+
+@pytest.mark.parametrize("status", [502, 503, 504, 429])
+def test_once_a_brief_busy_spell_is_waited_out_and_the_pass_succeeds(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0, status: int
+) -> None:
+    ids = sessions(fake_flux0, 5)
+    switch = while_broken(fake, answer(status, {"retry-after": "1"}))
+    timer = threading.Timer(1.5, lambda: switch.update(on=False))  # a server restart behind a proxy
+    timer.start()
+    try:
+        totals = engine(store, fake, once=True, workers=2).run()
+    finally:
+        timer.cancel()
+    assert totals.outage is None and not totals.failing and totals.ok
+    assert sorted(totals.synced) == sorted(ids)
+    assert set(archive_rows(store.path)) == set(ids)
+
+
+def test_once_busy_polls_are_polled_again_after_the_pause(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    ids = sessions(fake_flux0, 4)
+    healthy = fake.find("GET", "/api/sessions/*")
+    assert healthy is not None
+    state = {"busy": 2}
+    lock = threading.Lock()
+
+    def first_polls_busy(req: Request, conn: Conn) -> None:
+        with lock:
+            busy = req.path.endswith("/events") and state["busy"] > 0
+            state["busy"] -= busy
+        (answer(503, {"retry-after": "1"}) if busy else healthy)(req, conn)
+
+    fake.on("GET", "/api/sessions/*", first_polls_busy)
+    totals = engine(store, fake, once=True, workers=1).run()
+    assert totals.ok and sorted(totals.synced) == sorted(ids)
+
+
+def test_once_a_busy_storm_ends_the_pass_after_a_bounded_wait(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flux0sync import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_ONCE_PAUSES", 2)
+    sessions(fake_flux0, 2)
+    while_broken(fake, answer(503, {"retry-after": "0"}))
+    started = time.monotonic()
+    totals = engine(store, fake, once=True).run()
+    assert totals.outage is not None and not totals.ok
+    assert time.monotonic() - started < 10.0  # 1 s + 1 s of pauses (Retry-After 0 is 1 s)
+
+
+def test_after_a_pause_any_answer_ends_the_probing_not_only_a_successful_poll(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """One request probes after a pause; a 400 proves the server up as well as a 200 would, so
+    the workers go back to fetching side by side (serial probing would allow ~3 polls a second)."""
+    sessions(fake_flux0, 20)
+    began = time.monotonic()
+    polls: List[float] = []
+    lock = threading.Lock()
+
+    def slow_refusal(req: Request, conn: Conn) -> None:
+        with lock:
+            polls.append(time.monotonic())
+        time.sleep(0.3)
+        answer(400)(req, conn)
+
+    switch = while_broken(fake, hang_up)
+    fake.on("GET", "/api/sessions/*", lambda req, conn: (hang_up if switch["on"] else slow_refusal)(req, conn))
+    threading.Timer(0.3, lambda: switch.update(on=False)).start()
+    running = engine(store, fake, workers=4, max_rps=50.0)
+    outages: List[float] = []
+    running.on_outage = lambda error, wait: outages.append(wait)
+    run_for(running, 4.5)
+    assert outages[:1] == [2.0]
+    after = [t for t in polls if t > began + 2.0]
+    assert len(after) >= 15, len(after)  # 4 workers at ~3 polls a second each (30 measured; 9 serial)
