@@ -46,7 +46,9 @@ def run_until(target: Engine, done: Any, seconds: float = 20.0) -> None:
 # -- 07: a configured session whose lookup fails ------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [503, 429, 500, 403])
+# 429/502/503/504 say the whole server is busy: --once waits them out, and a storm ends the pass
+# (tests/daemon/test_adversary4a_fixes.py); any other failed lookup fails that session alone.
+@pytest.mark.parametrize("status", [500, 403, 401])
 def test_a_failed_lookup_fails_the_once_pass_and_the_other_sessions_are_still_polled(
     tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
