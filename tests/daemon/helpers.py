@@ -6,9 +6,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from flux0sync.backend import is_postgres_url
+from flux0sync.backend import Archive, is_postgres_url
+from flux0sync.engine import Engine, Totals
+from flux0sync.schedule import Policy
 
 from flux0lite import Flux0, Retry, Timeout
 from tests.conftest import ROOT, subprocess_env
@@ -133,3 +136,23 @@ def one_session(fake_flux0: FakeFlux0) -> str:
 def offsets(db: str, session_id: str) -> List[int]:
     """The offsets archived for one session, in order."""
     return [o for o, _ in archive_rows(db).get(session_id, [])]
+
+
+def quick_engine(
+    archive: Archive, fake: FakeServer, *, idle_max: float = 1.0, retries: int = 0, **options: Any
+) -> Engine:
+    """An engine on ``fake`` at test speed: 0.2 s interval, no jitter, a listing every 0.3 s,
+    and a client that retries no answer (``retries`` connection retries at most)."""
+
+    def make(user: Optional[str]) -> Flux0:
+        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=retries, statuses=()), user_sub=user)
+
+    settings: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=idle_max, jitter=0.0), "discover_interval": 0.3}
+    settings.update(options)
+    return Engine(archive, make, **settings)
+
+
+def run_for(target: Engine, seconds: float) -> Totals:
+    end = time.monotonic() + seconds
+    target.should_stop = lambda: time.monotonic() > end
+    return target.run()

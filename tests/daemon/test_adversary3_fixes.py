@@ -6,38 +6,24 @@ persisted schedule read back, N fetch workers, every user and agent, and ``--max
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List
 
 import pytest
 from flux0sync import service
-from flux0sync.backend import Archive, open_store
+from flux0sync.backend import open_store
 from flux0sync.config import Config, ConfigError, load_config
-from flux0sync.engine import Engine
 from flux0sync.jobs import MAX_ID_CHARS
 from flux0sync.schedule import Policy, Schedule
 
-from flux0lite import Flux0, Retry, Timeout
 from flux0lite.models import Session
-from tests.daemon.helpers import execute, offsets
+from tests.daemon.helpers import execute, offsets, quick_engine, run_for
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
-
-def engine(archive: Archive, fake: FakeServer, **kwargs: Any) -> Engine:
-    def make(user: Optional[str]) -> Flux0:
-        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=0), user_sub=user)
-
-    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=1.0, jitter=0.0), "discover_interval": 0.3}
-    options.update(kwargs)
-    return Engine(archive, make, **options)
-
-
-def run_for(target: Engine, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: time.monotonic() > end
-    target.run()
+engine = functools.partial(quick_engine, idle_max=1.0)
 
 
 # -- 04: a session that reappears in a listing while its poll is in flight ----------------------

@@ -6,37 +6,22 @@ Every test names the repro it comes from (``/work/wt/hadv3/repros/NN-*.py`` at t
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-from flux0sync.engine import Engine, Totals
 from flux0sync.jobs import fetch_events
-from flux0sync.schedule import Policy
 from flux0sync.store import Store
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flux0lite import APIConnectionError, Flux0, Flux0Error, ReadTimeout, RequestAborted, Retry, StreamError, Timeout
-from tests.daemon.helpers import archive_rows
+from flux0lite import APIConnectionError, Flux0Error, ReadTimeout, RequestAborted, StreamError
+from tests.daemon.helpers import archive_rows, quick_engine, run_for
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
-
-def engine(store: Store, fake: FakeServer, **kwargs: Any) -> Engine:
-    def make(user: Optional[str]) -> Flux0:
-        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=0), user_sub=user)
-
-    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=0.4, jitter=0.0), "discover_interval": 0.3}
-    options.update(kwargs)
-    return Engine(store, make, **options)
-
-
-def run_for(target: Engine, seconds: float) -> Totals:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: time.monotonic() > end
-    return target.run()
+engine = functools.partial(quick_engine, idle_max=0.4)
 
 
 @pytest.fixture

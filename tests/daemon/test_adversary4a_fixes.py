@@ -8,39 +8,28 @@ else fails that session alone.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-from flux0sync.engine import Engine, Totals, _outage
+from flux0sync.engine import _outage
 from flux0sync.schedule import Policy
 from flux0sync.store import Store
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flux0lite import APIConnectionError, ConnectTimeout, Flux0, ReadTimeout, Retry, StreamError, Timeout
+from flux0lite import APIConnectionError, ConnectTimeout, ReadTimeout, StreamError
 from flux0lite.errors import error_for_status
-from tests.daemon.helpers import archive_rows
+from tests.daemon.helpers import archive_rows, quick_engine, run_for
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, Responder, raw_response
 
 Switch = Dict[str, bool]
 
 
-def engine(store: Store, fake: FakeServer, retries: int = 0, **kwargs: Any) -> Engine:
-    def make(user: Optional[str]) -> Flux0:
-        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=retries, statuses=()), user_sub=user)
-
-    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=0.4, jitter=0.0), "discover_interval": 0.3}
-    options.update(kwargs)
-    return Engine(store, make, **options)
-
-
-def run_for(target: Engine, seconds: float) -> Totals:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: time.monotonic() > end
-    return target.run()
+engine = functools.partial(quick_engine, idle_max=0.4)
 
 
 @pytest.fixture

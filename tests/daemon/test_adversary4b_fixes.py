@@ -7,34 +7,28 @@ read back after the wall clock was stepped back (01).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 import pytest
-from flux0sync.backend import Archive, open_store
+from flux0sync.backend import open_store
 from flux0sync.engine import Engine
 from flux0sync.jobs import MAX_ID_CHARS, _ListingDecoder
 from flux0sync.schedule import Policy, Schedule
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flux0lite import Flux0, Retry, Timeout
-from tests.daemon.helpers import execute, offsets
+from tests.daemon.helpers import execute, offsets, quick_engine
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response, raw_response, sequence
 
 BIG = "9" * 5000  # past CPython's 4,300-digit int-from-text limit
 
 
-def engine(archive: Archive, fake: FakeServer, **kwargs: Any) -> Engine:
-    def make(user: Optional[str]) -> Flux0:
-        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=0), user_sub=user)
-
-    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=1.0, jitter=0.0), "discover_interval": 0.3}
-    options.update(kwargs)
-    return Engine(archive, make, **options)
+engine = functools.partial(quick_engine, idle_max=1.0)
 
 
 def run_until(target: Engine, done: Any, seconds: float = 20.0) -> None:

@@ -6,6 +6,7 @@ checks that a hostile answer costs at most its own session and loses nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -13,21 +14,19 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import pytest
 from flux0sync import service
-from flux0sync.backend import Archive, open_store
-from flux0sync.engine import Engine
+from flux0sync.backend import open_store
 from flux0sync.jobs import Warnings, fetch_events, list_agents
 from flux0sync.rows import RawEvent
-from flux0sync.schedule import Policy
 from flux0sync.stopflag import StopFlag
 from flux0sync.store import Store, StoreError
 from flux0sync.sync import Syncer
 
 from flux0lite import APIConnectionError, Flux0, Retry, Timeout
-from tests.daemon.helpers import client_for, execute, offsets, one_session
+from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine, run_for
 from tests.daemon.hostile import event, serve_bytes, serve_events
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, json_response, raw_response
 from tests.netfixtures import refused_port
@@ -35,19 +34,7 @@ from tests.netfixtures import refused_port
 MAX_OFFSET = 2**63 - 1
 
 
-def engine(archive: Archive, fake: FakeServer, **kwargs: Any) -> Engine:
-    def make(user: Optional[str]) -> Flux0:
-        return Flux0(fake.url, timeout=Timeout(2, 5), retry=Retry(total=0), user_sub=user)
-
-    options: Dict[str, Any] = {"policy": Policy(interval=0.2, idle_max=1.6, jitter=0.0), "discover_interval": 0.3}
-    options.update(kwargs)
-    return Engine(archive, make, **options)
-
-
-def run_for(target: Engine, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: time.monotonic() > end
-    target.run()
+engine = functools.partial(quick_engine, idle_max=1.6)
 
 
 def serve_ignoring_min_offset(fake_flux0: FakeFlux0, session_id: str, docs: Callable[[], List[Dict[str, Any]]]) -> None:
