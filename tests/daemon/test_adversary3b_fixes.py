@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
@@ -22,13 +21,6 @@ from tests.daemon.helpers import archive_rows, quick_engine, run_for
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
 engine = functools.partial(quick_engine, idle_max=0.4)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    archive = Store(str(tmp_path / "a.sqlite3"))
-    yield archive
-    archive.close()
 
 
 def cut_after_status(req: Request, conn: Conn) -> None:

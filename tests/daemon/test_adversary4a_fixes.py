@@ -11,8 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 from flux0sync.engine import _outage
@@ -30,13 +29,6 @@ Switch = Dict[str, bool]
 
 
 engine = functools.partial(quick_engine, idle_max=0.4)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    archive = Store(str(tmp_path / "a.sqlite3"))
-    yield archive
-    archive.close()
 
 
 def sessions(fake_flux0: FakeFlux0, count: int) -> List[str]:

@@ -56,13 +56,6 @@ def event_polls(fake: FakeServer, since: int = 0) -> Counter:  # type: ignore[ty
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    archive = Store(str(tmp_path / "a.sqlite3"))
-    yield archive
-    archive.close()
-
-
-@pytest.fixture
 def archive(archive_db: str) -> Iterator[Archive]:
     """For the tests about what lands in the archive: they run on SQLite and on PostgreSQL."""
     opened = open_store(archive_db)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from flux0sync import schedule
@@ -15,13 +14,6 @@ from flux0sync.store import Store
 from flux0lite import Flux0, Retry, StreamError, Timeout
 from tests.daemon.test_engine import make_client, run_for
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    archive = Store(str(tmp_path / "a.sqlite3"))
-    yield archive
-    archive.close()
 
 
 def client(fake: FakeServer) -> Flux0:
