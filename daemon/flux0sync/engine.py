@@ -695,17 +695,18 @@ class Engine:
     def _on_error(self, what: str, error: Flux0Error) -> float:
         """A listing failed, or a poll met an outage (see _outage); returns when to try again."""
         now = self.clock()
-        if not (self.once and _busy(error)):  # a busy spell a pass waits out does not fail it
+        outage = _outage(error)
+        # a pass cannot go on without the server: it ends, failed, unless the server said it is
+        # busy, which a pass waits out (_ONCE_PAUSES in a row at most) without failing
+        ends_pass = self.once and outage and (not _busy(error) or self._outages >= _ONCE_PAUSES)
+        if ends_pass or not (self.once and _busy(error)):
             self.totals.errors.append(f"{what}: {error}")
             del self.totals.errors[:-100]
-        if not _outage(error):
+        if not outage:
             log.warning("%s failed: %s", what, error)
             return now
-        if self.once and (not _busy(error) or self._outages >= _ONCE_PAUSES):
-            # a pass cannot go on without the server: it ends here, failed
+        if ends_pass:
             self.totals.outage = self.totals.outage or error
-            if _busy(error):  # not counted above
-                self.totals.errors.append(f"{what}: {error}")
             self._once_left = []
             return now
         if now >= self._paused_until:  # one message per outage step, not one per request
