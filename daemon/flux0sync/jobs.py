@@ -47,6 +47,7 @@ from flux0lite.jsonstream import Element, iter_array
 from flux0lite.resources import path_segment
 
 from .backend import Archive
+from .jsonread import Decoder
 from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
 from .store import StoreBusyError, StoreFullError, WriteResult
 
@@ -188,23 +189,6 @@ def _replay(pieces: List[bytes], fault: Flux0Error) -> Iterator[bytes]:
     raise fault
 
 
-def _int_or_decimal(digits: str) -> Any:
-    """A JSON integer; one past Python's int-from-text limit (4300 digits) becomes a Decimal.
-
-    Such a number is valid JSON: its event is stored (``raw`` exact), only the column it
-    would fill stays NULL, instead of failing its session for good.
-    """
-    try:
-        return int(digits)
-    except ValueError:
-        return decimal.Decimal(digits)
-
-
-def _events_decoder() -> json.JSONDecoder:
-    """One per fetch (a decoder is not shared by threads): integers past Python's limit are kept."""
-    return json.JSONDecoder(parse_int=_int_or_decimal)
-
-
 def fetch_events(
     session_id: str, min_offset: int, batch_size: int, resume: Optional[Tuple[int, int]] = None
 ) -> Callable[[Flux0, Emit], Fetched]:
@@ -240,7 +224,7 @@ def fetch_events(
                     key="data",
                     what=what,
                     max_element_chars=_MAX_EVENT_CHARS,
-                    decoder=_events_decoder(),
+                    decoder=Decoder(),
                     errors="surrogateescape",
                     element=RawEvent,
                 )
@@ -297,7 +281,7 @@ def read_batches(session_id: str, body: Iterable[bytes], size: int) -> Iterator[
         key="data",
         what=f"GET {_events_path(session_id)}",
         max_element_chars=_MAX_EVENT_CHARS,
-        decoder=_events_decoder(),
+        decoder=Decoder(),
         errors="surrogateescape",  # a byte that is not UTF-8 is kept (see rows.dumps_lossless)
         element=RawEvent,
     )
@@ -380,51 +364,36 @@ def list_agents(warnings: Warnings) -> Callable[[Flux0, Emit], int]:
     return _listing("/api/agents", None, "list agents", Agent.from_dict, warnings)
 
 
-class _ListingDecoder(json.JSONDecoder):
-    """A listing's decoder: an integer Python refuses to read (past its 4,300-digit limit) becomes
-    the marker ``_REFUSED`` and is counted, so that its entry alone is left out, not the listing."""
-
-    def __init__(self) -> None:
-        super().__init__(parse_int=self._int)
-        self.refused = 0
-
-    def _int(self, digits: str) -> Any:
-        try:
-            return int(digits)
-        except ValueError:
-            self.refused += 1
-            return _REFUSED
-
-
-_REFUSED = object()
+def _readable(elements: Iterable[Element], decoder: Decoder, what: str, warnings: Warnings) -> Iterator[Element]:
+    """The elements, less those holding a value the decoder read past one of CPython's refusals:
+    an entry's typed model is stored as JSON, which such a value cannot be written back as
+    (looked into only when the decoder met one)."""
+    unusual = 0
+    for element in elements:
+        if decoder.unusual != unusual:
+            unusual = decoder.unusual
+            reason = _unwritable(element.value, decoder)
+            if reason is not None:
+                warnings.once(f"{what}: skipping every item {reason}")
+                continue
+        yield element
 
 
-def _holds_refused(value: Any) -> bool:
-    """Whether a decoded value holds ``_REFUSED`` at any depth (no recursion: nesting is the server's)."""
-    stack = [value]
+def _unwritable(value: Any, decoder: Decoder) -> Optional[str]:
+    """Why ``value`` cannot be written back as JSON, if it holds what ``decoder`` read past a refusal."""
+    if value is decoder.deep:
+        decoder.deep = None
+        return "nested deeper than Python's JSON decoder reads"
+    stack = [value]  # no recursion: nesting is the server's
     while stack:
         item = stack.pop()
-        if item is _REFUSED:
-            return True
+        if isinstance(item, decimal.Decimal):
+            return "with an integer of over 4,300 digits"
         if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
-
-
-def _readable(
-    elements: Iterable[Element], decoder: _ListingDecoder, what: str, warnings: Warnings
-) -> Iterator[Element]:
-    """The elements, less those holding a refused number (looked into only when the decoder met one)."""
-    refused = 0
-    for element in elements:
-        if decoder.refused != refused:
-            refused = decoder.refused
-            if _holds_refused(element.value):
-                warnings.once(f"{what}: skipping every item with an integer of over 4,300 digits")
-                continue
-        yield element
+    return None
 
 
 def _listing(
@@ -435,7 +404,7 @@ def _listing(
     def run(client: Flux0, emit: Emit) -> int:
         response = _stream_array(client, path, params, what)
         try:
-            decoder = _ListingDecoder()
+            decoder = Decoder()
             elements = iter_array(
                 _answer_bytes(response), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
             )

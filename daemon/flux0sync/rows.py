@@ -91,6 +91,15 @@ def _storable_timestamp(value: Any) -> Optional[str]:
     return text if "0001" <= text[:4] <= "9999" else None
 
 
+# A decoded element's text holds lone surrogates (bytes that were not UTF-8) only inside its
+# strings, where the JSON escape means the same.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: "re.Match[str]") -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def dumps_lossless(doc: Any) -> str:
     """Compact JSON; lone surrogates (which UTF-8 cannot carry) as ASCII escapes."""
     text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
@@ -154,7 +163,10 @@ def event_row(session_id: str, event: RawEvent) -> EventRow:
         event_id = _column(event_id)
     raw = event.text
     if not raw.isascii() and storable_text(raw) is None:
-        raw = dumps_lossless(doc)
+        try:
+            raw = dumps_lossless(doc)
+        except (TypeError, RecursionError):  # a Decimal, or nesting deeper than json writes (jsonread)
+            raw = _LONE_SURROGATE.sub(_escape_surrogate, raw)
     offset = get("offset")
     event_type = get("type")
     source = get("source")

@@ -1,0 +1,118 @@
+"""The daemon's JSON decoder: every valid JSON value is read, including two kinds CPython refuses.
+
+RFC 8259 sets no limit on a number's digits or on nesting; CPython's decoder refuses an integer
+of over 4,300 digits (``int`` from text) and a value nested deeper than its recursion allows.
+Both are valid JSON a hostile server may send, and one unreadable event would fail its session
+at every poll, so :class:`Decoder` reads them: such an integer becomes a
+:class:`decimal.Decimal`, and a value too deep for the C scanner is read again without
+recursion, in time and memory linear in its text. Each one read is counted in
+:attr:`Decoder.unusual`, so that a caller who must also write the value back (a listing's
+entry, stored through its typed model) can leave it out.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import re
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+__all__ = ["Decoder", "decode_without_recursion"]
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_Open = Tuple[Union[List[Any], Dict[str, Any]], Optional[str]]  # a container being read, and its member's key
+
+
+class Decoder(json.JSONDecoder):
+    """One per job (a decoder is not shared by threads): :mod:`json`'s, less its two refusals.
+
+    ``unusual`` counts the values read past a refusal; ``deep`` is the last value read without
+    recursion (a whole element: the C scanner's failure unwinds to the value it was asked for).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(parse_int=self._int)
+        self.unusual = 0
+        self.deep: Any = None
+
+    def _int(self, digits: str) -> Any:
+        try:
+            return int(digits)
+        except ValueError:  # past the int-from-text limit: the value is kept, exactly
+            self.unusual += 1
+            return decimal.Decimal(digits)
+
+    def raw_decode(self, s: str, idx: int = 0) -> Tuple[Any, int]:
+        try:
+            return super().raw_decode(s, idx)
+        except RecursionError:
+            pass
+        value, end = decode_without_recursion(s, idx, self)
+        self.unusual += 1
+        self.deep = value
+        return value, end
+
+
+def _key(s: str, pos: int, strict: bool) -> Tuple[str, int]:
+    """An object member's key and the position after its ':' and the whitespace after that."""
+    if s[pos : pos + 1] != '"':
+        raise json.JSONDecodeError("Expecting property name enclosed in double quotes", s, pos)
+    key, pos = json.decoder.scanstring(s, pos + 1, strict)  # type: ignore[attr-defined]
+    pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
+    if s[pos : pos + 1] != ":":
+        raise json.JSONDecodeError("Expecting ':' delimiter", s, pos)
+    return key, _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
+
+
+def decode_without_recursion(s: str, idx: int, decoder: json.JSONDecoder) -> Tuple[Any, int]:
+    """What ``decoder.raw_decode(s, idx)`` gives with no recursion limit: the value at ``idx``
+    and where it ends, or the same :class:`json.JSONDecodeError` for text that is not JSON or
+    is cut short. Open containers are kept on a list, not the call stack; scalars are read by
+    the decoder's own scanner (``scan_once``), so they come out exactly as it reads them.
+    """
+    opened: List[_Open] = []
+    key: Optional[str]
+    scan = decoder.scan_once  # type: ignore[attr-defined]
+    strict = decoder.strict
+    pos = idx
+    while True:
+        char = s[pos : pos + 1]  # a value starts here
+        value: Any
+        if char == "[" or char == "{":
+            after = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
+            if s[after : after + 1] == ("]" if char == "[" else "}"):
+                value, pos = ([] if char == "[" else {}), after + 1
+            elif char == "[":
+                opened.append(([], None))
+                pos = after
+                continue
+            else:
+                key, pos = _key(s, after, strict)
+                opened.append(({}, key))
+                continue
+        else:
+            try:
+                value, pos = scan(s, pos)
+            except StopIteration as exc:
+                raise json.JSONDecodeError("Expecting value", s, exc.value) from None
+        while True:  # the value is complete: it joins its container, which may end here too
+            if not opened:
+                return value, pos
+            container, key = opened[-1]
+            if isinstance(container, list):
+                container.append(value)
+            else:
+                container[key] = value  # type: ignore[index]  # a dict's key is never None
+            pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
+            char = s[pos : pos + 1]
+            if char == ",":
+                pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
+                if key is not None:
+                    key, pos = _key(s, pos, strict)
+                    opened[-1] = (container, key)
+                break
+            if char != ("]" if key is None else "}"):
+                raise json.JSONDecodeError("Expecting ',' delimiter", s, pos)
+            pos += 1
+            opened.pop()
+            value = container

@@ -1,0 +1,216 @@
+"""Defects of the daemon found after the fourth adversary, each pinned by a test.
+
+Valid JSON CPython's decoder refuses (``flux0sync.jsonread``): an event nested deeper than its
+recursion (``/work/wt/hadv4/repros/09-*.py``) and, as before, an integer of over 4,300 digits,
+read by one decoder for events and listings alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, List
+
+import pytest
+from flux0sync.backend import open_store
+from flux0sync.engine import Engine
+from flux0sync.jsonread import Decoder, decode_without_recursion
+from flux0sync.sync import Syncer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flux0lite.jsonstream import JSONStreamError, iter_array
+from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine
+from tests.daemon.hostile import event, serve_bytes
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, raw_response
+
+DEPTH = 100_000  # far past the C decoder's recursion on every supported Python
+DEEP = "[" * DEPTH + "]" * DEPTH
+
+engine = functools.partial(quick_engine, idle_max=1.0)
+
+
+def run_until(target: Engine, done: Callable[[], bool], seconds: float = 20.0) -> None:
+    end = time.monotonic() + seconds
+    target.should_stop = lambda: done() or time.monotonic() > end
+    target.run()
+
+
+# -- hadv4 09: an event nested deeper than the C decoder reads -----------------------------------
+
+
+@pytest.mark.parametrize("framing", ["whole", "chunked"])  # read whole by the writer, or streamed
+def test_an_event_nested_100000_deep_is_archived_with_its_raw_text_and_its_session_goes_on(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0, framing: str
+) -> None:
+    sid = one_session(fake_flux0)
+    texts = [json.dumps(event(sid, o)) for o in range(4)]
+    texts[1] = texts[1].replace('"deleted": false', f'"deleted": false, "deep": {DEEP}')
+    body = ('{"data": [' + ", ".join(texts) + "]}").encode()
+
+    def respond(req: Request, conn: Conn) -> None:
+        if framing == "whole":
+            conn.send(raw_response(200, body, {"content-type": "application/json"}))
+        else:
+            headers = {"content-type": "application/json", "transfer-encoding": "chunked"}
+            conn.send(raw_response(200, b"", headers, length=False) + chunked(body) + b"0\r\n\r\n")
+
+    fake_flux0.server.on("GET", f"/api/sessions/{sid}/events", respond)
+    store = open_store(archive_db)
+    try:
+        for _ in range(2):  # the second pass finds every event stored, and no clash
+            result = Syncer(client_for(fake), store).run_pass()
+            assert result.ok, result.errors
+        rows = execute(archive_db, 'SELECT "offset", raw FROM events WHERE session_id = ? ORDER BY "offset"', (sid,))
+        assert rows == [(n, text) for n, text in enumerate(texts)]  # each once, as sent
+        assert store.checkpoint(sid) == 3
+        assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("value", [DEEP, "7" * 5000], ids=["deep", "huge-integer"])
+def test_an_event_json_cannot_write_back_keeps_a_byte_that_is_not_utf8(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0, value: str
+) -> None:
+    """The raw text of an event with a byte that is not UTF-8 was rewritten from its decoded
+    value, which json cannot write when it holds a Decimal or nests this deep (a TypeError or
+    RecursionError out of the writer): its own text is kept, the byte escaped in its string."""
+    sid = one_session(fake_flux0)
+    texts = [json.dumps(event(sid, o)).encode() for o in range(3)]
+    texts[1] = texts[1].replace(b'"deleted": false', b'"deleted": false, "word": "caf\xe9", "v": ' + value.encode())
+    serve_bytes(fake_flux0, sid, b'{"data": [' + b", ".join(texts) + b"]}")
+    store = open_store(archive_db)
+    try:
+        result = Syncer(client_for(fake), store).run_pass()
+        assert result.ok, result.errors
+        rows = execute(archive_db, 'SELECT "offset", raw FROM events WHERE session_id = ? ORDER BY "offset"', (sid,))
+        assert [offset for offset, _ in rows] == [0, 1, 2]
+        assert rows[1][1] == texts[1].decode("utf-8", "surrogateescape").replace("\udce9", "\\udce9")
+        word = Decoder().decode(rows[1][1])["word"]
+        assert word.encode("utf-8", "surrogateescape") == b"caf\xe9"  # the byte comes back
+    finally:
+        store.close()
+
+
+def _listing_with_a_deep_entry(docs: Any, poisoned: str) -> Any:
+    def respond(req: Request, conn: Conn) -> None:
+        items = [json.dumps(doc) for doc in docs.values()]
+        items = [text.replace('"id": ', f'"deep": {DEEP}, "id": ', 1) if poisoned in text else text for text in items]
+        body = ('{"data": [' + ", ".join(items) + "]}").encode()
+        conn.send(raw_response(200, body, {"content-type": "application/json"}))
+
+    return respond
+
+
+def test_one_sessions_entry_nested_too_deep_is_left_out_alone_with_one_warning(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = fake_flux0.add_agent()
+    sids = [fake_flux0.add_session(agent) for _ in range(5)]
+    for sid in sids:
+        fake_flux0.add_events(sid, 2)
+    fake.on("GET", "/api/sessions", _listing_with_a_deep_entry(fake_flux0.sessions, sids[2]))
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flux0sync"):
+            target = engine(archive, fake, discover_interval=0.3)
+            run_until(target, lambda: sum(len(offsets(db, s)) for s in sids) >= 8, seconds=10.0)
+    finally:
+        archive.close()
+    assert {sid: offsets(db, sid) for sid in sids} == {sid: ([] if sid == sids[2] else [0, 1]) for sid in sids}
+    warned = [r.getMessage() for r in caplog.records if "nested deeper" in r.getMessage()]
+    assert len(warned) == 1  # once, however many rounds
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]
+
+
+def test_one_agents_entry_nested_too_deep_is_left_out_alone(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    kept, poisoned = fake_flux0.add_agent("kept"), fake_flux0.add_agent("poisoned")
+    sid = fake_flux0.add_session(kept)
+    fake_flux0.add_events(sid, 1)
+    fake.on("GET", "/api/agents", _listing_with_a_deep_entry(fake_flux0.agents, poisoned))
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        totals = engine(archive, fake, once=True).run()
+    finally:
+        archive.close()
+    assert totals.ok and offsets(db, sid) == [0]
+    assert execute(db, "SELECT id FROM agents") == [(kept,)]
+
+
+def test_a_listing_member_before_data_that_is_unusual_leaves_no_entry_out(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """The decoder counts what it read past a refusal anywhere in the answer; an entry is left
+    out only if it holds such a value itself."""
+    agent = fake_flux0.add_agent()
+    sids = [fake_flux0.add_session(agent) for _ in range(2)]
+    for sid in sids:
+        fake_flux0.add_events(sid, 1)
+
+    def respond(req: Request, conn: Conn) -> None:
+        items = ", ".join(json.dumps(doc) for doc in fake_flux0.sessions.values())
+        body = f'{{"deep": {DEEP}, "huge": {"9" * 5000}, "data": [{items}]}}'.encode()
+        conn.send(raw_response(200, body, {"content-type": "application/json"}))
+
+    fake.on("GET", "/api/sessions", respond)
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        totals = engine(archive, fake, once=True).run()
+    finally:
+        archive.close()
+    assert totals.ok and {sid: offsets(db, sid) for sid in sids} == {sid: [0] for sid in sids}
+
+
+# -- the decoder without recursion: json's answer, whatever the text -----------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _both(text: str) -> Any:
+    """(json's answer, decode_without_recursion's) for the value at the start of ``text``:
+    (value, end) or the error's type."""
+    answers: List[Any] = []
+    for read in (json.JSONDecoder().raw_decode, lambda s: decode_without_recursion(s, 0, json.JSONDecoder())):
+        try:
+            answers.append(repr(read(text)))
+        except json.JSONDecodeError:
+            answers.append(json.JSONDecodeError)
+    return answers
+
+
+@given(_JSON, st.sampled_from([None, 1]), st.integers(0, 200), st.text('[]{},:" \\1e.-tn', max_size=3))
+def test_reading_without_recursion_is_jsons_reading_on_valid_cut_and_corrupted_text(
+    value: Any, indent: Any, cut: int, noise: str
+) -> None:
+    text = json.dumps(value, indent=indent)
+    for variant in (text, text[:cut], text[:cut] + noise + text[cut:], text + noise):
+        if variant[:1] in "[{":  # what the fallback is called for: a container at the start
+            first, second = _both(variant)
+            assert first == second, variant
+
+
+def test_too_deep_text_that_is_not_json_is_the_readers_typed_error_not_a_recursion_error() -> None:
+    for body in ('{"data": [' + "[" * DEPTH + "1 2" + "]" * DEPTH + "]}", '{"data": [' + "[" * DEPTH):
+        with pytest.raises(JSONStreamError, match="malformed or truncated"):
+            list(iter_array([body.encode()], key="data", decoder=Decoder()))
+
+
+def test_a_deep_value_streamed_in_small_pieces_is_bounded_by_the_element_size() -> None:
+    body = ('{"data": [' + "[" * DEPTH + "]" * DEPTH + "]}").encode()
+    pieces = [body[n : n + 1000] for n in range(0, len(body), 1000)]
+    assert len(list(iter_array(pieces, key="data", decoder=Decoder()))) == 1
+    with pytest.raises(JSONStreamError, match="a value over 50000 characters"):
+        list(iter_array(pieces, key="data", decoder=Decoder(), max_element_chars=50_000))
