@@ -192,11 +192,12 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
             "sessions": sessions,
             "events": events,
             "per_session": [
-                {**row.__dict__, **({"behind": remote.get(row.session_id)} if args.server else {})} for row in rows
+                _json_fields({**row.__dict__, **({"behind": remote.get(row.session_id)} if args.server else {})})
+                for row in rows
             ],
-            "gaps": [gap.__dict__ for gap in store.gaps()],
+            "gaps": [_json_fields(gap.__dict__) for gap in store.gaps()],
         }
-        out.write(json.dumps(doc, indent=2) + "\n")
+        out.write(_json_text(doc, indent=2) + "\n")
         return EXIT_OK
     out.write(f"{events} events, {sessions} sessions, {agents} agents in {store.path}\n")
     header = ["SESSION", "EVENTS", "LAST_OFFSET", "LAST_SYNC", "NEXT_POLL", "USER", "ERRORS", "GAPS"]
@@ -264,7 +265,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             return EXIT_OK
         hits = store.search(args.text, limit=args.limit)
         if args.json:
-            out.write(_json_text([h.__dict__ for h in hits], indent=2) + "\n")
+            out.write(_json_text([_json_fields(h.__dict__) for h in hits], indent=2) + "\n")
         else:
             for hit in hits:
                 text = " ".join(hit.text.split())
@@ -291,13 +292,23 @@ def _json_checked(raws: Iterator[str]) -> Iterator[str]:
         yield raw
 
 
+def _json_fields(fields: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored record's fields as JSON can carry them: RFC 8259 has no NaN or Infinity, so a
+    number that is not finite (an archive edited by hand; PostgreSQL's double precision holds
+    NaN) is null, as JavaScript writes it."""
+    return {
+        name: None if isinstance(value, float) and not math.isfinite(value) else value for name, value in fields.items()
+    }
+
+
 def _json_text(doc: Any, indent: int) -> str:
-    """JSON for humans; strings UTF-8 cannot carry (a lone surrogate) as escapes."""
-    text = json.dumps(doc, ensure_ascii=False, indent=indent)
+    """JSON for humans; strings UTF-8 cannot carry (a lone surrogate) as escapes. Never NaN or
+    Infinity (not JSON): such a value left in ``doc`` is a ValueError, the archive's fault."""
+    text = json.dumps(doc, ensure_ascii=False, indent=indent, allow_nan=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(doc, ensure_ascii=True, indent=indent)
+        text = json.dumps(doc, ensure_ascii=True, indent=indent, allow_nan=False)
     return text
 
 

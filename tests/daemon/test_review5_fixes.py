@@ -8,16 +8,22 @@ read by one decoder for events and listings alike.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
+import math
+import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Tuple
 
 import pytest
 from flux0sync.backend import open_store
+from flux0sync.cli import _json_fields, _json_text, main
 from flux0sync.engine import Engine
 from flux0sync.jsonread import Decoder, decode_without_recursion
+from flux0sync.rows import RawEvent
+from flux0sync.store import Store
 from flux0sync.sync import Syncer
 from hypothesis import given
 from hypothesis import strategies as st
@@ -214,3 +220,61 @@ def test_a_deep_value_streamed_in_small_pieces_is_bounded_by_the_element_size() 
     assert len(list(iter_array(pieces, key="data", decoder=Decoder()))) == 1
     with pytest.raises(JSONStreamError, match="a value over 50000 characters"):
         list(iter_array(pieces, key="data", decoder=Decoder(), max_element_chars=50_000))
+
+
+# -- status --json is JSON whatever the archive holds --------------------------------------------
+
+
+def _strict_json(text: str) -> Any:
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON (RFC 8259)"))
+
+
+def _status(db: str, *args: str) -> Tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["status", "--db", db, *args], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+_STORED_NUMBERS = ["9e999", "-9e999", "1e308", "-1e308", str(2**63 - 1), str(-(2**63)), "0.1", "NULL"]
+
+
+@pytest.mark.parametrize("number", _STORED_NUMBERS)
+def test_status_json_is_json_whatever_number_a_hand_edited_archive_holds(tmp_path: Path, number: str) -> None:
+    """``Infinity`` was printed for an infinite stored poll time; every numeric field is tried."""
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    store.write_batch("s", [RawEvent.from_doc({"id": "e1", "offset": 0, "type": "status", "source": "system"})])
+    store.mark_error("s", "boom")
+    store.close()
+    with sqlite3.connect(db) as con:
+        con.execute("INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES ('s', 0, 0)")
+        con.execute("INSERT INTO gaps VALUES ('s', 1, 2, 0, 0)")
+        for table, column in [
+            ("sync_state", "last_offset"),
+            ("sync_state", "last_success_at"),
+            ("sync_state", "errors"),
+            ("poll_schedule", "next_poll_at"),
+            ("poll_schedule", "idle_level"),
+            ("gaps", "first_offset"),
+            ("gaps", "last_offset"),
+            ("gaps", "first_seen_at"),
+            ("gaps", "skipped_at"),
+        ]:
+            con.execute(f"UPDATE OR IGNORE {table} SET {column} = {number}")  # NOT NULL columns keep theirs
+            con.commit()
+    con.close()
+    code, out, err = _status(db, "--json")
+    assert code == 0, err
+    doc = _strict_json(out)
+    row, gap = doc["per_session"][0], doc["gaps"][0]
+    real = float(number) if number not in ("9e999", "-9e999", "NULL") else None  # REAL columns: null if not finite
+    assert row["last_success_at"] == real and gap["skipped_at"] == real
+    assert row["next_poll_at"] == gap["first_seen_at"] == (0.0 if number == "NULL" else real)
+    assert _status(db)[0] == 0  # the table still reads
+
+
+def test_the_json_fields_of_status_and_search_carry_no_nan() -> None:  # PostgreSQL's double precision holds NaN
+    fields = _json_fields({"a": math.nan, "b": math.inf, "c": -math.inf, "d": 1.5, "e": 7, "f": "x", "g": None})
+    assert fields == {"a": None, "b": None, "c": None, "d": 1.5, "e": 7, "f": "x", "g": None}
+    with pytest.raises(ValueError):  # anything left over is refused (exit 3), never written as NaN
+        _json_text({"a": math.nan}, indent=2)
