@@ -108,11 +108,19 @@ def _retry_after(error: Flux0Error) -> Optional[float]:
 
 
 def _from_wall(stored: Optional[float], now: float, wall: float) -> float:
-    """A poll time the archive kept (wall time, ``wall`` now) on the loop's clock (``now``);
-    none, or a value that is not a number (SQLite keeps any type written), is now."""
+    """A poll time the archive kept (wall time, ``wall`` now) on the loop's clock (``now``).
+
+    The one check of a restored time: none, or a value that is not a finite number (SQLite
+    keeps any type written; nobody should have written it), is now. The schedule caps the
+    rest by its level (:meth:`Schedule.add`)."""
     if not isinstance(stored, (int, float)) or not math.isfinite(stored):
         return now
     return now + (stored - wall)
+
+
+def _to_wall(due: float, now: float, wall: float) -> float:
+    """A poll time on the loop's clock (``now``) as the archive keeps it: wall time (``wall`` now)."""
+    return due - now + wall
 
 
 def _session_of(job: Job[Any]) -> Optional[str]:
@@ -665,7 +673,7 @@ class Engine:
             state = self.schedule.done(sid, now, new_events=inserted > 0)
             if state is not None:
                 wall = self.wall_clock()
-                self._dirty[sid] = PollRecord(sid, state[0] - now + wall, state[1], wall)
+                self._dirty[sid] = PollRecord(sid, _to_wall(state[0], now, wall), state[1], wall)
             if inserted:
                 self.on_progress(self.totals)
             return
@@ -689,7 +697,7 @@ class Engine:
             self.totals.failed[sid] = errors
         state = self.schedule.failed(sid, now, errors)
         if state is not None:
-            self._dirty[sid] = PollRecord(sid, state[0] - now + self.wall_clock(), state[1], None)
+            self._dirty[sid] = PollRecord(sid, _to_wall(state[0], now, self.wall_clock()), state[1], None)
             log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
 
     def _on_error(self, what: str, error: Flux0Error) -> float:

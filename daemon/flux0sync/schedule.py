@@ -232,19 +232,17 @@ class Schedule:
     def add(self, session_id: str, due_at: float, level: int = 0, now: Optional[float] = None) -> None:
         """Know a session: new ones are due now at level 0; restored ones keep their state.
 
-        A restored time is read from the archive, so it is checked: one that is not a finite
-        number is taken as due now, and with ``now`` one beyond the longest delay its stored
-        level gives (saved while the clock was set ahead or before it was stepped back, by a run
-        with a longer ``idle_max``, or by hand) is brought forward to it, so an active session is
-        polled within ``interval`` of a start, an idle one within ``idle_max`` (a failing one
+        A restored time (a finite number: the engine reads it back from the archive and checks
+        it, see ``engine._from_wall``) beyond the longest delay its stored level gives, with
+        ``now`` (saved while the clock was set ahead or before it was stepped back, by a run
+        with a longer ``idle_max``, or by hand), is brought forward to it, so an active session
+        is polled within ``interval`` of a start, an idle one within ``idle_max`` (a failing one
         backing off for longer too: one request more).
         """
         if session_id in self._level:
             return
         level = max(0, min(int(level), _MAX_LEVEL))
-        if not isinstance(due_at, (int, float)) or not math.isfinite(due_at):  # nobody should have written it
-            due_at = 0.0 if now is None else now
-        elif now is not None:
+        if now is not None:
             due_at = min(due_at, now + self.policy.delay(level) * (1 + self.policy.jitter))
         self._level[session_id] = level
         if session_id not in self._in_flight:  # back while its poll runs: that poll's end schedules it

@@ -16,6 +16,7 @@ import pytest
 from flux0sync import service
 from flux0sync.backend import open_store
 from flux0sync.config import Config, ConfigError, load_config
+from flux0sync.engine import _from_wall
 from flux0sync.jobs import MAX_ID_CHARS
 from flux0sync.schedule import Policy, Schedule
 
@@ -121,7 +122,8 @@ def test_a_restored_poll_time_is_brought_within_the_longest_idle_delay() -> None
     schedule = Schedule(policy)
     now = 1_000_000.0
     for sid, due in (("ahead", now + 365 * 86400), ("text", "soon"), ("nan", float("nan")), ("inf", float("inf"))):
-        schedule.add(sid, due_at=due, level=3, now=now)  # type: ignore[arg-type]  # what SQLite hands back
+        restored = _from_wall(due, now, wall=now)  # type: ignore[arg-type]  # what SQLite hands back
+        schedule.add(sid, due_at=restored, level=3, now=now)
     schedule.add("kept", due_at=now + 50.0, level=6, now=now)
     # the longest its level's delay, jittered, can be (hadv4/01: not idle_max whatever the level)
     assert schedule.state("ahead") == (now + policy.delay(3) * 1.1, 3)

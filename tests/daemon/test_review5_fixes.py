@@ -20,9 +20,10 @@ from typing import Any, Callable, List, Tuple
 import pytest
 from flux0sync.backend import open_store
 from flux0sync.cli import _json_fields, _json_text, main
-from flux0sync.engine import Engine
+from flux0sync.engine import Engine, _from_wall, _to_wall
 from flux0sync.jsonread import Decoder, decode_without_recursion
 from flux0sync.rows import RawEvent
+from flux0sync.schedule import Policy, Schedule
 from flux0sync.store import Store
 from flux0sync.sync import Syncer
 from hypothesis import given
@@ -278,3 +279,34 @@ def test_the_json_fields_of_status_and_search_carry_no_nan() -> None:  # Postgre
     assert fields == {"a": None, "b": None, "c": None, "d": 1.5, "e": 7, "f": "x", "g": None}
     with pytest.raises(ValueError):  # anything left over is refused (exit 3), never written as NaN
         _json_text({"a": math.nan}, indent=2)
+
+
+# -- a poll time between the loop's clock and the archive's wall time: one function each way ----
+
+_STORED = st.one_of(
+    st.floats(),  # NaN and the infinities too
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.none(),
+)
+
+
+@given(
+    due=st.floats(-1e9, 1e9),
+    now=st.floats(0, 1e9),
+    wall=st.floats(0, 4e9),
+    stored=_STORED,
+)
+def test_a_poll_time_goes_to_wall_time_and_back_and_a_hostile_stored_one_is_due_now(
+    due: float, now: float, wall: float, stored: Any
+) -> None:
+    assert _from_wall(_to_wall(due, now, wall), now, wall) == pytest.approx(due, abs=1e-5)
+    restored = _from_wall(stored, now, wall)
+    assert math.isfinite(restored)
+    finite = type(stored) in (int, float) and math.isfinite(stored)
+    assert restored == (now + (stored - wall) if finite else now)
+    schedule = Schedule(Policy(interval=2.0, idle_max=3600.0, jitter=0.1))
+    schedule.add("s", due_at=restored, level=3, now=now)  # the restore path: one check, then the level's cap
+    state = schedule.state("s")
+    assert state is not None and state[0] <= now + 16.0 * 1.1 and state[1] == 3

@@ -4,6 +4,7 @@ import random
 from typing import Dict, List
 
 import pytest
+from flux0sync.engine import _from_wall
 from flux0sync.schedule import Policy, Schedule, TokenBucket, discovery_requests, steady_rate
 
 
@@ -204,5 +205,5 @@ def test_a_session_rescheduled_within_the_same_second_is_polled_once() -> None:
     assert schedule.take("s") and not schedule.take("s")
     schedule.done("s", 10.2, new_events=True)  # due 10.4, the same second again
     assert schedule.pop_due(11.0, 10) == ["s"] and schedule.pop_due(11.0, 10) == []
-    schedule.add("x", due_at=float("nan"))  # a hostile stored value is polled soon, not never
-    assert schedule.next_due() == 0.0
+    schedule.add("x", due_at=_from_wall(float("nan"), 11.0, 5.0))  # a hostile stored value is polled now, not never
+    assert schedule.next_due() == 11.0
