@@ -372,17 +372,17 @@ def _readable(elements: Iterable[Element], decoder: Decoder, what: str, warnings
     for element in elements:
         if decoder.unusual != unusual:
             unusual = decoder.unusual
-            reason = _unwritable(element.value, decoder)
+            reason = _unwritable(element.value, decoder.deep)
             if reason is not None:
                 warnings.once(f"{what}: skipping every item {reason}")
                 continue
         yield element
 
 
-def _unwritable(value: Any, decoder: Decoder) -> Optional[str]:
-    """Why ``value`` cannot be written back as JSON, if it holds what ``decoder`` read past a refusal."""
-    if value is decoder.deep:
-        decoder.deep = None
+def _unwritable(value: Any, deep: Any) -> Optional[str]:
+    """Why ``value`` cannot be written back as JSON, if it is the decoder's ``deep`` value or
+    holds an integer it read as a Decimal."""
+    if value is deep:
         return "nested deeper than Python's JSON decoder reads"
     stack = [value]  # no recursion: nesting is the server's
     while stack:
