@@ -43,8 +43,10 @@ class Decoder(json.JSONDecoder):
             return decimal.Decimal(digits)
 
     def raw_decode(self, s: str, idx: int = 0) -> Tuple[Any, int]:
-        try:
-            return super().raw_decode(s, idx)
+        try:  # json.JSONDecoder.raw_decode's body (called once per event: no frame more)
+            return self.scan_once(s, idx)  # type: ignore[attr-defined, no-any-return]
+        except StopIteration as exc:
+            raise json.JSONDecodeError("Expecting value", s, exc.value) from None
         except RecursionError:
             pass
         value, end = decode_without_recursion(s, idx, self)
