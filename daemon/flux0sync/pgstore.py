@@ -513,6 +513,10 @@ class PgStore:
         rows = self._read("SELECT last_offset FROM sync_state WHERE session_id = %s", (_key(session_id),))
         return int(rows[0][0]) if rows else -1
 
+    def stored_through(self, session_id: str, offset: int) -> int:
+        """The highest offset reached from ``offset`` through stored offsets without a hole."""
+        return self._transact(lambda cur: _advance(cur, _key(session_id), offset))
+
     def checkpoints(self, session_ids: Sequence[str]) -> Dict[str, int]:
         """The checkpoints of many sessions (one query each: a round trip is no dearer than a row)."""
         return {sid: self.checkpoint(sid) for sid in session_ids}

@@ -642,6 +642,10 @@ class Store:
         """The offset up to which the session is complete (stored, or a recorded gap), or -1."""
         return _checkpoint(self.db, session_id)
 
+    def stored_through(self, session_id: str, offset: int) -> int:
+        """The highest offset reached from ``offset`` through stored offsets without a hole."""
+        return _advance(self.db, session_id, offset)
+
     def checkpoints(self, session_ids: Sequence[str]) -> Dict[str, int]:
         """The checkpoints of many sessions in a few queries (each read outside a write transaction
         costs about as much as a small write's statements: --once reads them ahead, 200 at a time)."""
