@@ -11,7 +11,8 @@ off fetches past their deadline on time whatever the server does.
   configured ``session_ids``. With a ``shard`` (``--shard i/N``) only the sessions it owns are
   kept: the others are neither stored nor polled. New sessions start active and due at once,
   unless the archive holds a schedule for them from an earlier run; a session whose listing
-  entry changed is moved up; a session no listing shows any more is no longer polled. A
+  entry changed is moved up (one created anew, by its ``created_at``, is read again from offset
+  0: see :func:`flux0sync.store.recreated_at`); a session no listing shows any more is no longer polled. A
   listing that fails is tried again alone, backing off from 5 s, until the next round.
 * **Polls** follow :class:`~flux0sync.schedule.Schedule`, at most ``workers`` at once and at
   most ``max_rps`` requests per second (listings included).
@@ -386,6 +387,15 @@ class Engine:
                 self._user_of[sid] = user  # only the exceptions: at 100k sessions every byte counts
             else:
                 self._user_of.pop(sid, None)
+            if item.recreated is not None:
+                self._reached.pop(sid, None)
+                log.warning(
+                    "session %s was created anew on the server (created_at %.40r, then %.40r): the %d events"
+                    " archived of its earlier conversation are kept in the conflicts table; it is read again"
+                    " from offset 0",
+                    sid,
+                    *item.recreated,
+                )
             if sid not in self.schedule:
                 due = _from_wall(item.next_poll_at, now, wall) if not item.changed else now
                 self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level, now=now)

@@ -9,6 +9,7 @@ a ``--once`` pass as a success (04).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ import pytest
 from flux0sync.backend import open_store
 from flux0sync.engine import Engine
 from flux0sync.rows import RawEvent
+from flux0sync.store import recreated_at
 
 from tests.daemon.helpers import (
     archive_rows,
@@ -185,6 +187,82 @@ def test_a_backlog_behind_a_young_hole_is_not_read_again_at_every_poll(
         archive.close()
     # each poll asks from the hole, then goes on after the stored backlog in a second request
     assert asked and set(asked) == {"2", "300"}, asked
+
+
+# -- 03: a session created anew under the same id ----------------------------------------------------
+
+
+def server_ids(fake_flux0: FakeFlux0, sid: str) -> List[Any]:
+    return [(event["offset"], event["id"]) for event in fake_flux0.events[sid]]
+
+
+@pytest.mark.parametrize(("old", "new"), [(5, 8), (10, 3)], ids=["longer-than-before", "shorter-than-before"])
+def test_a_session_created_anew_is_archived_again_and_its_earlier_conversation_kept_in_conflicts(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture, old: int, new: int
+) -> None:
+    sid = session_with(fake_flux0, old)
+    earlier = server_ids(fake_flux0, sid)
+    archive = open_store(archive_db)
+    try:
+        target = engine(archive, fake)
+        run_until(target, lambda: len(offsets(archive_db, sid)) == old, 10)
+        # the server's storage is reset; the client creates the session again and talks on
+        fake_flux0.sessions[sid]["created_at"] = "2026-12-01T00:00:00Z"
+        fake_flux0.events[sid] = []
+        fake_flux0.add_events(sid, new)
+        with caplog.at_level(logging.WARNING, logger="flux0sync"):
+            run_until(target, lambda: archive_rows(archive_db).get(sid) == server_ids(fake_flux0, sid), 10)
+            fake_flux0.add_events(sid, 12 - new)  # the new conversation passes the old one's end
+            run_until(target, lambda: archive_rows(archive_db).get(sid) == server_ids(fake_flux0, sid), 10)
+        checkpoint = archive.checkpoint(sid)
+    finally:
+        archive.close()
+    assert archive_rows(archive_db)[sid] == server_ids(fake_flux0, sid)
+    assert checkpoint == 11
+    kept = execute(archive_db, 'SELECT "offset", event_id, reason FROM conflicts WHERE session_id = ?', (sid,))
+    # a poll sent before the listing showed the re-creation may have stored some of the new
+    # conversation over the old (clashes, then moved too): the earlier conversation is all there
+    assert set(earlier) <= {(offset, eid) for offset, eid, reason in kept if "re-created" in reason}
+    assert any("created anew" in r.getMessage() for r in caplog.records)
+
+
+def test_the_same_instant_written_differently_is_no_recreation(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    sid = session_with(fake_flux0, 4)
+    archive = open_store(archive_db)
+    try:
+        target = engine(archive, fake)
+        run_until(target, lambda: len(offsets(archive_db, sid)) == 4, 10)
+        fake_flux0.sessions[sid]["created_at"] = "2026-11-25T00:00:00.000000+00:00"  # was ...T00:00:00Z
+        fake_flux0.sessions[sid]["title"] = "renamed"
+        before = len(fake.requests)
+        run_until(target, lambda: False, 1.0)
+    finally:
+        archive.close()
+    assert "0" not in min_offsets(fake, sid, before)
+    assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
+    assert len(offsets(archive_db, sid)) == 4
+
+
+@pytest.mark.parametrize(
+    ("stored", "listed", "expected"),
+    [
+        ('{"created_at": "2024-01-01T00:00:00Z"}', {"created_at": "2024-06-01T00:00:00Z"}, True),
+        ('{"created_at": "2024-01-01T00:00:00Z"}', {"created_at": "2024-01-01T01:00:00+01:00"}, False),
+        ('{"created_at": "2024-01-01T00:00:00Z"}', {"created_at": None}, False),
+        ('{"created_at": 5}', {"created_at": "2024-01-01T00:00:00Z"}, False),
+        ('{"created_at": "not a time"}', {"created_at": "not a time"}, False),
+        ('{"created_at": "not a time"}', {"created_at": "another"}, True),
+        ('{"created_at": "\ud800"}', {"created_at": "2024-01-01T00:00:00Z"}, True),
+        ("not json", {"created_at": "2024-01-01T00:00:00Z"}, False),
+        ("[1, 2]", {"created_at": "2024-01-01T00:00:00Z"}, False),
+        ('{"created_at": "2024-01-01T00:00:00Z"}', [], False),
+        ("[" * 100_000, {"created_at": "x"}, False),
+    ],
+)
+def test_what_counts_as_a_recreation(stored: str, listed: Any, expected: bool) -> None:
+    assert (recreated_at(stored, listed) is not None) is expected
 
 
 # -- 04: SIGHUP during a --once pass -----------------------------------------------------------------
