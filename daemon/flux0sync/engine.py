@@ -11,7 +11,8 @@ off fetches past their deadline on time whatever the server does.
   configured ``session_ids``. With a ``shard`` (``--shard i/N``) only the sessions it owns are
   kept: the others are neither stored nor polled. New sessions start active and due at once,
   unless the archive holds a schedule for them from an earlier run; a session whose listing
-  entry changed is moved up; a session no listing shows any more is no longer polled. A
+  entry changed is moved up (one created anew, by its ``created_at``, is read again from offset
+  0: see :func:`flux0sync.store.recreated_at`); a session no listing shows any more is no longer polled. A
   listing that fails is tried again alone, backing off from 5 s, until the next round.
 * **Polls** follow :class:`~flux0sync.schedule.Schedule`, at most ``workers`` at once and at
   most ``max_rps`` requests per second (listings included).
@@ -263,9 +264,11 @@ class Engine:
         # (each committed with them): nothing is read again after the poll
         self._checkpoint: Dict[str, int] = {}
         self._ahead: Dict[str, int] = {}  # with once=True: checkpoints of the next sessions, read together
-        # Sessions with a hole: the highest offset read in order, so a poll re-reads only the
-        # hole and then goes on from there (a slow backlog behind a hole still moves).
+        # Sessions that may have a hole: the highest offset a poll read. Only a hint that the
+        # archive is worth asking where a poll may resume (see _resume_point): a hostile offset
+        # (2**63, a clash re-sent far ahead) or a restored archive makes it wrong.
         self._reached: Dict[str, int] = {}
+        self._resumed: Set[str] = set()  # polls in flight given a resume point: they pass no gap
         self._broken: Dict[str, str] = {}  # polls whose batch could not be written: why; the rest is ignored
         self._dirty: Dict[str, PollRecord] = {}
         self._flushed_at = 0.0
@@ -328,6 +331,7 @@ class Engine:
         self._checkpoint.clear()
         self._ahead.clear()
         self._broken.clear()
+        self._resumed.clear()
         if self._round is not None:
             self._round = None
             self._next_round = now
@@ -391,6 +395,15 @@ class Engine:
                 self._user_of[sid] = user  # only the exceptions: at 100k sessions every byte counts
             else:
                 self._user_of.pop(sid, None)
+            if item.recreated is not None:
+                self._reached.pop(sid, None)
+                log.warning(
+                    "session %s was created anew on the server (created_at %.40r, then %.40r): the %d events"
+                    " archived of its earlier conversation are kept in the conflicts table; it is read again"
+                    " from offset 0",
+                    sid,
+                    *item.recreated,
+                )
             if sid not in self.schedule:
                 due = _from_wall(item.next_poll_at, now, wall) if not item.changed else now
                 self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level, now=now)
@@ -479,7 +492,10 @@ class Engine:
             else:
                 (sid,) = self.schedule.pop_due(now, 1)
             checkpoint = self._checkpoint[sid] = self._checkpoint_at_dispatch(sid)
-            fetch = fetch_events(sid, checkpoint + 1, self.batch_size, self._resume_point(sid, checkpoint))
+            resume = self._resume_point(sid, checkpoint)
+            if resume is not None:
+                self._resumed.add(sid)
+            fetch = fetch_events(sid, checkpoint + 1, self.batch_size, resume)
             # keyed apart from the listings: a session may well be called "agents"
             job = Job(f"events {sid}", self._user_of.get(sid, self.users[0]), fetch, meta=("events", sid))
             self._inserted[sid] = 0
@@ -501,13 +517,31 @@ class Engine:
         return self._ahead.pop(sid)
 
     def _resume_point(self, sid: str, checkpoint: int) -> Optional[Tuple[int, int]]:
-        """(the last open hole's end, the offset read up to) for a session with a hole, else None."""
+        """(the last open hole's end, the end of the stored run after it), or None to read whole.
+
+        A poll of a session with a hole reads the hole, then goes on after the offsets stored
+        behind it (a backlog behind a hole is not re-read in full at every poll). Both ends
+        come from the archive, never from what earlier polls read: the jump passes only offsets
+        stored, so neither a hostile offset nor a restored archive can make it pass one that is
+        not. It trusts the server's offset order (flux0 lists events in offset order) only to
+        save reading: a hole due to be passed (open ``gap_patience`` seconds) is read whole
+        first, and only a poll without a resume point passes one (see _on_polled), so an event
+        listed after the offsets it precedes is still found.
+        """
         reached = self._reached.get(sid)
         if reached is None or reached <= checkpoint:
             self._reached.pop(sid, None)
             return None
-        holes = self.store.gaps(sid, open_only=True)  # every offset missing below ``reached`` is one
-        return max((gap.last_offset for gap in holes), default=checkpoint), reached
+        holes = self.store.gaps(sid, open_only=True)
+        due = self.wall_clock() - self.writer.gap_patience
+        if any(gap.first_seen_at <= due for gap in holes):
+            return None
+        hole_end = max([checkpoint, *(gap.last_offset for gap in holes)])
+        stored = self.store.stored_through(sid, hole_end)
+        if stored <= hole_end:  # nothing stored behind the holes: the hint was wrong
+            self._reached.pop(sid, None)
+            return None
+        return hole_end, stored
 
     def _receive(self, wait: float) -> None:
         assert self._pool is not None
@@ -645,13 +679,15 @@ class Engine:
         read = self._read.pop(sid, None)
         broken = self._broken.pop(sid, None)
         checkpoint = self._checkpoint.pop(sid, None)
+        may_pass = sid not in self._resumed  # a resumed poll may have skipped a late event: see _resume_point
+        self._resumed.discard(sid)
         error = finished.error
         self.totals.polls += 1
         self.totals.inserted += inserted
         cut = isinstance(error, DeadlineExceeded) and broken is None
         moved = inserted > 0
         if cut and read is not None:  # an answer is in offset order: what it skipped below ``read`` is a hole
-            checkpoint = self.writer.finish(sid, read, checkpoint)
+            checkpoint = self.writer.finish(sid, read, checkpoint, may_pass=may_pass)
         if checkpoint is None:
             checkpoint = self.store.checkpoint(sid)
         if (cut or (error is None and broken is None)) and read is not None and read > checkpoint:
@@ -664,7 +700,7 @@ class Engine:
                 self.totals.cut += 1
             error = None
         elif error is None and broken is None:
-            self.writer.finish(sid, finished.value.highest, checkpoint)
+            self.writer.finish(sid, finished.value.highest, checkpoint, may_pass=may_pass)
             if self.once:
                 self.totals.synced.append(sid)
         if error is None and broken is None:

@@ -26,6 +26,7 @@ import decimal
 import itertools
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
@@ -194,8 +195,9 @@ def fetch_events(
 ) -> Callable[[Flux0, Emit], Fetched]:
     """A job: the session's events from ``min_offset``: a small answer whole, a large one in batches.
 
-    With ``resume`` = (hole_end, reached): once an offset past ``hole_end`` arrives, the answer
-    goes on from ``reached + 1`` in a second request: what lies between is stored already.
+    With ``resume`` = (hole_end, stored): once an offset past ``hole_end`` arrives, the answer
+    goes on from ``stored + 1`` in a second request. The caller reads both from the archive:
+    every offset after ``hole_end`` up to ``stored`` is stored (see Engine._resume_point).
     """
 
     def run(client: Flux0, emit: Emit) -> Fetched:
@@ -552,11 +554,14 @@ class SessionWriter:
                 result.conflicts,
             )
 
-    def finish(self, session_id: str, highest_seen: int, checkpoint: Optional[int] = None) -> int:
+    def finish(
+        self, session_id: str, highest_seen: int, checkpoint: Optional[int] = None, *, may_pass: bool = True
+    ) -> int:
         """After a complete answer: hold an offset gap open, or record and pass it once too old.
 
         ``checkpoint`` is the session's as the poll's own writes left it (read if not given).
-        Returns the checkpoint after: it moves only if a gap was passed.
+        With ``may_pass`` False (the poll skipped part of its answer) gaps are recorded, none
+        passed. Returns the checkpoint after: it moves only if a gap was passed.
         """
         if self._gapped is None:
             self._gapped = {gap.session_id for gap in self.store.gaps(open_only=True)}
@@ -564,7 +569,7 @@ class SessionWriter:
             checkpoint = self.store.checkpoint(session_id)
         if highest_seen <= checkpoint and session_id not in self._gapped:
             return checkpoint
-        held, skipped = self.store.reconcile_gaps(session_id, self.gap_patience)
+        held, skipped = self.store.reconcile_gaps(session_id, self.gap_patience if may_pass else math.inf)
         if held:
             self._gapped.add(session_id)
         else:

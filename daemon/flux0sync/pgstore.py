@@ -41,6 +41,7 @@ from .config import ConfigError
 from .gaps import Gap, reconcile
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_row, storable_text
 from .store import (
+    _RECREATED,
     Listed,
     PollRecord,
     SearchHit,
@@ -50,8 +51,11 @@ from .store import (
     StoreFullError,
     WriteResult,
     _conflict_digest,
+    _moved_digest,
     _same,
     _same_json,
+    _with_moved,
+    recreated_at,
 )
 
 __all__ = ["PgStore", "PG_SCHEMA_VERSION", "APPLICATION"]
@@ -513,6 +517,21 @@ class PgStore:
         rows = self._read("SELECT last_offset FROM sync_state WHERE session_id = %s", (_key(session_id),))
         return int(rows[0][0]) if rows else -1
 
+    def stored_through(self, session_id: str, offset: int) -> int:
+        """The highest offset reached from ``offset`` through stored offsets without a hole."""
+
+        def read(cur: Any) -> int:
+            cur.execute(
+                'SELECT max("offset"), count(*) FROM events WHERE session_id = %s AND "offset" > %s', (sid, offset)
+            )
+            top, count = cur.fetchone()
+            if top is not None and count == top - offset:  # offsets are unique per session: all stored
+                return int(top)
+            return _advance(cur, sid, offset)
+
+        sid = _key(session_id)
+        return self._transact(read)
+
     def checkpoints(self, session_ids: Sequence[str]) -> Dict[str, int]:
         """The checkpoints of many sessions (one query each: a round trip is no dearer than a row)."""
         return {sid: self.checkpoint(sid) for sid in session_ids}
@@ -705,6 +724,7 @@ class PgStore:
             known = {row[0]: row[1:] for row in cur.fetchall()}
             listed: List[Listed] = []
             rows = []
+            renewed: List[Tuple[str, str]] = []  # (session key, reason) of sessions re-created
             for session, sid in zip(usable, keys):
                 doc = session.to_dict()
                 raw = dumps_lossless(doc)
@@ -716,7 +736,11 @@ class PgStore:
                     same = before[0] == raw or _same_json(str(before[0]), doc)
                     next_poll = None if before[2] is None else float(before[2])
                     changed = not same and before[1] in (None, found_under)  # as in SQLite
-                    listed.append(Listed(session.id, False, changed, next_poll, level))
+                    renewal = recreated_at(str(before[0]), doc) if changed else None
+                    if renewal is not None:
+                        renewed.append((sid, _RECREATED.format(*renewal)))
+                    recreated = None if renewal is None else (*renewal, 0)
+                    listed.append(Listed(session.id, False, changed, next_poll, level, recreated))
                     if before[0] == raw and before[1] == found_under:
                         continue
                 rows.append(
@@ -737,7 +761,9 @@ class PgStore:
                     "INSERT INTO sync_state (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING",
                     [(r[0],) for r in rows],
                 )
-            return listed
+            # with the new entry, in one transaction (as in SQLite), each session locked
+            moved = {sid: _retire_events(cur, sid, reason, now) for sid, reason in sorted(renewed)}
+            return [_with_moved(item, moved, _key) for item in listed]
 
         return self._transact(work)
 
@@ -795,6 +821,24 @@ _STATUS_V3 = (
 
 
 # -- statements shared by the transactions above ---------------------------------------------------
+
+
+def _retire_events(cur: Any, sid: str, reason: str, now: float) -> int:
+    """A re-created session, as in SQLite (see flux0sync.store._retire_events): its archived
+    events move to ``conflicts``, its gaps are forgotten and its checkpoint starts again."""
+    _lock_session(cur, sid)
+    cur.execute('SELECT id, "offset", raw FROM events WHERE session_id = %s', (sid,))
+    rows = cur.fetchall()
+    if rows:
+        cur.executemany(
+            'INSERT INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(sid, eid, offset, reason, raw, _moved_digest(reason, eid, offset), now) for eid, offset, raw in rows],
+        )
+    cur.execute("DELETE FROM events WHERE session_id = %s", (sid,))
+    cur.execute("DELETE FROM gaps WHERE session_id = %s", (sid,))
+    cur.execute("UPDATE sync_state SET last_offset = -1 WHERE session_id = %s", (sid,))
+    return len(rows)
 
 
 def _lock_session(cur: Any, sid: str) -> int:

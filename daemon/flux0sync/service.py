@@ -7,7 +7,8 @@ times a second and between two writes (a SQLite write in progress is rolled back
 :func:`_interrupt_writes_on_stop`): it then cuts every fetch off by
 shutting its socket down, and the process exits 0 with a consistent archive, within a second or
 two whatever the server is doing. Any number of signals at any moment ends the same way. SIGHUP
-sets another flag: the loop ends the same way and starts again with the configuration re-read.
+sets another flag: the loop ends the same way and starts again with the configuration re-read
+(with ``--once``, a new pass: one cut short by the reload is never reported as complete).
 """
 
 from __future__ import annotations
@@ -401,12 +402,18 @@ class Daemon:
             self._base_events += totals.inserted
             if self._stop:
                 return EXIT_OK
+            if self._reload:
+                # the loop starts again with the configuration re-read; with --once that is a
+                # new pass (sessions already up to date cost one request each): a pass cut
+                # short by a reload is not a complete one, and its exit code is the new pass's
+                self._apply_reload()
+                if self.once:
+                    log.info("the pass starts again after the reload")
+                continue
             if self.once:
                 if totals.outage is not None:  # the pass ended early: say why, once
                     log.error("server unavailable, pass not finished: %s", totals.outage)
                 return EXIT_OK if totals.ok else EXIT_FAILED
-            if self._reload:
-                self._apply_reload()
 
     def _sleep(self, seconds: float) -> None:
         """Wait, looking at the stop and reload flags and feeding the watchdog in short steps."""

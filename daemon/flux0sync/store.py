@@ -17,6 +17,8 @@ holding the write lock (``SQLITE_BUSY``) is waited out with backoff, not treated
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -92,6 +94,9 @@ class Listed:
     changed: bool
     next_poll_at: Optional[float]
     idle_level: int
+    # the entry says the session was created anew under the same id (see recreated_at): its
+    # created_at before and now, and how many archived events were moved to ``conflicts``
+    recreated: Optional[Tuple[str, str, int]] = None
 
 
 @dataclass(frozen=True)
@@ -642,6 +647,22 @@ class Store:
         """The offset up to which the session is complete (stored, or a recorded gap), or -1."""
         return _checkpoint(self.db, session_id)
 
+    def stored_through(self, session_id: str, offset: int) -> int:
+        """The highest offset reached from ``offset`` through stored offsets without a hole.
+
+        Asked before every poll of a session with a hole: when every offset up to the highest
+        is stored (the usual backlog behind a hole), one count over the index says so, in C.
+        """
+        if offset < _MAX_ROWID:
+            top, count = self.db.execute(
+                'SELECT max("offset"), count(*) FROM events WHERE session_id = ? AND "offset" > ?'
+                " AND typeof(\"offset\") = 'integer'",
+                (session_id, offset),
+            ).fetchone()
+            if isinstance(top, int) and count == top - offset:  # offsets are unique per session
+                return top
+        return _advance(self.db, session_id, offset)
+
     def checkpoints(self, session_ids: Sequence[str]) -> Dict[str, int]:
         """The checkpoints of many sessions in a few queries (each read outside a write transaction
         costs about as much as a small write's statements: --once reads them ahead, 200 at a time)."""
@@ -802,6 +823,7 @@ class Store:
         found_under = user or ""
         listed: List[Listed] = []
         rows = []
+        renewed: List[Tuple[str, str]] = []  # (session id, reason) of sessions re-created
         usable = [x for x in sessions if storable_text(x.id) is not None]
         for chunk_start in range(0, len(usable), 400):  # within SQLite's 999 host parameters
             chunk = usable[chunk_start : chunk_start + 400]
@@ -819,7 +841,11 @@ class Store:
                     same = before[0] == raw or _same_json(before[0], doc)
                     # another user's entry may differ (a per-viewer field): only the same user's is compared
                     changed = not same and before[1] in (None, found_under)
-                    listed.append(Listed(session.id, False, changed, before[2], level))
+                    renewal = recreated_at(before[0], doc) if changed else None
+                    if renewal is not None:
+                        renewed.append((session.id, _RECREATED.format(*renewal)))
+                    recreated = None if renewal is None else (*renewal, 0)
+                    listed.append(Listed(session.id, False, changed, before[2], level, recreated))
                     if before[0] == raw and before[1] == found_under:
                         continue
                 rows.append(
@@ -835,7 +861,7 @@ class Store:
                     )
                 )
 
-        def work(db: sqlite3.Connection) -> None:
+        def work(db: sqlite3.Connection) -> Dict[str, int]:
             db.executemany(
                 "INSERT INTO sessions (id, agent_id, user_id, title, created_at, raw, synced_at, found_under_user)"
                 " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET agent_id=excluded.agent_id,"
@@ -844,9 +870,12 @@ class Store:
                 rows,
             )
             db.executemany("INSERT OR IGNORE INTO sync_state (session_id) VALUES (?)", [(r[0],) for r in rows])
+            # with the new entry, in one transaction: a stop in between cannot hide the re-creation
+            return {_key(sid): _retire_events(db, sid, reason, now) for sid, reason in renewed}
 
         if rows:
-            self._write(work)
+            moved = self._write(work)
+            listed = [_with_moved(item, moved, _key) for item in listed] if moved else listed
         return listed
 
     def save_polls(self, polls: Sequence[PollRecord]) -> None:
@@ -1092,6 +1121,66 @@ _LISTED_QUERY = (
     "SELECT s.id, s.raw, s.found_under_user, p.next_poll_at, p.idle_level FROM sessions s"
     " LEFT JOIN poll_schedule p ON p.session_id = s.id"
 )
+
+
+_RECREATED = "session re-created (created_at {0}, then {1}): an event of its earlier conversation"
+
+
+def recreated_at(stored_raw: Any, doc: Any) -> Optional[Tuple[str, str]]:
+    """(created_at before, now) if a listed session's entry says it was created anew, else None.
+
+    flux0 lets a client choose a session's id, and a server whose storage was reset gives the
+    same id a new conversation whose offsets start again at 0: its created_at differs. Both are
+    compared as instants when they parse, so a server that writes the same instant differently
+    (``Z`` or ``+00:00``, more digits) re-creates nothing; a missing one never counts.
+    """
+    try:
+        before = json.loads(stored_raw) if isinstance(stored_raw, str) else None
+    except (ValueError, RecursionError):
+        return None
+    old = before.get("created_at") if isinstance(before, dict) else None
+    new = doc.get("created_at") if isinstance(doc, dict) else None
+    if not isinstance(old, str) or not isinstance(new, str) or _instant(old) == _instant(new):
+        return None
+    return old, new
+
+
+def _instant(text: str) -> Any:
+    """A timestamp as an aware datetime, or the text itself if it does not parse."""
+    try:
+        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
+
+
+def _with_moved(item: Listed, moved: Dict[str, int], key: Callable[[str], str] = lambda sid: sid) -> Listed:
+    """``item`` with how many events its re-creation moved (``moved`` is by archive key)."""
+    count = moved.get(key(item.session_id)) if item.recreated is not None else None
+    if item.recreated is None or count is None:
+        return item
+    return dataclasses.replace(item, recreated=(item.recreated[0], item.recreated[1], count))
+
+
+def _retire_events(db: sqlite3.Connection, session_id: str, reason: str, now: float) -> int:
+    """A re-created session: its archived events (the earlier conversation) move to
+    ``conflicts`` with ``reason``, its gaps are forgotten and its checkpoint starts again, so
+    the new conversation is read from offset 0. Returns how many events moved."""
+    key = _key(session_id)
+    rows = db.execute('SELECT id, "offset", raw FROM events WHERE session_id = ?', (key,)).fetchall()
+    db.executemany(
+        'INSERT OR IGNORE INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(key, eid, offset, reason, raw, _moved_digest(reason, eid, offset), now) for eid, offset, raw in rows],
+    )
+    db.execute("DELETE FROM events WHERE session_id = ?", (key,))
+    db.execute("DELETE FROM gaps WHERE session_id = ?", (key,))
+    db.execute("UPDATE sync_state SET last_offset = -1 WHERE session_id = ?", (key,))
+    return len(rows)
+
+
+def _moved_digest(reason: str, event_id: str, offset: Optional[int]) -> str:
+    return hashlib.sha256(json.dumps([reason, event_id, offset]).encode("ascii")).hexdigest()
 
 
 def _same_json(stored: str, doc: Any) -> bool:
