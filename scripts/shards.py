@@ -176,7 +176,9 @@ def record(directory: str, specs: Sequence[str]) -> None:
 def seed() -> None:
     """The record (over the old seed), rounded, becomes the committed seed; files gone are dropped."""
     present = set(test_files(["tests"]))
-    data = {key: {p: round(s, 1) for p, s in sorted(files.items()) if p in present} for key, files in load_record().items()}
+    data = {
+        key: {p: round(s, 1) for p, s in sorted(files.items()) if p in present} for key, files in load_record().items()
+    }
     _write(SEED, data)
 
 
