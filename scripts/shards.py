@@ -7,17 +7,23 @@ Python take about the same time, using the per-file durations that the last run 
 its junit reports). Files that share a session-scoped resource (the real flux0 server, the
 PostgreSQL cluster) are packed together where they fit, so that fewer processes start one.
 
-    python scripts/shards.py plan VERSION[:full] ... [--shards N] [-- PYTEST_ARGS...]
+    python scripts/shards.py plan VERSION[:MODE] ... [--shards N] [-- PYTEST_ARGS...]
         one line per shard, longest first: VERSION TAB ESTIMATE TAB FILE FILE ...
+        MODE: full (full strength) or coverage (quick variant under coverage); none: quick variant.
         (PYTEST_ARGS go to every shard; if they name files or tests, each Python gets one shard that
         runs just those)
-    python scripts/shards.py record REPORT_DIR
+    python scripts/shards.py record REPORT_DIR VERSION[:MODE] ...
         add the durations of the junit reports in REPORT_DIR (named pyVERSION-N.xml) to the record
+    python scripts/shards.py seed
+        write the record to the committed seed, scripts/test-durations.json (after a whole
+        scripts/test run, when files were added or their cost changed much)
     python scripts/shards.py summary REPORT_DIR [--slowest N]
         per Python: passed, failed, skipped and the slowest tests, from the junit reports
 
-Durations live in .cache/test-durations.json (per Python version, per file: seconds); before any
-run has recorded them, the estimate for a file is its size, scaled (a first run is just less even).
+Durations live in .cache/test-durations.json (per Python version and mode, per file: seconds). A
+clean clone has no record: it plans with the committed seed, scripts/test-durations.json (a whole
+run's record), so its first run is as well balanced as later ones; a file that neither knows is
+estimated from its size.
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 RECORD = ROOT / ".cache" / "test-durations.json"
+SEED = ROOT / "scripts" / "test-durations.json"
 # Files under these folders share one session-scoped resource; the rest share nothing costly.
 AFFINITY = {"integration": "real server", "compat": "real server", "postgres": "postgresql", "daemon": "postgresql"}
 SECONDS_PER_BYTE = 0.0004  # a rough fallback: about 4 s per 10 kB of test file
-FULL_STRENGTH_FACTOR = 2.0  # full strength with coverage, when only a quick run was recorded
+# a mode's cost against the quick variant's, for a file recorded in no run of that mode
+MODE_FACTOR = {"full": 1.6, "coverage": 1.5, "": 1.0}
 
 Durations = Dict[str, Dict[str, float]]
 
@@ -55,25 +63,33 @@ def test_files(paths: Sequence[str]) -> List[str]:
     return sorted(str(p.relative_to(ROOT)) for p in found)
 
 
-def load_record() -> Durations:
+def _read(path: Path) -> Durations:
     try:
-        data = json.loads(RECORD.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def estimate(record: Durations, version: str, full: bool, path: str) -> float:
-    """Seconds that `path` is expected to take on `version`: recorded, borrowed or guessed."""
-    key = version + (":full" if full else "")
-    if path in record.get(key, {}):
-        return record[key][path]
-    others = [r[path] for k, r in record.items() if path in r and k.endswith(":full") == full]
+def load_record() -> Durations:
+    """The last runs' durations, over the committed seed's (which is all that a clean clone has)."""
+    data = _read(SEED)
+    for key, files in _read(RECORD).items():
+        data.setdefault(key, {}).update(files)
+    return data
+
+
+def estimate(record: Durations, spec: str, path: str) -> float:
+    """Seconds that `path` is expected to take in `spec` (VERSION[:MODE]): recorded, borrowed or guessed."""
+    mode = spec.partition(":")[2]
+    if path in record.get(spec, {}):
+        return record[spec][path]
+    others = [r[path] for k, r in record.items() if path in r and k.partition(":")[2] == mode]
     if others:
         return max(others)
-    quick = [r[path] for r in record.values() if path in r]
+    quick = [r[path] for k, r in record.items() if path in r and not k.partition(":")[2]]
     guess = max(quick) if quick else (ROOT / path).stat().st_size * SECONDS_PER_BYTE
-    return guess * (FULL_STRENGTH_FACTOR if full else 1.0)
+    return guess * MODE_FACTOR.get(mode, 1.0)
 
 
 def group_of(path: str) -> str:
@@ -109,8 +125,7 @@ def plan(versions: Sequence[str], shards: float, pytest_args: Sequence[str]) -> 
         return [f"{spec.partition(':')[0]}\t0\t" for spec in versions]
     estimates = {}
     for spec in versions:
-        version, _, strength = spec.partition(":")
-        estimates[version] = {path: estimate(record, version, strength == "full", path) for path in files}
+        estimates[spec.partition(":")[0]] = {path: estimate(record, spec, path) for path in files}
     target = sum(sum(e.values()) for e in estimates.values()) / (shards * len(versions))
     lines = []
     for version, per_file in estimates.items():
@@ -141,23 +156,37 @@ def file_of(case: ET.Element) -> str:
     return ""
 
 
-def record(directory: str, full_versions: Sequence[str]) -> None:
+def record(directory: str, specs: Sequence[str]) -> None:
+    key_of = {spec.partition(":")[0]: spec for spec in specs}
     totals: Durations = defaultdict(lambda: defaultdict(float))
     for version, case in reports(directory):
         path = file_of(case)
         if path:
-            key = version + (":full" if version in full_versions else "")
-            totals[key][path] += float(case.get("time") or 0)
+            totals[key_of.get(version, version)][path] += float(case.get("time") or 0)
     if not totals:
         return
-    data = load_record()
+    data = _read(RECORD)
     for key, files in totals.items():  # a file this run did not run keeps its last duration
         data.setdefault(key, {}).update((path, round(seconds, 2)) for path, seconds in files.items())
         data[key] = dict(sorted(data[key].items()))
     RECORD.parent.mkdir(parents=True, exist_ok=True)
-    temporary = RECORD.with_suffix(".tmp")
+    _write(RECORD, data)
+
+
+def seed() -> None:
+    """The record (over the old seed), rounded, becomes the committed seed; files gone are dropped."""
+    present = set(test_files(["tests"]))
+    data = {
+        key: {p: round(s, 1) for p, s in sorted(files.items()) if p in present} for key, files in load_record().items()
+    }
+    _write(SEED, data)
+
+
+def _write(path: Path, data: Durations) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    temporary.replace(RECORD)
+    temporary.replace(path)
 
 
 def summary(directory: str, slowest: int) -> int:
@@ -202,11 +231,12 @@ def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     planning = commands.add_parser("plan")
-    planning.add_argument("versions", nargs="+", help="X.Y, or X.Y:full for a full-strength run")
+    planning.add_argument("versions", nargs="+", help="X.Y, X.Y:full (full strength) or X.Y:coverage")
     planning.add_argument("--shards", type=float, default=4, help="shards per Python, on average")
     recording = commands.add_parser("record")
     recording.add_argument("reports")
-    recording.add_argument("--full", nargs="*", default=[], help="the versions that ran at full strength")
+    recording.add_argument("versions", nargs="*", help="X.Y[:MODE] as given to plan")
+    commands.add_parser("seed")
     summarising = commands.add_parser("summary")
     summarising.add_argument("reports")
     summarising.add_argument("--slowest", type=int, default=5)
@@ -217,7 +247,9 @@ def main(argv: List[str]) -> int:
     if args.command == "plan":
         print("\n".join(plan(args.versions, args.shards, pytest_args)))
     elif args.command == "record":
-        record(args.reports, args.full)
+        record(args.reports, args.versions)
+    elif args.command == "seed":
+        seed()
     else:
         return 1 if summary(args.reports, args.slowest) else 0
     return 0

@@ -54,10 +54,25 @@ def pytest_report_header() -> List[str]:
     return [f"flux0lite strength: {profile} (hypothesis profile {profile!r}, {HYPOTHESIS_EXAMPLES[profile]} examples)"]
 
 
+def _quick_examples(test: object) -> None:
+    """The quick variant of a property test that sets its own max_examples: scaled as the profiles
+    are (40 of 300), never below the quick profile's. Hypothesis reads a test's settings from this
+    attribute when the test runs; without it (another hypothesis) the test keeps its own count."""
+    own = getattr(test, "_hypothesis_internal_use_settings", None)
+    quick, full = HYPOTHESIS_EXAMPLES["quick"], HYPOTHESIS_EXAMPLES["full"]
+    if own is None or own.max_examples <= quick:
+        return
+    scaled = max(quick, own.max_examples * quick // full)
+    test._hypothesis_internal_use_settings = settings(own, max_examples=scaled)  # type: ignore[attr-defined]
+
+
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
     if FULL_STRENGTH:
         return
     for item in items:
+        function = getattr(item, "obj", None)
+        if getattr(function, "is_hypothesis_test", False):
+            _quick_examples(getattr(function, "__func__", function))
         marker = item.get_closest_marker("full_strength_only")
         if marker is not None:
             reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")

@@ -217,7 +217,7 @@ def test_a_usage_error_imports_neither_argparse_nor_the_client() -> None:
         "    assert main(argv) == 2\n"
         "print(sorted(m for m in sys.modules if m in ('argparse', 'flux0lite.client', 'typing') or m.startswith('http')))\n"
     )
-    # without coverage's start-up hook (the suite's newest Python runs under coverage, which
+    # without coverage's start-up hook (scripts/test runs one Python under coverage, which
     # imports typing itself): this is about what the CLI imports
     env = subprocess_env(COVERAGE_PROCESS_START="")
     proc = subprocess.run(
