@@ -1009,7 +1009,7 @@ def _advance(db: sqlite3.Connection, session_id: str, checkpoint: int) -> int:
         (session_id, expected),
     ).fetchone()
     if not others and (count == 0 or (type(highest) is int and highest - expected + 1 == count)):
-        return checkpoint + count
+        return checkpoint + int(count)
     cursor = db.execute(
         'SELECT "offset" FROM events WHERE session_id = ? AND "offset" >= ? ORDER BY "offset"', (session_id, expected)
     )
