@@ -12,6 +12,7 @@ import pytest
 from flux0sync.backend import Archive, open_store
 from flux0sync.rows import EventRow, RawEvent
 from flux0sync.store import (
+    _INSERT_SQL,
     APPLICATION_ID,
     SCHEMA_VERSION,
     PollRecord,
@@ -21,7 +22,6 @@ from flux0sync.store import (
     StoreFullError,
     _advance,
     _insert_events,
-    _insert_sql,
 )
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -392,7 +392,7 @@ _ROWS = st.lists(
         st.one_of(st.none(), st.text(max_size=5)),
         st.text(max_size=5),
     ),
-    max_size=230,  # past two statements of _ROWS_PER_INSERT rows
+    max_size=230,  # statements of every size in store._INSERT_SIZES
 )
 _EVENTS_TABLE = 'SELECT rowid, session_id, id, "offset", type, source, correlation_id, created_at, deleted, text, raw FROM events ORDER BY rowid'
 
@@ -411,7 +411,7 @@ def _table_after(path: str, stored: List[EventRow], rows: List[EventRow], genera
             if stored:
                 _insert_events(db, stored)
             if general:
-                inserted = db.executemany(_insert_sql(1), rows).rowcount
+                inserted = db.executemany(_INSERT_SQL[1], rows).rowcount
             else:
                 inserted = _insert_events(db, rows)
         return inserted, store.db.execute(_EVENTS_TABLE).fetchall()
