@@ -180,6 +180,16 @@ def event_row(session_id: str, event: RawEvent) -> EventRow:
         and "0001" <= created_at[:4] <= "9999"
     ):
         created_at = _storable_timestamp(created_at)
+    text = None
+    if event_type == "message":
+        # the common message: one content part of ASCII text; anything else is _message_text's
+        data = get("data")
+        parts = data.get("parts") if type(data) is dict else None
+        part = parts[0] if type(parts) is list and len(parts) == 1 else None
+        if type(part) is dict and part.get("type") == "content":
+            text = part.get("content")
+        if not (type(text) is str and text and text.isascii()):
+            text = _message_text(doc)
     return (
         session_id,
         event_id,
@@ -189,7 +199,7 @@ def event_row(session_id: str, event: RawEvent) -> EventRow:
         correlation_id if type(correlation_id) is str and correlation_id.isascii() else storable_text(correlation_id),
         created_at,
         1 if get("deleted") is True else 0,
-        _message_text(doc) if event_type == "message" else None,
+        text,
         raw,
     )
 

@@ -6,12 +6,13 @@ import sqlite3
 import stat
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 from flux0sync.backend import Archive, open_store
-from flux0sync.rows import RawEvent
+from flux0sync.rows import EventRow, RawEvent
 from flux0sync.store import (
+    _INSERT_SQL,
     APPLICATION_ID,
     SCHEMA_VERSION,
     PollRecord,
@@ -19,7 +20,11 @@ from flux0sync.store import (
     StoreBusyError,
     StoreError,
     StoreFullError,
+    _advance,
+    _insert_events,
 )
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from flux0lite.models import Session
 from tests.archive_events import make_events, raw_event
@@ -368,3 +373,111 @@ def test_unstorable_values_are_kept_in_raw_with_the_column_nulled(archive: Archi
     again = archive.write_batch("s", events)  # a re-fetch stores nothing twice, offset or not
     assert (again.inserted, again.conflicts) == (0, 0)
     assert [json.loads(r)["id"] for r in archive.iter_raw_events("s")][:2] == ["s-0", "s-1"]
+
+
+# -- the write path's shortcuts, against the statements they stand for ------------------------------
+
+_IDS = st.sampled_from(["a", "b", "c", "d", "é", "x" * 40])
+_OFFSETS = st.one_of(st.none(), st.integers(min_value=0, max_value=12), st.just(2**63 - 1))
+_ROWS = st.lists(
+    st.tuples(
+        st.sampled_from(["s1", "s2"]),
+        _IDS,
+        _OFFSETS,
+        st.sampled_from(["message", "status"]),
+        st.sampled_from(["user", "ai_agent"]),
+        st.one_of(st.none(), st.text(max_size=3)),
+        st.none(),
+        st.integers(min_value=0, max_value=1),
+        st.one_of(st.none(), st.text(max_size=5)),
+        st.text(max_size=5),
+    ),
+    max_size=230,  # statements of every size in store._INSERT_SIZES
+)
+_EVENTS_TABLE = 'SELECT rowid, session_id, id, "offset", type, source, correlation_id, created_at, deleted, text, raw FROM events ORDER BY rowid'
+
+
+def _fresh(path: str) -> Store:
+    for name in (path, path + "-wal", path + "-shm"):
+        if os.path.exists(name):
+            os.unlink(name)
+    return Store(path, check=False)
+
+
+def _table_after(path: str, stored: List[EventRow], rows: List[EventRow], general: bool) -> Tuple[int, List[Any]]:
+    store = _fresh(path)
+    try:
+        with store.transaction() as db:
+            if stored:
+                _insert_events(db, stored)
+            if general:
+                inserted = db.executemany(_INSERT_SQL[1], rows).rowcount
+            else:
+                inserted = _insert_events(db, rows)
+        return inserted, store.db.execute(_EVENTS_TABLE).fetchall()
+    finally:
+        store.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stored=_ROWS, rows=_ROWS)
+def test_many_rows_to_a_statement_insert_what_one_row_per_step_inserts(
+    tmp_path: Path, stored: List[EventRow], rows: List[EventRow]
+) -> None:
+    """The contract of store._insert_events (99 rows to an INSERT): over any archive, with rows
+    that repeat an id or an offset (within the batch or against what is stored), NULL offsets
+    and the largest one, the table ends up row for row (rowids included) as executemany of the
+    one-row statement leaves it, and the count of inserted rows is the same."""
+    path = str(tmp_path / "contract.sqlite3")
+    assert _table_after(path, stored, rows, general=False) == _table_after(path, stored, rows, general=True)
+
+
+def _walk(db: sqlite3.Connection, session_id: str, checkpoint: int) -> int:
+    """The general path of store._advance: offsets walked one by one from the checkpoint."""
+    expected = checkpoint + 1
+    for (offset,) in db.execute(
+        'SELECT "offset" FROM events WHERE session_id = ? AND "offset" >= ? ORDER BY "offset"', (session_id, expected)
+    ):
+        if offset != expected:
+            break
+        expected += 1
+    return expected - 1
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    offsets=st.lists(
+        st.one_of(
+            st.integers(min_value=0, max_value=15),
+            st.sampled_from([2**63 - 1, 2**63 - 2, 0.5, 1.5, 3.5, 2.0, "4", "x", b"\x05", None]),  # as edited by hand
+        ),
+        max_size=20,
+    ),
+    other=st.lists(st.integers(min_value=0, max_value=15), max_size=5),
+    checkpoint=st.one_of(st.integers(min_value=-1, max_value=16), st.just(2**63 - 3)),
+)
+@example(offsets=[0, 0.5, 2], other=[], checkpoint=-1)  # a real between integers: a hole the count misses
+@example(offsets=[0, 1, 2, 4], other=[3], checkpoint=-1)
+def test_advance_in_one_count_equals_the_offset_walk(
+    tmp_path: Path, offsets: List[Any], other: List[int], checkpoint: int
+) -> None:
+    """The contract of store._advance's one-count shortcut: for any stored offsets, those a
+    hand-edited archive may hold included (text, real, blob, NULL), and any checkpoint, the
+    checkpoint reached is the one the walk over the offsets reaches."""
+    store = _fresh(str(tmp_path / "advance.sqlite3"))
+    try:
+        db = store.db
+        db.execute("DROP INDEX IF EXISTS events_correlation")
+        for n, offset in enumerate(offsets):
+            db.execute(
+                'INSERT OR IGNORE INTO events (session_id, id, "offset", type, source, raw) VALUES (?,?,?,?,?,?)',
+                ("s", f"e{n}", offset, "t", "u", "{}"),
+            )
+        for n, offset in enumerate(other):  # another session's offsets never count
+            db.execute(
+                'INSERT OR IGNORE INTO events (session_id, id, "offset", type, source, raw) VALUES (?,?,?,?,?,?)',
+                ("t", f"e{n}", offset, "t", "u", "{}"),
+            )
+        assert _advance(db, "s", checkpoint) == (checkpoint if checkpoint >= 2**63 - 1 else _walk(db, "s", checkpoint))
+    finally:
+        store.close()
