@@ -12,7 +12,10 @@ whose generated methods (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, t
 ``__setattr__``) are compiled when first needed: when the class is called, an instance of it is
 compared, printed, hashed or assigned to, or its dataclass fields are asked for. The reader
 builds instances without ``__init__``, so parsing a server answer compiles only its reader, and
-importing the models compiles nothing.
+importing the models compiles nothing. A made class keeps neither the ``__getattr__`` stand-in
+nor dataclass's class attributes for field defaults (``Event.deleted`` is no attribute; the
+defaults live in the fields and ``__init__``): either makes every read of an instance's field
+several times slower on 3.11+, which cannot specialise it.
 """
 
 from __future__ import annotations
@@ -108,6 +111,17 @@ _MAKING = threading.RLock()
 _C = TypeVar("_C", bound=type)
 
 
+def _dataclass(cls: type, options: Dict[str, Any]) -> None:
+    """``dataclass(cls, **options)``, in place (model() takes no slots=), without the class
+    attributes it leaves for the fields' defaults: an instance attribute that a class attribute
+    shadows is read several times slower (3.11+ does not specialise the read). The defaults
+    stay where the dataclass uses them: in the fields and in ``__init__``."""
+    dataclass(cls, **options)
+    for f in fields(cls):
+        if f.default is not MISSING and f.name in cls.__dict__:
+            type.__delattr__(cls, f.name)
+
+
 def _make_dataclass(cls: type) -> None:
     """Turn a class declared with :func:`model` into its dataclass (once; thread-safe).
 
@@ -120,7 +134,11 @@ def _make_dataclass(cls: type) -> None:
         options = cls.__dict__.get(_PENDING)
         if options is None:
             return
-        dataclass(cls, **options)
+        _dataclass(cls, options)
+        # The stand-in __getattr__ goes with the pending mark: a class that has one keeps
+        # Python's slower attribute lookup for every read of a field (and 3.11+ cannot
+        # specialise it), so a made class reads its fields as any plain instance does.
+        type.__delattr__(cls, "__getattr__")
         type.__delattr__(cls, _PENDING)
 
 
@@ -134,7 +152,7 @@ def _made(instance: Any, method: str) -> Callable[..., Any]:
     return found
 
 
-def _getattr(self: Any, name: str) -> Any:  # only for names the instance does not have
+def _getattr(self: Any, name: str) -> Any:  # names a pending class's instance lacks (e.g. unpickled)
     if name in _DATACLASS_ATTRIBUTES:  # dataclasses.fields(instance) looks here
         return getattr(type(self), name)
     raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -179,7 +197,9 @@ class LazyDataclassMeta(type):
 
 class LazyDataclass(metaclass=LazyDataclassMeta):
     """The base of :func:`model` classes: until a class's dataclass is made, these stand-ins
-    make it on first use and pass the call on to the real method."""
+    make it on first use and pass the call on to the real method. (The ``__getattr__``
+    stand-in lives on each pending class itself, and leaves it once made: see
+    :func:`_make_dataclass`.)"""
 
     __init__ = _init
     __repr__ = _repr
@@ -187,10 +207,9 @@ class LazyDataclass(metaclass=LazyDataclassMeta):
     __hash__ = _hash
     __setattr__ = _setattr
     __delattr__ = _delattr
-    __getattr__ = _getattr
 
 
-_STAND_INS = ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__", "__getattr__")
+_STAND_INS = ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__")
 
 
 def model(**options: Any) -> Callable[[_C], _C]:
@@ -199,12 +218,15 @@ def model(**options: Any) -> Callable[[_C], _C]:
 
     def declare(cls: _C) -> _C:
         # lazily only where every stand-in is what the class would use (not hidden by a base)
-        lazy = issubclass(cls, LazyDataclass) and all(
-            getattr(cls, name) is LazyDataclass.__dict__[name] for name in _STAND_INS
+        lazy = (
+            issubclass(cls, LazyDataclass)
+            and all(getattr(cls, name) is LazyDataclass.__dict__[name] for name in _STAND_INS)
+            and all(klass.__dict__.get("__getattr__", _getattr) is _getattr for klass in cls.__mro__)
         )
         if not lazy:
-            dataclass(cls, **options)  # in place: model() takes no slots=
+            _dataclass(cls, options)
             return cls
+        type.__setattr__(cls, "__getattr__", _getattr)
         type.__setattr__(cls, _PENDING, options)
         return cls
 
@@ -351,28 +373,70 @@ def _make_spec(cls: type) -> _Spec:
             guarded = dump if dump == field_value else f"None if {field_value} is None else {dump}"
             written.append(f"{key!r}: {guarded}")
     entries = [f"{d[0]!r}: f{i}" for i, d in enumerate(declared)]
+    fast_entries = entries + (["'extra': {}"] if keeps_extra else [])
     if keeps_extra:
         # raw holds len(declared) - gone known keys: any other key is an unknown field
         unknown = (
             f"len(raw) + gone != {len(declared)}" if len(scope["known"]) == len(declared) else "raw.keys() - known"
         )
         entries.append(f"'extra': {{k: v for k, v in raw.items() if k not in known}} if {unknown} else {{}}")
-    read.append("    values = {" + ", ".join(entries) + "}")
-    if scope["after_read"] is not None:
-        read.append("    after_read(values)")
-    if hasattr(cls, "__post_init__"):
-        read.append("    return cls(**values)")
-    else:
-        # A frozen dataclass's __init__ sets each field through object.__setattr__, most of the
-        # cost of parsing; every field is set here, so this is the object cls(**values) makes
-        # (values becomes its __dict__: nothing else holds it).
-        read.append("    instance = new(cls)\n    setattr(instance, '__dict__', values)\n    return instance")
+
+    def finish(values: List[str], indent: str) -> List[str]:
+        """values -> the instance"""
+        lines = [f"values = {{{', '.join(values)}}}"]
+        if scope["after_read"] is not None:
+            lines.append("after_read(values)")
+        if hasattr(cls, "__post_init__"):
+            lines.append("return cls(**values)")
+        else:
+            # A frozen dataclass's __init__ sets each field through object.__setattr__, most of
+            # the cost of parsing; every field is set here, so this is the object cls(**values)
+            # makes (values becomes its __dict__: nothing else holds it).
+            lines += ["instance = new(cls)", "setattr(instance, '__dict__', values)", "return instance"]
+        return [indent + line for line in lines]
+
+    read += finish(entries, "    ")
+    if declared and len(scope["known"]) == len(declared):  # a fast path, unless two fields share a key
+        read[1:1] = _fast_path(declared) + finish(fast_entries, " " * 16)
     write = ["def write(self):", "    d = self.__dict__", "    out = {" + ", ".join(written) + "}", *omitted]
     if keeps_extra:  # unknown fields first, as they came; a declared field wins over one
         write.append("    if d['extra']: out = {**d['extra'], **out}")
     write.append("    return out")
     exec("\n".join(read + write), scope)  # noqa: S102 - source made above from the declarations only
     return _Spec(scope["read"], scope["write"])
+
+
+def _fast_path(declared: List[Tuple[str, str, Kind, Any, bool]]) -> List[str]:
+    """The first lines of a reader, for the common object: every declared key and no other,
+    each value of its usual JSON type (or null where that reads as None). They make (or raise)
+    exactly what the general lines after them would, with one dict lookup and one identity test
+    per field; any other object goes on to those lines. Nested values are read in field order
+    once every field's type has passed, so the first error raised is the one the general lines
+    would raise. Its contract is ``tests/test_models_fast_path.py``: any JSON reads to the
+    same instance, or the same error, as the general lines read it.
+    """
+    fetch, tests, reads = [], [], []
+    for i, (_, key, kind, default, _) in enumerate(declared):
+        fetch.append(f"f{i} = raw[{key!r}]")
+        if kind.exact is not None:
+            tests.append(f"(type(f{i}) is T{i} or f{i} is None)" if default is None else f"type(f{i}) is T{i}")
+        elif default is not None:
+            tests.append(f"f{i} is not None")
+        if kind.read is None and kind.model is None:
+            continue
+        # most lists of nested values hold one: a 1-tuple is cheaper made than by tuple(map())
+        value = f"(R{i}(f{i}[0]),) if len(f{i}) == 1 else tuple(map(R{i}, f{i}))" if kind.many else f"R{i}(f{i})"
+        reads.append(f"if f{i} is not None: f{i} = {value}" if default is None else f"f{i} = {value}")
+    return [
+        f"    if type(raw) is dict and len(raw) == {len(declared)}:",
+        "        try:",
+        *("            " + line for line in fetch),
+        "        except KeyError:",
+        "            pass",
+        "        else:",
+        f"            if {' and '.join(tests) or 'True'}:",
+        *("                " + line for line in reads),
+    ]
 
 
 class JsonModel(LazyDataclass):

@@ -116,3 +116,27 @@ def test_in_this_process_models_behave_as_dataclasses() -> None:
     for thread in threads:
         thread.join()
     assert seen == [2] * 4
+
+
+def test_a_made_class_reads_its_fields_as_a_plain_class_does() -> None:
+    """No __getattr__ stand-in and no class attribute shadowing a field once the dataclass is
+    made (either keeps 3.11+ from specialising the reads); an unpickled instance of a class not
+    made yet still makes it on first use (the stand-in is on the pending class)."""
+    from flux0lite.models import Event, JsonPatch
+
+    patch = JsonPatch.from_dict({"op": "add", "path": "/-", "value": "x"})
+    for cls in (JsonPatch, Event):
+        names = [f.name for f in dataclasses.fields(cls)]  # makes the dataclass
+        assert all("__getattr__" not in klass.__dict__ for klass in cls.__mro__)
+        assert not [name for name in names if name in cls.__dict__]
+    assert patch.value == "x" and JsonPatch(op="add", path="/-") == JsonPatch.from_dict({"op": "add", "path": "/-"})
+    out = _fresh(
+        "import pickle, dataclasses\n"
+        "from flux0lite.models import ChunkEvent\n"
+        "data = pickle.dumps(ChunkEvent(event_id='e', seq=1, patches=()))\n"
+        "import subprocess, sys\n"
+        "code = 'import pickle, sys, dataclasses; e = pickle.loads(sys.stdin.buffer.read());'"
+        " ' print([f.name for f in dataclasses.fields(e)][:2], e.seq, e.timestamp)'\n"
+        "print(subprocess.run([sys.executable, '-c', code], input=data, capture_output=True).stdout.decode().strip())"
+    )
+    assert out == "['event_id', 'seq'] 1 None"

@@ -1,0 +1,145 @@
+"""The contract of the readers' fast path (flux0lite.jsonmodel._fast_path): any JSON reads to
+the same model (==, repr, to_dict, extra) or raises the same error as the general lines.
+
+The general lines read every object that is not exactly a ``dict``: the same JSON with each
+object a dict subclass takes them all the way down, so comparing the two readings compares
+the paths, hostile shapes included (missing, null, unknown and wrongly typed fields, huge
+numbers, lone surrogates, unknown enum values).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Tuple
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flux0lite.errors import ModelError
+from flux0lite.models import Agent, ChunkEvent, Event, JsonPatch, Session, StatusEvent
+
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CAPTURE = "/work/shared/flux0-api/captures/list-events-sample.json"
+
+
+class Slow(dict):  # type: ignore[type-arg]
+    """A dict that the fast path does not take."""
+
+
+def slow(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Slow((k, slow(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [slow(v) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:  # to_dict of a slow reading may hold Slow dicts: compare as JSON
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def reading(cls: Any, raw: Any) -> Tuple[str, Any]:
+    try:
+        model = cls.from_dict(raw)
+    except ModelError as exc:
+        return "error", str(exc).replace("got Slow", "got dict")  # the test's stand-in for dict
+    return "model", (model, repr(model), plain(model.to_dict()), plain(getattr(model, "extra", None)))
+
+
+def assert_same(cls: Any, raw: Any) -> None:
+    fast, general = reading(cls, raw), reading(cls, slow(raw))
+    assert fast[0] == general[0], (fast, general)
+    if fast[0] == "error":
+        assert fast == general
+    else:
+        assert fast[1][0] == general[1][0] and fast[1][1:] == general[1][1:]
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False),
+    st.sampled_from([float("inf"), 1e308, 10**400, "\ud800", "", "message", "status", "tool", "custom", "new"]),
+    st.text(max_size=5),
+)
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+with open(CAPTURE, encoding="utf-8") as capture:
+    EVENTS = json.load(capture)["data"]
+
+STREAM = [
+    (ChunkEvent, {"correlation_id": "c", "event_id": "e", "seq": 0, "patches": [{"op": "add", "path": "/-", "value": "x"}],
+                  "metadata": {"agent_id": "a"}, "timestamp": 1795526666.04}),
+    (StatusEvent, {"id": "i", "source": "ai_agent", "type": "status", "correlation_id": "c",
+                   "data": {"type": "status", "acknowledged_offset": 0, "status": "typing", "data": {}}, "metadata": None}),
+    (Agent, {"id": "a", "name": "n", "type": "echo", "description": None, "created_at": "2026"}),
+    (Session, {"id": "s", "agent_id": "a", "user_id": "u", "title": None, "consumption_offsets": {"client": 1},
+               "created_at": "2026"}),
+    (JsonPatch, {"op": "add", "path": "/-", "value": "x"}),
+]  # fmt: skip
+SAMPLES = [(Event, event) for event in EVENTS] + STREAM
+
+
+def mutate(raw: Any, path: Tuple[Any, ...], value: Any, drop: bool) -> Any:
+    """A copy of raw with the object or list at ``path`` (as far as it goes) changed at one key."""
+    raw = json.loads(json.dumps(raw))
+    node = raw
+    for step in path:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
+        if not keys:
+            break
+        child = node[keys[step % len(keys)]]
+        if not isinstance(child, (dict, list)):
+            break
+        node = child
+    if isinstance(node, dict) and node:
+        key = list(node)[path[-1] % len(node)] if path else next(iter(node))
+        if drop:
+            del node[key]
+        else:
+            node[key] = value
+    elif isinstance(node, dict):
+        node["x"] = value
+    elif isinstance(node, list) and node:
+        node[path[-1] % len(node) if path else 0] = value
+    return raw
+
+
+@SETTINGS
+@given(
+    st.sampled_from(range(len(SAMPLES))),
+    st.lists(st.integers(min_value=0, max_value=20), max_size=4).map(tuple),
+    json_values,
+    st.booleans(),
+    st.one_of(st.none(), st.text(max_size=4)),
+)
+def test_fast_path_reads_as_the_general_lines(
+    sample: int, path: Tuple[int, ...], value: Any, drop: bool, key: Any
+) -> None:
+    cls, raw = SAMPLES[sample]
+    changed = mutate(raw, path, value, drop)
+    if key is not None and isinstance(changed, dict):
+        changed[key] = value  # an unknown field (or a known one replaced)
+    assert_same(cls, raw)
+    assert_same(cls, changed)
+
+
+@SETTINGS
+@given(json_values)
+def test_fast_path_on_arbitrary_json(raw: Any) -> None:
+    for cls in (Event, ChunkEvent, StatusEvent, Agent, Session, JsonPatch):
+        assert_same(cls, raw)
+
+
+def test_the_captured_answer_takes_the_fast_path_and_matches() -> None:
+    for cls, raw in SAMPLES:
+        assert type(raw) is dict
+        assert_same(cls, raw)
