@@ -33,6 +33,10 @@ _DONE = object()
 DEFAULT_MAX_REPLY_BYTES = DEFAULT_MAX_RESPONSE_BYTES
 """What a :class:`ReplyAssembler` keeps at most, by default: the default body limit, 256 MiB."""
 
+_TOKEN_OVERHEAD = 2 * VALUE_OVERHEAD
+"""Charged per token of a patch path other than ``/-``: a container it may create (an object
+with one member holds ~230 bytes on Python 3.9) and the slot of its key."""
+
 _MESSAGE_OVERHEAD = 3 * VALUE_OVERHEAD
 """Charged per message (per chunk ``event_id``), besides its id: the document, its entry in the
 assembler and the list or object at its root."""
@@ -104,8 +108,8 @@ class ReplyAssembler:
     (``kept_bytes``) charges :data:`~flux0lite.patch.VALUE_OVERHEAD` bytes plus one per
     character for every status text and error detail (by
     :func:`~flux0lite.patch.sized_copy`), every patch value (replaced or removed values are
-    not refunded), every patch path but ``/-`` (plus ``VALUE_OVERHEAD`` per token: the keys
-    and containers it may create), and every message id (plus ``3 * VALUE_OVERHEAD``). The
+    not refunded), every patch path but ``/-`` (plus ``2 * VALUE_OVERHEAD`` per token: the
+    keys and containers it may create), and every message id (plus ``3 * VALUE_OVERHEAD``). The
     memory actually held stays under about 4 x ``max_bytes`` (text outside Latin-1 takes up
     to 4 bytes per character; a small object up to ~3 x its charge).
 
@@ -173,7 +177,7 @@ class ReplyAssembler:
             else:
                 pieces_only = False
                 if path != "/-":  # the keys and containers a path may create
-                    kept += len(path) + VALUE_OVERHEAD * path.count("/")
+                    kept += len(path) + _TOKEN_OVERHEAD * path.count("/")
                 if op == "remove":
                     pass  # nothing kept
                 elif type(value) is str:

@@ -158,7 +158,7 @@ def test_assembler_matches_the_general_path(events: List[Tuple[str, List[JsonPat
     for event_id, patches in events:
         charge = 3 * VALUE_OVERHEAD + len(event_id) if event_id not in documents else 0
         charge += sum(_reference_size(p.value) for p in patches if p.op != "remove")
-        charge += sum(len(p.path) + VALUE_OVERHEAD * p.path.count("/") for p in patches if p.path != "/-")
+        charge += sum(len(p.path) + 2 * VALUE_OVERHEAD * p.path.count("/") for p in patches if p.path != "/-")
         if kept + charge > max_bytes:
             with pytest.raises(ResponseTooLargeError, match=f"over {max_bytes} bytes"):
                 assembler.add(_chunk(event_id, patches))

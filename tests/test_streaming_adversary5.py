@@ -121,6 +121,7 @@ def test_a_rejected_event_leaves_the_reply_as_if_it_never_came(
     where = data.draw(st.integers(0, len(patches)))
     spoiled = (event_id, patches[:where] + [data.draw(_FAILING)] + patches[where:])
     with_spoiled = _replay(events[:at] + [spoiled] + events[at:])
+    hypothesis.assume(at in with_spoiled[3])  # "/99" of an object is a member, not an error
     without = _replay(events)
     assert with_spoiled[:3] == without[:3]
     # the spoiled event is rejected; every other event fares as it does without it
