@@ -18,7 +18,7 @@ from __future__ import annotations
 import marshal
 from itertools import chain
 from math import isqrt
-from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import PatchError
 from .models import JsonPatch
@@ -205,10 +205,14 @@ def _own(value: Any) -> Any:
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_FIXED_SIZE = frozenset({float, bool, type(None)})
 
 
 VALUE_OVERHEAD = 64
 """Bytes :func:`sized_copy` charges per JSON value, about a small Python object's size."""
+
+_BITS_PER_BYTE = 7
+"""An int holds 30 bits in 4 bytes: charging one byte per 7 bits of its magnitude covers it."""
 
 _CONTAINERS = (dict, list, _PieceList)
 
@@ -216,10 +220,13 @@ _CONTAINERS = (dict, list, _PieceList)
 def sized_copy(value: Any) -> Tuple[Any, int]:
     """A deep copy as plain JSON values (lists, dicts), and the memory it holds, estimated:
     :data:`VALUE_OVERHEAD` bytes per value (each string, number, list or object) plus one per
-    character of every string and object key. No recursion: any depth is fine."""
+    character of every string and object key, and one per 7 bits of an int's magnitude (a
+    4,300-digit number holds about 1.9 kB). No recursion: any depth is fine."""
     kind = type(value)
     if kind is str:
         return value, VALUE_OVERHEAD + len(value)
+    if kind is int:
+        return value, VALUE_OVERHEAD + value.bit_length() // _BITS_PER_BYTE
     if kind in _SCALARS or not isinstance(value, _CONTAINERS):
         return value, VALUE_OVERHEAD + (len(value) if isinstance(value, str) else 0)
     size = 0
@@ -237,8 +244,10 @@ def sized_copy(value: Any) -> Tuple[Any, int]:
                 kind = type(item)
                 if kind is str:
                     size += VALUE_OVERHEAD + len(item) + len(name)
-                elif kind in _SCALARS:
+                elif kind in _FIXED_SIZE:
                     size += VALUE_OVERHEAD + len(name)
+                elif kind is int:
+                    size += VALUE_OVERHEAD + len(name) + item.bit_length() // _BITS_PER_BYTE
                 elif isinstance(item, _CONTAINERS):
                     size += len(name)
                     work.append((item, target, name))
@@ -250,8 +259,10 @@ def sized_copy(value: Any) -> Tuple[Any, int]:
                 kind = type(item)
                 if kind is str:
                     size += VALUE_OVERHEAD + len(item)
-                elif kind in _SCALARS:
+                elif kind in _FIXED_SIZE:
                     size += VALUE_OVERHEAD
+                elif kind is int:
+                    size += VALUE_OVERHEAD + item.bit_length() // _BITS_PER_BYTE
                 elif isinstance(item, _CONTAINERS):
                     work.append((item, target, position))
                 else:
@@ -267,51 +278,92 @@ def _plain(value: Any) -> Any:
 
 _OPS = frozenset({"add", "replace", "remove"})
 
+# The undo log of PatchedDocument.apply_all: (what to do, container, key or index, old value),
+# undone last first. _PUT: container[key] = old; _DROP: del container[key]; _REINSERT:
+# container.insert(key, old) (a list item removed). A changed root is not logged: apply_all
+# keeps the root it started with.
+_PUT, _DROP, _REINSERT = 0, 1, 2
+_MISSING = object()
+UndoLog = Optional[List[Tuple[int, Any, Any, Any]]]
 
-def _child(parent: Any, token: str, next_token: str, path: str) -> Any:
+
+def _child(parent: Any, token: str, next_token: str, path: str, log: UndoLog = None) -> Any:
     """The container at ``token`` of ``parent``, made (or made a :class:`_PieceList`) if need be."""
     kind = type(parent)
     if kind is dict:
         child = parent.get(token)
         if child is None:  # missing or null: the patch builds what its path needs
+            if log is not None:
+                log.append((_PUT, parent, token, None) if token in parent else (_DROP, parent, token, None))
             child = parent[token] = _empty_for(next_token)
         elif type(child) is list and len(child) >= _LONG:
+            if log is not None:
+                log.append((_PUT, parent, token, child))
             child = parent[token] = _PieceList(child)
         return child
     if kind is list or kind is _PieceList:
         index = _index(len(parent), token, path, allow_end=True)
         if index == len(parent):
+            if log is not None:
+                log.append((_DROP, parent, index, None))
             child = _empty_for(next_token)
             parent.append(child)
             return child
         child = parent[index]
         if type(child) is list and len(child) >= _LONG:
+            if log is not None:
+                log.append((_PUT, parent, index, child))
             child = parent[index] = _PieceList(child)
         return child
     raise PatchError(f"cannot descend into {type(parent).__name__} at {path[:80]!r}")
 
 
-def _change(parent: Any, last: str, op: str, path: str, value: Any) -> None:
+def _change(parent: Any, last: str, op: str, path: str, value: Any, log: UndoLog = None) -> None:
     kind = type(parent)
     if kind is dict:
         if op != "remove":
+            if log is not None:
+                old = parent.get(last, _MISSING)
+                log.append((_DROP, parent, last, None) if old is _MISSING else (_PUT, parent, last, old))
             parent[last] = value
         elif last in parent:
+            if log is not None:  # put back, it comes last among its object's members
+                log.append((_PUT, parent, last, parent[last]))
             del parent[last]
         else:
             raise PatchError(f"nothing to remove at {path[:80]!r}")
     elif kind is list or kind is _PieceList:
         if op == "add":
             if last == "-":
+                index = len(parent)
                 parent.append(value)
             else:
-                parent.insert(_index(len(parent), last, path, allow_end=True), value)
+                index = _index(len(parent), last, path, allow_end=True)
+                parent.insert(index, value)
+            if log is not None:
+                log.append((_DROP, parent, index, None))
         elif op == "replace":
-            parent[_index(len(parent), last, path, allow_end=False)] = value
+            index = _index(len(parent), last, path, allow_end=False)
+            if log is not None:
+                log.append((_PUT, parent, index, parent[index]))
+            parent[index] = value
         else:
-            del parent[_index(len(parent), last, path, allow_end=False)]
+            index = _index(len(parent), last, path, allow_end=False)
+            if log is not None:
+                log.append((_REINSERT, parent, index, parent[index]))
+            del parent[index]
     else:
         raise PatchError(f"cannot patch into {type(parent).__name__} at {path[:80]!r}")
+
+
+def _undo(log: List[Tuple[int, Any, Any, Any]]) -> None:
+    for action, container, key, old in reversed(log):
+        if action == _PUT:
+            container[key] = old
+        elif action == _DROP:
+            del container[key]
+        else:
+            container.insert(key, old)
 
 
 class PatchedDocument:
@@ -322,18 +374,20 @@ class PatchedDocument:
     text reply: nearly every patch flux0 sends) is one ``list.append``, at any length.
     """
 
-    __slots__ = ("_root",)
+    __slots__ = ("_log", "_root")
 
     def __init__(self, value: Any = None) -> None:
         # Our own copy: patches change it in place, and neither the caller's document nor a
         # patch's value (still visible in its event) may change with it.
         self._root: Any = None if value is None else _own(_plain(value))
+        self._log: UndoLog = None  # a list while apply_all runs
 
     def apply(self, patch: JsonPatch) -> None:
         """Apply one operation (``add``, ``replace`` or ``remove``).
 
         Missing containers on the way are created (a chunk may address ``/tool_calls/0``
-        before any ``tool_calls`` exists).
+        before any ``tool_calls`` exists). An operation that fails may leave containers its
+        path created: :meth:`apply_all` is all or nothing.
         """
         op, value = patch.op, patch.value
         if op != "remove" and type(value) not in _SCALARS:
@@ -353,6 +407,32 @@ class PatchedDocument:
                 return
         self._apply(op, path, value)
 
+    def apply_all(self, operations: Iterable[Tuple[str, str, Any]]) -> None:
+        """Apply ``(op, path, value)`` operations as :meth:`apply_own` does, all or nothing
+        (RFC 6902: a patch document is atomic): on :class:`PatchError` the document is as it
+        was before (as JSON: an object member removed and put back comes last), then the error
+        propagates. Cheap: text pieces appended at ``/-`` are undone by cutting the list back
+        to its length; other operations log what they change."""
+        root = self._root
+        mark = len(root) if type(root) is list or type(root) is _PieceList else 0
+        log: List[Tuple[int, Any, Any, Any]] = []
+        self._log = log
+        try:
+            for op, path, value in operations:
+                self.apply_own(op, path, value)
+        except BaseException:  # a PatchError; anything else (an interrupt) undoes it too
+            _undo(log)
+            # Appends to this root that nothing logged (the text fast path) are its last items.
+            self._root = root
+            if type(root) is list:
+                del root[mark:]
+            elif type(root) is _PieceList:
+                while len(root) > mark:
+                    del root[len(root) - 1]
+            raise
+        finally:
+            self._log = None
+
     def _apply(self, op: str, path: str, value: Any) -> None:
         """The general path, for every operation."""
         if op not in _OPS:
@@ -367,9 +447,10 @@ class PatchedDocument:
         elif type(root) is list and len(root) >= _LONG:
             root = self._root = _PieceList(root)
         parent = root
+        log = self._log
         for depth in range(len(tokens) - 1):
-            parent = _child(parent, tokens[depth], tokens[depth + 1], path)
-        _change(parent, tokens[-1], op, path, value)
+            parent = _child(parent, tokens[depth], tokens[depth + 1], path, log)
+        _change(parent, tokens[-1], op, path, value, log)
 
     def value(self) -> Any:
         root = self._root

@@ -33,6 +33,14 @@ _DONE = object()
 DEFAULT_MAX_REPLY_BYTES = DEFAULT_MAX_RESPONSE_BYTES
 """What a :class:`ReplyAssembler` keeps at most, by default: the default body limit, 256 MiB."""
 
+_TOKEN_OVERHEAD = 2 * VALUE_OVERHEAD
+"""Charged per token of a patch path other than ``/-``: a container it may create (an object
+with one member holds ~230 bytes on Python 3.9) and the slot of its key."""
+
+_MESSAGE_OVERHEAD = 3 * VALUE_OVERHEAD
+"""Charged per message (per chunk ``event_id``), besides its id: the document, its entry in the
+assembler and the list or object at its root."""
+
 
 def not_a_stream(method: str, url: str, content_type: str) -> ContentTypeError:
     got = content_type or "no content type"
@@ -94,9 +102,19 @@ class Reply:
 class ReplyAssembler:
     """Applies chunk patches per ``event_id`` in arrival order; feed it every stream event.
 
-    What it keeps is bounded: once the values added by patches exceed ``max_bytes`` (estimated
-    by :func:`~flux0lite.patch.sized_copy`; replaced or removed values are not refunded) it raises
-    :class:`ResponseTooLargeError`, so a stream that never stops cannot exhaust memory.
+    What it keeps is bounded: once its estimate of what it holds exceeds ``max_bytes`` it
+    raises :class:`ResponseTooLargeError` (a chunk or status event over the cap changes
+    nothing), so a stream that never stops cannot exhaust memory. The estimate
+    (``kept_bytes``) charges :data:`~flux0lite.patch.VALUE_OVERHEAD` bytes plus one per
+    character for every status text and error detail (by
+    :func:`~flux0lite.patch.sized_copy`), every patch value (replaced or removed values are
+    not refunded), every patch path but ``/-`` (plus ``2 * VALUE_OVERHEAD`` per token: the
+    keys and containers it may create), and every message id (plus ``3 * VALUE_OVERHEAD``). The
+    memory actually held stays under about 4 x ``max_bytes`` (text outside Latin-1 takes up
+    to 4 bytes per character; a small object up to ~3 x its charge).
+
+    A chunk event's patches apply all or nothing (RFC 6902): one rejected with
+    :class:`~flux0lite.errors.PatchError` changes no message and is not counted.
     Every patch costs O(log n) in the length of the list it touches (see :mod:`.patch`).
     """
 
@@ -115,36 +133,78 @@ class ReplyAssembler:
             self._add_chunk(cast(ChunkEvent, event))
         elif kind is StatusEvent or isinstance(event, StatusEvent):
             data = cast(StatusEvent, event).data
-            self._statuses.append(data.status)
-            if data.status == "error":
-                self._error = data.data if data.data not in (None, {}) else "error"
+            status = data.status
+            kept = self.kept_bytes + len(status) + VALUE_OVERHEAD
+            if status == "error" or kept > self.max_bytes:
+                self._add_rare_status(status, data.data, kept)
+                return
+            self.kept_bytes = kept
+            self._statuses.append(status)
+
+    def _add_rare_status(self, status: str, detail: Any, kept: int) -> None:
+        """A status event that is an error, or over the cap."""
+        error: Any = "error"
+        if status == "error" and detail not in (None, {}):
+            error, size = sized_copy(detail)  # our own copy: no caller's edit reaches a reply
+            kept += size
+        self.kept_bytes = kept
+        if kept > self.max_bytes:
+            raise self._too_large()
+        self._statuses.append(status)
+        if status == "error":
+            self._error = error
+
+    def _too_large(self) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"the streamed reply holds over {self.max_bytes} bytes (max_bytes of ReplyAssembler)"
+        )
 
     def _add_chunk(self, event: ChunkEvent) -> None:
         patches = event.patches
-        kept = self.kept_bytes
+        before = kept = self.kept_bytes
+        event_id = event.event_id
+        document = self._documents.get(event_id)
+        if document is None:
+            kept += _MESSAGE_OVERHEAD + len(event_id)
         # Every value is measured, and copied for the document to keep, before any is
         # applied: an event over the cap changes no document.
         owned: List[Tuple[str, str, Any]] = []  # each patch's fields, read once (op, path, value)
+        pieces_only = True  # text pieces at /- only: the first fails or none (see below)
         for patch in patches:
-            op, value = patch.op, patch.value
-            if op == "remove":
-                pass  # nothing kept
-            elif type(value) is str:  # a text piece, by far the most common value
+            op, path, value = patch.op, patch.path, patch.value
+            if type(value) is str and path == "/-" and op == "add":  # by far the most common patch
                 kept += VALUE_OVERHEAD + len(value)
             else:
-                value, size = sized_copy(value)
-                kept += size
-            owned.append((op, patch.path, value))
+                pieces_only = False
+                if path != "/-":  # the keys and containers a path may create
+                    kept += len(path) + _TOKEN_OVERHEAD * path.count("/")
+                if op == "remove":
+                    pass  # nothing kept
+                elif type(value) is str:
+                    kept += VALUE_OVERHEAD + len(value)
+                else:
+                    value, size = sized_copy(value)
+                    kept += size
+            owned.append((op, path, value))
         self.kept_bytes = kept
         if kept > self.max_bytes:
-            raise ResponseTooLargeError(
-                f"the streamed reply holds over {self.max_bytes} bytes (max_bytes of ReplyAssembler)"
-            )
-        document = self._documents.get(event.event_id)
+            raise self._too_large()
+        new = document is None
         if document is None:
-            document = self._documents[event.event_id] = PatchedDocument()
-        for op, path, value in owned:
-            document.apply_own(op, path, value)
+            document = self._documents[event_id] = PatchedDocument()
+        try:
+            if pieces_only:
+                # Appending a text piece fails only on a root that is no list, object or
+                # nothing, where the first one fails and changes nothing: no undo log needed.
+                for op, path, value in owned:
+                    document.apply_own(op, path, value)
+            else:
+                document.apply_all(owned)
+        except BaseException:
+            self.kept_bytes = before  # nothing of the event is kept
+            if new:
+                del self._documents[event_id]  # a message only the rejected event started
+            raise
 
     def document(self, event_id: str) -> Any:
         """The message ``event_id`` as plain JSON so far (a copy), or None."""
@@ -160,7 +220,7 @@ class ReplyAssembler:
             text=self.text,
             messages={event_id: document.value() for event_id, document in self._documents.items()},
             statuses=tuple(self._statuses),
-            error=self._error,
+            error=sized_copy(self._error)[0],  # each reply its own copy, as messages
         )
 
 

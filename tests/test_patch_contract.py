@@ -108,6 +108,8 @@ def _reference_size(value: Any) -> int:
     """The kept-size estimate as documented, computed the obvious way."""
     if isinstance(value, str):
         return VALUE_OVERHEAD + len(value)
+    if type(value) is int:
+        return VALUE_OVERHEAD + value.bit_length() // 7
     if isinstance(value, dict):
         return VALUE_OVERHEAD + sum(len(key) + _reference_size(item) for key, item in value.items())
     if isinstance(value, list):
@@ -145,32 +147,52 @@ def _chunk(event_id: str, patches: List[JsonPatch]) -> ChunkEvent:
 )
 def test_assembler_matches_the_general_path(events: List[Tuple[str, List[JsonPatch]]], max_bytes: int) -> None:
     """The assembler's chunk path (text pieces uncopied, other values copied once and measured
-    in one walk) against the general path, with the documented accounting: a chunk's values
-    are all counted, and checked against the cap, before any is applied."""
+    in one walk, a rejected event undone) against the general path on a copy of the message,
+    kept only if every patch applies, with the documented accounting: a chunk's values, paths
+    and new message id are all counted, and checked against the cap, before any is applied;
+    a rejected chunk is not counted."""
     assembler = ReplyAssembler(max_bytes=max_bytes)
     documents: Dict[str, _General] = {}
     kept = 0
+    reordered = False  # a rejected event put back an object member it removed: it comes last
     for event_id, patches in events:
-        kept += sum(_reference_size(p.value) for p in patches if p.op != "remove")
-        if kept > max_bytes:
+        charge = 3 * VALUE_OVERHEAD + len(event_id) if event_id not in documents else 0
+        charge += sum(_reference_size(p.value) for p in patches if p.op != "remove")
+        charge += sum(len(p.path) + 2 * VALUE_OVERHEAD * p.path.count("/") for p in patches if p.path != "/-")
+        if kept + charge > max_bytes:
             with pytest.raises(ResponseTooLargeError, match=f"over {max_bytes} bytes"):
                 assembler.add(_chunk(event_id, patches))
-            assert assembler.kept_bytes == kept
+            assert assembler.kept_bytes == kept + charge
             break
-        general = documents.setdefault(event_id, _General(None))
+        trial = _General(documents[event_id].value() if event_id in documents else None)
         expected: Tuple[str, str] = ("ok", "")
         for p in patches:
-            expected = _outcome(lambda: general.apply(p))
+            expected = _outcome(lambda: trial.apply(p))
             if expected != ("ok", ""):
+                reordered = reordered or any(p.op == "remove" for p in patches)
                 break
         assert _outcome(lambda: assembler.add(_chunk(event_id, patches))) == expected
+        if expected == ("ok", ""):
+            documents[event_id] = trial
+            kept += charge
         assert assembler.kept_bytes == kept
-        if expected != ("ok", ""):
-            break
+    assert list(assembler.reply().messages) == list(documents)
     for event_id, general in documents.items():
-        assert repr(assembler.document(event_id)) == repr(general.value())
+        if reordered:
+            assert _unordered(assembler.document(event_id)) == _unordered(general.value())
+        else:
+            assert repr(assembler.document(event_id)) == repr(general.value())
     reply = assembler.reply()
     assert reply.text == "".join(_general_text(g.document._root) for g in documents.values())
+
+
+def _unordered(value: Any) -> Any:
+    """A value compared as JSON (object members in any order; repr keeps NaN and -0.0 apart)."""
+    if isinstance(value, dict):
+        return sorted((key, repr(_unordered(item))) for key, item in value.items())
+    if isinstance(value, list):
+        return [_unordered(item) for item in value]
+    return repr(value)
 
 
 def test_text_pieces_stay_one_plain_list_until_another_patch() -> None:
