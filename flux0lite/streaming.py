@@ -103,8 +103,9 @@ class ReplyAssembler:
     """Applies chunk patches per ``event_id`` in arrival order; feed it every stream event.
 
     What it keeps is bounded: once its estimate of what it holds exceeds ``max_bytes`` it
-    raises :class:`ResponseTooLargeError` (a chunk or status event over the cap changes
-    nothing), so a stream that never stops cannot exhaust memory. The estimate
+    raises :class:`ResponseTooLargeError` (a chunk or status event over the cap changes no
+    message but stays counted, so every later event is refused too), so a stream that never
+    stops cannot exhaust memory. The estimate
     (``kept_bytes``) charges :data:`~flux0lite.patch.VALUE_OVERHEAD` bytes plus one per
     character for every status text and error detail (by
     :func:`~flux0lite.patch.sized_copy`), every patch value (replaced or removed values are
