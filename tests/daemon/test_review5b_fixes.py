@@ -15,7 +15,6 @@ import json
 from typing import Any, Dict, List
 
 import pytest
-from flux0lite import Session
 from flux0sync.backend import open_store
 from flux0sync.jsonread import Decoder
 from flux0sync.rows import RawEvent
@@ -23,6 +22,7 @@ from flux0sync.store import _instant, _same, recreated_at, recreation_reason
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flux0lite import Session
 from tests.daemon.helpers import execute
 
 ENTRY: Dict[str, Any] = {
