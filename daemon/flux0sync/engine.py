@@ -506,8 +506,10 @@ class Engine:
         """The session's checkpoint; with once=True read with the next sessions' (one query, not
         one each: a read outside a write transaction costs as much as a small write's statements).
         Read ahead is safe: a pass polls each session once, so nothing else of ours writes it
-        meanwhile; another process can only move it on, and an older one re-fetches stored events,
-        which are stored once (see flux0sync.store)."""
+        meanwhile. Another process may move it on (an older value re-fetches stored events, which
+        are stored once) or, recording a re-creation, reset it to -1: a value read before the reset
+        polls past offsets of the new conversation once, and the write, which counts from the
+        stored checkpoint, records them as a hole to read again (see flux0sync.store.recreated_at)."""
         known = self._ahead.pop(sid, None)
         if known is not None:
             return known

@@ -41,7 +41,6 @@ from .config import ConfigError
 from .gaps import Gap, reconcile
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_row, storable_text
 from .store import (
-    _RECREATED,
     Listed,
     PollRecord,
     SearchHit,
@@ -51,11 +50,11 @@ from .store import (
     StoreFullError,
     WriteResult,
     _conflict_digest,
-    _moved_digest,
     _same,
     _same_json,
     _with_moved,
     recreated_at,
+    recreation_reason,
 )
 
 __all__ = ["PgStore", "PG_SCHEMA_VERSION", "APPLICATION"]
@@ -519,18 +518,8 @@ class PgStore:
 
     def stored_through(self, session_id: str, offset: int) -> int:
         """The highest offset reached from ``offset`` through stored offsets without a hole."""
-
-        def read(cur: Any) -> int:
-            cur.execute(
-                'SELECT max("offset"), count(*) FROM events WHERE session_id = %s AND "offset" > %s', (sid, offset)
-            )
-            top, count = cur.fetchone()
-            if top is not None and count == top - offset:  # offsets are unique per session: all stored
-                return int(top)
-            return _advance(cur, sid, offset)
-
         sid = _key(session_id)
-        return self._transact(read)
+        return self._transact(lambda cur: _advance(cur, sid, offset))
 
     def checkpoints(self, session_ids: Sequence[str]) -> Dict[str, int]:
         """The checkpoints of many sessions (one query each: a round trip is no dearer than a row)."""
@@ -738,7 +727,7 @@ class PgStore:
                     changed = not same and before[1] in (None, found_under)  # as in SQLite
                     renewal = recreated_at(str(before[0]), doc) if changed else None
                     if renewal is not None:
-                        renewed.append((sid, _RECREATED.format(*renewal)))
+                        renewed.append((sid, recreation_reason(*renewal)))
                     recreated = None if renewal is None else (*renewal, 0)
                     listed.append(Listed(session.id, False, changed, next_poll, level, recreated))
                     if before[0] == raw and before[1] == found_under:
@@ -833,7 +822,7 @@ def _retire_events(cur: Any, sid: str, reason: str, now: float) -> int:
         cur.executemany(
             'INSERT INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
             " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [(sid, eid, offset, reason, raw, _moved_digest(reason, eid, offset), now) for eid, offset, raw in rows],
+            [(sid, eid, offset, reason, raw, _conflict_digest(eid, offset, raw), now) for eid, offset, raw in rows],
         )
     cur.execute("DELETE FROM events WHERE session_id = %s", (sid,))
     cur.execute("DELETE FROM gaps WHERE session_id = %s", (sid,))
@@ -957,7 +946,7 @@ def _clash(cur: Any, row: EventRow) -> Optional[str]:
 
 def _record_conflict(cur: Any, row: EventRow, reason: str, now: float) -> int:
     sid, event_id, offset, raw = row[0], row[1], row[2], row[9]
-    digest = _conflict_digest(row, reason)
+    digest = _conflict_digest(reason, event_id, offset)
     cur.execute(
         'INSERT INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",

@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -649,19 +650,8 @@ class Store:
         return _checkpoint(self.db, session_id)
 
     def stored_through(self, session_id: str, offset: int) -> int:
-        """The highest offset reached from ``offset`` through stored offsets without a hole.
-
-        Asked before every poll of a session with a hole: when every offset up to the highest
-        is stored (the usual backlog behind a hole), one count over the index says so, in C.
-        """
-        if offset < _MAX_ROWID:
-            top, count = self.db.execute(
-                'SELECT max("offset"), count(*) FROM events WHERE session_id = ? AND "offset" > ?'
-                " AND typeof(\"offset\") = 'integer'",
-                (session_id, offset),
-            ).fetchone()
-            if isinstance(top, int) and count == top - offset:  # offsets are unique per session
-                return top
+        """The highest offset reached from ``offset`` through stored offsets without a hole
+        (asked before every poll of a session with a hole; see :func:`_advance`)."""
         return _advance(self.db, session_id, offset)
 
     def checkpoints(self, session_ids: Sequence[str]) -> Dict[str, int]:
@@ -844,7 +834,7 @@ class Store:
                     changed = not same and before[1] in (None, found_under)
                     renewal = recreated_at(before[0], doc) if changed else None
                     if renewal is not None:
-                        renewed.append((session.id, _RECREATED.format(*renewal)))
+                        renewed.append((session.id, recreation_reason(*renewal)))
                     recreated = None if renewal is None else (*renewal, 0)
                     listed.append(Listed(session.id, False, changed, before[2], level, recreated))
                     if before[0] == raw and before[1] == found_under:
@@ -1110,11 +1100,14 @@ class _SqliteGaps:
 
 
 def _same(raw_a: str, raw_b: str) -> bool:
+    """Equal as JSON. A comparison that cannot be made (an event nested deeper than the
+    recursion of json.loads or of ==, which flux0sync.jsonread archives all the same) counts as
+    different: the event is then kept in ``conflicts``, and the daemon goes on."""
     if raw_a == raw_b:
         return True
     try:
         return bool(json.loads(raw_a) == json.loads(raw_b))
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -1131,15 +1124,21 @@ def _clash(db: sqlite3.Connection, row: EventRow) -> Optional[str]:
     return "same id, different event"
 
 
-def _conflict_digest(row: EventRow, reason: str) -> str:
-    """A clash's identity, its content left out: a re-fetched variant of the same clash (a volatile
-    field changed) is recorded once, not once per pass while a hole has the events fetched again."""
-    return hashlib.sha256(json.dumps([reason, row[1], row[2]]).encode("ascii")).hexdigest()
+def _conflict_digest(*identity: Any) -> str:
+    """A conflict's identity within its session (``conflicts`` holds each digest once).
+
+    A clash is (reason, event id, offset), its content left out: a re-fetched variant of the
+    same clash (a volatile field changed) is recorded once, not once per pass while a hole has
+    the events fetched again. An event moved by a re-creation is (event id, offset, raw), its
+    reason left out: a server that keeps changing a session's created_at moves the same
+    re-read events again at every listing round, and each is stored once.
+    """
+    return hashlib.sha256(json.dumps(list(identity)).encode("ascii")).hexdigest()
 
 
 def _record_conflict(db: sqlite3.Connection, row: EventRow, reason: str, now: float) -> int:
     session_id, event_id, offset, raw = row[0], row[1], row[2], row[9]
-    digest = _conflict_digest(row, reason)
+    digest = _conflict_digest(reason, event_id, offset)
     cursor = db.execute(
         'INSERT OR IGNORE INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -1155,16 +1154,31 @@ _LISTED_QUERY = (
 )
 
 
-_RECREATED = "session re-created (created_at {0}, then {1}): an event of its earlier conversation"
+_QUOTED_CHARS = 64  # of each created_at in a re-creation's reason, stored in every moved row
+
+
+def recreation_reason(old: str, new: str) -> str:
+    """The ``conflicts`` reason of the events a re-creation moves. Both created_at values come
+    from the server: each is shortened and JSON-escaped (ASCII), so neither a lone surrogate
+    (which SQLite cannot encode), a NUL (which PostgreSQL refuses) nor a huge value reaches
+    every moved row."""
+    return f"session re-created (created_at {_quoted(old)}, then {_quoted(new)}): an event of its earlier conversation"
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text[:_QUOTED_CHARS]) + ("..." if len(text) > _QUOTED_CHARS else "")
 
 
 def recreated_at(stored_raw: Any, doc: Any) -> Optional[Tuple[str, str]]:
     """(created_at before, now) if a listed session's entry says it was created anew, else None.
 
     flux0 lets a client choose a session's id, and a server whose storage was reset gives the
-    same id a new conversation whose offsets start again at 0: its created_at differs. Both are
-    compared as instants when they parse, so a server that writes the same instant differently
-    (``Z`` or ``+00:00``, more digits) re-creates nothing; a missing one never counts.
+    same id a new conversation whose offsets start again at 0: its created_at differs. When
+    both parse as RFC 3339 / ISO 8601 instants (:func:`_instant`, the same on every Python),
+    only instants more than a second apart count: the same instant written differently (``Z``,
+    ``+00:00`` or ``+0000``, more or fewer digits) or a server upgrade that changes the
+    precision (microseconds truncated to milliseconds or seconds) re-creates nothing. When
+    either does not parse, the texts are compared. A missing one never counts.
     """
     try:
         before = json.loads(stored_raw) if isinstance(stored_raw, str) else None
@@ -1172,18 +1186,48 @@ def recreated_at(stored_raw: Any, doc: Any) -> Optional[Tuple[str, str]]:
         return None
     old = before.get("created_at") if isinstance(before, dict) else None
     new = doc.get("created_at") if isinstance(doc, dict) else None
-    if not isinstance(old, str) or not isinstance(new, str) or _instant(old) == _instant(new):
+    if not isinstance(old, str) or not isinstance(new, str):
         return None
-    return old, new
+    old_at, new_at = _instant(old), _instant(new)
+    if old_at is not None and new_at is not None:
+        renewed = abs(old_at - new_at) > _NANOS
+    else:
+        renewed = old != new
+    return (old, new) if renewed else None
 
 
-def _instant(text: str) -> Any:
-    """A timestamp as an aware datetime, or the text itself if it does not parse."""
+_NANOS = 10**9
+_EPOCH = datetime.datetime(1970, 1, 1)
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:[Zz]|([+-])(\d{2}):?(\d{2})?)?",
+    re.ASCII,
+)
+
+
+def _instant(text: str) -> Optional[int]:
+    """A timestamp in nanoseconds since 1970 (UTC when it names no offset), or None.
+
+    A small strict parser rather than datetime.fromisoformat, which before Python 3.11 refuses
+    9 fractional digits, ``.5`` and ``+0000``: the same text must mean the same instant on
+    every Python. Digits past nanoseconds are ignored.
+    """
+    found = _TIMESTAMP.fullmatch(text)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = found.groups()
     try:
-        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        local = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
     except ValueError:
-        return text
-    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
+        return None
+    offset = 0
+    if sign is not None:
+        hours, minutes = int(off_h), int(off_m or 0)
+        if hours > 23 or minutes > 59:
+            return None
+        offset = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
+    since = local - _EPOCH
+    seconds = since.days * 86400 + since.seconds - offset
+    return seconds * _NANOS + int((fraction or "")[:9].ljust(9, "0"))
 
 
 def _with_moved(item: Listed, moved: Dict[str, int], key: Callable[[str], str] = lambda sid: sid) -> Listed:
@@ -1203,7 +1247,7 @@ def _retire_events(db: sqlite3.Connection, session_id: str, reason: str, now: fl
     db.executemany(
         'INSERT OR IGNORE INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(key, eid, offset, reason, raw, _moved_digest(reason, eid, offset), now) for eid, offset, raw in rows],
+        [(key, eid, offset, reason, raw, _conflict_digest(eid, offset, raw), now) for eid, offset, raw in rows],
     )
     db.execute("DELETE FROM events WHERE session_id = ?", (key,))
     db.execute("DELETE FROM gaps WHERE session_id = ?", (key,))
@@ -1211,15 +1255,11 @@ def _retire_events(db: sqlite3.Connection, session_id: str, reason: str, now: fl
     return len(rows)
 
 
-def _moved_digest(reason: str, event_id: str, offset: Optional[int]) -> str:
-    return hashlib.sha256(json.dumps([reason, event_id, offset]).encode("ascii")).hexdigest()
-
-
 def _same_json(stored: str, doc: Any) -> bool:
     """Equal as JSON (an older version may have written the same document differently)."""
     try:
         return bool(json.loads(stored) == doc)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
