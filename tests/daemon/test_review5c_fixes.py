@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from flux0sync.cli import main
-from flux0sync.jsonread import MAX_DEEP_CHARS, Decoder, decode_without_recursion, element_end
 from flux0sync.jobs import read_batches
+from flux0sync.jsonread import MAX_DEEP_CHARS, Decoder, decode_without_recursion, element_end
 from flux0sync.rows import RawEvent
 from flux0sync.store import Store
 from hypothesis import given
@@ -102,8 +102,10 @@ def test_reading_deep_events_stays_well_inside_the_units_memory() -> None:
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(alphabet=st.sampled_from('a"\\[]{}\n')),
-    lambda inner: st.lists(inner, min_size=0, max_size=4)
-    | st.dictionaries(st.text(alphabet=st.sampled_from('k"\\[]{}'), max_size=3), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, min_size=0, max_size=4)
+        | st.dictionaries(st.text(alphabet=st.sampled_from('k"\\[]{}'), max_size=3), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -121,7 +123,7 @@ def test_the_scan_that_builds_nothing_ends_where_json_ends(value: Any, after: st
 
 def test_the_scan_skips_brackets_and_escaped_quotes_inside_strings() -> None:
     text = '["]\\"[", "\\\\", {"a]": "}\\\\\\""}]'
-    assert json.loads(text) == ["]\"[", "\\", {"a]": '}\\"'}]
+    assert json.loads(text) == [']"[', "\\", {"a]": '}\\"'}]
     assert element_end(text + "]]", 0, 1000) == len(text)
     assert element_end("[" * 10 + "]" * 9, 0, 1000) == 19  # cut short
     assert element_end("[" * 10 + "]" * 10, 0, 19) is None  # past the limit
@@ -157,8 +159,6 @@ def test_export_still_refuses_a_raw_edited_into_something_not_json(tmp_path: Pat
         store.write_batch("s1", [RawEvent(json.loads(text), text)])
     finally:
         store.close()
-    import sqlite3
-
     with sqlite3.connect(path) as db:
         db.execute("UPDATE events SET raw = ?", (HEAD + "[1,]}",))
     db.close()
@@ -178,4 +178,3 @@ def test_without_recursion_an_error_is_a_jsondecodeerror_within_the_element(text
         decode_without_recursion(text, 0, json.JSONDecoder())
     assert 0 <= ours.value.pos <= len(text)
     assert abs(ours.value.pos - jsons.value.pos) <= 1  # 3.13's "Illegal trailing comma" is one before
-
