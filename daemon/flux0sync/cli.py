@@ -26,6 +26,7 @@ from flux0lite.redaction import command_line_secrets, redact, url_userinfo
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
+from .jsonread import Decoder
 from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, StopFlag, make_client, run_daemon
 from .store import StoreError
 
@@ -287,8 +288,12 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
 
 
 def _json_checked(raws: Iterator[str]) -> Iterator[str]:
+    """The stored raws, each checked to be JSON and passed through as it is (so an integer of
+    5000 digits or a value nested 100,000 deep, which the daemon archives, exports as stored).
+    Checked with the daemon's own decoder: what it archived, export reads."""
+    decoder = Decoder()
     for raw in raws:
-        json.loads(raw)  # raises ValueError (RecursionError) for an archive edited by hand
+        decoder.decode(raw)  # raises ValueError (RecursionError) for an archive edited by hand
         yield raw
 
 

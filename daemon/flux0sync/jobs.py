@@ -74,13 +74,20 @@ _M = TypeVar("_M")
 # The archive could not take a batch, but may later (full disk, another process's long lock),
 # or one batch holds an event without an id: that poll fails, the daemon goes on.
 BATCH_FAILURES = (StoreFullError, StoreBusyError, UnidentifiableEventError)
-# One event larger than this fails its session: flux0 events are small, and the unit's memory
-# cap (MemoryMax) must hold the buffer, the decoded value and its text at once.
+# One event larger than this fails its session: flux0 events are small. The cap bounds an
+# event's text, not all its memory: the C scanner's widest value takes up to ~23 bytes per
+# character (a 16 MiB event of small items ~390 MB, beyond the unit's MemoryMax=256M); such an
+# event is not flux0's, and reading it may cost the daemon a restart. A value too deep for the C
+# scanner (~75 bytes per character built without recursion) is read only up to
+# jsonread.MAX_DEEP_CHARS (1 MiB, ~75 MB) and counts as a whole batch (_DEEP_EVENT_CHARS).
 _MAX_EVENT_CHARS = 16 * 1024 * 1024
 # A batch is handed over once its events' JSON text reaches this many characters, whatever the
 # count: a few batches wait in the result queue, and 500 events of megabytes each would not fit
 # the unit's memory cap.
 MAX_BATCH_CHARS = 4 * 1024 * 1024
+# What an event read without recursion counts towards MAX_BATCH_CHARS: a batch (one in the
+# result queue) holds at most one such value of up to ~75 MB, never four.
+_DEEP_EVENT_CHARS = MAX_BATCH_CHARS
 # An events answer up to this size is read whole by the worker and parsed by the writer (see
 # Fetched); the result queue holds a few of them at most, so memory stays bounded.
 _WHOLE_BODY_MAX = 1024 * 1024
@@ -221,12 +228,13 @@ def fetch_events(
                     if isinstance(body, list):
                         return Fetched(highest, [], body)
                     chunks = body  # it failed or overran: read as streamed, from its first byte
+                decoder = Decoder()
                 elements = iter_array(
                     chunks,
                     key="data",
                     what=what,
                     max_element_chars=_MAX_EVENT_CHARS,
-                    decoder=Decoder(),
+                    decoder=decoder,
                     errors="surrogateescape",
                     element=RawEvent,
                 )
@@ -236,7 +244,11 @@ def fetch_events(
                     if type(offset) is int and offset > highest:
                         highest = offset
                     batch.append(event)
-                    chars += len(event.text)
+                    if event.doc is decoder.deep:
+                        decoder.deep = None  # held by the batch alone: freed once it is stored
+                        chars += _DEEP_EVENT_CHARS
+                    else:
+                        chars += len(event.text)
                     if len(batch) >= batch_size or chars >= MAX_BATCH_CHARS:
                         emit(batch)
                         batch, chars = [], 0

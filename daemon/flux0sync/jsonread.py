@@ -5,7 +5,11 @@ of over 4,300 digits (``int`` from text) and a value nested deeper than its recu
 Both are valid JSON a hostile server may send, and one unreadable event would fail its session
 at every poll, so :class:`Decoder` reads them: such an integer becomes a
 :class:`decimal.Decimal`, and a value too deep for the C scanner is read again without
-recursion, in time and memory linear in its text. Each one read is counted in
+recursion, in time linear in its text. Built that way a value costs up to ~75 bytes per
+character (a list per level; the C scanner's widest value takes ~23), so only an element of up
+to :data:`MAX_DEEP_CHARS` is: its end is found first by a scan that builds nothing, and a larger
+one stays the RecursionError CPython raises (the reader's typed error: its session fails, the
+daemon goes on within its unit's MemoryMax). Each one read is counted in
 :attr:`Decoder.unusual`, so that a caller who must also write the value back (a listing's
 entry, stored through its typed model) can leave it out.
 """
@@ -17,9 +21,14 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-__all__ = ["Decoder", "decode_without_recursion"]
+__all__ = ["Decoder", "decode_without_recursion", "MAX_DEEP_CHARS", "element_end"]
 
+# The largest element read without recursion: ~75 MB at worst, next to the daemon's ~40 MB,
+# well inside the systemd unit's MemoryMax=256M (a batch holds one such element: jobs.py).
+MAX_DEEP_CHARS = 1024 * 1024
 _SPACE = re.compile(r"[ \t\n\r]*")
+# Runs of brackets (counted at once: a deep value is mostly such runs) or a string's start.
+_STRUCTURE = re.compile(r'[\[{]+|[\]}]+|"')
 _Open = Tuple[Union[List[Any], Dict[str, Any]], Optional[str]]  # a container being read, and its member's key
 
 
@@ -48,11 +57,46 @@ class Decoder(json.JSONDecoder):
         except StopIteration as exc:
             raise json.JSONDecodeError("Expecting value", s, exc.value) from None
         except RecursionError:
-            pass
+            if element_end(s, idx, MAX_DEEP_CHARS) is None:  # too large to build within the unit's memory
+                raise
         value, end = decode_without_recursion(s, idx, self)
         self.unusual += 1
         self.deep = value
         return value, end
+
+
+def element_end(s: str, idx: int, limit: int) -> Optional[int]:
+    """Where the container starting at ``idx`` ends, found with no value built (O(1) memory):
+    brackets are counted, strings and their escapes skipped. ``None`` if it does not end within
+    ``limit`` characters; ``len(s)`` if the text ends first (cut short: the decoder then says
+    where). Brackets of the wrong kind are not told apart: decoding the element does that."""
+    stop = min(len(s), idx + limit)
+    depth = 0
+    pos = idx
+    search = _STRUCTURE.search
+    while True:
+        found = search(s, pos, stop)
+        if found is None:
+            return len(s) if stop == len(s) else None
+        pos = found.end()
+        token = found.group()
+        if token == '"':
+            while True:  # the closing quote: one not preceded by an odd run of backslashes
+                quote = s.find('"', pos, stop)
+                if quote < 0:
+                    return len(s) if stop == len(s) else None
+                slashes = quote
+                while s[slashes - 1] == "\\":
+                    slashes -= 1
+                pos = quote + 1
+                if (quote - slashes) % 2 == 0:
+                    break
+        elif token[0] in "[{":
+            depth += len(token)
+        elif depth <= len(token):
+            return found.start() + depth
+        else:
+            depth -= len(token)
 
 
 def _key(s: str, pos: int, strict: bool) -> Tuple[str, int]:
@@ -68,8 +112,10 @@ def _key(s: str, pos: int, strict: bool) -> Tuple[str, int]:
 
 def decode_without_recursion(s: str, idx: int, decoder: json.JSONDecoder) -> Tuple[Any, int]:
     """What ``decoder.raw_decode(s, idx)`` gives with no recursion limit: the value at ``idx``
-    and where it ends, or the same :class:`json.JSONDecodeError` for text that is not JSON or
-    is cut short. Open containers are kept on a list, not the call stack; scalars are read by
+    and where it ends, or a :class:`json.JSONDecodeError` for text that is not JSON or is cut
+    short, as json raises, at a position within the element (its message and position may
+    differ from json's: 3.13 says "Illegal trailing comma" where this says "Expecting value"
+    one character on). Open containers are kept on a list, not the call stack; scalars are read by
     the decoder's own scanner (``scan_once``), so they come out exactly as it reads them.
     """
     opened: List[_Open] = []
