@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import logging
 import math
 import sqlite3
 import time
@@ -101,55 +100,6 @@ def test_an_event_json_cannot_write_back_keeps_a_byte_that_is_not_utf8(
         assert word.encode("utf-8", "surrogateescape") == b"caf\xe9"  # the byte comes back
     finally:
         store.close()
-
-
-def _listing_with_a_deep_entry(docs: Any, poisoned: str) -> Any:
-    def respond(req: Request, conn: Conn) -> None:
-        items = [json.dumps(doc) for doc in docs.values()]
-        items = [text.replace('"id": ', f'"deep": {DEEP}, "id": ', 1) if poisoned in text else text for text in items]
-        body = ('{"data": [' + ", ".join(items) + "]}").encode()
-        conn.send(raw_response(200, body, {"content-type": "application/json"}))
-
-    return respond
-
-
-def test_one_sessions_entry_nested_too_deep_is_left_out_alone_with_one_warning(
-    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
-) -> None:
-    agent = fake_flux0.add_agent()
-    sids = [fake_flux0.add_session(agent) for _ in range(5)]
-    for sid in sids:
-        fake_flux0.add_events(sid, 2)
-    fake.on("GET", "/api/sessions", _listing_with_a_deep_entry(fake_flux0.sessions, sids[2]))
-    db = str(tmp_path / "a.sqlite3")
-    archive = open_store(db)
-    try:
-        with caplog.at_level(logging.WARNING, logger="flux0sync"):
-            target = engine(archive, fake, discover_interval=0.3)
-            run_until(target, lambda: sum(len(offsets(db, s)) for s in sids) >= 8, seconds=10.0)
-    finally:
-        archive.close()
-    assert {sid: offsets(db, sid) for sid in sids} == {sid: ([] if sid == sids[2] else [0, 1]) for sid in sids}
-    warned = [r.getMessage() for r in caplog.records if "nested deeper" in r.getMessage()]
-    assert len(warned) == 1  # once, however many rounds
-    assert not [r for r in caplog.records if "failed" in r.getMessage()]
-
-
-def test_one_agents_entry_nested_too_deep_is_left_out_alone(
-    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
-) -> None:
-    kept, poisoned = fake_flux0.add_agent("kept"), fake_flux0.add_agent("poisoned")
-    sid = fake_flux0.add_session(kept)
-    fake_flux0.add_events(sid, 1)
-    fake.on("GET", "/api/agents", _listing_with_a_deep_entry(fake_flux0.agents, poisoned))
-    db = str(tmp_path / "a.sqlite3")
-    archive = open_store(db)
-    try:
-        totals = engine(archive, fake, once=True).run()
-    finally:
-        archive.close()
-    assert totals.ok and offsets(db, sid) == [0]
-    assert execute(db, "SELECT id FROM agents") == [(kept,)]
 
 
 def test_a_listing_member_before_data_that_is_unusual_leaves_no_entry_out(
