@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from flux0sync.backend import Archive, is_postgres_url
 from flux0sync.engine import Engine, Totals
@@ -156,3 +156,23 @@ def run_for(target: Engine, seconds: float) -> Totals:
     end = time.monotonic() + seconds
     target.should_stop = lambda: time.monotonic() > end
     return target.run()
+
+
+def run_until(target: Engine, done: Callable[[], bool], seconds: float = 20.0, every: float = 0.05) -> Totals:
+    """Run the engine on this thread until ``done()`` holds (looked at every ``every`` seconds at
+    most: it may read the archive) or ``seconds`` pass; fails if ``done()`` never held. Tests wait
+    on what they assert, not for a fixed time that has to cover a loaded machine."""
+    end = time.monotonic() + seconds
+    state = {"done": False, "next": 0.0}
+
+    def stop() -> bool:
+        now = time.monotonic()
+        if now >= state["next"]:
+            state["next"] = now + every
+            state["done"] = bool(done())
+        return state["done"] or now > end
+
+    target.should_stop = stop
+    totals = target.run()
+    assert state["done"] or done(), f"not done within {seconds} s"
+    return totals

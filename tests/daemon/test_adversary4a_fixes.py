@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from flux0lite import APIConnectionError, ConnectTimeout, ReadTimeout, StreamError
 from flux0lite.errors import error_for_status
-from tests.daemon.helpers import archive_rows, quick_engine, run_for
+from tests.daemon.helpers import archive_rows, quick_engine, run_for, run_until
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, Responder, raw_response
 
 Switch = Dict[str, bool]
@@ -80,8 +80,7 @@ def test_daemon_connections_closed_before_any_status_pause_every_request(
 ) -> None:
     ids = sessions(fake_flux0, 20)
     running = engine(store, fake, workers=4, max_rps=50.0)
-    run_for(running, 1.5)
-    assert set(archive_rows(store.path)) == set(ids)
+    run_until(running, lambda: set(archive_rows(store.path)) == set(ids), 10)
     switch = while_broken(fake, hang_up)
     start = len(fake.requests)
     outages: List[float] = []
@@ -89,11 +88,12 @@ def test_daemon_connections_closed_before_any_status_pause_every_request(
     totals = run_for(running, 4.0)
     # paused (2 s, then 4 s), one probe after each pause: not 50 requests a second
     assert requests_since(fake, start) <= 4 + 2, requests_since(fake, start)
-    assert outages and outages[0] == 2.0
+    assert outages[:2] == [2.0, 4.0]
     assert not totals.failing and all(row.errors == 0 for row in store.session_statuses())
     switch["on"] = False
     fake_flux0.add_events(ids[0], 1)
-    run_for(running, 6.0)  # the 4 s pause, then everything catches up
+    caught_up = lambda: len(archive_rows(store.path).get(ids[0], [])) >= 2  # noqa: E731
+    run_until(running, caught_up, 10)  # the rest of the 4 s pause, then everything catches up
     assert [offset for offset, _ in archive_rows(store.path)[ids[0]]] == [0, 1]  # caught up, exactly once
 
 
@@ -120,9 +120,9 @@ def test_a_status_pauses_everything_exactly_when_the_server_says_it_is_busy(stat
 def test_daemon_429_with_retry_after_pauses_every_request_for_it(
     store: Store, fake: FakeServer, fake_flux0: FakeFlux0
 ) -> None:
-    sessions(fake_flux0, 10)
+    ids = sessions(fake_flux0, 10)
     running = engine(store, fake, workers=4, max_rps=50.0)
-    run_for(running, 1.0)
+    run_until(running, lambda: set(archive_rows(store.path)) == set(ids), 10)
     while_broken(fake, answer(429, {"retry-after": "30"}))
     start = len(fake.requests)
     outages: List[float] = []
@@ -130,7 +130,7 @@ def test_daemon_429_with_retry_after_pauses_every_request_for_it(
     stop_at: List[float] = []
 
     def stop() -> bool:
-        if time.monotonic() > began + 3.0:
+        if time.monotonic() > began + 1.5:  # ~40 requests unpaused
             stop_at.append(time.monotonic())
             return True
         return False
@@ -154,13 +154,13 @@ def test_retry_after_is_capped_at_max_backoff_and_a_bare_503_pauses_the_outage_s
     while_broken(fake, answer(429, {"retry-after": "99999999999999999999"}))
     outages: List[float] = []
     running.on_outage = lambda error, wait: outages.append(wait)
-    run_for(running, 2.5)
-    assert outages and all(wait == 1.0 for wait in outages) and len(outages) >= 2
+    run_until(running, lambda: len(outages) >= 2, 5)  # the second: after the first pause's probe
+    assert all(wait == 1.0 for wait in outages)
     plain = engine(store, fake, workers=1)
     while_broken(fake, answer(503))
     waits: List[float] = []
     plain.on_outage = lambda error, wait: waits.append(wait)
-    run_for(plain, 2.5)
+    run_until(plain, lambda: bool(waits), 5)
     assert waits[:1] == [2.0]  # the outage's doubling, from 2 s
 
 
@@ -170,12 +170,14 @@ def test_once_a_brief_busy_spell_is_waited_out_and_the_pass_succeeds(
 ) -> None:
     ids = sessions(fake_flux0, 5)
     switch = while_broken(fake, answer(status, {"retry-after": "1"}))
-    timer = threading.Timer(1.5, lambda: switch.update(on=False))  # a server restart behind a proxy
-    timer.start()
-    try:
-        totals = engine(store, fake, once=True, workers=2).run()
-    finally:
-        timer.cancel()
+    outages: List[float] = []
+
+    def server_back(error: Any, wait: float) -> None:  # a server restart behind a proxy, over by the probe
+        outages.append(wait)
+        switch.update(on=False)
+
+    totals = engine(store, fake, once=True, workers=2, on_outage=server_back).run()
+    assert outages[:1] == [1.0]  # the busy answer's Retry-After was waited out
     assert totals.outage is None and not totals.failing and totals.ok
     assert sorted(totals.synced) == sorted(ids)
     assert set(archive_rows(store.path)) == set(ids)
@@ -237,7 +239,7 @@ def test_after_a_pause_any_answer_ends_the_probing_not_only_a_successful_poll(
     running = engine(store, fake, workers=4, max_rps=50.0)
     outages: List[float] = []
     running.on_outage = lambda error, wait: outages.append(wait)
-    run_for(running, 4.5)
+    after = lambda: [t for t in polls if t > began + 2.0]  # noqa: E731
+    run_until(running, lambda: len(after()) >= 15, 4.5)  # by 4.5 s, as it was when it ran for 4.5 s
     assert outages[:1] == [2.0]
-    after = [t for t in polls if t > began + 2.0]
-    assert len(after) >= 15, len(after)  # 4 workers at ~3 polls a second each (30 measured; 9 serial)
+    assert len(after()) >= 15, len(after())  # 4 workers at ~3 polls a second each (30 measured; 9 serial)

@@ -118,7 +118,8 @@ def test_a_hostile_offset_does_not_slow_the_session_to_one_event_per_poll(
     archive = open_store(archive_db)
     try:
         target = engine(archive, fake)
-        run_until(target, lambda: offsets(archive_db, sid)[:5] == list(range(5)), 10)
+        # SQLite keeps 2**63 (past its integers) with no offset, which sorts first: left out here
+        run_until(target, lambda: [o for o in offsets(archive_db, sid) if o is not None][:5] == list(range(5)), 10)
         run_until(target, lambda: False, 0.5)  # a few polls that read the hostile event again
         fake_flux0.events[sid][5:5] = later  # the conversation goes on, listed in offset order
         # one event per poll (0.2 s) would take 20 s
