@@ -235,11 +235,12 @@ def test_a_trickling_session_neither_holds_others_nor_starves_the_watchdog(
     for sid in healthy:
         fake_flux0.add_events(sid, 5)
     slow_docs = [event(slow, o, text="y" * 50) for o in range(12)]
-    serve_trickle(fake_flux0, slow, lambda: slow_docs, every=0.05, piece=40)  # ~5 s for the whole answer
+    # ~2.3 s for the whole answer: the 1 s deadline cuts it twice, keeping what arrived
+    serve_trickle(fake_flux0, slow, lambda: slow_docs, every=0.05, piece=80)
     db = str(tmp_path / "a.sqlite3")
     notify = NotifySocket(tmp_path)
     proc = popen_daemon(
-        ["--db", db, "--interval", "0.2", "--session-deadline", "1.5", "--timeout", "5"],
+        ["--db", db, "--interval", "0.2", "--session-deadline", "1.0", "--timeout", "5"],
         fake.url,
         NOTIFY_SOCKET=notify.path,
         WATCHDOG_USEC="1000000",
@@ -252,6 +253,8 @@ def test_a_trickling_session_neither_holds_others_nor_starves_the_watchdog(
         while time.monotonic() < deadline and len(archive_rows(db).get(slow, [])) < 12:
             time.sleep(0.2)  # the slow one gets there too, a deadline's worth of progress per pass
         assert offsets(db, slow) == list(range(12))
+        while time.monotonic() < deadline and notify.drain().count("WATCHDOG=1") <= 5:
+            time.sleep(0.1)  # pings every 0.5 s: seen across the trickle's passes, as below
         proc.send_signal(signal.SIGTERM)
         assert exit_code(proc) == 0
     finally:
@@ -280,7 +283,10 @@ def test_an_archive_locked_by_another_process_is_waited_out(
         holder = sqlite3.connect(db, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # "database is locked" for everyone else
         fake_flux0.add_events(sid, 4)
-        time.sleep(3)
+        polled = len(fake.requests)
+        while time.monotonic() < deadline and not any(r.path.endswith("/events") for r in fake.requests[polled:]):
+            time.sleep(0.05)
+        time.sleep(1.5)  # the poll's answer has 4 events to write: the daemon waits on the lock meanwhile
         assert proc.poll() is None, "the daemon gave up on a briefly locked archive"
         holder.execute("COMMIT")
         holder.close()
