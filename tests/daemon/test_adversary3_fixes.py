@@ -21,7 +21,7 @@ from flux0sync.jobs import MAX_ID_CHARS
 from flux0sync.schedule import Policy, Schedule
 
 from flux0lite.models import Session
-from tests.daemon.helpers import execute, offsets, quick_engine, run_for
+from tests.daemon.helpers import execute, offsets, quick_engine, run_for, run_until
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
 engine = functools.partial(quick_engine, idle_max=1.0)
@@ -76,7 +76,9 @@ def test_a_session_flapping_in_the_listing_during_a_slow_poll_keeps_the_daemon_r
     fake.on("GET", f"/api/sessions/{flapping}/events", slowly)
     archive = open_store(str(tmp_path / "a.sqlite3"))
     try:
-        run_for(engine(archive, fake), 3.0)  # raised ValueError ("a job for 'events ...' is already in flight")
+        db = str(tmp_path / "a.sqlite3")
+        both = lambda: offsets(db, flapping) == offsets(db, steady) == [0, 1] and listings[0] >= 3  # noqa: E731
+        run_until(engine(archive, fake), both, 3.0)  # raised ValueError ("a job for 'events ...' is already in flight")
         assert offsets(str(tmp_path / "a.sqlite3"), flapping) == [0, 1]
         assert offsets(str(tmp_path / "a.sqlite3"), steady) == [0, 1]
     finally:
@@ -157,7 +159,8 @@ def test_a_poll_time_saved_a_year_ahead_is_polled_within_idle_max(
     )
     archive = open_store(db)
     try:
-        run_for(engine(archive, fake), 2.5)  # idle_max 1 s: the year was obeyed, the event never came
+        # idle_max 1 s: the year was obeyed, the event never came
+        run_until(engine(archive, fake), lambda: offsets(db, sid) == [0, 1], 2.5)
     finally:
         archive.close()
     assert offsets(db, sid) == [0, 1]
@@ -182,7 +185,8 @@ def test_a_saved_schedule_value_that_is_not_a_number_is_taken_as_unknown(
     try:
         listed = archive.record_listing(None, [Session.from_dict(fake_flux0.sessions[sid])])
         assert [(item.session_id, item.idle_level) for item in listed] == [(sid, 0)]
-        run_for(engine(archive, fake), 2.5)  # raised TypeError, OverflowError or ValueError: exit 1
+        # raised TypeError, OverflowError or ValueError: exit 1
+        run_until(engine(archive, fake), lambda: offsets(db, sid) == [0, 1], 2.5)
     finally:
         archive.close()
     assert offsets(db, sid) == [0, 1]
@@ -203,7 +207,8 @@ def test_a_discovery_round_of_many_listings_waits_for_the_rate_cap(
     try:
         target = engine(archive, fake, users=users, agent_ids=agents, max_rps=5.0)
         started = time.monotonic()
-        run_for(target, 4.0)  # sent every round's 17 listings at once, every 0.3 s
+        synced = lambda: target.totals.rounds >= 1 and offsets(str(tmp_path / "a.sqlite3"), sid) == [0, 1]  # noqa: E731
+        run_until(target, synced, 4.0)  # sent every round's 17 listings at once, every 0.3 s
         seconds = time.monotonic() - started
     finally:
         archive.close()
@@ -406,7 +411,10 @@ def test_a_wall_clock_stepped_back_an_hour_does_not_stall_the_polls(
             if time.monotonic() > end - 2.0 and wall[0] == 0.0:
                 wall[0] = -3600.0
                 fake_flux0.add_events(sid, 1)  # a new event after the step
-            return time.monotonic() > end
+            if wall[0] == 0.0 or offsets(db, sid) != [0, 1]:
+                return time.monotonic() > end
+            # the poll after the step is saved (once a second) in wall time as it is now
+            return time.monotonic() > end or execute(db, "SELECT next_poll_at FROM poll_schedule")[0][0] < started
 
         target.should_stop = stop_after_the_step
         target.run()  # on the wall clock, the session was next due an hour later
