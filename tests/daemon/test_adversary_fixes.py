@@ -348,19 +348,18 @@ def test_a_configured_session_with_a_huge_answer_is_skipped_not_read_whole(
 # -- 05: a stop signal while one batch's transaction takes seconds -----------------------------------
 
 
-def wordy_events(session_id: str, count: int) -> List[RawEvent]:
-    """Events of 2 MB of distinct words each: their full-text indexing takes a while."""
+def wordy_events(session_id: str, count: int, words: int = 200_000) -> List[RawEvent]:
+    """Events of ``words`` distinct words each (2 MB by default): their full-text indexing takes a while."""
     return [
-        RawEvent.from_doc(event(session_id, o, text=" ".join(f"w{o}x{i}" for i in range(200_000))))
-        for o in range(count)
+        RawEvent.from_doc(event(session_id, o, text=" ".join(f"w{o}x{i}" for i in range(words)))) for o in range(count)
     ]
 
 
-def repeatedly(action: Callable[[], None], done: threading.Event) -> threading.Thread:
-    """``action`` every 0.1 s until ``done``: one of them lands inside the write, whenever it begins."""
+def repeatedly(action: Callable[[], None], done: threading.Event, every: float = 0.1) -> threading.Thread:
+    """``action`` every ``every`` s until ``done``: one of them lands inside the write, whenever it begins."""
 
     def loop() -> None:
-        while not done.wait(0.1):
+        while not done.wait(every):
             action()
 
     thread = threading.Thread(target=loop)
@@ -371,9 +370,11 @@ def repeatedly(action: Callable[[], None], done: threading.Event) -> threading.T
 def test_a_write_interrupted_from_another_thread_is_rolled_back_whole_and_stored_once_later(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "a.sqlite3"))
     try:
-        batch = wordy_events("s", 16)
+        # ~0.2 s of indexing (a quarter of the signal test's words, in 4 events), hit every 10 ms;
+        # storing it whole afterwards was most of this test's 3 s of CPU at 16 events of 200,000 words
+        batch = wordy_events("s", 4, words=50_000)
         done = threading.Event()
-        interrupter = repeatedly(store.interrupt, done)
+        interrupter = repeatedly(store.interrupt, done, every=0.01)
         try:
             with pytest.raises(StoreError, match="interrupted"):  # ended mid-write, not left to finish
                 store.write_batch("s", batch)
@@ -382,8 +383,8 @@ def test_a_write_interrupted_from_another_thread_is_rolled_back_whole_and_stored
             interrupter.join()
         assert store.counts() == (0, 0, 0) and store.checkpoint("s") == -1  # nothing of it
         store.interrupt()  # no write in progress: does nothing, the next write is not hit
-        assert store.write_batch("s", batch).inserted == 16 and store.checkpoint("s") == 15
-        assert store.search("w3x199999")[0].offset == 3 and store.integrity_ok()
+        assert store.write_batch("s", batch).inserted == 4 and store.checkpoint("s") == 3
+        assert store.search("w3x49999")[0].offset == 3 and store.integrity_ok()
     finally:
         store.close()
 
