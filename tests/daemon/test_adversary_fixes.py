@@ -26,7 +26,7 @@ from flux0sync.store import Store, StoreError
 from flux0sync.sync import Syncer
 
 from flux0lite import APIConnectionError, Flux0, Retry, Timeout
-from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine, run_for
+from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine, run_until
 from tests.daemon.hostile import event, serve_bytes, serve_events
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, json_response, raw_response
 from tests.netfixtures import refused_port
@@ -90,7 +90,9 @@ def test_a_session_called_agents_is_polled_while_discovery_lists_the_agents(
         fake_flux0.server.on("GET", f"/api/sessions/{sid}/events", respond_slowly)
     archive = open_store(archive_db)
     try:
-        run_for(engine(archive, fake), 2.5)  # raised ValueError ("a job for 'agents' is already in flight")
+        # raised ValueError ("a job for 'agents' is already in flight"): a round comes every 0.3 s
+        polled = lambda: all(offsets(archive_db, sid) == [0, 1] for sid in ("agents", "listing", "listing  "))  # noqa: E731
+        run_until(engine(archive, fake), lambda: polled() and fake.count("GET", "/api/agents") >= 3, 2.5)
         assert {sid: offsets(archive_db, sid) for sid in ("agents", "listing", "listing  ")} == {
             "agents": [0, 1],
             "listing": [0, 1],
