@@ -305,11 +305,17 @@ def test_server_outage_pauses_everything_then_recovers(tmp_path: Path) -> None:
         discover_interval=0.3,
     )
     outages: List[str] = []
-    running.on_outage = lambda error, wait: outages.append(str(error))
+    paused = threading.Event()
+
+    def on_outage(error: Exception, wait: float) -> None:
+        outages.append(str(error))
+        paused.set()
+
+    running.on_outage = on_outage
     late: Dict[str, Any] = {}
 
-    def come_back() -> None:  # the server starts 1.5 s late
-        time.sleep(1.5)
+    def come_back() -> None:  # the server starts during the first pause (max_backoff: 1 s)
+        paused.wait(30)
         server = FakeServer(port=port)
         flux0 = FakeFlux0(server)
         flux0.add_events(flux0.add_session(flux0.add_agent()), 4)
