@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux0lite import APIConnectionError, Flux0Error, ReadTimeout, RequestAborted, StreamError
-from tests.daemon.helpers import archive_rows, quick_engine, run_for
+from tests.daemon.helpers import archive_rows, quick_engine, run_for, run_until
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
 engine = functools.partial(quick_engine, idle_max=0.4)
@@ -107,7 +107,8 @@ def test_daemon_a_sessions_listing_cut_after_its_status_pauses_nothing(
     outages: List[str] = []
     running.on_outage = lambda error, wait: outages.append(str(error))
     with caplog.at_level(logging.WARNING, logger="flux0sync"):
-        run_for(running, 1.0)
+        # the failure is taken for an outage or not when it is logged: no need to run on after it
+        run_until(running, lambda: "sessions listing failed" in caplog.text, 1.0)
     assert not outages and fake.count("GET", "/api/sessions") >= 1
     assert "sessions listing failed" in caplog.text and "connection lost" in caplog.text
 
