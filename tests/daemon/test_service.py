@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import io
+import json
 import os
 import random
 import signal
 import sqlite3
 import time
 from pathlib import Path
+from typing import Tuple
 
 import pytest
+from flux0sync.cli import main
 from flux0sync.config import Config, ConfigError, load_config
 from flux0sync.notify import Notifier, watchdog_interval
 from flux0sync.service import Daemon, StopFlag
@@ -91,26 +95,35 @@ def test_state_directory_default_and_journal_format(tmp_path: Path, fake: FakeSe
 
 
 def test_read_side_status_export_search(
-    archive_db: str, tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+    archive_db: str, tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The read commands on either archive: a process for a pass, a status and a refusal (exit codes
+    0 and 3 as the process's; test_once_mirrors_and_exit_codes has 1 and 2), the rest in-process
+    through the same ``main`` (a daemon process costs ~0.1 s of CPU to start, on five Pythons)."""
     (sid,) = populate(fake_flux0, 1, 6)
     db = archive_db
     assert run_daemon(["--once", "--db", db], fake.url).returncode == 0
     proc = run_daemon(["status", "--db", db], None)
     assert proc.returncode == 0 and sid in proc.stdout and "6 events, 1 sessions" in proc.stdout
-    fake_flux0.add_events(sid, 4)
-    proc = run_daemon(["status", "--db", db, "--server", "--json"], fake.url)
-    import json
-
-    doc = json.loads(proc.stdout)
-    assert doc["events"] == 6 and doc["per_session"][0]["behind"] == 4
-    proc = run_daemon(["export", sid, "--db", db, "--jsonl"], None)
-    assert [json.loads(line)["offset"] for line in proc.stdout.splitlines()] == list(range(6))
-    assert run_daemon(["export", "nosuchsess", "--db", db], None).returncode == 1
-    proc = run_daemon(["search", f"message {sid} #3", "--db", db], None)
-    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
-    assert run_daemon(["search", "zebra", "--db", db], None).returncode == 1
     assert run_daemon(["status", "--db", str(tmp_path / "none.sqlite3")], None).returncode == 3
+    fake_flux0.add_events(sid, 4)
+    monkeypatch.setenv("FLUX0_SERVER_URL", fake.url)
+
+    def cli(*args: str) -> Tuple[int, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(args), stdout=out, stderr=err)
+        assert "Traceback" not in err.getvalue()
+        return code, out.getvalue()
+
+    code, out = cli("status", "--db", db, "--server", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["events"] == 6 and doc["per_session"][0]["behind"] == 4
+    code, out = cli("export", sid, "--db", db, "--jsonl")
+    assert code == 0 and [json.loads(line)["offset"] for line in out.splitlines()] == list(range(6))
+    assert cli("export", "nosuchsess", "--db", db)[0] == 1
+    code, out = cli("search", f"message {sid} #3", "--db", db)
+    assert code == 0 and len(out.splitlines()) == 1
+    assert cli("search", "zebra", "--db", db)[0] == 1
 
 
 def test_sigterm_while_every_fetch_stalls_exits_0_at_once(tmp_path: Path, fake: FakeServer) -> None:
