@@ -405,7 +405,52 @@ class PatchedDocument:
             if root is None:
                 self._root = [value]
                 return
+        elif (op == "add" or op == "replace") and self._set_in_place(path, op == "add", value):
+            return
         self._apply(op, path, value)
+
+    def _set_in_place(self, path: str, add: bool, value: Any) -> bool:
+        """The common patch of flux0's tool calls and JSON replies (``/tool_calls/0/args/-``,
+        ``/tool_calls/0/tool_name``, ``/answer``): every container on the path exists, is an
+        object or a plain list shorter than :data:`_LONG` reached by an index in range, and the
+        last step sets an object member or appends. Applies it as :meth:`_apply` would (the
+        same change, the same undo entry) and says True; changes nothing and says False for
+        anything else, which :meth:`_apply` then does (or rejects). One call instead of one per
+        token; the contract is tests/test_patch_contract.py."""
+        parent = self._root
+        kind = type(parent)
+        if not (kind is dict or (kind is list and len(parent) < _LONG)):
+            return False
+        if path[:1] != "/" or "~" in path or path.count("/") > MAX_PATH_DEPTH:
+            return False
+        tokens = path[1:].split("/")
+        last = tokens.pop()
+        for token in tokens:
+            if kind is dict:
+                parent = parent.get(token)
+            elif token.isdigit() and token.isascii() and (token[0] != "0" or token == "0") and len(token) <= 4:
+                index = int(token)  # (a longer index: the general path)
+                if index >= len(parent):
+                    return False  # the general path appends a container, or rejects the index
+                parent = parent[index]
+            else:
+                return False
+            kind = type(parent)
+            if not (kind is dict or (kind is list and len(parent) < _LONG)):
+                return False  # missing, null, a scalar, or a list that becomes a _PieceList
+        log = self._log
+        if kind is dict:
+            if log is not None:
+                old = parent.get(last, _MISSING)
+                log.append((_DROP, parent, last, None) if old is _MISSING else (_PUT, parent, last, old))
+            parent[last] = value
+            return True
+        if add and last == "-":
+            if log is not None:
+                log.append((_DROP, parent, len(parent), None))
+            parent.append(value)
+            return True
+        return False
 
     def apply_all(self, operations: Iterable[Tuple[str, str, Any]]) -> None:
         """Apply ``(op, path, value)`` operations as :meth:`apply_own` does, all or nothing

@@ -43,7 +43,14 @@ _PATHS = st.one_of(
 _OPS = st.sampled_from(["add", "add", "add", "replace", "remove", "move"])
 _PATCH = st.builds(JsonPatch, _OPS, _PATHS, st.one_of(_TEXT, _VALUES))
 _PATCHES = st.lists(_PATCH, max_size=25)
-_STARTS = st.one_of(st.none(), _VALUES, st.lists(_TEXT, max_size=8))
+# documents whose members the paths name, so that patches reach into existing containers
+_KEYED = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=5)
+    | st.dictionaries(st.sampled_from(["a", "b", "tool_calls", "args", "0", "-", "~", "/"]), inner, max_size=4),
+    max_leaves=12,
+)
+_STARTS = st.one_of(st.none(), _VALUES, st.lists(_TEXT, max_size=8), _KEYED)
 
 
 def _outcome(action: Any) -> Tuple[str, str]:
