@@ -46,8 +46,10 @@ _PATCHES = st.lists(_PATCH, max_size=25)
 # documents whose members the paths name, so that patches reach into existing containers
 _KEYED = st.recursive(
     _SCALARS,
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.sampled_from(["a", "b", "tool_calls", "args", "0", "-", "~", "/"]), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(["a", "b", "tool_calls", "args", "0", "-", "~", "/"]), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 _STARTS = st.one_of(st.none(), _VALUES, st.lists(_TEXT, max_size=8), _KEYED)

@@ -377,7 +377,9 @@ _JSON_VALUES = st.recursive(
         # hostile values: huge ints (over 3.11+'s int max str digits), lone surrogates escaped
         # and raw, non-finite numbers, nesting deeper than the scanner's recursion allows
         st.sampled_from(["1" * 5000, '{"a": -' + "9" * 4301 + "}", '"\\ud800"', '"\ud800x"', '["\\udfff", "\\ud83d"]']),
-        st.sampled_from(["NaN", "[Infinity, -Infinity]", "1e400", "-0.0", "[" * 100_000 + "]" * 100_000, "[" * 100_000]),
+        st.sampled_from(
+            ["NaN", "[Infinity, -Infinity]", "1e400", "-0.0", "[" * 100_000 + "]" * 100_000, "[" * 100_000]
+        ),
     )
 )
 def test_stream_event_json_is_json_loads(text: str) -> None:
