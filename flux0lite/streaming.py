@@ -211,9 +211,10 @@ class ReplyAssembler:
         if document is None:
             document = self._documents[event_id] = PatchedDocument()
         try:
-            if pieces_only:
-                # Appending a text piece fails only on a root that is no list, object or
-                # nothing, where the first one fails and changes nothing: no undo log needed.
+            if pieces_only or new:
+                # No undo log needed: appending a text piece fails only on a root that is no
+                # list, object or nothing, where the first one fails and changes nothing; a
+                # new message is dropped whole.
                 for op, path, value in owned:
                     document.apply_own(op, path, value)
             else:
