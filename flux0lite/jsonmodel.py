@@ -277,6 +277,19 @@ def spec_of(cls: type) -> _Spec:
     return spec
 
 
+def _twin_of(cls: type) -> Optional[type]:
+    """A plain class whose instances may become ``cls``'s by ``__class__`` assignment (the same
+    layout: a ``__dict__`` and weak references, no slots, no ``__new__`` or ``__init__`` of
+    its own), or None where ``cls`` has another layout."""
+    twin = type(cls.__name__, (), {"__slots__": ("__dict__", "__weakref__"), "__qualname__": cls.__qualname__})
+    try:
+        instance = twin()
+        instance.__class__ = cls
+    except TypeError:
+        return None
+    return twin
+
+
 def _make_spec(cls: type) -> _Spec:
     """A model class's reader and writer, made from its field declarations.
 
@@ -326,7 +339,7 @@ def _make_spec(cls: type) -> _Spec:
 
     scope: JsonDict = {
         "cls": cls, "new": object.__new__, "setattr": object.__setattr__, "absent": absent_value, "check": check,
-        "ModelError": ModelError, "NO_KEY": _NO_VALUE,
+        "ModelError": ModelError, "NO_KEY": _NO_VALUE, "twin": _twin_of(cls),
         "known": frozenset(key for _, key, _, _, _ in declared), "after_read": getattr(cls, "_after_read", None),
     }  # fmt: skip
     read = [
@@ -388,10 +401,14 @@ def _make_spec(cls: type) -> _Spec:
             lines.append("after_read(values)")
         if hasattr(cls, "__post_init__"):
             lines.append("return cls(**values)")
-        else:
+        elif scope["twin"] is not None:
             # A frozen dataclass's __init__ sets each field through object.__setattr__, most of
             # the cost of parsing; every field is set here, so this is the object cls(**values)
-            # makes (values becomes its __dict__: nothing else holds it).
+            # makes (values becomes its __dict__: nothing else holds it). It is made as an
+            # instance of a plain twin class, whose attributes are set the quick way (no call
+            # of object.__setattr__), then given its class: a fifth cheaper per object.
+            lines += ["instance = twin()", "instance.__dict__ = values", "instance.__class__ = cls", "return instance"]
+        else:
             lines += ["instance = new(cls)", "setattr(instance, '__dict__', values)", "return instance"]
         return [indent + line for line in lines]
 
