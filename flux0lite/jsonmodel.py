@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Un
 
 from .errors import ModelError
 
-__all__ = ["Kind", "STR", "INT", "BOOL", "NUMBER", "OBJECT", "LIST", "ANY", "nested", "nested_list"]
+__all__ = ["Kind", "STR", "INT", "BOOL", "NUMBER", "OBJECT", "LIST", "ANY", "nested", "nested_list", "typed_by"]
 __all__ += ["json_field", "spec_of", "JsonModel", "JsonDict", "model", "LazyDataclassMeta"]
 
 JsonDict = Dict[str, Any]
@@ -39,20 +39,22 @@ class Kind:
     (This module's records are plain classes: a NamedTuple compiles code when it is declared.)
     """
 
-    __slots__ = ("accepts", "exact", "many", "model", "name", "read", "write")
+    __slots__ = ("accepts", "by", "exact", "many", "model", "name", "read", "readers", "write")
 
     def __init__(
         self,
         name: str,  # for error messages
         exact: Optional[type],  # the JSON type of the common case, checked with ``type(v) is``; None: any
         accepts: Tuple[type, ...],  # what the slower isinstance() check lets through
-        read: Optional[Callable[[Any], Any]] = None,  # JSON value (or list item) -> field value
+        read: Optional[Callable[..., Any]] = None,  # JSON value (or list item) -> field value
         write: Optional[Callable[[Any], Any]] = None,  # field value -> JSON value
         model: Optional[type] = None,  # a nested model, read and written by its own spec
         many: bool = False,  # a JSON list of such items, held as a tuple
+        by: Optional[str] = None,  # see typed_by
+        readers: Optional[Dict[Any, Callable[[Any], Any]]] = None,
     ) -> None:
         self.name, self.exact, self.accepts, self.read, self.write = name, exact, accepts, read, write
-        self.model, self.many = model, many
+        self.model, self.many, self.by, self.readers = model, many, by, readers
 
 
 STR = Kind("str", str, (str,))
@@ -67,6 +69,19 @@ ANY = Kind("any", None, ())
 def nested(cls: type) -> Kind:
     """A nested model (whose reader checks the JSON's shape itself)."""
     return Kind("object", None, (), model=cls)
+
+
+def typed_by(
+    field_name: str,
+    readers: Dict[Any, Callable[[Any], Any]],
+    read: Callable[[Any, Any], Any],
+    write: Callable[[Any], Any],
+) -> Kind:
+    """Any JSON, read by the value of the model's field ``field_name`` (declared before it, a
+    string): ``readers[tag](value)`` when ``readers`` has the tag, else ``read(tag, value)``
+    (which may add a reader to ``readers``). It is read after every other field, as a last
+    step: a field's error comes first."""
+    return Kind("any", None, (), read, write, by=field_name, readers=readers)
 
 
 def nested_list(item: Union[type, Callable[[Any], Any]], write: Optional[Callable[[Any], Any]] = None) -> Kind:
@@ -277,6 +292,19 @@ def spec_of(cls: type) -> _Spec:
     return spec
 
 
+def _twin_of(cls: type) -> Optional[type]:
+    """A plain class whose instances may become ``cls``'s by ``__class__`` assignment (the same
+    layout: a ``__dict__`` and weak references, no slots, no ``__new__`` or ``__init__`` of
+    its own), or None where ``cls`` has another layout."""
+    twin = type(cls.__name__, (), {"__slots__": ("__dict__", "__weakref__"), "__qualname__": cls.__qualname__})
+    try:
+        instance = twin()
+        instance.__class__ = cls
+    except TypeError:
+        return None
+    return twin
+
+
 def _make_spec(cls: type) -> _Spec:
     """A model class's reader and writer, made from its field declarations.
 
@@ -326,8 +354,8 @@ def _make_spec(cls: type) -> _Spec:
 
     scope: JsonDict = {
         "cls": cls, "new": object.__new__, "setattr": object.__setattr__, "absent": absent_value, "check": check,
-        "ModelError": ModelError, "NO_KEY": _NO_VALUE,
-        "known": frozenset(key for _, key, _, _, _ in declared), "after_read": getattr(cls, "_after_read", None),
+        "ModelError": ModelError, "NO_KEY": _NO_VALUE, "twin": _twin_of(cls),
+        "known": frozenset(key for _, key, _, _, _ in declared),
     }  # fmt: skip
     read = [
         "def read(raw):",
@@ -337,9 +365,14 @@ def _make_spec(cls: type) -> _Spec:
         "    gone = 0",
     ]
     written, omitted = [], []  # JSON entries, and statements for the fields left out when None
+    by_tag = []  # the last step: fields read by another's value (typed_by)
     for i, (attr, key, kind, _, omit_none) in enumerate(declared):
         nested = spec_of(kind.model) if kind.model is not None else None
         scope[f"R{i}"] = reader = nested.read if nested is not None else kind.read
+        if kind.by is not None:
+            tag = next(j for j, d in enumerate(declared[:i]) if d[0] == kind.by)
+            scope[f"D{i}"], reader = kind.readers, None
+            by_tag.append(f"r = D{i}.get(f{tag})\nf{i} = r(f{i}) if r is not None else R{i}(f{tag}, f{i})")
         scope[f"W{i}"] = writer = nested.write if nested is not None else kind.write
         scope[f"T{i}"] = kind.exact
         value = "v" if reader is None else f"tuple(map(R{i}, v))" if kind.many else f"R{i}(v)"
@@ -383,15 +416,18 @@ def _make_spec(cls: type) -> _Spec:
 
     def finish(values: List[str], indent: str) -> List[str]:
         """values -> the instance"""
-        lines = [f"values = {{{', '.join(values)}}}"]
-        if scope["after_read"] is not None:
-            lines.append("after_read(values)")
+        lines = [line for step in by_tag for line in step.split("\n")]
+        lines.append(f"values = {{{', '.join(values)}}}")
         if hasattr(cls, "__post_init__"):
             lines.append("return cls(**values)")
-        else:
+        elif scope["twin"] is not None:
             # A frozen dataclass's __init__ sets each field through object.__setattr__, most of
             # the cost of parsing; every field is set here, so this is the object cls(**values)
-            # makes (values becomes its __dict__: nothing else holds it).
+            # makes (values becomes its __dict__: nothing else holds it). It is made as an
+            # instance of a plain twin class, whose attributes are set the quick way (no call
+            # of object.__setattr__), then given its class: a fifth cheaper per object.
+            lines += ["instance = twin()", "instance.__dict__ = values", "instance.__class__ = cls", "return instance"]
+        else:
             lines += ["instance = new(cls)", "setattr(instance, '__dict__', values)", "return instance"]
         return [indent + line for line in lines]
 
@@ -422,8 +458,8 @@ def _fast_path(declared: List[Tuple[str, str, Kind, Any, bool]]) -> List[str]:
             tests.append(f"(type(f{i}) is T{i} or f{i} is None)" if default is None else f"type(f{i}) is T{i}")
         elif default is not None:
             tests.append(f"f{i} is not None")
-        if kind.read is None and kind.model is None:
-            continue
+        if (kind.read is None and kind.model is None) or kind.by is not None:
+            continue  # as it is, or read by another field's value as a last step (finish)
         # most lists of nested values hold one: a 1-tuple is cheaper made than by tuple(map())
         value = f"(R{i}(f{i}[0]),) if len(f{i}) == 1 else tuple(map(R{i}, f{i}))" if kind.many else f"R{i}(f{i})"
         reads.append(f"if f{i} is not None: f{i} = {value}" if default is None else f"f{i} = {value}")

@@ -44,6 +44,7 @@ from .jsonmodel import (
     nested,
     nested_list,
     spec_of,
+    typed_by,
 )
 
 if TYPE_CHECKING:  # what ``model`` makes, on first need: the dataclass
@@ -278,6 +279,9 @@ def _data_to_json(data: EventData) -> Any:
     return dict(data) if isinstance(data, dict) else spec_of(type(data)).write(data)
 
 
+_DATA_BY_TYPE = typed_by("type", _EVENT_DATA_READERS, _parse_event_data, _data_to_json)
+
+
 @model(frozen=True)
 class Event(JsonModel):
     """A stored session event, as ``list_events`` returns it."""
@@ -286,7 +290,7 @@ class Event(JsonModel):
     type: str = field(metadata=json_field(STR, required=True))
     source: str = field(metadata=json_field(STR, required=True))
     offset: int = field(metadata=json_field(INT, required=True))
-    data: EventData = field(metadata=json_field(Kind("any", None, (), None, _data_to_json)))  # typed by ``type``
+    data: EventData = field(metadata=json_field(_DATA_BY_TYPE))
     correlation_id: Optional[str] = field(default=None, metadata=json_field(STR))
     deleted: bool = field(default=False, metadata=json_field(BOOL))
     metadata: Optional[Dict[str, Any]] = field(default=None, metadata=json_field(OBJECT))
@@ -297,12 +301,6 @@ class Event(JsonModel):
     def text(self) -> str:
         """Message text for message events, ``""`` otherwise."""
         return self.data.text if isinstance(self.data, MessageEventData) else ""
-
-    @staticmethod
-    def _after_read(values: JsonDict) -> None:
-        reader = _EVENT_DATA_READERS.get(values["type"])  # the common case without another call
-        data = values["data"]
-        values["data"] = reader(data) if reader is not None else _parse_event_data(values["type"], data)
 
 
 @model(frozen=True)

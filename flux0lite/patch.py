@@ -405,7 +405,76 @@ class PatchedDocument:
             if root is None:
                 self._root = [value]
                 return
+        elif (op == "add" or op == "replace") and self._set_in_place(path, op == "add", value):
+            return
         self._apply(op, path, value)
+
+    def _set_in_place(self, path: str, add: bool, value: Any) -> bool:
+        """The common patch of flux0's tool calls and JSON replies (``/tool_calls/0``,
+        ``/tool_calls/0/args/-``, ``/tool_calls/0/tool_name``, ``/answer``) in one call, not
+        one per token: every container on the path is an object or a plain list shorter than
+        :data:`_LONG`, each step a member or an index of at most 4 digits (not ``-``), and the
+        last one sets a member, appends or inserts. Anything else changes nothing more than
+        :meth:`_apply` would on its way and says False; :meth:`_apply` then goes on (or
+        rejects). Every change is :meth:`_apply`'s, with the same undo entry: a missing root,
+        member or list end gets the container the next token asks for. Its contract is
+        tests/test_patch_contract.py."""
+        if path[:1] != "/" or "~" in path or path.count("/") > MAX_PATH_DEPTH:
+            return False
+        tokens = path[1:].split("/")
+        parent = self._root
+        if parent is None:
+            parent = self._root = _empty_for(tokens[0])  # as _apply makes it (and never logs)
+        kind = type(parent)
+        if not (kind is dict or (kind is list and len(parent) < _LONG)):
+            return False
+        log = self._log
+        for depth in range(len(tokens) - 1):
+            token = tokens[depth]
+            if kind is dict:
+                child = parent.get(token)
+                if child is None:  # missing or null: _child's new container
+                    if log is not None:
+                        log.append((_PUT, parent, token, None) if token in parent else (_DROP, parent, token, None))
+                    child = parent[token] = _empty_for(tokens[depth + 1])
+            elif token.isdigit() and token.isascii() and (token[0] != "0" or token == "0") and len(token) <= 4:
+                index = int(token)
+                if index < len(parent):
+                    child = parent[index]
+                elif index == len(parent):
+                    if log is not None:
+                        log.append((_DROP, parent, index, None))
+                    child = _empty_for(tokens[depth + 1])
+                    parent.append(child)
+                else:
+                    return False  # out of range: _apply rejects it
+            else:
+                return False  # "-" (_apply would append again), or no index
+            parent = child
+            kind = type(parent)
+            if not (kind is dict or (kind is list and len(parent) < _LONG)):
+                return False  # a scalar, or a list that becomes a _PieceList
+        last = tokens[-1]
+        if kind is dict:
+            if log is not None:
+                old = parent.get(last, _MISSING)
+                log.append((_DROP, parent, last, None) if old is _MISSING else (_PUT, parent, last, old))
+            parent[last] = value
+            return True
+        if not add:
+            return False
+        if last == "-":
+            index = len(parent)
+        elif last.isdigit() and last.isascii() and (last[0] != "0" or last == "0") and len(last) <= 4:
+            index = int(last)
+            if index > len(parent):
+                return False
+        else:
+            return False
+        if log is not None:
+            log.append((_DROP, parent, index, None))
+        parent.insert(index, value)
+        return True
 
     def apply_all(self, operations: Iterable[Tuple[str, str, Any]]) -> None:
         """Apply ``(op, path, value)`` operations as :meth:`apply_own` does, all or nothing

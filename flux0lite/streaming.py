@@ -47,9 +47,12 @@ def not_a_stream(method: str, url: str, content_type: str) -> ContentTypeError:
     return ContentTypeError(f"expected text/event-stream from {method} {url}, got {got!r}")
 
 
-# json.loads(text) is raw_decode plus two whitespace matches and two more Python frames, which on
-# a stream of small events cost a third as much as the parsing itself.
-_scan_json: Callable[[str, int], Tuple[Any, int]] = json.JSONDecoder().raw_decode
+# json.loads(text) is the scanner's call plus two whitespace matches and three Python frames
+# (loads, decode, raw_decode), which on a stream of small events cost a third as much as the
+# parsing itself: the scanner (C where CPython has it) is called directly. It raises
+# StopIteration where no value starts at 0 (leading whitespace too): json.loads decides then.
+# (JSONDecoder sets scan_once in __init__; typeshed does not declare it.)
+_scan_json: Callable[[str, int], Tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _STREAM_MODELS: Dict[str, Type[Union[StatusEvent, ChunkEvent]]] = {"status": StatusEvent, "chunk": ChunkEvent}
 _STREAM_READERS: Dict[str, Callable[[Any], StreamEvent]] = {}  # filled on first use of each
 
@@ -60,8 +63,14 @@ def _load_json(sse: SSEEvent) -> Any:
         value, end = _scan_json(text, 0)
         if end == len(text):  # one JSON value and nothing after it: what json.loads accepts
             return value
-    except (ValueError, RecursionError):
+    except (StopIteration, ValueError, RecursionError):
         pass  # json.loads below says what is wrong
+    return _load_json_slowly(sse)
+
+
+def _load_json_slowly(sse: SSEEvent) -> Any:
+    """json.loads' answer for what the scanner alone did not take."""
+    text = sse.data
     try:
         return json.loads(text)  # a value with whitespace around it, or an error
     except RecursionError as exc:
@@ -78,7 +87,13 @@ def parse_stream_event(sse: SSEEvent) -> StreamEvent:
         if model is None:
             return RawStreamEvent(event=sse.event, data=sse.data, id=sse.id)
         read = _STREAM_READERS[sse.event] = spec_of(model).read
-    return read(_load_json(sse))
+    # _load_json inlined (a call per event less): the scanner, else json.loads decides
+    text = sse.data
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        end = -1
+    return read(value if end == len(text) else _load_json_slowly(sse))
 
 
 @dataclass(frozen=True)
@@ -129,11 +144,11 @@ class ReplyAssembler:
         self._error: Any = None
 
     def add(self, event: StreamEvent) -> None:
-        kind = type(event)  # an exact type test first: isinstance() on a model class is slow
-        if kind is ChunkEvent or (kind is not StatusEvent and isinstance(event, ChunkEvent)):
-            self._add_chunk(cast(ChunkEvent, event))
-        elif kind is StatusEvent or isinstance(event, StatusEvent):
-            data = cast(StatusEvent, event).data
+        # An exact type test first: isinstance() on a model class is slow (and no cast(): a call).
+        if type(event) is ChunkEvent or (type(event) is not StatusEvent and isinstance(event, ChunkEvent)):
+            self._add_chunk(event)
+        elif type(event) is StatusEvent or isinstance(event, StatusEvent):
+            data = event.data
             status = data.status
             kept = self.kept_bytes + len(status) + VALUE_OVERHEAD
             if status == "error" or kept > self.max_bytes:
@@ -162,9 +177,23 @@ class ReplyAssembler:
 
     def _add_chunk(self, event: ChunkEvent) -> None:
         patches = event.patches
-        before = kept = self.kept_bytes
         event_id = event.event_id
         document = self._documents.get(event_id)
+        if document is not None and len(patches) == 1:
+            # One text piece appended to a message: nearly every event of a text reply. As
+            # below, without the lists: counted, checked, then applied (which fails only on a
+            # root that is no list, object or nothing, changing nothing; then uncounted).
+            patch = patches[0]
+            value = patch.value
+            if type(value) is str and patch.path == "/-" and patch.op == "add":
+                kept = self.kept_bytes + VALUE_OVERHEAD + len(value)
+                if kept > self.max_bytes:
+                    self.kept_bytes = kept
+                    raise self._too_large()
+                document.apply_own("add", "/-", value)
+                self.kept_bytes = kept
+                return
+        before = kept = self.kept_bytes
         if document is None:
             kept += _MESSAGE_OVERHEAD + len(event_id)
         # Every value is measured, and copied for the document to keep, before any is
@@ -194,9 +223,10 @@ class ReplyAssembler:
         if document is None:
             document = self._documents[event_id] = PatchedDocument()
         try:
-            if pieces_only:
-                # Appending a text piece fails only on a root that is no list, object or
-                # nothing, where the first one fails and changes nothing: no undo log needed.
+            if pieces_only or new:
+                # No undo log needed: appending a text piece fails only on a root that is no
+                # list, object or nothing, where the first one fails and changes nothing; a
+                # new message is dropped whole.
                 for op, path, value in owned:
                     document.apply_own(op, path, value)
             else:

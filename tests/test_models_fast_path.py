@@ -143,3 +143,46 @@ def test_the_captured_answer_takes_the_fast_path_and_matches() -> None:
     for cls, raw in SAMPLES:
         assert type(raw) is dict
         assert_same(cls, raw)
+
+
+def test_a_read_instance_is_its_class_made_through_init() -> None:
+    """Readers make instances as a plain twin class's and then assign ``__class__``: the
+    object is the one ``cls(**fields)`` makes (type, fields, frozen, equality, hashing, weak
+    references, pickling), for every reader of this module's models."""
+    import copy
+    import dataclasses
+    import pickle
+    import weakref
+
+    raw = json.loads(open(CAPTURE, encoding="utf-8").read())["data"][3]
+    read = Event.from_dict(raw)
+    made = Event(**{f.name: getattr(read, f.name) for f in dataclasses.fields(Event)})
+    for instance in (read, read.data, read.data.parts[0], read.data.participant):
+        cls = type(instance)
+        assert instance.__class__ is cls and isinstance(instance, cls)
+        assert vars(instance) == {f.name: getattr(instance, f.name) for f in dataclasses.fields(cls)}
+        assert weakref.ref(instance)() is instance
+        assert pickle.loads(pickle.dumps(instance)) == instance == copy.deepcopy(instance)
+        try:
+            instance.extra = {}  # type: ignore[misc]
+        except dataclasses.FrozenInstanceError:
+            pass
+        else:
+            raise AssertionError("a read instance is frozen")
+    assert read == made and repr(read) == repr(made) and read.to_dict() == made.to_dict() == raw
+    participant = read.data.participant
+    assert hash(participant) == hash(type(participant)(id=participant.id, name=participant.name))
+
+
+def test_a_model_of_another_layout_is_read_without_a_twin() -> None:
+    from dataclasses import field
+
+    from flux0lite.jsonmodel import STR, JsonModel, _twin_of, json_field, model
+
+    @model(frozen=True)
+    class Slotted(JsonModel):
+        __slots__ = ("spare",)  # one slot more than a plain class has
+        name: str = field(metadata=json_field(STR, required=True))
+
+    assert _twin_of(Slotted) is None and _twin_of(Event) is not None
+    assert Slotted.from_dict({"name": "x"}) == Slotted(name="x")

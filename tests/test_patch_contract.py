@@ -36,14 +36,31 @@ _VALUES = st.recursive(
     _SCALARS, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_TEXT, inner, max_size=4), max_leaves=12
 )
 _TOKENS = st.sampled_from(["-", "0", "1", "2", "3", "01", "a", "b", "tool_calls", "args", "~0", "~1x", "²", "9" * 20])
+# the paths flux0 sends and their neighbours: most reach into containers earlier ones made
+_FLUX0_PATHS = st.sampled_from(
+    ["/tool_calls/0", "/tool_calls/1", "/tool_calls/0/args/-", "/tool_calls/0/args/0", "/tool_calls/0/tool_name"]
+    + ["/tool_calls/0/args", "/answer", "/a/b", "/a/b/-", "/a/0/b", "/0/0", "/0/-", "/tool_call_results"]
+    + ["/tool_call_results/-", "/tool_call_results/0/data", "/a", "/b/1", "/tool_calls/00", "/tool_calls/9999"]
+)
 _PATHS = st.one_of(
     st.lists(_TOKENS, min_size=1, max_size=4).map(lambda tokens: "/" + "/".join(tokens)),
     st.sampled_from(["", "/-", "/-", "/-", "no-slash", "/" + "/".join("a" * 70)]),
+    _FLUX0_PATHS,
+    _FLUX0_PATHS,
 )
 _OPS = st.sampled_from(["add", "add", "add", "replace", "remove", "move"])
 _PATCH = st.builds(JsonPatch, _OPS, _PATHS, st.one_of(_TEXT, _VALUES))
 _PATCHES = st.lists(_PATCH, max_size=25)
-_STARTS = st.one_of(st.none(), _VALUES, st.lists(_TEXT, max_size=8))
+# documents whose members the paths name, so that patches reach into existing containers
+_KEYED = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(["a", "b", "tool_calls", "args", "0", "-", "~", "/"]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_STARTS = st.one_of(st.none(), _VALUES, st.lists(_TEXT, max_size=8), _KEYED)
 
 
 def _outcome(action: Any) -> Tuple[str, str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Callable, Tuple
 
 import pytest
 
@@ -14,6 +15,7 @@ from flux0lite import (
     DecodeError,
     EventStream,
     Flux0,
+    Flux0Error,
     JsonPatch,
     ModelError,
     RawStreamEvent,
@@ -26,7 +28,7 @@ from flux0lite import (
 )
 from flux0lite.sse import SSEDecoder
 from flux0lite.streaming import ReplyAssembler, parse_stream_event
-from tests.conftest import shared_path
+from tests.conftest import SHARED, shared_path
 from tests.fakeserver import Conn, FakeServer, Request, chunked, raw_response, sse_stream, sse_text
 
 PATH = "/api/sessions/sess000001/events/stream"
@@ -359,6 +361,13 @@ from flux0lite.sse import SSEEvent  # noqa: E402
 from flux0lite.streaming import _load_json  # noqa: E402
 
 _JSON_ALPHABET = st.sampled_from(list('{}[]",:0123456789.eE+-truefalsnNIiy \t\n\r\\u\ufeffx'))
+_CAPTURES = SHARED / "flux0-api" / "captures"
+_CAPTURED_DATA = [
+    line[len("data: ") :]
+    for path in sorted(_CAPTURES.glob("sse-sample*.txt"))
+    for line in path.read_text(encoding="utf-8").splitlines()
+    if line.startswith("data: ")
+] or ['{"event_id": "e", "patches": []}']  # the captures' shape, where they are not present
 _JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
@@ -374,6 +383,15 @@ _JSON_VALUES = st.recursive(
         st.tuples(
             st.sampled_from(["", " ", "\n", "\ufeff"]), _JSON_VALUES.map(json.dumps), st.text(" \t}x", max_size=2)
         ).map("".join),
+        # hostile values: huge ints (over 3.11+'s int max str digits), lone surrogates escaped
+        # and raw, non-finite numbers, nesting deeper than the scanner's recursion allows
+        st.sampled_from(["1" * 5000, '{"a": -' + "9" * 4301 + "}", '"\\ud800"', '"\ud800x"', '["\\udfff", "\\ud83d"]']),
+        st.tuples(st.sampled_from(["", " "]), st.sampled_from(_CAPTURED_DATA), st.sampled_from(["", " ", "x"])).map(
+            "".join
+        ),
+        st.sampled_from(
+            ["NaN", "[Infinity, -Infinity]", "1e400", "-0.0", "[" * 100_000 + "]" * 100_000, "[" * 100_000]
+        ),
     )
 )
 def test_stream_event_json_is_json_loads(text: str) -> None:
@@ -381,9 +399,23 @@ def test_stream_event_json_is_json_loads(text: str) -> None:
     json.loads fails: the direct scanner call is a shortcut, never another parser."""
     try:
         expected = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         with pytest.raises(DecodeError):
             _load_json(SSEEvent(data=text, event="chunk"))
+        with pytest.raises(DecodeError):  # parse_stream_event has the scanner call inlined
+            parse_stream_event(SSEEvent(data=text, event="status"))
         return
     got = _load_json(SSEEvent(data=text, event="chunk"))
     assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    for name, model in (("chunk", ChunkEvent), ("status", StatusEvent)):
+        assert _outcome(lambda: parse_stream_event(SSEEvent(data=text, event=name))) == _outcome(
+            lambda: model.from_dict(json.loads(text))
+        )
+
+
+def _outcome(action: Callable[[], object]) -> Tuple[str, str]:
+    """The repr of what ``action`` returned, or its error's type and message."""
+    try:
+        return "ok", repr(action())
+    except Flux0Error as exc:
+        return type(exc).__name__, str(exc)
