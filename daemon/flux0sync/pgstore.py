@@ -41,6 +41,7 @@ from .config import ConfigError
 from .gaps import Gap, reconcile
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_row, storable_text
 from .store import (
+    RETIRE_PIECE_CHARS,
     Listed,
     PollRecord,
     SearchHit,
@@ -48,7 +49,6 @@ from .store import (
     StoreBusyError,
     StoreError,
     StoreFullError,
-    RETIRE_PIECE_CHARS,
     WriteResult,
     _conflict_digest,
     _same,
