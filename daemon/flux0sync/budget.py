@@ -32,10 +32,10 @@ CHAR_COST = 10
 # What a character of a value built without recursion costs (jsonread: ~75 bytes at worst).
 DEEP_CHAR_COST = 75
 # The default budget (estimated bytes). The daemon's own ~30 MB, this, and the one worker that
-# may pass it (an event of up to 16 MiB, ~150 MB while it is written; or one deep value, ~75
-# MB) stay within the unit's MemoryMax=256M. Small events are not slowed: a write batch is
-# at most MAX_BATCH_CHARS (4 Mi characters), and the budget holds more than one per worker.
-DEFAULT_BUDGET = 48 * 1024 * 1024
+# may pass it (an event of up to 16 MiB, ~170 MB while it is written; or one deep value, ~75
+# MB) stay within the unit's MemoryMax=256M (15 MiB events, 4 workers: 190-225 MB measured;
+# with 48 MB, up to 320). A backlog of small events is limited by the writer, not by this.
+DEFAULT_BUDGET = 24 * 1024 * 1024
 
 
 class Budget:
