@@ -252,8 +252,12 @@ def _array(reader: _Reader, decoder: json.JSONDecoder, element: Callable[[Any, s
                 return
             start = at + 1
         reader.pos = start
+        # The last element and the old buffer are let go before reading on: a caller that
+        # waits for memory inside the chunk iterator (the daemon's budget) must not hold them.
+        value = buf = None  # type: ignore[assignment]
         careful = reader.value(decoder)
         yield element(careful.value, careful.text)
+        careful = None  # type: ignore[assignment]
         separator = reader.peek()
         reader.pos += 1
         if separator == "]":

@@ -279,6 +279,20 @@ class StreamingResponse:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def read_head(self, limit: int) -> Tuple[bytes, bool]:
+        """The body's first ``limit`` bytes at most, and whether that is all of it; a longer
+        body is cut there and its connection closed (the rest is never read or inflated)."""
+        chunks: List[bytes] = []
+        size = 0
+        for chunk in self.iter_bytes():
+            if size + len(chunk) > limit:
+                chunks.append(chunk[: limit - size])
+                self.close()
+                return b"".join(chunks), False
+            size += len(chunk)
+            chunks.append(chunk)
+        return b"".join(chunks), True
+
     def abort(self) -> None:
         """Shut the connection down at once, from any thread, without waiting for a read in
         progress elsewhere: that read returns and the server sees the disconnect now.

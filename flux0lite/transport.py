@@ -70,10 +70,15 @@ __all__ = [
     "USER_AGENT",
     "DEFAULT_TIMEOUT",
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "MAX_ERROR_BODY_BYTES",
 ]
 
 USER_AGENT = f"flux0lite/{__version__}"
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+# Of an answer that is not a success only this much body is read (inflated); the rest is
+# dropped with its connection. What is kept of it is a message: a proxy's 13 MB error page or a
+# 40 KB gzip that inflates to 40 MiB must not cost a long-running poller its memory.
+MAX_ERROR_BODY_BYTES = 64 * 1024
 _DEBUG = 10  # logging.DEBUG, without importing logging
 _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -365,7 +370,11 @@ class Transport:
         )
         if request.stream and 200 <= raw.status < 300:
             return streaming
-        body = streaming.read_all(self.max_response_bytes)
+        whole = True
+        if 200 <= raw.status < 300:
+            body = streaming.read_all(self.max_response_bytes)
+        else:
+            body, whole = streaming.read_head(min(self.max_response_bytes, MAX_ERROR_BODY_BYTES))
         if request.aborted.is_set():  # the body may look whole: a shut-down socket reads as its end
             streaming.close()
             raise _aborted(request, " while reading the answer")
@@ -373,7 +382,9 @@ class Transport:
         # it took as empty without framing (204, 304) may still be followed by bytes.
         complete = raw.isclosed() or (raw.length == 0 and raw.status not in (204, 304) and method != "HEAD")
         raw.close()  # releases the response only; the socket stays open for reuse
-        if raw.will_close or not complete:
+        if not whole:
+            pass  # read_head cut the body and closed its connection already
+        elif raw.will_close or not complete:
             self._pool.discard(conn)
         else:
             self._pool.checkin(route, conn)

@@ -51,6 +51,7 @@ from flux0lite.httputil import parse_retry_after
 from flux0lite.models import Agent, Session
 
 from .backend import Archive
+from .budget import Budget
 from .jobs import (
     BATCH_FAILURES,
     MAX_BATCH_CHARS,
@@ -287,7 +288,11 @@ class Engine:
 
     def run(self) -> Totals:
         self._pool = FetchPool(
-            self.make_client, workers=self.workers, deadline=self.fetch_deadline, close_clients=self.close_clients
+            self.make_client,
+            workers=self.workers,
+            deadline=self.fetch_deadline,
+            close_clients=self.close_clients,
+            budget=Budget(),  # what answers in flight may cost, all workers together (flux0sync.budget)
         )
         # Every event read makes about six dicts and lists, alive until their batch is written:
         # a young-generation collection every 2,000 of them (the default) frees nothing, and
@@ -546,6 +551,13 @@ class Engine:
         return hole_end, stored
 
     def _receive(self, wait: float) -> None:
+        assert self._pool is not None
+        try:
+            self._receive_some(wait)
+        finally:
+            self._pool.settle()  # what it took is written or dropped: its budget is free again
+
+    def _receive_some(self, wait: float) -> None:
         assert self._pool is not None
         try:
             first: Message = self._pool.results.get(timeout=wait)

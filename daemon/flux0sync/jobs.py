@@ -48,6 +48,7 @@ from flux0lite.jsonstream import Element, iter_array
 from flux0lite.resources import path_segment
 
 from .backend import Archive
+from .budget import DEEP_CHAR_COST, metered
 from .jsonread import Decoder
 from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
 from .store import StoreBusyError, StoreFullError, WriteResult
@@ -217,18 +218,19 @@ def fetch_events(
         chars = 0
         start: Optional[int] = min_offset
         jump = resume
+        take = _budget_of(emit)
         while start is not None:
             response = _stream_array(client, path, {"min_offset": str(start)}, what)
             start = None
             try:
-                chunks: Iterator[bytes] = _answer_bytes(response)
+                chunks: Iterator[bytes] = metered(_answer_bytes(response), take)
                 length = _small_body_length(response) if jump is None and not batch else None
                 if length is not None:
                     body = _read_body(chunks, length)
                     if isinstance(body, list):
                         return Fetched(highest, [], body)
                     chunks = body  # it failed or overran: read as streamed, from its first byte
-                decoder = Decoder()
+                decoder = Decoder(_deep_cost(take))
                 elements = iter_array(
                     chunks,
                     key="data",
@@ -251,7 +253,7 @@ def fetch_events(
                         chars += len(event.text)
                     if len(batch) >= batch_size or chars >= MAX_BATCH_CHARS:
                         emit(batch)
-                        batch, chars = [], 0
+                        batch, chars, event = [], 0, None  # type: ignore[assignment]  # handed over: not held while reading on
                     if jump is not None and type(offset) is int and offset > jump[0]:
                         start = jump[1] + 1 if jump[1] > offset else None
                         jump = None
@@ -266,6 +268,20 @@ def fetch_events(
         return Fetched(highest, batch)
 
     return run
+
+
+def _budget_of(emit: Emit) -> Optional[Callable[[int], None]]:
+    """How a job takes from the daemon's memory budget (flux0sync.budget): its emit's ``take``,
+    if its pool has a budget."""
+    take: Optional[Callable[[int], None]] = getattr(emit, "take", None)
+    return take
+
+
+def _deep_cost(take: Optional[Callable[[int], None]]) -> Optional[Callable[[int], None]]:
+    """What a value built without recursion takes from the budget, per character."""
+    if take is None:
+        return None
+    return lambda chars: take(chars * DEEP_CHAR_COST)
 
 
 def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[Flux0Error]]":
@@ -418,9 +434,14 @@ def _listing(
     def run(client: Flux0, emit: Emit) -> int:
         response = _stream_array(client, path, params, what)
         try:
-            decoder = Decoder()
+            take = _budget_of(emit)
+            decoder = Decoder(_deep_cost(take))
             elements = iter_array(
-                _answer_bytes(response), key="data", what=what, max_element_chars=_MAX_EVENT_CHARS, decoder=decoder
+                metered(_answer_bytes(response), take),
+                key="data",
+                what=what,
+                max_element_chars=_MAX_EVENT_CHARS,
+                decoder=decoder,
             )
             return _emit_pages(_readable(elements, decoder, what, warnings), parse, what, warnings, emit)
         finally:

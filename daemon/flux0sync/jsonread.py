@@ -19,7 +19,7 @@ from __future__ import annotations
 import decimal
 import json
 import re
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 __all__ = ["Decoder", "decode_without_recursion", "MAX_DEEP_CHARS", "element_end"]
 
@@ -39,10 +39,15 @@ class Decoder(json.JSONDecoder):
     recursion (a whole element: the C scanner's failure unwinds to the value it was asked for).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reserve: Optional[Callable[[int], None]] = None) -> None:
         super().__init__(parse_int=self._int)
         self.unusual = 0
         self.deep: Any = None
+        # Called with an element's characters before it is built without recursion (the
+        # daemon's budget, see flux0sync.budget); an element cut short is read again as more
+        # text arrives, and only what it grew by is reserved again.
+        self.reserve = reserve
+        self._reserved = 0
 
     def _int(self, digits: str) -> Any:
         try:
@@ -57,9 +62,14 @@ class Decoder(json.JSONDecoder):
         except StopIteration as exc:
             raise json.JSONDecodeError("Expecting value", s, exc.value) from None
         except RecursionError:
-            if element_end(s, idx, MAX_DEEP_CHARS) is None:  # too large to build within the unit's memory
+            whole = element_end(s, idx, MAX_DEEP_CHARS)
+            if whole is None:  # too large to build within the unit's memory
                 raise
+        if self.reserve is not None and whole - idx > self._reserved:
+            self.reserve(whole - idx - self._reserved)
+            self._reserved = whole - idx
         value, end = decode_without_recursion(s, idx, self)
+        self._reserved = 0
         self.unusual += 1
         self.deep = value
         return value, end

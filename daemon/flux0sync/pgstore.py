@@ -41,6 +41,7 @@ from .config import ConfigError
 from .gaps import Gap, reconcile
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_row, storable_text
 from .store import (
+    RETIRE_PIECE_CHARS,
     Listed,
     PollRecord,
     SearchHit,
@@ -814,20 +815,42 @@ _STATUS_V3 = (
 
 def _retire_events(cur: Any, sid: str, reason: str, now: float) -> int:
     """A re-created session, as in SQLite (see flux0sync.store._retire_events): its archived
-    events move to ``conflicts``, its gaps are forgotten and its checkpoint starts again."""
+    events move to ``conflicts``, its gaps are forgotten and its checkpoint starts again.
+    They are read in pages of about RETIRE_PIECE_CHARS (the page's first event whatever its
+    size), in id order, so a session of any size costs the daemon one page of memory."""
     _lock_session(cur, sid)
-    cur.execute('SELECT id, "offset", raw FROM events WHERE session_id = %s', (sid,))
-    rows = cur.fetchall()
-    if rows:
+    moved = 0
+    after: Optional[str] = None  # the last id moved
+    while True:
+        if after is None:
+            cur.execute(_RETIRE_PAGE.format(after=""), (sid, RETIRE_PIECE_CHARS))
+        else:
+            cur.execute(_RETIRE_PAGE.format(after="AND id > %s"), (sid, after, RETIRE_PIECE_CHARS))
+        rows = cur.fetchall()
+        if not rows:
+            break
         cur.executemany(
             'INSERT INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
             " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [(sid, eid, offset, reason, raw, _conflict_digest(eid, offset, raw), now) for eid, offset, raw in rows],
         )
+        moved += len(rows)
+        after = rows[-1][0]
+        del rows
     cur.execute("DELETE FROM events WHERE session_id = %s", (sid,))
     cur.execute("DELETE FROM gaps WHERE session_id = %s", (sid,))
     cur.execute("UPDATE sync_state SET last_offset = -1 WHERE session_id = %s", (sid,))
-    return len(rows)
+    return moved
+
+
+# The next page of a session's events after an id: up to 500 of them, cut where their raw text
+# passes the given size (the characters before an event are counted, so the first always comes).
+_RETIRE_PAGE = """
+    SELECT id, "offset", raw FROM (
+        SELECT id, "offset", raw, sum(char_length(raw)) OVER (ORDER BY id) - char_length(raw) AS before
+        FROM events WHERE session_id = %s {after} ORDER BY id LIMIT 500
+    ) page WHERE before < %s ORDER BY id
+"""
 
 
 def _lock_session(cur: Any, sid: str) -> int:

@@ -36,6 +36,7 @@ from .backend import (
     redact_db_url,
     sqlite_path,
 )
+from .budget import give_back_freed_memory
 from .config import Config, ConfigError, load_config
 from .engine import Engine, Totals
 from .notify import Notifier, watchdog_interval
@@ -474,6 +475,7 @@ def run_daemon(
     stop: Optional[StopFlag] = None,
 ) -> int:
     os.umask(0o077)
+    give_back_freed_memory()  # before any worker thread starts
     setup_logging(log_level)
     daemon = Daemon(config, once=once, check=check, flags=flags, env=env, notifier=notifier_factory(), stop=stop)
     return daemon.run()

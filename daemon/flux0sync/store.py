@@ -1124,6 +1124,11 @@ def _clash(db: sqlite3.Connection, row: EventRow) -> Optional[str]:
     return "same id, different event"
 
 
+# What a re-creation moves to ``conflicts`` at a time (see _retire_events): as much raw text as
+# a write batch holds (flux0sync.jobs.MAX_BATCH_CHARS).
+RETIRE_PIECE_CHARS = 4 * 1024 * 1024
+
+
 def _conflict_digest(*identity: Any) -> str:
     """A conflict's identity within its session (``conflicts`` holds each digest once).
 
@@ -1241,18 +1246,31 @@ def _with_moved(item: Listed, moved: Dict[str, int], key: Callable[[str], str] =
 def _retire_events(db: sqlite3.Connection, session_id: str, reason: str, now: float) -> int:
     """A re-created session: its archived events (the earlier conversation) move to
     ``conflicts`` with ``reason``, its gaps are forgotten and its checkpoint starts again, so
-    the new conversation is read from offset 0. Returns how many events moved."""
+    the new conversation is read from offset 0. Returns how many events moved.
+
+    The events are read and moved a piece at a time (RETIRE_PIECE_CHARS of raw text), in the
+    same transaction: a session of any size costs the daemon one piece of memory, not all of it.
+    """
     key = _key(session_id)
-    rows = db.execute('SELECT id, "offset", raw FROM events WHERE session_id = ?', (key,)).fetchall()
-    db.executemany(
+    insert = (
         'INSERT OR IGNORE INTO conflicts (session_id, event_id, "offset", reason, raw, digest, seen_at)'
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(key, eid, offset, reason, raw, _conflict_digest(eid, offset, raw), now) for eid, offset, raw in rows],
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
+    moved = chars = 0
+    piece: List[Tuple[Any, ...]] = []
+    for eid, offset, raw in db.execute('SELECT id, "offset", raw FROM events WHERE session_id = ?', (key,)):
+        piece.append((key, eid, offset, reason, raw, _conflict_digest(eid, offset, raw), now))
+        chars += len(raw)
+        if chars >= RETIRE_PIECE_CHARS:
+            db.executemany(insert, piece)
+            moved += len(piece)
+            piece, chars = [], 0
+    db.executemany(insert, piece)
+    moved += len(piece)
     db.execute("DELETE FROM events WHERE session_id = ?", (key,))
     db.execute("DELETE FROM gaps WHERE session_id = ?", (key,))
     db.execute("UPDATE sync_state SET last_offset = -1 WHERE session_id = ?", (key,))
-    return len(rows)
+    return moved
 
 
 def _same_json(stored: str, doc: Any) -> bool:

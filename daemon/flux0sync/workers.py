@@ -25,6 +25,8 @@ from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, Union
 
 from flux0lite import APITimeoutError, Flux0, Flux0Error
 
+from .budget import Budget
+
 __all__ = ["Job", "Piece", "Finished", "FetchPool", "FetchCancelled", "DeadlineExceeded", "Message"]
 
 T = TypeVar("T")
@@ -53,6 +55,7 @@ class Job(Generic[T]):
 class Piece:
     job: Job[Any]
     payload: Any
+    held: int = 0  # of the pool's budget, given back once the writer is done with it (settle)
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,51 @@ class Finished:
     value: Any = None
     error: Optional[Flux0Error] = None
     seconds: float = 0.0
+    held: int = 0
 
 
 Message = Union[Piece, Finished]
+
+
+class _Results(queue.Queue):  # type: ignore[type-arg]
+    """The result queue; counts the budget its messages hold as the writer takes them."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.taken = 0  # only the writer's thread gets messages: no lock needed
+
+    def _get(self) -> Message:
+        message: Message = super()._get()
+        self.taken += message.held
+        return message
+
+
+class _Emitter:
+    """A job's ``emit``; its ``take`` takes from the pool's budget what the job reads."""
+
+    def __init__(self, pool: "FetchPool", slot: "_Slot", job: Job[Any]) -> None:
+        self.pool, self.slot, self.job = pool, slot, job
+        self.take = None if pool.budget is None else self._take
+
+    def _take(self, cost: int) -> None:
+        assert self.pool.budget is not None
+        self.pool.budget.take(cost, self._check)
+
+    def _check(self) -> None:
+        if self.slot.cancelled is not None:
+            raise self.pool._cancel_error(self.slot)
+
+    def __call__(self, payload: Any) -> None:
+        pool, slot = self.pool, self.slot
+        piece = Piece(self.job, payload, pool.budget.hand_over() if pool.budget is not None else 0)
+        while True:
+            if slot.cancelled == "stop":  # nobody reads any more (past a deadline the writer still does)
+                raise pool._cancel_error(slot)
+            try:
+                pool.results.put(piece, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
 
 @dataclass
@@ -88,6 +133,7 @@ class FetchPool:
         clock: Callable[[], float] = time.monotonic,
         queue_size: Optional[int] = None,
         close_clients: bool = True,
+        budget: Optional[Budget] = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
@@ -95,7 +141,10 @@ class FetchPool:
         self.deadline = deadline
         self.clock = clock
         self.close_clients = close_clients  # False: make_client hands out clients someone else owns
-        self.results: "queue.Queue[Message]" = queue.Queue(maxsize=queue_size or workers)
+        self.results = _Results(queue_size or workers)
+        # None: unmetered; else every job's reads are taken from it (see flux0sync.budget) and
+        # the writer calls settle() once done with the messages it took
+        self.budget = budget
         self._jobs: "queue.Queue[Optional[Job[Any]]]" = queue.Queue()
         self._lock = threading.Lock()
         self._slots = [_Slot() for _ in range(workers)]
@@ -135,6 +184,12 @@ class FetchPool:
                 raise ValueError(f"a job for {job.key!r} is already in flight")
             self._keys[job.key] = job
         self._jobs.put(job)
+
+    def settle(self) -> None:
+        """Give the budget back for every message the writer has taken (and is done with)."""
+        if self.budget is not None:
+            self.budget.settle(self.results.taken)
+        self.results.taken = 0
 
     def supervise(self) -> List[Job[Any]]:
         """Cut off every job past its deadline; returns them. Call it from the loop, often.
@@ -187,18 +242,7 @@ class FetchPool:
     # -- a worker's side ---------------------------------------------------------------------
 
     def _emit(self, slot: _Slot, job: Job[Any]) -> Emit:
-        def emit(payload: Any) -> None:
-            piece = Piece(job, payload)
-            while True:
-                if slot.cancelled == "stop":  # nobody reads any more (past a deadline the writer still does)
-                    raise self._cancel_error(slot)
-                try:
-                    self.results.put(piece, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-        return emit
+        return _Emitter(self, slot, job)
 
     def _cancel_error(self, slot: _Slot) -> Flux0Error:
         if slot.cancelled == "deadline":
@@ -248,13 +292,15 @@ class FetchPool:
         return value, error, time.monotonic() - started
 
     def _finish(self, slot: _Slot, job: Job[Any], value: Any, error: Optional[Flux0Error], seconds: float) -> None:
+        held = self.budget.hand_over() if self.budget is not None else 0
         with self._lock:
             cancelled_by_stop = slot.cancelled == "stop"
             slot.job, slot.cancelled = None, None
             self._keys.pop(job.key, None)
         if cancelled_by_stop:
+            self._drop(held)
             return  # the writer has stopped reading
-        finished = Finished(job, value, error, seconds)
+        finished = Finished(job, value, error, seconds, held)
         while True:
             try:
                 self.results.put(finished, timeout=0.1)
@@ -262,4 +308,9 @@ class FetchPool:
             except queue.Full:
                 with self._lock:
                     if self._stopping:
+                        self._drop(held)
                         return
+
+    def _drop(self, held: int) -> None:
+        if self.budget is not None:
+            self.budget.settle(held)
