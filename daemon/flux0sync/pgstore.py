@@ -555,9 +555,12 @@ class PgStore:
 
         def write(cur: Any) -> WriteResult:
             now = time.time()
-            before, current = _lock_conversation(cur, sid)
-            if generation is not None and current != generation:
-                return WriteResult(0, 0, 0, before, stale=True)
+            if generation is None:
+                before = _lock_session(cur, sid)
+            else:
+                before, current = _lock_conversation(cur, sid)
+                if current != generation:
+                    return WriteResult(0, 0, 0, before, stale=True)
             cur.executemany(
                 'INSERT INTO events (session_id, id, "offset", type, source, correlation_id, created_at, deleted,'
                 " text, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::int::boolean, %s, %s)"
@@ -863,7 +866,10 @@ def _lock_session(cur: Any, sid: str) -> int:
     Two daemons writing one session (overlapping shards) take turns here, so each computes the
     checkpoint and the gaps from what the other committed.
     """
-    return _lock_conversation(cur, sid)[0]
+    cur.execute("INSERT INTO sync_state (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING", (sid,))
+    cur.execute("SELECT last_offset FROM sync_state WHERE session_id = %s FOR UPDATE", (sid,))
+    row = cur.fetchone()
+    return int(row[0]) if row else -1
 
 
 def _lock_conversation(cur: Any, sid: str) -> Tuple[int, int]:

@@ -1011,10 +1011,13 @@ def _insert_rows(
 ) -> WriteResult:
     """One session's rows, its clashes and its checkpoint, inside the caller's transaction;
     nothing if the session's generation is no longer ``generation`` (when given)."""
-    state = db.execute(_POLL_STARTS_QUERY + " WHERE session_id = ?", (session_id,)).fetchone()
-    before = int(state[1]) if state else -1
-    if generation is not None and (int(state[2]) if state else 0) != generation:
-        return WriteResult(0, 0, 0, before, stale=True)
+    if generation is None:
+        before = _checkpoint(db, session_id)
+    else:
+        state = db.execute(_POLL_STARTS_QUERY + " WHERE session_id = ?", (session_id,)).fetchone()
+        before = int(state[1]) if state else -1
+        if (int(state[2]) if state else 0) != generation:
+            return WriteResult(0, 0, 0, before, stale=True)
     inserted = _insert_events(db, rows)
     clashes = conflicts = 0
     if inserted < len(rows):
