@@ -12,6 +12,7 @@ The store tests run on SQLite and on PostgreSQL (``archive_db``), which share th
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import threading
@@ -23,7 +24,9 @@ import pytest
 from flux0sync.backend import open_store
 from flux0sync.engine import Engine
 from flux0sync.rows import RawEvent, event_rows
-from flux0sync.store import recreated_at
+from flux0sync.store import _instant, recreated_at
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flux0lite import Session
 from tests.daemon.helpers import archive_rows, execute, offsets, quick_engine
@@ -176,6 +179,29 @@ def test_the_same_instant_in_another_iso_8601_form_recreates_nothing(archive_db:
 def test_instants_count_apart_by_more_than_the_coarser_precision(old: str, new: str, renewed: bool) -> None:
     assert (recreated_at(old, new) is not None) is renewed
     assert (recreated_at(new, old) is not None) is renewed
+
+
+MOMENTS = st.datetimes(
+    min_value=datetime.datetime(1, 1, 2), max_value=datetime.datetime(9999, 12, 30), timezones=st.just(None)
+)
+ZONES = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(
+    lambda m: datetime.timezone(datetime.timedelta(minutes=m))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MOMENTS, ZONES)
+def test_the_basic_and_the_reduced_forms_read_as_the_extended_one(moment: datetime.datetime, zone: Any) -> None:
+    aware = moment.replace(tzinfo=zone)
+    extended = aware.isoformat(timespec="microseconds")
+    sign, hours, minutes = extended[-6], extended[-5:-3], extended[-2:]
+    basic = extended[:-6].replace("-", "").replace(":", "") + sign + hours + minutes  # 20240310T120000.000000+0100
+    assert _instant(basic) == _instant(extended) is not None
+    to_the_minute = extended[:16] + extended[-6:]  # 2024-03-10T12:00+01:00
+    assert recreated_at(extended, to_the_minute) is None and recreated_at(basic, to_the_minute) is None
+    later = (aware + datetime.timedelta(minutes=2)).isoformat()
+    if moment.year < 9999:
+        assert recreated_at(to_the_minute, later) == (to_the_minute, later)
 
 
 # -- 03: a re-creation recorded while a poll of the session is in flight --------------------------------
