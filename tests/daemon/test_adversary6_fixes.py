@@ -313,7 +313,13 @@ def test_a_recreation_recorded_while_a_poll_is_in_flight_drops_its_answer(
     finally:
         archive.close()
     assert archive_rows(archive_db)[sid] == expected
-    assert conflict_ids(archive_db, sid) == [f"{sid}-e{o}" for o in range(5)]
+    kept = conflict_ids(archive_db, sid)
+    assert {f"{sid}-e{o}" for o in range(5)} <= set(kept)
+    # the answer read before the re-creation is stored nowhere; a listing of the daemon's own that
+    # was answered before the other process recorded the new entry may flap it back once, which
+    # moves the new conversation to conflicts too and reads it again: nothing is lost
+    assert not any(eid.startswith(f"{sid}-e") and int(eid.rsplit("e", 1)[1]) >= 5 for eid in kept)
+    assert set(kept) - {f"{sid}-e{o}" for o in range(5)} <= {eid for _, eid in expected}
 
 
 # -- 09: a poll cut at its deadline passes no gap -----------------------------------------------------
