@@ -264,12 +264,20 @@ class Engine:
         # per poll in flight: the session's checkpoint, read at dispatch, then as its writes left it
         # (each committed with them): nothing is read again after the poll
         self._checkpoint: Dict[str, int] = {}
-        self._ahead: Dict[str, int] = {}  # with once=True: checkpoints of the next sessions, read together
+        # per poll in flight: the session's generation at dispatch, which each write and the gap
+        # decision check in their transaction (a re-creation recorded since moves it on)
+        self._generation: Dict[str, int] = {}
+        self._stale: Set[str] = set()  # polls whose session was re-created in flight: dropped, polled again
+        # with once=True: (checkpoint, generation) of the next sessions, read together
+        self._ahead: Dict[str, Tuple[int, int]] = {}
         # Sessions that may have a hole: the highest offset a poll read. Only a hint that the
         # archive is worth asking where a poll may resume (see _resume_point): a hostile offset
         # (2**63, a clash re-sent far ahead) or a restored archive makes it wrong.
         self._reached: Dict[str, int] = {}
         self._resumed: Set[str] = set()  # polls in flight given a resume point: they pass no gap
+        # sessions whose last whole read (no resume point) was cut at the deadline: their next
+        # poll resumes even with a gap due, so a backlog longer than the deadline still moves
+        self._cut_whole: Set[str] = set()
         self._broken: Dict[str, str] = {}  # polls whose batch could not be written: why; the rest is ignored
         self._dirty: Dict[str, PollRecord] = {}
         self._flushed_at = 0.0
@@ -334,6 +342,8 @@ class Engine:
         self._inserted.clear()
         self._read.clear()
         self._checkpoint.clear()
+        self._generation.clear()
+        self._stale.clear()
         self._ahead.clear()
         self._broken.clear()
         self._resumed.clear()
@@ -402,6 +412,9 @@ class Engine:
                 self._user_of.pop(sid, None)
             if item.recreated is not None:
                 self._reached.pop(sid, None)
+                self._cut_whole.discard(sid)
+                if sid in self._inserted:  # its answer is the earlier conversation's (the writes check too)
+                    self._stale.add(sid)
                 log.warning(
                     "session %s was created anew on the server (created_at %.40r, then %.40r): the %d events"
                     " archived of its earlier conversation are kept in the conflicts table; it is read again"
@@ -457,6 +470,7 @@ class Engine:
         for sid in [sid for sid in self.schedule.known() if sid not in current.seen]:
             self.schedule.remove(sid)
             self._user_of.pop(sid, None)
+            self._cut_whole.discard(sid)
         if self.once:
             self._set_once_left(current.seen)
         self.on_progress(self.totals)
@@ -496,7 +510,8 @@ class Engine:
                     continue
             else:
                 (sid,) = self.schedule.pop_due(now, 1)
-            checkpoint = self._checkpoint[sid] = self._checkpoint_at_dispatch(sid)
+            checkpoint, self._generation[sid] = self._poll_start(sid)
+            self._checkpoint[sid] = checkpoint
             resume = self._resume_point(sid, checkpoint)
             if resume is not None:
                 self._resumed.add(sid)
@@ -507,20 +522,19 @@ class Engine:
             self._pool.submit(job)
         return _TICK
 
-    def _checkpoint_at_dispatch(self, sid: str) -> int:
-        """The session's checkpoint; with once=True read with the next sessions' (one query, not
-        one each: a read outside a write transaction costs as much as a small write's statements).
-        Read ahead is safe: a pass polls each session once, so nothing else of ours writes it
-        meanwhile. Another process may move it on (an older value re-fetches stored events, which
-        are stored once) or, recording a re-creation, reset it to -1: a value read before the reset
-        polls past offsets of the new conversation once, and the write, which counts from the
-        stored checkpoint, records them as a hole to read again (see flux0sync.store.recreated_at)."""
+    def _poll_start(self, sid: str) -> Tuple[int, int]:
+        """The session's (checkpoint, generation); with once=True read with the next sessions'
+        (one query, not one each: a read outside a write transaction costs as much as a small
+        write's statements). Read ahead is safe: a pass polls each session once, so nothing else
+        of ours writes it meanwhile. Another process may move the checkpoint on (an older value
+        re-fetches stored events, which are stored once) or record a re-creation: the generation
+        then moved on, and the poll's writes are refused as stale (see flux0sync.store.Store.write_rows)."""
         known = self._ahead.pop(sid, None)
         if known is not None:
             return known
         if not self._once_left:
-            return self.store.checkpoint(sid)
-        self._ahead = self.store.checkpoints([sid, *self._once_left[-_READ_AHEAD:]])
+            return self.store.poll_starts([sid])[sid]
+        self._ahead = self.store.poll_starts([sid, *self._once_left[-_READ_AHEAD:]])
         return self._ahead.pop(sid)
 
     def _resume_point(self, sid: str, checkpoint: int) -> Optional[Tuple[int, int]]:
@@ -532,16 +546,20 @@ class Engine:
         stored, so neither a hostile offset nor a restored archive can make it pass one that is
         not. It trusts the server's offset order (flux0 lists events in offset order) only to
         save reading: a hole due to be passed (open ``gap_patience`` seconds) is read whole
-        first, and only a poll without a resume point passes one (see _on_polled), so an event
-        listed after the offsets it precedes is still found.
+        first, and only a poll without a resume point that read its answer to the end passes
+        one (see _on_polled), so an event listed after the offsets it precedes is still found.
+        A whole read cut at the deadline passes nothing; the poll after it resumes (the archive
+        moves on behind the hole), the next reads whole again, and so on.
         """
         reached = self._reached.get(sid)
+        alternate = sid in self._cut_whole  # its last whole read was cut: this one goes on after the holes
+        self._cut_whole.discard(sid)
         if reached is None or reached <= checkpoint:
             self._reached.pop(sid, None)
             return None
         holes = self.store.gaps(sid, open_only=True)
         due = self.wall_clock() - self.writer.gap_patience
-        if any(gap.first_seen_at <= due for gap in holes):
+        if any(gap.first_seen_at <= due for gap in holes) and not alternate:
             return None
         hole_end = max([checkpoint, *(gap.last_offset for gap in holes)])
         stored = self.store.stored_through(sid, hole_end)
@@ -670,10 +688,12 @@ class Engine:
         return not transaction or self._write_transaction(transaction)
 
     def _write_transaction(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> bool:
-        batches = [(sid, events) for sid, events in batches if sid not in self._broken]
-        for (sid, events), outcome in zip(batches, self.writer.write_many(batches)):
-            if isinstance(outcome, WriteResult):
-                if sid not in self._broken:
+        batches = [(sid, events) for sid, events in batches if sid not in self._broken and sid not in self._stale]
+        for (sid, events), outcome in zip(batches, self.writer.write_many(batches, self._generation)):
+            if isinstance(outcome, WriteResult) and outcome.stale:
+                self._stale.add(sid)  # the rest of this poll is ignored; it is polled again
+            elif isinstance(outcome, WriteResult):
+                if sid not in self._broken and sid not in self._stale:
                     self._inserted[sid] += outcome.inserted
                     if outcome.checkpoint > self._checkpoint.get(sid, -1):
                         self._checkpoint[sid] = outcome.checkpoint
@@ -693,15 +713,23 @@ class Engine:
         read = self._read.pop(sid, None)
         broken = self._broken.pop(sid, None)
         checkpoint = self._checkpoint.pop(sid, None)
-        may_pass = sid not in self._resumed  # a resumed poll may have skipped a late event: see _resume_point
+        generation = self._generation.pop(sid, None)
+        resumed = sid in self._resumed  # a resumed poll may have skipped a late event: see _resume_point
         self._resumed.discard(sid)
         error = finished.error
         self.totals.polls += 1
         self.totals.inserted += inserted
+        if sid in self._stale:
+            self._stale.discard(sid)
+            self._repoll_stale(sid, now)
+            return
         cut = isinstance(error, DeadlineExceeded) and broken is None
         moved = inserted > 0
         if cut and read is not None:  # an answer is in offset order: what it skipped below ``read`` is a hole
-            checkpoint = self.writer.finish(sid, read, checkpoint, may_pass=may_pass)
+            # ... but one it did not read to the end passes none: the late event may come after the cut
+            checkpoint = self.writer.finish(sid, read, checkpoint, may_pass=False, generation=generation)
+            if not resumed:
+                self._cut_whole.add(sid)
         if checkpoint is None:
             checkpoint = self.store.checkpoint(sid)
         if (cut or (error is None and broken is None)) and read is not None and read > checkpoint:
@@ -714,7 +742,7 @@ class Engine:
                 self.totals.cut += 1
             error = None
         elif error is None and broken is None:
-            self.writer.finish(sid, finished.value.highest, checkpoint, may_pass=may_pass)
+            self.writer.finish(sid, finished.value.highest, checkpoint, may_pass=not resumed, generation=generation)
             if self.once:
                 self.totals.synced.append(sid)
         if error is None and broken is None:
@@ -749,6 +777,17 @@ class Engine:
         if state is not None:
             self._dirty[sid] = PollRecord(sid, _to_wall(state[0], now, self.wall_clock()), state[1], None)
             log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
+
+    def _repoll_stale(self, sid: str, now: float) -> None:
+        """A poll whose session was created anew while it was in flight: what it read is the
+        earlier conversation's, so nothing of it was written after the re-creation (the store
+        refused it) and it decides nothing; the session is polled again at once, from the
+        checkpoint the re-creation reset."""
+        log.info("session %s was created anew while a poll of it was in flight; polling it again", sid)
+        self._cut_whole.discard(sid)
+        self.schedule.release(sid, now)
+        if self.once and self._once_left is not None:
+            self._once_left.append(sid)
 
     def _on_error(self, what: str, error: Flux0Error) -> float:
         """A listing failed, or a poll met an outage (see _outage); returns when to try again."""

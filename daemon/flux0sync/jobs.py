@@ -514,15 +514,19 @@ class SessionWriter:
         self.gap_patience = gap_patience
         self._gapped: Optional[Set[str]] = None  # sessions with an open gap, read at the first finish
 
-    def write(self, session_id: str, batch: Sequence[RawEvent]) -> WriteResult:
+    def write(self, session_id: str, batch: Sequence[RawEvent], generation: Optional[int] = None) -> WriteResult:
         """Store one batch; returns what it did (how many events were new, the checkpoint)."""
-        result = self.store.write_batch(session_id, batch)
+        result = self.store.write_batch(session_id, batch, generation)
         self._report(session_id, result)
         return result
 
-    def write_many(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> List[Union[WriteResult, Exception]]:
+    def write_many(
+        self, batches: Sequence[Tuple[str, Sequence[RawEvent]]], generations: Optional[Dict[str, int]] = None
+    ) -> List[Union[WriteResult, Exception]]:
         """Store the batches of several sessions: for each, what it did (a batch without rows
         gives NOTHING_WRITTEN), or the error (one of ``BATCH_FAILURES``) that kept it out.
+        ``generations``: each session's as its poll began (a stale batch writes nothing, see
+        :meth:`flux0sync.store.Store.write_rows`).
 
         On SQLite (``write_rows``) they share one transaction, each batch with its own
         checkpoint. A batch with an event that has no id is left out before anything is
@@ -537,7 +541,7 @@ class SessionWriter:
                 try:
                     if session_id in failed:
                         raise failed[session_id]
-                    outcome[n] = self.write(session_id, batch)
+                    outcome[n] = self.write(session_id, batch, (generations or {}).get(session_id))
                 except BATCH_FAILURES as exc:
                     outcome[n] = failed[session_id] = exc
             return outcome
@@ -555,10 +559,11 @@ class SessionWriter:
         if not pending:
             return outcome
         try:
-            results: List[WriteResult] = write_rows([(session_id, rows) for _, session_id, rows in pending])
+            batch_rows = [(session_id, rows) for _, session_id, rows in pending]
+            results: List[WriteResult] = write_rows(batch_rows, generations)
         except StoreFullError as exc:
             for n, session_id, rows in pending:
-                outcome[n] = exc if len(pending) == 1 else self._write_alone(write_rows, session_id, rows)
+                outcome[n] = exc if len(pending) == 1 else self._write_alone(write_rows, session_id, rows, generations)
             return outcome
         except StoreBusyError as exc:  # it waited its patience out already: not once more per batch
             for n, _, _ in pending:
@@ -569,9 +574,11 @@ class SessionWriter:
             outcome[n] = result
         return outcome
 
-    def _write_alone(self, write_rows: Any, session_id: str, rows: List[EventRow]) -> Union[WriteResult, Exception]:
+    def _write_alone(
+        self, write_rows: Any, session_id: str, rows: List[EventRow], generations: Optional[Dict[str, int]]
+    ) -> Union[WriteResult, Exception]:
         try:
-            result: WriteResult = write_rows([(session_id, rows)])[0]
+            result: WriteResult = write_rows([(session_id, rows)], generations)[0]
         except BATCH_FAILURES as exc:
             return exc
         self._report(session_id, result)
@@ -588,13 +595,21 @@ class SessionWriter:
             )
 
     def finish(
-        self, session_id: str, highest_seen: int, checkpoint: Optional[int] = None, *, may_pass: bool = True
+        self,
+        session_id: str,
+        highest_seen: int,
+        checkpoint: Optional[int] = None,
+        *,
+        may_pass: bool = True,
+        generation: Optional[int] = None,
     ) -> int:
         """After a complete answer: hold an offset gap open, or record and pass it once too old.
 
         ``checkpoint`` is the session's as the poll's own writes left it (read if not given).
-        With ``may_pass`` False (the poll skipped part of its answer) gaps are recorded, none
-        passed. Returns the checkpoint after: it moves only if a gap was passed.
+        With ``may_pass`` False (the poll skipped or did not finish part of its answer) gaps are
+        recorded, none passed; none is passed either if the session was re-created since the
+        poll began (its ``generation`` moved on). Returns the checkpoint after: it moves only
+        if a gap was passed.
         """
         if self._gapped is None:
             self._gapped = {gap.session_id for gap in self.store.gaps(open_only=True)}
@@ -602,7 +617,7 @@ class SessionWriter:
             checkpoint = self.store.checkpoint(session_id)
         if highest_seen <= checkpoint and session_id not in self._gapped:
             return checkpoint
-        held, skipped = self.store.reconcile_gaps(session_id, self.gap_patience if may_pass else math.inf)
+        held, skipped = self.store.reconcile_gaps(session_id, self.gap_patience if may_pass else math.inf, generation)
         if held:
             self._gapped.add(session_id)
         else:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -52,9 +53,9 @@ from .store import (
     WriteResult,
     _conflict_digest,
     _same,
-    _same_json,
     _with_moved,
-    recreated_at,
+    listing_change,
+    readable_created_at,
     recreation_reason,
 )
 
@@ -202,7 +203,13 @@ def _schema_v3(cur: Any) -> None:
     cur.execute("ALTER TABLE sessions ADD COLUMN found_under_user text")
 
 
-MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2, _schema_v3)
+def _schema_v4(cur: Any) -> None:
+    """Each session's conversation count (SQLite's ``_schema_generation``): a recorded
+    re-creation adds one, and a write of a poll started before it is refused."""
+    cur.execute("ALTER TABLE sync_state ADD COLUMN generation bigint NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2, _schema_v3, _schema_v4)
 PG_SCHEMA_VERSION = len(MIGRATIONS)
 _SCHEDULE_VERSION = 3  # from this version on the archive holds the poll schedule
 
@@ -522,14 +529,22 @@ class PgStore:
         sid = _key(session_id)
         return self._transact(lambda cur: _advance(cur, sid, offset))
 
-    def checkpoints(self, session_ids: Sequence[str]) -> Dict[str, int]:
-        """The checkpoints of many sessions (one query each: a round trip is no dearer than a row)."""
-        return {sid: self.checkpoint(sid) for sid in session_ids}
+    def poll_starts(self, session_ids: Sequence[str]) -> Dict[str, Tuple[int, int]]:
+        """Where a poll of each session starts: (checkpoint, generation), in one query."""
+        keys = {sid: _key(sid) for sid in session_ids}
+        rows = self._read(
+            "SELECT session_id, last_offset, generation FROM sync_state WHERE session_id = ANY(%s)",
+            (list(set(keys.values())),),
+        )
+        found = {str(key): (int(offset), int(generation)) for key, offset, generation in rows}
+        return {sid: found.get(key, (-1, 0)) for sid, key in keys.items()}
 
-    def write_batch(self, session_id: str, events: Sequence[RawEvent]) -> WriteResult:
+    def write_batch(self, session_id: str, events: Sequence[RawEvent], generation: Optional[int] = None) -> WriteResult:
         """Store events and advance the checkpoint over what is now contiguous, in one transaction.
 
         Raises UnidentifiableEventError (before writing anything) for an event without an id.
+        With ``generation`` (as :meth:`poll_starts` read it when the poll began) a session
+        re-created since writes nothing: the result says ``stale`` (as in SQLite).
         """
         rows = sorted(
             (_pg_row(event_row(session_id, e)) for e in events),
@@ -541,7 +556,12 @@ class PgStore:
 
         def write(cur: Any) -> WriteResult:
             now = time.time()
-            before = _lock_session(cur, sid)
+            if generation is None:
+                before = _lock_session(cur, sid)
+            else:
+                before, current = _lock_conversation(cur, sid)
+                if current != generation:
+                    return WriteResult(0, 0, 0, before, stale=True)
             cur.executemany(
                 'INSERT INTO events (session_id, id, "offset", type, source, correlation_id, created_at, deleted,'
                 " text, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::int::boolean, %s, %s)"
@@ -560,13 +580,21 @@ class PgStore:
 
         return self._transact(write)
 
-    def reconcile_gaps(self, session_id: str, patience: float) -> Tuple[List[Gap], List[Gap]]:
+    def reconcile_gaps(
+        self, session_id: str, patience: float, generation: Optional[int] = None
+    ) -> Tuple[List[Gap], List[Gap]]:
         """Record the offsets missing below the highest stored one; skip those older than ``patience``.
 
         Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
+        A poll of an earlier conversation (``generation`` no longer the session's) skips none.
         """
         sid = _key(session_id)
-        return self._transact(lambda cur: reconcile(_PgGaps(cur, sid), patience, time.time()))
+
+        def work(cur: Any) -> Tuple[List[Gap], List[Gap]]:
+            current = generation is None or _lock_conversation(cur, sid)[1] == generation
+            return reconcile(_PgGaps(cur, sid), patience if current else math.inf, time.time())
+
+        return self._transact(work)
 
     def mark_synced(self, session_id: str) -> None:
         now = time.time()
@@ -707,7 +735,7 @@ class PgStore:
         def work(cur: Any) -> List[Listed]:
             now = time.time()
             cur.execute(
-                "SELECT s.id, s.raw, s.found_under_user, p.next_poll_at, p.idle_level FROM sessions s"
+                "SELECT s.id, s.raw, s.found_under_user, p.next_poll_at, p.idle_level, s.created_at FROM sessions s"
                 " LEFT JOIN poll_schedule p ON p.session_id = s.id WHERE s.id = ANY(%s)",
                 (keys,),
             )
@@ -723,10 +751,8 @@ class PgStore:
                     listed.append(Listed(session.id, True, False, None, 0))
                 else:
                     level = int(before[3]) if before[3] is not None else 0
-                    same = before[0] == raw or _same_json(str(before[0]), doc)
                     next_poll = None if before[2] is None else float(before[2])
-                    changed = not same and before[1] in (None, found_under)  # as in SQLite
-                    renewal = recreated_at(str(before[0]), doc) if changed else None
+                    changed, renewal = listing_change(str(before[0]), before[1], before[4], doc, raw, found_under)
                     if renewal is not None:
                         renewed.append((sid, recreation_reason(*renewal)))
                     recreated = None if renewal is None else (*renewal, 0)
@@ -735,7 +761,7 @@ class PgStore:
                         continue
                 rows.append(
                     (sid, _text(session.agent_id), _text(session.user_id), _text(session.title))
-                    + (_text(session.created_at), raw, now, found_under)
+                    + (readable_created_at(doc.get("created_at")), raw, now, found_under)
                 )
             rows.sort(key=lambda r: r[0])  # daemons writing the same rows lock them in one order
             if rows:
@@ -743,8 +769,8 @@ class PgStore:
                     "INSERT INTO sessions (id, agent_id, user_id, title, created_at, raw, synced_at, found_under_user)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
                     " agent_id = excluded.agent_id, user_id = excluded.user_id, title = excluded.title,"
-                    " created_at = excluded.created_at, raw = excluded.raw, synced_at = excluded.synced_at,"
-                    " found_under_user = excluded.found_under_user",
+                    " created_at = coalesce(excluded.created_at, sessions.created_at), raw = excluded.raw,"
+                    " synced_at = excluded.synced_at, found_under_user = excluded.found_under_user",
                     rows,
                 )
                 cur.executemany(
@@ -753,6 +779,10 @@ class PgStore:
                 )
             # with the new entry, in one transaction (as in SQLite), each session locked
             moved = {sid: _retire_events(cur, sid, reason, now) for sid, reason in sorted(renewed)}
+            if moved:
+                cur.executemany(
+                    "UPDATE sync_state SET generation = generation + 1 WHERE session_id = %s", [(sid,) for sid in moved]
+                )
             return [_with_moved(item, moved, _key) for item in listed]
 
         return self._transact(work)
@@ -863,6 +893,14 @@ def _lock_session(cur: Any, sid: str) -> int:
     cur.execute("SELECT last_offset FROM sync_state WHERE session_id = %s FOR UPDATE", (sid,))
     row = cur.fetchone()
     return int(row[0]) if row else -1
+
+
+def _lock_conversation(cur: Any, sid: str) -> Tuple[int, int]:
+    """:func:`_lock_session`, returning (checkpoint, generation)."""
+    cur.execute("INSERT INTO sync_state (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING", (sid,))
+    cur.execute("SELECT last_offset, generation FROM sync_state WHERE session_id = %s FOR UPDATE", (sid,))
+    row = cur.fetchone()
+    return (int(row[0]), int(row[1])) if row else (-1, 0)
 
 
 def _set_checkpoint(cur: Any, sid: str, checkpoint: int, now: float, *, success: bool) -> None:

@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import sqlite3
@@ -29,7 +30,7 @@ import stat
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from flux0lite.models import Agent, Session
 
@@ -125,6 +126,9 @@ class WriteResult:
     duplicates: int
     conflicts: int
     checkpoint: int
+    # nothing was written: the session was created anew since the poll that read the batch began
+    # (its generation moved on), so the batch belongs to the earlier conversation
+    stale: bool = False
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -305,12 +309,19 @@ def _schema_fts_per_batch(db: sqlite3.Connection) -> None:
     db.execute("DROP TRIGGER IF EXISTS events_fts_insert")
 
 
+def _schema_generation(db: sqlite3.Connection) -> None:
+    """Each session's conversation count: a recorded re-creation adds one, and a write of a poll
+    started before it is refused (see :meth:`Store.write_rows`)."""
+    db.execute("ALTER TABLE sync_state ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (
     _schema_v1,
     _schema_v2,
     _schema_v3,
     _schema_v4,
     _schema_fts_per_batch,
+    _schema_generation,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # A reader copes with every version from this one up (the v3 tables are looked up before use).
@@ -654,35 +665,42 @@ class Store:
         (asked before every poll of a session with a hole; see :func:`_advance`)."""
         return _advance(self.db, session_id, offset)
 
-    def checkpoints(self, session_ids: Sequence[str]) -> Dict[str, int]:
-        """The checkpoints of many sessions in a few queries (each read outside a write transaction
-        costs about as much as a small write's statements: --once reads them ahead, 200 at a time)."""
-        found: Dict[str, int] = {}
+    def poll_starts(self, session_ids: Sequence[str]) -> Dict[str, Tuple[int, int]]:
+        """Where a poll of each session starts: (checkpoint, generation), in a few queries (each
+        read outside a write transaction costs about as much as a small write's statements:
+        --once reads them ahead, 200 at a time). The generation goes with the poll's writes."""
+        found: Dict[str, Tuple[int, int]] = {}
         usable = [sid for sid in session_ids if storable_text(sid) is not None]
         for start in range(0, len(usable), 400):  # within SQLite's 999 host parameters
             chunk = usable[start : start + 400]
             marks = ",".join("?" * len(chunk))  # only placeholders go into the SQL text
-            query = f"{_CHECKPOINTS_QUERY} WHERE session_id IN ({marks})"
-            found.update((sid, int(offset)) for sid, offset in self.db.execute(query, chunk))
-        return {sid: found.get(sid, -1) for sid in session_ids}
+            query = f"{_POLL_STARTS_QUERY} WHERE session_id IN ({marks})"
+            found.update((sid, (int(offset), int(gen))) for sid, offset, gen in self.db.execute(query, chunk))
+        return {sid: found.get(sid, (-1, 0)) for sid in session_ids}
 
-    def write_batch(self, session_id: str, events: Sequence[RawEvent]) -> WriteResult:
+    def write_batch(self, session_id: str, events: Sequence[RawEvent], generation: Optional[int] = None) -> WriteResult:
         """Store events (in offset order) and advance the checkpoint over what is now contiguous.
 
         Raises UnidentifiableEventError (before writing anything) for an event without an id.
+        ``generation``: see :meth:`write_rows`.
         """
         rows = event_rows(session_id, events)
         if not rows:
             return WriteResult(0, 0, 0, self.checkpoint(session_id))
-        return self.write_rows([(session_id, rows)])[0]
+        return self.write_rows([(session_id, rows)], None if generation is None else {session_id: generation})[0]
 
-    def write_rows(self, batches: Sequence[Tuple[str, Sequence[EventRow]]]) -> List[WriteResult]:
+    def write_rows(
+        self, batches: Sequence[Tuple[str, Sequence[EventRow]]], generations: Optional[Mapping[str, int]] = None
+    ) -> List[WriteResult]:
         """Store several batches of rows (see :func:`~flux0sync.rows.event_rows`), each with the
         checkpoint it earns, all in one transaction: all of them or none.
 
         One commit and one full-text statement for many small sessions is what makes a first
         sync of many sessions fast; each session's checkpoint still commits with its events.
         A session may appear more than once (in offset order); results are in the given order.
+        A session given in ``generations`` (as :meth:`poll_starts` read it when its poll began)
+        whose generation has moved on since (a re-creation was recorded) writes nothing: its
+        result says ``stale``.
         """
         batches = [(session_id, rows) for session_id, rows in batches if rows]
         if not batches:
@@ -692,20 +710,29 @@ class Store:
 
         def work(db: sqlite3.Connection) -> List[WriteResult]:
             last_rowid = _last_rowid(db, total) if self._fills_fts else 0
-            results = [_insert_rows(db, session_id, rows, now) for session_id, rows in batches]
+            expected = generations or {}
+            results = [_insert_rows(db, sid, rows, now, expected.get(sid)) for sid, rows in batches]
             if self._fills_fts and any(result.inserted for result in results):
                 _index_new_rows(db, last_rowid)
             return results
 
         return self._write(work)
 
-    def reconcile_gaps(self, session_id: str, patience: float) -> Tuple[List[Gap], List[Gap]]:
+    def reconcile_gaps(
+        self, session_id: str, patience: float, generation: Optional[int] = None
+    ) -> Tuple[List[Gap], List[Gap]]:
         """Record the offsets missing below the highest stored one; skip those older than ``patience``.
 
         Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
+        A poll of an earlier conversation (``generation`` no longer the session's) skips none.
         """
         now = time.time()
-        return self._write(lambda db: reconcile(_SqliteGaps(db, session_id), patience, now))
+
+        def work(db: sqlite3.Connection) -> Tuple[List[Gap], List[Gap]]:
+            current = generation is None or _generation(db, session_id) == generation
+            return reconcile(_SqliteGaps(db, session_id), patience if current else math.inf, now)
+
+        return self._write(work)
 
     def mark_synced(self, session_id: str) -> None:
         now = time.time()
@@ -808,7 +835,8 @@ class Store:
 
         Unchanged sessions are not rewritten: at 100k sessions a listing every minute would
         otherwise rewrite the whole table each time. A session id that is not valid Unicode
-        cannot be fetched either and is left out.
+        cannot be fetched either and is left out. A re-created session (see
+        :func:`listing_change`) is retired and its generation moves on in the same transaction.
         """
         now = time.time()
         found_under = user or ""
@@ -829,10 +857,7 @@ class Store:
                     listed.append(Listed(session.id, True, False, None, 0))
                 else:
                     level = before[3] if isinstance(before[3], int) else 0  # SQLite keeps any type written
-                    same = before[0] == raw or _same_json(before[0], doc)
-                    # another user's entry may differ (a per-viewer field): only the same user's is compared
-                    changed = not same and before[1] in (None, found_under)
-                    renewal = recreated_at(before[0], doc) if changed else None
+                    changed, renewal = listing_change(before[0], before[1], before[4], doc, raw, found_under)
                     if renewal is not None:
                         renewed.append((session.id, recreation_reason(*renewal)))
                     recreated = None if renewal is None else (*renewal, 0)
@@ -845,7 +870,7 @@ class Store:
                         storable_text(session.agent_id),
                         storable_text(session.user_id),
                         storable_text(session.title),
-                        storable_text(session.created_at),
+                        readable_created_at(doc.get("created_at")),
                         raw,
                         now,
                         found_under,
@@ -856,13 +881,18 @@ class Store:
             db.executemany(
                 "INSERT INTO sessions (id, agent_id, user_id, title, created_at, raw, synced_at, found_under_user)"
                 " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET agent_id=excluded.agent_id,"
-                " user_id=excluded.user_id, title=excluded.title, created_at=excluded.created_at, raw=excluded.raw,"
+                " user_id=excluded.user_id, title=excluded.title,"
+                " created_at=coalesce(excluded.created_at, sessions.created_at), raw=excluded.raw,"
                 " synced_at=excluded.synced_at, found_under_user=excluded.found_under_user",
                 rows,
             )
             db.executemany("INSERT OR IGNORE INTO sync_state (session_id) VALUES (?)", [(r[0],) for r in rows])
             # with the new entry, in one transaction: a stop in between cannot hide the re-creation
-            return {_key(sid): _retire_events(db, sid, reason, now) for sid, reason in renewed}
+            moved = {_key(sid): _retire_events(db, sid, reason, now) for sid, reason in renewed}
+            db.executemany(
+                "UPDATE sync_state SET generation = generation + 1 WHERE session_id = ?", [(sid,) for sid in moved]
+            )
+            return moved
 
         if rows:
             moved = self._write(work)
@@ -976,9 +1006,18 @@ def _insert_events(db: sqlite3.Connection, rows: Sequence[EventRow]) -> int:
     return inserted
 
 
-def _insert_rows(db: sqlite3.Connection, session_id: str, rows: Sequence[EventRow], now: float) -> WriteResult:
-    """One session's rows, its clashes and its checkpoint, inside the caller's transaction."""
-    before = _checkpoint(db, session_id)
+def _insert_rows(
+    db: sqlite3.Connection, session_id: str, rows: Sequence[EventRow], now: float, generation: Optional[int] = None
+) -> WriteResult:
+    """One session's rows, its clashes and its checkpoint, inside the caller's transaction;
+    nothing if the session's generation is no longer ``generation`` (when given)."""
+    if generation is None:
+        before = _checkpoint(db, session_id)
+    else:
+        state = db.execute(_POLL_STARTS_QUERY + " WHERE session_id = ?", (session_id,)).fetchone()
+        before = int(state[1]) if state else -1
+        if (int(state[2]) if state else 0) != generation:
+            return WriteResult(0, 0, 0, before, stale=True)
     inserted = _insert_events(db, rows)
     clashes = conflicts = 0
     if inserted < len(rows):
@@ -988,6 +1027,11 @@ def _insert_rows(db: sqlite3.Connection, session_id: str, rows: Sequence[EventRo
     checkpoint = _advance(db, session_id, before)
     _set_checkpoint(db, session_id, checkpoint, now, success=True)
     return WriteResult(inserted, len(rows) - inserted - clashes, conflicts, checkpoint)
+
+
+def _generation(db: sqlite3.Connection, session_id: str) -> int:
+    row = db.execute("SELECT generation FROM sync_state WHERE session_id = ?", (session_id,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _checkpoint(db: sqlite3.Connection, session_id: str) -> int:
@@ -1152,9 +1196,9 @@ def _record_conflict(db: sqlite3.Connection, row: EventRow, reason: str, now: fl
     return int(cursor.rowcount)
 
 
-_CHECKPOINTS_QUERY = "SELECT session_id, last_offset FROM sync_state"
+_POLL_STARTS_QUERY = "SELECT session_id, last_offset, generation FROM sync_state"
 _LISTED_QUERY = (
-    "SELECT s.id, s.raw, s.found_under_user, p.next_poll_at, p.idle_level FROM sessions s"
+    "SELECT s.id, s.raw, s.found_under_user, p.next_poll_at, p.idle_level, s.created_at FROM sessions s"
     " LEFT JOIN poll_schedule p ON p.session_id = s.id"
 )
 
@@ -1174,54 +1218,78 @@ def _quoted(text: str) -> str:
     return json.dumps(text[:_QUOTED_CHARS]) + ("..." if len(text) > _QUOTED_CHARS else "")
 
 
-def recreated_at(stored_raw: Any, doc: Any) -> Optional[Tuple[str, str]]:
-    """(created_at before, now) if a listed session's entry says it was created anew, else None.
+def listing_change(
+    stored_raw: str, stored_user: Optional[str], stored_at: Any, doc: Any, raw: str, found_under: str
+) -> Tuple[bool, Optional[Tuple[str, str]]]:
+    """Whether a known session's listing entry ``doc`` (``raw``, listed under ``found_under``)
+    changed, and (created_at known, listed) if it says the session was created anew; one rule
+    for every archive backend.
+
+    ``stored_at`` is the session's created_at as the archive keeps it: the last listed value
+    that was a readable instant (:func:`readable_created_at`); a null, missing or unreadable
+    one leaves it as it was (the stores write ``coalesce``). A re-creation is seen under any
+    user (a new conversation may well belong to another); any other difference counts only
+    under the user that stored the entry (another user's may differ in a per-viewer field).
+    """
+    listed_at = doc.get("created_at") if isinstance(doc, dict) else None
+    renewal = None if listed_at == stored_at else recreated_at(stored_at, listed_at)  # parsed only if it differs
+    if renewal is not None:
+        return True, renewal
+    same = stored_raw == raw or _same_json(stored_raw, doc)
+    return not same and stored_user in (None, found_under), None
+
+
+def readable_created_at(value: Any) -> Optional[str]:
+    """``value`` if it is a text :func:`_reading` reads as an instant, else None."""
+    return value if isinstance(value, str) and _reading(value) is not None else None
+
+
+def recreated_at(known: Any, listed: Any) -> Optional[Tuple[str, str]]:
+    """(known, listed) if two created_at values say a session was created anew, else None.
 
     flux0 lets a client choose a session's id, and a server whose storage was reset gives the
-    same id a new conversation whose offsets start again at 0: its created_at differs. When
-    both parse as RFC 3339 / ISO 8601 instants (:func:`_instant`, the same on every Python),
-    only instants more than a second apart count: the same instant written differently (``Z``,
-    ``+00:00`` or ``+0000``, more or fewer digits) or a server upgrade that changes the
-    precision (microseconds truncated to milliseconds or seconds) re-creates nothing. When
-    either does not parse, the texts are compared. A missing one never counts.
+    same id a new conversation whose offsets start again at 0: its created_at differs. Only
+    two readable instants (:func:`_reading`, RFC 3339 / ISO 8601, the same on every Python)
+    count, and only when they are further apart than the coarser one's precision (at least a
+    second): the same instant written differently (``Z``, ``+00:00`` or ``+0000``, the basic
+    or the extended format, more or fewer digits, to the minute) or a server upgrade that
+    changes the precision re-creates nothing. A value that is not a readable instant (null,
+    missing, a number, other text) never counts.
     """
-    try:
-        before = json.loads(stored_raw) if isinstance(stored_raw, str) else None
-    except (ValueError, RecursionError):
+    if not isinstance(known, str) or not isinstance(listed, str):
         return None
-    old = before.get("created_at") if isinstance(before, dict) else None
-    new = doc.get("created_at") if isinstance(doc, dict) else None
-    if not isinstance(old, str) or not isinstance(new, str):
+    old, new = _reading(known), _reading(listed)
+    if old is None or new is None:
         return None
-    old_at, new_at = _instant(old), _instant(new)
-    if old_at is not None and new_at is not None:
-        renewed = abs(old_at - new_at) > _NANOS
-    else:
-        renewed = old != new
-    return (old, new) if renewed else None
+    (old_at, old_unit), (new_at, new_unit) = old, new
+    return (known, listed) if abs(old_at - new_at) > max(old_unit, new_unit) else None
 
 
 _NANOS = 10**9
 _EPOCH = datetime.datetime(1970, 1, 1)
+# ISO 8601 date and time, extended (2024-03-10T12:00:00) or basic (20240310T120000), to the
+# hour, minute or second, a fraction on the seconds, and a zone (Z, +hh, +hh:mm, +hhmm) or none
 _TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:[Zz]|([+-])(\d{2}):?(\d{2})?)?",
+    r"(\d{4})(-?)(\d{2})\2(\d{2})[Tt ](\d{2})(?:(:?)(\d{2})(?:\6(\d{2})(?:[.,](\d+))?)?)?"
+    r"(?:[Zz]|([+-])(\d{2})(?::?(\d{2}))?)?",
     re.ASCII,
 )
 
 
-def _instant(text: str) -> Optional[int]:
-    """A timestamp in nanoseconds since 1970 (UTC when it names no offset), or None.
+def _reading(text: str) -> Optional[Tuple[int, int]]:
+    """A timestamp as (nanoseconds since 1970, UTC when it names no offset; its precision in
+    nanoseconds, at least a second), or None.
 
     A small strict parser rather than datetime.fromisoformat, which before Python 3.11 refuses
-    9 fractional digits, ``.5`` and ``+0000``: the same text must mean the same instant on
-    every Python. Digits past nanoseconds are ignored.
+    9 fractional digits, ``.5``, ``+0000`` and the basic format: the same text must mean the
+    same instant on every Python. Digits past nanoseconds are ignored.
     """
     found = _TIMESTAMP.fullmatch(text)
     if found is None:
         return None
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = found.groups()
+    year, _, month, day, hour, _, minute, second, fraction, sign, off_h, off_m = found.groups()
     try:
-        local = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+        local = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0))
     except ValueError:
         return None
     offset = 0
@@ -1232,7 +1300,14 @@ def _instant(text: str) -> Optional[int]:
         offset = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
     since = local - _EPOCH
     seconds = since.days * 86400 + since.seconds - offset
-    return seconds * _NANOS + int((fraction or "")[:9].ljust(9, "0"))
+    unit = 1 if second is not None else 60 if minute is not None else 3600
+    return seconds * _NANOS + int((fraction or "")[:9].ljust(9, "0")), unit * _NANOS
+
+
+def _instant(text: str) -> Optional[int]:
+    """A timestamp in nanoseconds since 1970 (see :func:`_reading`), or None."""
+    reading = _reading(text)
+    return None if reading is None else reading[0]
 
 
 def _with_moved(item: Listed, moved: Dict[str, int], key: Callable[[str], str] = lambda sid: sid) -> Listed:

@@ -197,9 +197,9 @@ def test_a_shared_transaction_is_bounded_by_size_as_well_as_by_count(
     written: List[int] = []
     write_many = SessionWriter.write_many
 
-    def spy(self: SessionWriter, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> List[Any]:
+    def spy(self: SessionWriter, batches: Sequence[Tuple[str, Sequence[RawEvent]]], *generations: Any) -> List[Any]:
         written.append(sum(len(e.text) for _, batch in batches for e in batch))
-        return write_many(self, batches)
+        return write_many(self, batches, *generations)
 
     monkeypatch.setattr(SessionWriter, "write_many", spy)
     agent = fake_flux0.add_agent()

@@ -106,9 +106,9 @@ def test_out_of_order_answer_stopped_after_one_batch_loses_nothing(
     syncer = Syncer(client_for(fake), store, batch_size=2, should_stop=lambda: stop["now"])
     original = store.write_batch
 
-    def write_then_stop(session_id: str, events: Any) -> Any:
+    def write_then_stop(session_id: str, events: Any, *generation: Any) -> Any:
         stop["now"] = True
-        return original(session_id, events)
+        return original(session_id, events, *generation)
 
     store.write_batch = write_then_stop  # type: ignore[method-assign]
     syncer.run_pass()

@@ -173,6 +173,7 @@ def test_migration_from_v1_adds_search(pg_url: str) -> None:
     execute(pg_url, "DELETE FROM flux0sync_meta WHERE key = 'search'")
     execute(pg_url, "DROP TABLE poll_schedule")  # and v3's schedule
     execute(pg_url, "ALTER TABLE sessions DROP COLUMN found_under_user")
+    execute(pg_url, "ALTER TABLE sync_state DROP COLUMN generation")  # and v4's generation
     execute(pg_url, "UPDATE flux0sync_meta SET value = '1' WHERE key = 'schema_version'")
     reader = open_store(pg_url, readonly=True)
     assert not reader.has_fts and [h.offset for h in reader.search("refund")] == [0, 1, 2]  # ILIKE meanwhile
