@@ -117,8 +117,6 @@ def visible_text(text: str) -> str:
 
 def _json_text(doc: "Any", *, indent: "Optional[int]", ascii_only: bool) -> str:
     """Exact JSON: characters a terminal could obey, and lone surrogates, as ``\\uXXXX``."""
-    import re
-
     from .errors import DecodeError
 
     separators = (",", ": ") if indent else (",", ":")
@@ -126,7 +124,25 @@ def _json_text(doc: "Any", *, indent: "Optional[int]", ascii_only: bool) -> str:
         text = json_dumps(doc, ensure_ascii=ascii_only, indent=indent, separators=separators)
     except RecursionError as exc:
         raise DecodeError("the server's JSON is nested too deeply to print") from exc
-    return text if ascii_only else re.sub(_JSON_UNSAFE, lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text if ascii_only else terminal_safe_json(text)
+
+
+def terminal_safe_json(text: str) -> str:
+    """JSON ``text`` with what a terminal could obey (DEL, C1, bidi controls) and lone surrogates
+    as ``\\uXXXX``: the same JSON value, since valid JSON holds them only inside its strings.
+
+    The one rule for JSON printed by both CLIs (flux0lite's ``--json``/``--jsonl``, flux0-sync's
+    ``status --json``, ``search --json`` and ``export``); C0 controls JSON escapes itself.
+    """
+    if text.isascii() and "\x7f" not in text:
+        return text
+    import re
+
+    return re.sub(_JSON_UNSAFE, _json_escape, text)
+
+
+def _json_escape(match: "re.Match[str]") -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def json_dumps(doc: "Any", **options: "Any") -> str:

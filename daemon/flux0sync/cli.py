@@ -13,15 +13,17 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, cast
+from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, TextIO, cast
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
-from flux0lite.cli import visible_text
+from flux0lite.cli import terminal_safe_json, visible_text
+from flux0lite.cli_args import BadValue, bounded_int
 from flux0lite.redaction import command_line_secrets, redact, url_userinfo
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
@@ -52,26 +54,45 @@ _READ_COMMANDS = ("status", "export", "search")
 # Options whose values no message may show: the whole value, or a URL's user:password.
 _SECRET_OPTIONS = ("--token",)
 _URL_OPTIONS = ("--server-url", "--proxy", "--db")
+# SQLite's and PostgreSQL's LIMIT are 64-bit integers.
+_MAX_SEARCH_LIMIT = 2**63 - 1
 
 
 class _Redacting:
     """A text stream that writes ``text`` without the secrets the command line gave (argparse's
-    usage errors echo what was typed) and without URL credentials."""
+    usage errors echo what was typed), without URL credentials, and with control characters
+    shown, not obeyed (a message may quote a session id or an argument)."""
 
     def __init__(self, stream: TextIO, secrets: Sequence[str]) -> None:
         self._stream = stream
         self._secrets = secrets
 
     def write(self, text: str) -> int:
-        self._stream.write(redact(text, self._secrets))
+        self._stream.write(visible_text(redact(text, self._secrets)))
         return len(text)
 
     def flush(self) -> None:
         self._stream.flush()
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as flux0lite's usage errors (argparse would print the whole usage block
+        # first). A closed stderr does not turn the usage error into main's broken-pipe exit 0.
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+        sys.exit(EXIT_CONFIG)
+
+
+def _search_limit(text: str) -> int:
+    try:
+        return bounded_int(1, _MAX_SEARCH_LIMIT)(text)
+    except BadValue as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flux0-sync",
         description="Mirror flux0 sessions into SQLite or PostgreSQL. status/export/search read the archive.",
         epilog=_EPILOG,
@@ -135,7 +156,7 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _read_parser(command: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"flux0-sync {command}")
+    parser = _Parser(prog=f"flux0-sync {command}")
     parser.add_argument("--db", dest="db_path", help="archive file or postgresql:// URL (env FLUX0_SYNC_DB)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     if command == "status":
@@ -146,7 +167,7 @@ def _read_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--jsonl", action="store_true", help="one event per line (the default)")
     else:
         parser.add_argument("text", metavar="TEXT")
-        parser.add_argument("--limit", type=int, default=50)
+        parser.add_argument("--limit", type=_search_limit, default=50, help="hits at most (default 50)")
     return parser
 
 
@@ -255,8 +276,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             if not store.session_exists(args.session_id):
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
-            # raw as archived, never re-serialised (1e999 would become Infinity, 0.1000...01 0.1)
-            raws = _json_checked(store.iter_raw_events(args.session_id))
+            raws = _exportable(store.iter_raw_events(args.session_id))
             if args.json:
                 items = "".join(f"\n  {raw}," for raw in raws)
                 out.write(f"[{items[:-1]}\n]\n" if items else "[]\n")
@@ -287,14 +307,33 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
         store.close()
 
 
-def _json_checked(raws: Iterator[str]) -> Iterator[str]:
-    """The stored raws, each checked to be JSON and passed through as it is (so an integer of
-    5000 digits or a value nested 100,000 deep, which the daemon archives, exports as stored).
-    Checked with the daemon's own decoder: what it archived, export reads."""
+# A JSON string (skipped as it is) or a number RFC 8259 has no words for.
+_STRING_OR_NON_FINITE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN')
+
+
+def _null_if_non_finite(match: "re.Match[str]") -> str:
+    token = match.group()
+    return token if token[0] == '"' else "null"
+
+
+def _exportable(raws: Iterator[str]) -> Iterator[str]:
+    """The stored raws, each checked to be JSON, written as RFC 8259 JSON a terminal cannot obey.
+
+    Checked with the daemon's own decoder (what it archived, export reads): a raw that is not
+    JSON is a ValueError (RecursionError), an archive edited by hand. Otherwise the raw is
+    passed through as stored, never re-serialised (an integer of 5000 digits, ``1e999`` or
+    ``0.1000000000000000000001`` stay as written; a value nested 100,000 deep is exported), with
+    two rewrites that keep the value: DEL, C1 and bidi controls inside strings as ``\\uXXXX``
+    (:func:`flux0lite.cli.terminal_safe_json`, flux0lite's rule), and ``NaN``, ``Infinity``,
+    ``-Infinity`` (which json's decoder, and so the daemon, accepts, and which the archive keeps
+    in ``raw`` as the server sent them) as ``null``, as ``status --json`` writes them.
+    """
     decoder = Decoder()
     for raw in raws:
-        decoder.decode(raw)  # raises ValueError (RecursionError) for an archive edited by hand
-        yield raw
+        decoder.decode(raw)
+        if "NaN" in raw or "Infinity" in raw:  # maybe inside a string only: then nothing changes
+            raw = _STRING_OR_NON_FINITE.sub(_null_if_non_finite, raw)
+        yield terminal_safe_json(raw)
 
 
 def _json_fields(fields: Dict[str, Any]) -> Dict[str, Any]:
@@ -307,14 +346,10 @@ def _json_fields(fields: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _json_text(doc: Any, indent: int) -> str:
-    """JSON for humans; strings UTF-8 cannot carry (a lone surrogate) as escapes. Never NaN or
-    Infinity (not JSON): such a value left in ``doc`` is a ValueError, the archive's fault."""
-    text = json.dumps(doc, ensure_ascii=False, indent=indent, allow_nan=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(doc, ensure_ascii=True, indent=indent, allow_nan=False)
-    return text
+    """JSON for humans, escaped by flux0lite's rule (lone surrogates, which UTF-8 cannot carry,
+    too). Never NaN or Infinity (not JSON): such a value left in ``doc`` is a ValueError, the
+    archive's fault."""
+    return terminal_safe_json(json.dumps(doc, ensure_ascii=False, indent=indent, allow_nan=False))
 
 
 def _undecodable_argument(args: Sequence[str]) -> Optional[int]:
