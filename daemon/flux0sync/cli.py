@@ -13,7 +13,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import signal
 import sqlite3
 import sys
@@ -22,7 +21,7 @@ from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Text
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
-from flux0lite.cli import terminal_safe_json, visible_text
+from flux0lite.cli import printable_json, visible_text
 from flux0lite.cli_args import BadValue, bounded_int
 from flux0lite.redaction import command_line_secrets, redact, url_userinfo
 
@@ -307,33 +306,22 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
         store.close()
 
 
-# A JSON string (skipped as it is) or a number RFC 8259 has no words for.
-_STRING_OR_NON_FINITE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN')
-
-
-def _null_if_non_finite(match: "re.Match[str]") -> str:
-    token = match.group()
-    return token if token[0] == '"' else "null"
-
-
 def _exportable(raws: Iterator[str]) -> Iterator[str]:
     """The stored raws, each checked to be JSON, written as RFC 8259 JSON a terminal cannot obey.
 
     Checked with the daemon's own decoder (what it archived, export reads): a raw that is not
     JSON is a ValueError (RecursionError), an archive edited by hand. Otherwise the raw is
     passed through as stored, never re-serialised (an integer of 5000 digits, ``1e999`` or
-    ``0.1000000000000000000001`` stay as written; a value nested 100,000 deep is exported), with
-    two rewrites that keep the value: DEL, C1 and bidi controls inside strings as ``\\uXXXX``
-    (:func:`flux0lite.cli.terminal_safe_json`, flux0lite's rule), and ``NaN``, ``Infinity``,
-    ``-Infinity`` (which json's decoder, and so the daemon, accepts, and which the archive keeps
-    in ``raw`` as the server sent them) as ``null``, as ``status --json`` writes them.
+    ``0.1000000000000000000001`` stay as written; a value nested 100,000 deep is exported),
+    printed by flux0lite's rule (:func:`flux0lite.cli.printable_json`): DEL, C1 and bidi
+    controls as ``\\uXXXX``, and ``NaN``, ``Infinity``, ``-Infinity`` (which json's decoder, and
+    so the daemon, accepts; the archive's ``raw`` keeps them as the server sent them) as
+    ``null``, as ``status --json`` writes them.
     """
     decoder = Decoder()
     for raw in raws:
         decoder.decode(raw)
-        if "NaN" in raw or "Infinity" in raw:  # maybe inside a string only: then nothing changes
-            raw = _STRING_OR_NON_FINITE.sub(_null_if_non_finite, raw)
-        yield terminal_safe_json(raw)
+        yield printable_json(raw)
 
 
 def _json_fields(fields: Dict[str, Any]) -> Dict[str, Any]:
@@ -349,7 +337,7 @@ def _json_text(doc: Any, indent: int) -> str:
     """JSON for humans, escaped by flux0lite's rule (lone surrogates, which UTF-8 cannot carry,
     too). Never NaN or Infinity (not JSON): such a value left in ``doc`` is a ValueError, the
     archive's fault."""
-    return terminal_safe_json(json.dumps(doc, ensure_ascii=False, indent=indent, allow_nan=False))
+    return printable_json(json.dumps(doc, ensure_ascii=False, indent=indent, allow_nan=False))
 
 
 def _undecodable_argument(args: Sequence[str]) -> Optional[int]:

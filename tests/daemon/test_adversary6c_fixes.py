@@ -1,7 +1,7 @@
 """Read-side defects found by the sixth adversary (``/work/wt/hadv6/repros/``), each pinned.
 
 04: ``status --json``, ``search --json`` and ``export`` wrote DEL, C1 controls (U+009B is CSI)
-and bidi overrides from the server raw; one rule (``flux0lite.cli.terminal_safe_json``) now
+and bidi overrides from the server raw; one rule (``flux0lite.cli.printable_json``) now
 escapes them for both CLIs. 07: ``export`` passed through the ``NaN``/``Infinity`` the daemon's
 decoder accepts (not JSON); it writes them as null, the archive keeps the raw as sent. 10:
 ``search --limit 99999999999999999999`` ended in the "unexpected OverflowError" catch-all; every
@@ -27,7 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux0lite.cli import main as flux0lite_main
-from flux0lite.cli import terminal_safe_json
+from flux0lite.cli import printable_json
+from tests.fakeserver import FakeServer, json_response
 
 # What no output may carry raw: C0 controls but newline and tab, DEL, C1, bidi controls; and
 # lone surrogates (UTF-8 cannot carry them).
@@ -104,8 +105,8 @@ def _archive(tmp_path: Path, session_id: str, raws: List[str]) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(JSON_VALUES.map(_finite))
-def test_terminal_safe_json_keeps_the_value_and_nothing_a_terminal_obeys(value: Any) -> None:
-    text = terminal_safe_json(json.dumps(value, ensure_ascii=False))
+def test_printable_json_keeps_the_value_and_nothing_a_terminal_obeys(value: Any) -> None:
+    text = printable_json(json.dumps(value, ensure_ascii=False))
     assert not UNSAFE.search(text)
     text.encode("utf-8")  # lone surrogates escaped too
     assert _same(json.loads(text), value)
@@ -247,3 +248,29 @@ def test_a_usage_error_is_one_line(args: List[str]) -> None:
     code, out, err = run(args)
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and " error: " in err and err.endswith(" -h)\n"), err
+
+
+# -- the same rule in flux0lite's --json/--jsonl -------------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [["--json"], ["--jsonl"]], ids=["json", "jsonl"])
+@pytest.mark.parametrize("command", [["agents", "list"], ["events", "list", "s1"]], ids=["passthrough", "typed"])
+def test_flux0lite_json_output_is_strict_json_a_terminal_cannot_obey(
+    fake: FakeServer, command: List[str], flags: List[str]
+) -> None:
+    evil = "zebra \x9b31m \x7f \u202e \x85"
+    agent = {"id": "a1", "name": evil, "type": "echo", "score": math.nan, "rank": [math.inf, -math.inf]}
+    event = json.loads(_event(0, evil))
+    event["data"]["score"] = math.nan
+    fake.on("GET", "/api/agents", json_response(200, {"data": [agent]}))
+    fake.on("GET", "/api/sessions/s1/events", json_response(200, {"data": [event]}))
+    out, err = io.StringIO(), io.StringIO()
+    code = flux0lite_main(["--server-url", fake.url, "--retries", "0", *command, *flags], stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    assert not UNSAFE.search(out.getvalue().replace("\n", " "))
+    docs = _strict(out.getvalue()) if flags == ["--json"] else [_strict(line) for line in out.getvalue().splitlines()]
+    (doc,) = docs
+    if command[0] == "agents":
+        assert (doc["name"], doc["score"], doc["rank"]) == (evil, None, [None, None])
+    else:
+        assert (doc["data"]["parts"][0]["content"], doc["data"]["score"]) == (evil, None)
