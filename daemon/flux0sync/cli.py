@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -67,7 +68,7 @@ class _Redacting:
         self._secrets = secrets
 
     def write(self, text: str) -> int:
-        self._stream.write(visible_text(redact(text, self._secrets)))
+        _write_encodable(self._stream, visible_text(redact(text, self._secrets)), json=False)
         return len(text)
 
     def flush(self) -> None:
@@ -88,6 +89,46 @@ def _search_limit(text: str) -> int:
         return bounded_int(1, _MAX_SEARCH_LIMIT)(text)
     except BadValue as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Output:
+    """stdout as the readers write to it: what its encoding lacks (``PYTHONIOENCODING=ascii``,
+    a Latin-1 terminal) is escaped, not a UnicodeEncodeError (which would read as a broken
+    archive): JSON as JSON's ``\\uXXXX`` escapes (the same value), text as backslash escapes."""
+
+    def __init__(self, stream: TextIO, *, json: bool) -> None:
+        self._stream = stream
+        self._json = json
+
+    def write(self, text: str) -> int:
+        _write_encodable(self._stream, text, json=self._json)
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _write_encodable(stream: TextIO, text: str, *, json: bool) -> None:
+    try:
+        stream.write(text)  # a text stream encodes the whole text before writing any of it
+    except UnicodeEncodeError:
+        if json:
+            stream.write(_NON_ASCII.sub(_json_ascii_escape, text))
+        else:
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+
+
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def _json_ascii_escape(match: "re.Match[str]") -> str:
+    """A character of a JSON string as JSON's ASCII escape (a surrogate pair past U+FFFF)."""
+    code = ord(match.group())
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -220,7 +261,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
         }
         out.write(_json_text(doc, indent=2) + "\n")
         return EXIT_OK
-    out.write(f"{events} events, {sessions} sessions, {agents} agents in {store.path}\n")
+    out.write(visible_text(f"{events} events, {sessions} sessions, {agents} agents in {store.path}\n"))
     header = ["SESSION", "EVENTS", "LAST_OFFSET", "LAST_SYNC", "NEXT_POLL", "USER", "ERRORS", "GAPS"]
     header += ["BEHIND"] if args.server else []
     table: List[List[str]] = [header]
@@ -267,6 +308,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             err.write(f"flux0-sync {command}: the argument must not contain a NUL character\n")
             return EXIT_CONFIG
     db_path = args.db_path or os.environ.get("FLUX0_SYNC_DB") or default_db_path(os.environ)
+    out = cast(TextIO, _Output(out, json=args.json or command == "export"))
     store = open_store(db_path, readonly=True)
     try:
         if command == "status":

@@ -16,7 +16,7 @@ import math
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, List, Tuple, cast
 
 import pytest
 from flux0sync.cli import _exportable, _run_parser, main
@@ -274,3 +274,33 @@ def test_flux0lite_json_output_is_strict_json_a_terminal_cannot_obey(
         assert (doc["name"], doc["score"], doc["rank"]) == (evil, None, [None, None])
     else:
         assert (doc["data"]["parts"][0]["content"], doc["data"]["score"]) == (evil, None)
+
+
+# -- a stdout that cannot encode the text: escaped, not "the archive cannot be read" ---------------
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_readers_escape_what_stdout_cannot_encode(tmp_path: Path, encoding: str) -> None:
+    text = "zebra h\xe9llo \u7528\u6237 \U0001f600 \x9b"
+    sid = "s\xe9\u7528"
+    path = _archive(tmp_path, sid, [_event(0, text)])
+    for args in (["status"], ["status", "--json"], ["search", "zebra"], ["search", "zebra", "--json"]) + tuple(
+        ["export", sid, *flags] for flags in ([], ["--json"])
+    ):
+        stream = io.TextIOWrapper(io.BytesIO(), encoding=encoding, newline="\n")
+        err = io.TextIOWrapper(io.BytesIO(), encoding=encoding)
+        code = main([*args, "--db", path], stdout=stream, stderr=err)
+        stream.flush()
+        err.flush()
+        assert code == 0, (args, cast(io.BytesIO, err.buffer).getvalue())
+        written = cast(io.BytesIO, stream.buffer).getvalue().decode(encoding)
+        _, utf8, _ = run([*args, "--db", path])
+        if "--json" in args or args[0] == "export":
+            as_json = [_strict(written)] if "--json" in args else [_strict(line) for line in written.splitlines()]
+            assert as_json == ([_strict(utf8)] if "--json" in args else [_strict(line) for line in utf8.splitlines()])
+        else:
+            assert "\\u7528" in written and ("\\xe9" in written) == (encoding == "ascii"), written
+    stream = io.TextIOWrapper(io.BytesIO(), encoding=encoding)
+    assert main(["export", sid + "x", "--db", path], stdout=io.StringIO(), stderr=stream) == 1
+    stream.flush()
+    assert "is not in" in cast(io.BytesIO, stream.buffer).getvalue().decode(encoding)
