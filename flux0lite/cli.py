@@ -96,6 +96,8 @@ _CONTROL = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u
 _SURROGATE = "[\ud800-\udfff]"
 # What JSON text may hold raw but a terminal must not get: JSON already escapes C0 controls.
 _JSON_UNSAFE = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+# A JSON string (kept as it is) or a number JSON has no words for, which json reads and writes.
+_STRING_OR_NON_FINITE = r'"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN'
 
 
 def _visible(match: "re.Match[str]") -> str:
@@ -117,8 +119,6 @@ def visible_text(text: str) -> str:
 
 def _json_text(doc: "Any", *, indent: "Optional[int]", ascii_only: bool) -> str:
     """Exact JSON: characters a terminal could obey, and lone surrogates, as ``\\uXXXX``."""
-    import re
-
     from .errors import DecodeError
 
     separators = (",", ": ") if indent else (",", ":")
@@ -126,7 +126,36 @@ def _json_text(doc: "Any", *, indent: "Optional[int]", ascii_only: bool) -> str:
         text = json_dumps(doc, ensure_ascii=ascii_only, indent=indent, separators=separators)
     except RecursionError as exc:
         raise DecodeError("the server's JSON is nested too deeply to print") from exc
-    return text if ascii_only else re.sub(_JSON_UNSAFE, lambda m: f"\\u{ord(m.group()):04x}", text)
+    return printable_json(text)
+
+
+def printable_json(text: str) -> str:
+    """JSON ``text`` (as :mod:`json` reads and writes it) as both CLIs print it: RFC 8259 JSON
+    that cannot drive a terminal, the same value but for numbers RFC 8259 has no words for.
+
+    DEL, C1 and bidi controls and lone surrogates become ``\\uXXXX`` escapes (the same value:
+    valid JSON holds them only inside strings; C0 controls JSON escapes itself). ``NaN``,
+    ``Infinity`` and ``-Infinity``, which :mod:`json` reads and writes but jq, ``JSON.parse`` and
+    strict readers refuse, become ``null``, as JavaScript writes them. The one rule for
+    flux0lite's ``--json``/``--jsonl`` and flux0-sync's ``status --json``, ``search --json`` and
+    ``export``.
+    """
+    import re
+
+    if "NaN" in text or "Infinity" in text:  # maybe inside strings only: then nothing changes
+        text = re.sub(_STRING_OR_NON_FINITE, _null_if_non_finite, text)
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return re.sub(_JSON_UNSAFE, _json_escape, text)
+
+
+def _null_if_non_finite(match: "re.Match[str]") -> str:
+    token = match.group()
+    return token if token[0] == '"' else "null"
+
+
+def _json_escape(match: "re.Match[str]") -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def json_dumps(doc: "Any", **options: "Any") -> str:

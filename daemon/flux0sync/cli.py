@@ -13,15 +13,17 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, cast
+from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, TextIO, cast
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
-from flux0lite.cli import visible_text
+from flux0lite.cli import printable_json, visible_text
+from flux0lite.cli_args import BadValue, bounded_int
 from flux0lite.redaction import command_line_secrets, redact, url_userinfo
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
@@ -52,26 +54,85 @@ _READ_COMMANDS = ("status", "export", "search")
 # Options whose values no message may show: the whole value, or a URL's user:password.
 _SECRET_OPTIONS = ("--token",)
 _URL_OPTIONS = ("--server-url", "--proxy", "--db")
+# SQLite's and PostgreSQL's LIMIT are 64-bit integers.
+_MAX_SEARCH_LIMIT = 2**63 - 1
 
 
 class _Redacting:
     """A text stream that writes ``text`` without the secrets the command line gave (argparse's
-    usage errors echo what was typed) and without URL credentials."""
+    usage errors echo what was typed), without URL credentials, and with control characters
+    shown, not obeyed (a message may quote a session id or an argument)."""
 
     def __init__(self, stream: TextIO, secrets: Sequence[str]) -> None:
         self._stream = stream
         self._secrets = secrets
 
     def write(self, text: str) -> int:
-        self._stream.write(redact(text, self._secrets))
+        _write_encodable(self._stream, visible_text(redact(text, self._secrets)), json=False)
         return len(text)
 
     def flush(self) -> None:
         self._stream.flush()
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as flux0lite's usage errors (argparse would print the whole usage block
+        # first). A closed stderr does not turn the usage error into main's broken-pipe exit 0.
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+        sys.exit(EXIT_CONFIG)
+
+
+def _search_limit(text: str) -> int:
+    try:
+        return bounded_int(1, _MAX_SEARCH_LIMIT)(text)
+    except BadValue as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Output:
+    """stdout as the readers write to it: what its encoding lacks (``PYTHONIOENCODING=ascii``,
+    a Latin-1 terminal) is escaped, not a UnicodeEncodeError (which would read as a broken
+    archive): JSON as JSON's ``\\uXXXX`` escapes (the same value), text as backslash escapes."""
+
+    def __init__(self, stream: TextIO, *, json: bool) -> None:
+        self._stream = stream
+        self._json = json
+
+    def write(self, text: str) -> int:
+        _write_encodable(self._stream, text, json=self._json)
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _write_encodable(stream: TextIO, text: str, *, json: bool) -> None:
+    try:
+        stream.write(text)  # a text stream encodes the whole text before writing any of it
+    except UnicodeEncodeError:
+        if json:
+            stream.write(_NON_ASCII.sub(_json_ascii_escape, text))
+        else:
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+
+
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def _json_ascii_escape(match: "re.Match[str]") -> str:
+    """A character of a JSON string as JSON's ASCII escape (a surrogate pair past U+FFFF)."""
+    code = ord(match.group())
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flux0-sync",
         description="Mirror flux0 sessions into SQLite or PostgreSQL. status/export/search read the archive.",
         epilog=_EPILOG,
@@ -135,7 +196,7 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _read_parser(command: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"flux0-sync {command}")
+    parser = _Parser(prog=f"flux0-sync {command}")
     parser.add_argument("--db", dest="db_path", help="archive file or postgresql:// URL (env FLUX0_SYNC_DB)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     if command == "status":
@@ -146,7 +207,7 @@ def _read_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--jsonl", action="store_true", help="one event per line (the default)")
     else:
         parser.add_argument("text", metavar="TEXT")
-        parser.add_argument("--limit", type=int, default=50)
+        parser.add_argument("--limit", type=_search_limit, default=50, help="hits at most (default 50)")
     return parser
 
 
@@ -200,7 +261,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
         }
         out.write(_json_text(doc, indent=2) + "\n")
         return EXIT_OK
-    out.write(f"{events} events, {sessions} sessions, {agents} agents in {store.path}\n")
+    out.write(visible_text(f"{events} events, {sessions} sessions, {agents} agents in {store.path}\n"))
     header = ["SESSION", "EVENTS", "LAST_OFFSET", "LAST_SYNC", "NEXT_POLL", "USER", "ERRORS", "GAPS"]
     header += ["BEHIND"] if args.server else []
     table: List[List[str]] = [header]
@@ -247,6 +308,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             err.write(f"flux0-sync {command}: the argument must not contain a NUL character\n")
             return EXIT_CONFIG
     db_path = args.db_path or os.environ.get("FLUX0_SYNC_DB") or default_db_path(os.environ)
+    out = cast(TextIO, _Output(out, json=args.json or command == "export"))
     store = open_store(db_path, readonly=True)
     try:
         if command == "status":
@@ -255,8 +317,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             if not store.session_exists(args.session_id):
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
-            # raw as archived, never re-serialised (1e999 would become Infinity, 0.1000...01 0.1)
-            raws = _json_checked(store.iter_raw_events(args.session_id))
+            raws = _exportable(store.iter_raw_events(args.session_id))
             if args.json:
                 items = "".join(f"\n  {raw}," for raw in raws)
                 out.write(f"[{items[:-1]}\n]\n" if items else "[]\n")
@@ -287,14 +348,22 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
         store.close()
 
 
-def _json_checked(raws: Iterator[str]) -> Iterator[str]:
-    """The stored raws, each checked to be JSON and passed through as it is (so an integer of
-    5000 digits or a value nested 100,000 deep, which the daemon archives, exports as stored).
-    Checked with the daemon's own decoder: what it archived, export reads."""
+def _exportable(raws: Iterator[str]) -> Iterator[str]:
+    """The stored raws, each checked to be JSON, written as RFC 8259 JSON a terminal cannot obey.
+
+    Checked with the daemon's own decoder (what it archived, export reads): a raw that is not
+    JSON is a ValueError (RecursionError), an archive edited by hand. Otherwise the raw is
+    passed through as stored, never re-serialised (an integer of 5000 digits, ``1e999`` or
+    ``0.1000000000000000000001`` stay as written; a value nested 100,000 deep is exported),
+    printed by flux0lite's rule (:func:`flux0lite.cli.printable_json`): DEL, C1 and bidi
+    controls as ``\\uXXXX``, and ``NaN``, ``Infinity``, ``-Infinity`` (which json's decoder, and
+    so the daemon, accepts; the archive's ``raw`` keeps them as the server sent them) as
+    ``null``, as ``status --json`` writes them.
+    """
     decoder = Decoder()
     for raw in raws:
-        decoder.decode(raw)  # raises ValueError (RecursionError) for an archive edited by hand
-        yield raw
+        decoder.decode(raw)
+        yield printable_json(raw)
 
 
 def _json_fields(fields: Dict[str, Any]) -> Dict[str, Any]:
@@ -307,14 +376,10 @@ def _json_fields(fields: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _json_text(doc: Any, indent: int) -> str:
-    """JSON for humans; strings UTF-8 cannot carry (a lone surrogate) as escapes. Never NaN or
-    Infinity (not JSON): such a value left in ``doc`` is a ValueError, the archive's fault."""
-    text = json.dumps(doc, ensure_ascii=False, indent=indent, allow_nan=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(doc, ensure_ascii=True, indent=indent, allow_nan=False)
-    return text
+    """JSON for humans, escaped by flux0lite's rule (lone surrogates, which UTF-8 cannot carry,
+    too). Never NaN or Infinity (not JSON): such a value left in ``doc`` is a ValueError, the
+    archive's fault."""
+    return printable_json(json.dumps(doc, ensure_ascii=False, indent=indent, allow_nan=False))
 
 
 def _undecodable_argument(args: Sequence[str]) -> Optional[int]:
