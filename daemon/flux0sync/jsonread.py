@@ -48,6 +48,10 @@ class Decoder(json.JSONDecoder):
         # text arrives, and only what it grew by is reserved again.
         self.reserve = reserve
         self._reserved = 0
+        # raw_decode below differs from the C scanner only where the scanner fails: a reader
+        # may try the scanner first (one Python call less per event) and call raw_decode on
+        # a failure (flux0lite.jsonstream does)
+        self.quick_scan = self.scan_once  # type: ignore[attr-defined]
 
     def _int(self, digits: str) -> Any:
         try:
