@@ -210,7 +210,9 @@ def _server_bytes(raw: str) -> bytes:
 
 
 def _archived_raw(content: bytes) -> str:
-    events = [event for batch in read_batches("s1", [b'{"data": [' + _event_bytes(content) + b"]}"], 100) for event in batch]
+    events = [
+        event for batch in read_batches("s1", [b'{"data": [' + _event_bytes(content) + b"]}"], 100) for event in batch
+    ]
     assert len(events) == 1
     return event_row("s1", events[0])[9]
 
@@ -249,7 +251,9 @@ def test_the_value_read_comes_back_from_the_raw_of_an_event_with_a_byte_that_is_
 
 _PIECES = st.one_of(
     st.binary(max_size=6).map(lambda b: b.replace(b"\\", b"/").replace(b'"', b"'").translate(None, bytes(range(32)))),
-    st.sampled_from([b"\\ud83d", b"\\udcff", b"\\uDCFF", b"\\udc80", b"\\\\", b'\\"', b"\\n", b"\xed\xa0\xbd", b"\xf0\x9f"]),
+    st.sampled_from(
+        [b"\\ud83d", b"\\udcff", b"\\uDCFF", b"\\udc80", b"\\\\", b'\\"', b"\\n", b"\xed\xa0\xbd", b"\xf0\x9f"]
+    ),
 )
 
 
@@ -266,8 +270,13 @@ def test_the_archived_raw_gives_back_the_servers_bytes_for_any_bytes(pieces: Lis
 def test_an_event_with_a_byte_that_is_not_utf8_is_stored_and_read_back_exactly(archive_db: str) -> None:
     """Both stores, through write_batch and iter_raw_events (what export reads)."""
     contents = [_LOOKALIKES["high-escape-then-byte"], _LOOKALIKES["escaped-pair"], _LOOKALIKES["byte"]]
-    bodies = [_event_bytes(c).replace(b'"e0"', f'"e{n}"'.encode()).replace(b'"offset": 0', f'"offset": {n}'.encode()) for n, c in enumerate(contents)]
-    events = [event for batch in read_batches("s1", [b'{"data": [' + b", ".join(bodies) + b"]}"], 100) for event in batch]
+    bodies = [
+        _event_bytes(c).replace(b'"e0"', f'"e{n}"'.encode()).replace(b'"offset": 0', f'"offset": {n}'.encode())
+        for n, c in enumerate(contents)
+    ]
+    events = [
+        event for batch in read_batches("s1", [b'{"data": [' + b", ".join(bodies) + b"]}"], 100) for event in batch
+    ]
     store = open_store(archive_db)
     try:
         store.write_batch("s1", events)
