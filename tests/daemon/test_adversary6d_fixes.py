@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
+from flux0sync import jsonread
 from flux0sync.backend import open_store
 from flux0sync.engine import Engine
 from flux0sync.jobs import read_batches
-from flux0sync.jsonread import LEFT_OUT, MAX_DEEP_CHARS, Decoder, decode_without_recursion, skip_value
+from flux0sync.jsonread import MAX_DEEP_CHARS, Decoder, decode_without_recursion
 from flux0sync.rows import event_row
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -120,8 +121,8 @@ def test_a_deep_listing_entry_is_checked_without_being_built() -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert values == [{"id": "a"}, LEFT_OUT, {"id": "b"}]
-    assert decoder.unusual == 1 and decoder.deep is LEFT_OUT
+    assert values == [{"id": "a"}, jsonread.LEFT_OUT, {"id": "b"}]
+    assert decoder.unusual == 1 and decoder.deep is jsonread.LEFT_OUT
     assert peak < 64 * 2**20, peak  # building it: ~300 MB
 
 
@@ -165,7 +166,7 @@ def test_skip_value_ends_where_the_general_path_ends_or_raises_the_same_error(to
         return  # raw_decode is only asked where a value starts
     decoder = Decoder()
     general = _outcome(lambda s: decode_without_recursion(s, 0, decoder)[1], text)
-    assert _outcome(lambda s: skip_value(s, 0, decoder), text) == general
+    assert _outcome(lambda s: jsonread.skip_value(s, 0, decoder), text) == general
 
 
 @settings(max_examples=200, deadline=None)
@@ -182,7 +183,7 @@ def test_a_value_too_deep_for_the_c_scanner_ends_where_it_would_be_built(tokens:
     def checked(s: str) -> Any:
         decoder = Decoder(build_deep=False)
         value, end = decoder.raw_decode(s)
-        assert value is LEFT_OUT or decoder.unusual == 0
+        assert value is jsonread.LEFT_OUT or decoder.unusual == 0
         return end
 
     assert _outcome(checked, text) == _outcome(general, text)
@@ -192,10 +193,12 @@ def test_a_value_too_deep_for_the_c_scanner_ends_where_it_would_be_built(tokens:
 
 
 def _event_bytes(content: bytes) -> bytes:
+    """An event as compact JSON: what the old rule re-serialised an event with a byte to, so a
+    lookalike sent as such text archived exactly the same raw."""
     return (
-        b'{"id": "e0", "offset": 0, "type": "message", "source": "user", "correlation_id": "c",'
-        b' "deleted": false, "created_at": "2024-01-01T00:00:00Z", "data": {"type": "message",'
-        b' "participant": {"id": "u", "name": "u"}, "parts": [{"type": "content", "content": "' + content + b'"}]}}'
+        b'{"id":"e0","offset":0,"type":"message","source":"user","correlation_id":"c",'
+        b'"deleted":false,"created_at":"2024-01-01T00:00:00Z","data":{"type":"message",'
+        b'"participant":{"id":"u","name":"u"},"parts":[{"type":"content","content":"' + content + b'"}]}}'
     )
 
 
@@ -271,7 +274,7 @@ def test_an_event_with_a_byte_that_is_not_utf8_is_stored_and_read_back_exactly(a
     """Both stores, through write_batch and iter_raw_events (what export reads)."""
     contents = [_LOOKALIKES["high-escape-then-byte"], _LOOKALIKES["escaped-pair"], _LOOKALIKES["byte"]]
     bodies = [
-        _event_bytes(c).replace(b'"e0"', f'"e{n}"'.encode()).replace(b'"offset": 0', f'"offset": {n}'.encode())
+        _event_bytes(c).replace(b'"e0"', f'"e{n}"'.encode()).replace(b'"offset":0', f'"offset":{n}'.encode())
         for n, c in enumerate(contents)
     ]
     events = [
