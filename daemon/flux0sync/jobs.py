@@ -296,7 +296,7 @@ def read_batches(session_id: str, body: Iterable[bytes], size: int) -> Iterator[
         what=f"GET {_events_path(session_id)}",
         max_element_chars=_MAX_EVENT_CHARS,
         decoder=Decoder(),
-        errors="surrogateescape",  # a byte that is not UTF-8 is kept (see rows.dumps_lossless)
+        errors="surrogateescape",  # a byte that is not UTF-8 is kept (see rows.undecodable_raw)
         element=RawEvent,
     )
     try:
