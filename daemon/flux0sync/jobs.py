@@ -312,7 +312,7 @@ def read_batches(session_id: str, body: Iterable[bytes], size: int) -> Iterator[
         what=f"GET {_events_path(session_id)}",
         max_element_chars=_MAX_EVENT_CHARS,
         decoder=Decoder(),
-        errors="surrogateescape",  # a byte that is not UTF-8 is kept (see rows.dumps_lossless)
+        errors="surrogateescape",  # a byte that is not UTF-8 is kept (see rows.undecodable_raw)
         element=RawEvent,
     )
     try:
@@ -437,7 +437,7 @@ def _listing(
         response = _stream_array(client, path, params, what)
         try:
             take = _budget_of(emit)
-            decoder = Decoder(_deep_cost(take))
+            decoder = Decoder(build_deep=False)  # an entry too deep is left out: never built, at any size
             elements = iter_array(
                 metered(_answer_bytes(response), take),
                 key="data",

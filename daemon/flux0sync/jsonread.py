@@ -11,7 +11,9 @@ to :data:`MAX_DEEP_CHARS` is: its end is found first by a scan that builds nothi
 one stays the RecursionError CPython raises (the reader's typed error: its session fails, the
 daemon goes on within its unit's MemoryMax). Each one read is counted in
 :attr:`Decoder.unusual`, so that a caller who must also write the value back (a listing's
-entry, stored through its typed model) can leave it out.
+entry, stored through its typed model) can leave it out. Such a caller builds none:
+``Decoder(build_deep=False)`` checks a value too deep for the C scanner as JSON, at any size
+and holding one byte per open level (:func:`skip_value`), and gives :data:`LEFT_OUT` for it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-__all__ = ["Decoder", "decode_without_recursion", "MAX_DEEP_CHARS", "element_end"]
+__all__ = ["Decoder", "decode_without_recursion", "skip_value", "LEFT_OUT", "MAX_DEEP_CHARS", "element_end"]
 
 # The largest element read without recursion: ~75 MB at worst, next to the daemon's ~40 MB,
 # well inside the systemd unit's MemoryMax=256M (a batch holds one such element: jobs.py).
@@ -29,7 +31,24 @@ MAX_DEEP_CHARS = 1024 * 1024
 _SPACE = re.compile(r"[ \t\n\r]*")
 # Runs of brackets (counted at once: a deep value is mostly such runs) or a string's start.
 _STRUCTURE = re.compile(r'[\[{]+|[\]}]+|"')
+# skip_value's runs: '[' (or closing brackets) and the whitespace between them, taken at once.
+# A character class, not a repeated group: re keeps no state per repetition of a class.
+_OPENERS = re.compile(r"[\[ \t\n\r]+")
+_CLOSERS = re.compile(r"[\]} \t\n\r]+")
+_CLOSER_RUN = re.compile(r"[\]}]+")
+_OPENER_OF = str.maketrans("]}", "[{", " \t\n\r")  # each closer's opener; whitespace dropped
+_OBJECT = ord("{")
 _Open = Tuple[Union[List[Any], Dict[str, Any]], Optional[str]]  # a container being read, and its member's key
+
+
+class _LeftOut:
+    """What a ``Decoder(build_deep=False)`` gives for a value too deep for the C scanner."""
+
+    def __repr__(self) -> str:
+        return "<a JSON value nested too deep, checked and left unread>"
+
+
+LEFT_OUT: Any = _LeftOut()
 
 
 class Decoder(json.JSONDecoder):
@@ -37,12 +56,15 @@ class Decoder(json.JSONDecoder):
 
     ``unusual`` counts the values read past a refusal; ``deep`` is the last value read without
     recursion (a whole element: the C scanner's failure unwinds to the value it was asked for).
+    With ``build_deep=False`` such a value is checked, never built, whatever its size: ``deep``
+    and the value given are :data:`LEFT_OUT` (for a caller that leaves it out anyway).
     """
 
-    def __init__(self, reserve: Optional[Callable[[int], None]] = None) -> None:
+    def __init__(self, reserve: Optional[Callable[[int], None]] = None, *, build_deep: bool = True) -> None:
         super().__init__(parse_int=self._int)
         self.unusual = 0
         self.deep: Any = None
+        self._build_deep = build_deep
         # Called with an element's characters before it is built without recursion (the
         # daemon's budget, see flux0sync.budget); an element cut short is read again as more
         # text arrives, and only what it grew by is reserved again.
@@ -66,6 +88,13 @@ class Decoder(json.JSONDecoder):
         except StopIteration as exc:
             raise json.JSONDecodeError("Expecting value", s, exc.value) from None
         except RecursionError:
+            if not self._build_deep:
+                if _closed_at(s, idx, len(s)) is None:  # cut short (checked once it is whole: linear)
+                    raise json.JSONDecodeError("Unterminated value", s, len(s)) from None
+                end = skip_value(s, idx, self)
+                self.unusual += 1
+                self.deep = LEFT_OUT
+                return LEFT_OUT, end
             whole = element_end(s, idx, MAX_DEEP_CHARS)
             if whole is None:  # too large to build within the unit's memory
                 raise
@@ -85,20 +114,28 @@ def element_end(s: str, idx: int, limit: int) -> Optional[int]:
     ``limit`` characters; ``len(s)`` if the text ends first (cut short: the decoder then says
     where). Brackets of the wrong kind are not told apart: decoding the element does that."""
     stop = min(len(s), idx + limit)
+    end = _closed_at(s, idx, stop)
+    if end is None and stop == len(s):
+        return len(s)
+    return end
+
+
+def _closed_at(s: str, idx: int, stop: int) -> Optional[int]:
+    """:func:`element_end`'s scan: where the container at ``idx`` ends, or None if not before ``stop``."""
     depth = 0
     pos = idx
     search = _STRUCTURE.search
     while True:
         found = search(s, pos, stop)
         if found is None:
-            return len(s) if stop == len(s) else None
+            return None
         pos = found.end()
         token = found.group()
         if token == '"':
             while True:  # the closing quote: one not preceded by an odd run of backslashes
                 quote = s.find('"', pos, stop)
                 if quote < 0:
-                    return len(s) if stop == len(s) else None
+                    return None
                 slashes = quote
                 while s[slashes - 1] == "\\":
                     slashes -= 1
@@ -178,3 +215,72 @@ def decode_without_recursion(s: str, idx: int, decoder: json.JSONDecoder) -> Tup
             pos += 1
             opened.pop()
             value = container
+
+
+def skip_value(s: str, idx: int, decoder: json.JSONDecoder) -> int:
+    """Where the value at ``idx`` ends, checked as :func:`decode_without_recursion` reads it
+    (the same end, or a :class:`json.JSONDecodeError` for the same text), with nothing built:
+    only the kinds of its open containers are held, one byte a level, so a value of any depth
+    costs a small part of its own text. Scalars are read by the decoder's ``scan_once`` (each
+    dropped at once); runs of brackets are taken at once, as a deep value is mostly such runs."""
+    opened = bytearray()  # b"[" or b"{" for each open container, the innermost last
+    scan = decoder.scan_once  # type: ignore[attr-defined]
+    strict = decoder.strict
+    pos = idx
+    while True:
+        char = s[pos : pos + 1]  # a value starts here
+        if char == "[":
+            run = _OPENERS.match(s, pos).end()  # type: ignore[union-attr]
+            opened += b"[" * s.count("[", pos, run)
+            pos = run
+            if s[pos : pos + 1] != "]":
+                continue
+            opened.pop()  # the innermost is empty
+            pos += 1
+        elif char == "{":
+            pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
+            if s[pos : pos + 1] == "}":
+                pos += 1
+            else:
+                opened.append(_OBJECT)
+                pos = _key(s, pos, strict)[1]
+                continue
+        else:
+            try:
+                pos = scan(s, pos)[1]
+            except StopIteration as exc:
+                raise json.JSONDecodeError("Expecting value", s, exc.value) from None
+        while True:  # a value is complete: its containers may end here too
+            if not opened:
+                return pos
+            pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
+            if s[pos : pos + 1] == ",":
+                pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
+                if opened[-1] == _OBJECT:
+                    pos = _key(s, pos, strict)[1]
+                break
+            run = _CLOSERS.match(s, pos)
+            if run is None:
+                raise json.JSONDecodeError("Expecting ',' delimiter", s, pos)
+            text = run.group()
+            closes = text.translate(_OPENER_OF)  # the opener each closer needs
+            if len(closes) > len(opened):  # the run goes on past the value's end: not its own
+                closes = closes[: len(opened)]
+                end = _after_closer(s, pos, run.end(), len(closes))
+            else:
+                end = pos + len(text.rstrip(" \t\n\r"))
+            if opened[len(opened) - len(closes) :] != closes[::-1].encode("ascii"):
+                wrong = next(i for i in range(len(closes)) if opened[-1 - i] != ord(closes[i]))
+                raise json.JSONDecodeError("Expecting ',' delimiter", s, _after_closer(s, pos, end, wrong + 1) - 1)
+            del opened[len(opened) - len(closes) :]
+            pos = end
+
+
+def _after_closer(s: str, pos: int, end: int, count: int) -> int:
+    """The position just after the ``count``-th closing bracket of ``s[pos:end]`` (a run of
+    closing brackets and whitespace holding at least that many)."""
+    for run in _CLOSER_RUN.finditer(s, pos, end):
+        if count <= run.end() - run.start():
+            return run.start() + count
+        count -= run.end() - run.start()
+    raise AssertionError("fewer closing brackets than counted")  # pragma: no cover

@@ -4,7 +4,9 @@ The server's bytes are hostile: a lone surrogate, an offset of 2**63 or a create
 year 300000 must never stop the archive. ``raw`` keeps the event exactly as the server sent it
 (the element's own JSON text, where a lone surrogate is still an ASCII ``\\ud83d`` escape), and
 an indexed column whose value cannot be stored as is becomes NULL (or, for the NOT NULL
-identity columns, the value's JSON escape), so nothing is lost and nothing fails.
+identity columns, the value's JSON escape), so nothing is lost and nothing fails. The one text
+no store can hold as is, an event holding bytes that are not UTF-8, is kept as a JSON string
+(:func:`undecodable_raw`): never an event's own text, which is an object.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "storable_text",
     "storable_offset",
     "dumps_lossless",
+    "undecodable_raw",
     "MAX_OFFSET",
 ]
 
@@ -91,8 +94,6 @@ def _storable_timestamp(value: Any) -> Optional[str]:
     return text if "0001" <= text[:4] <= "9999" else None
 
 
-# A decoded element's text holds lone surrogates (bytes that were not UTF-8) only inside its
-# strings, where the JSON escape means the same.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -100,8 +101,31 @@ def _escape_surrogate(match: "re.Match[str]") -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
+def undecodable_raw(text: str) -> str:
+    """The ``raw`` of an event whose text held bytes that are not UTF-8: the text as a JSON
+    string, with each such byte's lone surrogate (U+DC80..U+DCFF, surrogateescape) as its
+    ``\\udcXX`` escape, so ``json.loads(raw).encode("utf-8", "surrogateescape")`` gives back
+    the server's bytes.
+
+    Writing the byte's escape into the event's own JSON instead (the object read back as the
+    value read) is ambiguous twice over: after a lone high-surrogate escape such as
+    ``\\ud83d`` every JSON reader takes ``\\ud83d\\udcff`` for one character (U+1F4FF), and a
+    server's own ``\\udcff`` escape reads the same as the byte 0xFF. Here neither can happen:
+    the server's text, escapes included, is a string's content, whose only lone surrogates are
+    bytes (text read with surrogateescape holds no other: UTF-8 cannot encode one, so a high
+    surrogate never comes before a byte's), and an event is a JSON object, so a raw that is a
+    string never is any event's own text. One raw, one answer.
+    """
+    return _LONE_SURROGATE.sub(_escape_surrogate, json.dumps(text, ensure_ascii=False))
+
+
 def dumps_lossless(doc: Any) -> str:
-    """Compact JSON; lone surrogates (which UTF-8 cannot carry) as ASCII escapes."""
+    """Compact JSON; lone surrogates (which UTF-8 cannot carry) as ASCII escapes.
+
+    Exact for a value read from UTF-8 text, where a JSON reader already made one character of a
+    high surrogate's escape and a low one's after it; not for an event's text holding bytes
+    that are not UTF-8 (:func:`undecodable_raw` keeps those).
+    """
     text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
     if storable_text(text) is None:
         text = json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
@@ -162,11 +186,8 @@ def event_row(session_id: str, event: RawEvent) -> EventRow:
         check_identity(session_id, event)  # raises if the id is no string or empty
         event_id = _column(event_id)
     raw = event.text
-    if not raw.isascii() and storable_text(raw) is None:
-        try:
-            raw = dumps_lossless(doc)
-        except (TypeError, RecursionError):  # a Decimal, or nesting deeper than json writes (jsonread)
-            raw = _LONE_SURROGATE.sub(_escape_surrogate, raw)
+    if not raw.isascii() and storable_text(raw) is None:  # bytes that are not UTF-8
+        raw = undecodable_raw(raw)
     offset = get("offset")
     event_type = get("type")
     source = get("source")

@@ -220,7 +220,7 @@ def test_a_byte_that_is_not_utf8_is_kept_and_loses_no_event(
             assert result.ok, result.errors
         rows = execute(archive_db, 'SELECT "offset", raw FROM events WHERE session_id = ? ORDER BY "offset"', (sid,))
         assert [offset for offset, _ in rows] == [0, 1, 2, 3]
-        word = json.loads(rows[1][1])["word"]
+        word = json.loads(json.loads(rows[1][1]))["word"]  # raw: the event's text as a JSON string
         assert word == "caf\udce9" and word.encode("utf-8", "surrogateescape") == b"caf\xe9"  # the byte comes back
         assert store.checkpoint(sid) == 3
         assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0

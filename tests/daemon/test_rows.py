@@ -73,7 +73,7 @@ def _by_the_helpers(session_id: str, event: RawEvent) -> EventRow:
     """The row, column by column, from each column's own helper (the general path)."""
     rows.check_identity(session_id, event)
     doc = event.doc
-    raw = event.text if rows.storable_text(event.text) is not None else rows.dumps_lossless(doc)
+    raw = event.text if rows.storable_text(event.text) is not None else rows.undecodable_raw(event.text)
     return (
         session_id,
         rows._column(doc.get("id")),
