@@ -20,6 +20,7 @@ from .errors import (
     APIConnectionError,
     ContentTypeError,
     DecodeError,
+    Flux0Error,
     ReadTimeout,
     RequestAborted,
     ResponseTooLargeError,
@@ -120,15 +121,29 @@ def decode_json(raw: bytes, what: str) -> Any:
 
 
 class Response:
-    """A complete response: status, lower-cased headers and the (decompressed) body."""
+    """A complete response: status, lower-cased headers and the (decompressed) body.
 
-    def __init__(self, status: int, reason: str, headers: Dict[str, str], body: bytes, method: str, url: str) -> None:
+    ``body_error`` is why an error answer's body could not be read (``body`` is then a note
+    saying so); :meth:`raise_for_status` chains the status's error to it."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Dict[str, str],
+        body: bytes,
+        method: str,
+        url: str,
+        *,
+        body_error: Optional[Flux0Error] = None,
+    ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
         self.body = body
         self.method = method
         self.url = url
+        self.body_error = body_error
 
     @property
     def content_type(self) -> str:
@@ -144,9 +159,12 @@ class Response:
     def raise_for_status(self) -> None:
         if 200 <= self.status < 300:
             return
-        raise error_for_status(
+        error = error_for_status(
             self.status, error_body(self.body), self.headers, reason=self.reason, method=self.method, url=self.url
         )
+        if self.body_error is not None:
+            raise error from self.body_error
+        raise error
 
 
 class StreamingResponse:

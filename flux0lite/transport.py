@@ -29,7 +29,7 @@ import threading
 import time
 import urllib.parse
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Type, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union, cast
 
 from ._version import __version__
 from .errors import (
@@ -371,10 +371,13 @@ class Transport:
         if request.stream and 200 <= raw.status < 300:
             return streaming
         whole = True
+        body_error: Optional[Flux0Error] = None
         if 200 <= raw.status < 300:
             body = streaming.read_all(self.max_response_bytes)
         else:
-            body, whole = streaming.read_head(min(self.max_response_bytes, MAX_ERROR_BODY_BYTES))
+            body, whole, body_error = _read_error_body(streaming, min(self.max_response_bytes, MAX_ERROR_BODY_BYTES))
+            if body_error is not None and log is not None:
+                log.debug("%s %s: HTTP %d body unreadable: %s", method, url, raw.status, body_error)
         if request.aborted.is_set():  # the body may look whole: a shut-down socket reads as its end
             streaming.close()
             raise _aborted(request, " while reading the answer")
@@ -383,7 +386,7 @@ class Transport:
         complete = raw.isclosed() or (raw.length == 0 and raw.status not in (204, 304) and method != "HEAD")
         raw.close()  # releases the response only; the socket stays open for reuse
         if not whole:
-            pass  # read_head cut the body and closed its connection already
+            pass  # the body was cut or could not be read: its response has released the connection
         elif raw.will_close or not complete:
             self._pool.discard(conn)
         else:
@@ -393,7 +396,30 @@ class Transport:
             raise ProxyAuthenticationError(
                 f"{method} {url}: {proxy_auth_message(route.proxy)}", status_code=407, headers=headers
             )
-        return Response(raw.status, raw.reason, headers, body, method, url)
+        return Response(raw.status, raw.reason, headers, body, method, url, body_error=body_error)
+
+
+def _read_error_body(streaming: StreamingResponse, limit: int) -> Tuple[bytes, bool, Optional[Flux0Error]]:
+    """An error answer's body (at most ``limit`` bytes), whether that is all of it, and why it
+    could not be read, if so.
+
+    The status, not the body, types the error and decides a retry; the body only words its
+    message. So a body that cannot be read (corrupt or cut-off gzip, cut short, the connection
+    lost or silent mid-body) becomes a short note instead of replacing the status's error. The
+    call's own end (its total deadline, an abort) still ends it. Whatever failed has already
+    closed the response, which released its connection (kept only if the framing ended)."""
+    try:
+        body, whole = streaming.read_head(limit)
+    except (TotalTimeout, RequestAborted):
+        raise
+    except (ProtocolError, APIConnectionError) as exc:
+        detail = str(exc)
+        prefix = f"{streaming.method} {streaming.url}: "
+        if detail.startswith(prefix):
+            detail = detail[len(prefix) :]
+        note = f"{streaming.reason or 'error'} (the body could not be read: {detail})"
+        return note.encode("utf-8", "replace"), False, exc
+    return body, whole, None
 
 
 def _aborted(request: _Request, when: str) -> RequestAborted:
