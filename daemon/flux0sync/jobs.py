@@ -48,7 +48,7 @@ from flux0lite.jsonstream import Element, iter_array
 from flux0lite.resources import path_segment
 
 from .backend import Archive
-from .budget import CHAR_COST, DEEP_CHAR_COST, metered, text_cost
+from .budget import CHAR_COST, DEEP_CHAR_COST, element_cost, metered
 from .jsonread import Decoder
 from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
 from .store import StoreBusyError, StoreFullError, WriteResult
@@ -87,7 +87,8 @@ _MAX_EVENT_CHARS = 16 * 1024 * 1024
 # the unit's memory cap.
 MAX_BATCH_CHARS = 4 * 1024 * 1024
 # An events batch is also handed over once what it decodes to may reach this (estimated as the
-# budget charges it, flux0sync.budget.text_cost): 4 Mi characters of small items would hold
+# budget charges it, flux0sync.budget.element_cost; counted per event, not by what was read:
+# the reader reads ahead, up to an event): 4 Mi characters of small items would hold
 # ~160 MB, and the worker past the budget holds its batch beyond it. An event read without
 # recursion counts as a whole batch: a batch holds at most one such value (~75 MB), never four.
 _MAX_BATCH_COST = MAX_BATCH_CHARS * CHAR_COST
@@ -252,7 +253,7 @@ def fetch_events(
                         decoder.deep = None  # held by the batch alone: freed once it is stored
                         cost += _MAX_BATCH_COST
                     else:
-                        cost += text_cost(event.text)
+                        cost += element_cost(event.text)
                     if len(batch) >= batch_size or cost >= _MAX_BATCH_COST:
                         emit(batch)
                         batch, cost, event = [], 0, None  # type: ignore[assignment]  # handed over: not held while reading on
