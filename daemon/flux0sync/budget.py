@@ -42,11 +42,11 @@ __all__ = [
 CHAR_COST = 10
 # What each value costs on top, counted by the bytes that may start or key one (, { [ :): JSON
 # of many small items decodes to far more than its text (an empty dict is 64 bytes for 3
-# characters, a one-key dict 184-232 for 5). With this, every shape measured stays under its
-# charge on 3.9-3.13 (worst: single-key dicts or one-item lists nested, ~90 bytes a count on
-# 3.9; [{"":{}},...] 38 bytes a character). Counted per chunk in one pass in C (bytes.translate
-# deleting them: ~25 us for 64 KiB, ~1% of the daemon's CPU for ordinary events).
-ITEM_COST = 96
+# characters, a one-key dict 184-232 for 5). With this, every shape measured is charged at
+# least its decoded size plus CHAR_COST a character on 3.9-3.13 (worst: one-key dicts nested,
+# ~115 bytes a count on 3.9; [{"":{}},...] decodes to 38 bytes a character there, 32 on 3.13).
+# Counted per chunk in one pass in C (bytes.translate deleting them: ~25 us for 64 KiB).
+ITEM_COST = 120
 _ITEM_BYTES = b",{[:"
 # What a character of a value built without recursion costs (jsonread: ~75 bytes at worst).
 DEEP_CHAR_COST = 75

@@ -48,7 +48,7 @@ from flux0lite.jsonstream import Element, iter_array
 from flux0lite.resources import path_segment
 
 from .backend import Archive
-from .budget import CHAR_COST, DEEP_CHAR_COST, element_cost, metered
+from .budget import CHAR_COST, DEEP_CHAR_COST, ITEM_COST, element_cost, metered
 from .jsonread import Decoder
 from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
 from .store import StoreBusyError, StoreFullError, WriteResult
@@ -92,6 +92,11 @@ MAX_BATCH_CHARS = 4 * 1024 * 1024
 # ~160 MB, and the worker past the budget holds its batch beyond it. An event read without
 # recursion counts as a whole batch: a batch holds at most one such value (~75 MB), never four.
 _MAX_BATCH_COST = MAX_BATCH_CHARS * CHAR_COST
+# A smaller event is charged what any text of its size may cost (every character a value)
+# instead of counting its values, which would cost ~4% of the daemon's CPU with ordinary events:
+# a batch of those (a few hundred characters each) is handed over by count long before.
+_COUNTED_EVENT_CHARS = 4096
+_MAX_CHAR_COST = CHAR_COST + ITEM_COST
 # An events answer up to this size is read whole by the worker and parsed by the writer (see
 # Fetched); the result queue holds a few of them at most, so memory stays bounded.
 _WHOLE_BODY_MAX = 1024 * 1024
@@ -253,7 +258,8 @@ def fetch_events(
                         decoder.deep = None  # held by the batch alone: freed once it is stored
                         cost += _MAX_BATCH_COST
                     else:
-                        cost += element_cost(event.text)
+                        size = len(event.text)
+                        cost += size * _MAX_CHAR_COST if size <= _COUNTED_EVENT_CHARS else element_cost(event.text)
                     if len(batch) >= batch_size or cost >= _MAX_BATCH_COST:
                         emit(batch)
                         batch, cost, event = [], 0, None  # type: ignore[assignment]  # handed over: not held while reading on
