@@ -76,9 +76,9 @@ _M = TypeVar("_M")
 # or one batch holds an event without an id: that poll fails, the daemon goes on.
 BATCH_FAILURES = (StoreFullError, StoreBusyError, UnidentifiableEventError)
 # One event larger than this fails its session: flux0 events are small. The cap bounds an
-# event's text, not all its memory: the C scanner's widest value takes up to ~23 bytes per
-# character (a 16 MiB event of small items ~390 MB, beyond the unit's MemoryMax=256M); such an
-# event is not flux0's, and reading it may cost the daemon a restart. A value too deep for the C
+# event's text, not all its memory: small items decode to up to ~41 bytes a character (one
+# event of tiny items over ~5 MiB passes the unit's MemoryMax=256M alone: 16 MiB, 580-675 MB
+# peak); such an event is not flux0's, and reading it may cost the daemon a restart. A value too deep for the C
 # scanner (~75 bytes per character built without recursion) is read only up to
 # jsonread.MAX_DEEP_CHARS (1 MiB, ~75 MB) and counts as a whole batch.
 _MAX_EVENT_CHARS = 16 * 1024 * 1024
