@@ -4,9 +4,10 @@ The per-event caps (16 MiB of text; a value too deep for the C scanner only up t
 :data:`~flux0sync.jsonread.MAX_DEEP_CHARS`) hold per event, but each worker reads its own
 answer, the result queue holds a message per worker and the writer a transaction: several
 large events at once would pass the unit's ``MemoryMax``. So every character of an answer a
-worker reads is first taken from one :class:`Budget`, at an estimated cost per character
-(:data:`CHAR_COST`; :data:`DEEP_CHAR_COST` for a value built without recursion), and given
-back once the writer is done with the message that carried it (:meth:`Budget.settle`).
+worker reads is first taken from one :class:`Budget`, at an estimated cost (:func:`text_cost`:
+:data:`CHAR_COST` a character plus :data:`ITEM_COST` a value the text may start;
+:data:`DEEP_CHAR_COST` a character for a value built without recursion), and given back once
+the writer is done with the message that carried it (:meth:`Budget.settle`).
 
 A worker that finds the budget spent waits for the writer. One that holds part of an event
 cannot hand it over, so several could wait on each other with nothing left for the writer to
@@ -23,12 +24,30 @@ from __future__ import annotations
 import threading
 from typing import Callable, Dict, Iterable, Iterator, Optional
 
-__all__ = ["Budget", "CHAR_COST", "DEEP_CHAR_COST", "DEFAULT_BUDGET", "metered", "give_back_freed_memory"]
+__all__ = [
+    "Budget",
+    "CHAR_COST",
+    "DEEP_CHAR_COST",
+    "DEFAULT_BUDGET",
+    "ITEM_COST",
+    "element_cost",
+    "give_back_freed_memory",
+    "metered",
+    "text_cost",
+]
 
 # Estimated bytes of memory per character of answer text in flight: the reader's buffer, the
 # element's text and parsed document (~5 bytes a character at their peak), then the rows the
 # writer builds and SQLite binds (~10 at the write's peak; measured with 15 MiB events).
 CHAR_COST = 10
+# What each value costs on top, counted by the bytes that may start or key one (, { [ :): JSON
+# of many small items decodes to far more than its text (an empty dict is 64 bytes for 3
+# characters, a one-key dict 184-232 for 5). With this, every shape measured is charged at
+# least its decoded size plus CHAR_COST a character on 3.9-3.13 (worst: one-key dicts nested,
+# ~115 bytes a count on 3.9; [{"":{}},...] decodes to 38 bytes a character there, 32 on 3.13).
+# Counted per chunk in one pass in C (bytes.translate deleting them: ~25 us for 64 KiB).
+ITEM_COST = 120
+_ITEM_BYTES = b",{[:"
 # What a character of a value built without recursion costs (jsonread: ~75 bytes at worst).
 DEEP_CHAR_COST = 75
 # The default budget (estimated bytes). The daemon's own ~30 MB, this, and the one worker that
@@ -83,13 +102,25 @@ class Budget:
 
 
 def metered(chunks: Iterable[bytes], take: Optional[Callable[[int], None]]) -> Iterator[bytes]:
-    """``chunks``, each taken from the budget (``take`` of its cost) before it is passed on."""
+    """``chunks``, each taken from the budget (``take`` of its :func:`text_cost`) before it is passed on."""
     if take is None:
         yield from chunks
         return
     for chunk in chunks:
-        take(len(chunk) * CHAR_COST)
+        take(text_cost(chunk))
         yield chunk
+
+
+def text_cost(text: bytes) -> int:
+    """The estimated cost of JSON ``text`` in memory, once read and decoded (see ITEM_COST)."""
+    items = len(text) - len(text.translate(None, _ITEM_BYTES))
+    return len(text) * CHAR_COST + items * ITEM_COST
+
+
+def element_cost(text: str) -> int:
+    """:func:`text_cost` of one element's text, as decoded (what a batch of them holds)."""
+    items = text.count(",") + text.count("{") + text.count("[") + text.count(":")
+    return len(text) * CHAR_COST + items * ITEM_COST
 
 
 def give_back_freed_memory() -> None:

@@ -48,7 +48,7 @@ from flux0lite.jsonstream import Element, iter_array
 from flux0lite.resources import path_segment
 
 from .backend import Archive
-from .budget import DEEP_CHAR_COST, metered
+from .budget import CHAR_COST, DEEP_CHAR_COST, ITEM_COST, element_cost, metered
 from .jsonread import Decoder
 from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
 from .store import StoreBusyError, StoreFullError, WriteResult
@@ -76,19 +76,27 @@ _M = TypeVar("_M")
 # or one batch holds an event without an id: that poll fails, the daemon goes on.
 BATCH_FAILURES = (StoreFullError, StoreBusyError, UnidentifiableEventError)
 # One event larger than this fails its session: flux0 events are small. The cap bounds an
-# event's text, not all its memory: the C scanner's widest value takes up to ~23 bytes per
-# character (a 16 MiB event of small items ~390 MB, beyond the unit's MemoryMax=256M); such an
-# event is not flux0's, and reading it may cost the daemon a restart. A value too deep for the C
+# event's text, not all its memory: small items decode to up to ~41 bytes a character (one
+# event of tiny items over ~5 MiB passes the unit's MemoryMax=256M alone: 16 MiB, 580-675 MB
+# peak); such an event is not flux0's, and reading it may cost the daemon a restart. A value too deep for the C
 # scanner (~75 bytes per character built without recursion) is read only up to
-# jsonread.MAX_DEEP_CHARS (1 MiB, ~75 MB) and counts as a whole batch (_DEEP_EVENT_CHARS).
+# jsonread.MAX_DEEP_CHARS (1 MiB, ~75 MB) and counts as a whole batch.
 _MAX_EVENT_CHARS = 16 * 1024 * 1024
 # A batch is handed over once its events' JSON text reaches this many characters, whatever the
 # count: a few batches wait in the result queue, and 500 events of megabytes each would not fit
 # the unit's memory cap.
 MAX_BATCH_CHARS = 4 * 1024 * 1024
-# What an event read without recursion counts towards MAX_BATCH_CHARS: a batch (one in the
-# result queue) holds at most one such value of up to ~75 MB, never four.
-_DEEP_EVENT_CHARS = MAX_BATCH_CHARS
+# An events batch is also handed over once what it decodes to may reach this (estimated as the
+# budget charges it, flux0sync.budget.element_cost; counted per event, not by what was read:
+# the reader reads ahead, up to an event): 4 Mi characters of small items would hold
+# ~160 MB, and the worker past the budget holds its batch beyond it. An event read without
+# recursion counts as a whole batch: a batch holds at most one such value (~75 MB), never four.
+_MAX_BATCH_COST = MAX_BATCH_CHARS * CHAR_COST
+# A smaller event is charged what any text of its size may cost (every character a value)
+# instead of counting its values, which would cost ~4% of the daemon's CPU with ordinary events:
+# a batch of those (a few hundred characters each) is handed over by count long before.
+_COUNTED_EVENT_CHARS = 4096
+_MAX_CHAR_COST = CHAR_COST + ITEM_COST
 # An events answer up to this size is read whole by the worker and parsed by the writer (see
 # Fetched); the result queue holds a few of them at most, so memory stays bounded.
 _WHOLE_BODY_MAX = 1024 * 1024
@@ -215,7 +223,7 @@ def fetch_events(
         what = f"GET {path}"
         highest = min_offset - 1
         batch: List[RawEvent] = []
-        chars = 0
+        cost = 0  # of the batch, estimated (_MAX_BATCH_COST)
         start: Optional[int] = min_offset
         jump = resume
         take = _budget_of(emit)
@@ -248,12 +256,13 @@ def fetch_events(
                     batch.append(event)
                     if event.doc is decoder.deep:
                         decoder.deep = None  # held by the batch alone: freed once it is stored
-                        chars += _DEEP_EVENT_CHARS
+                        cost += _MAX_BATCH_COST
                     else:
-                        chars += len(event.text)
-                    if len(batch) >= batch_size or chars >= MAX_BATCH_CHARS:
+                        size = len(event.text)
+                        cost += size * _MAX_CHAR_COST if size <= _COUNTED_EVENT_CHARS else element_cost(event.text)
+                    if len(batch) >= batch_size or cost >= _MAX_BATCH_COST:
                         emit(batch)
-                        batch, chars, event = [], 0, None  # type: ignore[assignment]  # handed over: not held while reading on
+                        batch, cost, event = [], 0, None  # type: ignore[assignment]  # handed over: not held while reading on
                     if jump is not None and type(offset) is int and offset > jump[0]:
                         start = jump[1] + 1 if jump[1] > offset else None
                         jump = None
