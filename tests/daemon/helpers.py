@@ -15,7 +15,7 @@ from flux0sync.schedule import Policy
 
 from flux0lite import Flux0, Retry, Timeout
 from tests.conftest import ROOT, subprocess_env
-from tests.fakeserver import FakeFlux0, FakeServer
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
 
 def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
@@ -176,3 +176,27 @@ def run_until(target: Engine, done: Callable[[], bool], seconds: float = 20.0, e
     totals = target.run()
     assert state["done"] or done(), f"not done within {seconds} s"
     return totals
+
+
+# A sessions-listing entry as flux0 sends it, for tests that record listings directly.
+LISTING_ENTRY: Dict[str, Any] = {
+    "id": "s1",
+    "agent_id": "a",
+    "user_id": "u",
+    "title": "t",
+    "consumption_offsets": {"client": 0},
+    "created_at": "2024-01-01T00:00:00Z",
+}
+
+
+def listing_with_a_poisoned_entry(docs: Any, poisoned: str, value: str) -> Callable[[Request, Conn], None]:
+    """A responder for a listing of ``docs`` whose entry mentioning ``poisoned`` also carries
+    ``"odd": value`` (raw JSON text: a huge number, a deep value)."""
+
+    def respond(req: Request, conn: Conn) -> None:
+        items = [json.dumps(doc) for doc in docs.values()]
+        items = [text.replace('"id": ', f'"odd": {value}, "id": ', 1) if poisoned in text else text for text in items]
+        body = ('{"data": [' + ", ".join(items) + "]}").encode()
+        conn.send(raw_response(200, body, {"content-type": "application/json"}))
+
+    return respond

@@ -23,8 +23,8 @@ from flux0sync.schedule import Policy, Schedule
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.daemon.helpers import execute, offsets, quick_engine
-from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response, raw_response, sequence
+from tests.daemon.helpers import execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.fakeserver import FakeFlux0, FakeServer, json_response, sequence
 
 BIG = "9" * 5000  # past CPython's 4,300-digit int-from-text limit
 
@@ -124,16 +124,6 @@ _POISONS = {
 }
 
 
-def _listing_with_a_poisoned_entry(docs: Any, poisoned: str, value: str) -> Any:
-    def respond(req: Request, conn: Conn) -> None:
-        items = [json.dumps(doc) for doc in docs.values()]
-        items = [text.replace('"id": ', f'"odd": {value}, "id": ', 1) if poisoned in text else text for text in items]
-        body = ('{"data": [' + ", ".join(items) + "]}").encode()
-        conn.send(raw_response(200, body, {"content-type": "application/json"}))
-
-    return respond
-
-
 @pytest.mark.parametrize("poison", sorted(_POISONS))
 def test_one_sessions_entry_json_cannot_read_is_left_out_alone_with_one_warning(
     poison: str, tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
@@ -143,7 +133,7 @@ def test_one_sessions_entry_json_cannot_read_is_left_out_alone_with_one_warning(
     sids = [fake_flux0.add_session(agent) for _ in range(5)]
     for sid in sids:
         fake_flux0.add_events(sid, 2)
-    fake.on("GET", "/api/sessions", _listing_with_a_poisoned_entry(fake_flux0.sessions, sids[2], value))
+    fake.on("GET", "/api/sessions", listing_with_a_poisoned_entry(fake_flux0.sessions, sids[2], value))
     db = str(tmp_path / "a.sqlite3")
     archive = open_store(db)
     try:
@@ -165,7 +155,7 @@ def test_one_agents_entry_json_cannot_read_is_left_out_alone(
     kept, poisoned = fake_flux0.add_agent("kept"), fake_flux0.add_agent("poisoned")
     sid = fake_flux0.add_session(kept)
     fake_flux0.add_events(sid, 1)
-    fake.on("GET", "/api/agents", _listing_with_a_poisoned_entry(fake_flux0.agents, poisoned, _POISONS[poison][0]))
+    fake.on("GET", "/api/agents", listing_with_a_poisoned_entry(fake_flux0.agents, poisoned, _POISONS[poison][0]))
     db = str(tmp_path / "a.sqlite3")
     archive = open_store(db)
     try:

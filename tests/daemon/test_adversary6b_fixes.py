@@ -19,7 +19,7 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Dict, List
 
 import pytest
 from flux0sync import store
@@ -31,7 +31,7 @@ from flux0sync.rows import RawEvent
 from flux0lite import APIError, Session
 from flux0lite.transport import MAX_ERROR_BODY_BYTES
 from tests.conftest import ROOT
-from tests.daemon.helpers import client_for, execute, popen_daemon
+from tests.daemon.helpers import LISTING_ENTRY, client_for, execute, popen_daemon
 from tests.daemon.hostile import event
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response, raw_response
 
@@ -111,15 +111,6 @@ def test_a_small_error_answer_is_still_read_whole(fake: FakeServer) -> None:
 
 # -- 06: recording a re-creation -------------------------------------------------------------------
 
-ENTRY: Dict[str, Any] = {
-    "id": "s1",
-    "agent_id": "a",
-    "user_id": "u",
-    "title": "t",
-    "consumption_offsets": {"client": 0},
-    "created_at": "2024-01-01T00:00:00Z",
-}
-
 
 def test_a_recreation_moves_the_archive_a_piece_at_a_time(archive_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     piece = 1024 * 1024
@@ -130,7 +121,7 @@ def test_a_recreation_moves_the_archive_a_piece_at_a_time(archive_db: str, monke
         monkeypatch.setattr(pgstore, "RETIRE_PIECE_CHARS", piece)
     archive = open_store(archive_db)
     try:
-        archive.record_listing(None, [Session.from_dict(ENTRY)])
+        archive.record_listing(None, [Session.from_dict(LISTING_ENTRY)])
         big = "x" * (256 * 1024)
         events = [RawEvent.from_doc(event("s1", offset, text=big)) for offset in range(40)]  # 10 MiB
         events.append(RawEvent.from_doc(event("s1", 40, event_id="")))  # the empty id sorts first
@@ -139,7 +130,9 @@ def test_a_recreation_moves_the_archive_a_piece_at_a_time(archive_db: str, monke
         del events
         tracemalloc.start()
         try:
-            listed = archive.record_listing(None, [Session.from_dict({**ENTRY, "created_at": "2024-06-01T00:00:00Z"})])
+            listed = archive.record_listing(
+                None, [Session.from_dict({**LISTING_ENTRY, "created_at": "2024-06-01T00:00:00Z"})]
+            )
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

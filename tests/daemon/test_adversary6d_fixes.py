@@ -30,8 +30,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux0lite.jsonstream import JSONStreamError, iter_array
-from tests.daemon.helpers import execute, offsets, quick_engine
-from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
+from tests.daemon.helpers import execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.fakeserver import FakeFlux0, FakeServer
 
 engine = functools.partial(quick_engine, idle_max=1.0)
 
@@ -51,16 +51,6 @@ _DEEP_VALUES = {
 }
 
 
-def _listing_with(docs: Any, poisoned: str, value: str) -> Any:
-    def respond(req: Request, conn: Conn) -> None:
-        items = [json.dumps(doc) for doc in docs.values()]
-        items = [text.replace('"id": ', f'"odd": {value}, "id": ', 1) if poisoned in text else text for text in items]
-        body = ('{"data": [' + ", ".join(items) + "]}").encode()
-        conn.send(raw_response(200, body, {"content-type": "application/json"}))
-
-    return respond
-
-
 @pytest.mark.parametrize("shape", sorted(_DEEP_VALUES))
 def test_a_sessions_entry_nested_too_deep_over_max_deep_chars_is_left_out_alone(
     shape: str, tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
@@ -71,7 +61,7 @@ def test_a_sessions_entry_nested_too_deep_over_max_deep_chars_is_left_out_alone(
     sids = [fake_flux0.add_session(agent) for _ in range(3)]
     for sid in sids:
         fake_flux0.add_events(sid, 2)
-    fake.on("GET", "/api/sessions", _listing_with(fake_flux0.sessions, sids[1], value))
+    fake.on("GET", "/api/sessions", listing_with_a_poisoned_entry(fake_flux0.sessions, sids[1], value))
     db = str(tmp_path / "a.sqlite3")
     archive = open_store(db)
     try:
@@ -92,7 +82,7 @@ def test_an_agents_entry_nested_too_deep_over_max_deep_chars_is_left_out_alone(
     kept, poisoned = fake_flux0.add_agent("kept"), fake_flux0.add_agent("poisoned")
     sid = fake_flux0.add_session(kept)
     fake_flux0.add_events(sid, 1)
-    fake.on("GET", "/api/agents", _listing_with(fake_flux0.agents, poisoned, _DEEP_VALUES["arrays"]))
+    fake.on("GET", "/api/agents", listing_with_a_poisoned_entry(fake_flux0.agents, poisoned, _DEEP_VALUES["arrays"]))
     db = str(tmp_path / "a.sqlite3")
     archive = open_store(db)
     try:

@@ -11,7 +11,7 @@ counted as a re-creation on Python 3.9/3.10 (02).
 from __future__ import annotations
 
 import datetime
-from typing import Any, Dict, List
+from typing import List
 
 import pytest
 from flux0sync.backend import open_store
@@ -22,16 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux0lite import Session
-from tests.daemon.helpers import execute
-
-ENTRY: Dict[str, Any] = {
-    "id": "s1",
-    "agent_id": "a",
-    "user_id": "u",
-    "title": "t",
-    "consumption_offsets": {"client": 0},
-    "created_at": "2024-01-01T00:00:00Z",
-}
+from tests.daemon.helpers import LISTING_ENTRY, execute
 
 
 def event(offset: int, event_id: str = "") -> RawEvent:
@@ -54,7 +45,7 @@ def event(offset: int, event_id: str = "") -> RawEvent:
 
 
 def listing(created_at: str) -> List[Session]:
-    return [Session.from_dict({**ENTRY, "created_at": created_at})]
+    return [Session.from_dict({**LISTING_ENTRY, "created_at": created_at})]
 
 
 # -- 03: a deep event fetched again in other text ----------------------------------------------------
@@ -103,7 +94,7 @@ def test_a_comparison_that_cannot_be_made_counts_as_different() -> None:
 def test_a_hostile_created_at_that_is_no_instant_recreates_nothing(archive_db: str, created_at: str) -> None:
     archive = open_store(archive_db)
     try:
-        archive.record_listing(None, listing(ENTRY["created_at"]))
+        archive.record_listing(None, listing(LISTING_ENTRY["created_at"]))
         archive.write_batch("s1", [event(o) for o in range(5)])
         listed = archive.record_listing(None, listing(created_at))
         checkpoint = archive.checkpoint("s1")
@@ -112,13 +103,13 @@ def test_a_hostile_created_at_that_is_no_instant_recreates_nothing(archive_db: s
     assert listed[0].recreated is None  # hadv6 02: text that is not an instant never counts
     assert checkpoint == 4
     assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
-    assert execute(archive_db, "SELECT created_at FROM sessions") == [(ENTRY["created_at"],)]
+    assert execute(archive_db, "SELECT created_at FROM sessions") == [(LISTING_ENTRY["created_at"],)]
 
 
 def test_a_huge_created_at_recreates_the_session_and_the_reason_stays_small_and_ascii(archive_db: str) -> None:
     archive = open_store(archive_db)
     try:
-        archive.record_listing(None, listing(ENTRY["created_at"]))
+        archive.record_listing(None, listing(LISTING_ENTRY["created_at"]))
         archive.write_batch("s1", [event(o) for o in range(5)])
         listed = archive.record_listing(None, listing("2024-02-01T00:00:00." + "1" * 100_000 + "Z"))
         checkpoint = archive.checkpoint("s1")
