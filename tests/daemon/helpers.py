@@ -15,7 +15,7 @@ from flux0sync.schedule import Policy
 
 from flux0lite import Flux0, Retry, Timeout
 from tests.conftest import ROOT, subprocess_env
-from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, raw_response
 
 
 def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
@@ -200,3 +200,17 @@ def listing_with_a_poisoned_entry(docs: Any, poisoned: str, value: str) -> Calla
         conn.send(raw_response(200, body, {"content-type": "application/json"}))
 
     return respond
+
+
+def serve_events_body(fake_flux0: FakeFlux0, sid: str, body: bytes, framing: str) -> None:
+    """Answer every listing of ``sid``'s events with ``body``, sent ``"whole"`` (with its
+    length) or in chunks."""
+
+    def respond(req: Request, conn: Conn) -> None:
+        if framing == "whole":
+            conn.send(raw_response(200, body, {"content-type": "application/json"}))
+        else:
+            headers = {"content-type": "application/json", "transfer-encoding": "chunked"}
+            conn.send(raw_response(200, b"", headers, length=False) + chunked(body) + b"0\r\n\r\n")
+
+    fake_flux0.server.on("GET", f"/api/sessions/{sid}/events", respond)

@@ -26,7 +26,7 @@ from flux0sync.store import Store, StoreError
 from flux0sync.sync import Syncer
 
 from flux0lite import APIConnectionError, Flux0, Retry, Timeout
-from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine, run_until
+from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine, run_until, serve_events_body
 from tests.daemon.hostile import event, serve_bytes, serve_events
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, json_response, raw_response
 from tests.netfixtures import refused_port
@@ -204,15 +204,7 @@ def test_a_byte_that_is_not_utf8_is_kept_and_loses_no_event(
     texts = [json.dumps(event(sid, o)).encode() for o in range(4)]
     texts[1] = texts[1].replace(b'"deleted": false', b'"deleted": false, "word": "caf\xe9"')
     body = b'{"data": [' + b", ".join(texts) + b"]}"
-
-    def respond(req: Request, conn: Conn) -> None:
-        if framing == "whole":
-            conn.send(raw_response(200, body, {"content-type": "application/json"}))
-        else:
-            headers = {"content-type": "application/json", "transfer-encoding": "chunked"}
-            conn.send(raw_response(200, b"", headers, length=False) + chunked(body) + b"0\r\n\r\n")
-
-    fake_flux0.server.on("GET", f"/api/sessions/{sid}/events", respond)
+    serve_events_body(fake_flux0, sid, body, framing)
     store = open_store(archive_db)
     try:
         for _ in range(2):  # the second pass finds every event stored, and no clash

@@ -29,9 +29,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flux0lite.jsonstream import JSONStreamError, iter_array
-from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine
+from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine, serve_events_body
 from tests.daemon.hostile import event, serve_bytes
-from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, raw_response
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
 DEPTH = 100_000  # far past the C decoder's recursion on every supported Python
 DEEP = "[" * DEPTH + "]" * DEPTH
@@ -56,15 +56,7 @@ def test_an_event_nested_100000_deep_is_archived_with_its_raw_text_and_its_sessi
     texts = [json.dumps(event(sid, o)) for o in range(4)]
     texts[1] = texts[1].replace('"deleted": false', f'"deleted": false, "deep": {DEEP}')
     body = ('{"data": [' + ", ".join(texts) + "]}").encode()
-
-    def respond(req: Request, conn: Conn) -> None:
-        if framing == "whole":
-            conn.send(raw_response(200, body, {"content-type": "application/json"}))
-        else:
-            headers = {"content-type": "application/json", "transfer-encoding": "chunked"}
-            conn.send(raw_response(200, b"", headers, length=False) + chunked(body) + b"0\r\n\r\n")
-
-    fake_flux0.server.on("GET", f"/api/sessions/{sid}/events", respond)
+    serve_events_body(fake_flux0, sid, body, framing)
     store = open_store(archive_db)
     try:
         for _ in range(2):  # the second pass finds every event stored, and no clash
