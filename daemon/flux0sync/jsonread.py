@@ -36,6 +36,11 @@ _STRUCTURE = re.compile(r'[\[{]+|[\]}]+|"')
 _OPENERS = re.compile(r"[\[ \t\n\r]+")
 _CLOSERS = re.compile(r"[\]} \t\n\r]+")
 _CLOSER_RUN = re.compile(r"[\]}]+")
+# skip_value's runs of openers holding objects: '[' and '{"key":', a key with no escape, control
+# character or bracket (any other key is read by _key), so the run's brackets are its openers.
+# A repeated group keeps state per repetition: at most 1,024 are taken at a time.
+_OPENER_RUN = re.compile(r'(?:\[[ \t\n\r]*|\{[ \t\n\r]*"[^"\\\x00-\x1f\[\]{}]*"[ \t\n\r]*:[ \t\n\r]*){1,1024}')
+_NOT_OPENER = re.compile(r"[^\[{]+")
 _OPENER_OF = str.maketrans("]}", "[{", " \t\n\r")  # each closer's opener; whitespace dropped
 _OBJECT = ord("{")
 _Open = Tuple[Union[List[Any], Dict[str, Any]], Optional[str]]  # a container being read, and its member's key
@@ -222,7 +227,8 @@ def skip_value(s: str, idx: int, decoder: json.JSONDecoder) -> int:
     (the same end, or a :class:`json.JSONDecodeError` for the same text), with nothing built:
     only the kinds of its open containers are held, one byte a level, so a value of any depth
     costs a small part of its own text. Scalars are read by the decoder's ``scan_once`` (each
-    dropped at once); runs of brackets are taken at once, as a deep value is mostly such runs."""
+    dropped at once); runs of openers ('[' and '{"key":') and of closing brackets are taken at
+    once, as a deep value is mostly such runs."""
     opened = bytearray()  # b"[" or b"{" for each open container, the innermost last
     scan = decoder.scan_once  # type: ignore[attr-defined]
     strict = decoder.strict
@@ -238,13 +244,22 @@ def skip_value(s: str, idx: int, decoder: json.JSONDecoder) -> int:
             opened.pop()  # the innermost is empty
             pos += 1
         elif char == "{":
-            pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
-            if s[pos : pos + 1] == "}":
+            keyed = _OPENER_RUN.match(s, pos)
+            if keyed is not None:  # a deep value nested an object key per level is mostly such runs
+                opened += _NOT_OPENER.sub("", keyed.group()).encode("ascii")
+                pos = keyed.end()
+                if opened[-1] == _OBJECT or s[pos : pos + 1] != "]":
+                    continue  # a value starts here
+                opened.pop()  # the innermost is an empty array
                 pos += 1
-            else:
-                opened.append(_OBJECT)
-                pos = _key(s, pos, strict)[1]
-                continue
+            else:  # an empty object, or a key _OPENER_RUN leaves to _key
+                pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
+                if s[pos : pos + 1] == "}":
+                    pos += 1
+                else:
+                    opened.append(_OBJECT)
+                    pos = _key(s, pos, strict)[1]
+                    continue
         else:
             try:
                 pos = scan(s, pos)[1]

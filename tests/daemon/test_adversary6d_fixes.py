@@ -136,6 +136,7 @@ def test_a_deep_listing_entry_that_is_not_json_fails_the_listing_as_any_malforme
 _TOKENS = st.sampled_from(
     ["[", "]", "{", "}", ",", ":", " ", "\n", '"a"', '"\\\\"', '"]"', '"\\ud83d"', "1", "-2.5e3", "1e999", "7" * 5000]
     + ["true", "null", "NaN", '"\\u005d"', '"', "\\", "x", '"\x01"']
+    + ['{"a":', '{ "k" :\n', '[{"b":', '{"[":', '{"\\n":']  # skip_value's runs of keyed openers
 )
 
 
