@@ -254,10 +254,9 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
             "sessions": sessions,
             "events": events,
             "per_session": [
-                _json_fields({**row.__dict__, **({"behind": remote.get(row.session_id)} if args.server else {})})
-                for row in rows
+                {**row.__dict__, **({"behind": remote.get(row.session_id)} if args.server else {})} for row in rows
             ],
-            "gaps": [_json_fields(gap.__dict__) for gap in store.gaps()],
+            "gaps": [gap.__dict__ for gap in store.gaps()],
         }
         out.write(_json_text(doc, indent=2) + "\n")
         return EXIT_OK
@@ -327,7 +326,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             return EXIT_OK
         hits = store.search(args.text, limit=args.limit)
         if args.json:
-            out.write(_json_text([_json_fields(h.__dict__) for h in hits], indent=2) + "\n")
+            out.write(_json_text([h.__dict__ for h in hits], indent=2) + "\n")
         else:
             for hit in hits:
                 text = " ".join(hit.text.split())
@@ -366,20 +365,12 @@ def _exportable(raws: Iterator[str]) -> Iterator[str]:
         yield printable_json(raw)
 
 
-def _json_fields(fields: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored record's fields as JSON can carry them: RFC 8259 has no NaN or Infinity, so a
-    number that is not finite (an archive edited by hand; PostgreSQL's double precision holds
-    NaN) is null, as JavaScript writes it."""
-    return {
-        name: None if isinstance(value, float) and not math.isfinite(value) else value for name, value in fields.items()
-    }
-
-
 def _json_text(doc: Any, indent: int) -> str:
-    """JSON for humans, escaped by flux0lite's rule (lone surrogates, which UTF-8 cannot carry,
-    too). Never NaN or Infinity (not JSON): such a value left in ``doc`` is a ValueError, the
-    archive's fault."""
-    return printable_json(json.dumps(doc, ensure_ascii=False, indent=indent, allow_nan=False))
+    """JSON for humans, written by flux0lite's rule (:func:`flux0lite.cli.printable_json`): lone
+    surrogates, which UTF-8 cannot carry, escaped, and a number that is not finite (an archive
+    edited by hand; PostgreSQL's double precision holds NaN) written as null: RFC 8259 has no
+    NaN or Infinity."""
+    return printable_json(json.dumps(doc, ensure_ascii=False, indent=indent))
 
 
 def _undecodable_argument(args: Sequence[str]) -> Optional[int]:
