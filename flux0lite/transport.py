@@ -395,7 +395,7 @@ class Transport:
             # The proxy's own answer: the request was not passed on (and is never retried).
             raise ProxyAuthenticationError(
                 f"{method} {url}: {proxy_auth_message(route.proxy)}", status_code=407, headers=headers
-            )
+            ) from body_error  # why its body could not be read, as for any other status
         return Response(raw.status, raw.reason, headers, body, method, url, body_error=body_error)
 
 

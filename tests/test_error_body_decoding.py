@@ -24,6 +24,7 @@ from flux0lite import (
     DecodeError,
     Flux0,
     NotFoundError,
+    ProxyAuthenticationError,
     RateLimitedError,
     ReadTimeout,
     Retry,
@@ -209,3 +210,16 @@ def test_any_error_body_gives_the_status_error(fake: FakeServer, status: int, bo
     assert type(caught.value) is type(error_for_status(status, None, {}))
     assert caught.value.status_code == status
     assert str(caught.value).startswith(f"HTTP {status} ")
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_407_whose_body_cannot_be_read_stays_the_proxys_refusal_and_chains_why(fake: FakeServer, fault: str) -> None:
+    """The forward proxy's own 407 (``fake`` acting as the proxy) is typed by its status, as any
+    error is, and chains why its body could not be read."""
+    fake.on("GET", "/api/agents", FAULTS[fault](407))
+    proxied = Flux0("http://flux0.internal:8080", proxy=fake.url, retry=Retry(total=2, backoff_factor=0.0))
+    with proxied as client, pytest.raises(ProxyAuthenticationError, match="wants credentials") as caught:
+        client.agents.list()
+    assert caught.value.status_code == 407
+    assert fake.count("GET", "/api/agents") == 1  # a proxy's refusal is never retried
+    assert isinstance(caught.value.__cause__, DecodeError if fault == "corrupt gzip" else StreamError)
