@@ -29,8 +29,11 @@ __all__ = ["Decoder", "decode_without_recursion", "skip_value", "LEFT_OUT", "MAX
 # well inside the systemd unit's MemoryMax=256M (a batch holds one such element: jobs.py).
 MAX_DEEP_CHARS = 1024 * 1024
 _SPACE = re.compile(r"[ \t\n\r]*")
-# Runs of brackets (counted at once: a deep value is mostly such runs) or a string's start.
-_STRUCTURE = re.compile(r'[\[{]+|[\]}]+|"')
+# element_end's tokens, as a deep value is mostly runs of them: a run of openers and of strings
+# holding no bracket or escape ('{"a": {"a": ...', an object key a level; its brackets are all
+# openers), at most 1,024 at a time (a repeated group keeps state per repetition); a run of
+# closers; or the start of any other string.
+_STRUCTURE = re.compile(r'(?:[\[{]+|"[^"\\\[\]{}]*")(?:[ \t\n\r:,]*(?:[\[{]+|"[^"\\\[\]{}]*")){0,1023}|[\]}]+|"')
 # skip_value's runs: '[' (or closing brackets) and the whitespace between them, taken at once.
 # A character class, not a repeated group: re keeps no state per repetition of a class.
 _OPENERS = re.compile(r"[\[ \t\n\r]+")
@@ -147,8 +150,8 @@ def _closed_at(s: str, idx: int, stop: int) -> Optional[int]:
                 pos = quote + 1
                 if (quote - slashes) % 2 == 0:
                     break
-        elif token[0] in "[{":
-            depth += len(token)
+        elif token[0] in '[{"':
+            depth += token.count("[") + token.count("{")
         elif depth <= len(token):
             return found.start() + depth
         else:
