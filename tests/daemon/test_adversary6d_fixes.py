@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from flux0lite.jsonstream import JSONStreamError, iter_array
 from tests.daemon.helpers import execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.daemon.hostile import past_the_c_scanner, too_deep_for_the_c_scanner
 from tests.fakeserver import FakeFlux0, FakeServer
 
 engine = functools.partial(quick_engine, idle_max=1.0)
@@ -160,13 +161,18 @@ def test_skip_value_ends_where_the_general_path_ends_or_raises_the_same_error(to
     assert _outcome(lambda s: jsonread.skip_value(s, 0, decoder), text) == general
 
 
+_CLOSERS = {"[": "]", '{"k": ': "}", '[{"k": ': "}]"}
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(_TOKENS, min_size=1, max_size=12), st.sampled_from(["[", '{"k": ', '[{"k": ']))
+@given(st.lists(_TOKENS, min_size=1, max_size=12), st.sampled_from(list(_CLOSERS)))
 def test_a_value_too_deep_for_the_c_scanner_ends_where_it_would_be_built(tokens: List[str], level: str) -> None:
     """Decoder(build_deep=False) against Decoder(): the same end or the same typed error for a
     value nested past the C scanner (within MAX_DEEP_CHARS, where the general path builds it)."""
-    closer = {"[": "]", '{"k": ': "}", '[{"k": ': "}]"}[level]
-    text = level * 20_000 + "".join(tokens) + closer * 20_000 + "  ,"
+    closer = _CLOSERS[level]
+    depth = past_the_c_scanner(level, closer)  # a fixed 20,000 levels cost up to 20x more CPU
+    text = level * depth + "".join(tokens) + closer * depth + "  ,"
+    assert too_deep_for_the_c_scanner(text)
 
     def general(s: str) -> Any:
         return Decoder().raw_decode(s)[1]
