@@ -23,6 +23,7 @@ from flux0sync.rows import RawEvent
 from flux0sync.store import recreated_at
 
 from tests.daemon.helpers import (
+    StopWhen,
     archive_rows,
     assert_archive_equals_server,
     execute,
@@ -37,8 +38,7 @@ engine = functools.partial(quick_engine, idle_max=1.0)
 
 
 def run_until(target: Engine, done: Callable[[], bool], seconds: float) -> None:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: done() or time.monotonic() > end
+    target.should_stop = StopWhen(done, seconds)
     target.run()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any, Callable, List
@@ -30,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux0lite.jsonstream import JSONStreamError, iter_array
-from tests.daemon.helpers import execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.daemon.helpers import StopWhen, execute, listing_with_a_poisoned_entry, offsets, quick_engine
 from tests.daemon.hostile import past_the_c_scanner, too_deep_for_the_c_scanner
 from tests.fakeserver import FakeFlux0, FakeServer
 
@@ -38,8 +37,7 @@ engine = functools.partial(quick_engine, idle_max=1.0)
 
 
 def run_until(target: Engine, done: Callable[[], bool], seconds: float = 20.0) -> None:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: done() or time.monotonic() > end
+    target.should_stop = StopWhen(done, seconds)
     target.run()
 
 

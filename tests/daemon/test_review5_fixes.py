@@ -12,7 +12,6 @@ import io
 import json
 import math
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Callable, List, Tuple
 
@@ -29,7 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flux0lite.jsonstream import JSONStreamError, iter_array
-from tests.daemon.helpers import client_for, execute, offsets, one_session, quick_engine, serve_events_body
+from tests.daemon.helpers import StopWhen, client_for, execute, offsets, one_session, quick_engine, serve_events_body
 from tests.daemon.hostile import event, past_the_c_scanner, serve_bytes, too_deep_for_the_c_scanner
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, raw_response
 
@@ -41,8 +40,7 @@ engine = functools.partial(quick_engine, idle_max=1.0)
 
 
 def run_until(target: Engine, done: Callable[[], bool], seconds: float = 20.0) -> None:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: done() or time.monotonic() > end
+    target.should_stop = StopWhen(done, seconds)
     target.run()
 
 
