@@ -16,6 +16,7 @@ from flux0sync.schedule import Policy
 from flux0lite import Flux0, Retry, Timeout
 from tests.conftest import ROOT, subprocess_env
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, raw_response
+from tests.pgcluster import connection
 
 
 def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
@@ -29,13 +30,11 @@ def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
 
 def execute(db: str, query: str, params: Tuple[Any, ...] = ()) -> List[Tuple[Any, ...]]:
     """Run one statement (``?`` placeholders) on either archive, a SQLite path or a PostgreSQL URL,
-    on a connection of its own; returns the rows it produced."""
+    on a connection that is not the archive's own (on PostgreSQL the tests' autocommit connection
+    to that database, see tests.pgcluster.connection); returns the rows it produced."""
     if is_postgres_url(db):
-        import psycopg
-
-        with psycopg.connect(db, autocommit=True) as conn:
-            cursor = conn.execute(query.replace("?", "%s"), params or None)
-            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        cursor = connection(db).execute(query.replace("?", "%s"), params or None)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         return conn.execute(query, params).fetchall()
