@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 PSYCOPG_REQUIREMENT = "psycopg[binary]>=3.1"
@@ -175,6 +175,30 @@ shutil.rmtree(sys.argv[1], ignore_errors=True)
 """
 
 
+# The tests' own statements on a database (tests.daemon.helpers.execute) share one autocommit
+# connection per database URL, kept until the database is dropped: each statement still sees what
+# is committed when it runs, and a connection per statement (a backend forked and set up each
+# time) was most of the server's CPU in tests that poll the archive.
+_CONNECTIONS: Dict[str, Any] = {}
+
+
+def connection(url: str) -> Any:
+    """The tests' autocommit connection to the database at `url` (a new one if it broke)."""
+    import psycopg
+
+    conn = _CONNECTIONS.get(url)
+    if conn is None or conn.closed or conn.broken:
+        conn = _CONNECTIONS[url] = psycopg.connect(url, autocommit=True)
+    return conn
+
+
+def forget_connections(prefix: str = "") -> None:
+    """Closes the tests' connections to the databases whose URL starts with `prefix` (all: "")."""
+    for url in [url for url in _CONNECTIONS if url.startswith(prefix)]:
+        with contextlib.suppress(Exception):
+            _CONNECTIONS.pop(url).close()
+
+
 class PgCluster:
     """One PostgreSQL server in a temp dir. ``start()``, then ``new_database()``, then ``stop()``."""
 
@@ -313,6 +337,7 @@ class PgCluster:
         """Removes a database that :meth:`new_database` made, with whatever is still connected to it."""
         import psycopg
 
+        forget_connections(url)
         name = url.rsplit("/", 1)[1].split("?", 1)[0]
         force = " WITH (FORCE)"  # a killed daemon's connection may not have ended yet
         try:
@@ -324,6 +349,7 @@ class PgCluster:
             pass  # only memory is lost: stop() removes the whole cluster
 
     def stop(self) -> None:
+        forget_connections()
         server, self.server = self.server, None
         if server is not None:
             with contextlib.suppress(OSError):

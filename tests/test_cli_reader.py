@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import operator
 import os
 import subprocess
 import sys
@@ -73,10 +74,12 @@ HOSTILE = [
     "--timeout=", "--debug=1", "--json=1", "--name=x", "--min-offset=-1", "--type=message", "--x\udc80",
     "—json", "list-events", "AGENT_ID", "--verbose", "-v", "-h", "--help", "--version",
 ]  # fmt: skip
+_OPTION_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789=-"
 TOKENS = st.one_of(
     st.sampled_from(NAMES + _flags() + HOSTILE),
     st.text(max_size=4),
-    st.from_regex(r"--?[a-z0-9=-]{0,8}", fullmatch=True),
+    # what st.from_regex(r"--?[a-z0-9=-]{0,8}", fullmatch=True) draws, for a third of its cost
+    st.builds(operator.add, st.sampled_from(["-", "--"]), st.text(_OPTION_CHARACTERS, max_size=8)),
 )
 
 

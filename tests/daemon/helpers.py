@@ -16,6 +16,7 @@ from flux0sync.schedule import Policy
 from flux0lite import Flux0, Retry, Timeout
 from tests.conftest import ROOT, subprocess_env
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, chunked, raw_response
+from tests.pgcluster import connection
 
 
 def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
@@ -29,13 +30,11 @@ def populate(fake: FakeFlux0, sessions: int, events: int) -> List[str]:
 
 def execute(db: str, query: str, params: Tuple[Any, ...] = ()) -> List[Tuple[Any, ...]]:
     """Run one statement (``?`` placeholders) on either archive, a SQLite path or a PostgreSQL URL,
-    on a connection of its own; returns the rows it produced."""
+    on a connection that is not the archive's own (on PostgreSQL the tests' autocommit connection
+    to that database, see tests.pgcluster.connection); returns the rows it produced."""
     if is_postgres_url(db):
-        import psycopg
-
-        with psycopg.connect(db, autocommit=True) as conn:
-            cursor = conn.execute(query.replace("?", "%s"), params or None)
-            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        cursor = connection(db).execute(query.replace("?", "%s"), params or None)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         return conn.execute(query, params).fetchall()
@@ -158,23 +157,33 @@ def run_for(target: Engine, seconds: float) -> Totals:
     return target.run()
 
 
-def run_until(target: Engine, done: Callable[[], bool], seconds: float = 20.0, every: float = 0.05) -> Totals:
-    """Run the engine on this thread until ``done()`` holds (looked at every ``every`` seconds at
-    most: it may read the archive) or ``seconds`` pass; fails if ``done()`` never held. Tests wait
-    on what they assert, not for a fixed time that has to cover a loaded machine."""
-    end = time.monotonic() + seconds
-    state = {"done": False, "next": 0.0}
+class StopWhen:
+    """An engine's ``should_stop``: ``done()`` held or ``seconds`` passed. ``done()`` is looked at
+    every ``every`` seconds at most, not at every turn of the engine's loop: it may read the
+    archive, on a new connection (a PostgreSQL backend each)."""
 
-    def stop() -> bool:
+    def __init__(self, done: Callable[[], bool], seconds: float, every: float = 0.05) -> None:
+        self.done, self.every = done, every
+        self.end = time.monotonic() + seconds
+        self.held = False
+        self.next = 0.0
+
+    def __call__(self) -> bool:
         now = time.monotonic()
-        if now >= state["next"]:
-            state["next"] = now + every
-            state["done"] = bool(done())
-        return state["done"] or now > end
+        if now >= self.next:
+            self.next = now + self.every
+            self.held = bool(self.done())
+        return self.held or now > self.end
 
+
+def run_until(target: Engine, done: Callable[[], bool], seconds: float = 20.0, every: float = 0.05) -> Totals:
+    """Run the engine on this thread until ``done()`` holds (see StopWhen) or ``seconds`` pass;
+    fails if ``done()`` never held. Tests wait on what they assert, not for a fixed time that has
+    to cover a loaded machine."""
+    stop = StopWhen(done, seconds, every)
     target.should_stop = stop
     totals = target.run()
-    assert state["done"] or done(), f"not done within {seconds} s"
+    assert stop.held or done(), f"not done within {seconds} s"
     return totals
 
 

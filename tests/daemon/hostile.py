@@ -7,13 +7,50 @@ that a buggy proxy, another flux0 version or a broken network could give.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import zlib
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from tests.fakeserver import Conn, FakeFlux0, Request, chunked, raw_response
 
 Docs = Callable[[], List[Dict[str, Any]]]
+
+
+_SCANNER_LIMITS: Dict[Tuple[str, str, int], int] = {}
+
+
+def past_the_c_scanner(opener: str = "[", closer: str = "]") -> int:
+    """Levels of ``opener`` just past what CPython's C JSON scanner reads here and now: the
+    cheapest nest that takes the decoder's deep path. The limit is ~1,000 ``[`` on 3.9-3.11,
+    ~1,500 on 3.12, ~10,000 on 3.13, and before 3.12 it follows the recursion limit (hypothesis
+    raises it while a test runs), so it is probed where the nest is used, once per recursion
+    limit, plus 500 levels for the frames of whatever reads the nest."""
+    key = (opener, closer, sys.getrecursionlimit())
+    if key not in _SCANNER_LIMITS:
+        scanner = json.JSONDecoder()
+        low, high = 1, 1_000_000
+        while low < high:
+            middle = (low + high) // 2
+            try:
+                scanner.raw_decode(opener * middle + "0" + closer * middle)
+            except RecursionError:
+                high = middle
+            else:
+                low = middle + 1
+        _SCANNER_LIMITS[key] = low
+    return _SCANNER_LIMITS[key] + 500
+
+
+def too_deep_for_the_c_scanner(text: str) -> bool:
+    """Whether the C scanner gives up on ``text`` (a RecursionError), as a test's nest must."""
+    try:
+        json.JSONDecoder().raw_decode(text)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False
+    return False
 
 
 def event(session_id: str, offset: Any, event_id: str = "", text: str = "hello", **extra: Any) -> Dict[str, Any]:

@@ -23,7 +23,7 @@ from flux0sync.schedule import Policy, Schedule
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.daemon.helpers import execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.daemon.helpers import StopWhen, execute, listing_with_a_poisoned_entry, offsets, quick_engine
 from tests.fakeserver import FakeFlux0, FakeServer, json_response, sequence
 
 BIG = "9" * 5000  # past CPython's 4,300-digit int-from-text limit
@@ -33,8 +33,7 @@ engine = functools.partial(quick_engine, idle_max=1.0)
 
 
 def run_until(target: Engine, done: Any, seconds: float = 20.0) -> None:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: done() or time.monotonic() > end
+    target.should_stop = StopWhen(done, seconds)
     target.run()
 
 

@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux0lite import Session
-from tests.daemon.helpers import archive_rows, execute, offsets, quick_engine
+from tests.daemon.helpers import StopWhen, archive_rows, execute, offsets, quick_engine
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response
 
 engine = functools.partial(quick_engine, idle_max=1.0)
@@ -60,8 +60,7 @@ def event(offset: int, tag: str = "e") -> RawEvent:
 
 
 def run_until(target: Engine, done: Callable[[], bool], seconds: float) -> None:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: done() or time.monotonic() > end
+    target.should_stop = StopWhen(done, seconds)
     target.run()
 
 

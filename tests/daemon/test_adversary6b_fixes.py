@@ -46,8 +46,10 @@ def memory_max_mb() -> int:
 
 
 def peak_rss_mb(args: List[str], url: str, timeout: float = 60) -> int:
-    """Run the daemon to its end; its peak resident memory (VmHWM) in MB."""
-    proc = popen_daemon(args, url)
+    """Run the daemon to its end; its peak resident memory (VmHWM) in MB. Never under coverage
+    (scripts/test's COVERAGE_PROCESS_START): its tracer and data are not the daemon's memory, and
+    tracing a deep value's read cost more CPU than the whole pass."""
+    proc = popen_daemon(args, url, COVERAGE_PROCESS_START="")
     peak = 0
     try:
         end = time.monotonic() + timeout

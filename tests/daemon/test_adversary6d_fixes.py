@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any, Callable, List
@@ -30,15 +29,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux0lite.jsonstream import JSONStreamError, iter_array
-from tests.daemon.helpers import execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.daemon.helpers import StopWhen, execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.daemon.hostile import past_the_c_scanner, too_deep_for_the_c_scanner
 from tests.fakeserver import FakeFlux0, FakeServer
 
 engine = functools.partial(quick_engine, idle_max=1.0)
 
 
 def run_until(target: Engine, done: Callable[[], bool], seconds: float = 20.0) -> None:
-    end = time.monotonic() + seconds
-    target.should_stop = lambda: done() or time.monotonic() > end
+    target.should_stop = StopWhen(done, seconds)
     target.run()
 
 
@@ -67,7 +66,8 @@ def test_a_sessions_entry_nested_too_deep_over_max_deep_chars_is_left_out_alone(
     try:
         with caplog.at_level(logging.WARNING, logger="flux0sync"):
             target = engine(archive, fake, discover_interval=0.3)
-            run_until(target, lambda: sum(len(offsets(db, s)) for s in sids) >= 4, seconds=20.0)
+            # a guard against a hang, not a time limit: loaded and under coverage, 20 s ran out
+            run_until(target, lambda: sum(len(offsets(db, s)) for s in sids) >= 4, seconds=90.0)
     finally:
         archive.close()
     assert {sid: offsets(db, sid) for sid in sids} == {sid: ([] if sid == sids[1] else [0, 1]) for sid in sids}
@@ -160,13 +160,18 @@ def test_skip_value_ends_where_the_general_path_ends_or_raises_the_same_error(to
     assert _outcome(lambda s: jsonread.skip_value(s, 0, decoder), text) == general
 
 
+_CLOSERS = {"[": "]", '{"k": ': "}", '[{"k": ': "}]"}
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(_TOKENS, min_size=1, max_size=12), st.sampled_from(["[", '{"k": ', '[{"k": ']))
+@given(st.lists(_TOKENS, min_size=1, max_size=12), st.sampled_from(list(_CLOSERS)))
 def test_a_value_too_deep_for_the_c_scanner_ends_where_it_would_be_built(tokens: List[str], level: str) -> None:
     """Decoder(build_deep=False) against Decoder(): the same end or the same typed error for a
     value nested past the C scanner (within MAX_DEEP_CHARS, where the general path builds it)."""
-    closer = {"[": "]", '{"k": ': "}", '[{"k": ': "}]"}[level]
-    text = level * 20_000 + "".join(tokens) + closer * 20_000 + "  ,"
+    closer = _CLOSERS[level]
+    depth = past_the_c_scanner(level, closer)  # a fixed 20,000 levels cost up to 20x more CPU
+    text = level * depth + "".join(tokens) + closer * depth + "  ,"
+    assert too_deep_for_the_c_scanner(text)
 
     def general(s: str) -> Any:
         return Decoder().raw_decode(s)[1]

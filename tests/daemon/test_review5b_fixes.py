@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from flux0lite import Session
 from tests.daemon.helpers import LISTING_ENTRY, execute
+from tests.daemon.hostile import past_the_c_scanner, too_deep_for_the_c_scanner
 
 
 def event(offset: int, event_id: str = "") -> RawEvent:
@@ -50,12 +51,13 @@ def listing(created_at: str) -> List[Session]:
 
 # -- 03: a deep event fetched again in other text ----------------------------------------------------
 
-DEPTH = 150_000
+DEPTH = past_the_c_scanner()  # past json.loads and == on this Python (150,000 cost up to 100x more)
 HEAD = (
     '{"id":"e0","source":"ai_agent","type":"custom","offset":0,"correlation_id":"c","deleted":false,'
     '"created_at":"2024-01-01T00:00:00Z","data":'
 )
 DEEP = "[" * DEPTH + "]" * DEPTH
+assert too_deep_for_the_c_scanner(DEEP)
 
 
 def deep_event(text: str) -> RawEvent:
