@@ -6,6 +6,8 @@ input, hostile ones included.
   alone: same elements (values, texts), same count of unusual values, same typed error.
 * ``rows._ASCII_TIMESTAMP`` against ``rows._TIMESTAMP`` on ASCII text.
 * ``engine._unpacked``'s ``Piece.top`` against ``jobs.highest_offset`` of the piece's events.
+* ``jobs.read_batches`` of a small answer's pieces (joined when small) against the same pieces
+  read one by one: same batches, same typed error (cut short, not UTF-8, malformed).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from flux0sync import rows
 from flux0sync.engine import _unpacked
-from flux0sync.jobs import Fetched, highest_offset
+from flux0sync.jobs import Fetched, highest_offset, read_batches
 from flux0sync.jsonread import Decoder
 from flux0sync.rows import RawEvent
 from flux0sync.workers import Finished, Job, Piece
@@ -142,3 +144,33 @@ def test_the_top_a_piece_carries_is_the_highest_offset_of_its_events(offsets: Li
     final = messages[-1]
     assert isinstance(final, Finished) and isinstance(final.value, Fetched)
     assert final.value.highest == highest_offset([event for piece in pieces for event in piece.payload], -1)
+
+
+def _batches(pieces: Any, size: int) -> Tuple[List[List[Tuple[str, str]]], Optional[Tuple[type, str]]]:
+    got: List[List[Tuple[str, str]]] = []
+    error = None
+    try:
+        for batch in read_batches("s", pieces, size):
+            got.append([(repr(event.doc), event.text) for event in batch])
+    except Flux0Error as exc:
+        error = (type(exc), str(exc))
+    return got, error
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    docs=st.lists(st.one_of(st.fixed_dictionaries({"id": st.text(min_size=1, max_size=4)}), _VALUES), max_size=6),
+    hostile=st.sampled_from([b"", b"\xff", b"\xe2\x82", b"]}", b"x", b",", b"}"]),
+    cut=st.integers(min_value=0, max_value=400),
+    splits=st.lists(st.integers(min_value=0, max_value=400), max_size=4),
+    size=st.integers(min_value=1, max_value=4),
+)
+def test_a_small_answer_in_pieces_is_read_as_when_streamed(
+    docs: List[Any], hostile: bytes, cut: int, splits: List[int], size: int
+) -> None:
+    body = json.dumps({"data": docs}).encode()
+    body = body[: min(cut, len(body))] + hostile + body[min(cut, len(body)) :]
+    bounds = sorted({min(s, len(body)) for s in splits} | {0, len(body)})
+    pieces = [body[a:b] for a, b in zip(bounds, bounds[1:])]
+    joined = _batches(list(pieces), size)  # a list of pieces: read as one when small
+    assert joined == _batches(iter(pieces), size)  # an iterator: read piece by piece
