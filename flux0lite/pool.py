@@ -46,6 +46,8 @@ class ConnectionPool:
         self._abort_signal = threading.Event()
         self._lock = threading.Lock()
         self.closed = False
+        # the route last looked up and its idle list (see _idle_list); changed under the lock
+        self._last: Optional[Tuple[Route, List[http.client.HTTPConnection]]] = None
 
     def abort_signal(self) -> threading.Event:
         """The signal that the next :meth:`abort` sets: a call takes it when it starts."""
@@ -78,7 +80,7 @@ class ConnectionPool:
         """
         while reuse:
             with self._lock:
-                idle = self._idle.get(route)
+                idle = self._idle_list(route)
                 conn = idle.pop() if idle else None
             if conn is None:
                 break
@@ -94,6 +96,17 @@ class ConnectionPool:
             conn.sock.settimeout(timeout.read)
             return conn, True
         return self._connect(route, timeout, aborted), False
+
+    def _idle_list(self, route: Route) -> Optional[List[http.client.HTTPConnection]]:
+        """The idle connections of ``route`` (None if it never had one); under the lock. A
+        client's requests mostly share one Route object: it is not hashed again for them."""
+        last = self._last
+        if last is not None and last[0] is route:
+            return last[1]
+        idle = self._idle.get(route)
+        if idle is not None:
+            self._last = (route, idle)
+        return idle
 
     def _enter(self, conn: http.client.HTTPConnection, sock: Optional[socket.socket], aborted: threading.Event) -> None:
         """Put ``conn`` in flight with ``sock`` as its socket, unless its call was aborted."""
@@ -113,7 +126,10 @@ class ConnectionPool:
         with self._lock:
             self._in_flight.pop(conn, None)
             if not self.closed:
-                idle = self._idle.setdefault(route, [])
+                idle = self._idle_list(route)
+                if idle is None:
+                    idle = self._idle[route] = []
+                    self._last = (route, idle)
                 if len(idle) < self._max_idle:
                     idle.append(conn)
                     return
@@ -123,7 +139,7 @@ class ConnectionPool:
         """Close every idle connection (streams in flight close themselves)."""
         with self._lock:
             self.closed = True
-            pools, self._idle = self._idle, {}
+            pools, self._idle, self._last = self._idle, {}, None
         for conns in pools.values():
             for conn in conns:
                 conn.close()

@@ -169,6 +169,7 @@ class ProxyRules:
         self._sources = {"http": http, "https": https}
         self._parsed: Dict[str, Proxy] = {}
         self._routes: Dict[Origin, Route] = {}
+        self._last: Optional[Tuple[Origin, Route]] = None  # the last route given, and its origin
         self._no_proxy = no_proxy
         self._explicit = explicit
 
@@ -193,11 +194,15 @@ class ProxyRules:
         return cls(http=http if http[0] else all_proxy, https=https if https[0] else all_proxy, no_proxy=no_proxy)
 
     def route(self, origin: Origin) -> Route:
+        last = self._last
+        if last is not None and last[0] is origin:  # split_url hands out the same Origin: not hashed again
+            return last[1]
         route = self._routes.get(origin)
         if route is None:
             route = Route(origin, self.proxy_for(origin))
             if len(self._routes) < 64:  # redirects could name many origins; remember a few
                 self._routes[origin] = route
+        self._last = (origin, route)
         return route
 
     def proxy_for(self, origin: Origin) -> Optional[Proxy]:

@@ -8,7 +8,7 @@ as one segment (``http+unix://%2Frun%2Fflux0.sock/api``).
 from __future__ import annotations
 
 import urllib.parse
-from typing import Tuple
+from typing import Dict, Optional, Tuple
 
 from .errors import ConfigError
 from .frozen import Frozen
@@ -109,10 +109,32 @@ def _socket_path(netloc: str, url: str) -> str:
     return path
 
 
+# Origins already parsed, by the scheme and authority of a URL with no surrounding whitespace:
+# for such a URL every check parse_server_url makes depends on those two alone, so its origin
+# is the one parsed before (a client splits every request's URL; parsing took a tenth of a
+# small request's own time). A few are kept: redirects could name many.
+_ORIGINS: Dict[Tuple[str, str], Origin] = {}
+
+
 def split_url(url: str) -> Tuple[Origin, str]:
     """An absolute URL as its origin and request target (path and query)."""
-    origin, _ = parse_server_url(url)
-    parts = urllib.parse.urlsplit(url)
+    parts: Optional[urllib.parse.SplitResult] = None
+    if isinstance(url, str) and url == url.strip():
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:
+            parts = None  # parse_server_url says why
+    if parts is None:
+        origin, _ = parse_server_url(url)
+        parts = urllib.parse.urlsplit(url)
+    else:
+        key = (parts.scheme, parts.netloc)
+        known = _ORIGINS.get(key)
+        if known is None:
+            known, _ = parse_server_url(url)
+            if len(_ORIGINS) < 64:
+                _ORIGINS[key] = known
+        origin = known
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query

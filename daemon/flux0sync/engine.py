@@ -156,8 +156,10 @@ def _unpacked(message: Message, size: int) -> Iterator[Message]:
     error: Optional[Flux0Error] = None
     try:
         for batch in read_batches(message.job.meta[1], message.value.body, size):
-            highest = highest_offset(batch, highest)
-            yield Piece(message.job, batch)
+            top = highest_offset(batch, -1)
+            if top > highest:
+                highest = top
+            yield Piece(message.job, batch, top=top)
     except Flux0Error as exc:
         error = exc
     yield replace(message, value=Fetched(highest, []), error=message.error or error)
@@ -668,13 +670,14 @@ class Engine:
         (and about MAX_BATCH_CHARS characters) that may hold several sessions (see
         SessionWriter.write_many); False if a stop request came in between (the rest is left
         unwritten, as if it never arrived)."""
-        transaction: List[Tuple[str, Sequence[RawEvent]]] = []
+        transaction: List[Tuple[str, Sequence[RawEvent], Optional[int]]] = []
         size = chars = 0
         for message in messages:
             sid = _session_of(message.job)
             events = _events_of(message)
             if sid is None or sid not in self._inserted:
                 continue
+            whole_top = message.top if isinstance(message, Piece) and len(events) <= self.batch_size else None
             for start in range(0, len(events), self.batch_size):
                 batch = events[start : start + self.batch_size]
                 batch_chars = _size_of(batch)
@@ -682,14 +685,16 @@ class Engine:
                     if not self._write_transaction(transaction):
                         return False
                     transaction, size, chars = [], 0, 0
-                transaction.append((sid, batch))
+                transaction.append((sid, batch, whole_top))
                 size += len(batch)
                 chars += batch_chars
         return not transaction or self._write_transaction(transaction)
 
-    def _write_transaction(self, batches: Sequence[Tuple[str, Sequence[RawEvent]]]) -> bool:
-        batches = [(sid, events) for sid, events in batches if sid not in self._broken and sid not in self._stale]
-        for (sid, events), outcome in zip(batches, self.writer.write_many(batches, self._generation)):
+    def _write_transaction(self, batches: Sequence[Tuple[str, Sequence[RawEvent], Optional[int]]]) -> bool:
+        """Write one transaction's batches, each with its highest offset if known (Piece.top)."""
+        kept = [batch for batch in batches if batch[0] not in self._broken and batch[0] not in self._stale]
+        outcomes = self.writer.write_many([(sid, events) for sid, events, _ in kept], self._generation)
+        for (sid, events, known_top), outcome in zip(kept, outcomes):
             if isinstance(outcome, WriteResult) and outcome.stale:
                 self._stale.add(sid)  # the rest of this poll is ignored; it is polled again
             elif isinstance(outcome, WriteResult):
@@ -697,7 +702,7 @@ class Engine:
                     self._inserted[sid] += outcome.inserted
                     if outcome.checkpoint > self._checkpoint.get(sid, -1):
                         self._checkpoint[sid] = outcome.checkpoint
-                    top = highest_offset(events, -1)
+                    top = highest_offset(events, -1) if known_top is None else known_top
                     if top > self._read.get(sid, -1):
                         self._read[sid] = top
             elif sid not in self._broken:  # the rest of this poll is ignored; it fails

