@@ -395,9 +395,11 @@ class Engine:
             self._pool.submit(self._round.unsent.pop(0))
 
     def _may_send(self) -> bool:
-        """After an outage's pause one request probes the server; the rest wait for its answer."""
+        """After an outage's pause one request probes the server; the rest wait for its answer.
+        And none starts while a failed job's result waits to be read: it may be an outage (a
+        429 pauses every request), which the loop sees once it has read it."""
         assert self._pool is not None
-        return self._outages == 0 or self._pool.pending() == 0
+        return (self._outages == 0 or self._pool.pending() == 0) and not self._pool.failures_waiting()
 
     def _on_listing(self, user: Optional[str], sessions: Sequence[Session]) -> None:
         now, wall = self.clock(), self.wall_clock()

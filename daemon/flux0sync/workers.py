@@ -74,16 +74,30 @@ Message = Union[Piece, Finished]
 
 
 class _Results(queue.Queue):  # type: ignore[type-arg]
-    """The result queue; counts the budget its messages hold as the writer takes them."""
+    """The result queue; counts the budget its messages hold as the writer takes them, and the
+    failed jobs finished and not taken yet (see :meth:`FetchPool.failures_waiting`)."""
 
     def __init__(self, maxsize: int) -> None:
         super().__init__(maxsize)
         self.taken = 0  # only the writer's thread gets messages: no lock needed
+        self.failures = 0  # changed under the queue's own mutex (workers count them in, see _finish)
 
     def _get(self) -> Message:
         message: Message = super()._get()
         self.taken += message.held
+        if type(message) is Finished and message.error is not None:
+            self.failures -= 1
         return message
+
+    def failed_job_done(self) -> None:
+        """Count a failed job's Finished before it is put (and before its slot is free)."""
+        with self.mutex:
+            self.failures += 1
+
+    def failed_job_dropped(self) -> None:
+        """Take it back: the Finished was never put (the pool stops)."""
+        with self.mutex:
+            self.failures -= 1
 
 
 class _Emitter:
@@ -174,6 +188,12 @@ class FetchPool:
     def idle(self) -> int:
         """How many more jobs would start at once."""
         return max(0, self.size - self.pending())
+
+    def failures_waiting(self) -> bool:
+        """Whether a failed job has finished and the writer has not taken its result yet. A
+        worker counts it before its slot is free: a caller that starts no job meanwhile starts
+        none before it has seen the failure (a 429 pauses every request, see flux0sync.engine)."""
+        return self.results.failures > 0
 
     def busy(self, key: str) -> bool:
         with self._lock:
@@ -298,6 +318,8 @@ class FetchPool:
         held = self.budget.hand_over() if self.budget is not None else 0
         with self._lock:
             cancelled_by_stop = slot.cancelled == "stop"
+            if error is not None and not cancelled_by_stop:
+                self.results.failed_job_done()
             slot.job, slot.cancelled = None, None
             self._keys.pop(job.key, None)
         if cancelled_by_stop:
@@ -311,6 +333,8 @@ class FetchPool:
             except queue.Full:
                 with self._lock:
                     if self._stopping:
+                        if error is not None:
+                            self.results.failed_job_dropped()
                         self._drop(held)
                         return
 
