@@ -391,7 +391,15 @@ class Engine:
         """Send the round's listings the rate cap allows now; they go before any poll (a round
         is 1 + users x agents requests: with many users, more than a second's worth)."""
         assert self._round is not None and self._pool is not None
-        while self._round.unsent and now >= self._paused_until and self._may_send() and self.bucket.take(now) == 0:
+        # Each to an idle worker only: a listing queued behind a busy one would start after a 429 the
+        # loop has not read yet, whatever _may_send said when it was queued.
+        while (
+            self._round.unsent
+            and now >= self._paused_until
+            and self._pool.idle() > 0
+            and self._may_send()
+            and self.bucket.take(now) == 0
+        ):
             self._pool.submit(self._round.unsent.pop(0))
 
     def _may_send(self) -> bool:
@@ -522,6 +530,12 @@ class Engine:
             fetch = fetch_events(sid, checkpoint + 1, self.batch_size, resume)
             # keyed apart from the listings: a session may well be called "agents"
             job = Job(f"events {sid}", self._user_of.get(sid, self.users[0]), fetch, meta=("events", sid))
+            if self._pool.failures_waiting():  # one came back while this poll was made ready: read it first
+                self._resumed.discard(sid)
+                self.schedule.release(sid, now)
+                if self._once_left is not None:
+                    self._once_left.append(sid)
+                break
             self._inserted[sid] = 0
             self._pool.submit(job)
         return _TICK

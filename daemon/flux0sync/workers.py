@@ -73,6 +73,15 @@ class Finished:
 Message = Union[Piece, Finished]
 
 
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, or a note if even that fails (a ``__str__`` that raises; a hostile value
+    nested too deep to show): the job fails, its worker goes on."""
+    try:
+        return str(exc)[:1000]
+    except Exception:
+        return "(its text could not be shown)"
+
+
 class _Results(queue.Queue):  # type: ignore[type-arg]
     """The result queue; counts the budget its messages hold as the writer takes them, and the
     failed jobs finished and not taken yet (see :meth:`FetchPool.failures_waiting`)."""
@@ -305,7 +314,7 @@ class FetchPool:
         except Flux0Error as exc:
             error = exc
         except Exception as exc:  # a bug or a hostile answer must cost this job, not the worker
-            error = Flux0Error(f"{type(exc).__name__}: {exc}")
+            error = Flux0Error(f"{type(exc).__name__}: {_text_of(exc)}")
             error.__cause__ = exc
         if slot.cancelled and (error is not None or value is None):
             # whatever the cut-off socket raised, say why it was cut off
