@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -9,7 +10,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from flux0sync.backend import Archive, is_postgres_url
+import pytest
+from flux0sync.backend import Archive, is_postgres_url, open_store
 from flux0sync.engine import Engine, Totals
 from flux0sync.schedule import Policy
 
@@ -209,6 +211,53 @@ def listing_with_a_poisoned_entry(docs: Any, poisoned: str, value: str) -> Calla
         conn.send(raw_response(200, body, {"content-type": "application/json"}))
 
     return respond
+
+
+def archive_beside_a_poisoned_sessions_entry(
+    fake: FakeServer,
+    fake_flux0: FakeFlux0,
+    db: str,
+    caplog: pytest.LogCaptureFixture,
+    value: str,
+    *,
+    sessions: int,
+    seconds: float,
+) -> Tuple[Dict[str, List[int]], str, List[str]]:
+    """``sessions`` sessions of two events each, listed with ``"odd": value`` (raw JSON text) in
+    the middle one's entry; an engine runs until every other one is archived (``seconds`` at
+    most: a guard against a hang). Returns each session's archived offsets, the poisoned
+    session and the messages the daemon logged at WARNING and above."""
+    agent = fake_flux0.add_agent()
+    sids = [fake_flux0.add_session(agent) for _ in range(sessions)]
+    for sid in sids:
+        fake_flux0.add_events(sid, 2)
+    poisoned = sids[sessions // 2]
+    fake.on("GET", "/api/sessions", listing_with_a_poisoned_entry(fake_flux0.sessions, poisoned, value))
+    archive = open_store(db)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flux0sync"):
+            target = quick_engine(archive, fake, idle_max=1.0, discover_interval=0.3)
+            run_until(target, lambda: sum(len(offsets(db, s)) for s in sids) >= 2 * (sessions - 1), seconds)
+    finally:
+        archive.close()
+    return {sid: offsets(db, sid) for sid in sids}, poisoned, [r.getMessage() for r in caplog.records]
+
+
+def archive_beside_a_poisoned_agents_entry(
+    fake: FakeServer, fake_flux0: FakeFlux0, db: str, value: str
+) -> Tuple[Totals, str, str]:
+    """Agents "kept" (with a session of one event) and "poisoned", listed with ``"odd": value``
+    (raw JSON text) in the latter's entry; one ``once`` pass. Returns its totals, the kept
+    agent and its session."""
+    kept, poisoned = fake_flux0.add_agent("kept"), fake_flux0.add_agent("poisoned")
+    sid = fake_flux0.add_session(kept)
+    fake_flux0.add_events(sid, 1)
+    fake.on("GET", "/api/agents", listing_with_a_poisoned_entry(fake_flux0.agents, poisoned, value))
+    archive = open_store(db)
+    try:
+        return quick_engine(archive, fake, idle_max=1.0, once=True).run(), kept, sid
+    finally:
+        archive.close()
 
 
 def serve_events_body(fake_flux0: FakeFlux0, sid: str, body: bytes, framing: str) -> None:

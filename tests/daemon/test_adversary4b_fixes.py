@@ -23,7 +23,14 @@ from flux0sync.schedule import Policy, Schedule
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.daemon.helpers import StopWhen, execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.daemon.helpers import (
+    StopWhen,
+    archive_beside_a_poisoned_agents_entry,
+    archive_beside_a_poisoned_sessions_entry,
+    execute,
+    offsets,
+    quick_engine,
+)
 from tests.fakeserver import FakeFlux0, FakeServer, json_response, sequence
 
 BIG = "9" * 5000  # past CPython's 4,300-digit int-from-text limit
@@ -128,39 +135,21 @@ def test_one_sessions_entry_json_cannot_read_is_left_out_alone_with_one_warning(
     poison: str, tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0, caplog: pytest.LogCaptureFixture
 ) -> None:
     value, warning = _POISONS[poison]
-    agent = fake_flux0.add_agent()
-    sids = [fake_flux0.add_session(agent) for _ in range(5)]
-    for sid in sids:
-        fake_flux0.add_events(sid, 2)
-    fake.on("GET", "/api/sessions", listing_with_a_poisoned_entry(fake_flux0.sessions, sids[2], value))
     db = str(tmp_path / "a.sqlite3")
-    archive = open_store(db)
-    try:
-        with caplog.at_level(logging.WARNING, logger="flux0sync"):
-            target = engine(archive, fake, discover_interval=0.3)
-            run_until(target, lambda: sum(len(offsets(db, s)) for s in sids) >= 8, seconds=10.0)
-    finally:
-        archive.close()
-    assert {sid: offsets(db, sid) for sid in sids} == {sid: ([] if sid == sids[2] else [0, 1]) for sid in sids}
-    warned = [r.getMessage() for r in caplog.records if warning in r.getMessage()]
-    assert len(warned) == 1  # once, however many rounds
-    assert not [r for r in caplog.records if "failed" in r.getMessage()]
+    archived, poisoned, logged = archive_beside_a_poisoned_sessions_entry(
+        fake, fake_flux0, db, caplog, value, sessions=5, seconds=10.0
+    )
+    assert archived == {sid: ([] if sid == poisoned else [0, 1]) for sid in archived}
+    assert len([m for m in logged if warning in m]) == 1  # once, however many rounds
+    assert not [m for m in logged if "failed" in m]
 
 
 @pytest.mark.parametrize("poison", sorted(_POISONS))
 def test_one_agents_entry_json_cannot_read_is_left_out_alone(
     poison: str, tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
 ) -> None:
-    kept, poisoned = fake_flux0.add_agent("kept"), fake_flux0.add_agent("poisoned")
-    sid = fake_flux0.add_session(kept)
-    fake_flux0.add_events(sid, 1)
-    fake.on("GET", "/api/agents", listing_with_a_poisoned_entry(fake_flux0.agents, poisoned, _POISONS[poison][0]))
     db = str(tmp_path / "a.sqlite3")
-    archive = open_store(db)
-    try:
-        totals = engine(archive, fake, once=True).run()
-    finally:
-        archive.close()
+    totals, kept, sid = archive_beside_a_poisoned_agents_entry(fake, fake_flux0, db, _POISONS[poison][0])
     assert totals.ok and offsets(db, sid) == [0]
     assert execute(db, "SELECT id FROM agents") == [(kept,)]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import tracemalloc
 from pathlib import Path
 from typing import Any, Callable, List
@@ -29,7 +28,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flux0lite.jsonstream import JSONStreamError, iter_array
-from tests.daemon.helpers import StopWhen, execute, listing_with_a_poisoned_entry, offsets, quick_engine
+from tests.daemon.helpers import (
+    StopWhen,
+    archive_beside_a_poisoned_agents_entry,
+    archive_beside_a_poisoned_sessions_entry,
+    execute,
+    offsets,
+    quick_engine,
+)
 from tests.daemon.hostile import past_the_c_scanner, too_deep_for_the_c_scanner
 from tests.fakeserver import FakeFlux0, FakeServer
 
@@ -56,39 +62,21 @@ def test_a_sessions_entry_nested_too_deep_over_max_deep_chars_is_left_out_alone(
 ) -> None:
     value = _DEEP_VALUES[shape]
     assert len(value) > MAX_DEEP_CHARS
-    agent = fake_flux0.add_agent()
-    sids = [fake_flux0.add_session(agent) for _ in range(3)]
-    for sid in sids:
-        fake_flux0.add_events(sid, 2)
-    fake.on("GET", "/api/sessions", listing_with_a_poisoned_entry(fake_flux0.sessions, sids[1], value))
     db = str(tmp_path / "a.sqlite3")
-    archive = open_store(db)
-    try:
-        with caplog.at_level(logging.WARNING, logger="flux0sync"):
-            target = engine(archive, fake, discover_interval=0.3)
-            # a guard against a hang, not a time limit: loaded and under coverage, 20 s ran out
-            run_until(target, lambda: sum(len(offsets(db, s)) for s in sids) >= 4, seconds=90.0)
-    finally:
-        archive.close()
-    assert {sid: offsets(db, sid) for sid in sids} == {sid: ([] if sid == sids[1] else [0, 1]) for sid in sids}
-    warned = [r.getMessage() for r in caplog.records if "nested deeper" in r.getMessage()]
-    assert len(warned) == 1  # once, however many rounds
-    assert not [r for r in caplog.records if "failed" in r.getMessage()]
+    # 90 s: a guard against a hang, not a time limit (loaded and under coverage, 20 s ran out)
+    archived, poisoned, logged = archive_beside_a_poisoned_sessions_entry(
+        fake, fake_flux0, db, caplog, value, sessions=3, seconds=90.0
+    )
+    assert archived == {sid: ([] if sid == poisoned else [0, 1]) for sid in archived}
+    assert len([m for m in logged if "nested deeper" in m]) == 1  # once, however many rounds
+    assert not [m for m in logged if "failed" in m]
 
 
 def test_an_agents_entry_nested_too_deep_over_max_deep_chars_is_left_out_alone(
     tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
 ) -> None:
-    kept, poisoned = fake_flux0.add_agent("kept"), fake_flux0.add_agent("poisoned")
-    sid = fake_flux0.add_session(kept)
-    fake_flux0.add_events(sid, 1)
-    fake.on("GET", "/api/agents", listing_with_a_poisoned_entry(fake_flux0.agents, poisoned, _DEEP_VALUES["arrays"]))
     db = str(tmp_path / "a.sqlite3")
-    archive = open_store(db)
-    try:
-        totals = engine(archive, fake, once=True).run()
-    finally:
-        archive.close()
+    totals, kept, sid = archive_beside_a_poisoned_agents_entry(fake, fake_flux0, db, _DEEP_VALUES["arrays"])
     assert totals.ok and offsets(db, sid) == [0]
     assert execute(db, "SELECT id FROM agents") == [(kept,)]
 
