@@ -522,20 +522,17 @@ class Engine:
                     continue
             else:
                 (sid,) = self.schedule.pop_due(now, 1)
-            checkpoint, self._generation[sid] = self._poll_start(sid)
-            self._checkpoint[sid] = checkpoint
+            checkpoint, generation = self._poll_start(sid)
+            if self._pool.failures_waiting():  # one came back while the archive was read: read it first
+                self._put_back(sid, now)
+                break
+            self._checkpoint[sid], self._generation[sid] = checkpoint, generation
             resume = self._resume_point(sid, checkpoint)
             if resume is not None:
                 self._resumed.add(sid)
             fetch = fetch_events(sid, checkpoint + 1, self.batch_size, resume)
             # keyed apart from the listings: a session may well be called "agents"
             job = Job(f"events {sid}", self._user_of.get(sid, self.users[0]), fetch, meta=("events", sid))
-            if self._pool.failures_waiting():  # one came back while this poll was made ready: read it first
-                self._resumed.discard(sid)
-                self.schedule.release(sid, now)
-                if self._once_left is not None:
-                    self._once_left.append(sid)
-                break
             self._inserted[sid] = 0
             self._pool.submit(job)
         return _TICK
@@ -806,8 +803,13 @@ class Engine:
         checkpoint the re-creation reset."""
         log.info("session %s was created anew while a poll of it was in flight; polling it again", sid)
         self._cut_whole.discard(sid)
+        self._put_back(sid, now)
+
+    def _put_back(self, sid: str, now: float) -> None:
+        """A session taken for a poll that is not sent (or whose answer decides nothing): due
+        again at once, and in --once's list again."""
         self.schedule.release(sid, now)
-        if self.once and self._once_left is not None:
+        if self._once_left is not None:
             self._once_left.append(sid)
 
     def _on_error(self, what: str, error: Flux0Error) -> float:

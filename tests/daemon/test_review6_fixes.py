@@ -144,8 +144,9 @@ def test_a_poll_made_ready_while_a_429_came_back_is_put_back_not_sent(
     store: Store, fake: FakeServer, fake_flux0: FakeFlux0
 ) -> None:
     """_dispatch asked _may_send, then read the archive for the poll's start and sent it: a 429
-    read back meanwhile did not stop it. It is asked again before the poll is handed over; the
-    session is put back, due, and polled after the pause (hadv8/03). The test holds the second
+    read back meanwhile did not stop it. It is asked again once the start is read, before
+    anything of the poll is decided; the session is put back, due, and polled after the pause
+    (hadv8/03). The test holds the second
     poll's preparation until the first poll's 429 is waiting, a timing a loaded machine gives."""
     agent = fake_flux0.add_agent()
     sids = [fake_flux0.add_session(agent) for _ in range(2)]
