@@ -10,6 +10,7 @@ engine starts nothing until the loop has read it.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable, List, Tuple
 
@@ -146,8 +147,8 @@ def test_a_poll_made_ready_while_a_429_came_back_is_put_back_not_sent(
     """_dispatch asked _may_send, then read the archive for the poll's start and sent it: a 429
     read back meanwhile did not stop it. It is asked again once the start is read, before
     anything of the poll is decided; the session is put back, due, and polled after the pause
-    (hadv8/03). The test holds the second
-    poll's preparation until the first poll's 429 is waiting, a timing a loaded machine gives."""
+    (hadv8/03). The test makes the timing a loaded machine may give: the server holds the first
+    poll's 429 until the second poll is being made ready, which waits until that 429 is back."""
     agent = fake_flux0.add_agent()
     sids = [fake_flux0.add_session(agent) for _ in range(2)]
     for sid in sids:
@@ -155,12 +156,14 @@ def test_a_poll_made_ready_while_a_429_came_back_is_put_back_not_sent(
     healthy = fake.find("GET", "/api/sessions/*")
     assert healthy is not None
     polls: List[str] = []
+    second_started = threading.Event()
 
     def events_busy(req: Request, conn: Conn) -> None:
         if "/events" not in req.path:
             healthy(req, conn)
             return
         polls.append(req.path)
+        second_started.wait(5)
         conn.send(raw_response(429, b'{"detail": "busy"}', {"content-type": "application/json", "retry-after": "30"}))
 
     fake.on("GET", "/api/sessions/*", events_busy)
@@ -171,6 +174,7 @@ def test_a_poll_made_ready_while_a_429_came_back_is_put_back_not_sent(
     def held_poll_start(sid: str) -> Tuple[int, int]:
         started.append(sid)
         if len(started) == 2:
+            second_started.set()
             _until(lambda: engine._pool is not None and engine._pool.failures_waiting())
         return original(sid)
 
