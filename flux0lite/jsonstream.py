@@ -237,6 +237,12 @@ def _array(reader: _Reader, decoder: json.JSONDecoder, element: Callable[[Any, s
         return
     scan = _quick_scanner(decoder)
     search = _NOT_WHITESPACE.search
+    # A decoder may want to see large elements itself before they are built (the daemon's
+    # measures an event's cost first): those further than this from the buffer's end are read
+    # by the careful path, through its raw_decode.
+    quick_limit: Optional[int] = getattr(decoder, "max_quick_chars", None)
+    if quick_limit is None:
+        quick_limit = 2**62
     while True:
         # Most elements are read here: the buffer already holds the element and the separator
         # after it, so one raw_decode (the C scanner) reads it, no number can go on in the next
@@ -251,6 +257,8 @@ def _array(reader: _Reader, decoder: json.JSONDecoder, element: Callable[[Any, s
                 if found is None:
                     break
                 start = found.start()
+            if len(buf) - start > quick_limit:
+                break
             try:
                 value, end = scan(buf, start)
             except (ValueError, RecursionError, StopIteration):  # StopIteration: the C scanner's "no value here"

@@ -359,7 +359,7 @@ def _exportable(raws: Iterator[str]) -> Iterator[str]:
     so the daemon, accepts; the archive's ``raw`` keeps them as the server sent them) as
     ``null``, as ``status --json`` writes them.
     """
-    decoder = Decoder()
+    decoder = Decoder(shallow_events=True)  # an event too costly to build is checked, not built
     for raw in raws:
         decoder.decode(raw)
         yield printable_json(raw)

@@ -241,7 +241,7 @@ def fetch_events(
                     if isinstance(body, list):
                         return Fetched(highest, [], body)
                     chunks = body  # it failed or overran: read as streamed, from its first byte
-                decoder = Decoder(_deep_cost(take))
+                decoder = Decoder(_deep_cost(take), shallow_events=True)
                 elements = iter_array(
                     chunks,
                     key="data",

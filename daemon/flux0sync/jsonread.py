@@ -14,6 +14,13 @@ daemon goes on within its unit's MemoryMax). Each one read is counted in
 entry, stored through its typed model) can leave it out. Such a caller builds none:
 ``Decoder(build_deep=False)`` checks a value too deep for the C scanner as JSON, at any size
 and holding one byte per open level (:func:`skip_value`), and gives :data:`LEFT_OUT` for it.
+
+Width costs memory too: JSON of many small items decodes to far more than its text (an event
+of 16 MiB holding ``{"a":{}}`` items would take ~460 MB built, past the unit's MemoryMax). A
+``Decoder(shallow_events=True)`` (the daemon's event reader) builds an event object of over
+:data:`SHALLOW_MIN_CHARS` whose estimated built size (:func:`built_cost`) passes
+:data:`MAX_BUILT_COST` as :func:`shallow_event` does: checked as JSON throughout, nothing built
+but what the archive row takes from it. Its exact text is what the archive keeps.
 """
 
 from __future__ import annotations
@@ -23,11 +30,33 @@ import json
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-__all__ = ["Decoder", "decode_without_recursion", "skip_value", "LEFT_OUT", "MAX_DEEP_CHARS", "element_end"]
+__all__ = [
+    "Decoder",
+    "decode_without_recursion",
+    "skip_value",
+    "LEFT_OUT",
+    "MAX_DEEP_CHARS",
+    "element_end",
+    "built_cost",
+    "shallow_event",
+    "SHALLOW_MIN_CHARS",
+    "MAX_BUILT_COST",
+]
 
 # The largest element read without recursion: ~75 MB at worst, next to the daemon's ~40 MB,
 # well inside the systemd unit's MemoryMax=256M (a batch holds one such element: jobs.py).
 MAX_DEEP_CHARS = 1024 * 1024
+# An event object of over this many characters of text is measured before it is built (a scan
+# of its brackets, then four counts in C), and read by shallow_event if it would cost over
+# MAX_BUILT_COST bytes built: up to ~45 MB measured for the widest shapes (the estimate is 2-4
+# times what they take), within the systemd unit's MemoryMax=256M beside the daemon's own.
+SHALLOW_MIN_CHARS = 1024 * 1024
+MAX_BUILT_COST = 64 * 1024 * 1024
+# What each value built costs, counted by the characters that may start or key one
+# (flux0sync.budget.ITEM_COST: at least what every shape measured takes on 3.9-3.13).
+_ITEM_COST = 120
+# The members of an event object its archive row reads (flux0sync.rows.event_row).
+_ROW_FIELDS = frozenset(("id", "offset", "type", "source", "correlation_id", "created_at", "deleted"))
 _SPACE = re.compile(r"[ \t\n\r]*")
 # element_end's tokens, as a deep value is mostly runs of them: a run of openers and of strings
 # holding no bracket or escape ('{"a": {"a": ...', an object key a level; its brackets are all
@@ -68,9 +97,18 @@ class Decoder(json.JSONDecoder):
     and the value given are :data:`LEFT_OUT` (for a caller that leaves it out anyway).
     """
 
-    def __init__(self, reserve: Optional[Callable[[int], None]] = None, *, build_deep: bool = True) -> None:
+    def __init__(
+        self,
+        reserve: Optional[Callable[[int], None]] = None,
+        *,
+        build_deep: bool = True,
+        shallow_events: bool = False,
+    ) -> None:
         super().__init__(parse_int=self._int)
         self.unusual = 0
+        # Read by flux0lite.jsonstream: an element starting further than this from the end of
+        # its buffer goes through raw_decode (which measures it first), never the C scanner alone.
+        self.max_quick_chars: Optional[int] = SHALLOW_MIN_CHARS if shallow_events else None
         self.deep: Any = None
         self._build_deep = build_deep
         # Called with an element's characters before it is built without recursion (the
@@ -94,6 +132,16 @@ class Decoder(json.JSONDecoder):
             return decimal.Decimal(digits)
 
     def raw_decode(self, s: str, idx: int = 0) -> Tuple[Any, int]:
+        if self.max_quick_chars is not None and len(s) - idx > self.max_quick_chars and s[idx : idx + 1] == "{":
+            end = _closed_at(s, idx, len(s))
+            if end is None:  # cut short: nothing is built before the whole object is here
+                raise json.JSONDecodeError("Unterminated object", s, len(s))
+            if built_cost(s, idx, end) > MAX_BUILT_COST:
+                return shallow_event(s, idx, self)
+        return self.read_built(s, idx)
+
+    def read_built(self, s: str, idx: int) -> Tuple[Any, int]:
+        """The value at ``idx``, built whole (as json builds it, less its two refusals)."""
         try:  # json.JSONDecoder.raw_decode's body (called once per event: no frame more)
             return self.scan_once(s, idx)  # type: ignore[attr-defined, no-any-return]
         except StopIteration as exc:
@@ -117,6 +165,124 @@ class Decoder(json.JSONDecoder):
         self.unusual += 1
         self.deep = value
         return value, end
+
+
+def built_cost(s: str, start: int, end: int) -> int:
+    """The estimated bytes of memory the JSON value ``s[start:end]`` takes once built: a string
+    its length, anything else :data:`_ITEM_COST` per character that may start or key a value."""
+    if s[start : start + 1] == '"':
+        return end - start
+    items = s.count(",", start, end) + s.count("{", start, end) + s.count("[", start, end) + s.count(":", start, end)
+    return items * _ITEM_COST
+
+
+def shallow_event(s: str, idx: int, decoder: Decoder) -> Tuple[Dict[str, Any], int]:
+    """The event object at ``idx``, checked as JSON throughout (:func:`skip_value`: the same end,
+    or a :class:`json.JSONDecodeError`) and built only as far as its archive row reads it: the
+    members :func:`flux0sync.rows.event_row` takes, and for a message the text of its content
+    parts, joined into one part. ``event_row`` gives the same row for it as for the whole
+    object (tests/daemon/test_costly_events.py states that contract). A member the row takes
+    that would itself cost over :data:`MAX_BUILT_COST` built is a ValueError (the event cannot
+    be read within the daemon's memory: its session fails, as for a value too deep)."""
+    doc: Dict[str, Any] = {}
+    parts: List[Optional[List[Dict[str, Any]]]] = [None]  # the last "data" member's, if an object
+
+    def read(key: str, start: int) -> int:
+        if key == "data":
+            parts[0] = None  # json keeps a repeated key's last value
+            if s[start] == "{":
+                return _object(s, start, decoder, _parts_reader(s, decoder, parts))
+        end = skip_value(s, start, decoder)
+        if key in _ROW_FIELDS:
+            doc[key] = _built(s, start, end, decoder, key)
+        return end
+
+    end = _object(s, idx, decoder, read)
+    if doc.get("type") == "message" and parts[0] is not None:
+        doc["data"] = {"parts": parts[0]}
+    return doc, end
+
+
+def _parts_reader(s: str, decoder: Decoder, found: List[Optional[List[Dict[str, Any]]]]) -> Callable[[str, int], int]:
+    """A reader of a message's ``data`` members (for _object): ``found[0]`` becomes its content
+    parts as one part holding all their text (event_row reads nothing else), or ``[]``."""
+    found[0] = []
+
+    def read(key: str, start: int) -> int:
+        if key != "parts" or s[start] != "[":
+            end = skip_value(s, start, decoder)
+            if key == "parts":
+                found[0] = []
+            return end
+        pieces: List[str] = []
+        end = _array(s, start, decoder, lambda element: _part_text(s, element, decoder, pieces))
+        found[0] = [{"type": "content", "content": "".join(pieces)}] if pieces else []
+        return end
+
+    return read
+
+
+def _part_text(s: str, start: int, decoder: Decoder, pieces: List[str]) -> int:
+    """Read the part at ``start``; its content is added to ``pieces`` if it is text of a content part."""
+    end = skip_value(s, start, decoder)
+    if s[start] != "{":
+        return end
+    if built_cost(s, start, end) <= MAX_BUILT_COST:
+        part = decoder.read_built(s, start)[0]
+        kind, content = part.get("type"), part.get("content")
+    else:
+        fields: Dict[str, Any] = {}
+
+        def read(key: str, value_start: int) -> int:
+            value_end = skip_value(s, value_start, decoder)
+            if key in ("type", "content"):  # text or nothing the row reads
+                fields[key] = decoder.read_built(s, value_start)[0] if s[value_start] == '"' else None
+            return value_end
+
+        _object(s, start, decoder, read)
+        kind, content = fields.get("type"), fields.get("content")
+    if kind == "content" and type(content) is str:
+        pieces.append(content)
+    return end
+
+
+def _built(s: str, start: int, end: int, decoder: Decoder, what: str) -> Any:
+    if built_cost(s, start, end) > MAX_BUILT_COST:
+        raise ValueError(f"the event's {what!r} is too large to read within the daemon's memory")
+    return decoder.read_built(s, start)[0]
+
+
+def _object(s: str, idx: int, decoder: Decoder, read: Callable[[str, int], int]) -> int:
+    """Walk the object at ``idx``: ``read(key, start)`` reads each member's value and returns
+    where it ends; where the object ends."""
+    pos = _SPACE.match(s, idx + 1).end()  # type: ignore[union-attr]
+    if s[pos : pos + 1] == "}":
+        return pos + 1
+    while True:
+        key, start = _key(s, pos, decoder.strict)
+        pos = _SPACE.match(s, read(key, start)).end()  # type: ignore[union-attr]
+        char = s[pos : pos + 1]
+        if char == "}":
+            return pos + 1
+        if char != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", s, pos)
+        pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
+
+
+def _array(s: str, idx: int, decoder: Decoder, read: Callable[[int], int]) -> int:
+    """Walk the array at ``idx``: ``read(start)`` reads each element and returns where it ends;
+    where the array ends."""
+    pos = _SPACE.match(s, idx + 1).end()  # type: ignore[union-attr]
+    if s[pos : pos + 1] == "]":
+        return pos + 1
+    while True:
+        pos = _SPACE.match(s, read(pos)).end()  # type: ignore[union-attr]
+        char = s[pos : pos + 1]
+        if char == "]":
+            return pos + 1
+        if char != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", s, pos)
+        pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
 
 
 def element_end(s: str, idx: int, limit: int) -> Optional[int]:

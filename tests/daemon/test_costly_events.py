@@ -1,0 +1,205 @@
+"""An event too costly to build whole (many small items) is archived, exactly, within the unit's memory.
+
+``jsonread.shallow_event`` reads such an event as far as its archive row needs it; the contract
+with the general path (the whole value built, then ``rows.event_row``): the same row and the
+same end for any JSON text, or an error for text that is not JSON where the general path fails
+too. The daemon keeps the event's exact text as its ``raw``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any, Iterator, List, Tuple
+
+import pytest
+from flux0sync import jsonread
+from flux0sync.jsonread import Decoder, built_cost, shallow_event
+from flux0sync.rows import RawEvent, event_row
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flux0lite.jsonstream import iter_array
+from tests.conftest import Strength
+from tests.daemon.helpers import execute, one_session
+from tests.daemon.hostile import event
+from tests.daemon.test_adversary6b_fixes import _serve_gzip_bodies, linux_only, memory_max_mb, peak_rss_mb
+from tests.fakeserver import FakeFlux0
+
+# An object drawn as its members in order, a key possibly repeated (json keeps the last).
+Members = List[Tuple[str, Any]]
+
+
+class Obj:
+    def __init__(self, members: Members) -> None:
+        self.members = members
+
+
+def render(value: Any, space: str) -> str:
+    if isinstance(value, Obj):
+        inner = f",{space}".join(f"{json.dumps(k)}{space}:{space}{render(v, space)}" for k, v in value.members)
+        return "{" + space + inner + space + "}"
+    if isinstance(value, list):
+        return "[" + f",{space}".join(render(v, space) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
+    st.sampled_from(["message", "content", "status", "", "\udc80x", "2026-11-25T00:00:00Z", "a,{[:"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.lists(st.tuples(st.text(max_size=3), inner), max_size=4).map(Obj)
+    ),
+    max_leaves=12,
+)
+PART = st.one_of(
+    VALUES,
+    st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from(["type"]), st.sampled_from(["content", "x"]) | VALUES),
+            st.tuples(st.sampled_from(["content"]), st.text(max_size=5) | VALUES),
+            st.tuples(st.sampled_from(["junk", "a"]), VALUES),
+        ),
+        max_size=4,
+    ).map(Obj),
+)
+DATA = st.one_of(
+    VALUES,
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("parts"), st.lists(PART, max_size=5) | VALUES),
+            st.tuples(st.sampled_from(["type", "junk"]), VALUES),
+        ),
+        max_size=3,
+    ).map(Obj),
+)
+ROW_FIELDS = ["id", "offset", "type", "source", "correlation_id", "created_at", "deleted"]
+
+
+def events(field_values: Any) -> Any:
+    member = st.one_of(
+        st.tuples(st.sampled_from(ROW_FIELDS), field_values),
+        st.tuples(st.just("type"), st.just("message")),
+        st.tuples(st.just("id"), st.text(min_size=1, max_size=4)),
+        st.tuples(st.just("data"), DATA),
+        st.tuples(st.sampled_from(["metadata", "x"]), VALUES),
+    )
+    return st.lists(member, max_size=10).map(Obj)
+
+
+def general(text: str) -> Tuple[Any, int]:
+    return Decoder().read_built(text, 0)
+
+
+def row_of(doc: Any, text: str) -> Any:
+    try:
+        return event_row("s", RawEvent(doc, text))
+    except Exception as exc:  # no usable id: the same error type and message both ways
+        return (type(exc), str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(events(VALUES), st.sampled_from(["", " ", "\n "]))
+def test_the_shallow_read_gives_the_row_and_end_of_the_whole_value(doc: Obj, space: str) -> None:
+    text = render(doc, space)
+    whole, end = general(text)
+    shallow, shallow_end = shallow_event(text, 0, Decoder())
+    assert shallow_end == end == len(text)
+    assert row_of(shallow, text) == row_of(whole, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events(st.one_of(st.none(), st.booleans(), st.integers(), st.text(alphabet="abc-0", max_size=8))))
+def test_with_every_container_too_costly_the_row_is_still_the_same(doc: Obj) -> None:
+    """A cap so low that every part and data object takes the path that builds nothing of them
+    (the row's own members are scalars here, which are never refused: a string costs its length)."""
+    text = render(doc, "")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jsonread, "MAX_BUILT_COST", 30)  # a string of the row is at most 26 characters
+        shallow, end = shallow_event(text, 0, Decoder())
+    assert end == len(text)
+    assert row_of(shallow, text) == row_of(general(text)[0], text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events(VALUES), st.data())
+def test_text_that_is_not_json_fails_both_ways(doc: Obj, data: st.DataObject) -> None:
+    text = render(doc, " ")
+    cut = data.draw(st.integers(min_value=0, max_value=len(text)))
+    insert = data.draw(st.sampled_from(["", ",", "}", "]", "{", '"', ":", "x", "\\", "\x01"]))
+    broken = text[:cut] + insert + text[cut + data.draw(st.integers(min_value=0, max_value=2)) :]
+    try:
+        whole = general(broken)
+    except ValueError:
+        whole = None
+    if not broken.startswith("{"):
+        return  # shallow_event reads objects only (raw_decode sends nothing else to it)
+    try:
+        shallow = shallow_event(broken, 0, Decoder())
+    except ValueError:
+        shallow = None
+    assert (shallow is None) == (whole is None), broken
+    if whole is not None and shallow is not None:
+        assert shallow[1] == whole[1]
+        assert row_of(shallow[0], broken[: whole[1]]) == row_of(whole[0], broken[: whole[1]])
+
+
+def _chunked(body: bytes, size: int) -> Iterator[bytes]:
+    return (body[i : i + size] for i in range(0, len(body), size))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=6), st.integers(1, 5000))
+def test_a_stream_of_costly_and_small_events_reads_the_rows_of_the_whole_values(widths: List[int], chunk: int) -> None:
+    """The reader's quick loop leaves an element far from the buffer's end to raw_decode, which
+    measures it first: with a small threshold and cap, events with many items take the shallow
+    read, the others the C scanner, in any chunking; the rows are those of the whole values."""
+    docs = [event("s", offset, text=f"t{offset}", junk=[{"a": {}}] * width) for offset, width in enumerate(widths)]
+    body = json.dumps({"data": docs}).encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jsonread, "SHALLOW_MIN_CHARS", 200)
+        patch.setattr(jsonread, "MAX_BUILT_COST", 120 * 60)
+        decoder = Decoder(shallow_events=True)
+        read = list(iter_array(_chunked(body, chunk), key="data", decoder=decoder, element=RawEvent))
+    assert [e.text for e in read] == [json.dumps(doc) for doc in docs]
+    assert [event_row("s", e) for e in read] == [event_row("s", RawEvent(doc, json.dumps(doc))) for doc in docs]
+    costly = [built_cost(e.text, 0, len(e.text)) > 120 * 60 for e in read]  # each is over 200 characters
+    assert [("junk" not in e.doc) for e in read] == costly  # the costly ones were not built
+
+
+def test_a_row_member_too_costly_to_build_is_a_value_error() -> None:
+    text = json.dumps(event("s", 1, type=[{"a": {}}] * 10))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jsonread, "MAX_BUILT_COST", 120 * 20)
+        with pytest.raises(ValueError, match="'type' is too large"):
+            shallow_event(text, 0, Decoder())
+
+
+@linux_only
+def test_a_wide_event_is_archived_exactly_within_the_units_memory(
+    tmp_path: Path, fake_flux0: FakeFlux0, strength: Strength
+) -> None:
+    """An event of many tiny items (built whole: ~36 MB a MiB of text) among ordinary ones: the
+    daemon archives them all, the wide one's raw exactly as sent and its text searchable, and
+    its memory stays far below what building it would take."""
+    sid = one_session(fake_flux0)
+    items = strength.pick(full=1_400_000, quick=300_000)  # 12 MiB / 2.6 MiB of '{"":{}}' items
+    wide = event(sid, 1, text="needle", junk=[{"": {}}] * items)
+    docs = [event(sid, 0), wide, event(sid, 2)]
+    texts = [json.dumps(doc, separators=(",", ":")) for doc in docs]
+    body = ('{"data":[' + ",".join(texts) + "]}").encode()
+    _serve_gzip_bodies(fake_flux0, {sid: gzip.compress(body, 1)})
+    db = str(tmp_path / "a.sqlite3")
+    peak = peak_rss_mb(["--db", db, "--once", "--workers", "1"], fake_flux0.server.url, timeout=120)
+    assert execute(db, 'SELECT "offset", raw FROM events ORDER BY "offset"') == [(i, t) for i, t in enumerate(texts)]
+    assert execute(db, "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'needle'") == [(1,)]
+    built = len(texts[1]) * 36 // 2**20  # MB that building it whole would take at least
+    assert peak < min(memory_max_mb() * 3 // 4, 40 + built // 2), (peak, built)
