@@ -49,7 +49,7 @@ from flux0lite.resources import path_segment
 
 from .backend import Archive
 from .budget import CHAR_COST, DEEP_CHAR_COST, ITEM_COST, element_cost, metered
-from .jsonread import Decoder
+from .jsonread import LEFT_OUT, Decoder
 from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
 from .store import StoreBusyError, StoreFullError, WriteResult
 
@@ -430,8 +430,9 @@ def _readable(elements: Iterable[Element], decoder: Decoder, what: str, warnings
 def _unwritable(value: Any, deep: Any) -> Optional[str]:
     """Why ``value`` cannot be written back as JSON, if it is the decoder's ``deep`` value or
     holds an integer it read as a Decimal."""
-    if value is deep:
-        return "nested deeper than Python's JSON decoder reads"
+    if value is deep:  # TOO_LARGE: measured before any scan, which a deep value may be too
+        deeper = "nested deeper than Python's JSON decoder reads"
+        return deeper if deep is LEFT_OUT else f"{deeper}, or too large to read in memory"
     stack = [value]  # no recursion: nesting is the server's
     while stack:
         item = stack.pop()
@@ -453,7 +454,8 @@ def _listing(
         response = _stream_array(client, path, params, what)
         try:
             take = _budget_of(emit)
-            decoder = Decoder(build_deep=False)  # an entry too deep is left out: never built, at any size
+            # an entry too deep or too costly to build is left out: never built, at any size
+            decoder = Decoder(build_deep=False, leave_out_large=True)
             elements = iter_array(
                 metered(_answer_bytes(response), take),
                 key="data",

@@ -35,6 +35,7 @@ __all__ = [
     "decode_without_recursion",
     "skip_value",
     "LEFT_OUT",
+    "TOO_LARGE",
     "MAX_DEEP_CHARS",
     "element_end",
     "built_cost",
@@ -79,13 +80,20 @@ _Open = Tuple[Union[List[Any], Dict[str, Any]], Optional[str]]  # a container be
 
 
 class _LeftOut:
-    """What a ``Decoder(build_deep=False)`` gives for a value too deep for the C scanner."""
+    """A JSON value checked and left unread (see LEFT_OUT and TOO_LARGE)."""
+
+    def __init__(self, why: str) -> None:
+        self._why = why
 
     def __repr__(self) -> str:
-        return "<a JSON value nested too deep, checked and left unread>"
+        return f"<a JSON value {self._why}, checked and left unread>"
 
 
-LEFT_OUT: Any = _LeftOut()
+# What a ``Decoder(build_deep=False)`` gives for a value too deep for the C scanner.
+LEFT_OUT: Any = _LeftOut("nested too deep")
+# What a decoder that measures large values gives for one too costly to build (an event object
+# excepted, with shallow_events: see shallow_event).
+TOO_LARGE: Any = _LeftOut("too costly to build")
 
 
 class Decoder(json.JSONDecoder):
@@ -103,12 +111,17 @@ class Decoder(json.JSONDecoder):
         *,
         build_deep: bool = True,
         shallow_events: bool = False,
+        leave_out_large: bool = False,
     ) -> None:
         super().__init__(parse_int=self._int)
         self.unusual = 0
+        # A value of over SHALLOW_MIN_CHARS that would cost over MAX_BUILT_COST built is not
+        # built: an event object is read by shallow_event (shallow_events), any other such
+        # value is checked and given as TOO_LARGE (either flag; counted in ``unusual``).
+        self._shallow_events = shallow_events
         # Read by flux0lite.jsonstream: an element starting further than this from the end of
         # its buffer goes through raw_decode (which measures it first), never the C scanner alone.
-        self.max_quick_chars: Optional[int] = SHALLOW_MIN_CHARS if shallow_events else None
+        self.max_quick_chars: Optional[int] = SHALLOW_MIN_CHARS if shallow_events or leave_out_large else None
         self.deep: Any = None
         self._build_deep = build_deep
         # Called with an element's characters before it is built without recursion (the
@@ -132,12 +145,17 @@ class Decoder(json.JSONDecoder):
             return decimal.Decimal(digits)
 
     def raw_decode(self, s: str, idx: int = 0) -> Tuple[Any, int]:
-        if self.max_quick_chars is not None and len(s) - idx > self.max_quick_chars and s[idx : idx + 1] == "{":
+        if self.max_quick_chars is not None and len(s) - idx > self.max_quick_chars and s[idx : idx + 1] in ("{", "["):
             end = _closed_at(s, idx, len(s))
-            if end is None:  # cut short: nothing is built before the whole object is here
-                raise json.JSONDecodeError("Unterminated object", s, len(s))
+            if end is None:  # cut short: nothing is built before the whole value is here
+                raise json.JSONDecodeError("Unterminated value", s, len(s))
             if built_cost(s, idx, end) > MAX_BUILT_COST:
-                return shallow_event(s, idx, self)
+                if self._shallow_events and s[idx] == "{":
+                    return shallow_event(s, idx, self)
+                end = skip_value(s, idx, self)  # an event that is no object fails as one; an entry is left out
+                self.unusual += 1
+                self.deep = TOO_LARGE
+                return TOO_LARGE, end
         return self.read_built(s, idx)
 
     def read_built(self, s: str, idx: int) -> Tuple[Any, int]:

@@ -203,3 +203,19 @@ def test_a_wide_event_is_archived_exactly_within_the_units_memory(
     assert execute(db, "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'needle'") == [(1,)]
     built = len(texts[1]) * 36 // 2**20  # MB that building it whole would take at least
     assert peak < min(memory_max_mb() * 3 // 4, 40 + built // 2), (peak, built)
+
+
+def test_an_element_that_is_no_object_and_too_costly_is_checked_not_built() -> None:
+    """An event that is a wide array fails as no object, as when built; a listing's wide entry is
+    left out (TOO_LARGE); text that is not JSON is an error either way."""
+    text = json.dumps([{"a": {}}] * 200)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jsonread, "SHALLOW_MIN_CHARS", 100)
+        patch.setattr(jsonread, "MAX_BUILT_COST", 120 * 50)
+        for decoder in (Decoder(shallow_events=True), Decoder(build_deep=False, leave_out_large=True)):
+            assert decoder.raw_decode(text + " ,", 0) == (jsonread.TOO_LARGE, len(text))
+            assert decoder.unusual == 1 and decoder.deep is jsonread.TOO_LARGE
+            with pytest.raises(json.JSONDecodeError):
+                decoder.raw_decode(text[:-1] + "}", 0)
+        with pytest.raises(Exception, match="not a JSON object"):
+            event_row("s", RawEvent(jsonread.TOO_LARGE, text))
