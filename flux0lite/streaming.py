@@ -17,6 +17,7 @@ from .jsonmodel import spec_of
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
 from .patch import VALUE_OVERHEAD, PatchedDocument, sized_copy
 from .sse import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
+from .streamshapes import ShapeReader, chunk_reader, scan_json, status_reader
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, StreamingResponse
 
 __all__ = [
@@ -49,23 +50,15 @@ def not_a_stream(method: str, url: str, content_type: str) -> ContentTypeError:
 
 # json.loads(text) is the scanner's call plus two whitespace matches and three Python frames
 # (loads, decode, raw_decode), which on a stream of small events cost a third as much as the
-# parsing itself: the scanner (C where CPython has it) is called directly. It raises
-# StopIteration where no value starts at 0 (leading whitespace too): json.loads decides then.
-# (JSONDecoder sets scan_once in __init__; typeshed does not declare it.)
-_scan_json: Callable[[str, int], Tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-_STREAM_MODELS: Dict[str, Type[Union[StatusEvent, ChunkEvent]]] = {"status": StatusEvent, "chunk": ChunkEvent}
-_STREAM_READERS: Dict[str, Callable[[Any], StreamEvent]] = {}  # filled on first use of each
-
-
-def _load_json(sse: SSEEvent) -> Any:
-    text = sse.data  # the decoder's text: UTF-8 was checked there
-    try:
-        value, end = _scan_json(text, 0)
-        if end == len(text):  # one JSON value and nothing after it: what json.loads accepts
-            return value
-    except (StopIteration, ValueError, RecursionError):
-        pass  # json.loads below says what is wrong
-    return _load_json_slowly(sse)
+# parsing itself: the scanner is called directly. It raises StopIteration where no value starts
+# at 0 (leading whitespace too): json.loads decides then. Before it, flux0's own shapes are
+# read by one match each (see :mod:`.streamshapes`).
+_STREAM_MODELS: Dict[str, Tuple[Type[Union[StatusEvent, ChunkEvent]], Callable[[], ShapeReader]]] = {
+    "status": (StatusEvent, status_reader),
+    "chunk": (ChunkEvent, chunk_reader),
+}
+# (shape reader, model reader) per event name, made on first use of each
+_STREAM_READERS: Dict[str, Tuple[ShapeReader, Callable[[Any], StreamEvent]]] = {}
 
 
 def _load_json_slowly(sse: SSEEvent) -> Any:
@@ -81,16 +74,20 @@ def _load_json_slowly(sse: SSEEvent) -> Any:
 
 def parse_stream_event(sse: SSEEvent) -> StreamEvent:
     """Type one SSE event: ``status`` and ``chunk`` by their JSON; other names kept raw."""
-    read = _STREAM_READERS.get(sse.event)
-    if read is None:
-        model = _STREAM_MODELS.get(sse.event)
-        if model is None:
+    readers = _STREAM_READERS.get(sse.event)
+    if readers is None:
+        known = _STREAM_MODELS.get(sse.event)
+        if known is None:
             return RawStreamEvent(event=sse.event, data=sse.data, id=sse.id)
-        read = _STREAM_READERS[sse.event] = spec_of(model).read
-    # _load_json inlined (a call per event less): the scanner, else json.loads decides
+        model, shape_reader = known
+        readers = _STREAM_READERS[sse.event] = (shape_reader(), spec_of(model).read)
+    read_shape, read = readers
     text = sse.data
+    event = read_shape(text)
+    if event is not None:
+        return event  # type: ignore[no-any-return]
     try:
-        value, end = _scan_json(text, 0)
+        value, end = scan_json(text, 0)
     except (StopIteration, ValueError, RecursionError):
         end = -1
     return read(value if end == len(text) else _load_json_slowly(sse))
