@@ -136,7 +136,9 @@ class ReplyAssembler:
             raise ConfigError(f"max_bytes must be a positive int, got {max_bytes!r}")
         self.max_bytes = max_bytes
         self.kept_bytes = 0
-        self._documents: Dict[str, PatchedDocument] = {}
+        # Each message by its event id: a plain list while it holds only text pieces appended
+        # at /- (a text reply, copied by list()), else the document its patches build.
+        self._documents: Dict[str, Union[List[str], PatchedDocument]] = {}
         self._statuses: List[str] = []
         self._error: Any = None
 
@@ -176,18 +178,26 @@ class ReplyAssembler:
         patches = event.patches
         event_id = event.event_id
         document = self._documents.get(event_id)
-        if document is not None and len(patches) == 1:
+        if len(patches) == 1:
             # One text piece appended to a message: nearly every event of a text reply. As
-            # below, without the lists: counted, checked, then applied (which fails only on a
-            # root that is no list, object or nothing, changing nothing; then uncounted).
+            # below, without the lists: counted, checked, then applied.
             patch = patches[0]
             value = patch.value
             if type(value) is str and patch.path == "/-" and patch.op == "add":
                 kept = self.kept_bytes + VALUE_OVERHEAD + len(value)
+                if document is None:
+                    kept += _MESSAGE_OVERHEAD + len(event_id)
                 if kept > self.max_bytes:
                     self.kept_bytes = kept
                     raise self._too_large()
-                document.apply_own("add", "/-", value)
+                if isinstance(document, list):
+                    document.append(value)
+                elif document is None:
+                    self._documents[event_id] = [value]
+                else:
+                    # fails only on a root that is no list, object or nothing, changing
+                    # nothing: then uncounted
+                    document.apply_own("add", "/-", value)
                 self.kept_bytes = kept
                 return
         before = kept = self.kept_bytes
@@ -216,9 +226,20 @@ class ReplyAssembler:
         self.kept_bytes = kept
         if kept > self.max_bytes:
             raise self._too_large()
+        if pieces_only and (isinstance(document, list) or (document is None and owned)):
+            # A message of text pieces only stays a plain list of them (appending to one
+            # cannot fail). (A message no patch has touched yet is null: a document.)
+            pieces = [value for _, _, value in owned]
+            if document is None:
+                self._documents[event_id] = pieces
+            else:
+                document += pieces
+            return
         new = document is None
         if document is None:
             document = self._documents[event_id] = PatchedDocument()
+        elif isinstance(document, list):  # another patch to a message of text pieces: the list becomes its root
+            document = self._documents[event_id] = PatchedDocument.owning(document)
         try:
             if pieces_only or new:
                 # No undo log needed: appending a text piece fails only on a root that is no
@@ -237,16 +258,24 @@ class ReplyAssembler:
     def document(self, event_id: str) -> Any:
         """The message ``event_id`` as plain JSON so far (a copy), or None."""
         document = self._documents.get(event_id)
+        if isinstance(document, list):
+            return list(document)
         return document.value() if document is not None else None
 
     @property
     def text(self) -> str:
-        return "".join(document.text() for document in self._documents.values())
+        return "".join(
+            "".join(document) if isinstance(document, list) else document.text()
+            for document in self._documents.values()
+        )
 
     def reply(self) -> Reply:
         return Reply(
             text=self.text,
-            messages={event_id: document.value() for event_id, document in self._documents.items()},
+            messages={
+                event_id: list(document) if isinstance(document, list) else document.value()
+                for event_id, document in self._documents.items()
+            },
             statuses=tuple(self._statuses),
             error=sized_copy(self._error)[0],  # each reply its own copy, as messages
         )

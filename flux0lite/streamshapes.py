@@ -38,16 +38,21 @@ __all__ = ["scan_json", "chunk_reader", "status_reader"]
 # where it ends. It raises StopIteration where no value starts (whitespace too).
 # (JSONDecoder sets scan_once in __init__; typeshed does not declare it.)
 scan_json: Callable[[str, int], Tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+# The scanner's string reader (from the character after the opening quote; strict: no control
+# characters): the string a JSON string's text decodes to, and where it ends.
+scan_string: Callable[[str, int, bool], Tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 ShapeReader = Callable[[str], Any]
 
 _STRING = r'"([^"\\\x00-\x1f]*)"'  # what json decodes to the same text, character for character
+# a string with escapes too (the escapes are json's to read: scanstring, as the scanner does)
+_ESCAPED_STRING = r'"([^"\\\x00-\x1f]*(?:\\.[^"\\\x00-\x1f]*)*)"'
 _INT = r"(-?(?:0|[1-9][0-9]{0,17}))"  # far below int()'s digit limit
 _SECONDS = r"(-?(?:0|[1-9][0-9]{0,17})\.[0-9]+)"  # float() of it is finite, as json makes it
 
 _CHUNK = (
     r'\{"correlation_id": <s>, "event_id": <s>, "seq": <int>, "patches": '
-    r'(?:\[\{"op": <s>, "path": <s>, "value": <s>\}\]|(\[.*\])), '
+    r'(?:\[\{"op": <s>, "path": <s>, "value": <escaped>\}\]|(\[.*\])), '
     r'"metadata": \{"agent_id": <s>, "agent_name": <s>\}, "timestamp": <seconds>\}'
 )
 _STATUS = (
@@ -58,7 +63,12 @@ _STATUS = (
 
 
 def _compiled(shape: str) -> Callable[[str], Optional["re.Match[str]"]]:
-    pattern = shape.replace("<s>", _STRING).replace("<int>", _INT).replace("<seconds>", _SECONDS)
+    pattern = (
+        shape.replace("<s>", _STRING)
+        .replace("<escaped>", _ESCAPED_STRING)
+        .replace("<int>", _INT)
+        .replace("<seconds>", _SECONDS)
+    )
     return re.compile(pattern, re.DOTALL).fullmatch
 
 
@@ -90,6 +100,13 @@ def chunk_reader() -> ShapeReader:
             return None
         correlation_id, event_id, seq, op, path, value, patches_json, agent_id, agent_name, seconds = found.groups()
         if patches_json is None:  # one patch of strings: built here, as JsonPatch's reader builds it
+            if "\\" in value:
+                try:
+                    value, end = scan_string(text, found.start(6), True)
+                except ValueError:
+                    return None  # a bad escape: the general path says so
+                if end != found.end(6) + 1:
+                    return None
             patch = patch_twin()
             patch.__dict__ = {"op": op, "path": path, "value": value, "extra": {}}
             patch.__class__ = JsonPatch
