@@ -24,6 +24,7 @@ shortcut never applies, since no single byte is a whole block).
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
 from .errors import ConfigError, ResponseTooLargeError
@@ -55,7 +56,9 @@ class SSEEvent(NamedTuple):
     retry: Optional[int] = None
 
 
-_new_event = SSEEvent._make  # from a tuple, without the keyword handling of SSEEvent(...)
+# From a tuple of the four fields: what SSEEvent._make does, without its Python frame (one
+# per event) and without the keyword handling of SSEEvent(...).
+_new_event = partial(tuple.__new__, SSEEvent)
 
 
 def _too_long(limit: int) -> ResponseTooLargeError:
