@@ -12,15 +12,16 @@ Reading them with the JSON scanner and then the generic model readers costs abou
 one match of the whole text and building the models from its groups costs, which is most of
 what typing a stream costs over ``json.loads``. Only text of exactly these shapes is read
 here: S a string without escapes or control characters, N an integer of at most 18 digits,
-F a number with a fraction and no exponent (below 10**18: always finite), P one patch of three
-such strings or else any JSON array, D ``{}`` or else any JSON value (the scanner reads P and
-D, and must end exactly where the shape goes on; JSON patches are read by JsonPatch's reader).
+F a number with a fraction and no exponent (below 10**18: always finite), P one patch of such
+strings (its value may hold escapes: json's own string reader reads it) or else any JSON array,
+D ``{}`` or else any JSON value (the scanner reads P and D, and must end exactly where the
+shape goes on; the patches of such a P are read by JsonPatch's reader).
 
 A reader gives None for any other text (other spacing or key order, an escape in the
 envelope, a longer number, null where a string was...), and the general path decides, errors
-included. Its contract is ``tests/test_stream_shapes.py``: a text the reader takes reads to
-the same model (==, repr, to_dict, field types) as the general path reads it, or raises the
-general path's error.
+included. Its contract is ``tests/test_streaming_shapes.py``: a text the reader takes reads to
+the same model (==, repr, to_dict, field types, instance layout) as the general path reads it,
+or raises the general path's error.
 """
 
 from __future__ import annotations
