@@ -24,7 +24,6 @@ shortcut never applies, since no single byte is a whole block).
 from __future__ import annotations
 
 import re
-from functools import partial
 from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
 from .errors import ConfigError, ResponseTooLargeError
@@ -56,9 +55,10 @@ class SSEEvent(NamedTuple):
     retry: Optional[int] = None
 
 
-# From a tuple of the four fields: what SSEEvent._make does, without its Python frame (one
-# per event) and without the keyword handling of SSEEvent(...).
-_new_event = partial(tuple.__new__, SSEEvent)
+# An event from a tuple of its four fields, as _new_event(SSEEvent, fields): what
+# SSEEvent._make does, without its Python frame (one per event) or the keyword handling of
+# SSEEvent(...).
+_new_event = tuple.__new__
 
 
 def _too_long(limit: int) -> ResponseTooLargeError:
@@ -152,7 +152,7 @@ def _simple_blocks(data: bytes, pos: int, last_id: str, emit: Callable[[SSEEvent
             last_id = event_id.decode("utf-8", "replace")
         event_type = event_type or b""
         name = _KNOWN_NAMES.get(event_type) or event_type.decode("utf-8", "replace")
-        emit(_new_event((value.decode("utf-8", "replace"), name, last_id, None)))
+        emit(_new_event(SSEEvent, (value.decode("utf-8", "replace"), name, last_id, None)))
         pos = found.end()
 
 
@@ -272,7 +272,7 @@ class SSEDecoder:
                 if data:
                     raw = data[0] if len(data) == 1 else b"\n".join(data)
                     name = _KNOWN_NAMES.get(event_type) or event_type.decode("utf-8", "replace")
-                    emit(_new_event((str(raw, "utf-8", "replace"), name, last_id, block_retry)))
+                    emit(_new_event(SSEEvent, (str(raw, "utf-8", "replace"), name, last_id, block_retry)))
                     data, size = [], 0
                 event_type, block_retry = b"", None
                 continue
