@@ -271,11 +271,14 @@ def _declared_fields(cls: type) -> List[_Declared]:
 
 
 class _Spec:
-    __slots__ = ("read", "write")
+    __slots__ = ("read", "twin", "write")
 
-    def __init__(self, read: Callable[[Any], Any], write: Callable[[Any], JsonDict]) -> None:
+    def __init__(self, read: Callable[[Any], Any], write: Callable[[Any], JsonDict], twin: Optional[type]) -> None:
         self.read = read  # JSON object -> instance
         self.write = write  # instance -> JSON object
+        # How read builds an instance, or None: a twin() given the fields' dict (every field,
+        # ``extra`` too, in field order) as __dict__, then the class by __class__ assignment.
+        self.twin = twin
 
 
 def spec_of(cls: type) -> _Spec:
@@ -439,7 +442,8 @@ def _make_spec(cls: type) -> _Spec:
         write.append("    if d['extra']: out = {**d['extra'], **out}")
     write.append("    return out")
     exec("\n".join(read + write), scope)  # noqa: S102 - source made above from the declarations only
-    return _Spec(scope["read"], scope["write"])
+    builds_by_twin = not hasattr(cls, "__post_init__") and scope["twin"] is not None
+    return _Spec(scope["read"], scope["write"], scope["twin"] if builds_by_twin else None)
 
 
 def _fast_path(declared: List[Tuple[str, str, Kind, Any, bool]]) -> List[str]:

@@ -382,6 +382,14 @@ class PatchedDocument:
         self._root: Any = None if value is None else _own(_plain(value))
         self._log: UndoLog = None  # a list while apply_all runs
 
+    @classmethod
+    def owning(cls, root: Any) -> "PatchedDocument":
+        """A document whose root is ``root`` itself, not a copy: plain JSON values that
+        nobody else holds (a reply assembler's list of text pieces)."""
+        document = cls()
+        document._root = _own(root)
+        return document
+
     def apply(self, patch: JsonPatch) -> None:
         """Apply one operation (``add``, ``replace`` or ``remove``).
 

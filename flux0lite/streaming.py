@@ -17,6 +17,7 @@ from .jsonmodel import spec_of
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
 from .patch import VALUE_OVERHEAD, PatchedDocument, sized_copy
 from .sse import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
+from .streamshapes import ShapeReader, chunk_reader, scan_json, status_reader
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, StreamingResponse
 
 __all__ = [
@@ -49,23 +50,15 @@ def not_a_stream(method: str, url: str, content_type: str) -> ContentTypeError:
 
 # json.loads(text) is the scanner's call plus two whitespace matches and three Python frames
 # (loads, decode, raw_decode), which on a stream of small events cost a third as much as the
-# parsing itself: the scanner (C where CPython has it) is called directly. It raises
-# StopIteration where no value starts at 0 (leading whitespace too): json.loads decides then.
-# (JSONDecoder sets scan_once in __init__; typeshed does not declare it.)
-_scan_json: Callable[[str, int], Tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-_STREAM_MODELS: Dict[str, Type[Union[StatusEvent, ChunkEvent]]] = {"status": StatusEvent, "chunk": ChunkEvent}
-_STREAM_READERS: Dict[str, Callable[[Any], StreamEvent]] = {}  # filled on first use of each
-
-
-def _load_json(sse: SSEEvent) -> Any:
-    text = sse.data  # the decoder's text: UTF-8 was checked there
-    try:
-        value, end = _scan_json(text, 0)
-        if end == len(text):  # one JSON value and nothing after it: what json.loads accepts
-            return value
-    except (StopIteration, ValueError, RecursionError):
-        pass  # json.loads below says what is wrong
-    return _load_json_slowly(sse)
+# parsing itself: the scanner is called directly. It raises StopIteration where no value starts
+# at 0 (leading whitespace too): json.loads decides then. Before it, flux0's own shapes are
+# read by one match each (see :mod:`.streamshapes`).
+_STREAM_MODELS: Dict[str, Tuple[Type[Union[StatusEvent, ChunkEvent]], Callable[[], ShapeReader]]] = {
+    "status": (StatusEvent, status_reader),
+    "chunk": (ChunkEvent, chunk_reader),
+}
+# (shape reader, model reader) per event name, made on first use of each
+_STREAM_READERS: Dict[str, Tuple[ShapeReader, Callable[[Any], StreamEvent]]] = {}
 
 
 def _load_json_slowly(sse: SSEEvent) -> Any:
@@ -81,16 +74,20 @@ def _load_json_slowly(sse: SSEEvent) -> Any:
 
 def parse_stream_event(sse: SSEEvent) -> StreamEvent:
     """Type one SSE event: ``status`` and ``chunk`` by their JSON; other names kept raw."""
-    read = _STREAM_READERS.get(sse.event)
-    if read is None:
-        model = _STREAM_MODELS.get(sse.event)
-        if model is None:
+    readers = _STREAM_READERS.get(sse.event)
+    if readers is None:
+        known = _STREAM_MODELS.get(sse.event)
+        if known is None:
             return RawStreamEvent(event=sse.event, data=sse.data, id=sse.id)
-        read = _STREAM_READERS[sse.event] = spec_of(model).read
-    # _load_json inlined (a call per event less): the scanner, else json.loads decides
+        model, shape_reader = known
+        readers = _STREAM_READERS[sse.event] = (shape_reader(), spec_of(model).read)
+    read_shape, read = readers
     text = sse.data
+    event = read_shape(text)
+    if event is not None:
+        return event  # type: ignore[no-any-return]
     try:
-        value, end = _scan_json(text, 0)
+        value, end = scan_json(text, 0)
     except (StopIteration, ValueError, RecursionError):
         end = -1
     return read(value if end == len(text) else _load_json_slowly(sse))
@@ -139,7 +136,9 @@ class ReplyAssembler:
             raise ConfigError(f"max_bytes must be a positive int, got {max_bytes!r}")
         self.max_bytes = max_bytes
         self.kept_bytes = 0
-        self._documents: Dict[str, PatchedDocument] = {}
+        # Each message by its event id: a plain list while it holds only text pieces appended
+        # at /- (a text reply, copied by list()), else the document its patches build.
+        self._documents: Dict[str, Union[List[str], PatchedDocument]] = {}
         self._statuses: List[str] = []
         self._error: Any = None
 
@@ -179,18 +178,26 @@ class ReplyAssembler:
         patches = event.patches
         event_id = event.event_id
         document = self._documents.get(event_id)
-        if document is not None and len(patches) == 1:
+        if len(patches) == 1:
             # One text piece appended to a message: nearly every event of a text reply. As
-            # below, without the lists: counted, checked, then applied (which fails only on a
-            # root that is no list, object or nothing, changing nothing; then uncounted).
+            # below, without the lists: counted, checked, then applied.
             patch = patches[0]
             value = patch.value
             if type(value) is str and patch.path == "/-" and patch.op == "add":
                 kept = self.kept_bytes + VALUE_OVERHEAD + len(value)
+                if document is None:
+                    kept += _MESSAGE_OVERHEAD + len(event_id)
                 if kept > self.max_bytes:
                     self.kept_bytes = kept
                     raise self._too_large()
-                document.apply_own("add", "/-", value)
+                if isinstance(document, list):
+                    document.append(value)
+                elif document is None:
+                    self._documents[event_id] = [value]
+                else:
+                    # fails only on a root that is no list, object or nothing, changing
+                    # nothing: then uncounted
+                    document.apply_own("add", "/-", value)
                 self.kept_bytes = kept
                 return
         before = kept = self.kept_bytes
@@ -219,9 +226,20 @@ class ReplyAssembler:
         self.kept_bytes = kept
         if kept > self.max_bytes:
             raise self._too_large()
+        if pieces_only and (isinstance(document, list) or (document is None and owned)):
+            # A message of text pieces only stays a plain list of them (appending to one
+            # cannot fail). (A message no patch has touched yet is null: a document.)
+            pieces = [value for _, _, value in owned]
+            if document is None:
+                self._documents[event_id] = pieces
+            else:
+                document += pieces
+            return
         new = document is None
         if document is None:
             document = self._documents[event_id] = PatchedDocument()
+        elif isinstance(document, list):  # another patch to a message of text pieces: the list becomes its root
+            document = self._documents[event_id] = PatchedDocument.owning(document)
         try:
             if pieces_only or new:
                 # No undo log needed: appending a text piece fails only on a root that is no
@@ -240,16 +258,24 @@ class ReplyAssembler:
     def document(self, event_id: str) -> Any:
         """The message ``event_id`` as plain JSON so far (a copy), or None."""
         document = self._documents.get(event_id)
+        if isinstance(document, list):
+            return list(document)
         return document.value() if document is not None else None
 
     @property
     def text(self) -> str:
-        return "".join(document.text() for document in self._documents.values())
+        return "".join(
+            "".join(document) if isinstance(document, list) else document.text()
+            for document in self._documents.values()
+        )
 
     def reply(self) -> Reply:
         return Reply(
             text=self.text,
-            messages={event_id: document.value() for event_id, document in self._documents.items()},
+            messages={
+                event_id: list(document) if isinstance(document, list) else document.value()
+                for event_id, document in self._documents.items()
+            },
             statuses=tuple(self._statuses),
             error=sized_copy(self._error)[0],  # each reply its own copy, as messages
         )

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from flux0lite import patch as patch_module
-from flux0lite.errors import Flux0Error, ResponseTooLargeError
+from flux0lite.errors import Flux0Error, PatchError, ResponseTooLargeError
 from flux0lite.models import ChunkEvent, JsonPatch
 from flux0lite.patch import VALUE_OVERHEAD, PatchedDocument, sized_copy
 from flux0lite.streaming import ReplyAssembler
@@ -240,3 +240,22 @@ def test_value_copies_deep_documents_and_odd_values_without_marshal() -> None:
     for _ in range(5000):
         node = node[0]
     assert node == "leaf"
+
+
+def test_a_text_message_is_copied_per_reply_and_keeps_its_pieces_when_another_patch_comes() -> None:
+    """A message of text pieces only is a plain list in the assembler: each reply and document()
+    is a copy of it, and a later patch of another kind builds on the same pieces, atomically."""
+    assembler = ReplyAssembler()
+    for piece in ("a", "b"):
+        assembler.add(_chunk("m", [JsonPatch("add", "/-", piece)]))
+    assembler.reply().messages["m"].append("x")
+    assembler.document("m").append("y")
+    assert assembler.reply().messages == {"m": ["a", "b"]} and assembler.text == "ab"
+    assembler.add(_chunk("m", [JsonPatch("add", "/-", "c"), JsonPatch("replace", "/0", "z")]))
+    assert assembler.document("m") == ["z", "b", "c"] and assembler.reply().text == "zbc"
+    kept = assembler.kept_bytes
+    with pytest.raises(PatchError):
+        assembler.add(_chunk("m", [JsonPatch("add", "/-", "d"), JsonPatch("remove", "/9")]))
+    assert assembler.document("m") == ["z", "b", "c"] and assembler.kept_bytes == kept
+    assembler.add(_chunk("n", []))  # no patch yet: the message is null, not an empty list
+    assert assembler.document("n") is None and assembler.reply().messages["n"] is None
