@@ -34,6 +34,7 @@ __all__ = [
     "give_back_freed_memory",
     "metered",
     "text_cost",
+    "values_in",
 ]
 
 # Estimated bytes of memory per character of answer text in flight: the reader's buffer, the
@@ -119,8 +120,17 @@ def text_cost(text: bytes) -> int:
 
 def element_cost(text: str) -> int:
     """:func:`text_cost` of one element's text, as decoded (what a batch of them holds)."""
-    items = text.count(",") + text.count("{") + text.count("[") + text.count(":")
-    return len(text) * CHAR_COST + items * ITEM_COST
+    return len(text) * CHAR_COST + values_in(text, 0, len(text)) * ITEM_COST
+
+
+def values_in(text: str, start: int, end: int) -> int:
+    """How many values ``text[start:end]`` may start or key (each ``,`` ``{`` ``[`` ``:``), counted in C."""
+    return (
+        text.count(",", start, end)
+        + text.count("{", start, end)
+        + text.count("[", start, end)
+        + text.count(":", start, end)
+    )
 
 
 def give_back_freed_memory() -> None:

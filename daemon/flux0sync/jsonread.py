@@ -30,6 +30,8 @@ import json
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from .budget import ITEM_COST, values_in
+
 __all__ = [
     "Decoder",
     "decode_without_recursion",
@@ -47,15 +49,12 @@ __all__ = [
 # The largest element read without recursion: ~75 MB at worst, next to the daemon's ~40 MB,
 # well inside the systemd unit's MemoryMax=256M (a batch holds one such element: jobs.py).
 MAX_DEEP_CHARS = 1024 * 1024
-# An event object of over this many characters of text is measured before it is built (a scan
-# of its brackets, then four counts in C), and read by shallow_event if it would cost over
-# MAX_BUILT_COST bytes built: up to ~45 MB measured for the widest shapes (the estimate is 2-4
-# times what they take), within the systemd unit's MemoryMax=256M beside the daemon's own.
+# An object or array of over this many characters of text is measured before it is built (a
+# scan of its brackets, then four counts in C), and not built whole if it would cost over
+# MAX_BUILT_COST bytes: up to ~45 MB measured for the widest shapes (the estimate is 2-4 times
+# what they take), within the systemd unit's MemoryMax=256M beside the daemon's own.
 SHALLOW_MIN_CHARS = 1024 * 1024
 MAX_BUILT_COST = 64 * 1024 * 1024
-# What each value built costs, counted by the characters that may start or key one
-# (flux0sync.budget.ITEM_COST: at least what every shape measured takes on 3.9-3.13).
-_ITEM_COST = 120
 # The members of an event object its archive row reads (flux0sync.rows.event_row).
 _ROW_FIELDS = frozenset(("id", "offset", "type", "source", "correlation_id", "created_at", "deleted"))
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -187,11 +186,10 @@ class Decoder(json.JSONDecoder):
 
 def built_cost(s: str, start: int, end: int) -> int:
     """The estimated bytes of memory the JSON value ``s[start:end]`` takes once built: a string
-    its length, anything else :data:`_ITEM_COST` per character that may start or key a value."""
+    its length, anything else the budget's ITEM_COST per value it may start or key."""
     if s[start : start + 1] == '"':
         return end - start
-    items = s.count(",", start, end) + s.count("{", start, end) + s.count("[", start, end) + s.count(":", start, end)
-    return items * _ITEM_COST
+    return values_in(s, start, end) * ITEM_COST
 
 
 def shallow_event(s: str, idx: int, decoder: Decoder) -> Tuple[Dict[str, Any], int]:
