@@ -20,7 +20,9 @@ of 16 MiB holding ``{"a":{}}`` items would take ~460 MB built, past the unit's M
 ``Decoder(shallow_events=True)`` (the daemon's event reader) builds an event object of over
 :data:`SHALLOW_MIN_CHARS` whose estimated built size (:func:`built_cost`) passes
 :data:`MAX_BUILT_COST` as :func:`shallow_event` does: checked as JSON throughout, nothing built
-but what the archive row takes from it. Its exact text is what the archive keeps.
+but what the archive row takes from it. Its exact text is what the archive keeps. So is an event
+object nested too deep for the C scanner and over :data:`MAX_DEEP_CHARS` (which the other
+decoders refuse): only a member the row reads must be small enough to build.
 """
 
 from __future__ import annotations
@@ -155,7 +157,15 @@ class Decoder(json.JSONDecoder):
                 self.unusual += 1
                 self.deep = TOO_LARGE
                 return TOO_LARGE, end
-        return self.read_built(s, idx)
+        try:
+            return self.read_built(s, idx)
+        except RecursionError:
+            # Nested deeper than the C scanner reads and over MAX_DEEP_CHARS, too large to build
+            # without recursion: an event object is still read as far as its row needs it
+            # (skip_value holds a byte a level), so it is archived rather than failing its session.
+            if self._shallow_events and s[idx : idx + 1] == "{":
+                return shallow_event(s, idx, self)
+            raise
 
     def read_built(self, s: str, idx: int) -> Tuple[Any, int]:
         """The value at ``idx``, built whole (as json builds it, less its two refusals)."""
@@ -171,9 +181,12 @@ class Decoder(json.JSONDecoder):
                 self.unusual += 1
                 self.deep = LEFT_OUT
                 return LEFT_OUT, end
-            whole = element_end(s, idx, MAX_DEEP_CHARS)
-            if whole is None:  # too large to build within the unit's memory
-                raise
+            stop = min(len(s), idx + MAX_DEEP_CHARS)
+            whole = _closed_at(s, idx, stop)
+            if whole is None:
+                if stop == len(s):  # cut short: built once it is whole (a part built is memory wasted)
+                    raise json.JSONDecodeError("Unterminated value", s, len(s)) from None
+                raise  # too large to build within the unit's memory
         if self.reserve is not None and whole - idx > self._reserved:
             self.reserve(whole - idx - self._reserved)
             self._reserved = whole - idx

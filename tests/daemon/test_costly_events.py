@@ -219,3 +219,21 @@ def test_an_element_that_is_no_object_and_too_costly_is_checked_not_built() -> N
                 decoder.raw_decode(text[:-1] + "}", 0)
         with pytest.raises(Exception, match="not a JSON object"):
             event_row("s", RawEvent(jsonread.TOO_LARGE, text))
+
+
+@linux_only
+def test_an_event_nested_too_deep_to_build_is_archived_exactly(tmp_path: Path, fake_flux0: FakeFlux0) -> None:
+    """Over MAX_DEEP_CHARS and too deep for the C scanner (2 million levels, 4 MB): the daemon's
+    event reader refused it, which failed its session at every poll; it is archived now, its
+    raw as sent, its row read, within a small part of the unit's memory."""
+    sid = one_session(fake_flux0)
+    depth = 2_000_000
+    head = json.dumps(event(sid, 1, text="deep needle"), separators=(",", ":"))[:-1]
+    deep = head + ',"junk":' + "[" * depth + "]" * depth + "}"
+    texts = [json.dumps(event(sid, 0), separators=(",", ":")), deep, json.dumps(event(sid, 2), separators=(",", ":"))]
+    _serve_gzip_bodies(fake_flux0, {sid: gzip.compress(('{"data":[' + ",".join(texts) + "]}").encode(), 1)})
+    db = str(tmp_path / "a.sqlite3")
+    peak = peak_rss_mb(["--db", db, "--once"], fake_flux0.server.url, timeout=120)
+    assert execute(db, 'SELECT "offset", raw FROM events ORDER BY "offset"') == list(enumerate(texts))
+    assert execute(db, 'SELECT text FROM events WHERE "offset" = 1') == [("deep needle",)]
+    assert peak < 100, peak
