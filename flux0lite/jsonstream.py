@@ -102,15 +102,17 @@ class _Reader:
             raise self.fail(f"expected {char!r}, got {got[:1]!r}" if got else f"expected {char!r}, got end of stream")
         self.pos += 1
 
-    def value(self, decoder: json.JSONDecoder) -> Element:
-        """Decode the value at the read position, reading more until it is complete."""
+    def value(self, decoder: json.JSONDecoder, decode: Optional[_Scanner] = None) -> Element:
+        """Decode the value at the read position (with ``decode``, else the decoder's
+        ``raw_decode``), reading more until it is complete."""
+        read = decode or decoder.raw_decode
         self.peek()
         want = 0  # buffer length to reach before trying again: doubling keeps re-parses linear
         while True:
             if len(self.buf) - self.pos >= want or self.eof:
                 start = self.pos
                 try:
-                    value, end = decoder.raw_decode(self.buf, start)
+                    value, end = read(self.buf, start)
                     # A number read up to the buffer's end may go on in the next chunk ("1" of
                     # "12", "0." of "0.5"): wait unless something that cannot continue it follows.
                     tail = self.buf[end : end + 32]
@@ -179,6 +181,8 @@ def iter_array(
     """
     reader = _Reader(chunks, what, max_element_chars, errors)
     json_decoder = decoder or json.JSONDecoder()
+    # the members beside the array are dropped: a decoder may check them without building them
+    skip: Optional[_Scanner] = getattr(json_decoder, "skip_member", None)
     if key is None:
         yield from _array(reader, json_decoder, element)
     else:
@@ -200,7 +204,7 @@ def iter_array(
                         raise reader.fail(f"{key!r} is not an array")
                     yield from _array(reader, json_decoder, element)
                 else:
-                    reader.value(json_decoder)
+                    reader.value(json_decoder, skip)
                 separator = reader.peek()
                 reader.pos += 1
                 if separator == "}":

@@ -46,6 +46,7 @@ __all__ = [
     "shallow_event",
     "SHALLOW_MIN_CHARS",
     "MAX_BUILT_COST",
+    "MAX_ROW_MEMBER_CHARS",
 ]
 
 # The largest element read without recursion: ~75 MB at worst, next to the daemon's ~40 MB,
@@ -57,6 +58,11 @@ MAX_DEEP_CHARS = 1024 * 1024
 # what they take), within the systemd unit's MemoryMax=256M beside the daemon's own.
 SHALLOW_MIN_CHARS = 1024 * 1024
 MAX_BUILT_COST = 64 * 1024 * 1024
+# What shallow_event builds of one member the row reads (an array or object, by its text) or of
+# one message part (by its estimated cost): a few MB at most each, so several stay far below
+# MAX_BUILT_COST together.
+MAX_ROW_MEMBER_CHARS = 64 * 1024
+MAX_ROW_MEMBER_COST = 4 * 1024 * 1024
 # The members of an event object its archive row reads (flux0sync.rows.event_row).
 _ROW_FIELDS = frozenset(("id", "offset", "type", "source", "correlation_id", "created_at", "deleted"))
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -167,6 +173,12 @@ class Decoder(json.JSONDecoder):
                 return shallow_event(s, idx, self)
             raise
 
+    def skip_member(self, s: str, idx: int) -> Tuple[None, int]:
+        """(None, where the value at ``idx`` ends), checked as JSON and never built: what
+        flux0lite.jsonstream reads an answer's members beside its array with (a wide or deep
+        one costs nothing but the scan, and is never taken for an event)."""
+        return None, skip_value(s, idx, self)
+
     def read_built(self, s: str, idx: int) -> Tuple[Any, int]:
         """The value at ``idx``, built whole (as json builds it, less its two refusals)."""
         try:  # json.JSONDecoder.raw_decode's body (called once per event: no frame more)
@@ -210,9 +222,11 @@ def shallow_event(s: str, idx: int, decoder: Decoder) -> Tuple[Dict[str, Any], i
     or a :class:`json.JSONDecodeError`) and built only as far as its archive row reads it: the
     members :func:`flux0sync.rows.event_row` takes, and for a message the text of its content
     parts, joined into one part. ``event_row`` gives the same row for it as for the whole
-    object (tests/daemon/test_costly_events.py states that contract). A member the row takes
-    that would itself cost over :data:`MAX_BUILT_COST` built is a ValueError (the event cannot
-    be read within the daemon's memory: its session fails, as for a value too deep)."""
+    object (tests/daemon/test_costly_events.py states that contract), but for a ``type`` or
+    ``source`` that is an array or object of over :data:`MAX_ROW_MEMBER_CHARS` or too deep for
+    the C scanner: such a member is :data:`TOO_LARGE` here (its column a fixed note, where the
+    whole value's would be its JSON text). Nothing is built without recursion or past the C
+    scanner's depth here: a member too deep for it is TOO_LARGE, a part too deep is walked."""
     doc: Dict[str, Any] = {}
     parts: List[Optional[List[Dict[str, Any]]]] = [None]  # the last "data" member's, if an object
 
@@ -223,13 +237,25 @@ def shallow_event(s: str, idx: int, decoder: Decoder) -> Tuple[Dict[str, Any], i
                 return _object(s, start, decoder, _parts_reader(s, decoder, parts))
         end = skip_value(s, start, decoder)
         if key in _ROW_FIELDS:
-            doc[key] = _built(s, start, end, decoder, key)
+            doc[key] = _row_member(s, start, end, decoder)
         return end
 
     end = _object(s, idx, decoder, read)
     if doc.get("type") == "message" and parts[0] is not None:
         doc["data"] = {"parts": parts[0]}
     return doc, end
+
+
+def _row_member(s: str, start: int, end: int, decoder: Decoder) -> Any:
+    """A member the row reads: its value, or TOO_LARGE for an array or object of over
+    MAX_ROW_MEMBER_CHARS or too deep for the C scanner (event_row makes NULL, 0, an error for a
+    missing id, or an escape of such a value: never anything of its content)."""
+    if s[start] in "[{" and end - start > MAX_ROW_MEMBER_CHARS:
+        return TOO_LARGE
+    try:
+        return decoder.scan_once(s, start)[0]  # type: ignore[attr-defined]
+    except RecursionError:
+        return TOO_LARGE
 
 
 def _parts_reader(s: str, decoder: Decoder, found: List[Optional[List[Dict[str, Any]]]]) -> Callable[[str, int], int]:
@@ -256,29 +282,26 @@ def _part_text(s: str, start: int, decoder: Decoder, pieces: List[str]) -> int:
     end = skip_value(s, start, decoder)
     if s[start] != "{":
         return end
-    if built_cost(s, start, end) <= MAX_BUILT_COST:
-        part = decoder.read_built(s, start)[0]
-        kind, content = part.get("type"), part.get("content")
-    else:
-        fields: Dict[str, Any] = {}
+    part: Any = None
+    if built_cost(s, start, end) <= MAX_ROW_MEMBER_COST:
+        try:
+            part = decoder.scan_once(s, start)[0]  # type: ignore[attr-defined]
+        except RecursionError:
+            pass  # walked below: nothing is built without recursion here
+    if part is None:
+        part = {}
 
         def read(key: str, value_start: int) -> int:
             value_end = skip_value(s, value_start, decoder)
             if key in ("type", "content"):  # text or nothing the row reads
-                fields[key] = decoder.read_built(s, value_start)[0] if s[value_start] == '"' else None
+                part[key] = decoder.scan_once(s, value_start)[0] if s[value_start] == '"' else None  # type: ignore[attr-defined]
             return value_end
 
         _object(s, start, decoder, read)
-        kind, content = fields.get("type"), fields.get("content")
+    kind, content = part.get("type"), part.get("content")
     if kind == "content" and type(content) is str:
         pieces.append(content)
     return end
-
-
-def _built(s: str, start: int, end: int, decoder: Decoder, what: str) -> Any:
-    if built_cost(s, start, end) > MAX_BUILT_COST:
-        raise ValueError(f"the event's {what!r} is too large to read within the daemon's memory")
-    return decoder.read_built(s, start)[0]
 
 
 def _object(s: str, idx: int, decoder: Decoder, read: Callable[[str, int], int]) -> int:

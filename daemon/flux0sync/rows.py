@@ -11,6 +11,7 @@ no store can hold as is, an event holding bytes that are not UTF-8, is kept as a
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from typing import Any, Callable, Iterable, List, Mapping, NamedTuple, Optional, Tuple
@@ -82,9 +83,21 @@ def storable_text(value: Any) -> Optional[str]:
     return value
 
 
+# A NOT NULL column's stand-in for a value JSON cannot write back here: nested deeper than the
+# encoder's recursion, or one the reader left unread (jsonread.TOO_LARGE, too large to build).
+UNWRITABLE_COLUMN = '"<a JSON value too deep or too large to index>"'
+
+
 def _escaped(value: Any) -> str:
-    """A NOT NULL column's stand-in for an unstorable value: its ASCII JSON text."""
-    return json.dumps(value, ensure_ascii=True)
+    """A NOT NULL column's stand-in for an unstorable value: its ASCII JSON text (an integer of
+    over 4,300 digits, read as a Decimal, its digits), or UNWRITABLE_COLUMN. Never raises: a
+    hostile type or source must not stop the daemon."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    try:
+        return json.dumps(value, ensure_ascii=True)
+    except (RecursionError, TypeError, ValueError):
+        return UNWRITABLE_COLUMN
 
 
 def storable_offset(value: Any) -> Optional[int]:

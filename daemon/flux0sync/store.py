@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from flux0lite.models import Agent, Session
 
 from .gaps import Gap, reconcile
-from .jsonread import MAX_BUILT_COST, SHALLOW_MIN_CHARS, built_cost
+from .jsonread import SHALLOW_MIN_CHARS
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_rows, storable_text
 
 __all__ = [
@@ -1149,12 +1149,12 @@ class _SqliteGaps:
 
 def _same(raw_a: str, raw_b: str) -> bool:
     """Equal as JSON. A comparison that cannot be made (an event nested deeper than the
-    recursion of json.loads or of ==, or one too costly to build within the daemon's memory,
-    both of which flux0sync.jsonread archives all the same) counts as different: the event is
-    then kept in ``conflicts``, and the daemon goes on."""
+    recursion of json.loads or of ==, or one of over jsonread.SHALLOW_MIN_CHARS, which building
+    twice could take past the unit's MemoryMax) counts as different: the event is then kept in
+    ``conflicts``, and the daemon goes on."""
     if raw_a == raw_b:
         return True
-    if any(len(raw) > SHALLOW_MIN_CHARS and built_cost(raw, 0, len(raw)) > MAX_BUILT_COST for raw in (raw_a, raw_b)):
+    if len(raw_a) > SHALLOW_MIN_CHARS or len(raw_b) > SHALLOW_MIN_CHARS:
         return False
     try:
         return bool(json.loads(raw_a) == json.loads(raw_b))
