@@ -20,6 +20,7 @@ __all__ = ["JSONStreamError", "Element", "iter_array", "read_array", "DEFAULT_MA
 
 DEFAULT_MAX_ELEMENT_CHARS = 64 * 1024 * 1024
 _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
+_LARGE_READ = 1024 * 1024  # characters read past which the careful path drops them at once
 _NUMBER_TAIL = "0123456789.eE+-"
 _SPACE = frozenset(" \t\n\r")
 _SEPARATORS = frozenset(",]")
@@ -76,11 +77,21 @@ class _Reader:
             except UnicodeDecodeError as exc:
                 raise self.fail("body ends inside a UTF-8 sequence") from exc
             self.eof = True
-        # One join per call, not one concatenation per chunk: a large value stays linear.
+        # One join per call, not one concatenation per chunk: a large value stays linear. The
+        # old buffer is let go first: a large one is not held twice while the new one is made.
+        added_any = any(parts)
         self.consumed += self.pos
-        self.buf = self.buf[self.pos :] + "".join(parts)
+        parts.insert(0, self.buf[self.pos :])
+        self.buf = ""
+        self.buf = "".join(parts)
         self.pos = 0
-        return any(parts)
+        return added_any
+
+    def drop_read(self) -> None:
+        """Let go of the text before the read position."""
+        self.consumed += self.pos
+        self.buf = self.buf[self.pos :]
+        self.pos = 0
 
     def peek(self) -> str:
         """The next non-whitespace character ('' at the end of the stream), not consumed."""
@@ -283,6 +294,10 @@ def _array(reader: _Reader, decoder: json.JSONDecoder, element: Callable[[Any, s
         # waits for memory inside the chunk iterator (the daemon's budget) must not hold them.
         value = buf = None  # type: ignore[assignment]
         careful = reader.value(decoder)
+        if reader.pos > _LARGE_READ:
+            # a large element's text is in careful.text: the buffer's copy of it goes now, not
+            # at the next read (the caller may hold the element a while: the daemon's writer)
+            reader.drop_read()
         yield element(careful.value, careful.text)
         careful = None  # type: ignore[assignment]
         separator = reader.peek()

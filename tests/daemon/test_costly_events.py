@@ -233,7 +233,7 @@ def test_a_wide_event_is_archived_exactly_within_the_units_memory(
     daemon archives them all, the wide one's raw exactly as sent and its text searchable, and
     its memory stays far below what building it would take."""
     sid = one_session(fake_flux0)
-    items = strength.pick(full=1_400_000, quick=300_000)  # 12 MiB / 2.6 MiB of '{"":{}}' items
+    items = strength.pick(full=700_000, quick=300_000)  # 6 MiB / 2.6 MiB of '{"":{}}' items
     wide = event(sid, 1, text="needle", junk=[{"": {}}] * items)
     docs = [event(sid, 0), wide, event(sid, 2)]
     texts = [json.dumps(doc, separators=(",", ":")) for doc in docs]
