@@ -132,8 +132,8 @@ class Decoder(json.JSONDecoder):
         self.deep: Any = None
         self._build_deep = build_deep
         # Called with an element's characters before it is built without recursion (the
-        # daemon's budget, see flux0sync.budget); an element cut short is read again as more
-        # text arrives, and only what it grew by is reserved again.
+        # daemon's budget, see flux0sync.budget), once it is whole (one cut short is scanned,
+        # never built); what was reserved for it is not reserved again.
         self.reserve = reserve
         self._reserved = 0
         # raw_decode below differs from the C scanner only where the scanner fails: a reader
