@@ -317,9 +317,12 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
             raws = _exportable(store.iter_raw_events(args.session_id))
-            if args.json:
-                items = "".join(f"\n  {raw}," for raw in raws)
-                out.write(f"[{items[:-1]}\n]\n" if items else "[]\n")
+            if args.json:  # written event by event: a session is never held whole
+                separator = "[\n  "
+                for raw in raws:
+                    out.write(separator + raw)
+                    separator = ",\n  "
+                out.write("[]\n" if separator.startswith("[") else "\n]\n")
             else:
                 for raw in raws:  # a CR or LF in JSON text is whitespace: one line per event
                     out.write(raw.replace("\r", " ").replace("\n", " ") + "\n")
@@ -329,7 +332,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             out.write(_json_text([h.__dict__ for h in hits], indent=2) + "\n")
         else:
             for hit in hits:
-                text = " ".join(hit.text.split())
+                text = _snippet(hit.text, 100)
                 offset = "?" if hit.offset is None else str(hit.offset)
                 out.write(visible_text(f"{hit.session_id}  {offset:>6}  {hit.source:<8}  {text[:100]}\n"))
         return EXIT_OK if hits else EXIT_FAILED
@@ -363,6 +366,19 @@ def _exportable(raws: Iterator[str]) -> Iterator[str]:
     for raw in raws:
         decoder.decode(raw)
         yield printable_json(raw)
+
+
+def _snippet(text: str, width: int) -> str:
+    """``" ".join(text.split())[:width]``, read from as little of ``text`` as that needs (a hit's
+    text may be an event of 16 MiB: split whole it took over 300 MB)."""
+    size = 4 * width
+    while True:
+        words = text[:size].split()
+        if size >= len(text):
+            return " ".join(words)[:width]
+        if len(" ".join(words[:-1])) >= width:  # the last word may be cut: the rest are whole
+            return " ".join(words[:-1])[:width]
+        size *= 2
 
 
 def _json_text(doc: Any, indent: int) -> str:

@@ -383,17 +383,20 @@ def _typed(items: Sequence[Any], model: Callable[[Any], _M], what: str, warnings
 def _emit_pages(
     elements: Iterable[Element], model: Callable[[Any], _M], what: str, warnings: Warnings, emit: Emit
 ) -> int:
-    """Typed items handed over in pages (of LISTING_PAGE items or MAX_BATCH_CHARS characters); returns how many."""
-    count = chars = 0
+    """Typed items handed over in pages (of LISTING_PAGE items, MAX_BATCH_CHARS characters or
+    what they may decode to: _MAX_BATCH_COST, as for events, so a few wide entries are never
+    held and typed together); returns how many."""
+    count = chars = cost = 0
     page: List[Any] = []
     for element in elements:
         page.append(element.value)
         chars += len(element.text)
-        if len(page) >= LISTING_PAGE or chars >= MAX_BATCH_CHARS:
+        cost += element_cost(element.text)
+        if len(page) >= LISTING_PAGE or chars >= MAX_BATCH_CHARS or cost >= _MAX_BATCH_COST:
             typed = _typed(page, model, what, warnings)
             count += len(typed)
             emit(typed)
-            page, chars = [], 0
+            page, chars, cost = [], 0, 0
     typed = _typed(page, model, what, warnings)
     emit(typed)
     return count + len(typed)

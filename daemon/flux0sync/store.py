@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from flux0lite.models import Agent, Session
 
 from .gaps import Gap, reconcile
-from .jsonread import SHALLOW_MIN_CHARS
+from .jsonread import SHALLOW_MIN_CHARS, Decoder
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_rows, storable_text
 
 __all__ = [
@@ -793,12 +793,17 @@ class Store:
         return [Gap(*row) for row in rows]
 
     def iter_raw_events(self, session_id: str) -> Iterator[str]:
-        """Each stored event's JSON text, in offset order (events without a storable offset last)."""
-        cursor = self.db.execute(
-            'SELECT raw FROM events WHERE session_id = ? ORDER BY "offset" IS NULL, "offset", rowid', (session_id,)
-        )
-        for (raw,) in cursor:
-            yield raw
+        """Each stored event's JSON text, in offset order (events without a storable offset last).
+
+        Two queries, each in an order SQLite reads from an index or the table: one ORDER BY
+        over both sorted the raws themselves in a temporary B-tree (a session of 16 MiB events
+        held whole: 252 MB to export eight)."""
+        for query in (
+            'SELECT raw FROM events WHERE session_id = ? AND "offset" IS NOT NULL ORDER BY "offset"',
+            'SELECT raw FROM events WHERE session_id = ? AND "offset" IS NULL ORDER BY rowid',
+        ):
+            for (raw,) in self.db.execute(query, (session_id,)):
+                yield raw
 
     def session_exists(self, session_id: str) -> bool:
         return (
@@ -1148,16 +1153,18 @@ class _SqliteGaps:
 
 
 def _same(raw_a: str, raw_b: str) -> bool:
-    """Equal as JSON. A comparison that cannot be made (an event nested deeper than the
-    recursion of json.loads or of ==, or one of over jsonread.SHALLOW_MIN_CHARS, which building
-    twice could take past the unit's MemoryMax) counts as different: the event is then kept in
-    ``conflicts``, and the daemon goes on."""
+    """Equal as JSON, as the daemon reads JSON (flux0sync.jsonread: an integer of 5,000 digits
+    too). A comparison that cannot be made (a value nested deeper than the recursion of ==, or
+    an event of over jsonread.SHALLOW_MIN_CHARS, which building twice could take past the
+    unit's MemoryMax) counts as different: the event is then kept in ``conflicts``, and the
+    daemon goes on."""
     if raw_a == raw_b:
         return True
     if len(raw_a) > SHALLOW_MIN_CHARS or len(raw_b) > SHALLOW_MIN_CHARS:
         return False
     try:
-        return bool(json.loads(raw_a) == json.loads(raw_b))
+        decoder = Decoder()
+        return bool(decoder.decode(raw_a) == decoder.decode(raw_b))
     except (ValueError, RecursionError):
         return False
 

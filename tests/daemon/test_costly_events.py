@@ -308,3 +308,38 @@ def test_a_type_nested_too_deep_or_of_5000_digits_does_not_stop_the_daemon(
         (other, 0, "message", "user"),
         (other, 1, "message", "user"),
     ]
+
+
+def test_a_listings_wide_entries_are_handed_over_one_page_each() -> None:
+    """hadv10 06: pages closed by 200 entries or 4 Mi characters only, so a few entries of ~1 MiB
+    of tiny items (each under the costly line) were built and typed together: 296-351 MB. A page
+    is closed by what its entries may decode to too (element_cost), as an events batch is."""
+    from flux0sync.jobs import LISTING_PAGE, Warnings, _emit_pages
+
+    from flux0lite.jsonstream import Element
+
+    wide = json.dumps({"id": "s", "extra": [{"": {"": {}}}] * 60_000})  # ~0.8 MiB, ~50 MB estimated: over the cap alone
+    small = json.dumps({"id": "t"})
+    elements = [Element(json.loads(text), text) for text in [small, wide, wide, small, wide]]
+    pages: List[List[Any]] = []
+    _emit_pages(elements, lambda value: value, "list sessions", Warnings(), pages.append)
+    assert [len(page) for page in pages] == [2, 1, 2, 0] and LISTING_PAGE > 5
+
+
+def test_a_refetched_copy_with_a_5000_digit_integer_is_the_same_event_not_a_clash() -> None:
+    """hadv10 02: copies were compared with json.loads, which refuses such an integer, so a
+    re-fetch in other spacing was kept in conflicts; the daemon's own decoder reads it."""
+    from flux0sync.store import _same
+
+    stored = '{"id":"e","x":' + "9" * 5000 + "}"
+    assert _same(stored, stored.replace(":", ": "))
+    assert not _same(stored, stored.replace("9}", "8}"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab \t\n\u00a0\u3000x"), max_size=600), st.integers(1, 120))
+def test_a_search_hits_snippet_is_the_whole_texts_read_from_as_little_as_it_needs(text: str, width: int) -> None:
+    """hadv10 05: `flux0-sync search` split a hit's whole text (16 MiB: over 300 MB) to print 100 characters."""
+    from flux0sync.cli import _snippet
+
+    assert _snippet(text, width) == " ".join(text.split())[:width]
