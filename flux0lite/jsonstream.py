@@ -22,6 +22,7 @@ DEFAULT_MAX_ELEMENT_CHARS = 64 * 1024 * 1024
 _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 _LARGE_READ = 1024 * 1024  # characters read past which the careful path drops them at once
 _NUMBER_TAIL = "0123456789.eE+-"
+_DIGITS = frozenset("0123456789")
 _SPACE = frozenset(" \t\n\r")
 _SEPARATORS = frozenset(",]")
 _T = TypeVar("_T")
@@ -127,7 +128,12 @@ class _Reader:
                     # A number read up to the buffer's end may go on in the next chunk ("1" of
                     # "12", "0." of "0.5"): wait unless something that cannot continue it follows.
                     tail = self.buf[end : end + 32]
-                    if self.eof or tail.strip(_NUMBER_TAIL) or end + 32 < len(self.buf):
+                    if (
+                        self.eof
+                        or self.buf[end - 1 : end] not in _DIGITS  # only a number can go on
+                        or tail.strip(_NUMBER_TAIL)
+                        or end + 32 < len(self.buf)
+                    ):
                         self.pos = end
                         return Element(value, self.buf[start:end])
                     error: Optional[str] = None

@@ -136,3 +136,22 @@ def test_one_huge_element_in_small_chunks_is_read_in_linear_time() -> None:
     body = json.dumps({"data": [1, {"t": "z" * 20_000_000}, 2]}).encode()
     values = read_array(pieces(body, 64 * 1024), key="data")
     assert values[0] == 1 and len(values[1]["t"]) == 20_000_000 and values[2] == 2
+
+
+def test_a_value_that_ends_where_a_read_ends_is_read_once_unless_it_is_a_number() -> None:
+    """hadv10 01: a value ending exactly at a read's end was read again after the next read, as
+    if it could go on (a 16 MiB event: its shallow read twice, ~8 s of CPU more); only a number can."""
+
+    class Counting(json.JSONDecoder):
+        calls = 0
+
+        def raw_decode(self, s: str, idx: int = 0) -> Any:
+            Counting.calls += 1
+            return super().raw_decode(s, idx)
+
+    # the quick loop tries each value once, and leaves one that ends the read to the careful path
+    for first, second, expected in ((b'[{"a": [1, "x"]}', b"]", 2), (b'["x", 12', b"3]", 4)):
+        Counting.calls = 0
+        values = read_array([first, second], decoder=Counting())
+        assert values == json.loads(first + second)
+        assert Counting.calls == expected, (first, Counting.calls)
