@@ -1164,7 +1164,10 @@ def _same(raw_a: str, raw_b: str) -> bool:
         return False
     try:
         decoder = Decoder()
-        return bool(decoder.decode(raw_a) == decoder.decode(raw_b))
+        doc_a, doc_b = decoder.decode(raw_a), decoder.decode(raw_b)
+        if type(doc_a) is str and type(doc_b) is str:  # both kept as text (rows.undecodable_raw):
+            doc_a, doc_b = decoder.decode(doc_a), decoder.decode(doc_b)  # the events that text holds
+        return bool(doc_a == doc_b)
     except (ValueError, RecursionError):
         return False
 

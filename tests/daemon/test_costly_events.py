@@ -343,3 +343,14 @@ def test_a_search_hits_snippet_is_the_whole_texts_read_from_as_little_as_it_need
     from flux0sync.cli import _snippet
 
     assert _snippet(text, width) == " ".join(text.split())[:width]
+
+
+def test_a_refetched_copy_holding_a_byte_that_is_not_utf8_in_other_spacing_is_the_same_event() -> None:
+    """hadv10 03: such an event's raw is its text as a JSON string (rows.undecodable_raw), and
+    two of them were compared as strings, so other spacing made a duplicate a clash."""
+    from flux0sync.rows import undecodable_raw
+    from flux0sync.store import _same
+
+    text = '{"id":"e","data":{"text":"caf\udce9"}}'  # 0xE9 alone, read with surrogateescape
+    assert _same(undecodable_raw(text), undecodable_raw(text.replace(":", ": ")))
+    assert not _same(undecodable_raw(text), undecodable_raw(text.replace("caf", "cab")))
