@@ -78,15 +78,11 @@ class _Reader:
             except UnicodeDecodeError as exc:
                 raise self.fail("body ends inside a UTF-8 sequence") from exc
             self.eof = True
-        # One join per call, not one concatenation per chunk: a large value stays linear. The
-        # old buffer is let go first: a large one is not held twice while the new one is made.
-        added_any = any(parts)
-        self.consumed += self.pos
-        parts.insert(0, self.buf[self.pos :])
-        self.buf = ""
-        self.buf = "".join(parts)
-        self.pos = 0
-        return added_any
+        # One join per call, not one concatenation per chunk: a large value stays linear. What
+        # was read goes first: a large buffer is not held while the new one is made.
+        self.drop_read()
+        self.buf = "".join([self.buf, *parts])
+        return any(parts)
 
     def drop_read(self) -> None:
         """Let go of the text before the read position."""
