@@ -47,6 +47,7 @@ __all__ = [
     "SHALLOW_MIN_CHARS",
     "MAX_BUILT_COST",
     "MAX_ROW_MEMBER_CHARS",
+    "same_json",
 ]
 
 # The largest element read without recursion: ~75 MB at worst, next to the daemon's ~40 MB,
@@ -523,3 +524,52 @@ def _after_closer(s: str, pos: int, end: int, count: int) -> int:
             return run.start() + count
         count -= run.end() - run.start()
     raise AssertionError("fewer closing brackets than counted")  # pragma: no cover
+
+
+class _Constant(tuple):  # type: ignore[type-arg]
+    """NaN, Infinity or -Infinity as same_json reads them: equal only to the same name."""
+
+
+def _exact_decoder() -> Decoder:
+    """The daemon's decoder, its numbers read exactly (decimal.Decimal for a fraction or an
+    exponent: 0.1 and 0.10000000000000001, or 1e400 and 2e400, are different numbers, while
+    1, 1.0 and 1e0 are one) and NaN/Infinity kept as their names (no float NaN, unequal to
+    itself)."""
+    decoder = Decoder()
+    decoder.parse_float = decimal.Decimal
+    decoder.parse_constant = lambda name: _Constant(("constant", name))
+    decoder.scan_once = json.scanner.make_scanner(decoder)  # type: ignore[attr-defined]
+    return decoder
+
+
+def _kind(value: Any) -> Any:
+    """A decoded value's JSON kind: true/false apart from numbers (Python's True == 1)."""
+    kind = type(value)
+    return "number" if kind is int or kind is decimal.Decimal else kind
+
+
+def same_json(text_a: str, text_b: str) -> bool:
+    """Whether two JSON texts hold the same value, as JSON defines it: objects by their members
+    (the last of a duplicate key, as every reader here keeps), arrays in order, strings by their
+    characters, numbers by their exact decimal value, and true, false, null and numbers all of
+    different kinds (``==`` on decoded values takes True for 1, 0.1 for 0.10000000000000001
+    and any two numbers past a float's range for one infinity). Raises ValueError for a text
+    that is not JSON; walks without recursion, so any depth the decoder reads compares."""
+    decoder = _exact_decoder()
+    pending = [(decoder.decode(text_a), decoder.decode(text_b))]
+    while pending:
+        a, b = pending.pop()
+        kind = _kind(a)
+        if kind is not _kind(b):
+            return False
+        if kind is dict:
+            if a.keys() != b.keys():
+                return False
+            pending.extend((value, b[key]) for key, value in a.items())
+        elif kind is list:
+            if len(a) != len(b):
+                return False
+            pending.extend(zip(a, b))
+        elif a != b:
+            return False
+    return True

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from flux0lite.models import Agent, Session
 
 from .gaps import Gap, reconcile
-from .jsonread import SHALLOW_MIN_CHARS, Decoder
+from .jsonread import SHALLOW_MIN_CHARS, same_json
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_rows, storable_text
 
 __all__ = [
@@ -1153,23 +1153,30 @@ class _SqliteGaps:
 
 
 def _same(raw_a: str, raw_b: str) -> bool:
-    """Equal as JSON, as the daemon reads JSON (flux0sync.jsonread: an integer of 5,000 digits
-    too). A comparison that cannot be made (a value nested deeper than the recursion of ==, or
-    an event of over jsonread.SHALLOW_MIN_CHARS, which building twice could take past the
-    unit's MemoryMax) counts as different: the event is then kept in ``conflicts``, and the
-    daemon goes on."""
+    """Equal as JSON (jsonread.same_json: other spacing, key order or escapes, the same values).
+
+    Two raws kept as text (an event holding bytes that are not UTF-8, rows.undecodable_raw)
+    compare by the events those bytes hold, each byte read as one character (Latin-1): a byte
+    0xFF and a ``\\udcff`` escape, which read alike as UTF-8 with surrogateescape, differ. A
+    comparison that cannot be made (a value nested deeper than the decoder reads, or a copy of
+    over jsonread.SHALLOW_MIN_CHARS, which building twice could take past the unit's
+    MemoryMax) counts as different: the event is then kept in ``conflicts``, and the daemon
+    goes on."""
     if raw_a == raw_b:
         return True
     if len(raw_a) > SHALLOW_MIN_CHARS or len(raw_b) > SHALLOW_MIN_CHARS:
         return False
     try:
-        decoder = Decoder()
-        doc_a, doc_b = decoder.decode(raw_a), decoder.decode(raw_b)
-        if type(doc_a) is str and type(doc_b) is str:  # both kept as text (rows.undecodable_raw):
-            doc_a, doc_b = decoder.decode(doc_a), decoder.decode(doc_b)  # the events that text holds
-        return bool(doc_a == doc_b)
+        if raw_a.startswith('"') and raw_b.startswith('"'):  # both kept as text: an event is an object
+            raw_a, raw_b = (_bytes_as_text(json.loads(raw)) for raw in (raw_a, raw_b))
+        return same_json(raw_a, raw_b)
     except (ValueError, RecursionError):
         return False
+
+
+def _bytes_as_text(text: str) -> str:
+    """The server's bytes of an event kept as text (rows.undecodable_raw), one character each."""
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _clash(db: sqlite3.Connection, row: EventRow) -> Optional[str]:
@@ -1252,7 +1259,7 @@ def listing_change(
     renewal = None if listed_at == stored_at else recreated_at(stored_at, listed_at)  # parsed only if it differs
     if renewal is not None:
         return True, renewal
-    same = stored_raw == raw or _same_json(stored_raw, doc)
+    same = _same(stored_raw, raw)
     return not same and stored_user in (None, found_under), None
 
 
@@ -1363,14 +1370,6 @@ def _retire_events(db: sqlite3.Connection, session_id: str, reason: str, now: fl
     db.execute("DELETE FROM gaps WHERE session_id = ?", (key,))
     db.execute("UPDATE sync_state SET last_offset = -1 WHERE session_id = ?", (key,))
     return moved
-
-
-def _same_json(stored: str, doc: Any) -> bool:
-    """Equal as JSON (an older version may have written the same document differently)."""
-    try:
-        return bool(json.loads(stored) == doc)
-    except (ValueError, RecursionError):
-        return False
 
 
 def _translate(exc: sqlite3.Error, path: str) -> StoreError:

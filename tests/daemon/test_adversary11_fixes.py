@@ -1,0 +1,171 @@
+"""A third adversary's findings (hadv11): re-fetched copies compared as JSON defines equality.
+
+A copy of a stored event (same id, same offset) is a duplicate only if it holds the same JSON
+value; any other value is a conflict, never dropped. Python's ``==`` on decoded values took
+``true`` for ``1``, two numbers that round to one float (or past its range) for one, and, for
+events kept as text because they hold bytes that are not UTF-8, a byte 0xFF for a ``\\udcff``
+escape (flux0sync.jsonread.same_json, flux0sync.store._same, shared by both backends).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List, Tuple
+
+import pytest
+from flux0sync.backend import open_store
+from flux0sync.jsonread import same_json
+from flux0sync.rows import undecodable_raw
+from flux0sync.store import _same
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.daemon.helpers import execute, one_session, quick_engine
+from tests.daemon.hostile import event, serve_bytes
+from tests.fakeserver import FakeFlux0, FakeServer
+
+DIFFERENT = [
+    ("true", "1"),
+    ("false", "0"),
+    ("[1]", "[true]"),
+    ("null", "false"),
+    ('"1"', "1"),
+    ("1e400", "2e400"),
+    ("0.1", "0.10000000000000001"),
+    ("9007199254740992", "9007199254740993.0"),
+    ("NaN", "Infinity"),
+    ("-Infinity", "Infinity"),
+    ("NaN", "null"),
+    ('{"a": 1}', '{"a": 1, "b": 1}'),
+    ("[1, 2]", "[2, 1]"),
+    ('"\\u00e9"', '"e"'),
+]
+SAME = [
+    ("1", "1.0"),
+    ("100", "1e2"),
+    ("1E2", "100.0"),
+    ("0", "-0.0"),
+    ("NaN", "NaN"),
+    ("Infinity", " Infinity"),
+    ('"\\u00e9"', '"\u00e9"'),
+    ('{"a": 1, "b": 2}', '{"b":2,"a":1}'),
+    ('{"a": 1, "a": 2}', '{"a": 2}'),
+    ("1" + "0" * 5000, "1" + "0" * 5000 + ".0"),
+    ("[" * 5000 + "]" * 5000, " " + "[" * 5000 + "]" * 5000),
+]
+
+
+def _event_text(value: str, spacing: str = "") -> str:
+    return '{"id":"e",' + spacing + '"offset":0,"metadata":{"x":' + spacing + value + "}}"
+
+
+@pytest.mark.parametrize(("first", "second"), DIFFERENT)
+def test_copies_holding_different_json_values_are_a_clash(first: str, second: str) -> None:
+    assert not same_json(first, second) and not same_json(second, first)
+    assert not _same(_event_text(first), _event_text(second, " "))
+
+
+@pytest.mark.parametrize(("first", "second"), SAME)
+def test_copies_holding_one_json_value_written_differently_are_a_duplicate(first: str, second: str) -> None:
+    assert same_json(first, second) and same_json(second, first)
+    assert _same(_event_text(first), _event_text(second, " "))
+
+
+def _strictly_equal(a: Any, b: Any) -> bool:
+    """The oracle: JSON equality of two Python values, true/false apart from numbers, numbers by
+    their exact value (Python compares int and float exactly), containers member by member."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_strictly_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_strictly_equal(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from([0, 1, -1, 0.0, -0.0, 1.0, 0.1, 1e16, 2**53, 2**53 + 1, 1e300]),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=4),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=3), inner, max_size=4)),
+    max_leaves=12,
+)
+RENDERINGS = st.sampled_from(
+    [
+        {},
+        {"separators": (",", ":")},
+        {"indent": 1, "sort_keys": True},
+        {"ensure_ascii": False},
+        {"ensure_ascii": False, "sort_keys": True, "separators": (" ,", " : ")},
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALUES, VALUES, RENDERINGS, RENDERINGS)
+def test_same_json_is_json_equality_whatever_the_spelling(a: Any, b: Any, style_a: Any, style_b: Any) -> None:
+    text_a, text_b = json.dumps(a, **style_a), json.dumps(b, **style_b)
+    assert same_json(text_a, json.dumps(a, **style_b))
+    assert same_json(text_a, text_b) is _strictly_equal(a, b)
+
+
+UNDECODABLE = '{"id":"e","metadata":{"x":"\udcff","y":"\\udcff"}}'  # the byte 0xFF, and flux0's own escape
+
+
+def test_undecodable_copies_compare_by_their_bytes() -> None:
+    swapped = '{"id":"e","metadata":{"x":"\\udcff","y":"\udcff"}}'
+    assert not _same(undecodable_raw(UNDECODABLE), undecodable_raw(swapped))
+    assert _same(undecodable_raw(UNDECODABLE), undecodable_raw(UNDECODABLE.replace(":", " : ")))
+    assert not _same(undecodable_raw(UNDECODABLE), undecodable_raw(UNDECODABLE.replace("y", "z")))
+
+
+def _answer(texts: List[str]) -> bytes:
+    return ("{" + '"data":[' + ",".join(texts) + "]}").encode("utf-8", "surrogateescape")
+
+
+PAIRS: List[Tuple[str, str]] = [("true", "1"), ("1e400", "2e400"), ("0.1", "0.10000000000000001"), ("1", "1.0")]
+
+
+def test_a_daemon_keeps_each_changed_copy_in_conflicts_and_drops_only_true_duplicates(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str
+) -> None:
+    sid = one_session(fake_flux0)
+    texts = []
+    for offset, (first, second) in enumerate(PAIRS):
+        base = json.dumps(event(sid, offset, metadata={"x": 0}))
+        texts.append(base.replace('"x": 0', '"x": ' + first))
+        texts.append(base.replace('"x": 0', '"x":' + second))
+    base = json.dumps(event(sid, len(PAIRS), metadata={"x": 0}))
+    texts.append(base.replace('"metadata": {"x": 0}', '"metadata": {"x": "\udcff", "y": "\\udcff"}'))
+    texts.append(base.replace('"metadata": {"x": 0}', '"metadata": {"x": "\\udcff", "y": "\udcff"}'))
+    serve_bytes(fake_flux0, sid, _answer(texts))
+    archive = open_store(archive_db)
+    try:
+        quick_engine(archive, fake, once=True).run()
+    finally:
+        archive.close()
+    stored, conflicts = (
+        execute(archive_db, f"SELECT count(*) FROM {table}")[0][0] for table in ("events", "conflicts")
+    )
+    assert stored == len(PAIRS) + 1
+    assert conflicts == len(PAIRS) - 1 + 1  # 1 and 1.0 are one number: that copy is a duplicate
+
+
+def test_a_listing_entry_whose_value_changed_from_true_to_1_is_a_change() -> None:
+    from flux0sync.store import listing_change
+
+    stored = '{"id":"s","created_at":"2024-01-01T00:00:00Z","title":true}'
+    doc: Any = json.loads(stored.replace("true", "1"))
+    assert listing_change(stored, None, "2024-01-01T00:00:00Z", doc, json.dumps(doc), "u") == (True, None)
+    doc = json.loads(stored)
+    assert listing_change(stored, None, "2024-01-01T00:00:00Z", doc, json.dumps(doc), "u") == (False, None)
