@@ -490,10 +490,15 @@ def _retrieve_session(client: Flux0, session_id: str) -> Tuple[Session, int]:
                 raise ResponseTooLargeError(f"{what}: an answer over {_MAX_EVENT_CHARS} bytes")
     finally:
         response.close()
+    # read as json.loads reads bytes, but measured before it is built, as a listing entry is: an
+    # answer of many small items (16 MiB of them would take ~460 MB built) is refused unbuilt
+    decoder = Decoder(build_deep=False, leave_out_large=True)
     try:
-        doc = json.loads(bytes(body))
-    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, a 5000-digit number, too deep
+        doc = decoder.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON
         raise DecodeError(f"{what}: unreadable JSON: {exc}") from exc
+    if decoder.unusual:
+        raise DecodeError(f"{what}: the answer holds a value too deep, too costly or too long to read")
     session = Session.from_dict(doc)
     if session.id != session_id:  # another session's document: never schedule what was not configured
         raise DecodeError(f"{what}: the answer is another session's ({session.id[:80]!r})")

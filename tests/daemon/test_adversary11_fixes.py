@@ -20,7 +20,7 @@ from flux0sync.store import _same
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.daemon.helpers import execute, one_session, quick_engine
+from tests.daemon.helpers import client_for, execute, one_session, quick_engine
 from tests.daemon.hostile import event, serve_bytes
 from tests.fakeserver import FakeFlux0, FakeServer
 
@@ -169,3 +169,22 @@ def test_a_listing_entry_whose_value_changed_from_true_to_1_is_a_change() -> Non
     assert listing_change(stored, None, "2024-01-01T00:00:00Z", doc, json.dumps(doc), "u") == (True, None)
     doc = json.loads(stored)
     assert listing_change(stored, None, "2024-01-01T00:00:00Z", doc, json.dumps(doc), "u") == (False, None)
+
+
+def test_a_session_lookup_answer_too_costly_to_build_fails_typed_and_unbuilt(
+    fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """hadv11 04: a --session lookup answer was built whole with json.loads: ~15 MiB of small
+    items took the daemon to 442 MB. Now it is measured first, as a listing entry is."""
+    from flux0sync.jobs import _retrieve_session
+
+    from flux0lite import DecodeError
+
+    sid = one_session(fake_flux0)
+    fake_flux0.sessions[sid]["extra"] = [{"": {}}] * 200_000  # ~2 MiB of JSON, ~60 MB built
+    with client_for(fake, timeout=30) as client:
+        # "too costly": measured and refused before it is built (jsonread.TOO_LARGE)
+        with pytest.raises(DecodeError, match="too costly"):
+            _retrieve_session(client, sid)
+        fake_flux0.sessions[sid].pop("extra")
+        assert _retrieve_session(client, sid)[0].id == sid
