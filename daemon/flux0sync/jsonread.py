@@ -212,10 +212,42 @@ class Decoder(json.JSONDecoder):
 
 def built_cost(s: str, start: int, end: int) -> int:
     """The estimated bytes of memory the JSON value ``s[start:end]`` takes once built: a string
-    its length, anything else the budget's ITEM_COST per value it may start or key."""
+    its length, anything else the budget's ITEM_COST per value it starts or keys.
+
+    The values are counted in C by the bytes that may start or key one (``,`` ``{`` ``[``
+    ``:``), strings' contents included: an upper bound. Where that bound is costly and the
+    text holds few strings for its count (a long text full of commas, which builds to one
+    string), those inside strings are left out (:func:`_values_outside_strings`).
+    """
     if s[start : start + 1] == '"':
         return end - start
-    return values_in(s, start, end) * ITEM_COST
+    values = values_in(s, start, end)
+    if values * ITEM_COST > MAX_ROW_MEMBER_COST and s.count('"', start, end) < values // 2:
+        values = _values_outside_strings(s, start, end)
+    return values * ITEM_COST
+
+
+def _values_outside_strings(s: str, start: int, end: int) -> int:
+    """The values ``s[start:end]`` may start or key, counted outside its strings: one loop turn
+    a string (the caller makes sure they are few), nothing copied."""
+    values, pos = 0, start
+    find = s.find
+    while True:
+        opening = find('"', pos, end)
+        if opening < 0:
+            return values + values_in(s, pos, end)
+        values += values_in(s, pos, opening)
+        closing = opening
+        while True:  # the next quote that no odd run of backslashes escapes
+            closing = find('"', closing + 1, end)
+            if closing < 0:
+                return values  # unterminated: the scan that follows reports it
+            backslash = closing - 1
+            while s[backslash] == "\\":
+                backslash -= 1
+            if (closing - backslash) % 2:
+                break
+        pos = closing + 1
 
 
 def shallow_event(s: str, idx: int, decoder: Decoder) -> Tuple[Dict[str, Any], int]:

@@ -188,3 +188,47 @@ def test_a_session_lookup_answer_too_costly_to_build_fails_typed_and_unbuilt(
             _retrieve_session(client, sid)
         fake_flux0.sessions[sid].pop("extra")
         assert _retrieve_session(client, sid)[0].id == sid
+
+
+def _blank_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return ""
+    if isinstance(value, list):
+        return [_blank_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {str(n): _blank_strings(item) for n, item in enumerate(value.values())}
+    return value
+
+
+TEXTY = st.text(alphabet=st.sampled_from(',{[:"\\ a\u00e9\U0001f600\n'), max_size=12)
+JSONISH = st.recursive(
+    st.one_of(st.none(), st.integers(), TEXTY),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(TEXTY, inner, max_size=5)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSONISH, st.booleans())
+def test_values_outside_strings_are_the_values_structure(value: Any, ascii_only: bool) -> None:
+    from flux0sync.budget import values_in
+    from flux0sync.jsonread import _values_outside_strings
+
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    structure = json.dumps(_blank_strings(value))
+    assert _values_outside_strings(text, 0, len(text)) == values_in(structure, 0, len(structure))
+
+
+def test_a_listing_entry_holding_one_long_string_of_commas_is_read_not_left_out() -> None:
+    """hadv11 09: built_cost counted the commas inside a 1.2 MB title as 600,000 values (72 MB
+    estimated, past MAX_BUILT_COST): the session was left out of the archive, never polled."""
+    from flux0sync.jsonread import MAX_BUILT_COST, TOO_LARGE, Decoder, built_cost
+
+    entry = json.dumps({"id": "s", "title": "a," * 600_000, "tags": ["x,y"] * 3})
+    assert built_cost(entry, 0, len(entry)) < 1024 * 1024
+    decoder = Decoder(build_deep=False, leave_out_large=True)
+    listing = '{"data": [' + entry + "]}"
+    value = decoder.decode(listing)
+    assert value["data"][0] is not TOO_LARGE and value["data"][0]["title"] == "a," * 600_000
+    wide = json.dumps([{"": {}}] * 600_000)
+    assert built_cost(wide, 0, len(wide)) > MAX_BUILT_COST  # many values outside strings: still costly
