@@ -567,7 +567,7 @@ def _exact_decoder() -> Decoder:
     exponent: 0.1 and 0.10000000000000001, or 1e400 and 2e400, are different numbers, while
     1, 1.0 and 1e0 are one) and NaN/Infinity kept as their names (no float NaN, unequal to
     itself)."""
-    decoder = Decoder()
+    decoder = Decoder(build_deep=False)  # a value too deep for the C scanner is not built (LEFT_OUT)
     decoder.parse_float = decimal.Decimal
     decoder.parse_constant = lambda name: _Constant(("constant", name))
     decoder.scan_once = json.scanner.make_scanner(decoder)  # type: ignore[attr-defined]
@@ -586,11 +586,14 @@ def same_json(text_a: str, text_b: str) -> bool:
     characters, numbers by their exact decimal value, and true, false, null and numbers all of
     different kinds (``==`` on decoded values takes True for 1, 0.1 for 0.10000000000000001
     and any two numbers past a float's range for one infinity). Raises ValueError for a text
-    that is not JSON; walks without recursion, so any depth the decoder reads compares."""
+    that is not JSON. A value nested too deep for the C scanner is not built (that could take
+    ~75 bytes a character): two texts holding one are not the same, as far as this can tell."""
     decoder = _exact_decoder()
     pending = [(decoder.decode(text_a), decoder.decode(text_b))]
     while pending:
         a, b = pending.pop()
+        if a is LEFT_OUT or b is LEFT_OUT:
+            return False
         kind = _kind(a)
         if kind is not _kind(b):
             return False

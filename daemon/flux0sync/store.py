@@ -1158,7 +1158,7 @@ def _same(raw_a: str, raw_b: str) -> bool:
     Two raws kept as text (an event holding bytes that are not UTF-8, rows.undecodable_raw)
     compare by the events those bytes hold, each byte read as one character (Latin-1): a byte
     0xFF and a ``\\udcff`` escape, which read alike as UTF-8 with surrogateescape, differ. A
-    comparison that cannot be made (a value nested deeper than the decoder reads, or a copy of
+    comparison that cannot be made (a value nested deeper than the C scanner reads, or a copy of
     over jsonread.SHALLOW_MIN_CHARS, which building twice could take past the unit's
     MemoryMax) counts as different: the event is then kept in ``conflicts``, and the daemon
     goes on."""
