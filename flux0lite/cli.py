@@ -96,8 +96,8 @@ _CONTROL = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u
 _SURROGATE = "[\ud800-\udfff]"
 # What JSON text may hold raw but a terminal must not get: JSON already escapes C0 controls.
 _JSON_UNSAFE = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-# A JSON string (kept as it is) or a number JSON has no words for, which json reads and writes.
-_STRING_OR_NON_FINITE = r'"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN'
+# A number JSON has no words for, which json reads and writes (looked for outside strings).
+_NON_FINITE = r"-?Infinity|NaN"
 
 
 def _visible(match: "re.Match[str]") -> str:
@@ -143,15 +143,26 @@ def printable_json(text: str) -> str:
     import re
 
     if "NaN" in text or "Infinity" in text:  # maybe inside strings only: then nothing changes
-        text = re.sub(_STRING_OR_NON_FINITE, _null_if_non_finite, text)
+        text = _non_finite_as_null(text, re.compile(_NON_FINITE))
     if text.isascii() and "\x7f" not in text:
         return text
     return re.sub(_JSON_UNSAFE, _json_escape, text)
 
 
-def _null_if_non_finite(match: "re.Match[str]") -> str:
-    token = match.group()
-    return token if token[0] == '"' else "null"
+def _non_finite_as_null(text: str, non_finite: "re.Pattern[str]") -> str:
+    """``text`` with each NaN, Infinity and -Infinity outside its strings written as null."""
+    from .jsonstream import string_end
+
+    pieces: "List[str]" = []
+    kept = pos = 0
+    while pos >= 0:
+        opening = text.find('"', pos)
+        outside = len(text) if opening < 0 else opening
+        for found in non_finite.finditer(text, pos, outside):
+            pieces += (text[kept : found.start()], "null")
+            kept = found.end()
+        pos = -1 if opening < 0 else string_end(text, opening, len(text))
+    return "".join(pieces) + text[kept:] if pieces else text
 
 
 def _json_escape(match: "re.Match[str]") -> str:

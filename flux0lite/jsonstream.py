@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Typ
 
 from .errors import DecodeError
 
-__all__ = ["JSONStreamError", "Element", "iter_array", "read_array", "DEFAULT_MAX_ELEMENT_CHARS"]
+__all__ = ["JSONStreamError", "Element", "iter_array", "read_array", "string_end", "DEFAULT_MAX_ELEMENT_CHARS"]
 
 DEFAULT_MAX_ELEMENT_CHARS = 64 * 1024 * 1024
 _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
@@ -315,3 +315,23 @@ def _array(reader: _Reader, decoder: json.JSONDecoder, element: Callable[[Any, s
 def read_array(chunks: Iterable[Union[bytes, str]], **options: Any) -> List[Any]:
     """All elements' values at once (for small documents and tests)."""
     return [element.value for element in iter_array(chunks, **options)]
+
+
+def string_end(text: str, opening: int, end: int) -> int:
+    """Where the JSON string whose opening quote is at ``opening`` ends (the index after its
+    closing quote), looking no further than ``end``; -1 if it does not end there.
+
+    One ``find`` a quote, and a step back over the backslashes before it: a regular expression
+    for a string with escapes (``"[^"\\\\]*(?:\\\\.[^"\\\\]*)*"``) keeps state for every escape in
+    Python's ``re``, ~60 bytes each, ~1 GB for a 16 MB text of escapes.
+    """
+    closing = opening
+    while True:
+        closing = text.find('"', closing + 1, end)
+        if closing < 0:
+            return -1
+        before = closing - 1
+        while text[before] == "\\":
+            before -= 1
+        if (closing - before) % 2:  # an even run of backslashes: the quote is not escaped
+            return closing + 1

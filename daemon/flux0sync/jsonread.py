@@ -32,6 +32,8 @@ import json
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from flux0lite.jsonstream import string_end
+
 from .budget import ITEM_COST, values_in
 
 __all__ = [
@@ -231,23 +233,14 @@ def _values_outside_strings(s: str, start: int, end: int) -> int:
     """The values ``s[start:end]`` may start or key, counted outside its strings: one loop turn
     a string (the caller makes sure they are few), nothing copied."""
     values, pos = 0, start
-    find = s.find
     while True:
-        opening = find('"', pos, end)
+        opening = s.find('"', pos, end)
         if opening < 0:
             return values + values_in(s, pos, end)
         values += values_in(s, pos, opening)
-        closing = opening
-        while True:  # the next quote that no odd run of backslashes escapes
-            closing = find('"', closing + 1, end)
-            if closing < 0:
-                return values  # unterminated: the scan that follows reports it
-            backslash = closing - 1
-            while s[backslash] == "\\":
-                backslash -= 1
-            if (closing - backslash) % 2:
-                break
-        pos = closing + 1
+        pos = string_end(s, opening, end)
+        if pos < 0:
+            return values  # unterminated: the scan that follows reports it
 
 
 def shallow_event(s: str, idx: int, decoder: Decoder) -> Tuple[Dict[str, Any], int]:

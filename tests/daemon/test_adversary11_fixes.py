@@ -234,3 +234,35 @@ def test_a_listing_entry_holding_one_long_string_of_commas_is_read_not_left_out(
     assert value["data"][0] is not TOO_LARGE and value["data"][0]["title"] == "a," * 600_000
     wide = json.dumps([{"": {}}] * 600_000)
     assert built_cost(wide, 0, len(wide)) > MAX_BUILT_COST  # many values outside strings: still costly
+
+
+_OLD_STRING_OR_NON_FINITE = r'"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN'
+WORDY = st.lists(st.sampled_from(['"', "\\", "N", "aN", "I", "nfinity", "-", "\u00e9", "\n", " "]), max_size=8).map(
+    "".join
+)
+NON_FINITE_JSON = st.recursive(
+    st.one_of(st.sampled_from([float("nan"), float("inf"), float("-inf"), 1.5, None, True]), WORDY),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(WORDY, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NON_FINITE_JSON, st.booleans())
+def test_printable_json_writes_non_finite_numbers_as_null_as_the_regex_did(value: Any, ascii_only: bool) -> None:
+    """hadv11 08: the string-or-number regex kept ~60 bytes of state an escape (~1 GB for a 16 MB
+    raw of escapes holding the word NaN); the scan that replaced it gives the same text."""
+    import re
+
+    from flux0lite.cli import _NON_FINITE, _non_finite_as_null
+
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    old = re.sub(_OLD_STRING_OR_NON_FINITE, lambda m: m.group() if m.group()[0] == '"' else "null", text)
+    assert _non_finite_as_null(text, re.compile(_NON_FINITE)) == old
+
+
+def test_printable_json_of_a_text_of_escapes_holding_nan_reads_it_in_place() -> None:
+    from flux0lite.cli import printable_json
+
+    text = json.dumps({"content": "NaN" + "\n" * 200_000, "n": float("nan"), "i": [float("-inf")]})
+    assert printable_json(text) == text.replace(": NaN", ": null").replace("[-Infinity]", "[null]")
