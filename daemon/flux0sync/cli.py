@@ -327,15 +327,19 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
                 for raw in raws:  # a CR or LF in JSON text is whitespace: one line per event
                     out.write(raw.replace("\r", " ").replace("\n", " ") + "\n")
             return EXIT_OK
-        hits = store.search(args.text, limit=args.limit)
-        if args.json:
-            out.write(_json_text([h.__dict__ for h in hits], indent=2) + "\n")
-        else:
-            for hit in hits:
+        found = 0  # hits are read and written one at a time: a hit's text may be 16 MiB
+        for hit in store.search(args.text, limit=args.limit):
+            if args.json:  # what json.dumps(hits, indent=2) writes, a hit at a time
+                lines = _json_text(hit.__dict__, indent=2).replace("\n", "\n  ")
+                out.write(("[\n  " if not found else ",\n  ") + lines)
+            else:
                 text = _snippet(hit.text, 100)
                 offset = "?" if hit.offset is None else str(hit.offset)
                 out.write(visible_text(f"{hit.session_id}  {offset:>6}  {hit.source:<8}  {text[:100]}\n"))
-        return EXIT_OK if hits else EXIT_FAILED
+            found += 1
+        if args.json:
+            out.write("\n]\n" if found else "[]\n")
+        return EXIT_OK if found else EXIT_FAILED
     except sqlite3.Error as exc:
         raise StoreError(f"{db_path}: cannot be read: {exc}") from exc
     except (TypeError, ValueError, RecursionError) as exc:

@@ -77,6 +77,8 @@ _FTS_SEARCH = (
     " WHERE to_tsvector('simple', left(coalesce(text, ''), 100000)) @@ websearch_to_tsquery('simple', %s)"
     ' ORDER BY session_id, "offset" LIMIT %s'
 )
+# An exported raw up to this size comes with the export cursor's rows (500 at a time); a larger one is read alone.
+_INLINE_RAW_BYTES = 64 * 1024
 _OUR_TABLES = ("agents", "sessions", "sync_state", "events", "gaps", "conflicts")
 
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
@@ -669,16 +671,25 @@ class PgStore:
 
     def iter_raw_events(self, session_id: str) -> Iterator[str]:
         """Each stored event's JSON text in offset order (events without a storable offset last),
-        streamed through a server-side cursor: memory stays flat for a session of any length."""
+        streamed through a server-side cursor: memory stays flat for a session of any length.
+        The cursor brings 500 rows a round trip, a raw of over _INLINE_RAW_BYTES not among them:
+        that one is read alone (500 events of 16 MiB would be 8 GB at once)."""
+        key = _key(session_id)
         self._in_transaction = True
         try:
             with self.db.transaction(), self.db.cursor(name="flux0sync_export") as cur:
                 cur.itersize = 500
                 cur.execute(
-                    'SELECT raw FROM events WHERE session_id = %s ORDER BY "offset" NULLS LAST, id',
-                    (_key(session_id),),
+                    "SELECT id, CASE WHEN octet_length(raw) <= %s THEN raw END FROM events"
+                    ' WHERE session_id = %s ORDER BY "offset" NULLS LAST, id',
+                    (_INLINE_RAW_BYTES, key),
                 )
-                for (raw,) in cur:
+                for event_id, raw in cur:
+                    if raw is None:
+                        found = self.db.execute(
+                            "SELECT raw FROM events WHERE session_id = %s AND id = %s", (key, event_id)
+                        ).fetchone()
+                        raw = found[0]
                     yield str(raw)
         except psycopg.Error as exc:
             raise _translate(exc, self.path) from exc
@@ -692,21 +703,32 @@ class PgStore:
         )
         return bool(rows)
 
-    def search(self, text: str, limit: int = 50) -> List[SearchHit]:
-        """Full-text (web-search syntax: words, "phrases", or, -word) or, without an index, ILIKE."""
+    def search(self, text: str, limit: int = 50) -> Iterator[SearchHit]:
+        """Full-text (web-search syntax: words, "phrases", or, -word) or, without an index, ILIKE;
+        the hits one at a time through a server-side cursor (a hit's text may be 16 MiB)."""
         # NUL and lone surrogates (undecodable command-line bytes) cannot be sent to the server
         query = text.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
         use_fts = self.has_fts and int(self._read("SELECT numnode(websearch_to_tsquery('simple', %s))", (query,))[0][0])
         if use_fts:
-            rows = self._read(_FTS_SEARCH, (query, limit))
+            sql, params = _FTS_SEARCH, (query, limit)
         else:
             pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = self._read(
+            sql = (
                 "SELECT session_id, \"offset\", source, text FROM events WHERE text ILIKE %s ESCAPE '\\'"
-                ' ORDER BY session_id, "offset" LIMIT %s',
-                (pattern, limit),
+                ' ORDER BY session_id, "offset" LIMIT %s'
             )
-        return [SearchHit(str(r[0]), None if r[1] is None else int(r[1]), str(r[2]), str(r[3] or "")) for r in rows]
+            params = (pattern, limit)
+        self._in_transaction = True
+        try:
+            with self.db.transaction(), self.db.cursor(name="flux0sync_search") as cur:
+                cur.itersize = 1
+                cur.execute(sql, params)
+                for r in cur:
+                    yield SearchHit(str(r[0]), None if r[1] is None else int(r[1]), str(r[2]), str(r[3] or ""))
+        except psycopg.Error as exc:
+            raise _translate(exc, self.path) from exc
+        finally:
+            self._in_transaction = False
 
     def integrity_ok(self) -> bool:
         """The database server guards its own pages; here: no checkpoint runs past what is stored or skipped."""

@@ -814,22 +814,24 @@ class Store:
             is not None
         )
 
-    def search(self, text: str, limit: int = 50) -> List[SearchHit]:
+    def search(self, text: str, limit: int = 50) -> Iterator[SearchHit]:
+        """The hits, one at a time as the archive gives them (a hit's text may be 16 MiB)."""
         if self.has_fts:
             phrase = '"' + text.replace('"', '""') + '"'
             rows = self.db.execute(
                 'SELECT e.session_id, e."offset", e.source, e.text FROM events_fts f JOIN events e ON e.rowid = f.rowid'
                 ' WHERE events_fts MATCH ? ORDER BY e.session_id, e."offset" LIMIT ?',
                 (phrase, limit),
-            ).fetchall()
+            )
         else:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             rows = self.db.execute(
                 "SELECT session_id, \"offset\", source, text FROM events WHERE text LIKE ? ESCAPE '\\'"
                 ' ORDER BY session_id, "offset" LIMIT ?',
                 (pattern, limit),
-            ).fetchall()
-        return [SearchHit(*row) for row in rows]
+            )
+        for row in rows:
+            yield SearchHit(*row)
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

@@ -377,7 +377,7 @@ def test_a_write_interrupted_from_another_thread_is_rolled_back_whole_and_stored
         assert store.counts() == (0, 0, 0) and store.checkpoint("s") == -1  # nothing of it
         store.interrupt()  # no write in progress: does nothing, the next write is not hit
         assert store.write_batch("s", batch).inserted == 4 and store.checkpoint("s") == 3
-        assert store.search("w3x49999")[0].offset == 3 and store.integrity_ok()
+        assert next(store.search("w3x49999")).offset == 3 and store.integrity_ok()
     finally:
         store.close()
 

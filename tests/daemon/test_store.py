@@ -160,11 +160,11 @@ def test_search_fts_and_like_fallback(db_path: str) -> None:
     store.write_batch("s2", make_events("s2", 0, 2, text="weather 100%_sure"))
     hits = store.search("refund")
     assert [(h.session_id, h.offset) for h in hits] == [("s1", 0), ("s1", 1), ("s1", 2)]
-    assert store.search('quote " inside') == []
+    assert list(store.search('quote " inside')) == []
     store.has_fts = False
-    assert len(store.search("refund please 1")) == 1
-    assert len(store.search("100%_")) == 2
-    assert store.search("%x") == [] and len(store.search("%")) == 2
+    assert len(list(store.search("refund please 1"))) == 1
+    assert len(list(store.search("100%_"))) == 2
+    assert list(store.search("%x")) == [] and len(list(store.search("%"))) == 2
 
 
 def test_migration_from_v2_keeps_events_and_search_and_goes_per_session(db_path: str) -> None:
@@ -231,7 +231,7 @@ def test_readonly_open_never_writes(tmp_path: Path) -> None:
     os.chmod(path.parent, 0o555)
     try:
         reader = Store(str(path), readonly=True)
-        assert reader.counts()[2] == 3 and len(reader.search("needle")) == 3
+        assert reader.counts()[2] == 3 and len(list(reader.search("needle"))) == 3
         with pytest.raises(sqlite3.Error):
             reader.db.execute("DELETE FROM events")
         reader.close()

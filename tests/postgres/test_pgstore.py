@@ -201,12 +201,12 @@ def test_search_full_text_web_syntax_and_ilike_fallback(pg_url: str) -> None:
     assert [(h.session_id, h.offset) for h in store.search("refund")] == [("s1", 0), ("s1", 1), ("s2", 0)]
     assert [h.session_id for h in store.search('"refund policy"')] == ["s1", "s1"]
     assert [h.session_id for h in store.search("refund -denied")] == ["s1", "s1"]
-    assert store.search("refund", limit=1)[0].text == "Refund policy 0"
+    assert next(store.search("refund", limit=1)).text == "Refund policy 0"
     assert [h.session_id for h in store.search("100%")] == ["s3"]  # punctuation only: ILIKE, escaped
     assert [h.session_id for h in store.search("%")] == ["s3"]
-    assert store.search("_") and store.search("e_t") == []
-    assert store.search("nothing like it") == []
-    assert store.search("nul\x00 and \udcff surrogate") == []  # no error for bytes PostgreSQL cannot take
+    assert list(store.search("_")) and list(store.search("e_t")) == []
+    assert list(store.search("nothing like it")) == []
+    assert list(store.search("nul\x00 and \udcff surrogate")) == []  # no error for bytes PostgreSQL cannot take
     store.close()
 
 
@@ -297,7 +297,7 @@ def test_a_reader_with_select_rights_only_can_read(pg_url: str) -> None:
     execute(pg_url, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO analyst")
     as_analyst = pg_url.replace("postgresql://flux0@", "postgresql://analyst@")
     reader = open_store(as_analyst, readonly=True)
-    assert reader.counts() == (0, 0, 3) and len(reader.search("refund")) == 3
+    assert reader.counts() == (0, 0, 3) and len(list(reader.search("refund"))) == 3
     assert [json.loads(r)["offset"] for r in reader.iter_raw_events("s1")] == [0, 1, 2]
     reader.close()
     with pytest.raises(StoreError):
