@@ -797,13 +797,22 @@ class Store:
 
         Two queries, each in an order SQLite reads from an index or the table: one ORDER BY
         over both sorted the raws themselves in a temporary B-tree (a session of 16 MiB events
-        held whole: 252 MB to export eight)."""
-        for query in (
-            'SELECT raw FROM events WHERE session_id = ? AND "offset" IS NOT NULL ORDER BY "offset"',
-            'SELECT raw FROM events WHERE session_id = ? AND "offset" IS NULL ORDER BY rowid',
-        ):
-            for (raw,) in self.db.execute(query, (session_id,)):
-                yield raw
+        held whole: 252 MB to export eight). Both read one snapshot, in one read transaction: a
+        daemon's write between them (a re-creation moving the session's events) is seen by
+        both or by neither."""
+        own_transaction = not self.db.in_transaction
+        if own_transaction:
+            self.db.execute("BEGIN")
+        try:
+            for query in (
+                'SELECT raw FROM events WHERE session_id = ? AND "offset" IS NOT NULL ORDER BY "offset"',
+                'SELECT raw FROM events WHERE session_id = ? AND "offset" IS NULL ORDER BY rowid',
+            ):
+                for (raw,) in self.db.execute(query, (session_id,)):
+                    yield raw
+        finally:
+            if own_transaction and self.db.in_transaction:
+                self.db.execute("ROLLBACK")  # it read only
 
     def session_exists(self, session_id: str) -> bool:
         return (

@@ -303,3 +303,32 @@ def test_export_and_search_read_a_large_event_alone_and_write_what_a_whole_read_
     assert [hit["text"] for hit in hits] == texts
     assert cli("search", "needle", "--db", archive_db, "--json") == json.dumps(hits, indent=2) + "\n"
     assert len(cli("search", "needle", "--db", archive_db, "--limit", "3").splitlines()) == 3
+
+
+def test_an_export_reads_one_snapshot_while_the_daemon_writes(tmp_path: Any) -> None:
+    """hadv11 12: export's two queries (events with an offset, then those without) each read
+    their own snapshot: a re-creation committed between them mixed two conversations."""
+    import sqlite3
+
+    from flux0sync.rows import RawEvent
+    from flux0sync.store import Store
+
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    texts = [
+        json.dumps({"id": name, "offset": offset, "type": "status"})
+        for name, offset in (("o0", 0), ("o1", 1), ("n1", None))
+    ]
+    store.write_batch("s", [RawEvent(json.loads(text), text) for text in texts])
+    store.close()
+    reader = Store(db, readonly=True)
+    try:
+        export = reader.iter_raw_events("s")
+        first = [next(export), next(export)]
+        writer = sqlite3.connect(db, isolation_level=None)
+        writer.execute('UPDATE events SET raw = \'{"id":"n2"}\' WHERE "offset" IS NULL')
+        writer.close()
+        assert [json.loads(raw)["id"] for raw in [*first, *export]] == ["o0", "o1", "n1"]
+        assert [json.loads(raw)["id"] for raw in reader.iter_raw_events("s")] == ["o0", "o1", "n2"]
+    finally:
+        reader.close()
