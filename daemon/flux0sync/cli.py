@@ -28,6 +28,7 @@ from flux0lite.redaction import command_line_secrets, redact, url_userinfo
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
+from .jobs import count_events
 from .jsonread import Decoder
 from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, StopFlag, make_client, run_daemon
 from .store import StoreError
@@ -242,8 +243,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
         with make_client(load_config({"server_url": args.server_url}, os.environ)) as client:
             for row in rows:
                 try:
-                    newer = client.sessions.list_events(row.session_id, min_offset=max(0, row.last_offset + 1))
-                    remote[row.session_id] = len(newer)
+                    remote[row.session_id] = count_events(client, row.session_id, max(0, row.last_offset + 1))
                 except Flux0Error as exc:
                     err.write(visible_text(f"flux0-sync: {row.session_id}: {exc}\n"))
                     remote[row.session_id] = None

@@ -63,6 +63,7 @@ __all__ = [
     "list_sessions",
     "list_agents",
     "retrieve_sessions",
+    "count_events",
     "SessionWriter",
     "NOTHING_WRITTEN",
     "Warnings",
@@ -294,6 +295,28 @@ def _deep_cost(take: Optional[Callable[[int], None]]) -> Optional[Callable[[int]
     if take is None:
         return None
     return lambda chars: take(chars * DEEP_CHAR_COST)
+
+
+def count_events(client: Flux0, session_id: str, min_offset: int) -> int:
+    """How many events the server holds for a session from ``min_offset`` (``status --server``):
+    its answer read as a poll reads it, element by element, and nothing kept, a value too
+    costly or too deep to build counted unbuilt (one event of 12 MB of small items, typed to
+    be counted, took ~430 MB)."""
+    path = _events_path(session_id)
+    what = f"GET {path}"
+    response = _stream_array(client, path, {"min_offset": str(min_offset)}, what)
+    try:
+        elements = iter_array(
+            _answer_bytes(response),
+            key="data",
+            what=what,
+            max_element_chars=_MAX_EVENT_CHARS,
+            decoder=Decoder(build_deep=False, leave_out_large=True),
+            errors="surrogateescape",
+        )
+        return sum(1 for _ in elements)
+    finally:
+        response.close()
 
 
 def read_events(session_id: str, fetched: Fetched) -> "Tuple[Fetched, Optional[Flux0Error]]":

@@ -332,3 +332,23 @@ def test_an_export_reads_one_snapshot_while_the_daemon_writes(tmp_path: Any) -> 
         assert [json.loads(raw)["id"] for raw in reader.iter_raw_events("s")] == ["o0", "o1", "n2"]
     finally:
         reader.close()
+
+
+def test_status_server_counts_what_a_poll_would_read_without_building_it(
+    fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """hadv11 11: `status --server` typed every event it was behind to count them (one 12 MB
+    event of small items: ~430 MB), and an event typed Event refuses (metadata no object, a
+    5,000-digit offset), which the daemon archives, made the count "?"."""
+    from flux0sync.jobs import count_events
+
+    sid = one_session(fake_flux0)
+    texts = [
+        json.dumps(event(sid, 0)),
+        json.dumps(event(sid, 1)).replace('"offset": 1', '"offset": 1' + "0" * 5000),
+        json.dumps({**event(sid, 2), "metadata": [1, 2]}),
+        json.dumps({**event(sid, 3), "metadata": {"extra": [{"": {}}] * 200_000}}),  # ~2 MiB, ~60 MB built
+    ]
+    serve_bytes(fake_flux0, sid, _answer(texts))
+    with client_for(fake, timeout=30) as client:
+        assert count_events(client, sid, 0) == 4
