@@ -85,6 +85,14 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_CONFIG)
 
 
+def _search_text(text: str) -> str:
+    """What search looks for: words (full-text on SQLite and PostgreSQL alike); blank finds
+    nothing on one and everything on the other, so it is refused on both."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the text to search for is empty")
+    return text
+
+
 def _search_limit(text: str) -> int:
     try:
         return bounded_int(1, _MAX_SEARCH_LIMIT)(text)
@@ -207,7 +215,7 @@ def _read_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("session_id", metavar="SESSION_ID")
         parser.add_argument("--jsonl", action="store_true", help="one event per line (the default)")
     else:
-        parser.add_argument("text", metavar="TEXT")
+        parser.add_argument("text", metavar="TEXT", type=_search_text)
         parser.add_argument("--limit", type=_search_limit, default=50, help="hits at most (default 50)")
     return parser
 
@@ -280,7 +288,8 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
             behind = remote.get(row.session_id)
             line.append("?" if behind is None else str(behind))
         table.append(line)
-    table = [[visible_text(cell) for cell in line] for line in table]  # ids come from the server: no raw controls
+    # ids come from the server: no raw controls, and no line break or tab to forge a row with
+    table = [[visible_text(cell.replace("\n", "\\n").replace("\t", "\\t")) for cell in line] for line in table]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for line in table:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")

@@ -352,3 +352,26 @@ def test_status_server_counts_what_a_poll_would_read_without_building_it(
     serve_bytes(fake_flux0, sid, _answer(texts))
     with client_for(fake, timeout=30) as client:
         assert count_events(client, sid, 0) == 4
+
+
+def test_status_rows_hold_no_line_break_and_blank_search_is_a_usage_error(tmp_path: Any) -> None:
+    """hadv11 notes: a session id holding LF forged a row of `status`; `search ''` found nothing
+    on SQLite and everything on PostgreSQL."""
+    import io
+
+    from flux0sync.cli import main
+    from flux0sync.rows import RawEvent
+    from flux0sync.store import Store
+
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    text = '{"id": "e", "offset": 0}'
+    store.write_batch("s\nforged  0  row", [RawEvent(json.loads(text), text)])
+    store.close()
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["status", "--db", db], stdout=out, stderr=err) == 0
+    assert "s\\nforged" in out.getvalue() and "\nforged" not in out.getvalue()
+    for blank in ("", "  "):
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["search", blank, "--db", db], stdout=out, stderr=err) == 2
+        assert "empty" in err.getvalue() and "Traceback" not in err.getvalue()
