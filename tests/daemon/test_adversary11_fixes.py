@@ -10,7 +10,7 @@ escape (flux0sync.jsonread.same_json, flux0sync.store._same, shared by both back
 from __future__ import annotations
 
 import json
-from typing import Any, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 from flux0sync.backend import open_store
@@ -375,3 +375,37 @@ def test_status_rows_hold_no_line_break_and_blank_search_is_a_usage_error(tmp_pa
         out, err = io.StringIO(), io.StringIO()
         assert main(["search", blank, "--db", db], stdout=out, stderr=err) == 2
         assert "empty" in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+def test_a_listing_page_handed_over_is_not_held_while_the_next_entry_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hadv11 05: after handing a page over, the listing job still held its last entry (the loop
+    variables of _emit_pages and _readable) while it read the next one, waiting on the memory
+    budget: 8 users' listings of ~1.2 MiB entries on 8 workers, one built entry each, ~345 MB
+    (now ~103 MB, as on one worker)."""
+    import weakref
+
+    from flux0sync import jobs
+    from flux0sync.jobs import Warnings, _emit_pages, _readable
+    from flux0sync.jsonread import Decoder
+
+    from flux0lite.jsonstream import Element
+
+    class Entry:
+        pass
+
+    held: List[Any] = []
+
+    def entries() -> Iterator[Element]:
+        for _ in range(3):
+            if held:
+                assert held[-1]() is None, "the entry handed over is still held while the next is read"
+            entry = Entry()
+            held.append(weakref.ref(entry))
+            yield Element(entry, "{}")
+            del entry
+
+    monkeypatch.setattr(jobs, "LISTING_PAGE", 1)
+    pages: List[Any] = []
+    decoder = Decoder(build_deep=False, leave_out_large=True)
+    _emit_pages(_readable(entries(), decoder, "list", Warnings()), lambda value: 1, "list", Warnings(), pages.append)
+    assert pages == [[1], [1], [1], []]
