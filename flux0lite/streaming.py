@@ -305,11 +305,12 @@ class EventStream:
         return self.response.headers
 
     def _generate(self) -> Generator[StreamEvent, None, None]:
+        feed, add = self._decoder.feed, self._assembler.add  # read once, not per event
         try:
             for chunk in self.response.iter_bytes():
-                for sse in self._decoder.feed(chunk):
+                for sse in feed(chunk):
                     event = parse_stream_event(sse)
-                    self._assembler.add(event)
+                    add(event)
                     yield event
             if self._decoder.has_pending:
                 raise StreamError(f"{self.response.method} {self.response.url}: stream ended in the middle of an event")

@@ -59,6 +59,27 @@ def test_streamed_reply_from_real_capture(fake: FakeServer) -> None:
     assert fake.requests[-1].headers["accept"] == "text/event-stream"
 
 
+def test_next_and_for_loops_share_one_sequence_of_events(fake: FakeServer) -> None:
+    """A for loop resumes the stream's own generator (iter(stream)), next(stream) reads the
+    same one: mixed, they take consecutive events, and an exhausted stream stays exhausted."""
+    raw = capture("sse-sample-tool.txt")
+    fake.on("POST", PATH, sse_stream([raw]))
+    with client_for(fake) as client:
+        expected = list(client.sessions.create_event("sess000001", "!tool"))
+    fake.on("POST", PATH, sse_stream([raw[i : i + 5] for i in range(0, len(raw), 5)]))
+    with client_for(fake) as client, client.sessions.create_event("sess000001", "!tool") as stream:
+        got = [next(stream)]
+        for event in stream:
+            got.append(event)
+            if len(got) == 3:
+                break
+        got.append(next(iter(stream)))
+        got += list(stream)
+        assert list(stream) == [] and next(stream, None) is None and stream.finished
+    assert [repr(e) for e in got] == [repr(e) for e in expected] and len(expected) > 4
+    assert stream.assembler.reply().text == "It is sunny."
+
+
 def test_tool_call_stream_reassembles_calls_and_results(fake: FakeServer) -> None:
     fake.on("POST", PATH, sse_stream([capture("sse-sample-tool.txt")]))
     with client_for(fake) as client:
