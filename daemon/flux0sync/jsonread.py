@@ -552,7 +552,17 @@ def _after_closer(s: str, pos: int, end: int, count: int) -> int:
 
 
 class _Constant(tuple):  # type: ignore[type-arg]
-    """NaN, Infinity or -Infinity as same_json reads them: equal only to the same name."""
+    """NaN, Infinity or -Infinity as same_json reads them, or a number past decimal's range:
+    equal only to the same name or text."""
+
+
+def _exact_number(text: str) -> Any:
+    """A number's exact value; one whose exponent is past what decimal holds (``1e99999999999999999999``:
+    valid JSON) by its text, equal only to the same text."""
+    try:
+        return decimal.Decimal(text)
+    except ArithmeticError:  # decimal.InvalidOperation
+        return _Constant(("number", text))
 
 
 def _exact_decoder() -> Decoder:
@@ -561,7 +571,7 @@ def _exact_decoder() -> Decoder:
     1, 1.0 and 1e0 are one) and NaN/Infinity kept as their names (no float NaN, unequal to
     itself)."""
     decoder = Decoder(build_deep=False)  # a value too deep for the C scanner is not built (LEFT_OUT)
-    decoder.parse_float = decimal.Decimal
+    decoder.parse_float = _exact_number
     decoder.parse_constant = lambda name: _Constant(("constant", name))
     decoder.scan_once = json.scanner.make_scanner(decoder)  # type: ignore[attr-defined]
     return decoder
@@ -570,7 +580,7 @@ def _exact_decoder() -> Decoder:
 def _kind(value: Any) -> Any:
     """A decoded value's JSON kind: true/false apart from numbers (Python's True == 1)."""
     kind = type(value)
-    return "number" if kind is int or kind is decimal.Decimal else kind
+    return "number" if kind is int or kind is decimal.Decimal or (kind is _Constant and value[0] == "number") else kind
 
 
 def same_json(text_a: str, text_b: str) -> bool:

@@ -32,6 +32,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
+from flux0lite.jsonstream import string_end
 from flux0lite.models import Agent, Session
 
 from .gaps import Gap, reconcile
@@ -1163,31 +1164,46 @@ class _SqliteGaps:
         _set_checkpoint(self.db, self.session_id, checkpoint, now, success=False)
 
 
+_JSON_SPACE = re.compile(r"[ \t\n\r]+")
+
+
 def _same(raw_a: str, raw_b: str) -> bool:
     """Equal as JSON (jsonread.same_json: other spacing, key order or escapes, the same values).
 
     Two raws kept as text (an event holding bytes that are not UTF-8, rows.undecodable_raw)
-    compare by the events those bytes hold, each byte read as one character (Latin-1): a byte
-    0xFF and a ``\\udcff`` escape, which read alike as UTF-8 with surrogateescape, differ. A
-    comparison that cannot be made (a value nested deeper than the C scanner reads, or a copy of
-    over jsonread.SHALLOW_MIN_CHARS, which building twice could take past the unit's
-    MemoryMax) counts as different: the event is then kept in ``conflicts``, and the daemon
-    goes on."""
+    are the same only if their bytes are, but for whitespace between tokens: such an event's
+    strings cannot be read as JSON reads them (a byte 0xFF and the escapes ``\\udcff`` or
+    ``\\u00ff`` would read alike), so other escapes or key order count as another event there
+    (kept in ``conflicts``: noise, never a loss). A comparison that cannot be made (a value
+    nested deeper than the C scanner reads, or a copy of over jsonread.SHALLOW_MIN_CHARS, which
+    building twice could take past the unit's MemoryMax) counts as different: the event is
+    then kept in ``conflicts``, and the daemon goes on."""
     if raw_a == raw_b:
         return True
     if len(raw_a) > SHALLOW_MIN_CHARS or len(raw_b) > SHALLOW_MIN_CHARS:
         return False
     try:
         if raw_a.startswith('"') and raw_b.startswith('"'):  # both kept as text: an event is an object
-            raw_a, raw_b = (_bytes_as_text(json.loads(raw)) for raw in (raw_a, raw_b))
+            return bool(_tokens_as_sent(json.loads(raw_a)) == _tokens_as_sent(json.loads(raw_b)))
         return same_json(raw_a, raw_b)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError, ArithmeticError):  # ArithmeticError: decimal's, should one slip through
         return False
 
 
-def _bytes_as_text(text: str) -> str:
-    """The server's bytes of an event kept as text (rows.undecodable_raw), one character each."""
-    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+def _tokens_as_sent(text: str) -> str:
+    """An event's text kept as text (rows.undecodable_raw), less the whitespace between its
+    tokens: its strings exactly as sent, escapes and bytes alike."""
+    pieces: List[str] = []
+    pos = 0
+    while pos >= 0:
+        opening = text.find('"', pos)
+        outside = text[pos:] if opening < 0 else text[pos:opening]
+        pieces.append(_JSON_SPACE.sub("", outside))
+        if opening < 0:
+            break
+        pos = string_end(text, opening, len(text))
+        pieces.append(text[opening:] if pos < 0 else text[opening:pos])
+    return "".join(pieces)
 
 
 def _clash(db: sqlite3.Connection, row: EventRow) -> Optional[str]:

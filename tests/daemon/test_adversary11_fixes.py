@@ -129,6 +129,19 @@ def test_undecodable_copies_compare_by_their_bytes() -> None:
     assert not _same(undecodable_raw(UNDECODABLE), undecodable_raw(swapped))
     assert _same(undecodable_raw(UNDECODABLE), undecodable_raw(UNDECODABLE.replace(":", " : ")))
     assert not _same(undecodable_raw(UNDECODABLE), undecodable_raw(UNDECODABLE.replace("y", "z")))
+    # hadv12 02: read as Latin-1, a byte 0xFF was the escape \u00ff, UTF-8 é two escapes
+    latin = '{"id":"e","x":"\udcff","y":"\u00e9","z":"\udcfe"}'  # 0xFF, é as UTF-8, 0xFE
+    escaped = '{"id":"e","x":"\\u00ff","y":"\\u00c3\\u00a9","z":"\udcfe"}'
+    assert not _same(undecodable_raw(latin), undecodable_raw(escaped))
+    assert _same(undecodable_raw(latin), undecodable_raw(latin.replace(",", " ,\n ")))
+
+
+def test_a_refetched_copy_holding_a_number_past_decimals_range_is_compared_not_raised() -> None:
+    """hadv12 01: decimal raised InvalidOperation (no ValueError) for 1e9999999999999999999: the
+    daemon exited 1 at every pass (a crash loop), nothing archived."""
+    huge = '{"id": "e", "n": 1e9999999999999999999}'
+    assert _same(huge, huge.replace(": ", ":"))
+    assert not _same(huge, huge.replace("1e", "2e")) and not _same(huge, '{"id": "e", "n": 1}')
 
 
 def _answer(texts: List[str]) -> bytes:
