@@ -218,14 +218,18 @@ def built_cost(s: str, start: int, end: int) -> int:
 
     The values are counted in C by the bytes that may start or key one (``,`` ``{`` ``[``
     ``:``), strings' contents included: an upper bound. Where that bound is costly and the
-    text holds few strings for its count (a long text full of commas, which builds to one
-    string), those inside strings are left out (:func:`_values_outside_strings`).
+    text holds few strings for its count (a long text full of commas or quoted fields, which
+    builds to one string), those inside strings are left out (:func:`_values_outside_strings`:
+    a loop turn a string and an escaped quote).
     """
     if s[start : start + 1] == '"':
         return end - start
     values = values_in(s, start, end)
-    if values * ITEM_COST > MAX_ROW_MEMBER_COST and s.count('"', start, end) < values // 2:
-        values = _values_outside_strings(s, start, end)
+    if values * ITEM_COST > MAX_ROW_MEMBER_COST:
+        # strings, about: quotes less escaped ones (a string of CSV fields or of JSON text holds many)
+        strings = (s.count('"', start, end) - s.count('\\"', start, end)) // 2
+        if strings < values // 4:
+            values = _values_outside_strings(s, start, end)
     return values * ITEM_COST
 
 
