@@ -146,13 +146,22 @@ def printable_json(text: str) -> str:
         text = _non_finite_as_null(text, re.compile(_NON_FINITE))
     if text.isascii() and "\x7f" not in text:
         return text
-    return re.sub(_JSON_UNSAFE, _json_escape, text)
+    unsafe = re.compile(_JSON_UNSAFE)
+    if not unsafe.search(text):
+        return text
+    # a window at a time: re.sub keeps a piece a match until it joins them (~60 bytes each:
+    # half a GB for 7 million C1 controls); the pattern is one character, so windows cut nothing
+    return "".join(unsafe.sub(_json_escape, text[at : at + _WINDOW]) for at in range(0, len(text), _WINDOW))
+
+
+_WINDOW = 64 * 1024
 
 
 def _non_finite_as_null(text: str, non_finite: "re.Pattern[str]") -> str:
     """``text`` with each NaN, Infinity and -Infinity outside its strings written as null."""
     from .jsonstream import string_end
 
+    done: "List[str]" = []  # the pieces joined a window at a time: two a number replaced
     pieces: "List[str]" = []
     kept = pos = 0
     while pos >= 0:
@@ -161,8 +170,15 @@ def _non_finite_as_null(text: str, non_finite: "re.Pattern[str]") -> str:
         for found in non_finite.finditer(text, pos, outside):
             pieces += (text[kept : found.start()], "null")
             kept = found.end()
+            if len(pieces) > 2048:
+                done.append("".join(pieces))
+                pieces = []
         pos = -1 if opening < 0 else string_end(text, opening, len(text))
-    return "".join(pieces) + text[kept:] if pieces else text
+    if not done and not pieces:
+        return text
+    done += pieces
+    done.append(text[kept:])
+    return "".join(done)
 
 
 def _json_escape(match: "re.Match[str]") -> str:

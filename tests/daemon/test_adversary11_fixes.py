@@ -424,3 +424,16 @@ def test_a_listing_page_handed_over_is_not_held_while_the_next_entry_is_read(mon
     decoder = Decoder(build_deep=False, leave_out_large=True)
     _emit_pages(_readable(entries(), decoder, "list", Warnings()), lambda value: 1, "list", Warnings(), pages.append)
     assert pages == [[1], [1], [1], []]
+
+
+def test_printable_json_of_many_non_finite_numbers_and_controls_is_written_a_window_at_a_time() -> None:
+    """hadv12 04/07: two pieces a NaN (3.2 million NaN: ~300 MB) and a piece a C1 control (7
+    million: ~500 MB) were held until one join; now joined a window at a time, the same text."""
+    from flux0lite.cli import printable_json
+
+    numbers = json.dumps({"v": [float("nan"), float("-inf"), 1.5, "NaN"] * 3000})
+    assert json.loads(printable_json(numbers))["v"] == [None, None, 1.5, "NaN"] * 3000
+    controls = json.dumps({"t": ("\x85" * 70_000 + "\u202e") * 2}, ensure_ascii=False)
+    written = printable_json(controls)
+    assert written.isascii() and json.loads(written) == json.loads(controls)
+    assert written == json.dumps(json.loads(controls))  # json's own escapes of the same characters
