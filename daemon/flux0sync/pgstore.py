@@ -678,6 +678,9 @@ class PgStore:
         self._in_transaction = True
         try:
             with self.db.transaction(), self.db.cursor(name="flux0sync_export") as cur:
+                # one snapshot for the cursor and the raws read alone (READ COMMITTED would give
+                # each statement its own: a re-creation committed meanwhile showed half of it)
+                self.db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 cur.itersize = 500
                 cur.execute(
                     "SELECT id, CASE WHEN octet_length(raw) <= %s THEN raw END FROM events"

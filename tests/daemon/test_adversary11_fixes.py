@@ -437,3 +437,28 @@ def test_printable_json_of_many_non_finite_numbers_and_controls_is_written_a_win
     written = printable_json(controls)
     assert written.isascii() and json.loads(written) == json.loads(controls)
     assert written == json.dumps(json.loads(controls))  # json's own escapes of the same characters
+
+
+def test_an_export_keeps_its_snapshot_for_the_raws_it_reads_alone(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str
+) -> None:
+    """hadv12 05: PostgreSQL's export read a raw of over 64 KiB in a statement of its own, a
+    snapshot of its own under READ COMMITTED: an event deleted meanwhile (a re-creation) made
+    the export fail as a broken archive. Both backends now read one snapshot."""
+    sid = one_session(fake_flux0)
+    docs = [event(sid, 0, text="small"), event(sid, 1, text="x" * 100_000)]
+    serve_bytes(fake_flux0, sid, json.dumps({"data": docs}).encode())
+    archive = open_store(archive_db)
+    try:
+        quick_engine(archive, fake, once=True).run()
+    finally:
+        archive.close()
+    reader = open_store(archive_db, readonly=True)
+    try:
+        export = reader.iter_raw_events(sid)
+        assert json.loads(next(export))["offset"] == 0
+        execute(archive_db, 'DELETE FROM events WHERE session_id = ? AND "offset" = 1', (sid,))
+        assert [json.loads(raw)["offset"] for raw in export] == [1]
+        assert [json.loads(raw)["offset"] for raw in reader.iter_raw_events(sid)] == [0]
+    finally:
+        reader.close()
