@@ -244,6 +244,12 @@ def _until(stamp: Optional[float]) -> str:
     return f"in {seconds:.0f}s"
 
 
+def _field(value: str) -> str:
+    """A value from the server or the archive (a session id, an error) on one line of output:
+    no raw controls, and no line break or tab to forge a line or a row with."""
+    return visible_text(value.replace("\n", "\\n").replace("\t", "\\t"))
+
+
 def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     rows = store.session_statuses()
     remote: Dict[str, Optional[int]] = {}
@@ -253,7 +259,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
                 try:
                     remote[row.session_id] = count_events(client, row.session_id, max(0, row.last_offset + 1))
                 except Flux0Error as exc:
-                    err.write(visible_text(f"flux0-sync: {row.session_id}: {exc}\n"))
+                    err.write(f"flux0-sync: {_field(row.session_id)}: {_field(str(exc))}\n")
                     remote[row.session_id] = None
     agents, sessions, events = store.counts()
     if args.json:
@@ -289,22 +295,21 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
             line.append("?" if behind is None else str(behind))
         table.append(line)
     # ids come from the server: no raw controls, and no line break or tab to forge a row with
-    table = [[visible_text(cell.replace("\n", "\\n").replace("\t", "\\t")) for cell in line] for line in table]
+    table = [[_field(cell) for cell in line] for line in table]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for line in table:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
     for row in rows:
         if row.last_error:
-            out.write(visible_text(f"{row.session_id}: last error: {row.last_error}\n"))
+            out.write(f"{_field(row.session_id)}: last error: {_field(row.last_error)}\n")
         if row.conflicts:
             out.write(
-                visible_text(
-                    f"{row.session_id}: {row.conflicts} events clash with stored ones (kept in the conflicts table)\n"
-                )
+                f"{_field(row.session_id)}: {row.conflicts} events clash with stored ones"
+                " (kept in the conflicts table)\n"
             )
     for gap in store.gaps():
         state = f"passed {_ago(gap.skipped_at)}" if gap.skipped_at is not None else "open, waiting for the server"
-        out.write(visible_text(f"{gap.session_id}: gap at offsets {gap.first_offset}..{gap.last_offset}: {state}\n"))
+        out.write(f"{_field(gap.session_id)}: gap at offsets {gap.first_offset}..{gap.last_offset}: {state}\n")
     return EXIT_OK
 
 
@@ -325,27 +330,31 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             if not store.session_exists(args.session_id):
                 err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
                 return EXIT_FAILED
-            raws = _exportable(store.iter_raw_events(args.session_id))
-            if args.json:  # written event by event: a session is never held whole
-                separator = "[\n  "
-                for raw in raws:
-                    out.write(separator + raw)
-                    separator = ",\n  "
-                out.write("[]\n" if separator.startswith("[") else "\n]\n")
-            else:
-                for raw in raws:  # a CR or LF in JSON text is whitespace: one line per event
-                    out.write(raw.replace("\r", " ").replace("\n", " ") + "\n")
+            # closed here, before the store: its read transaction ends on an open archive however
+            # the export ends (a full disk, a raw that is not JSON)
+            with contextlib.closing(store.iter_raw_events(args.session_id)) as stored:
+                raws = _exportable(stored)
+                if args.json:  # written event by event: a session is never held whole
+                    separator = "[\n  "
+                    for raw in raws:
+                        out.write(separator + raw)
+                        separator = ",\n  "
+                    out.write("[]\n" if separator.startswith("[") else "\n]\n")
+                else:
+                    for raw in raws:  # a CR or LF in JSON text is whitespace: one line per event
+                        out.write(raw.replace("\r", " ").replace("\n", " ") + "\n")
             return EXIT_OK
         found = 0  # hits are read and written one at a time: a hit's text may be 16 MiB
-        for hit in store.search(args.text, limit=args.limit):
-            if args.json:  # what json.dumps(hits, indent=2) writes, a hit at a time
-                lines = _json_text(hit.__dict__, indent=2).replace("\n", "\n  ")
-                out.write(("[\n  " if not found else ",\n  ") + lines)
-            else:
-                text = _snippet(hit.text, 100)
-                offset = "?" if hit.offset is None else str(hit.offset)
-                out.write(visible_text(f"{hit.session_id}  {offset:>6}  {hit.source:<8}  {text[:100]}\n"))
-            found += 1
+        with contextlib.closing(store.search(args.text, limit=args.limit)) as hits:
+            for hit in hits:
+                if args.json:  # what json.dumps(hits, indent=2) writes, a hit at a time
+                    lines = _json_text(hit.__dict__, indent=2).replace("\n", "\n  ")
+                    out.write(("[\n  " if not found else ",\n  ") + lines)
+                else:
+                    text = visible_text(_snippet(hit.text, 100))  # its whitespace is single spaces already
+                    offset = "?" if hit.offset is None else str(hit.offset)
+                    out.write(f"{_field(hit.session_id)}  {offset:>6}  {_field(hit.source[:40]):<8}  {text[:100]}\n")
+                found += 1
         if args.json:
             out.write("\n]\n" if found else "[]\n")
         return EXIT_OK if found else EXIT_FAILED

@@ -30,7 +30,7 @@ import logging
 import math
 import random
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple, TypeVar
 
 import psycopg  # type: ignore[import-not-found, unused-ignore]
 from psycopg import errors as pg_errors  # type: ignore[import-not-found, unused-ignore]
@@ -669,7 +669,7 @@ class PgStore:
         )
         return [_gap(r) for r in rows]
 
-    def iter_raw_events(self, session_id: str) -> Iterator[str]:
+    def iter_raw_events(self, session_id: str) -> Generator[str, None, None]:
         """Each stored event's JSON text in offset order (events without a storable offset last),
         streamed through a server-side cursor: memory stays flat for a session of any length.
         The cursor brings 500 rows a round trip, a raw of over _INLINE_RAW_BYTES not among them:
@@ -706,7 +706,7 @@ class PgStore:
         )
         return bool(rows)
 
-    def search(self, text: str, limit: int = 50) -> Iterator[SearchHit]:
+    def search(self, text: str, limit: int = 50) -> Generator[SearchHit, None, None]:
         """Full-text (web-search syntax: words, "phrases", or, -word) or, without an index, ILIKE;
         the hits one at a time through a server-side cursor (a hit's text may be 16 MiB)."""
         # NUL and lone surrogates (undecodable command-line bytes) cannot be sent to the server

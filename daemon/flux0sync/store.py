@@ -30,7 +30,7 @@ import stat
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from flux0lite.jsonstream import string_end
 from flux0lite.models import Agent, Session
@@ -793,7 +793,7 @@ class Store:
         ).fetchall()
         return [Gap(*row) for row in rows]
 
-    def iter_raw_events(self, session_id: str) -> Iterator[str]:
+    def iter_raw_events(self, session_id: str) -> Generator[str, None, None]:
         """Each stored event's JSON text, in offset order (events without a storable offset last).
 
         Two queries, each in an order SQLite reads from an index or the table: one ORDER BY
@@ -824,7 +824,7 @@ class Store:
             is not None
         )
 
-    def search(self, text: str, limit: int = 50) -> Iterator[SearchHit]:
+    def search(self, text: str, limit: int = 50) -> Generator[SearchHit, None, None]:
         """The hits, one at a time as the archive gives them (a hit's text may be 16 MiB)."""
         if self.has_fts:
             phrase = '"' + text.replace('"', '""') + '"'

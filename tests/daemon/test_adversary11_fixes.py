@@ -9,6 +9,7 @@ escape (flux0sync.jsonread.same_json, flux0sync.store._same, shared by both back
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any, Iterator, List, Tuple
 
@@ -462,3 +463,61 @@ def test_an_export_keeps_its_snapshot_for_the_raws_it_reads_alone(
         assert [json.loads(raw)["offset"] for raw in reader.iter_raw_events(sid)] == [0]
     finally:
         reader.close()
+
+
+def test_status_lines_below_the_table_show_a_line_break_in_an_id_escaped(tmp_path: Any) -> None:
+    """hadv12 06: the last-error, clash and gap lines wrote a server's session id raw."""
+    import io
+
+    from flux0sync.cli import main
+    from flux0sync.rows import RawEvent
+    from flux0sync.store import Store
+
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    sid = "s1\nFORGED: 0 events, everything is fine"
+    text = '{"id": "e", "offset": 0}'
+    store.write_batch(sid, [RawEvent(json.loads(text), text)])
+    store.mark_error(sid, "boom\nFORGED too")
+    store.close()
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["status", "--db", db], stdout=out, stderr=err) == 0
+    assert "last error" in out.getvalue()
+    assert not any(line.startswith("FORGED") for line in out.getvalue().splitlines()), out.getvalue()
+
+
+class _FullDisk(io.StringIO):
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, text: str) -> int:
+        self.room -= 1
+        if self.room < 0:
+            raise OSError(28, "No space left on device")
+        return super().write(text)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("args", [[], ["--json"]])
+def test_an_export_stopped_early_ends_its_read_on_an_open_archive(
+    tmp_path: Any, args: List[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hadv12 09: the store was closed before the export's generator, whose read transaction
+    then ended on a closed database: 'Exception ignored ... Cannot operate on a closed database'."""
+    import gc
+
+    from flux0sync.cli import main
+    from flux0sync.rows import RawEvent
+    from flux0sync.store import Store
+
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    texts = [json.dumps({"id": f"e{n}", "offset": n}) for n in range(50)]
+    store.write_batch("s", [RawEvent(json.loads(text), text) for text in texts])
+    store.close()
+    err = io.StringIO()
+    assert main(["export", "s", "--db", db, *args], stdout=_FullDisk(5), stderr=err) != 0
+    gc.collect()
+    assert len(err.getvalue().splitlines()) == 1, err.getvalue()
+    assert "Exception ignored" not in capsys.readouterr().err
