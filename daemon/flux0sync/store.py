@@ -825,8 +825,10 @@ class Store:
         )
 
     def search(self, text: str, limit: int = 50) -> Generator[SearchHit, None, None]:
-        """The hits, one at a time as the archive gives them (a hit's text may be 16 MiB)."""
-        if self.has_fts:
+        """The hits, one at a time as the archive gives them (a hit's text may be 16 MiB).
+        Full text (FTS5) for words; LIKE without the index, or for text of punctuation only,
+        which FTS5 makes no word of (as PostgreSQL's search does)."""
+        if self.has_fts and any(character.isalnum() for character in text):
             phrase = '"' + text.replace('"', '""') + '"'
             rows = self.db.execute(
                 'SELECT e.session_id, e."offset", e.source, e.text FROM events_fts f JOIN events e ON e.rowid = f.rowid'

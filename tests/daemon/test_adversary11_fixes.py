@@ -521,3 +521,19 @@ def test_an_export_stopped_early_ends_its_read_on_an_open_archive(
     gc.collect()
     assert len(err.getvalue().splitlines()) == 1, err.getvalue()
     assert "Exception ignored" not in capsys.readouterr().err
+
+
+def test_a_search_of_punctuation_only_finds_it_on_sqlite_as_on_postgresql(archive_db: str) -> None:
+    """hadv12 08: FTS5 makes no word of '$$$': the phrase matched nothing on SQLite, where
+    PostgreSQL falls back to ILIKE and finds it."""
+    from flux0sync.rows import RawEvent
+
+    store = open_store(archive_db)
+    try:
+        doc = event("s", 0, text="price is $$$ or ??? ok")
+        store.write_batch("s", [RawEvent(doc, json.dumps(doc))])
+        assert [hit.offset for hit in store.search("$$$")] == [0]
+        assert [hit.offset for hit in store.search("price")] == [0]
+        assert list(store.search("%%%")) == []
+    finally:
+        store.close()
