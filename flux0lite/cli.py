@@ -559,6 +559,38 @@ def _parse(parser: argparse.ArgumentParser, arguments: "List[str]", out: _Sink, 
         sys.stdout, sys.stderr = saved
 
 
+def _answer(text: str, stream: "Any", errors: "Any", code: int) -> int:
+    """Write one whole answer (--version, -h) and flush it: ``code``; 0 if the reader went away
+    (``| head``); a line on ``errors`` and 1 if it cannot be written (a full disk)."""
+    try:
+        if stream is not None:
+            stream.write(text)
+            stream.flush()
+        return code
+    except BrokenPipeError:
+        _gone(stream)
+        return EXIT_OK
+    except (OSError, ValueError) as exc:  # ValueError: a closed stream
+        _gone(stream)
+        try:
+            if errors is not None:
+                errors.write(f"flux0lite: cannot write the output: {exc}\n")
+        except (OSError, ValueError):
+            pass
+        return EXIT_API
+
+
+def _gone(stream: "Any") -> None:
+    """What could not be written is dropped: stdout goes to /dev/null, so the interpreter's last
+    flush at exit finds nothing to fail on (it would print a traceback of its own)."""
+    target = stream._stream if isinstance(stream, _Sink) else stream
+    try:
+        if target is not None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), target.fileno())
+    except (OSError, ValueError, AttributeError):  # no descriptor (an in-memory stream), or closed
+        pass
+
+
 def main(
     argv: "Optional[Sequence[str]]" = None,
     *,
@@ -568,18 +600,16 @@ def main(
 ) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments == ["--version"]:  # the one answer that needs no parser at all (start-up time)
-        stream = stdout or sys.stdout
-        if stream is not None:
-            stream.write(f"flux0lite {__version__}\n")
-        return EXIT_OK
+        return _answer(f"flux0lite {__version__}\n", stdout or sys.stdout, stderr or sys.stderr, EXIT_OK)
     out = _Sink(stdout or sys.stdout)
     err = _Sink(stderr or sys.stderr, diagnostics=True)
     if arguments in ([], ["-h"], ["--help"]):  # the top-level help, without argparse
         from .cli_args import help_width
         from .cli_help import top_help
 
-        (out if arguments else err).write(top_help(help_width()))
-        return EXIT_OK if arguments else EXIT_USAGE
+        if arguments:
+            return _answer(top_help(help_width()), out, stderr or sys.stderr, EXIT_OK)
+        return _answer(top_help(help_width()), err, None, EXIT_USAGE)
     # known before any message: a usage error echoes what was typed, secrets included
     err.secrets = _url_userinfo(os.environ.get("FLUX0_SERVER_URL"))
     err.secrets += command_line_secrets(arguments, SECRET_OPTIONS, URL_OPTIONS)
@@ -612,20 +642,22 @@ def main(
             raise _UsageError(f"missing or unknown action for {args.group!r}; see flux0lite {args.group} -h")
         client = _connect(args, err)
         sent = True
-        return _run(client, args, out, err, inp)
+        code = _run(client, args, out, err, inp)
+        out.flush()  # a full disk is found here, not at the interpreter's exit (a traceback there)
+        return code
     except KeyboardInterrupt:
         err.message("\nflux0lite: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (e.g. "| head"): not an error worth a traceback.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
+        _gone(stdout or sys.stdout)  # the reader went away (e.g. "| head"): not an error worth a traceback
         return EXIT_OK
     except Exception as exc:  # nothing may reach the user as a traceback
         from .errors import APIError, Flux0Error
 
+        if isinstance(exc, OSError) and not isinstance(exc, Flux0Error):  # stdout: a full disk, a closed stream
+            _gone(stdout or sys.stdout)
+            err.message(f"flux0lite: cannot write the output: {exc}")
+            return EXIT_API
         if not isinstance(exc, (_UsageError, Flux0Error)):
             err.message(
                 f"flux0lite: internal error: {type(exc).__name__}: {exc} (please report it;"

@@ -528,3 +528,22 @@ def test_timeout_bounds_the_whole_command_against_a_trickling_server(fake: FakeS
     assert run_cli(["--server-url", refused, "--timeout", "1", "--retries", "0", "agents", "list"])[0] == 3
     work = time.monotonic() - started
     assert elapsed - work < 7, f"{elapsed:.1f} s, of which {work:.1f} s without waiting"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--version"], ["-h"], ["--help"]])
+def test_an_answer_that_cannot_be_written_is_one_line_and_exit_1(args: List[str]) -> None:
+    """hadv12 10: --version and -h wrote before main's try, and a full disk (or a flush at exit)
+    printed a traceback."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "flux0lite", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env=subprocess_env(),
+            cwd=str(ROOT),
+        )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "No space left" in proc.stderr and "Traceback" not in proc.stderr
