@@ -149,6 +149,16 @@ def _answer(texts: List[str]) -> bytes:
     return ("{" + '"data":[' + ",".join(texts) + "]}").encode("utf-8", "surrogateescape")
 
 
+def _archive_once(fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str, sid: str, answer: bytes) -> None:
+    """One daemon pass (in-process) over a server whose events answer for ``sid`` is ``answer``."""
+    serve_bytes(fake_flux0, sid, answer)
+    archive = open_store(archive_db)
+    try:
+        quick_engine(archive, fake, once=True).run()
+    finally:
+        archive.close()
+
+
 PAIRS: List[Tuple[str, str]] = [("true", "1"), ("1e400", "2e400"), ("0.1", "0.10000000000000001"), ("1", "1.0")]
 
 
@@ -164,12 +174,7 @@ def test_a_daemon_keeps_each_changed_copy_in_conflicts_and_drops_only_true_dupli
     base = json.dumps(event(sid, len(PAIRS), metadata={"x": 0}))
     texts.append(base.replace('"metadata": {"x": 0}', '"metadata": {"x": "\udcff", "y": "\\udcff"}'))
     texts.append(base.replace('"metadata": {"x": 0}', '"metadata": {"x": "\\udcff", "y": "\udcff"}'))
-    serve_bytes(fake_flux0, sid, _answer(texts))
-    archive = open_store(archive_db)
-    try:
-        quick_engine(archive, fake, once=True).run()
-    finally:
-        archive.close()
+    _archive_once(fake, fake_flux0, archive_db, sid, _answer(texts))
     stored, conflicts = (
         execute(archive_db, f"SELECT count(*) FROM {table}")[0][0] for table in ("events", "conflicts")
     )
@@ -300,12 +305,7 @@ def test_export_and_search_read_a_large_event_alone_and_write_what_a_whole_read_
         event(sid, offset, text=text, metadata={"n": float("nan")} if offset == 2 else None)
         for offset, text in enumerate(texts)
     ]
-    serve_bytes(fake_flux0, sid, json.dumps({"data": docs}).encode())
-    archive = open_store(archive_db)
-    try:
-        quick_engine(archive, fake, once=True).run()
-    finally:
-        archive.close()
+    _archive_once(fake, fake_flux0, archive_db, sid, json.dumps({"data": docs}).encode())
     monkeypatch.setenv("FLUX0_SERVER_URL", fake.url)
 
     def cli(*args: str) -> str:
@@ -448,12 +448,7 @@ def test_an_export_keeps_its_snapshot_for_the_raws_it_reads_alone(
     the export fail as a broken archive. Both backends now read one snapshot."""
     sid = one_session(fake_flux0)
     docs = [event(sid, 0, text="small"), event(sid, 1, text="x" * 100_000)]
-    serve_bytes(fake_flux0, sid, json.dumps({"data": docs}).encode())
-    archive = open_store(archive_db)
-    try:
-        quick_engine(archive, fake, once=True).run()
-    finally:
-        archive.close()
+    _archive_once(fake, fake_flux0, archive_db, sid, json.dumps({"data": docs}).encode())
     reader = open_store(archive_db, readonly=True)
     try:
         export = reader.iter_raw_events(sid)
