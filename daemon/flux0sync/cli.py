@@ -18,7 +18,7 @@ import signal
 import sqlite3
 import sys
 import time
-from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, TextIO, cast
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, TextIO, cast
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
@@ -32,6 +32,9 @@ from .jobs import count_events
 from .jsonread import Decoder
 from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, StopFlag, make_client, run_daemon
 from .store import StoreError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = ["main"]
 
@@ -83,6 +86,18 @@ class _Parser(argparse.ArgumentParser):
         with contextlib.suppress(OSError):
             sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} -h)\n")
         sys.exit(EXIT_CONFIG)
+
+    def _print_message(self, message: str, file: Optional["SupportsWrite[str]"] = None) -> None:
+        # -h and --version: argparse drops a write that fails (a full disk) and exits 0
+        if message:
+            try:
+                (file or sys.stderr).write(message)
+            except OSError as exc:
+                raise _OutputError(exc) from exc
+
+
+class _OutputError(Exception):
+    """stdout cannot take what a command writes (a full disk, a closed stream)."""
 
 
 def _search_text(text: str) -> str:
@@ -421,6 +436,30 @@ def _undecodable_argument(args: Sequence[str]) -> Optional[int]:
     return None
 
 
+def _flushed(out: TextIO, err: TextIO, code: int, failed: Optional[BaseException] = None) -> int:
+    """``code`` once what was written is out (``failed``: a write that failed already): a full
+    disk is one line and exit 1 here, not an error lost at the interpreter's exit."""
+    try:
+        if failed is not None:
+            raise failed
+        out.flush()
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        _to_devnull(out)
+    except (OSError, ValueError) as exc:  # ValueError: a closed stream
+        _to_devnull(out)
+        err.write(f"flux0-sync: cannot write the output: {exc}\n")
+        return EXIT_FAILED
+    return code
+
+
+def _to_devnull(stream: TextIO) -> None:
+    """Drop what could not be written: the interpreter's last flush then finds nothing to fail on."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no descriptor (an in-memory stream), or closed
+        pass
+
+
 def main(
     argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None
 ) -> int:
@@ -447,7 +486,7 @@ def main(
             err.write(f"flux0-sync: argument {bad} is not valid UTF-8\n")
             return EXIT_CONFIG
         if reading:
-            return _read_command(args_list[0], args_list[1:], out, err)
+            return _flushed(out, err, _read_command(args_list[0], args_list[1:], out, err))
         if args_list and args_list[0] == "run":
             args_list = args_list[1:]
         with contextlib.redirect_stderr(err):  # argparse writes its usage errors to sys.stderr
@@ -491,8 +530,8 @@ def main(
             log_level=args.log_level,
             stop=stop,
         )
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    except SystemExit as exc:  # argparse: -h and --version (0), a usage error (2)
+        return _flushed(out, err, int(exc.code or 0))
     except (ConfigError, Flux0ConfigError) as exc:
         err.write(f"flux0-sync: configuration error: {exc}\n")
         return EXIT_CONFIG
@@ -502,9 +541,10 @@ def main(
             return EXIT_CONFIG
         return EXIT_FAILED if isinstance(exc, StoreUnavailableError) else EXIT_STORE
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _to_devnull(out)
         return EXIT_OK
+    except _OutputError as exc:
+        return _flushed(out, err, EXIT_OK, exc.__cause__)
     except Flux0Error as exc:
         err.write(f"flux0-sync: {exc}\n")
         return EXIT_FAILED

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from typing import Any, Iterator, List, Tuple
 
 import pytest
@@ -532,3 +533,27 @@ def test_a_search_of_punctuation_only_finds_it_on_sqlite_as_on_postgresql(archiv
         assert list(store.search("%%%")) == []
     finally:
         store.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--version"], ["-h"], ["status", "-h"]])
+def test_a_flux0_sync_answer_that_cannot_be_written_is_one_line_and_exit_1(args: List[str]) -> None:
+    """hadv12 notes: argparse dropped a failed write of -h or --version, and the command exited 0
+    with its output lost."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, subprocess_env
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "flux0sync", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env=subprocess_env(),
+            cwd=str(ROOT),
+        )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot write the output" in proc.stderr and "Traceback" not in proc.stderr
