@@ -479,6 +479,11 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> "argparse.ArgumentPa
                 pass
             sys.exit(EXIT_USAGE)
 
+        def _print_message(self, message: str, file: "Any" = None) -> None:
+            # -h: argparse drops a write that fails (a full disk) and exits 0; main reports it
+            if message:
+                (file or sys.stderr).write(message)
+
     def wanted(name: str) -> bool:
         return argv is None or name in argv
 

@@ -531,7 +531,7 @@ def test_timeout_bounds_the_whole_command_against_a_trickling_server(fake: FakeS
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-@pytest.mark.parametrize("args", [["--version"], ["-h"], ["--help"]])
+@pytest.mark.parametrize("args", [["--version"], ["-h"], ["--help"], ["agents", "-h"], ["events", "list", "-h"]])
 def test_an_answer_that_cannot_be_written_is_one_line_and_exit_1(args: List[str]) -> None:
     """hadv12 10: --version and -h wrote before main's try, and a full disk (or a flush at exit)
     printed a traceback."""
