@@ -254,6 +254,8 @@ def test_a_listing_entry_holding_one_long_string_of_commas_is_read_not_left_out(
     assert value["data"][0] is not TOO_LARGE and value["data"][0]["title"] == "a," * 600_000
     quoted = json.dumps({"id": "s", "title": '"a",' * 600_000})  # hadv12 03: CSV of quoted fields
     assert built_cost(quoted, 0, len(quoted)) < 1024 * 1024
+    rows = json.dumps({"id": "s", "rows": ["1,2,3,4"] * 200_000})  # hadv13 02: many CSV rows
+    assert built_cost(rows, 0, len(rows)) < 32 * 1024 * 1024
     wide = json.dumps([{"": {}}] * 600_000)
     assert built_cost(wide, 0, len(wide)) > MAX_BUILT_COST  # many values outside strings: still costly
 
