@@ -16,6 +16,7 @@ instead of crashing.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -240,7 +241,9 @@ class _Sink:
 
     def _write(self, text: str) -> None:
         if self._stream is None:  # the descriptor was closed when Python started
-            return
+            if self.diagnostics:
+                return  # nowhere to say anything
+            raise OSError(errno.EBADF, "the output stream is closed")  # main says so, exit 1
         try:
             self._stream.write(text)
         except UnicodeEncodeError:
@@ -563,9 +566,10 @@ def _answer(text: str, stream: "Any", errors: "Any", code: int) -> int:
     """Write one whole answer (--version, -h) and flush it: ``code``; 0 if the reader went away
     (``| head``); a line on ``errors`` and 1 if it cannot be written (a full disk)."""
     try:
-        if stream is not None:
-            stream.write(text)
-            stream.flush()
+        if stream is None:  # the descriptor was closed when Python started
+            raise OSError(errno.EBADF, "the output stream is closed")
+        stream.write(text)
+        stream.flush()
         return code
     except BrokenPipeError:
         _gone(stream)

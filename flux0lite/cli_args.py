@@ -10,6 +10,7 @@ Nothing here imports argparse until a parser is built.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -480,9 +481,12 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> "argparse.ArgumentPa
             sys.exit(EXIT_USAGE)
 
         def _print_message(self, message: str, file: "Any" = None) -> None:
-            # -h: argparse drops a write that fails (a full disk) and exits 0; main reports it
+            # -h: argparse drops a write that fails (a full disk) and exits 0, and writes nothing
+            # to a closed stdout (None); main reports either
             if message:
-                (file or sys.stderr).write(message)
+                if file is None:
+                    raise OSError(errno.EBADF, "the output stream is closed")
+                file.write(message)
 
     def wanted(name: str) -> bool:
         return argv is None or name in argv

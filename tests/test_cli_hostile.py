@@ -547,3 +547,29 @@ def test_an_answer_that_cannot_be_written_is_one_line_and_exit_1(args: List[str]
         )
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "No space left" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("flux0lite", ["--version"]),
+        ("flux0lite", ["-h"]),
+        ("flux0lite", ["agents", "-h"]),
+        ("flux0sync", ["--version"]),
+        ("flux0sync", ["-h"]),
+        ("flux0sync", ["status", "-h"]),
+    ],
+)
+def test_an_answer_to_a_closed_stdout_is_one_line_and_exit_1(module: str, args: List[str]) -> None:
+    """hadv13 03/04: with stdout closed (sys.stdout None) flux0lite wrote nowhere and exited 0,
+    flux0-sync printed two tracebacks (a flush of None)."""
+    proc = subprocess.run(  # the shell closes stdout (>&-) and execs Python
+        ["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", module, *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+        cwd=str(ROOT),
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "closed" in proc.stderr and "Traceback" not in proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -88,10 +89,13 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_CONFIG)
 
     def _print_message(self, message: str, file: Optional["SupportsWrite[str]"] = None) -> None:
-        # -h and --version: argparse drops a write that fails (a full disk) and exits 0
+        # -h and --version: argparse drops a write that fails (a full disk) and exits 0, and
+        # writes nothing to a closed stdout (None)
         if message:
             try:
-                (file or sys.stderr).write(message)
+                if file is None:
+                    raise OSError(errno.EBADF, "the output stream is closed")
+                file.write(message)
             except OSError as exc:
                 raise _OutputError(exc) from exc
 
@@ -442,7 +446,8 @@ def _flushed(out: TextIO, err: TextIO, code: int, failed: Optional[BaseException
     try:
         if failed is not None:
             raise failed
-        out.flush()
+        if out is not None:  # None: stdout was closed when Python started (a command that wrote nothing)
+            out.flush()
     except BrokenPipeError:  # the reader went away (| head): nothing more to say
         _to_devnull(out)
     except (OSError, ValueError) as exc:  # ValueError: a closed stream
