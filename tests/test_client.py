@@ -211,6 +211,26 @@ def test_gzip_bomb_meets_the_size_limit_without_inflating_whole(fake: FakeServer
         client.agents.list()
 
 
+def test_a_gzip_body_is_inflated_in_pieces_no_larger_than_a_plain_read(fake: FakeServer) -> None:
+    """hadv14 01: 1 MiB pieces of small events, each taken from the daemon's memory budget as a
+    whole and built after the batch before it was handed over: 16 workers, 388 MB."""
+    from flux0lite.responses import READ_SIZE
+
+    body = b'{"data": [' + b",".join(b'{"":{"":{}}}' for _ in range(400_000)) + b"]}"
+
+    def respond(req: Request, conn: Conn) -> None:
+        conn.send(
+            raw_response(200, gzip.compress(body, 6), {"content-type": "application/json", "content-encoding": "gzip"})
+        )
+
+    fake.on("GET", "/api/agents", respond)
+    with client_for(fake) as client:
+        response = client.request_stream("GET", "/api/agents")
+        pieces = list(response.iter_bytes())
+    assert b"".join(pieces) == body and len(pieces) > 16
+    assert max(map(len, pieces)) <= READ_SIZE
+
+
 def test_corrupt_gzip_is_a_decode_error(fake: FakeServer) -> None:
     def respond(req: Request, conn: Conn) -> None:
         conn.send(
