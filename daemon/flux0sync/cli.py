@@ -270,7 +270,7 @@ def _field(value: str) -> str:
 
 
 def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    rows = store.session_statuses()
+    rows, (agents, sessions, events), gaps = store.status_snapshot()  # one instant of the archive
     remote: Dict[str, Optional[int]] = {}
     if args.server:
         with make_client(load_config({"server_url": args.server_url}, os.environ)) as client:
@@ -280,7 +280,6 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
                 except Flux0Error as exc:
                     err.write(f"flux0-sync: {_field(row.session_id)}: {_field(str(exc))}\n")
                     remote[row.session_id] = None
-    agents, sessions, events = store.counts()
     if args.json:
         doc = {
             "agents": agents,
@@ -289,7 +288,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
             "per_session": [
                 {**row.__dict__, **({"behind": remote.get(row.session_id)} if args.server else {})} for row in rows
             ],
-            "gaps": [gap.__dict__ for gap in store.gaps()],
+            "gaps": [gap.__dict__ for gap in gaps],
         }
         out.write(_json_text(doc, indent=2) + "\n")
         return EXIT_OK
@@ -298,7 +297,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
     header += ["BEHIND"] if args.server else []
     table: List[List[str]] = [header]
     for row in rows:
-        gaps = f"{row.gaps_open} open, {row.gaps_skipped} passed" if row.gaps_open or row.gaps_skipped else "-"
+        held = f"{row.gaps_open} open, {row.gaps_skipped} passed" if row.gaps_open or row.gaps_skipped else "-"
         line = [
             row.session_id,
             str(row.events),
@@ -307,7 +306,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
             _until(row.next_poll_at),
             row.found_under_user or "-",
             str(row.errors),
-            gaps,
+            held,
         ]
         if args.server:
             behind = remote.get(row.session_id)
@@ -326,7 +325,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
                 f"{_field(row.session_id)}: {row.conflicts} events clash with stored ones"
                 " (kept in the conflicts table)\n"
             )
-    for gap in store.gaps():
+    for gap in gaps:
         state = f"passed {_ago(gap.skipped_at)}" if gap.skipped_at is not None else "open, waiting for the server"
         out.write(f"{_field(gap.session_id)}: gap at offsets {gap.first_offset}..{gap.last_offset}: {state}\n")
     return EXIT_OK

@@ -699,6 +699,16 @@ class PgStore:
         finally:
             self._in_transaction = False
 
+    def status_snapshot(self) -> Tuple[List[SessionStatus], Tuple[int, int, int], List[Gap]]:
+        """What ``status`` prints, read in one snapshot (REPEATABLE READ: each read below is a
+        savepoint of this transaction), as in SQLite."""
+        try:
+            with self.db.transaction():
+                self.db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return self.session_statuses(), self.counts(), self.gaps()
+        except psycopg.Error as exc:
+            raise _translate(exc, self.path) from exc
+
     def session_exists(self, session_id: str) -> bool:
         sid = _key(session_id)
         rows = self._read(

@@ -815,6 +815,18 @@ class Store:
             if own_transaction and self.db.in_transaction:
                 self.db.execute("ROLLBACK")  # it read only
 
+    def status_snapshot(self) -> Tuple[List[SessionStatus], Tuple[int, int, int], List[Gap]]:
+        """What ``status`` prints, read in one snapshot (one read transaction): the sessions, the
+        totals and the gaps of one instant, however the daemon writes meanwhile."""
+        own_transaction = not self.db.in_transaction
+        if own_transaction:
+            self.db.execute("BEGIN")
+        try:
+            return self.session_statuses(), self.counts(), self.gaps()
+        finally:
+            if own_transaction and self.db.in_transaction:
+                self.db.execute("ROLLBACK")  # it read only
+
     def session_exists(self, session_id: str) -> bool:
         return (
             self.db.execute(

@@ -559,3 +559,37 @@ def test_a_flux0_sync_answer_that_cannot_be_written_is_one_line_and_exit_1(args:
         )
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "cannot write the output" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_status_reads_one_instant_of_the_archive(archive_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hadv14 03: status read its sessions, totals and gaps in three snapshots: while a daemon
+    wrote, the events total differed from the sum of the rows printed with it (608 of 984)."""
+    from flux0sync.rows import RawEvent
+
+    store = open_store(archive_db)
+    try:
+        doc = event("s", 0)
+        store.write_batch("s", [RawEvent(doc, json.dumps(doc))])
+    finally:
+        store.close()
+    reader = open_store(archive_db, readonly=True)
+    read_rows = type(reader).session_statuses
+
+    def rows_then_a_daemon_writes(self: Any) -> Any:
+        rows = read_rows(self)
+        writer = open_store(archive_db)
+        try:
+            more = event("s", 1)
+            writer.write_batch("s", [RawEvent(more, json.dumps(more))])
+        finally:
+            writer.close()
+        return rows
+
+    monkeypatch.setattr(type(reader), "session_statuses", rows_then_a_daemon_writes)
+    try:
+        rows, (_, _, events), _ = reader.status_snapshot()
+        assert [row.events for row in rows] == [1] and events == 1
+        monkeypatch.undo()
+        assert reader.status_snapshot()[1][2] == 2
+    finally:
+        reader.close()
