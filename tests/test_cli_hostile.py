@@ -558,6 +558,7 @@ def test_an_answer_that_cannot_be_written_is_one_line_and_exit_1(args: List[str]
         ("flux0sync", ["--version"]),
         ("flux0sync", ["-h"]),
         ("flux0sync", ["status", "-h"]),
+        ("flux0sync", ["status", "--db", "/nonexistent/a.sqlite3"]),
     ],
 )
 def test_an_answer_to_a_closed_stdout_is_one_line_and_exit_1(module: str, args: List[str]) -> None:

@@ -490,7 +490,12 @@ def main(
             err.write(f"flux0-sync: argument {bad} is not valid UTF-8\n")
             return EXIT_CONFIG
         if reading:
-            return _flushed(out, err, _read_command(args_list[0], args_list[1:], out, err))
+            try:
+                if out is None:  # stdout was closed when Python started
+                    raise OSError(errno.EBADF, "the output stream is closed")
+                return _flushed(out, err, _read_command(args_list[0], args_list[1:], out, err))
+            except OSError as exc:  # a reader's only file is its output (the archive's errors are StoreError)
+                return _flushed(out, err, EXIT_OK, exc)
         if args_list and args_list[0] == "run":
             args_list = args_list[1:]
         with contextlib.redirect_stderr(err):  # argparse writes its usage errors to sys.stderr
