@@ -572,10 +572,10 @@ def _answer(text: str, stream: "Any", errors: "Any", code: int) -> int:
         stream.flush()
         return code
     except BrokenPipeError:
-        _gone(stream)
+        drop_unwritten(stream)
         return EXIT_OK
     except (OSError, ValueError) as exc:  # ValueError: a closed stream
-        _gone(stream)
+        drop_unwritten(stream)
         try:
             if errors is not None:
                 errors.write(f"flux0lite: cannot write the output: {exc}\n")
@@ -584,9 +584,10 @@ def _answer(text: str, stream: "Any", errors: "Any", code: int) -> int:
         return EXIT_API
 
 
-def _gone(stream: "Any") -> None:
-    """What could not be written is dropped: stdout goes to /dev/null, so the interpreter's last
-    flush at exit finds nothing to fail on (it would print a traceback of its own)."""
+def drop_unwritten(stream: "Any") -> None:
+    """What could not be written is dropped: the stream's descriptor goes to /dev/null, so the
+    interpreter's last flush at exit finds nothing to fail on (it would print a traceback of its
+    own). Both CLIs call it."""
     target = stream._stream if isinstance(stream, _Sink) else stream
     try:
         if target is not None:
@@ -653,13 +654,13 @@ def main(
         err.message("\nflux0lite: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        _gone(stdout or sys.stdout)  # the reader went away (e.g. "| head"): not an error worth a traceback
+        drop_unwritten(stdout or sys.stdout)  # the reader went away (e.g. "| head"): not an error worth a traceback
         return EXIT_OK
     except Exception as exc:  # nothing may reach the user as a traceback
         from .errors import APIError, Flux0Error
 
         if isinstance(exc, OSError) and not isinstance(exc, Flux0Error):  # stdout: a full disk, a closed stream
-            _gone(stdout or sys.stdout)
+            drop_unwritten(stdout or sys.stdout)
             err.message(f"flux0lite: cannot write the output: {exc}")
             return EXIT_API
         if not isinstance(exc, (_UsageError, Flux0Error)):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional,
 
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
-from flux0lite.cli import printable_json, visible_text
+from flux0lite.cli import drop_unwritten, printable_json, visible_text
 from flux0lite.cli_args import BadValue, bounded_int
 from flux0lite.redaction import command_line_secrets, redact, url_userinfo
 
@@ -448,20 +448,12 @@ def _flushed(out: TextIO, err: TextIO, code: int, failed: Optional[BaseException
         if out is not None:  # None: stdout was closed when Python started (a command that wrote nothing)
             out.flush()
     except BrokenPipeError:  # the reader went away (| head): nothing more to say
-        _to_devnull(out)
+        drop_unwritten(out)
     except (OSError, ValueError) as exc:  # ValueError: a closed stream
-        _to_devnull(out)
+        drop_unwritten(out)
         err.write(f"flux0-sync: cannot write the output: {exc}\n")
         return EXIT_FAILED
     return code
-
-
-def _to_devnull(stream: TextIO) -> None:
-    """Drop what could not be written: the interpreter's last flush then finds nothing to fail on."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-    except (OSError, ValueError, AttributeError):  # no descriptor (an in-memory stream), or closed
-        pass
 
 
 def main(
@@ -550,7 +542,7 @@ def main(
             return EXIT_CONFIG
         return EXIT_FAILED if isinstance(exc, StoreUnavailableError) else EXIT_STORE
     except BrokenPipeError:
-        _to_devnull(out)
+        drop_unwritten(out)
         return EXIT_OK
     except _OutputError as exc:
         return _flushed(out, err, EXIT_OK, exc.__cause__)
