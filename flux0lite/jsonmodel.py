@@ -11,23 +11,26 @@ The dataclass itself is made late too. ``@model(frozen=True)`` is ``@dataclass(f
 whose generated methods (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, the frozen
 ``__setattr__``) are compiled when first needed: when the class is called, an instance of it is
 compared, printed, hashed or assigned to, or its dataclass fields are asked for. The reader
-builds instances without ``__init__``, so parsing a server answer compiles only its reader, and
-importing the models compiles nothing. A made class keeps neither the ``__getattr__`` stand-in
-nor dataclass's class attributes for field defaults (``Event.deleted`` is no attribute; the
-defaults live in the fields and ``__init__``): either makes every read of an instance's field
-several times slower on 3.11+, which cannot specialise it.
+builds instances without ``__init__`` and without the dataclass, so parsing a server answer
+compiles only its reader, and neither importing the models nor reading them imports
+``dataclasses`` (with ``inspect``, ``ast``, ``dis`` and ``tokenize``, about a sixth of a first
+call's start-up): fields are declared with this module's :func:`field`, which becomes
+``dataclasses.field`` when the dataclass is made. A made class keeps no dataclass class
+attributes for field defaults (``Event.deleted`` is no attribute; the defaults live in the
+fields and ``__init__``), and no class has a ``__getattr__`` on its instances: either makes every
+read of an instance's field several times slower on 3.11+, which cannot specialise it.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from dataclasses import MISSING, Field, dataclass, fields
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from .errors import ModelError
 
 __all__ = ["Kind", "STR", "INT", "BOOL", "NUMBER", "OBJECT", "LIST", "ANY", "nested", "nested_list", "typed_by"]
-__all__ += ["json_field", "spec_of", "JsonModel", "JsonDict", "model", "LazyDataclassMeta"]
+__all__ += ["json_field", "field", "MISSING", "spec_of", "JsonModel", "JsonDict", "model", "LazyDataclassMeta"]
 
 JsonDict = Dict[str, Any]
 M = TypeVar("M", bound="JsonModel")
@@ -118,10 +121,66 @@ def json_field(
     return {_METADATA_KEY: _Rule(kind, key, required, absent, omit_none)}
 
 
+class _Missing:
+    """No default: ``dataclasses.MISSING`` until ``dataclasses`` is imported."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class _FieldDeclaration:
+    """What :func:`field` declares, kept on the class until its dataclass is made."""
+
+    __slots__ = ("compare", "default", "default_factory", "metadata", "repr")
+
+    def __init__(self, default: Any, default_factory: Any, repr: bool, compare: bool, metadata: Any) -> None:
+        self.default, self.default_factory, self.repr, self.compare = default, default_factory, repr, compare
+        self.metadata = {} if metadata is None else metadata
+
+    def as_dataclass_field(self) -> Any:
+        import dataclasses
+
+        def given(value: Any) -> Any:
+            return dataclasses.MISSING if value is MISSING else value
+
+        return dataclasses.field(
+            default=given(self.default),
+            default_factory=given(self.default_factory),
+            repr=self.repr,
+            compare=self.compare,
+            metadata=self.metadata,
+        )
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Any = MISSING,
+    repr: bool = True,
+    compare: bool = True,
+    metadata: Optional[Mapping[str, Any]] = None,
+) -> Any:
+    """``dataclasses.field`` for :func:`model` classes (the options they use), without importing
+    ``dataclasses``: the declaration becomes a ``dataclasses.field`` when the dataclass is made."""
+    if default is not MISSING and default_factory is not MISSING:
+        raise ValueError("cannot specify both default and default_factory")
+    return _FieldDeclaration(default, default_factory, repr, compare, metadata)
+
+
 # -- dataclasses made on first need ----------------------------------------------------------
 
 _PENDING = "_dataclass_options_"  # in a class's own __dict__ until its dataclass is made
+# Meanwhile the fields' declarations (defaults and field()s) wait here, not as class
+# attributes: those would shadow the fields of the instances read before the dataclass is made.
+_DECLARATIONS = "_field_declarations_"
 _DATACLASS_ATTRIBUTES = frozenset({"__dataclass_fields__", "__dataclass_params__", "__match_args__"})
+# what dataclasses.fields() and is_dataclass() read, from an instance as from its class
+_READ_FROM_INSTANCES = ("__dataclass_fields__", "__dataclass_params__")
 _MAKING = threading.RLock()
 _C = TypeVar("_C", bound=type)
 
@@ -130,30 +189,38 @@ def _dataclass(cls: type, options: Dict[str, Any]) -> None:
     """``dataclass(cls, **options)``, in place (model() takes no slots=), without the class
     attributes it leaves for the fields' defaults: an instance attribute that a class attribute
     shadows is read several times slower (3.11+ does not specialise the read). The defaults
-    stay where the dataclass uses them: in the fields and in ``__init__``."""
-    dataclass(cls, **options)
-    for f in fields(cls):
-        if f.default is not MISSING and f.name in cls.__dict__:
+    stay where the dataclass uses them: in the fields and in ``__init__``. Declarations made
+    with :func:`field` become ``dataclasses.field`` first."""
+    import dataclasses
+
+    declarations = cls.__dict__.get(_DECLARATIONS)
+    if declarations is None:  # a class made as it is declared
+        declarations = {name: value for name, value in cls.__dict__.items() if type(value) is _FieldDeclaration}
+    for name, value in declarations.items():
+        type.__setattr__(cls, name, value.as_dataclass_field() if type(value) is _FieldDeclaration else value)
+    dataclasses.dataclass(cls, **options)
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING and f.name in cls.__dict__:
             type.__delattr__(cls, f.name)
+    if _DECLARATIONS in cls.__dict__:
+        type.__delattr__(cls, _DECLARATIONS)
 
 
 def _make_dataclass(cls: type) -> None:
     """Turn a class declared with :func:`model` into its dataclass (once; thread-safe).
 
     The stand-ins live on :class:`LazyDataclass`, a base, so making the dataclass only adds
-    each real method to the class, one assignment at a time: another thread never finds a
-    method missing, and a stand-in it reaches meanwhile waits here for the real one.
-    The pending mark goes last, so a waiting thread sees the class either pending or made.
+    each real method to the class, one assignment at a time: another thread, using an instance
+    meanwhile, never finds a method missing, and a stand-in it reaches waits here for the real
+    one. The dataclass replaces the class's :class:`_MadeOnRead` attributes with its own, each
+    in one assignment. The pending mark goes last, so a waiting thread sees the class either
+    pending or made.
     """
     with _MAKING:
         options = cls.__dict__.get(_PENDING)
         if options is None:
             return
         _dataclass(cls, options)
-        # The stand-in __getattr__ goes with the pending mark: a class that has one keeps
-        # Python's slower attribute lookup for every read of a field (and 3.11+ cannot
-        # specialise it), so a made class reads its fields as any plain instance does.
-        type.__delattr__(cls, "__getattr__")
         type.__delattr__(cls, _PENDING)
 
 
@@ -167,10 +234,22 @@ def _made(instance: Any, method: str) -> Callable[..., Any]:
     return found
 
 
-def _getattr(self: Any, name: str) -> Any:  # names a pending class's instance lacks (e.g. unpickled)
-    if name in _DATACLASS_ATTRIBUTES:  # dataclasses.fields(instance) looks here
-        return getattr(type(self), name)
-    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+class _MadeOnRead:
+    """A pending class's ``__dataclass_fields__`` or ``__dataclass_params__``: reading it, from
+    the class or from an instance (``dataclasses.fields(instance)`` does), makes the dataclass,
+    which puts its own in this one's place. (A class attribute, not a ``__getattr__`` on the
+    instances: that would make every read of their fields slower.)"""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        for klass in owner.__mro__:
+            if _PENDING in klass.__dict__:
+                _make_dataclass(klass)
+        return getattr(owner, self.name)
 
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -200,8 +279,9 @@ def _delattr(self: Any, name: str) -> None:
 
 
 class LazyDataclassMeta(type):
-    """The metaclass of :func:`model` classes: asking a class for its dataclass fields (as
-    ``dataclasses.fields`` and ``is_dataclass`` do) makes its dataclass first."""
+    """The metaclass of :func:`model` classes: asking a pending class for ``__match_args__`` (a
+    ``match`` statement does) makes its dataclass first. (Its ``__dataclass_fields__`` and
+    ``__dataclass_params__`` are :class:`_MadeOnRead` attributes, read from instances too.)"""
 
     def __getattr__(cls, name: str) -> Any:  # only for names the class does not have
         if name in _DATACLASS_ATTRIBUTES and _PENDING in cls.__dict__:
@@ -212,9 +292,7 @@ class LazyDataclassMeta(type):
 
 class LazyDataclass(metaclass=LazyDataclassMeta):
     """The base of :func:`model` classes: until a class's dataclass is made, these stand-ins
-    make it on first use and pass the call on to the real method. (The ``__getattr__``
-    stand-in lives on each pending class itself, and leaves it once made: see
-    :func:`_make_dataclass`.)"""
+    make it on first use and pass the call on to the real method."""
 
     __init__ = _init
     __repr__ = _repr
@@ -236,12 +314,18 @@ def model(**options: Any) -> Callable[[_C], _C]:
         lazy = (
             issubclass(cls, LazyDataclass)
             and all(getattr(cls, name) is LazyDataclass.__dict__[name] for name in _STAND_INS)
-            and all(klass.__dict__.get("__getattr__", _getattr) is _getattr for klass in cls.__mro__)
+            and not any(name in cls.__dict__ for name in _READ_FROM_INSTANCES)
         )
         if not lazy:
             _dataclass(cls, options)
             return cls
-        type.__setattr__(cls, "__getattr__", _getattr)
+        for name in _READ_FROM_INSTANCES:
+            type.__setattr__(cls, name, _MadeOnRead(name))
+        annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - its own
+        declarations = {name: cls.__dict__[name] for name in annotations if name in cls.__dict__}
+        for name in declarations:
+            type.__delattr__(cls, name)
+        type.__setattr__(cls, _DECLARATIONS, declarations)
         type.__setattr__(cls, _PENDING, options)
         return cls
 
@@ -255,16 +339,33 @@ class _Declared:
         self.name, self.metadata, self.default, self.default_factory = name, metadata, default, default_factory
 
 
+def _declared(name: str, declaration: Any) -> _Declared:
+    """A ``dataclasses.Field`` as a :class:`_Declared` (its MISSING as this module's)."""
+    missing = sys.modules["dataclasses"].MISSING
+    default, factory = declaration.default, declaration.default_factory
+    return _Declared(
+        name,
+        declaration.metadata,
+        MISSING if default is missing else default,
+        MISSING if factory is missing else factory,
+    )
+
+
 def _declared_fields(cls: type) -> List[_Declared]:
-    """A model's fields in order, read from its declarations without making its dataclass."""
+    """A model's fields in order, read from its declarations without making its dataclass (a
+    made one's from its dataclass fields); no default is :data:`MISSING`."""
     annotations = cls.__dict__.get("__annotations__")  # noqa: RUF063 - its own, and 3.9 has no get_annotations
     if _PENDING not in cls.__dict__ or annotations is None:
-        return [_Declared(f.name, f.metadata, f.default, f.default_factory) for f in fields(cls)]
-    declared = []
+        import dataclasses
+
+        return [_declared(f.name, f) for f in dataclasses.fields(cls)]
+    declared, declarations = [], cls.__dict__.get(_DECLARATIONS, {})
     for name in annotations:
-        value = cls.__dict__.get(name, MISSING)
-        if isinstance(value, Field):
+        value = declarations.get(name, MISSING)
+        if type(value) is _FieldDeclaration:
             declared.append(_Declared(name, value.metadata, value.default, value.default_factory))
+        elif "dataclasses" in sys.modules and isinstance(value, sys.modules["dataclasses"].Field):
+            declared.append(_declared(name, value))  # a dataclasses.field declaration works too
         else:
             declared.append(_Declared(name, {}, value, MISSING))
     return declared
@@ -285,13 +386,13 @@ def spec_of(cls: type) -> _Spec:
     """A model class's reader and writer (made on the class's first use, then kept on it)."""
     spec: Optional[_Spec] = cls.__dict__.get("_json_spec_")
     if spec is None:
-        # Its instances are dataclass instances: make the dataclass before the first one exists,
-        # so no thread ever holds an instance of a class another thread is still making.
-        for klass in cls.__mro__:
-            if _PENDING in klass.__dict__:
-                _make_dataclass(klass)
-        spec = _make_spec(cls)
-        type.__setattr__(cls, "_json_spec_", spec)  # two threads may both make it: either will do
+        # Its dataclass stays pending (instances need none of it: see _make_dataclass); the lock
+        # keeps another thread from making that dataclass while this one reads the declarations.
+        with _MAKING:
+            spec = cls.__dict__.get("_json_spec_")
+            if spec is None:
+                spec = _make_spec(cls)
+                type.__setattr__(cls, "_json_spec_", spec)
     return spec
 
 

@@ -4,7 +4,8 @@ Each is declared with ``@model(frozen=True)``: ``@dataclass(frozen=True)`` whose
 compiled on first need, so importing this module compiles no code (see :mod:`flux0lite.jsonmodel`).
 
 ``from_dict`` and ``to_dict`` come from :mod:`flux0lite.jsonmodel`, which reads the field
-declarations (``dataclasses.field(metadata=json_field(...))``) on each class's first use.
+declarations (``field(metadata=json_field(...))``, :func:`flux0lite.jsonmodel.field`: ``dataclasses.field``
+once the dataclass is made) on each class's first use.
 
 Parsing is tolerant where a newer server may differ and strict where the API promises:
 - unknown fields are kept in ``extra`` and written back by ``to_dict``;
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from dataclasses import field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from .errors import ModelError
@@ -47,10 +47,11 @@ from .jsonmodel import (
     typed_by,
 )
 
-if TYPE_CHECKING:  # what ``model`` makes, on first need: the dataclass
+if TYPE_CHECKING:  # what ``model`` and ``field`` make, on first need: the dataclass and its fields
     from dataclasses import dataclass as model
+    from dataclasses import field
 else:
-    from .jsonmodel import model
+    from .jsonmodel import field, model
 
 __all__ = ["KNOWN_EVENT_TYPES", "KNOWN_EVENT_SOURCES", "KNOWN_STATUSES", "Agent", "Session", "Participant"]
 __all__ += ["ContentPart", "ReasoningPart", "ToolCallPart", "UnknownPart", "MessagePart", "MessageEventData"]

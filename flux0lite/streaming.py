@@ -8,17 +8,35 @@ events are decoded lazily, as bytes arrive, so tokens can be shown while they st
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Tuple, Type, Union, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Generator,
+    Iterator,
+    List,
+    Tuple,
+    Type,
+    Union,
+    cast,
+)
 
 from .aio import StreamWorker
 from .errors import ConfigError, ContentTypeError, DecodeError, ResponseTooLargeError, StreamError
-from .jsonmodel import spec_of
+from .jsonmodel import LazyDataclass, spec_of
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
 from .patch import VALUE_OVERHEAD, PatchedDocument, sized_copy
 from .sse import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
 from .streamshapes import ShapeReader, chunk_reader, scan_json, status_reader
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, StreamingResponse
+
+if TYPE_CHECKING:  # what ``model`` and ``field`` make, on first need: the dataclass and its fields
+    from dataclasses import dataclass as model
+    from dataclasses import field
+else:
+    from .jsonmodel import field, model
 
 __all__ = [
     "EventStream",
@@ -93,9 +111,11 @@ def parse_stream_event(sse: SSEEvent) -> StreamEvent:
     return read(value if end == len(text) else _load_json_slowly(sse))
 
 
-@dataclass(frozen=True)
-class Reply:
-    """What a finished stream said: text, structured messages, statuses, and any error."""
+@model(frozen=True)
+class Reply(LazyDataclass):
+    """What a finished stream said: text, structured messages, statuses, and any error.
+
+    A frozen dataclass, made on first use (:func:`flux0lite.jsonmodel.model`)."""
 
     text: str
     messages: Dict[str, Any] = field(default_factory=dict)

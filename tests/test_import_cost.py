@@ -16,6 +16,7 @@ from flux0lite.frozen import FrozenInstanceError
 from flux0lite.proxy import Proxy, Route
 from flux0lite.urls import Origin
 from tests.conftest import ROOT, subprocess_env
+from tests.fakeserver import FakeFlux0
 
 
 def _new_modules(code: str) -> str:
@@ -37,6 +38,23 @@ def test_a_client_that_only_sends_requests_imports_no_models_and_no_dataclasses(
     for name in ("'dataclasses'", "'inspect'", "'flux0lite.models'", "'flux0lite.streaming'", "'encodings.idna'"):
         assert name not in loaded, loaded
     assert "'flux0lite.transport'" in loaded
+
+
+def test_a_first_typed_call_imports_no_dataclasses(fake_flux0: FakeFlux0) -> None:
+    """Reading models compiles their readers only: ``dataclasses`` (and ``inspect``, ``ast``,
+    ``dis``, ``tokenize`` with it) is imported when a dataclass is first made, never to read."""
+    session = fake_flux0.add_session(fake_flux0.add_agent())
+    fake_flux0.add_events(session, 3)
+    loaded = _new_modules(
+        "from flux0lite import Flux0\n"
+        f"client = Flux0({fake_flux0.server.url!r})\n"
+        "agents = client.agents.list()\n"
+        f"events = client.sessions.list_events({session!r})\n"
+        "print(agents[0].name, [e.offset for e in events], events[0].data.text)\n"
+    )
+    assert loaded.startswith("Echo [0, 1, 2] message"), loaded
+    for name in ("'dataclasses'", "'inspect'", "'ast'", "'dis'", "'tokenize'"):
+        assert name not in loaded, loaded
 
 
 def test_the_resources_load_on_first_use() -> None:

@@ -23,26 +23,35 @@ def _fresh(code: str) -> str:
     return out.stdout.strip()
 
 
-def test_importing_the_models_compiles_no_dataclass() -> None:
-    made = _fresh(
-        "import flux0lite.models as m, flux0lite.jsonmodel as j\n"
-        "print(sorted(n for n, c in vars(m).items() if isinstance(c, j.LazyDataclassMeta)"
-        " and '__dataclass_fields__' in c.__dict__))"
-    )
-    assert made == "[]"
+MADE = "def made(cls):\n    return type(cls.__dict__.get('__dataclass_fields__')) is dict\n"
 
 
-def test_a_class_is_made_on_its_first_use_and_no_other() -> None:
-    """Parsing makes the class's dataclass before its first instance exists (so no thread can
-    hold an instance of a class another thread is still making); other classes stay pending."""
+def test_importing_the_models_compiles_no_dataclass_and_imports_no_dataclasses() -> None:
     made = _fresh(
-        "from flux0lite.models import Agent, Session\n"
-        "print('__dataclass_fields__' in Agent.__dict__)\n"
-        "a = Agent.from_dict({'id': 'a', 'name': 'n', 'type': 't', 'new': 1})\n"
-        "print('__dataclass_fields__' in Agent.__dict__, a.id, a.extra, '__dataclass_fields__' in Session.__dict__)\n"
-        "print(a == Agent(id='a', name='n', type='t'))"
+        "import sys\n"
+        "import flux0lite.models as m, flux0lite.jsonmodel as j, flux0lite.streaming\n"
+        + MADE
+        + "print(sorted(n for n, c in vars(m).items() if isinstance(c, j.LazyDataclassMeta) and made(c)),"
+        " 'dataclasses' in sys.modules, 'inspect' in sys.modules)"
     )
-    assert made.splitlines() == ["False", "True a {'new': 1} False", "True"]
+    assert made == "[] False False"
+
+
+def test_reading_models_makes_no_dataclass_until_one_is_needed() -> None:
+    """Parsing compiles only the readers: instances exist while their class is pending, and
+    ``dataclasses`` is imported only when a dataclass is made (here by ``==``), and then only
+    that class's."""
+    made = _fresh(
+        "import sys\n"
+        "from flux0lite.models import Agent, Event, Session\n"
+        + MADE
+        + "a = Agent.from_dict({'id': 'a', 'name': 'n', 'type': 't', 'new': 1})\n"
+        "e = Event.from_dict({'id': 'e', 'type': 'message', 'source': 'user', 'offset': 0,"
+        " 'data': {'type': 'message', 'parts': [{'type': 'content', 'content': 'hi'}]}})\n"
+        "print(made(Agent), a.id, a.extra, e.data.text, 'dataclasses' in sys.modules)\n"
+        "print(a == Agent(id='a', name='n', type='t'), made(Agent), made(Session), made(Event), 'dataclasses' in sys.modules)"
+    )
+    assert made.splitlines() == ["False a {'new': 1} hi False", "True True False False True"]
 
 
 @pytest.mark.parametrize(
@@ -86,6 +95,28 @@ def test_assigning_to_an_instance_whose_dataclass_is_not_made_yet_is_refused() -
     assert out == "frozen s"
 
 
+def test_threads_using_instances_while_their_dataclass_is_made_all_get_it() -> None:
+    """Instances of a pending class exist in many threads at once; each first use waits for the
+    one dataclass being made, and every thread sees complete dataclass behaviour."""
+    out = _fresh(
+        "import dataclasses, threading\n"
+        "from flux0lite.models import Agent\n"
+        "agents = [Agent.from_dict({'id': str(i), 'name': 'n', 'type': 't'}) for i in range(8)]\n"
+        "start, results = threading.Barrier(8), []\n"
+        "uses = [lambda a: repr(a), lambda a: a == a, lambda a: hash(a) == hash(Agent(id='2', name='n', type='t')), lambda a: dataclasses.fields(a)[0].name,\n"
+        "        lambda a: dataclasses.is_dataclass(a), lambda a: dataclasses.replace(a, name='m').name,\n"
+        "        lambda a: dataclasses.asdict(a)['id'], lambda a: Agent(id='x', name='n', type='t').id]\n"
+        "def use(i):\n    start.wait()\n    results.append((i, uses[i](agents[i])))\n"
+        "threads = [threading.Thread(target=use, args=(i,)) for i in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(sorted(results))"
+    )
+    assert out == str(
+        [(0, "Agent(id='0', name='n', type='t', description=None, created_at=None)"), (1, True), (2, True),
+         (3, "id"), (4, True), (5, "m"), (6, "6"), (7, "x")]
+    )  # fmt: skip
+
+
 def test_threads_making_the_same_dataclass_at_once_all_get_it() -> None:
     out = _fresh(
         "import threading\n"
@@ -119,13 +150,14 @@ def test_in_this_process_models_behave_as_dataclasses() -> None:
 
 
 def test_a_made_class_reads_its_fields_as_a_plain_class_does() -> None:
-    """No __getattr__ stand-in and no class attribute shadowing a field once the dataclass is
-    made (either keeps 3.11+ from specialising the reads); an unpickled instance of a class not
-    made yet still makes it on first use (the stand-in is on the pending class)."""
+    """No __getattr__ and no class attribute shadowing a field, pending or made (either keeps
+    3.11+ from specialising the reads); an unpickled instance of a class not made yet still
+    makes it on first use (the pending class's ``__dataclass_fields__`` makes it when read)."""
     from flux0lite.models import Event, JsonPatch
 
     patch = JsonPatch.from_dict({"op": "add", "path": "/-", "value": "x"})
     for cls in (JsonPatch, Event):
+        assert all("__getattr__" not in klass.__dict__ for klass in cls.__mro__)
         names = [f.name for f in dataclasses.fields(cls)]  # makes the dataclass
         assert all("__getattr__" not in klass.__dict__ for klass in cls.__mro__)
         assert not [name for name in names if name in cls.__dict__]
@@ -140,3 +172,11 @@ def test_a_made_class_reads_its_fields_as_a_plain_class_does() -> None:
         "print(subprocess.run([sys.executable, '-c', code], input=data, capture_output=True).stdout.decode().strip())"
     )
     assert out == "['event_id', 'seq'] 1 None"
+    # and before it is made: no field is a class attribute (the declarations wait elsewhere)
+    pending = _fresh(
+        "from flux0lite.models import Event\n"
+        "e = Event.from_dict({'id': 'e', 'type': 'status', 'source': 'ai_agent', 'offset': 0, 'data': {'status': 'ready'}})\n"
+        "print([n for n in Event.__annotations__ if n in Event.__dict__], e.deleted, e.metadata,"
+        " type(Event.__dict__['__dataclass_fields__']).__name__)"
+    )
+    assert pending == "[] False None _MadeOnRead"
