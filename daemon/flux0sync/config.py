@@ -105,7 +105,7 @@ _FLOATS = (
     "discover_interval",
 )
 # zero would spin or give up at once
-_POSITIVE = ("interval", "timeout", "session_deadline", "max_rps", "idle_max", "discover_interval")
+_POSITIVE = ("interval", "timeout", "max_backoff", "session_deadline", "max_rps", "idle_max", "discover_interval")
 _COOKIE_UNSAFE = ';,"\\ \t\r\n\x00'
 _LARGEST = 1e9  # for any number of seconds (31 years) or requests: beyond, a jittered delay can overflow
 

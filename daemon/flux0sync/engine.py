@@ -52,6 +52,7 @@ from flux0lite.models import Agent, Session
 
 from .backend import Archive
 from .budget import Budget
+from .gaps import SeenHere
 from .jobs import (
     BATCH_FAILURES,
     MAX_BATCH_CHARS,
@@ -220,6 +221,7 @@ class Engine:
         fetch_deadline: float = 120.0,
         batch_size: int = 500,
         gap_patience: float = 300.0,
+        seen_here: Optional[SeenHere] = None,
         once: bool = False,
         warnings: Optional[Warnings] = None,
         skip: Callable[[str], bool] = lambda session_id: False,
@@ -251,7 +253,8 @@ class Engine:
         self.on_outage = on_outage
         self.skip = skip
         self.close_clients = close_clients
-        self.writer = SessionWriter(store, gap_patience)
+        # the gaps this process saw open, kept by the caller across its engines (see SeenHere)
+        self.writer = SessionWriter(store, gap_patience, seen_here)
         self.warnings = warnings or Warnings()
         # Due times, rounds and pauses follow ``clock``, which a step of the system clock (NTP,
         # a VM snapshot, date -s) leaves alone; the archive keeps poll times in wall time.

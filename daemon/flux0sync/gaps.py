@@ -6,15 +6,21 @@ once it fills, and given up on (``skipped_at``) once it is the next offset after
 and has been open longer than ``patience``: only then does the checkpoint move past offsets that
 are not stored, and the record says so. Each store supplies a :class:`GapLedger`, its own SQL for
 one session inside its write transaction; :func:`reconcile` decides.
+
+A gap's age is read on the wall clock (the archive records when it was first seen, for the next
+daemon too) and, for a gap this process saw open, on its monotonic clock as well
+(:class:`SeenHere`): a step of the wall clock (NTP, a VM resumed from a snapshot, ``date -s``)
+must not pass a hole seen seconds ago, and the event that fills it a moment later with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-__all__ = ["Gap", "GapLedger", "reconcile"]
+__all__ = ["Gap", "GapLedger", "SeenHere", "reconcile"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,11 @@ class GapLedger(Protocol):
         ...
 
 
-def reconcile(ledger: GapLedger, patience: float, now: float) -> Tuple[List[Gap], List[Gap]]:
-    """Record the offsets missing below the highest stored one; skip those older than ``patience``.
+def reconcile(
+    ledger: GapLedger, patience: float, now: float, young: Optional[Callable[[Gap], bool]] = None
+) -> Tuple[List[Gap], List[Gap]]:
+    """Record the offsets missing below the highest stored one; skip those older than ``patience``
+    (and not ``young``, when given: see :class:`SeenHere`).
 
     Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
     """
@@ -68,7 +77,7 @@ def reconcile(ledger: GapLedger, patience: float, now: float) -> Tuple[List[Gap]
     ledger.record(ledger.missing_ranges(checkpoint), now)
     skipped: List[Gap] = []
     for gap in ledger.open_gaps():
-        if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now:
+        if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now or (young and young(gap)):
             break  # the checkpoint passes gaps in offset order: one still young holds it there
         ledger.mark_skipped(gap.first_offset, now)
         skipped.append(dataclasses.replace(gap, skipped_at=now))
@@ -76,3 +85,36 @@ def reconcile(ledger: GapLedger, patience: float, now: float) -> Tuple[List[Gap]
     if skipped:
         ledger.save_checkpoint(checkpoint, now)
     return ledger.open_gaps(), skipped
+
+
+class SeenHere:
+    """When this process first saw each session's open gaps, on its monotonic clock.
+
+    Kept per session by the wall-clock time the archive recorded (gaps recorded together share
+    one), so a server that opens many holes at once costs one entry. A gap recorded before this
+    process started has only the archive's record to go by.
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._started = time.time()
+        self._seen: Dict[str, Dict[float, float]] = {}  # session -> first_seen_at -> monotonic
+
+    def young(self, gap: Gap, patience: float) -> bool:
+        """Whether this process has seen ``gap`` open for less than ``patience`` (one it has not
+        noted yet it sees now: young unless patience is 0)."""
+        if gap.first_seen_at < self._started:
+            return False
+        seen = self._seen.get(gap.session_id, {}).get(gap.first_seen_at)
+        return self._monotonic() - seen < patience if seen is not None else patience > 0
+
+    def note(self, session_id: str, open_gaps: Sequence[Gap]) -> None:
+        """Note the session's open gaps after a reconcile: those new to it as seen now; the
+        entries of gaps no longer open go."""
+        known = self._seen.pop(session_id, {})
+        now = self._monotonic()
+        current = {
+            g.first_seen_at: known.get(g.first_seen_at, now) for g in open_gaps if g.first_seen_at >= self._started
+        }
+        if current:
+            self._seen[session_id] = current

@@ -49,6 +49,7 @@ from flux0lite.resources import path_segment
 
 from .backend import Archive
 from .budget import CHAR_COST, DEEP_CHAR_COST, ITEM_COST, element_cost, metered
+from .gaps import SeenHere
 from .jsonread import LEFT_OUT, Decoder
 from .rows import EventRow, RawEvent, UnidentifiableEventError, check_identity, event_rows, storable_text
 from .store import StoreBusyError, StoreFullError, WriteResult
@@ -563,9 +564,10 @@ class SessionWriter:
     runs), so that after a poll it reads nothing: the poll knows its checkpoint from its writes.
     """
 
-    def __init__(self, store: Archive, gap_patience: float) -> None:
+    def __init__(self, store: Archive, gap_patience: float, seen_here: Optional[SeenHere] = None) -> None:
         self.store = store
         self.gap_patience = gap_patience
+        self.seen_here = seen_here or SeenHere()  # gap ages on this process's own clock too
         self._gapped: Optional[Set[str]] = None  # sessions with an open gap, read at the first finish
 
     def write(self, session_id: str, batch: Sequence[RawEvent], generation: Optional[int] = None) -> WriteResult:
@@ -671,7 +673,11 @@ class SessionWriter:
             checkpoint = self.store.checkpoint(session_id)
         if highest_seen <= checkpoint and session_id not in self._gapped:
             return checkpoint
-        held, skipped = self.store.reconcile_gaps(session_id, self.gap_patience if may_pass else math.inf, generation)
+        patience = self.gap_patience if may_pass else math.inf
+        held, skipped = self.store.reconcile_gaps(
+            session_id, patience, generation, lambda gap: self.seen_here.young(gap, patience)
+        )
+        self.seen_here.note(session_id, held)
         if held:
             self._gapped.add(session_id)
         else:

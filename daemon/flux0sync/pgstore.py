@@ -583,9 +583,14 @@ class PgStore:
         return self._transact(write)
 
     def reconcile_gaps(
-        self, session_id: str, patience: float, generation: Optional[int] = None
+        self,
+        session_id: str,
+        patience: float,
+        generation: Optional[int] = None,
+        young: Optional[Callable[[Gap], bool]] = None,
     ) -> Tuple[List[Gap], List[Gap]]:
-        """Record the offsets missing below the highest stored one; skip those older than ``patience``.
+        """Record the offsets missing below the highest stored one; skip those older than ``patience``
+        and not ``young`` (see :func:`flux0sync.gaps.reconcile`).
 
         Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
         A poll of an earlier conversation (``generation`` no longer the session's) skips none.
@@ -594,7 +599,7 @@ class PgStore:
 
         def work(cur: Any) -> Tuple[List[Gap], List[Gap]]:
             current = generation is None or _lock_conversation(cur, sid)[1] == generation
-            return reconcile(_PgGaps(cur, sid), patience if current else math.inf, time.time())
+            return reconcile(_PgGaps(cur, sid), patience if current else math.inf, time.time(), young)
 
         return self._transact(work)
 

@@ -179,6 +179,14 @@ def _column(value: Any) -> str:
     return storable_text(value) or _escaped(value)
 
 
+def _id_column(event_id: str) -> str:
+    """An event's id column, one to one with its id (the key of its row in its session): the id
+    as it is, or its JSON escape where UTF-8 cannot carry it or where it begins with a quote, as
+    every escape does (an id that is the text of another's escape must not take its row)."""
+    text = storable_text(event_id)
+    return text if text is not None and text[:1] != '"' else _escaped(event_id)
+
+
 def check_identity(session_id: str, event: RawEvent) -> None:
     """Raise UnidentifiableEventError if the event has no usable id."""
     doc = event.doc
@@ -201,9 +209,9 @@ def event_row(session_id: str, event: RawEvent) -> EventRow:
         check_identity(session_id, event)  # raises: not a JSON object
     get = doc.get
     event_id = get("id")
-    if type(event_id) is not str or not event_id or not event_id.isascii():
+    if type(event_id) is not str or not event_id or not event_id.isascii() or event_id[0] == '"':
         check_identity(session_id, event)  # raises if the id is no string or empty
-        event_id = _column(event_id)
+        event_id = _id_column(event_id)
     raw = event.text
     if not raw.isascii() and storable_text(raw) is None:  # bytes that are not UTF-8
         raw = undecodable_raw(raw)

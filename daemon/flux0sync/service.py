@@ -39,6 +39,7 @@ from .backend import (
 from .budget import give_back_freed_memory
 from .config import Config, ConfigError, load_config
 from .engine import Engine, Totals
+from .gaps import SeenHere
 from .notify import Notifier, watchdog_interval
 from .schedule import Policy
 from .stopflag import StopFlag
@@ -213,6 +214,7 @@ class Daemon:
         self._last_ping = 0.0
         self._last_status = 0.0
         self.stop = stop or StopFlag()
+        self.seen_here = SeenHere()  # the gaps its engines saw open, on this process's clock
         self._reload = False
         self.store: Optional[Archive] = None
         self.totals: Dict[str, int] = {"polls": 0, "inserted": 0}
@@ -309,6 +311,7 @@ class Daemon:
             fetch_deadline=config.session_deadline,
             batch_size=config.batch_size,
             gap_patience=config.gap_patience,
+            seen_here=self.seen_here,
             once=self.once,
             heartbeat=self.heartbeat,
             shard=config.shard,

@@ -721,9 +721,14 @@ class Store:
         return self._write(work)
 
     def reconcile_gaps(
-        self, session_id: str, patience: float, generation: Optional[int] = None
+        self,
+        session_id: str,
+        patience: float,
+        generation: Optional[int] = None,
+        young: Optional[Callable[[Gap], bool]] = None,
     ) -> Tuple[List[Gap], List[Gap]]:
-        """Record the offsets missing below the highest stored one; skip those older than ``patience``.
+        """Record the offsets missing below the highest stored one; skip those older than ``patience``
+        and not ``young`` (see :func:`flux0sync.gaps.reconcile`).
 
         Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
         A poll of an earlier conversation (``generation`` no longer the session's) skips none.
@@ -732,7 +737,7 @@ class Store:
 
         def work(db: sqlite3.Connection) -> Tuple[List[Gap], List[Gap]]:
             current = generation is None or _generation(db, session_id) == generation
-            return reconcile(_SqliteGaps(db, session_id), patience if current else math.inf, now)
+            return reconcile(_SqliteGaps(db, session_id), patience if current else math.inf, now, young)
 
         return self._write(work)
 

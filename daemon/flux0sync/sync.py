@@ -18,6 +18,7 @@ from flux0lite import Flux0
 
 from .backend import Archive
 from .engine import Engine
+from .gaps import SeenHere
 from .jobs import Warnings
 from .schedule import Policy
 from .shard import Shard
@@ -81,6 +82,7 @@ class Syncer:
         self.batch_size = batch_size
         self.max_backoff = max_backoff
         self.gap_patience = gap_patience
+        self.seen_here = SeenHere()  # the gaps its passes saw open, on this process's clock
         self.session_deadline = session_deadline
         if workers > 1 and make_client is None:
             raise ValueError("more than one worker needs make_client (one client per worker)")
@@ -110,6 +112,7 @@ class Syncer:
             fetch_deadline=self.session_deadline,
             batch_size=self.batch_size,
             gap_patience=self.gap_patience,
+            seen_here=self.seen_here,
             once=True,
             warnings=self._warnings,
             skip=lambda session_id: self._retry_at.get(session_id, 0.0) > now,

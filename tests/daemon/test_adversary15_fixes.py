@@ -1,0 +1,135 @@
+"""A fifth adversary's findings (hadv15): settings the schedule refuses, ids that took another's
+row, and a wall-clock step that passed a hole seen a second earlier."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, List
+
+import flux0sync.store as store_module
+import pytest
+from flux0sync.backend import open_store
+from flux0sync.cli import main
+from flux0sync.config import ConfigError, load_config
+from flux0sync.gaps import Gap, SeenHere
+from flux0sync.notify import Notifier
+from flux0sync.rows import RawEvent, event_row
+from flux0sync.service import Daemon
+from flux0sync.sync import Syncer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.daemon.helpers import client_for, execute, one_session
+from tests.daemon.hostile import event, serve_bytes
+from tests.fakeserver import FakeFlux0, FakeServer
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "-0"])
+def test_a_max_backoff_the_schedule_refuses_is_a_configuration_error(tmp_path: Path, value: str) -> None:
+    """It passed the settings' checks, then stopped the daemon with "unexpected ValueError"
+    (exit 1, restarted by systemd: a crash loop), or killed it on a reload."""
+    with pytest.raises(ConfigError, match="max-backoff"):
+        load_config({"max_backoff": value, "db_path": str(tmp_path / "a.sqlite3")}, {})
+    code = main(["--once", "--max-backoff", value, "--db", str(tmp_path / "a.sqlite3")])
+    assert code == 2
+
+
+def test_a_reload_to_a_max_backoff_of_zero_keeps_the_running_configuration(tmp_path: Path, fake: FakeServer) -> None:
+    ini = tmp_path / "sync.ini"
+    ini.write_text("[flux0-sync]\nmax_backoff = 30\n")
+    flags = {"config_file": str(ini), "db_path": str(tmp_path / "a.sqlite3")}
+    env = {"FLUX0_SERVER_URL": fake.url}
+    daemon = Daemon(load_config(flags, env), flags=flags, env=env, notifier=Notifier(""))
+    ini.write_text("[flux0-sync]\nmax_backoff = 0\n")
+    daemon._reload = True
+    daemon._apply_reload()
+    assert daemon.config.max_backoff == 30
+
+
+def _row_id(event_id: str) -> str:
+    return event_row("s", RawEvent({"id": event_id, "offset": 0}, json.dumps({"id": event_id})))[1]
+
+
+@given(st.text(min_size=1), st.text(min_size=1))
+def test_two_ids_never_share_an_id_column(first: str, second: str) -> None:
+    assert (_row_id(first) == _row_id(second)) == (first == second)
+
+
+def test_an_id_that_is_the_text_of_anothers_escape_keeps_its_own_row(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str
+) -> None:
+    sid = one_session(fake_flux0)
+    ids = ["\ud800", json.dumps("\ud800"), json.dumps(json.dumps("\ud800")), '"plain']
+    texts = [json.dumps(event(sid, offset, event_id)) for offset, event_id in enumerate(ids)]
+    serve_bytes(fake_flux0, sid, ('{"data":[' + ",".join(texts) + "]}").encode())
+    archive = open_store(archive_db)
+    try:
+        Syncer(client_for(fake), archive, gap_patience=0.0).run_pass()
+    finally:
+        archive.close()
+    assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
+    assert sorted(execute(archive_db, 'SELECT "offset" FROM events')) == [(0,), (1,), (2,), (3,)]
+
+
+class _SteppedClock:
+    """The time module, its wall clock moved ``shift`` seconds."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def time(self) -> float:
+        return time.time() + self.shift
+
+
+def test_a_wall_clock_step_passes_no_hole_the_daemon_saw_seconds_ago(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _SteppedClock()
+    sid = one_session(fake_flux0)
+    fake_flux0.add_events(sid, 4)
+    late = fake_flux0.events[sid].pop(2)
+    archive = open_store(archive_db)
+    for backend in (store_module, sys.modules.get("flux0sync.pgstore")):  # the latter once imported
+        if backend is not None:
+            monkeypatch.setattr(backend, "time", clock)
+    try:
+        syncer = Syncer(client_for(fake), archive, gap_patience=300.0)
+        syncer.run_pass()
+        clock.shift = 3600.0  # NTP, or a VM resumed from a snapshot: an hour later, a second on
+        syncer.run_pass()
+        assert [(gap.first_offset, gap.skipped_at) for gap in archive.gaps(sid)] == [(2, None)]
+        assert archive.checkpoint(sid) == 1
+        fake_flux0.events[sid].insert(2, late)
+        syncer.run_pass()
+        assert archive.checkpoint(sid) == 3 and archive.gaps(sid) == []
+    finally:
+        archive.close()
+
+
+def test_a_hole_recorded_before_the_daemon_started_goes_by_the_archives_clock() -> None:
+    now = time.time()
+    seen = SeenHere(monotonic=lambda: 1000.0)
+    before, after = Gap("s", 2, 2, now - 3600, None), Gap("s", 2, 2, now + 1, None)
+    assert not seen.young(before, 300.0)  # only the archive's record: 3600 s old
+    assert seen.young(after, 300.0) and not seen.young(after, 0.0)  # seen now, by this process
+
+
+def test_the_gaps_seen_here_are_one_entry_per_recording_and_go_when_closed() -> None:
+    ticks: List[float] = [0.0]
+    seen = SeenHere(monotonic=lambda: ticks[0])
+    first = time.time() + 1
+    gaps = [Gap("s", offset, offset, first, None) for offset in range(2, 20_000, 2)]
+    seen.note("s", gaps)
+    assert seen._seen == {"s": {first: 0.0}}
+    ticks[0] = 299.0
+    assert seen.young(gaps[0], 300.0)
+    ticks[0] = 300.0
+    assert not seen.young(gaps[-1], 300.0)
+    seen.note("s", [])
+    assert seen._seen == {}
