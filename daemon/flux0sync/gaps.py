@@ -2,9 +2,12 @@
 
 A gap is a run of offsets, below the highest one stored, that the server has not returned. It is
 recorded and held open while it may still fill (the server may commit out of order), forgotten
-once it fills, and given up on (``skipped_at``) once it is the next offset after the checkpoint
-and has been open longer than ``patience``: only then does the checkpoint move past offsets that
-are not stored, and the record says so. Each store supplies a :class:`GapLedger`, its own SQL for
+once it fills, and given up on (``skipped_at``) once it is the next offset after the checkpoint,
+has been open longer than ``patience`` and is outnumbered by the offsets stored after it: only
+then does the checkpoint move past offsets that are not stored, and the record says so. (flux0
+gives offsets one by one: a hole wider than what follows it is likelier an offset out of place,
+a glitch or a hostile one, than lost events, and the hole the session's future: passing it
+would skip every event the conversation adds.) Each store supplies a :class:`GapLedger`, its own SQL for
 one session inside its write transaction; :func:`reconcile` decides.
 
 A gap's age is read on the wall clock (the archive records when it was first seen, for the next
@@ -54,6 +57,11 @@ class GapLedger(Protocol):
         """The gaps not given up on, by first offset."""
         ...
 
+    def stored_after(self, offset: int, count: int) -> bool:
+        """Whether at least ``count`` offsets above ``offset`` are stored (reading no more than
+        ``count`` of them)."""
+        ...
+
     def mark_skipped(self, first_offset: int, now: float) -> None: ...
 
     def advance(self, checkpoint: int) -> int:
@@ -79,6 +87,8 @@ def reconcile(
     for gap in ledger.open_gaps():
         if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now or (young and young(gap)):
             break  # the checkpoint passes gaps in offset order: one still young holds it there
+        if not ledger.stored_after(gap.last_offset, gap.last_offset - gap.first_offset + 1):
+            break  # outnumbered by no run after it: held open (see the module's docstring)
         ledger.mark_skipped(gap.first_offset, now)
         skipped.append(dataclasses.replace(gap, skipped_at=now))
         checkpoint = ledger.advance(gap.last_offset)

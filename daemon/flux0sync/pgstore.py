@@ -1021,6 +1021,13 @@ class _PgGaps:
     def open_gaps(self) -> List[Gap]:
         return _gaps(self.cur, self.sid, open_only=True)
 
+    def stored_after(self, offset: int, count: int) -> bool:
+        self.cur.execute(
+            'SELECT count(*) FROM (SELECT 1 FROM events WHERE session_id = %s AND "offset" > %s LIMIT %s) AS after',
+            (self.sid, offset, count),
+        )
+        return int(self.cur.fetchone()[0]) >= count
+
     def mark_skipped(self, first_offset: int, now: float) -> None:
         self.cur.execute(
             "UPDATE gaps SET skipped_at = %s WHERE session_id = %s AND first_offset = %s", (now, self.sid, first_offset)

@@ -1170,6 +1170,13 @@ class _SqliteGaps:
     def open_gaps(self) -> List[Gap]:
         return _gaps(self.db, self.session_id, open_only=True)
 
+    def stored_after(self, offset: int, count: int) -> bool:
+        (found,) = self.db.execute(
+            'SELECT count(*) FROM (SELECT 1 FROM events WHERE session_id = ? AND "offset" > ? LIMIT ?)',
+            (self.session_id, offset, min(count, _MAX_ROWID)),
+        ).fetchone()
+        return int(found) >= count
+
     def mark_skipped(self, first_offset: int, now: float) -> None:
         self.db.execute(
             "UPDATE gaps SET skipped_at = ? WHERE session_id = ? AND first_offset = ?",

@@ -133,3 +133,54 @@ def test_the_gaps_seen_here_are_one_entry_per_recording_and_go_when_closed() -> 
     assert not seen.young(gaps[-1], 300.0)
     seen.note("s", [])
     assert seen._seen == {}
+
+
+def _serve_offsets(fake_flux0: FakeFlux0, sid: str, offsets: List[int]) -> None:
+    fake_flux0.events[sid] = [event(sid, offset) for offset in offsets]
+
+
+def test_an_event_at_a_stray_offset_does_not_make_the_sessions_future_a_hole_to_pass(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str
+) -> None:
+    """Offsets 3 .. 999,999 below a stray 1,000,000 are not a hole to pass after gap_patience:
+    passing it made every later event of the session (3, 4, 5 ...) one never asked for."""
+    sid = one_session(fake_flux0)
+    _serve_offsets(fake_flux0, sid, [0, 1, 2, 1_000_000])
+    archive = open_store(archive_db)
+    try:
+        syncer = Syncer(client_for(fake), archive, gap_patience=0.0)
+        syncer.run_pass()
+        syncer.run_pass()
+        assert archive.checkpoint(sid) == 2
+        _serve_offsets(fake_flux0, sid, [0, 1, 2, 3, 4, 5, 1_000_000])
+        syncer.run_pass()
+        assert archive.checkpoint(sid) == 5
+        assert [gap.skipped_at for gap in archive.gaps(sid)] == [None]
+    finally:
+        archive.close()
+    assert execute(archive_db, 'SELECT "offset" FROM events ORDER BY "offset"') == [
+        (0,), (1,), (2,), (3,), (4,), (5,), (1_000_000,)
+    ]  # fmt: skip
+
+
+def test_a_hole_is_passed_once_the_offsets_stored_after_it_outnumber_it(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str
+) -> None:
+    sid = one_session(fake_flux0)
+    _serve_offsets(fake_flux0, sid, [0, 4])  # 1 .. 3 missing, one offset after them
+    archive = open_store(archive_db)
+    try:
+        syncer = Syncer(client_for(fake), archive, gap_patience=0.0)
+        syncer.run_pass()
+        assert archive.checkpoint(sid) == 0
+        _serve_offsets(fake_flux0, sid, [0, 4, 5])
+        syncer.run_pass()
+        assert archive.checkpoint(sid) == 0
+        _serve_offsets(fake_flux0, sid, [0, 4, 5, 6])  # three after three missing: the server moved on
+        syncer.run_pass()
+        assert archive.checkpoint(sid) == 6
+        assert [(gap.first_offset, gap.last_offset, gap.skipped_at is not None) for gap in archive.gaps(sid)] == [
+            (1, 3, True)
+        ]
+    finally:
+        archive.close()

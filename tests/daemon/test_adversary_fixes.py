@@ -59,7 +59,12 @@ def test_a_checkpoint_at_the_largest_offset_neither_crashes_nor_stops_later_pass
     store = open_store(archive_db)
     try:
         syncer = Syncer(client_for(fake), store, gap_patience=0)
-        for _ in range(3):  # the first pass passes the hole; the next ones start from 2**63 - 1
+        assert syncer.run_pass().ok
+        # the hole 1 .. 2**63 - 2 is held (wider than what follows it: see flux0sync.gaps), so the
+        # checkpoint is put at the largest offset as an archive can hold it
+        assert store.checkpoint(sid) == 0
+        execute(archive_db, "UPDATE sync_state SET last_offset = ? WHERE session_id = ?", (MAX_OFFSET, sid))
+        for _ in range(3):  # each pass starts from 2**63 - 1
             result = syncer.run_pass()
             assert result.ok, result.errors
         assert store.checkpoint(sid) == MAX_OFFSET
