@@ -273,7 +273,9 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
     rows, (agents, sessions, events), gaps = store.status_snapshot()  # one instant of the archive
     remote: Dict[str, Optional[int]] = {}
     if args.server:
-        with make_client(load_config({"server_url": args.server_url}, os.environ)) as client:
+        config = load_config({"server_url": args.server_url}, os.environ)
+        # each count as long as a poll may take at most: an answer that never ends gives "?"
+        with make_client(config, total=config.session_deadline) as client:
             for row in rows:
                 try:
                     remote[row.session_id] = count_events(client, row.session_id, max(0, row.last_offset + 1))

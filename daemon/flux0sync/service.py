@@ -165,11 +165,12 @@ def _lock_archive_itself(real: str) -> Optional[int]:
     return fd
 
 
-def make_client(config: Config, user: Optional[str] = None) -> Flux0:
-    """A client for one user (``flux0_user_sub`` cookie; None sends none)."""
+def make_client(config: Config, user: Optional[str] = None, total: Optional[float] = None) -> Flux0:
+    """A client for one user (``flux0_user_sub`` cookie; None sends none); ``total`` bounds each
+    whole call (the engine bounds a poll itself, at ``session_deadline``)."""
     return Flux0(
         config.server_url,
-        timeout=Timeout(connect=min(10.0, config.timeout), read=config.timeout),
+        timeout=Timeout(connect=min(10.0, config.timeout), read=config.timeout, total=total),
         # no answer is retried here: a 429/502/503/504 pauses every request in the engine (for its
         # Retry-After), so every request the server answers has passed --max-rps (a request that
         # could not connect, or whose connection dropped, is still tried again at once)

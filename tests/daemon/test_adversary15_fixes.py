@@ -3,6 +3,7 @@ row, and a wall-clock step that passed a hole seen a second earlier."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -23,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.daemon.helpers import client_for, execute, one_session
-from tests.daemon.hostile import event, serve_bytes
+from tests.daemon.hostile import event, serve_bytes, serve_trickle
 from tests.fakeserver import FakeFlux0, FakeServer
 
 
@@ -184,3 +185,28 @@ def test_a_hole_is_passed_once_the_offsets_stored_after_it_outnumber_it(
         ]
     finally:
         archive.close()
+
+
+def test_status_server_counts_an_answer_no_longer_than_the_session_deadline(
+    fake: FakeServer, fake_flux0: FakeFlux0, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer that trickles on (one byte every 0.2 s here) held ``status --server`` for ever,
+    printing nothing; it now gives up at ``session_deadline``, as a poll does, with "?"."""
+    sid = one_session(fake_flux0)
+    fake_flux0.add_events(sid, 2)
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        Syncer(client_for(fake), archive).run_pass()
+    finally:
+        archive.close()
+    fake_flux0.add_events(sid, 3)
+    serve_trickle(fake_flux0, sid, lambda: fake_flux0.events[sid], every=0.2)
+    monkeypatch.setenv("FLUX0_SYNC_SESSION_DEADLINE", "1")
+    out, err = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    code = main(["status", "--db", db, "--server", "--server-url", fake.url], stdout=out, stderr=err)
+    assert time.monotonic() - started < 10
+    assert code == 0, err.getvalue()
+    assert sid in err.getvalue() and len(err.getvalue().splitlines()) == 1
+    assert [line.split()[-1] for line in out.getvalue().splitlines() if line.startswith(sid)] == ["?"]
