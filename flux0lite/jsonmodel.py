@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from .errors import ModelError
 
@@ -157,7 +157,7 @@ class _FieldDeclaration:
         )
 
 
-def field(
+def _field(
     *,
     default: Any = MISSING,
     default_factory: Any = MISSING,
@@ -305,7 +305,7 @@ class LazyDataclass(metaclass=LazyDataclassMeta):
 _STAND_INS = ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__")
 
 
-def model(**options: Any) -> Callable[[_C], _C]:
+def _model(**options: Any) -> Callable[[_C], _C]:
     """``dataclass(**options)``, made on first need (see the module docstring); the class must
     have :class:`LazyDataclassMeta` as its metaclass, as every :class:`JsonModel` has."""
 
@@ -330,6 +330,13 @@ def model(**options: Any) -> Callable[[_C], _C]:
         return cls
 
     return declare
+
+
+if TYPE_CHECKING:  # what they make, on first need: a dataclass and its fields
+    from dataclasses import dataclass as model
+    from dataclasses import field
+else:
+    model, field = _model, _field
 
 
 class _Declared:

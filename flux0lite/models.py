@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from .errors import ModelError
 from .jsonmodel import (
@@ -40,18 +40,14 @@ from .jsonmodel import (
     JsonModel,
     Kind,
     LazyDataclass,
+    field,
     json_field,
+    model,
     nested,
     nested_list,
     spec_of,
     typed_by,
 )
-
-if TYPE_CHECKING:  # what ``model`` and ``field`` make, on first need: the dataclass and its fields
-    from dataclasses import dataclass as model
-    from dataclasses import field
-else:
-    from .jsonmodel import field, model
 
 __all__ = ["KNOWN_EVENT_TYPES", "KNOWN_EVENT_SOURCES", "KNOWN_STATUSES", "Agent", "Session", "Participant"]
 __all__ += ["ContentPart", "ReasoningPart", "ToolCallPart", "UnknownPart", "MessagePart", "MessageEventData"]

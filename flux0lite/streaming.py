@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from typing import (
-    TYPE_CHECKING,
     Any,
     AsyncIterator,
     Callable,
@@ -25,18 +24,12 @@ from typing import (
 
 from .aio import StreamWorker
 from .errors import ConfigError, ContentTypeError, DecodeError, ResponseTooLargeError, StreamError
-from .jsonmodel import LazyDataclass, spec_of
+from .jsonmodel import LazyDataclass, field, model, spec_of
 from .models import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
 from .patch import VALUE_OVERHEAD, PatchedDocument, sized_copy
 from .sse import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
 from .streamshapes import ShapeReader, chunk_reader, scan_json, status_reader
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, StreamingResponse
-
-if TYPE_CHECKING:  # what ``model`` and ``field`` make, on first need: the dataclass and its fields
-    from dataclasses import dataclass as model
-    from dataclasses import field
-else:
-    from .jsonmodel import field, model
 
 __all__ = [
     "EventStream",
