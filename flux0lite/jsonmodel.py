@@ -178,7 +178,10 @@ _PENDING = "_dataclass_options_"  # in a class's own __dict__ until its dataclas
 # Meanwhile the fields' declarations (defaults and field()s) wait here, not as class
 # attributes: those would shadow the fields of the instances read before the dataclass is made.
 _DECLARATIONS = "_field_declarations_"
-_DATACLASS_ATTRIBUTES = frozenset({"__dataclass_fields__", "__dataclass_params__", "__match_args__"})
+# what the dataclass adds that is asked of the class itself: by dataclasses.fields(), a match
+# statement, copy.replace() (3.13). (Not __signature__: dataclass() itself asks for the class's
+# signature while it makes it.)
+_DATACLASS_ATTRIBUTES = frozenset({"__dataclass_fields__", "__dataclass_params__", "__match_args__", "__replace__"})
 # what dataclasses.fields() and is_dataclass() read, from an instance as from its class
 _READ_FROM_INSTANCES = ("__dataclass_fields__", "__dataclass_params__")
 _MAKING = threading.RLock()
@@ -279,9 +282,11 @@ def _delattr(self: Any, name: str) -> None:
 
 
 class LazyDataclassMeta(type):
-    """The metaclass of :func:`model` classes: asking a pending class for ``__match_args__`` (a
-    ``match`` statement does) makes its dataclass first. (Its ``__dataclass_fields__`` and
-    ``__dataclass_params__`` are :class:`_MadeOnRead` attributes, read from instances too.)"""
+    """The metaclass of :func:`model` classes: asking a pending class for what its dataclass
+    adds (``__match_args__`` for a ``match`` statement, ``__replace__`` for ``copy.replace``)
+    makes its dataclass first. (Its
+    ``__dataclass_fields__`` and ``__dataclass_params__`` are :class:`_MadeOnRead` attributes,
+    read from instances too.)"""
 
     def __getattr__(cls, name: str) -> Any:  # only for names the class does not have
         if name in _DATACLASS_ATTRIBUTES and _PENDING in cls.__dict__:
