@@ -289,8 +289,12 @@ class LazyDataclassMeta(type):
     read from instances too.)"""
 
     def __getattr__(cls, name: str) -> Any:  # only for names the class does not have
-        if name in _DATACLASS_ATTRIBUTES and _PENDING in cls.__dict__:
-            _make_dataclass(cls)
+        pending = (
+            [klass for klass in cls.__mro__ if _PENDING in klass.__dict__] if name in _DATACLASS_ATTRIBUTES else []
+        )
+        if pending:  # the class's own, or a base's (a subclass of a model inherits its dataclass)
+            for klass in pending:
+                _make_dataclass(klass)
             return getattr(cls, name)
         raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
 

@@ -89,6 +89,24 @@ def test_any_first_use_makes_a_complete_frozen_dataclass(first_use: str) -> None
     assert out == "frozen"
 
 
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="match: 3.10+")
+def test_a_subclass_of_a_model_not_made_yet_matches_by_position() -> None:
+    """A pickled instance of a user's subclass, loaded where the model is still pending: ``case``
+    asks the subclass for ``__match_args__``, which its base's dataclass gives it."""
+    out = _fresh(
+        "import pickle, subprocess, sys\n"
+        "code = ('from flux0lite.models import Agent\\nclass MyAgent(Agent): pass\\n'\n"
+        "        'import pickle, sys\\nsys.stdout.buffer.write(pickle.dumps(MyAgent.from_dict('\n"
+        "        '{\\'id\\': \\'a\\', \\'name\\': \\'n\\', \\'type\\': \\'t\\'})))')\n"
+        "from flux0lite.models import Agent\n"
+        "class MyAgent(Agent): pass\n"
+        "import __main__; __main__.MyAgent = MyAgent\n"
+        "a = pickle.loads(subprocess.run([sys.executable, '-c', code], capture_output=True).stdout)\n"
+        "match a:\n    case MyAgent(i, n):\n        print(i, n)\n"
+    )
+    assert out == "a n"
+
+
 def test_assigning_to_an_instance_whose_dataclass_is_not_made_yet_is_refused() -> None:
     out = _fresh(
         "import dataclasses\n"

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from flux0lite.models import Agent, Session
 
+from .gaps import SeenHere
 from .rows import RawEvent
 from .store import Gap, Listed, PollRecord, SearchHit, SessionStatus, StoreBusyError, StoreError, WriteResult
 
@@ -55,7 +56,7 @@ class Archive(Protocol):
         session_id: str,
         patience: float,
         generation: Optional[int] = None,
-        young: Optional[Callable[[Gap], bool]] = None,
+        seen: Optional[SeenHere] = None,
     ) -> Tuple[List[Gap], List[Gap]]: ...
     def gaps(self, session_id: Optional[str] = None, *, open_only: bool = False) -> List[Gap]: ...
     def mark_synced(self, session_id: str) -> None: ...

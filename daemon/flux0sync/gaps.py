@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
-__all__ = ["Gap", "GapLedger", "SeenHere", "reconcile"]
+__all__ = ["Gap", "GapLedger", "MAX_GAPS", "SeenHere", "capped", "reconcile"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,9 @@ class GapLedger(Protocol):
         """The stored checkpoint (a store with concurrent writers locks the session here)."""
         ...
 
-    def missing_ranges(self, checkpoint: int) -> List[Tuple[int, int]]:
-        """``(first, last)`` of each run of offsets missing between ``checkpoint`` and the highest stored."""
+    def missing_ranges(self, checkpoint: int) -> Iterable[Tuple[int, int]]:
+        """``(first, last)`` of each run of offsets missing between ``checkpoint`` and the highest
+        stored, in order, read as it is iterated (there may be one per stored event)."""
         ...
 
     def record(self, found: Sequence[Tuple[int, int]], now: float) -> None:
@@ -73,20 +74,45 @@ class GapLedger(Protocol):
         ...
 
 
+MAX_GAPS = 1000
+"""Gaps recorded per session, at most: the missing ranges past the first MAX_GAPS are recorded as
+one span (holding stored offsets too), so a server that skips every other offset costs the
+daemon a bounded number of records, not one per event (the checkpoint passes them in order,
+so only the first ones matter until they fill or pass)."""
+
+
+def capped(ranges: Iterable[Tuple[int, int]], most: int = MAX_GAPS) -> List[Tuple[int, int]]:
+    """The first ``most`` ranges, then the rest as one span from the first of them to the last
+    (every range read, none kept)."""
+    kept: List[Tuple[int, int]] = []
+    span: Optional[Tuple[int, int]] = None
+    for first, last in ranges:
+        if len(kept) < most:
+            kept.append((first, last))
+        else:
+            span = (first if span is None else span[0], last)
+    return kept if span is None else [*kept, span]
+
+
 def reconcile(
-    ledger: GapLedger, patience: float, now: float, young: Optional[Callable[[Gap], bool]] = None
+    ledger: GapLedger, patience: float, now: float, seen: Optional[SeenHere] = None
 ) -> Tuple[List[Gap], List[Gap]]:
     """Record the offsets missing below the highest stored one; skip those older than ``patience``
-    (and not ``young``, when given: see :class:`SeenHere`).
+    (on ``seen``'s clock too, for the gaps it saw recorded: see :class:`SeenHere`).
 
     Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
     """
     checkpoint = ledger.checkpoint()
-    ledger.record(ledger.missing_ranges(checkpoint), now)
+    ledger.record(capped(ledger.missing_ranges(checkpoint)), now)
     skipped: List[Gap] = []
-    for gap in ledger.open_gaps():
-        if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now or (young and young(gap)):
+    open_gaps = ledger.open_gaps()
+    if seen is not None:
+        seen.note(open_gaps, now)
+    for gap in open_gaps:
+        if gap.first_offset != checkpoint + 1 or gap.first_seen_at + patience > now:
             break  # the checkpoint passes gaps in offset order: one still young holds it there
+        if seen is not None and seen.young(gap, patience):
+            break  # young on this process's own clock (the wall clock was stepped)
         if not ledger.stored_after(gap.last_offset, gap.last_offset - gap.first_offset + 1):
             break  # outnumbered by no run after it: held open (see the module's docstring)
         ledger.mark_skipped(gap.first_offset, now)
@@ -94,37 +120,46 @@ def reconcile(
         checkpoint = ledger.advance(gap.last_offset)
     if skipped:
         ledger.save_checkpoint(checkpoint, now)
-    return ledger.open_gaps(), skipped
+        open_gaps = ledger.open_gaps()
+    return open_gaps, skipped
 
 
 class SeenHere:
-    """When this process first saw each session's open gaps, on its monotonic clock.
+    """The gaps this process recorded, with when it recorded them on its monotonic clock.
 
-    Kept per session by the wall-clock time the archive recorded (gaps recorded together share
-    one), so a server that opens many holes at once costs one entry. A gap recorded before this
-    process started has only the archive's record to go by.
+    A gap recorded by this process (its ``first_seen_at`` is the wall-clock time of one of this
+    process's reconciles of its session) is young until open ``patience`` on the monotonic clock
+    too, however the wall clock was stepped, back or forward, since. A gap another process
+    recorded (an earlier daemon, a ``--once`` before this one) has only the archive's record to
+    go by. Kept per session by recording time (gaps recorded together share one entry).
     """
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
-        self._started = time.time()
-        self._seen: Dict[str, Dict[float, float]] = {}  # session -> first_seen_at -> monotonic
+        self._recorded: Dict[str, Dict[float, float]] = {}  # session -> first_seen_at -> monotonic
+
+    def note(self, open_gaps: Sequence[Gap], now: float) -> None:
+        """After a reconcile of one session recorded its gaps at wall-clock ``now``: note those
+        recorded now, keep the entries of the others still open, forget the rest."""
+        if not open_gaps:
+            return
+        session_id = open_gaps[0].session_id
+        known = self._recorded.pop(session_id, {})
+        kept: Dict[float, float] = {}
+        for gap in open_gaps:
+            at = gap.first_seen_at
+            if at in known:
+                kept[at] = known[at]
+            elif at == now:
+                kept[at] = self._monotonic()
+        if kept:
+            self._recorded[session_id] = kept
+
+    def forget(self, session_id: str) -> None:
+        """The session has no open gap any more."""
+        self._recorded.pop(session_id, None)
 
     def young(self, gap: Gap, patience: float) -> bool:
-        """Whether this process has seen ``gap`` open for less than ``patience`` (one it has not
-        noted yet it sees now: young unless patience is 0)."""
-        if gap.first_seen_at < self._started:
-            return False
-        seen = self._seen.get(gap.session_id, {}).get(gap.first_seen_at)
-        return self._monotonic() - seen < patience if seen is not None else patience > 0
-
-    def note(self, session_id: str, open_gaps: Sequence[Gap]) -> None:
-        """Note the session's open gaps after a reconcile: those new to it as seen now; the
-        entries of gaps no longer open go."""
-        known = self._seen.pop(session_id, {})
-        now = self._monotonic()
-        current = {
-            g.first_seen_at: known.get(g.first_seen_at, now) for g in open_gaps if g.first_seen_at >= self._started
-        }
-        if current:
-            self._seen[session_id] = current
+        """Whether this process recorded ``gap`` less than ``patience`` ago by its own clock."""
+        at = self._recorded.get(gap.session_id, {}).get(gap.first_seen_at)
+        return at is not None and self._monotonic() - at < patience

@@ -673,11 +673,11 @@ class SessionWriter:
             checkpoint = self.store.checkpoint(session_id)
         if highest_seen <= checkpoint and session_id not in self._gapped:
             return checkpoint
-        patience = self.gap_patience if may_pass else math.inf
         held, skipped = self.store.reconcile_gaps(
-            session_id, patience, generation, lambda gap: self.seen_here.young(gap, patience)
+            session_id, self.gap_patience if may_pass else math.inf, generation, self.seen_here
         )
-        self.seen_here.note(session_id, held)
+        if not held:
+            self.seen_here.forget(session_id)
         if held:
             self._gapped.add(session_id)
         else:

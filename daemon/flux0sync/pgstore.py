@@ -39,7 +39,7 @@ from flux0lite.models import Agent, Session
 
 from .backend import StoreUnavailableError, redact_db_text, redact_db_url
 from .config import ConfigError
-from .gaps import Gap, reconcile
+from .gaps import MAX_GAPS, Gap, SeenHere, reconcile
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_row, storable_text
 from .store import (
     RETIRE_PIECE_CHARS,
@@ -228,13 +228,20 @@ def _key(value: str) -> str:
     return value if _text(value) is not None else json.dumps(value, ensure_ascii=True)
 
 
+def _id_key(value: str) -> str:
+    """A session's, agent's or user's key, one to one with the id: as :func:`_key`, and escaped
+    as well where it begins with a quote, as every escape does (``a<NUL>b`` and the text
+    ``"a\\u0000b"`` are two sessions). Event ids come escaped alike from rows.event_row."""
+    return value if _text(value) is not None and value[:1] != '"' else json.dumps(value, ensure_ascii=True)
+
+
 def _pg_row(row: EventRow) -> EventRow:
     """rows.py made the row fit SQLite; PostgreSQL text also refuses NUL, which SQLite keeps."""
     sid, event_id, offset, kind, source, correlation_id, created_at, deleted, text, raw = row
     if "\x00" in raw:  # never from a JSON parser (it escapes NUL); kept exact all the same
         raw = dumps_lossless(json.loads(raw))
     return (
-        _key(sid),
+        _id_key(sid),
         _key(event_id),
         offset,
         _key(kind),
@@ -475,7 +482,7 @@ class PgStore:
         # sorted: daemons upserting the same rows lock them in one order, so they never deadlock
         rows = sorted(
             (
-                (_key(a.id), _text(a.name), _text(a.type), _text(a.description), _text(a.created_at))
+                (_id_key(a.id), _text(a.name), _text(a.type), _text(a.description), _text(a.created_at))
                 + (dumps_lossless(a.to_dict()), now)
                 for a in agents
             ),
@@ -498,7 +505,7 @@ class PgStore:
         now = time.time()
         rows = sorted(
             (
-                (_key(s.id), _text(s.agent_id), _text(s.user_id), _text(s.title), _text(s.created_at))
+                (_id_key(s.id), _text(s.agent_id), _text(s.user_id), _text(s.title), _text(s.created_at))
                 + (dumps_lossless(s.to_dict()), now)
                 for s in sessions
             ),
@@ -523,17 +530,17 @@ class PgStore:
 
     def checkpoint(self, session_id: str) -> int:
         """The offset up to which the session is complete (stored, or a recorded gap), or -1."""
-        rows = self._read("SELECT last_offset FROM sync_state WHERE session_id = %s", (_key(session_id),))
+        rows = self._read("SELECT last_offset FROM sync_state WHERE session_id = %s", (_id_key(session_id),))
         return int(rows[0][0]) if rows else -1
 
     def stored_through(self, session_id: str, offset: int) -> int:
         """The highest offset reached from ``offset`` through stored offsets without a hole."""
-        sid = _key(session_id)
+        sid = _id_key(session_id)
         return self._transact(lambda cur: _advance(cur, sid, offset))
 
     def poll_starts(self, session_ids: Sequence[str]) -> Dict[str, Tuple[int, int]]:
         """Where a poll of each session starts: (checkpoint, generation), in one query."""
-        keys = {sid: _key(sid) for sid in session_ids}
+        keys = {sid: _id_key(sid) for sid in session_ids}
         rows = self._read(
             "SELECT session_id, last_offset, generation FROM sync_state WHERE session_id = ANY(%s)",
             (list(set(keys.values())),),
@@ -554,7 +561,7 @@ class PgStore:
         )
         if not rows:
             return WriteResult(0, 0, 0, self.checkpoint(session_id))
-        sid = _key(session_id)
+        sid = _id_key(session_id)
 
         def write(cur: Any) -> WriteResult:
             now = time.time()
@@ -587,19 +594,19 @@ class PgStore:
         session_id: str,
         patience: float,
         generation: Optional[int] = None,
-        young: Optional[Callable[[Gap], bool]] = None,
+        seen: Optional[SeenHere] = None,
     ) -> Tuple[List[Gap], List[Gap]]:
         """Record the offsets missing below the highest stored one; skip those older than ``patience``
-        and not ``young`` (see :func:`flux0sync.gaps.reconcile`).
+        (on ``seen``'s clock too: see :func:`flux0sync.gaps.reconcile`).
 
         Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
         A poll of an earlier conversation (``generation`` no longer the session's) skips none.
         """
-        sid = _key(session_id)
+        sid = _id_key(session_id)
 
         def work(cur: Any) -> Tuple[List[Gap], List[Gap]]:
             current = generation is None or _lock_conversation(cur, sid)[1] == generation
-            return reconcile(_PgGaps(cur, sid), patience if current else math.inf, time.time(), young)
+            return reconcile(_PgGaps(cur, sid), patience if current else math.inf, time.time(), seen)
 
         return self._transact(work)
 
@@ -611,7 +618,7 @@ class PgStore:
                 "INSERT INTO sync_state (session_id, last_attempt_at, last_success_at) VALUES (%s, %s, %s)"
                 " ON CONFLICT (session_id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
                 " last_success_at = excluded.last_success_at, errors = 0, last_error = NULL",
-                (_key(session_id), now, now),
+                (_id_key(session_id), now, now),
             )
 
         self._transact(write)
@@ -625,7 +632,7 @@ class PgStore:
                 "INSERT INTO sync_state (session_id, last_attempt_at, errors, last_error) VALUES (%s, %s, 1, %s)"
                 " ON CONFLICT (session_id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
                 " errors = sync_state.errors + 1, last_error = excluded.last_error RETURNING errors",
-                (_key(session_id), now, _key(message[:500])),
+                (_id_key(session_id), now, _key(message[:500])),
             )
             row = cur.fetchone()
             return int(row[0]) if row else 1
@@ -666,7 +673,7 @@ class PgStore:
 
     def gaps(self, session_id: Optional[str] = None, *, open_only: bool = False) -> List[Gap]:
         if session_id is not None:
-            return self._transact(lambda cur: _gaps(cur, _key(session_id), open_only=open_only))
+            return self._transact(lambda cur: _gaps(cur, _id_key(session_id), open_only=open_only))
         rows = self._read(
             "SELECT session_id, first_offset, last_offset, first_seen_at, skipped_at FROM gaps"
             " WHERE skipped_at IS NULL OR NOT %s ORDER BY session_id, first_offset",
@@ -679,7 +686,7 @@ class PgStore:
         streamed through a server-side cursor: memory stays flat for a session of any length.
         The cursor brings 500 rows a round trip, a raw of over _INLINE_RAW_BYTES not among them:
         that one is read alone (500 events of 16 MiB would be 8 GB at once)."""
-        key = _key(session_id)
+        key = _id_key(session_id)
         self._in_transaction = True
         try:
             with self.db.transaction(), self.db.cursor(name="flux0sync_export") as cur:
@@ -715,7 +722,7 @@ class PgStore:
             raise _translate(exc, self.path) from exc
 
     def session_exists(self, session_id: str) -> bool:
-        sid = _key(session_id)
+        sid = _id_key(session_id)
         rows = self._read(
             "SELECT 1 FROM sessions WHERE id = %s UNION SELECT 1 FROM sync_state WHERE session_id = %s", (sid, sid)
         )
@@ -766,11 +773,11 @@ class PgStore:
         (it cannot be fetched either) is left out. The look-up and the writes are one
         transaction, re-run whole on a serialization failure.
         """
-        found_under = _key(user or "")
+        found_under = _id_key(user or "")
         usable = [x for x in sessions if storable_text(x.id) is not None]
         if not usable:
             return []
-        keys = [_key(x.id) for x in usable]
+        keys = [_id_key(x.id) for x in usable]
 
         def work(cur: Any) -> List[Listed]:
             now = time.time()
@@ -831,17 +838,17 @@ class PgStore:
         """Many finished polls in one transaction: next poll times, and when empty polls succeeded."""
         if not polls:
             return
-        ordered = sorted(polls, key=lambda p: _key(p.session_id))  # one lock order for every daemon
+        ordered = sorted(polls, key=lambda p: _id_key(p.session_id))  # one lock order for every daemon
 
         def work(cur: Any) -> None:
             cur.executemany(
                 "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (%s, %s, %s)"
                 " ON CONFLICT (session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at,"
                 " idle_level = excluded.idle_level",
-                [(_key(p.session_id), p.next_poll_at, p.idle_level) for p in ordered],
+                [(_id_key(p.session_id), p.next_poll_at, p.idle_level) for p in ordered],
             )
             succeeded = [
-                (p.succeeded_at, p.succeeded_at, _key(p.session_id)) for p in ordered if p.succeeded_at is not None
+                (p.succeeded_at, p.succeeded_at, _id_key(p.session_id)) for p in ordered if p.succeeded_at is not None
             ]
             if succeeded:
                 cur.executemany(
@@ -972,13 +979,19 @@ def _advance(cur: Any, sid: str, checkpoint: int) -> int:
 
 
 def _missing_ranges(cur: Any, sid: str, checkpoint: int) -> List[Tuple[int, int]]:
-    cur.execute(
+    """The first MAX_GAPS + 1 missing ranges and, if there are more, the last: all that
+    gaps.capped keeps of them (the server reads every offset, the daemon no more than that)."""
+    query = (
         'SELECT previous + 1, "offset" - 1 FROM (SELECT "offset", lag("offset", 1, %s) OVER (ORDER BY "offset")'
         ' AS previous FROM events WHERE session_id = %s AND "offset" > %s) AS tail'
-        ' WHERE "offset" > previous + 1 ORDER BY 1',
-        (checkpoint, sid, checkpoint),
+        ' WHERE "offset" > previous + 1 ORDER BY 1 {} LIMIT %s'
     )
-    return [(int(first), int(last)) for first, last in cur.fetchall()]
+    cur.execute(query.format("ASC"), (checkpoint, sid, checkpoint, MAX_GAPS + 1))
+    ranges = [(int(first), int(last)) for first, last in cur.fetchall()]
+    if len(ranges) > MAX_GAPS:
+        cur.execute(query.format("DESC"), (checkpoint, sid, checkpoint, 1))
+        ranges += [(int(first), int(last)) for first, last in cur.fetchall()]
+    return ranges
 
 
 def _gap(row: Sequence[Any]) -> Gap:

@@ -30,12 +30,12 @@ import stat
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generator, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from flux0lite.jsonstream import string_end
 from flux0lite.models import Agent, Session
 
-from .gaps import Gap, reconcile
+from .gaps import Gap, SeenHere, reconcile
 from .jsonread import SHALLOW_MIN_CHARS, same_json
 from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_rows, storable_text
 
@@ -725,10 +725,10 @@ class Store:
         session_id: str,
         patience: float,
         generation: Optional[int] = None,
-        young: Optional[Callable[[Gap], bool]] = None,
+        seen: Optional[SeenHere] = None,
     ) -> Tuple[List[Gap], List[Gap]]:
         """Record the offsets missing below the highest stored one; skip those older than ``patience``
-        and not ``young`` (see :func:`flux0sync.gaps.reconcile`).
+        (on ``seen``'s clock too: see :func:`flux0sync.gaps.reconcile`).
 
         Returns (open gaps, gaps skipped just now). A skipped gap moves the checkpoint past it.
         A poll of an earlier conversation (``generation`` no longer the session's) skips none.
@@ -737,7 +737,7 @@ class Store:
 
         def work(db: sqlite3.Connection) -> Tuple[List[Gap], List[Gap]]:
             current = generation is None or _generation(db, session_id) == generation
-            return reconcile(_SqliteGaps(db, session_id), patience if current else math.inf, now, young)
+            return reconcile(_SqliteGaps(db, session_id), patience if current else math.inf, now, seen)
 
         return self._write(work)
 
@@ -1121,16 +1121,14 @@ def _advance(db: sqlite3.Connection, session_id: str, checkpoint: int) -> int:
     return expected - 1
 
 
-def _missing_ranges(db: sqlite3.Connection, session_id: str, checkpoint: int) -> List[Tuple[int, int]]:
-    ranges: List[Tuple[int, int]] = []
+def _missing_ranges(db: sqlite3.Connection, session_id: str, checkpoint: int) -> Iterator[Tuple[int, int]]:
     expected = checkpoint + 1
     for (offset,) in db.execute(
         'SELECT "offset" FROM events WHERE session_id = ? AND "offset" > ? ORDER BY "offset"', (session_id, checkpoint)
     ):
         if offset > expected:
-            ranges.append((expected, offset - 1))
+            yield expected, offset - 1
         expected = offset + 1
-    return ranges
 
 
 def _gaps(db: sqlite3.Connection, session_id: str, *, open_only: bool) -> List[Gap]:
@@ -1151,7 +1149,7 @@ class _SqliteGaps:
     def checkpoint(self) -> int:
         return _checkpoint(self.db, self.session_id)
 
-    def missing_ranges(self, checkpoint: int) -> List[Tuple[int, int]]:
+    def missing_ranges(self, checkpoint: int) -> Iterator[Tuple[int, int]]:
         return _missing_ranges(self.db, self.session_id, checkpoint)
 
     def record(self, found: Sequence[Tuple[int, int]], now: float) -> None:

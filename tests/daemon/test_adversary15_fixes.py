@@ -15,7 +15,7 @@ import pytest
 from flux0sync.backend import open_store
 from flux0sync.cli import main
 from flux0sync.config import ConfigError, load_config
-from flux0sync.gaps import Gap, SeenHere
+from flux0sync.gaps import MAX_GAPS, Gap, SeenHere, capped
 from flux0sync.notify import Notifier
 from flux0sync.rows import RawEvent, event_row
 from flux0sync.service import Daemon
@@ -113,27 +113,82 @@ def test_a_wall_clock_step_passes_no_hole_the_daemon_saw_seconds_ago(
         archive.close()
 
 
-def test_a_hole_recorded_before_the_daemon_started_goes_by_the_archives_clock() -> None:
-    now = time.time()
-    seen = SeenHere(monotonic=lambda: 1000.0)
-    before, after = Gap("s", 2, 2, now - 3600, None), Gap("s", 2, 2, now + 1, None)
-    assert not seen.young(before, 300.0)  # only the archive's record: 3600 s old
-    assert seen.young(after, 300.0) and not seen.young(after, 0.0)  # seen now, by this process
+@pytest.mark.parametrize("steps", [(3600.0,), (-3600.0, 0.0)], ids=["forward", "back-then-forward"])
+def test_a_wall_clock_step_either_way_passes_no_hole_this_process_recorded(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str, monkeypatch: pytest.MonkeyPatch, steps: Any
+) -> None:
+    """hadv16 01: a hole recorded while the clock was an hour behind, passed at once when NTP
+    put it right, since it looked recorded before the daemon started."""
+    clock = _SteppedClock()
+    sid = one_session(fake_flux0)
+    fake_flux0.add_events(sid, 4)
+    late = fake_flux0.events[sid].pop(2)
+    archive = open_store(archive_db)
+    for backend in (store_module, sys.modules.get("flux0sync.pgstore")):
+        if backend is not None:
+            monkeypatch.setattr(backend, "time", clock)
+    try:
+        syncer = Syncer(client_for(fake), archive, gap_patience=300.0)
+        clock.shift = steps[0] if len(steps) > 1 else 0.0
+        syncer.run_pass()
+        clock.shift = steps[-1]
+        syncer.run_pass()
+        assert archive.checkpoint(sid) == 1 and [gap.skipped_at for gap in archive.gaps(sid)] == [None]
+        fake_flux0.events[sid].insert(2, late)
+        syncer.run_pass()
+        assert archive.checkpoint(sid) == 3
+    finally:
+        archive.close()
 
 
-def test_the_gaps_seen_here_are_one_entry_per_recording_and_go_when_closed() -> None:
-    ticks: List[float] = [0.0]
+def test_a_hole_another_process_recorded_goes_by_the_archives_clock_one_recorded_here_by_both() -> None:
+    ticks = [1000.0]
     seen = SeenHere(monotonic=lambda: ticks[0])
-    first = time.time() + 1
-    gaps = [Gap("s", offset, offset, first, None) for offset in range(2, 20_000, 2)]
-    seen.note("s", gaps)
-    assert seen._seen == {"s": {first: 0.0}}
-    ticks[0] = 299.0
-    assert seen.young(gaps[0], 300.0)
-    ticks[0] = 300.0
-    assert not seen.young(gaps[-1], 300.0)
-    seen.note("s", [])
-    assert seen._seen == {}
+    now = time.time()
+    theirs, ours = Gap("s", 2, 2, now - 3600, None), Gap("s", 4, 4, now, None)
+    seen.note([theirs, ours], now)
+    assert not seen.young(theirs, 300.0)  # only the archive's record: an hour old
+    assert seen.young(ours, 300.0) and not seen.young(ours, 0.0)
+    ticks[0] += 300.0
+    assert not seen.young(ours, 300.0)
+
+
+def test_the_gaps_recorded_here_are_one_entry_per_recording_and_go_when_closed() -> None:
+    seen = SeenHere(monotonic=lambda: 0.0)
+    now = time.time()
+    seen.note([Gap("s", offset, offset, now, None) for offset in range(2, 20_000, 2)], now)
+    assert seen._recorded == {"s": {now: 0.0}}
+    seen.note([Gap("s", 2, 2, now, None), Gap("s", 8, 9, now + 1, None)], now + 2)  # not recorded at now + 2
+    assert seen._recorded == {"s": {now: 0.0}}
+    seen.forget("s")
+    assert seen._recorded == {}
+
+
+def test_past_max_gaps_the_missing_ranges_are_recorded_as_one_span() -> None:
+    ranges = [(offset, offset) for offset in range(1, 2 * (MAX_GAPS + 500), 2)]
+    assert capped(iter(ranges)) == [*ranges[:MAX_GAPS], (ranges[MAX_GAPS][0], ranges[-1][1])]
+    assert capped(ranges[: MAX_GAPS + 1]) == ranges[: MAX_GAPS + 1]
+    assert capped(ranges[:3]) == ranges[:3] and capped([]) == []
+
+
+def test_a_session_that_skips_every_other_offset_keeps_its_gaps_bounded(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str
+) -> None:
+    """hadv16 02: one gap per event, all built at every reconcile, took ~650,000 events past
+    MemoryMax; past MAX_GAPS the rest is one span, and every event is still archived."""
+    sid = one_session(fake_flux0)
+    count = MAX_GAPS + 200
+    _serve_offsets(fake_flux0, sid, [0, *range(10**12, 10**12 + 2 * count, 2)])
+    archive = open_store(archive_db)
+    try:
+        Syncer(client_for(fake), archive, gap_patience=0.0).run_pass()
+        gaps = archive.gaps(sid, open_only=True)
+    finally:
+        archive.close()
+    assert len(gaps) == MAX_GAPS + 1
+    assert (gaps[0].first_offset, gaps[0].last_offset) == (1, 10**12 - 1)
+    assert (gaps[-1].first_offset, gaps[-1].last_offset) == (10**12 + 2 * MAX_GAPS - 1, 10**12 + 2 * count - 3)
+    assert execute(archive_db, "SELECT count(*) FROM events")[0][0] == count + 1
 
 
 def _serve_offsets(fake_flux0: FakeFlux0, sid: str, offsets: List[int]) -> None:
@@ -210,3 +265,26 @@ def test_status_server_counts_an_answer_no_longer_than_the_session_deadline(
     assert code == 0, err.getvalue()
     assert sid in err.getvalue() and len(err.getvalue().splitlines()) == 1
     assert [line.split()[-1] for line in out.getvalue().splitlines() if line.startswith(sid)] == ["?"]
+
+
+def test_a_session_id_that_is_the_text_of_anothers_escape_is_another_session(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str
+) -> None:
+    """hadv16 04: on PostgreSQL (whose text holds no NUL) ``a<NUL>b`` was kept as the escape
+    ``"a\\u0000b"``, the very key of a session of that name: two sessions in one row."""
+    agent = fake_flux0.add_agent()
+    ids = ["a\x00b", json.dumps("a\x00b")]
+    for sid in ids:
+        fake_flux0.sessions[sid] = {"id": sid, "agent_id": agent, "user_id": "u", "created_at": "2026-11-25T00:00:00Z"}
+        fake_flux0.events[sid] = []
+        fake_flux0.add_events(sid, 2)
+    archive = open_store(archive_db)
+    try:
+        Syncer(client_for(fake), archive).run_pass()
+        exported = {sid: [json.loads(raw)["id"] for raw in archive.iter_raw_events(sid)] for sid in ids}
+        rows, _, _ = archive.status_snapshot()
+    finally:
+        archive.close()
+    assert len(rows) == 2
+    assert exported == {sid: [event["id"] for event in fake_flux0.events[sid]] for sid in ids}
+    assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
