@@ -11,9 +11,10 @@ would skip every event the conversation adds.) Each store supplies a :class:`Gap
 one session inside its write transaction; :func:`reconcile` decides.
 
 A gap's age is read on the wall clock (the archive records when it was first seen, for the next
-daemon too) and, for a gap this process saw open, on its monotonic clock as well
+daemon too) and, for a gap this process recorded, on its monotonic clock as well
 (:class:`SeenHere`): a step of the wall clock (NTP, a VM resumed from a snapshot, ``date -s``)
-must not pass a hole seen seconds ago, and the event that fills it a moment later with it.
+must not pass a hole seen seconds ago, and the event that fills it a moment later with it. A
+session's first :data:`MAX_GAPS` gaps are recorded one by one, the rest as one span.
 """
 
 from __future__ import annotations
