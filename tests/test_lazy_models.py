@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import pickle
 import subprocess
 import sys
@@ -17,8 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _fresh(code: str) -> str:
-    """Run ``code`` in a new interpreter (a class's dataclass is made once per process)."""
-    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    """Run ``code`` in a new interpreter (a class's dataclass is made once per process), without
+    coverage (which imports dataclasses and inspect itself)."""
+    env = dict(os.environ)
+    env.pop("COVERAGE_PROCESS_START", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=60, env=env
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
