@@ -133,15 +133,19 @@ def _work(jobs: "queue.SimpleQueue[Any]") -> None:
         job = jobs.get()
         if job is None:
             return
-        future, call = job
-        if not future.set_running_or_notify_cancel():
-            continue
-        try:
-            result = call()
-        except BaseException as exc:  # handed to the awaiting task, as an executor would
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+        _run(*job)
+        del job  # an idle worker holds nothing of its stream (a dropped stream can then go)
+
+
+def _run(future: "concurrent.futures.Future[Any]", call: Callable[[], Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = call()
+    except BaseException as exc:  # handed to the awaiting task, as an executor would
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 @overload

@@ -178,10 +178,13 @@ _PENDING = "_dataclass_options_"  # in a class's own __dict__ until its dataclas
 # Meanwhile the fields' declarations (defaults and field()s) wait here, not as class
 # attributes: those would shadow the fields of the instances read before the dataclass is made.
 _DECLARATIONS = "_field_declarations_"
-# what the dataclass adds that is asked of the class itself: by dataclasses.fields(), a match
-# statement, copy.replace() (3.13). (Not __signature__: dataclass() itself asks for the class's
-# signature while it makes it.)
-_DATACLASS_ATTRIBUTES = frozenset({"__dataclass_fields__", "__dataclass_params__", "__match_args__", "__replace__"})
+# what the dataclass adds, or changes, that is asked of the class itself: by dataclasses.fields(),
+# a match statement, copy.replace() (3.13), inspect.signature() (which then reads the real
+# __init__; dataclass() itself asks while it makes the class: see _making)
+_DATACLASS_ATTRIBUTES = frozenset(
+    {"__dataclass_fields__", "__dataclass_params__", "__match_args__", "__replace__", "__signature__"}
+)
+_making = threading.local()  # .depth: how many dataclasses this thread is making, one in another
 # what dataclasses.fields() and is_dataclass() read, from an instance as from its class
 _READ_FROM_INSTANCES = ("__dataclass_fields__", "__dataclass_params__")
 _MAKING = threading.RLock()
@@ -223,7 +226,11 @@ def _make_dataclass(cls: type) -> None:
         options = cls.__dict__.get(_PENDING)
         if options is None:
             return
-        _dataclass(cls, options)
+        _making.depth = getattr(_making, "depth", 0) + 1
+        try:
+            _dataclass(cls, options)
+        finally:
+            _making.depth -= 1
         type.__delattr__(cls, _PENDING)
 
 
@@ -283,12 +290,15 @@ def _delattr(self: Any, name: str) -> None:
 
 class LazyDataclassMeta(type):
     """The metaclass of :func:`model` classes: asking a pending class for what its dataclass
-    adds (``__match_args__`` for a ``match`` statement, ``__replace__`` for ``copy.replace``)
-    makes its dataclass first. (Its
+    adds (``__match_args__`` for a ``match`` statement, ``__replace__`` for ``copy.replace``,
+    ``__signature__`` for ``inspect.signature``) makes its dataclass first. (Its
     ``__dataclass_fields__`` and ``__dataclass_params__`` are :class:`_MadeOnRead` attributes,
     read from instances too.)"""
 
     def __getattr__(cls, name: str) -> Any:  # only for names the class does not have
+        if name == "__signature__" and getattr(_making, "depth", 0) > 0:
+            # dataclass() reads the signature of the class it is making: from its new __init__
+            raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
         pending = (
             [klass for klass in cls.__mro__ if _PENDING in klass.__dict__] if name in _DATACLASS_ATTRIBUTES else []
         )

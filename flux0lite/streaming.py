@@ -8,6 +8,7 @@ events are decoded lazily, as bytes arrive, so tokens can be shown while they st
 from __future__ import annotations
 
 import json
+import weakref
 from typing import (
     Any,
     AsyncIterator,
@@ -377,6 +378,9 @@ class AsyncEventStream:
     def __init__(self, stream: EventStream) -> None:
         self._stream = stream
         self._worker = StreamWorker()
+        # Dropped before its end (an ``async for`` left by ``break``, no ``aclose``), it closes
+        # its connection, as a dropped EventStream's socket closes, and its thread ends.
+        self._close = weakref.finalize(self, _close_stream, stream, self._worker)
 
     @property
     def headers(self) -> Dict[str, str]:
@@ -407,11 +411,15 @@ class AsyncEventStream:
             self._worker.stop()
 
     async def aclose(self) -> None:
-        self._stream.close()  # shuts the socket down first: a read in progress ends at once
-        self._worker.stop()
+        self._close()
 
     async def __aenter__(self) -> "AsyncEventStream":
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
+
+
+def _close_stream(stream: EventStream, worker: StreamWorker) -> None:
+    stream.close()  # shuts the socket down first: a read in progress ends at once
+    worker.stop()

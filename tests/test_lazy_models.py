@@ -79,6 +79,8 @@ def test_reading_models_makes_no_dataclass_until_one_is_needed() -> None:
             "assert copy.replace(a, name='m').name == 'm'",
             marks=pytest.mark.skipif(sys.version_info < (3, 13), reason="3.13+"),
         ),
+        "import inspect; assert list(inspect.signature(Agent).parameters)[:3] == ['id', 'name', 'type']",
+        "import inspect; assert str(inspect.signature(type(a))).startswith('(id: ')",
     ],
 )
 def test_any_first_use_makes_a_complete_frozen_dataclass(first_use: str) -> None:

@@ -437,3 +437,32 @@ def _outcome(action: Callable[[], object]) -> Tuple[str, str]:
         return "ok", repr(action())
     except Flux0Error as exc:
         return type(exc).__name__, str(exc)
+
+
+def test_an_async_stream_dropped_before_its_end_ends_its_thread_and_closes_its_connection(fake: FakeServer) -> None:
+    """hadv17 02: ``async for ...: break`` and the stream dropped, without aclose(): its reader
+    thread waited for a next read for ever (one thread, and its socket, per reply)."""
+    import gc
+    import threading
+
+    status = {"id": "e1", "event_id": "e1", "correlation_id": "c", "data": {"type": "status", "status": "processing"}}
+    fake.on("POST", "/api/sessions/*", sse_stream([sse_text([("status", status)] * 3)]))
+
+    def readers() -> int:
+        return sum(1 for thread in threading.enumerate() if thread.name == "flux0lite-stream")
+
+    async def drop_streams(client: Flux0) -> None:
+        for _ in range(5):
+            stream = await client.sessions.create_event_async("s", "hi")
+            async for _event in stream:
+                break
+            del stream
+
+    before = readers()
+    with Flux0(fake.url, timeout=Timeout(5, 5), retry=Retry(total=0)) as client:
+        asyncio.run(drop_streams(client))
+        gc.collect()
+        deadline = time.monotonic() + 5
+        while readers() > before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert readers() == before

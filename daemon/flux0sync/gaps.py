@@ -52,7 +52,8 @@ class GapLedger(Protocol):
 
     def record(self, found: Sequence[Tuple[int, int]], now: float) -> None:
         """Make the open gaps exactly ``found``: forget the others (filled, or narrowed), add the
-        new ones as first seen ``now``, and keep a known one's ``first_seen_at``."""
+        new ones as first seen ``now``, and keep a known one's ``first_seen_at``, unless it grew
+        (a span that took in newer holes: it is first seen ``now`` again)."""
         ...
 
     def open_gaps(self) -> List[Gap]:

@@ -1027,7 +1027,9 @@ class _PgGaps:
         if found:
             self.cur.executemany(
                 "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
+                " ON CONFLICT (session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset,"
+                " first_seen_at = CASE WHEN excluded.last_offset > gaps.last_offset"
+                " THEN excluded.first_seen_at ELSE gaps.first_seen_at END",
                 [(self.sid, first, last, now) for first, last in found],
             )
 

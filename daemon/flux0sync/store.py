@@ -1161,7 +1161,9 @@ class _SqliteGaps:
                 self.db.execute("DELETE FROM gaps WHERE session_id = ? AND first_offset = ?", (self.session_id, first))
         self.db.executemany(
             "INSERT INTO gaps (session_id, first_offset, last_offset, first_seen_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset",
+            " ON CONFLICT(session_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset,"
+            " first_seen_at = CASE WHEN excluded.last_offset > gaps.last_offset"
+            " THEN excluded.first_seen_at ELSE gaps.first_seen_at END",
             [(self.session_id, first, last, now) for first, last in found],
         )
 

@@ -1,5 +1,6 @@
-"""A fifth adversary's findings (hadv15): settings the schedule refuses, ids that took another's
-row, and a wall-clock step that passed a hole seen a second earlier."""
+"""The findings of the adversary rounds hadv15 to hadv17 on the daemon: settings the schedule
+refuses, ids that took another's row, wall-clock steps that passed a hole seen a second earlier,
+a stray offset that made a session's future a hole, and the memory and age of many holes."""
 
 from __future__ import annotations
 
@@ -288,3 +289,27 @@ def test_a_session_id_that_is_the_text_of_anothers_escape_is_another_session(
     assert len(rows) == 2
     assert exported == {sid: [event["id"] for event in fake_flux0.events[sid]] for sid in ids}
     assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
+
+
+def test_a_span_of_gaps_that_takes_in_a_new_hole_is_first_seen_again(
+    fake: FakeServer, fake_flux0: FakeFlux0, archive_db: str
+) -> None:
+    """hadv17 01: the gaps past MAX_GAPS are one span; it kept its age as it grew, so a hole
+    that joined it a moment ago was passed with it, and the late event never asked for."""
+    sid = one_session(fake_flux0)
+    edge = 2 * MAX_GAPS + 4  # holes 1, 3, ..., 2 * MAX_GAPS + 3: MAX_GAPS of them, then a span of two
+    first = [offset for offset in range(edge + 1) if offset % 2 == 0 or offset > edge]
+    _serve_offsets(fake_flux0, sid, first)
+    archive = open_store(archive_db)
+    try:
+        syncer = Syncer(client_for(fake), archive, gap_patience=0.5)
+        syncer.run_pass()
+        time.sleep(0.6)  # every hole is now older than gap_patience
+        _serve_offsets(fake_flux0, sid, [*first, *range(edge + 2, edge + 3000)])  # edge + 1 comes late
+        syncer.run_pass()
+        assert archive.checkpoint(sid) < edge + 1
+        _serve_offsets(fake_flux0, sid, [*first, *range(edge + 1, edge + 3000)])
+        syncer.run_pass()
+    finally:
+        archive.close()
+    assert (edge + 1,) in execute(archive_db, 'SELECT "offset" FROM events')
