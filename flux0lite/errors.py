@@ -324,13 +324,20 @@ def _detail_text(body: Any, fallback: str) -> str:
             return detail
         if isinstance(detail, list):
             parts = []
-            for item in detail:
-                if isinstance(item, dict):
-                    loc = ".".join(str(x) for x in item.get("loc", []) if x != "body")
-                    msg = str(item.get("msg", item))
-                    parts.append(f"{loc}: {msg}" if loc else msg)
-                else:
-                    parts.append(str(item))
+            try:
+                for item in detail:
+                    if isinstance(item, dict):
+                        where = item.get("loc")
+                        if isinstance(where, list):  # FastAPI's: ["body", "field", 0]
+                            loc = ".".join(str(x) for x in where if x != "body")
+                        else:  # anything else a server may send, null included
+                            loc = "" if where is None else str(where)
+                        msg = str(item.get("msg", item))
+                        parts.append(f"{loc}: {msg}" if loc else msg)
+                    else:
+                        parts.append(str(item))
+            except RecursionError:  # a value nested too deep to print: the status line says enough
+                return fallback
             if parts:
                 return "; ".join(parts)
     if isinstance(body, str) and body.strip():

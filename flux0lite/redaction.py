@@ -49,6 +49,11 @@ def url_userinfo(url: str) -> "List[str]":
     for end in "/?#":
         rest = rest.split(end, 1)[0]
     userinfo = rest.rpartition("@")[0]
+    if ":" not in userinfo and len(userinfo) < _WHOLE_WORD_BELOW:
+        # a user name alone, as peer authentication has it (postgresql://sync@/flux0): no secret
+        # to hide in every word of every message ("flux0-***"); a token standing there is longer,
+        # and inside a URL the pattern hides it anyway
+        return []
     return _forms(userinfo)
 
 

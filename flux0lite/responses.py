@@ -188,10 +188,12 @@ class StreamingResponse:
         deadline: Optional[float] = None,
         read_timeout: Optional[float] = None,
         aborted: Optional[threading.Event] = None,
+        sock: Optional[socket.socket] = None,
         release: Callable[[http.client.HTTPConnection], None] = http.client.HTTPConnection.close,
         keep: Optional[Callable[[http.client.HTTPConnection], None]] = None,
     ) -> None:
         self._conn = conn
+        self._sock = sock or conn.sock  # what abort() shuts down (see transport: conn.sock may go)
         self._raw = raw
         self._deadline = deadline
         self._read_timeout = read_timeout
@@ -319,7 +321,7 @@ class StreamingResponse:
         progress elsewhere: that read returns and the server sees the disconnect now.
         ``close`` still releases the socket afterwards."""
         self._closed = True
-        sock = self._conn.sock
+        sock = self._sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

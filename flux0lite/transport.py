@@ -321,6 +321,9 @@ class Transport:
         )
         try:
             conn.request(method, route.request_target(request.target), body=request.body, headers=headers)
+            # the socket, kept for abort(): http.client lets go of it for an answer read to the
+            # connection's end (no length, not chunked), which then still reads from it
+            sock = conn.sock
             raw = conn.getresponse()
         except socket.timeout as exc:
             self._pool.discard(conn)
@@ -364,6 +367,7 @@ class Transport:
             deadline=request.deadline,
             read_timeout=request.timeout.read,
             aborted=request.aborted,
+            sock=sock,
             release=self._pool.discard,
             # only where a pooled connection may be reused at all (see the module docstring)
             keep=partial(self._pool.checkin, route) if request.reuse_connection else None,

@@ -171,3 +171,20 @@ def test_a_short_secret_is_redacted_where_it_stands_alone_not_inside_words() -> 
     assert redact("unrecognized arguments: --token=T", ["T"]) == "unrecognized arguments: --token=***"
     assert redact("invalid choice: 'T'", ["T"]) == "invalid choice: '***'"
     assert redact("xs3cret-token-long!", ["s3cret-token"]) == "x***-long!"  # a long one goes anywhere
+
+
+@pytest.mark.parametrize("user", ["sync", "flux0", "u", "p"])
+def test_a_short_user_name_without_a_password_is_no_secret(user: str, tmp_path: Path) -> None:
+    """hadv18 04: peer authentication's bare user name (postgresql://sync@/flux0) was a secret,
+    replaced in every word of every message: "flux0-***: ...", "***-sync: ..."."""
+    url = f"postgresql://{user}@/flux0?host={tmp_path}"
+    assert command_line_secrets(["--db", url], ("--token",), ("--db",)) == []
+    err = io.StringIO()
+    code = daemon_cli.main(["status", "--db", url], stdout=io.StringIO(), stderr=err)
+    assert code != 0 and err.getvalue().startswith("flux0-sync: ") and "***-sync" not in err.getvalue()
+
+
+def test_a_password_or_a_long_user_name_standing_for_a_token_stays_secret() -> None:
+    assert command_line_secrets(["--db", "postgresql://sync:s3cret@h/db"], (), ("--db",)) == ["sync:s3cret"]
+    token = "ghp_0123456789abcdef"
+    assert token in command_line_secrets(["--server-url", f"https://{token}@h"], (), ("--server-url",))

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from flux0lite import (
     APIError,
+    BadRequestError,
     DecodeError,
     Flux0,
     NotFoundError,
@@ -223,3 +224,20 @@ def test_a_407_whose_body_cannot_be_read_stays_the_proxys_refusal_and_chains_why
     assert caught.value.status_code == 407
     assert fake.count("GET", "/api/agents") == 1  # a proxy's refusal is never retried
     assert isinstance(caught.value.__cause__, DecodeError if fault == "corrupt gzip" else StreamError)
+
+
+@pytest.mark.parametrize("loc", [None, 5, True, "body", {"a": 1}, [], ["body", "content", 0], [[1, 2]]])
+def test_an_error_detail_with_any_loc_gives_the_typed_error(loc: Any) -> None:
+    """hadv18 03: a validation item whose ``loc`` was null (or any non-list) raised a bare
+    TypeError in place of the status's error, in the library, the CLI and flux0-sync status."""
+    error = error_for_status(404, {"detail": [{"loc": loc, "msg": "bad"}, "plain", 7]}, {}, reason="Not Found")
+    assert isinstance(error, NotFoundError)
+    assert "bad" in str(error) and "plain" in str(error)
+
+
+def test_an_error_detail_too_deep_to_print_falls_back_to_the_reason() -> None:
+    deep: Any = "x"
+    for _ in range(100_000):
+        deep = [deep]
+    error = error_for_status(400, {"detail": [{"msg": deep}]}, {}, reason="Bad Request")
+    assert isinstance(error, BadRequestError)

@@ -466,3 +466,40 @@ def test_an_async_stream_dropped_before_its_end_ends_its_thread_and_closes_its_c
         while readers() > before and time.monotonic() < deadline:
             time.sleep(0.02)
         assert readers() == before
+
+
+def test_cancelling_a_read_of_a_stream_read_to_the_connections_end_ends_it_at_once(fake: FakeServer) -> None:
+    """hadv18 (found through the compat layer): an answer with neither a length nor chunks is
+    read to the connection's end, and http.client then lets go of the connection's socket, so
+    abort() found none to shut down: a cancelled read waited for the server (10 s here)."""
+    import threading
+
+    quiet = threading.Event()
+
+    def thinking(req: Request, conn: Conn) -> None:
+        conn.send(raw_response(200, b"", {"content-type": "text/event-stream"}, length=False))
+        quiet.wait(10)
+        conn.keep_alive = False
+
+    fake.on("POST", "/api/sessions/*", thinking)
+
+    async def cancel_a_read(client: Flux0) -> float:
+        stream = await client.sessions.create_event_async("s", "hi")
+
+        async def read() -> None:
+            async for _ in stream:
+                pass
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await stream.aclose()
+        return time.monotonic() - started
+
+    try:
+        with Flux0(fake.url, timeout=Timeout(5, 30), retry=Retry(total=0)) as client:
+            assert asyncio.run(cancel_a_read(client)) < 2
+    finally:
+        quiet.set()

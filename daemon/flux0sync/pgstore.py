@@ -228,6 +228,18 @@ def _key(value: str) -> str:
     return value if _text(value) is not None else json.dumps(value, ensure_ascii=True)
 
 
+def _id_of(key: str) -> str:
+    """The id a session key (:func:`_id_key`) stands for: what readers show and take."""
+    if key[:1] == '"':
+        try:
+            value = json.loads(key)
+        except ValueError:
+            return key
+        if isinstance(value, str):
+            return value
+    return key
+
+
 def _id_key(value: str) -> str:
     """A session's, agent's or user's key, one to one with the id: as :func:`_key`, and escaped
     as well where it begins with a quote, as every escape does (``a<NUL>b`` and the text
@@ -653,7 +665,7 @@ class PgStore:
         rows = self._read(_STATUS_V3 if self._has_schedule else _STATUS_V2)
         return [
             SessionStatus(
-                str(r[0]),
+                _id_of(str(r[0])),
                 r[1],
                 r[2],
                 int(r[3]),
@@ -749,7 +761,7 @@ class PgStore:
                 cur.itersize = 1
                 cur.execute(sql, params)
                 for r in cur:
-                    yield SearchHit(str(r[0]), None if r[1] is None else int(r[1]), str(r[2]), str(r[3] or ""))
+                    yield SearchHit(_id_of(str(r[0])), None if r[1] is None else int(r[1]), str(r[2]), str(r[3] or ""))
         except psycopg.Error as exc:
             raise _translate(exc, self.path) from exc
         finally:
@@ -995,7 +1007,7 @@ def _missing_ranges(cur: Any, sid: str, checkpoint: int) -> List[Tuple[int, int]
 
 
 def _gap(row: Sequence[Any]) -> Gap:
-    return Gap(str(row[0]), int(row[1]), int(row[2]), float(row[3]), None if row[4] is None else float(row[4]))
+    return Gap(_id_of(str(row[0])), int(row[1]), int(row[2]), float(row[3]), None if row[4] is None else float(row[4]))
 
 
 def _gaps(cur: Any, sid: str, *, open_only: bool) -> List[Gap]:

@@ -3,7 +3,6 @@ and how each one written once becomes a method and its ``_async`` twin."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -25,6 +24,7 @@ from typing import (
 from flux0lite import EventStream as NativeEventStream
 from flux0lite import Retry
 from flux0lite import errors as native
+from flux0lite.aio import in_thread
 
 from . import customclient
 from .operation import Operation, sdk_error
@@ -131,7 +131,7 @@ class BaseSDK:
         client = config.async_client
         if client is None:
             # flux0lite's async is its sync code in a worker thread
-            return await asyncio.to_thread(self._json, op, parse, options, use_client=False)
+            return await in_thread(self._json, op, parse, options, use_client=False)
         plan, _ = _plan(options.retries, config.retry_config)
         to = self._connection(options)
         payload = await call_with_retries_async(
@@ -185,7 +185,9 @@ class BaseSDK:
         config = self.sdk_configuration
         client = config.async_client
         if client is None:
-            stream = await asyncio.to_thread(self._stream, op, options, use_client=False)
+            # opened in the default executor (bounded by its timeouts), closed if the caller is
+            # cancelled meanwhile; then read in a thread of its own
+            stream = await in_thread(self._stream, op, options, use_client=False)
             return EventStreamAsync.over_thread(stream)
         plan, _ = _plan(options.retries, config.retry_config)
         to = self._connection(options)

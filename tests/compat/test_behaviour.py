@@ -356,3 +356,50 @@ def test_bad_arguments_get_clear_errors(fake: FakeServer) -> None:
         assert [
             e.offset for e in sdk.sessions.list_events(session_id="sess000001", types=models.EventTypeDTO.STATUS).data
         ] == [1]  # type: ignore[arg-type]
+
+
+def test_idle_async_streams_leave_the_default_executor_free(fake: FakeServer) -> None:
+    """hadv18 02: each compat async stream read in the loop's default executor; as many idle ones
+    as it has threads (min(32, cores + 4)) and every other async call waited."""
+    import os
+    import threading
+
+    quiet = threading.Event()
+
+    def thinking(req: Any, conn: Any) -> None:  # the headers, then an agent that says nothing
+        conn.send(raw_response(200, b"", {"content-type": "text/event-stream"}, length=False))
+        quiet.wait(10)
+        conn.keep_alive = False
+
+    fake.on("POST", "/api/sessions/*", thinking)
+    fake.on("GET", "/api/agents", json_response(200, {"data": []}))
+    client = Flux0(server_url=fake.url)
+
+    async def scenario() -> float:
+        streams = [
+            await client.sessions.create_event_async(
+                session_id="s", type_=models.EventTypeDTO.MESSAGE, source=models.EventSourceDTO.USER, content="hi"
+            )
+            for _ in range(min(32, (os.cpu_count() or 1) + 4))
+        ]
+
+        async def read(stream: Any) -> None:
+            async for _ in stream:
+                pass
+
+        readers = [asyncio.create_task(read(stream)) for stream in streams]
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        await asyncio.wait_for(client.agents.list_async(), 5)
+        took = time.monotonic() - started
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for stream in streams:
+            await stream.aclose()
+        return took
+
+    try:
+        assert asyncio.run(scenario()) < 2
+    finally:
+        quiet.set()

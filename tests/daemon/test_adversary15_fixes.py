@@ -284,11 +284,14 @@ def test_a_session_id_that_is_the_text_of_anothers_escape_is_another_session(
         Syncer(client_for(fake), archive).run_pass()
         exported = {sid: [json.loads(raw)["id"] for raw in archive.iter_raw_events(sid)] for sid in ids}
         rows, _, _ = archive.status_snapshot()
+        hits = {hit.session_id for hit in archive.search("message")}
     finally:
         archive.close()
-    assert len(rows) == 2
     assert exported == {sid: [event["id"] for event in fake_flux0.events[sid]] for sid in ids}
     assert execute(archive_db, "SELECT count(*) FROM conflicts")[0][0] == 0
+    # hadv18 01: readers show (and take) the ids the server sent, not the keys they are kept under
+    # (on PostgreSQL the text of a<NUL>b's events, NUL and all, is not kept for search)
+    assert sorted(row.session_id for row in rows) == sorted(ids) and ids[1] in hits and hits <= set(ids)
 
 
 def test_a_span_of_gaps_that_takes_in_a_new_hole_is_first_seen_again(

@@ -8,11 +8,11 @@ SDK does not know (where the SDK's iterator would raise and end the stream) come
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Generic, Iterator, Optional, TypeVar, Union
 
 from flux0lite import ChunkEvent, RawStreamEvent, StatusEvent, StreamEvent
+from flux0lite.aio import StreamWorker
 
 from ..models.chunkeventstream import ChunkEventStream
 from ..models.emittedeventstream import EmittedEventStream
@@ -94,17 +94,26 @@ class EventStreamAsync(Generic[T]):
 
     @classmethod
     def over_thread(cls, stream: "EventStream[T]") -> "EventStreamAsync[T]":
-        """Serve a blocking stream to async code, one read per worker-thread call."""
+        """Serve a blocking stream to async code: its reads in a thread of its own, as flux0lite's
+        AsyncEventStream does (never in the loop's default executor, which idle streams would
+        fill); a read cancelled shuts the connection down at once."""
+        worker = StreamWorker()
+        abort = getattr(stream.response, "abort", None) or stream.close
 
         async def events() -> AsyncIterator[Any]:
-            while True:
-                item = await asyncio.to_thread(next, stream, _DONE)
-                if item is _DONE:
-                    return
-                yield item
+            try:
+                while True:
+                    item = await worker.run(next, stream, _DONE, abort=abort)
+                    if item is _DONE:
+                        return
+                    yield item
+            finally:  # its end, an error, or the stream dropped: no thread or socket left
+                stream.close()
+                worker.stop()
 
         async def aclose() -> None:
             stream.close()
+            worker.stop()
 
         return cls(events(), aclose, stream.response)
 
