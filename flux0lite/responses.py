@@ -194,6 +194,10 @@ class StreamingResponse:
     ) -> None:
         self._conn = conn
         self._sock = sock or conn.sock  # what abort() shuts down (see transport: conn.sock may go)
+        # Set once the connection is given up, to the pool or closed: from then on it may be
+        # another call's, and neither abort() nor a second close() may touch it.
+        self._let_go = False
+        self._let_go_lock = threading.Lock()
         self._raw = raw
         self._deadline = deadline
         self._read_timeout = read_timeout
@@ -320,21 +324,20 @@ class StreamingResponse:
         """Shut the connection down at once, from any thread, without waiting for a read in
         progress elsewhere: that read returns and the server sees the disconnect now.
         ``close`` still releases the socket afterwards."""
-        self._closed = True
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already shut down or never connected
+        with self._let_go_lock:
+            self._closed = True
+            sock = None if self._let_go else self._sock
+        _shut_down(sock)
 
     def close(self) -> None:
-        if self._closed and self._raw.isclosed() and self._conn.sock is None:
-            return
-        if self._reusable():
+        with self._let_go_lock:
+            if self._let_go:  # a second close (``with`` after a finished ``for``): nothing left
+                return
+            reusable = self._reusable()
+            self._let_go = self._closed = True
+        if reusable:
             # read to its end: nothing is left to cancel, and the next request saves a connect
             # (for a poller this is most of its requests; see ``keep``)
-            self._closed = True
             keep, self._keep = self._keep, None
             assert keep is not None
             self._raw.close()  # the response only (Python < 3.12 leaves it open at its length's end)
@@ -343,7 +346,7 @@ class StreamingResponse:
         # Closing the socket (not draining it) is what cancels a flux0 agent run we gave up on.
         # Shut it down first: closing the buffered reader waits for a read in progress in
         # another thread, which only a shutdown ends before the server sends more.
-        self.abort()
+        _shut_down(self._sock)
         try:
             self._raw.close()
         finally:
@@ -367,3 +370,11 @@ class StreamingResponse:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+def _shut_down(sock: Optional[socket.socket]) -> None:
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already shut down or never connected

@@ -29,7 +29,7 @@ from flux0lite import (
 from flux0lite.sse import SSEDecoder
 from flux0lite.streaming import ReplyAssembler, parse_stream_event
 from tests.conftest import SHARED, shared_path
-from tests.fakeserver import Conn, FakeServer, Request, chunked, raw_response, sse_stream, sse_text
+from tests.fakeserver import Conn, FakeServer, Request, chunked, json_response, raw_response, sse_stream, sse_text
 
 PATH = "/api/sessions/sess000001/events/stream"
 
@@ -503,3 +503,17 @@ def test_cancelling_a_read_of_a_stream_read_to_the_connections_end_ends_it_at_on
             assert asyncio.run(cancel_a_read(client)) < 2
     finally:
         quiet.set()
+
+
+def test_a_finished_stream_closed_again_leaves_its_pooled_connection_to_the_next_call(fake: FakeServer) -> None:
+    """hadv19 01: ``with`` after a ``for`` that read a stream to its end closed it a second time;
+    the first close had handed its connection to the pool, and the second shut it down, under
+    the call using it by then."""
+    body = b"event: ping\ndata: hello\n\n"
+    fake.on("GET", "/sse", lambda req, conn: conn.send(raw_response(200, body, {"content-type": "text/event-stream"})))
+    fake.on("GET", "/api/agents", json_response(200, {"data": []}))
+    with Flux0(fake.url, retry=Retry(total=0)) as client:
+        with EventStream(client.request_stream("GET", "/sse")) as stream:
+            assert len(list(stream)) == 1  # read to its end: the connection goes back to the pool
+        assert client.request_json("GET", "/api/agents") == {"data": []}
+    assert fake.connections == 1  # the pooled connection served the next call
