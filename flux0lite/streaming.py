@@ -9,19 +9,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from typing import (
-    Any,
-    AsyncIterator,
-    Callable,
-    Dict,
-    Generator,
-    Iterator,
-    List,
-    Tuple,
-    Type,
-    Union,
-    cast,
-)
+from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Tuple, Type, Union, cast
 
 from .aio import StreamWorker
 from .errors import ConfigError, ContentTypeError, DecodeError, ResponseTooLargeError, StreamError

@@ -100,6 +100,10 @@ class EventStreamAsync(Generic[T]):
         worker = StreamWorker()
         abort = getattr(stream.response, "abort", None) or stream.close
 
+        def close() -> None:
+            stream.close()  # shuts the socket down first: a read in progress ends at once
+            worker.stop()
+
         async def events() -> AsyncIterator[Any]:
             try:
                 while True:
@@ -108,12 +112,10 @@ class EventStreamAsync(Generic[T]):
                         return
                     yield item
             finally:  # its end, an error, or the stream dropped: no thread or socket left
-                stream.close()
-                worker.stop()
+                close()
 
         async def aclose() -> None:
-            stream.close()
-            worker.stop()
+            close()
 
         return cls(events(), aclose, stream.response)
 
