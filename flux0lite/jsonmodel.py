@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from .errors import ModelError
 
 __all__ = ["Kind", "STR", "INT", "BOOL", "NUMBER", "OBJECT", "LIST", "ANY", "nested", "nested_list", "typed_by"]
-__all__ += ["json_field", "field", "MISSING", "spec_of", "JsonModel", "JsonDict", "model", "LazyDataclassMeta"]
+__all__ += ["json_field", "field", "MISSING", "spec_of", "Spec", "JsonModel", "JsonDict", "model", "LazyDataclassMeta"]
+__all__ += ["TaggedReader", "read_owned"]
 
 JsonDict = Dict[str, Any]
 M = TypeVar("M", bound="JsonModel")
@@ -42,7 +43,7 @@ class Kind:
     (This module's records are plain classes: a NamedTuple compiles code when it is declared.)
     """
 
-    __slots__ = ("accepts", "by", "exact", "many", "model", "name", "read", "readers", "write")
+    __slots__ = ("accepts", "by", "exact", "many", "model", "name", "owned", "read", "readers", "write")
 
     def __init__(
         self,
@@ -55,17 +56,20 @@ class Kind:
         many: bool = False,  # a JSON list of such items, held as a tuple
         by: Optional[str] = None,  # see typed_by
         readers: Optional[Dict[Any, Callable[[Any], Any]]] = None,
+        owned: Optional["Kind"] = None,  # how read_owned reads it, when not as read does (see Spec)
     ) -> None:
         self.name, self.exact, self.accepts, self.read, self.write = name, exact, accepts, read, write
         self.model, self.many, self.by, self.readers = model, many, by, readers
+        self.owned = self if owned is None else owned
 
 
 STR = Kind("str", str, (str,))
 INT = Kind("int", int, (int,))
 BOOL = Kind("bool", bool, (bool,))
 NUMBER = Kind("int/float", float, (int, float), float)
-OBJECT = Kind("dict", dict, (dict,), dict)  # copied: a model shares nothing mutable with its input
-LIST = Kind("list", list, (list,), list)
+# copied: a model shares nothing mutable with its input (read_owned keeps them: nobody else does)
+OBJECT = Kind("dict", dict, (dict,), dict, owned=Kind("dict", dict, (dict,)))
+LIST = Kind("list", list, (list,), list, owned=Kind("list", list, (list,)))
 ANY = Kind("any", None, ())
 
 
@@ -74,24 +78,62 @@ def nested(cls: type) -> Kind:
     return Kind("object", None, (), model=cls)
 
 
-def typed_by(
-    field_name: str,
-    readers: Dict[Any, Callable[[Any], Any]],
-    read: Callable[[Any, Any], Any],
-    write: Callable[[Any], Any],
-) -> Kind:
+def typed_by(field_name: str, read: "TaggedReader", write: Callable[[Any], Any]) -> Kind:
     """Any JSON, read by the value of the model's field ``field_name`` (declared before it, a
-    string): ``readers[tag](value)`` when ``readers`` has the tag, else ``read(tag, value)``
-    (which may add a reader to ``readers``). It is read after every other field, as a last
-    step: a field's error comes first."""
-    return Kind("any", None, (), read, write, by=field_name, readers=readers)
+    string): by ``read``'s model for that tag, else by its ``unknown``. It is read after every
+    other field, as a last step: a field's error comes first."""
+    return Kind(
+        "any", None, (), read.fallback, write, by=field_name, readers=read.readers,
+        owned=Kind("any", None, (), read.owned.fallback, write, by=field_name, readers=read.owned.readers),
+    )  # fmt: skip
 
 
-def nested_list(item: Union[type, Callable[[Any], Any]], write: Optional[Callable[[Any], Any]] = None) -> Kind:
-    """A list of nested models of one class, or of items that ``item`` reads and ``write`` writes."""
+def nested_list(item: Union[type, "TaggedReader"], write: Optional[Callable[[Any], Any]] = None) -> Kind:
+    """A list of nested models of one class, or of items that ``item`` reads (by a tag of each
+    item) and ``write`` writes."""
     if isinstance(item, type):
         return Kind("list", list, (list,), model=item, many=True)
-    return Kind("list", list, (list,), read=item, write=write, many=True)
+    return Kind(
+        "list", list, (list,), read=item.read, write=write, many=True,
+        owned=Kind("list", list, (list,), read=item.owned.read, write=write, many=True),
+    )  # fmt: skip
+
+
+class TaggedReader:
+    """Reads a JSON value by the model its tag names (``models[tag]``), or by ``unknown(tag,
+    value)`` for a tag no model has. The tag is another field's value (:func:`typed_by`), or a
+    member of the value itself (``tag_key``: items of :func:`nested_list`, where ``unknown`` is
+    also given values that are no object). Each model's reader is looked up once, on its first
+    use; :attr:`owned` reads as ``read_owned`` does (see :class:`Spec`)."""
+
+    __slots__ = ("_models", "_owned", "_tag_key", "_unknown", "owned", "readers")
+
+    def __init__(
+        self,
+        models: Mapping[str, type],
+        unknown: Callable[[Any, Any], Any],
+        tag_key: Optional[str] = None,
+        *,
+        _owned: bool = False,
+    ) -> None:
+        self._models, self._unknown, self._tag_key, self._owned = models, unknown, tag_key, _owned
+        self.readers: Dict[str, Callable[[Any], Any]] = {}  # by tag, filled on first use
+        self.owned: TaggedReader = TaggedReader(models, unknown, tag_key, _owned=True) if not _owned else self
+
+    def fallback(self, tag: Any, value: Any) -> Any:
+        """``value`` read by the model of ``tag``, whose reader is not in :attr:`readers` yet."""
+        model = self._models.get(tag) if type(tag) is str else None
+        if model is None:
+            return self._unknown(tag, value)
+        spec = spec_of(model)
+        reader = self.readers[tag] = spec.read_owned if self._owned else spec.read
+        return reader(value)
+
+    def read(self, value: Any) -> Any:
+        """``value`` read by the model its own ``tag_key`` member names."""
+        tag = value.get(self._tag_key) if type(value) is dict or isinstance(value, dict) else None
+        reader = self.readers.get(tag) if type(tag) is str else None
+        return reader(value) if reader is not None else self.fallback(tag, value)
 
 
 class _Rule:
@@ -397,20 +439,33 @@ def _declared_fields(cls: type) -> List[_Declared]:
     return declared
 
 
-class _Spec:
-    __slots__ = ("read", "twin", "write")
+class Spec:
+    """A model class's compiled reader and writer (:func:`spec_of`)."""
 
-    def __init__(self, read: Callable[[Any], Any], write: Callable[[Any], JsonDict], twin: Optional[type]) -> None:
-        self.read = read  # JSON object -> instance
+    __slots__ = ("read", "read_owned", "twin", "write")
+
+    def __init__(
+        self,
+        read: Callable[[Any], Any],
+        read_owned: Callable[[Any], Any],
+        write: Callable[[Any], JsonDict],
+        twin: Optional[type],
+    ) -> None:
+        self.read = read  # JSON object -> instance (``from_dict``): shares nothing mutable with it
+        # The same, for a JSON object nobody else holds (one just parsed from a server's
+        # answer): the instance may keep it, and what it holds, and change it (it may become
+        # the instance's __dict__, its keys in the JSON's order). Where read copies a dict or
+        # list, read_owned keeps it.
+        self.read_owned = read_owned
         self.write = write  # instance -> JSON object
         # How read builds an instance, or None: a twin() given the fields' dict (every field,
         # ``extra`` too, in field order) as __dict__, then the class by __class__ assignment.
         self.twin = twin
 
 
-def spec_of(cls: type) -> _Spec:
+def spec_of(cls: type) -> Spec:
     """A model class's reader and writer (made on the class's first use, then kept on it)."""
-    spec: Optional[_Spec] = cls.__dict__.get("_json_spec_")
+    spec: Optional[Spec] = cls.__dict__.get("_json_spec_")
     if spec is None:
         # Its dataclass stays pending (instances need none of it: see _make_dataclass); the lock
         # keeps another thread from making that dataclass while this one reads the declarations.
@@ -435,7 +490,7 @@ def _twin_of(cls: type) -> Optional[type]:
     return twin
 
 
-def _make_spec(cls: type) -> _Spec:
+def _make_spec(cls: type) -> Spec:
     """A model class's reader and writer, made from its field declarations.
 
     They are compiled, as dataclasses compiles ``__init__``, into the straight-line code a
@@ -487,31 +542,66 @@ def _make_spec(cls: type) -> _Spec:
         "ModelError": ModelError, "NO_KEY": _NO_VALUE, "twin": _twin_of(cls),
         "known": frozenset(key for _, key, _, _, _ in declared),
     }  # fmt: skip
+    builds_by_twin = not hasattr(cls, "__post_init__") and scope["twin"] is not None
+    written, omitted = [], []  # JSON entries, and statements for the fields left out when None
+    for i, (attr, key, kind, default, omit_none) in enumerate(declared):
+        for suffix, mode in (("", kind), ("o", kind.owned)):  # read's, then read_owned's
+            nested = spec_of(mode.model) if mode.model is not None else None
+            scope[f"R{i}{suffix}"] = (nested.read_owned if suffix else nested.read) if nested else mode.read
+            scope[f"D{i}{suffix}"] = mode.readers
+        nested = spec_of(kind.model) if kind.model is not None else None
+        scope[f"W{i}"] = writer = nested.write if nested is not None else kind.write
+        scope[f"T{i}"] = kind.exact
+        if default is None or type(default) in (str, int, bool, float) or (type(default) is tuple and not default):
+            scope[f"A{i}"] = default  # an immutable default, shared: no call for a missing field
+        field_value = f"d[{attr!r}]"
+        dump = f"[W{i}(x) for x in {field_value}]" if kind.many else f"W{i}({field_value})" if writer else field_value
+        if omit_none:
+            omitted.append(f"    if {field_value} is not None: out[{key!r}] = {dump}")
+        else:
+            guarded = dump if dump == field_value else f"None if {field_value} is None else {dump}"
+            written.append(f"{key!r}: {guarded}")
+    # read_owned may keep raw itself as the instance's __dict__ where its keys are the attributes
+    in_place = builds_by_twin and all(attr == key for attr, key, _, _, _ in declared)
+    read = _reader_source("read", "", declared, keeps_extra, scope, in_place=False)
+    read += _reader_source("read_owned", "o", declared, keeps_extra, scope, in_place=in_place)
+    write = ["def write(self):", "    d = self.__dict__", "    out = {" + ", ".join(written) + "}", *omitted]
+    if keeps_extra:  # unknown fields first, as they came; a declared field wins over one
+        write.append("    if d['extra']: out = {**d['extra'], **out}")
+    write.append("    return out")
+    exec("\n".join(read + write), scope)  # noqa: S102 - source made above from the declarations only
+    return Spec(scope["read"], scope["read_owned"], scope["write"], scope["twin"] if builds_by_twin else None)
+
+
+Declared = List[Tuple[str, str, Kind, Any, bool]]  # (attribute, JSON key, kind, value when absent, omit_none)
+
+
+def _reader_source(
+    name: str, suffix: str, declared: Declared, keeps_extra: bool, scope: JsonDict, in_place: bool
+) -> List[str]:
+    """The source of one reader (see _make_spec): read's, whose readers in the scope are R0, R1...,
+    or read_owned's (suffix "o": R0o, R1o..., each kind's ``owned`` one)."""
+    cls, model = scope["cls"], scope["cls"].__name__
+    kinds = [kind if not suffix else kind.owned for _, _, kind, _, _ in declared]
     read = [
-        "def read(raw):",
+        f"def {name}(raw):",
         "    if type(raw) is not dict and not isinstance(raw, dict):",
         f"        raise ModelError(f'{model}: expected a JSON object, got {{type(raw).__name__}}')",
         "    get = raw.get",
         "    gone = 0",
     ]
-    written, omitted = [], []  # JSON entries, and statements for the fields left out when None
     by_tag = []  # the last step: fields read by another's value (typed_by)
-    for i, (attr, key, kind, _, omit_none) in enumerate(declared):
-        nested = spec_of(kind.model) if kind.model is not None else None
-        scope[f"R{i}"] = reader = nested.read if nested is not None else kind.read
+    for i, ((_, key, _, default, _), kind) in enumerate(zip(declared, kinds)):
+        reader = f"R{i}{suffix}"
         if kind.by is not None:
             tag = next(j for j, d in enumerate(declared[:i]) if d[0] == kind.by)
-            scope[f"D{i}"], reader = kind.readers, None
-            by_tag.append(f"r = D{i}.get(f{tag})\nf{i} = r(f{i}) if r is not None else R{i}(f{tag}, f{i})")
-        scope[f"W{i}"] = writer = nested.write if nested is not None else kind.write
-        scope[f"T{i}"] = kind.exact
-        value = "v" if reader is None else f"tuple(map(R{i}, v))" if kind.many else f"R{i}(v)"
-        default = declared[i][3]
-        if default is None or type(default) in (str, int, bool, float) or (type(default) is tuple and not default):
-            scope[f"A{i}"] = default  # an immutable default, shared: no call for a missing field
-            missing = f"A{i}"
+            by_tag.append(f"r = D{i}{suffix}.get(f{tag})\nf{i} = r(f{i}) if r is not None else {reader}(f{tag}, f{i})")
+            value = "v"
+        elif scope[reader] is None:
+            value = "v"
         else:
-            missing = f"absent({i})"
+            value = f"tuple(map({reader}, v))" if kind.many else f"{reader}(v)"
+        missing = f"A{i}" if f"A{i}" in scope else f"absent({i})"
         # ``gone`` counts the keys missing from raw, for the unknown-field test at the end
         count_missing = f"elif v is NO_KEY:\n        f{i} = {missing}\n        gone += 1"
         if kind.exact is None and value == "v" and default is None:
@@ -528,13 +618,7 @@ def _make_spec(cls: type) -> _Spec:
                 f"    if type(v) is T{i}: f{i} = {value}\n    elif v is None: f{i} = {missing}\n    {count_missing}"
             )
             read.append(f"    else:\n        v = check({i}, v)\n        f{i} = {value}")
-        field_value = f"d[{attr!r}]"
-        dump = f"[W{i}(x) for x in {field_value}]" if kind.many else f"W{i}({field_value})" if writer else field_value
-        if omit_none:
-            omitted.append(f"    if {field_value} is not None: out[{key!r}] = {dump}")
-        else:
-            guarded = dump if dump == field_value else f"None if {field_value} is None else {dump}"
-            written.append(f"{key!r}: {guarded}")
+    steps = [line for step in by_tag for line in step.split("\n")]
     entries = [f"{d[0]!r}: f{i}" for i, d in enumerate(declared)]
     fast_entries = entries + (["'extra': {}"] if keeps_extra else [])
     if keeps_extra:
@@ -544,10 +628,9 @@ def _make_spec(cls: type) -> _Spec:
         )
         entries.append(f"'extra': {{k: v for k, v in raw.items() if k not in known}} if {unknown} else {{}}")
 
-    def finish(values: List[str], indent: str) -> List[str]:
+    def finish(values: List[str]) -> List[str]:
         """values -> the instance"""
-        lines = [line for step in by_tag for line in step.split("\n")]
-        lines.append(f"values = {{{', '.join(values)}}}")
+        lines = [*steps, f"values = {{{', '.join(values)}}}"]
         if hasattr(cls, "__post_init__"):
             lines.append("return cls(**values)")
         elif scope["twin"] is not None:
@@ -559,21 +642,27 @@ def _make_spec(cls: type) -> _Spec:
             lines += ["instance = twin()", "instance.__dict__ = values", "instance.__class__ = cls", "return instance"]
         else:
             lines += ["instance = new(cls)", "setattr(instance, '__dict__', values)", "return instance"]
-        return [indent + line for line in lines]
+        return lines
 
-    read += finish(entries, "    ")
+    read += ["    " + line for line in finish(entries)]
     if declared and len(scope["known"]) == len(declared):  # a fast path, unless two fields share a key
-        read[1:1] = _fast_path(declared) + finish(fast_entries, " " * 16)
-    write = ["def write(self):", "    d = self.__dict__", "    out = {" + ", ".join(written) + "}", *omitted]
-    if keeps_extra:  # unknown fields first, as they came; a declared field wins over one
-        write.append("    if d['extra']: out = {**d['extra'], **out}")
-    write.append("    return out")
-    exec("\n".join(read + write), scope)  # noqa: S102 - source made above from the declarations only
-    builds_by_twin = not hasattr(cls, "__post_init__") and scope["twin"] is not None
-    return _Spec(scope["read"], scope["write"], scope["twin"] if builds_by_twin else None)
+        if in_place:
+            # raw holds exactly the fields, by their attribute names: it becomes the __dict__,
+            # given the values read from its own (and an empty extra), with no dict built
+            made = steps + [
+                f"raw[{attr!r}] = f{i}"
+                for i, ((attr, _, _, _, _), kind) in enumerate(zip(declared, kinds))
+                if kind.by or scope[f"R{i}{suffix}"]
+            ]
+            made += ["raw['extra'] = {}"] if keeps_extra else []
+            made += ["instance = twin()", "instance.__dict__ = raw", "instance.__class__ = cls", "return instance"]
+        else:
+            made = finish(fast_entries)
+        read[1:1] = _fast_path(declared, kinds, suffix, scope) + [" " * 16 + line for line in made]
+    return read
 
 
-def _fast_path(declared: List[Tuple[str, str, Kind, Any, bool]]) -> List[str]:
+def _fast_path(declared: Declared, kinds: List[Kind], suffix: str, scope: JsonDict) -> List[str]:
     """The first lines of a reader, for the common object: every declared key and no other,
     each value of its usual JSON type (or null where that reads as None). They make (or raise)
     exactly what the general lines after them would, with one dict lookup and one identity test
@@ -583,16 +672,19 @@ def _fast_path(declared: List[Tuple[str, str, Kind, Any, bool]]) -> List[str]:
     same instance, or the same error, as the general lines read it.
     """
     fetch, tests, reads = [], [], []
-    for i, (_, key, kind, default, _) in enumerate(declared):
+    for i, ((_, key, _, default, _), kind) in enumerate(zip(declared, kinds)):
         fetch.append(f"f{i} = raw[{key!r}]")
         if kind.exact is not None:
             tests.append(f"(type(f{i}) is T{i} or f{i} is None)" if default is None else f"type(f{i}) is T{i}")
         elif default is not None:
             tests.append(f"f{i} is not None")
-        if (kind.read is None and kind.model is None) or kind.by is not None:
+        reader = f"R{i}{suffix}"
+        if scope[reader] is None or kind.by is not None:
             continue  # as it is, or read by another field's value as a last step (finish)
         # most lists of nested values hold one: a 1-tuple is cheaper made than by tuple(map())
-        value = f"(R{i}(f{i}[0]),) if len(f{i}) == 1 else tuple(map(R{i}, f{i}))" if kind.many else f"R{i}(f{i})"
+        value = f"{reader}(f{i})"
+        if kind.many:
+            value = f"({reader}(f{i}[0]),) if len(f{i}) == 1 else tuple(map({reader}, f{i}))"
         reads.append(f"if f{i} is not None: f{i} = {value}" if default is None else f"f{i} = {value}")
     return [
         f"    if type(raw) is dict and len(raw) == {len(declared)}:",
@@ -604,6 +696,12 @@ def _fast_path(declared: List[Tuple[str, str, Kind, Any, bool]]) -> List[str]:
         f"            if {' and '.join(tests) or 'True'}:",
         *("                " + line for line in reads),
     ]
+
+
+def read_owned(cls: Type[M], raw: Any) -> M:
+    """``cls.from_dict(raw)`` for a JSON object nobody else holds (see :attr:`Spec.read_owned`)."""
+    instance: M = spec_of(cls).read_owned(raw)
+    return instance
 
 
 class JsonModel(LazyDataclass):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 from .errors import ModelError
 from .jsonmodel import (
@@ -40,6 +40,7 @@ from .jsonmodel import (
     JsonModel,
     Kind,
     LazyDataclass,
+    TaggedReader,
     field,
     json_field,
     model,
@@ -184,27 +185,8 @@ def _part_to_json(part: MessagePart) -> JsonDict:
     return part.to_dict() if type(part) is UnknownPart else spec_of(type(part)).write(part)
 
 
-# Readers by JSON ``type``, filled as each type is first met (a reader is compiled on first need).
-_PART_READERS: Dict[str, Callable[[Any], Any]] = {}
-_EVENT_DATA_READERS: Dict[str, Callable[[Any], Any]] = {}
-
-
-def _reader(cache: Dict[str, Callable[[Any], Any]], types: Mapping[str, type], kind: Any) -> Any:
-    """The reader of the model ``types[kind]``, or None."""
-    if type(kind) is not str:
-        return None
-    reader = cache.get(kind)
-    if reader is None and kind in types:
-        reader = cache[kind] = spec_of(types[kind]).read
-    return reader
-
-
-def _parse_part(raw: Any) -> MessagePart:
-    kind = raw.get("type") if isinstance(raw, dict) else None
-    reader = (_PART_READERS.get(kind) if type(kind) is str else None) or _reader(_PART_READERS, _PART_TYPES, kind)
-    if reader is not None:
-        part: MessagePart = reader(raw)
-        return part
+def _unknown_part(kind: Any, raw: Any) -> MessagePart:
+    """A part whose ``type`` names no model, kept whole; or the error of one that is no part."""
     if not isinstance(raw, dict):
         raise ModelError(f"MessagePart: expected a JSON object, got {type(raw).__name__}")
     if kind is not None and type(kind) is not str:
@@ -212,9 +194,12 @@ def _parse_part(raw: Any) -> MessagePart:
     return UnknownPart(type=kind or "", raw=dict(raw))
 
 
+_PARTS = TaggedReader(_PART_TYPES, _unknown_part, tag_key="type")
+
+
 @model(frozen=True)
 class MessageEventData(JsonModel):
-    parts: Tuple[MessagePart, ...] = field(metadata=json_field(nested_list(_parse_part, _part_to_json), absent=()))
+    parts: Tuple[MessagePart, ...] = field(metadata=json_field(nested_list(_PARTS, _part_to_json), absent=()))
     participant: Optional[Participant] = field(default=None, metadata=json_field(nested(Participant)))
     tags: Optional[List[str]] = field(default=None, metadata=json_field(LIST))
     flagged: Optional[bool] = field(default=None, metadata=json_field(BOOL))
@@ -261,12 +246,8 @@ _EVENT_DATA_TYPES: Dict[str, Type[Union[MessageEventData, StatusEventData, ToolE
 }
 
 
-def _parse_event_data(event_type: str, raw: Any) -> EventData:
-    """Typed data for the known event types; anything else (``custom``, new types) stays a dict."""
-    reader = _EVENT_DATA_READERS.get(event_type) or _reader(_EVENT_DATA_READERS, _EVENT_DATA_TYPES, event_type)
-    if reader is not None:
-        data: EventData = reader(raw)
-        return data
+def _untyped_event_data(event_type: Any, raw: Any) -> EventData:
+    """The data of an event type no model reads (``custom``, new types): a dict."""
     if raw is None:
         return {}
     return dict(raw) if isinstance(raw, dict) else {"value": raw}
@@ -276,7 +257,7 @@ def _data_to_json(data: EventData) -> Any:
     return dict(data) if isinstance(data, dict) else spec_of(type(data)).write(data)
 
 
-_DATA_BY_TYPE = typed_by("type", _EVENT_DATA_READERS, _parse_event_data, _data_to_json)
+_DATA_BY_TYPE = typed_by("type", TaggedReader(_EVENT_DATA_TYPES, _untyped_event_data), _data_to_json)
 
 
 @model(frozen=True)

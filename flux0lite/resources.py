@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 
 from .aio import async_twin
 from .errors import ConfigError, ModelError
-from .jsonmodel import spec_of
+from .jsonmodel import read_owned, spec_of
 from .models import Agent, Event, Session
 from .retry import Retry
 from .streaming import AsyncEventStream, EventStream
@@ -83,7 +83,8 @@ class Agents:
 
     def list(self, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> List[Agent]:
         payload = self._client.request("GET", "/api/agents", timeout=timeout, retry=retry)
-        return [Agent.from_dict(item) for item in _data_list(payload, "agents.list")]
+        read = spec_of(Agent).read_owned
+        return [read(item) for item in _data_list(payload, "agents.list")]
 
     def create(
         self,
@@ -98,11 +99,11 @@ class Agents:
         if description is not None:
             body["description"] = description
         payload = self._client.request("POST", "/api/agents", json_body=body, timeout=timeout, retry=retry)
-        return Agent.from_dict(payload)
+        return read_owned(Agent, payload)
 
     def retrieve(self, agent_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Agent:
         path = f"/api/agents/{path_segment(agent_id, 'agent_id')}"
-        return Agent.from_dict(self._client.request("GET", path, timeout=timeout, retry=retry))
+        return read_owned(Agent, self._client.request("GET", path, timeout=timeout, retry=retry))
 
     list_async = async_twin(list)
     create_async = async_twin(create)
@@ -136,18 +137,19 @@ class Sessions:
             timeout=timeout,
             retry=retry,
         )
-        return Session.from_dict(payload)
+        return read_owned(Session, payload)
 
     def list(
         self, *, agent_id: Optional[str] = None, timeout: TimeoutArg = None, retry: Optional[Retry] = None
     ) -> List[Session]:
         params = {"agent_id": agent_id} if agent_id else None
         payload = self._client.request("GET", "/api/sessions", params=params, timeout=timeout, retry=retry)
-        return [Session.from_dict(item) for item in _data_list(payload, "sessions.list")]
+        read = spec_of(Session).read_owned
+        return [read(item) for item in _data_list(payload, "sessions.list")]
 
     def retrieve(self, session_id: str, *, timeout: TimeoutArg = None, retry: Optional[Retry] = None) -> Session:
         path = f"/api/sessions/{path_segment(session_id, 'session_id')}"
-        return Session.from_dict(self._client.request("GET", path, timeout=timeout, retry=retry))
+        return read_owned(Session, self._client.request("GET", path, timeout=timeout, retry=retry))
 
     def create_event(
         self,
@@ -199,7 +201,7 @@ class Sessions:
             params["correlation_id"] = correlation_id
         path = f"/api/sessions/{path_segment(session_id, 'session_id')}/events"
         payload = self._client.request("GET", path, params=params or None, timeout=timeout, retry=retry)
-        read = spec_of(Event).read  # Event.from_dict, looked up once for the whole list
+        read = spec_of(Event).read_owned  # Event.from_dict of an answer nobody else holds, looked up once
         events: List[Event] = [read(item) for item in _data_list(payload, "sessions.list_events")]
         if types is not None:
             wanted = {types} if isinstance(types, str) else set(types)

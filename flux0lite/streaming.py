@@ -80,7 +80,7 @@ def parse_stream_event(sse: SSEEvent) -> StreamEvent:
         if known is None:
             return RawStreamEvent(event=sse.event, data=sse.data, id=sse.id)
         model, shape_reader = known
-        readers = _STREAM_READERS[sse.event] = (shape_reader(), spec_of(model).read)
+        readers = _STREAM_READERS[sse.event] = (shape_reader(), spec_of(model).read_owned)
     read_shape, read = readers
     text = sse.data
     event = read_shape(text)

@@ -1,5 +1,7 @@
 """The contract of the readers' fast path (flux0lite.jsonmodel._fast_path): any JSON reads to
-the same model (==, repr, to_dict, extra) or raises the same error as the general lines.
+the same model (==, repr, to_dict, extra) or raises the same error as the general lines; and
+read_owned (which may keep the JSON object it is given as the instance's __dict__) reads any
+JSON as from_dict does.
 
 The general lines read every object that is not exactly a ``dict``: the same JSON with each
 object a dict subclass takes them all the way down, so comparing the two readings compares
@@ -9,6 +11,7 @@ numbers, lone surrogates, unknown enum values).
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any, Tuple
 
@@ -16,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flux0lite.errors import ModelError
+from flux0lite.jsonmodel import spec_of
 from flux0lite.models import Agent, ChunkEvent, Event, JsonPatch, Session, StatusEvent
 
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -42,21 +46,22 @@ def plain(value: Any) -> Any:  # to_dict of a slow reading may hold Slow dicts: 
     return value
 
 
-def reading(cls: Any, raw: Any) -> Tuple[str, Any]:
+def reading(cls: Any, raw: Any, owned: bool = False) -> Tuple[str, Any]:
     try:
-        model = cls.from_dict(raw)
+        model = spec_of(cls).read_owned(copy.deepcopy(raw)) if owned else cls.from_dict(raw)
     except ModelError as exc:
         return "error", str(exc).replace("got Slow", "got dict")  # the test's stand-in for dict
     return "model", (model, repr(model), plain(model.to_dict()), plain(getattr(model, "extra", None)))
 
 
 def assert_same(cls: Any, raw: Any) -> None:
-    fast, general = reading(cls, raw), reading(cls, slow(raw))
-    assert fast[0] == general[0], (fast, general)
-    if fast[0] == "error":
-        assert fast == general
-    else:
-        assert fast[1][0] == general[1][0] and fast[1][1:] == general[1][1:]
+    fast = reading(cls, raw)
+    for other in (reading(cls, slow(raw)), reading(cls, raw, owned=True), reading(cls, slow(raw), owned=True)):
+        assert fast[0] == other[0], (fast, other)
+        if fast[0] == "error":
+            assert fast == other
+        else:
+            assert fast[1][0] == other[1][0] and fast[1][1:] == other[1][1:]
 
 
 scalars = st.one_of(
@@ -148,16 +153,18 @@ def test_the_captured_answer_takes_the_fast_path_and_matches() -> None:
 def test_a_read_instance_is_its_class_made_through_init() -> None:
     """Readers make instances as a plain twin class's and then assign ``__class__``: the
     object is the one ``cls(**fields)`` makes (type, fields, frozen, equality, hashing, weak
-    references, pickling), for every reader of this module's models."""
-    import copy
+    references, pickling), for every reader of this module's models, read_owned's too (whose
+    instance's __dict__ may be the JSON object it was given)."""
     import dataclasses
     import pickle
     import weakref
 
     raw = json.loads(open(CAPTURE, encoding="utf-8").read())["data"][3]
     read = Event.from_dict(raw)
+    owned = spec_of(Event).read_owned(copy.deepcopy(raw))
+    assert vars(owned) is not vars(read) and owned == read
     made = Event(**{f.name: getattr(read, f.name) for f in dataclasses.fields(Event)})
-    for instance in (read, read.data, read.data.parts[0], read.data.participant):
+    for instance in (read, read.data, read.data.parts[0], read.data.participant, owned, owned.data.parts[0]):
         cls = type(instance)
         assert instance.__class__ is cls and isinstance(instance, cls)
         assert vars(instance) == {f.name: getattr(instance, f.name) for f in dataclasses.fields(cls)}

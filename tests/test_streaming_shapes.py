@@ -38,13 +38,14 @@ def general(name: str, text: str) -> Any:
 
 def described(value: Any) -> Any:
     """A value's repr with the type of every part (repr alone shows 1 and 1.0, True and 1 apart,
-    and NaN as nan, but not a dict subclass or a tuple's item types)."""
+    and NaN as nan, but not a dict subclass or a tuple's item types). A model's attributes by
+    name: read_owned's instances keep the JSON's order in their __dict__."""
     if isinstance(value, dict):
         return (type(value).__name__, [(described(k), described(v)) for k, v in value.items()])
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, [described(v) for v in value])
     if hasattr(value, "__dict__"):
-        return (type(value).__name__, [(k, described(v)) for k, v in vars(value).items()])
+        return (type(value).__name__, [(k, described(v)) for k, v in sorted(vars(value).items())])
     return (type(value).__name__, repr(value))
 
 
