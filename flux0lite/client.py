@@ -14,7 +14,7 @@ from .responses import StreamingResponse
 from .retry import Retry
 from .sse import DEFAULT_MAX_LINE_BYTES
 from .timeout import DEFAULT_TIMEOUT, Timeout
-from .tls import PathLike, tls_context
+from .tls import PathLike, check_system_ca_file, tls_context
 from .transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from .urls import parse_server_url
 
@@ -131,6 +131,8 @@ class Flux0:
         files_context = tls_context(cacert=cacert, cert=cert, key=key)
         if files_context is not None and ssl_context is not None:
             raise ConfigError("give either ssl_context or cacert/cert/key, not both")
+        if files_context is None and ssl_context is None and self._origin.scheme == "https":
+            check_system_ca_file()  # the system store is loaded at the first connection: a bad file fails now
         proxies = ProxyRules.resolve(proxy)
         proxies.route(self._origin)  # an unusable proxy setting for this server fails here, not later
         self._transport = Transport(

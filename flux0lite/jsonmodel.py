@@ -247,6 +247,8 @@ def _dataclass(cls: type, options: Dict[str, Any]) -> None:
     for name, value in declarations.items():
         type.__setattr__(cls, name, value.as_dataclass_field() if type(value) is _FieldDeclaration else value)
     dataclasses.dataclass(cls, **options)
+    if cls.__dict__.get("__hash__") is _hash:  # set to None while made (see LazyDataclassMeta)
+        type.__setattr__(cls, "__hash__", None)
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING and f.name in cls.__dict__:
             type.__delattr__(cls, f.name)
@@ -318,8 +320,10 @@ def _eq(self: Any, other: Any) -> Any:
 
 
 def _hash(self: Any) -> int:
-    value: int = _made(self, "__hash__")(self)
-    return value
+    made: Optional[Callable[[Any], int]] = _made(self, "__hash__")
+    if made is None:  # an unhashable dataclass (eq without frozen), as hash() says it
+        raise TypeError(f"unhashable type: {type(self).__name__!r}")
+    return made(self)
 
 
 def _setattr(self: Any, name: str, value: Any) -> None:
@@ -349,6 +353,15 @@ class LazyDataclassMeta(type):
                 _make_dataclass(klass)
             return getattr(cls, name)
         raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        if name == "__hash__" and value is None and _PENDING in cls.__dict__ and getattr(_making, "depth", 0) > 0:
+            # dataclass() (3.13) sets __hash__ to None, then to the real one with the other
+            # methods: meanwhile another thread hashing an instance would find it unhashable.
+            # The stand-in waits for the made class instead; None is set once it is made, if
+            # the class is unhashable after all (see _dataclass).
+            value = _hash
+        type.__setattr__(cls, name, value)
 
 
 class LazyDataclass(metaclass=LazyDataclassMeta):

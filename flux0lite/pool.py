@@ -20,6 +20,7 @@ from .connections import new_connection
 from .errors import ConnectError, ConnectTimeout, Flux0Error, RequestAborted, TLSError
 from .proxy import Route
 from .timeout import Timeout
+from .tls import system_context
 
 __all__ = ["ConnectionPool"]
 
@@ -147,7 +148,7 @@ class ConnectionPool:
     def _tls_context(self) -> ssl.SSLContext:
         # Loading the system's CA store costs milliseconds: once per pool, not per connection.
         if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
+            self._ssl_context = system_context()
         return self._ssl_context
 
     def _connect(self, route: Route, timeout: Timeout, aborted: threading.Event) -> http.client.HTTPConnection:

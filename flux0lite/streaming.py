@@ -361,11 +361,13 @@ class EventStream:
 class AsyncEventStream:
     """The async face of :class:`EventStream`: its reads run in a thread of its own (see
     :class:`~flux0lite.aio.StreamWorker`), never in the loop's default executor. Cancelling a
-    read, or ``aclose``, shuts the connection down at once: the loop never waits for the server."""
+    read, or ``aclose``, shuts the connection down at once: the loop never waits for the server.
+    A read after a cancelled one raises :class:`~flux0lite.errors.StreamError`."""
 
     def __init__(self, stream: EventStream) -> None:
         self._stream = stream
         self._worker = StreamWorker()
+        self._cancelled = False  # a read was cancelled, which shut the stream down
         # Dropped before its end (an ``async for`` left by ``break``, no ``aclose``), it closes
         # its connection, as a dropped EventStream's socket closes, and its thread ends.
         self._close = weakref.finalize(self, _close_stream, stream, self._worker)
@@ -381,9 +383,22 @@ class AsyncEventStream:
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self
 
+    def _abort(self) -> None:
+        """A read was cancelled: shut the stream down (at once, from the loop's thread)."""
+        self._cancelled = True
+        self._stream.response.abort()
+
+    def _refuse_if_cancelled(self) -> None:
+        # The cancelled read's thread may still be inside the stream, on its way out: another
+        # read must not enter it, and the stream has no more events to give anyway.
+        if self._cancelled:
+            response = self._stream.response
+            raise StreamError(f"{response.method} {response.url}: a read of this stream was cancelled, which closed it")
+
     async def __anext__(self) -> StreamEvent:
+        self._refuse_if_cancelled()
         try:
-            event: object = await self._worker.run(next, self._stream, _DONE, abort=self._stream.response.abort)
+            event: object = await self._worker.run(next, self._stream, _DONE, abort=self._abort)
         except Exception:
             self._worker.stop()
             raise
@@ -393,8 +408,9 @@ class AsyncEventStream:
         return cast(StreamEvent, event)
 
     async def reply(self) -> Reply:
+        self._refuse_if_cancelled()
         try:
-            return await self._worker.run(self._stream.reply, abort=self._stream.response.abort)
+            return await self._worker.run(self._stream.reply, abort=self._abort)
         finally:
             self._worker.stop()
 

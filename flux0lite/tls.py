@@ -15,7 +15,7 @@ from typing import Optional, Union
 
 from .errors import ConfigError
 
-__all__ = ["tls_context", "PathLike"]
+__all__ = ["tls_context", "system_context", "check_system_ca_file", "PathLike"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -71,6 +71,22 @@ def tls_context(
                 + f": {exc.strerror or exc}"
             ) from exc
     return context
+
+
+def check_system_ca_file() -> None:
+    """The file ``SSL_CERT_FILE`` names, when there is one, checked as ``cacert`` is: OpenSSL,
+    loading the system's store, would block for ever opening a FIFO and read a device without
+    end. (A missing one OpenSSL skips, as it always has.)"""
+    variable = ssl.get_default_verify_paths().openssl_cafile_env
+    named = os.environ.get(variable)
+    if named and os.path.exists(named):
+        _readable(named, f"the CA bundle that {variable} names")
+
+
+def system_context() -> ssl.SSLContext:
+    """A verifying context that trusts the system's store (and ``SSL_CERT_FILE``/``SSL_CERT_DIR``)."""
+    check_system_ca_file()
+    return ssl.create_default_context()
 
 
 def _readable(path: PathLike, what: str, *, directory_ok: bool = False) -> str:

@@ -531,6 +531,27 @@ def test_cancelling_a_task_reading_an_async_stream_closes_it_at_once(silent: Sil
     asyncio.run(run())
 
 
+def test_a_read_after_a_cancelled_read_raises_a_stream_error(silent: SilentStreams) -> None:
+    """A read with a timeout (wait_for) that is cancelled closes the stream: the next read, or
+    reply(), says so with a StreamError, and never enters the stream while the cancelled read's
+    thread may still be on its way out of it (hadv21 02: ValueError 'generator already
+    executing', or a silent end)."""
+
+    async def run() -> None:
+        async with Flux0(silent.server.url, timeout=Timeout(2, 30), retry=Retry(total=0)) as client:
+            for _ in range(20):
+                stream = await client.sessions.create_event_async("s1", "x")
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(stream.__anext__(), 0.02)
+                with pytest.raises(StreamError, match="a read of this stream was cancelled, which closed it"):
+                    await stream.__anext__()
+                with pytest.raises(StreamError, match="cancelled"):
+                    await stream.reply()
+                await stream.aclose()
+
+    asyncio.run(run())
+
+
 def test_idle_async_streams_do_not_starve_the_default_executor(silent: SilentStreams) -> None:
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -222,6 +222,47 @@ def test_a_fifo_is_refused_without_blocking(role: str, certs: Certs, tmp_path: P
         Flux0("https://localhost:1", **kwargs)
 
 
+@pytest.mark.timeout(20)
+def test_ssl_cert_file_naming_a_fifo_or_device_is_refused_without_blocking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without cacert the system store loads, and OpenSSL opens what SSL_CERT_FILE names: a
+    FIFO hung every https call for ever, whatever the timeouts (hadv21 03). It is checked as
+    cacert is: when an https client is made, and when a context of the system store is made
+    (a connection through a proxy to a plain-http server needs none at first)."""
+    from flux0lite.tls import system_context
+
+    fifo = tmp_path / "bundle.pem"
+    os.mkfifo(fifo)
+    for named in (str(fifo), "/dev/zero"):
+        monkeypatch.setenv("SSL_CERT_FILE", named)
+        with pytest.raises(ConfigError, match=f"the CA bundle that SSL_CERT_FILE names: {named} is not a regular file"):
+            Flux0("https://localhost:1")
+        with pytest.raises(ConfigError, match="SSL_CERT_FILE"):
+            system_context()
+        Flux0("http://localhost:1").close()  # no TLS, no store: nothing to refuse
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))  # skipped, as OpenSSL does
+    assert system_context().verify_mode == ssl.CERT_REQUIRED
+    Flux0("https://localhost:1").close()
+
+
+def test_the_cli_refuses_an_ssl_cert_file_fifo_as_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from flux0lite.cli import main
+
+    fifo = tmp_path / "bundle.pem"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("SSL_CERT_FILE", str(fifo))
+    err = io.StringIO()
+    code = main(
+        ["--timeout", "1", "--server-url", "https://127.0.0.1:1", "agents", "list"], stdout=io.StringIO(), stderr=err
+    )
+    assert code == 2 and "SSL_CERT_FILE names" in err.getvalue() and "not a regular file" in err.getvalue()
+
+
 @pytest.mark.parametrize("role", ["cacert", "cert"])
 def test_a_device_is_refused(role: str) -> None:
     with pytest.raises(ConfigError, match="/dev/zero is not a regular file"):
