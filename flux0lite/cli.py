@@ -403,7 +403,7 @@ def _chat(client: "Flux0", args: Arguments, out: _Sink, err: _Sink, stdin: "Opti
         session_id = args.target[0]
         message = _read_message(args.target[1:], stdin)
     with client.sessions.create_event(session_id, message, timeout=timeout) as stream:
-        wrote_text = False
+        streamed: Dict[str, List[str]] = {}  # the text printed as it streamed, by message
         for event in stream:
             if args.output == "jsonl":
                 out.write_json(_stream_event_doc(event))
@@ -413,13 +413,16 @@ def _chat(client: "Flux0", args: Arguments, out: _Sink, err: _Sink, stdin: "Opti
                 if text:
                     out.write(text)
                     out.flush()
-                    wrote_text = True
+                    streamed.setdefault(event.event_id, []).append(text)
         reply = stream.assembler.reply()
     if args.output == "table":
-        if wrote_text:
+        if streamed:
             out.write("\n")
-        for doc in reply.messages.values():
-            if not isinstance(doc, list):
+        for event_id, doc in reply.messages.items():
+            # A message that is not the text printed (an object, a list of other values, pieces
+            # a later patch changed) is written as it ended, as JSON.
+            shown = "".join(streamed.get(event_id, ()))
+            if not (isinstance(doc, list) and all(type(piece) is str for piece in doc) and "".join(doc) == shown):
                 out.write_json(doc)
     elif args.output == "json":
         out.write_json(

@@ -249,6 +249,12 @@ def _dataclass(cls: type, options: Dict[str, Any]) -> None:
     dataclasses.dataclass(cls, **options)
     if cls.__dict__.get("__hash__") is _hash:  # set to None while made (see LazyDataclassMeta)
         type.__setattr__(cls, "__hash__", None)
+    for name in _STAND_INS:
+        if getattr(cls, name) is LazyDataclass.__dict__[name]:
+            # a method dataclass() leaves to the class (eq=False, no frozen=True, init=False...):
+            # the plain object's, as a dataclass that derives from nothing has (the stand-in
+            # would only call itself)
+            type.__setattr__(cls, name, getattr(object, name))
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING and f.name in cls.__dict__:
             type.__delattr__(cls, f.name)

@@ -7,14 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from flux0lite import __version__
 from flux0lite.cli import main
 from tests.conftest import ROOT, shared_path, subprocess_env
-from tests.fakeserver import FakeFlux0, FakeServer, json_response, sse_stream
+from tests.fakeserver import FakeFlux0, FakeServer, json_response, sse_stream, sse_text
 
 
 def run_cli(args: List[str], url: str, stdin: str = "") -> Tuple[int, str, str]:
@@ -141,6 +141,37 @@ def test_chat_new_session(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
     code, out, err = run_cli(["chat", "--new", "--agent", agent, "--title", "t", "hello"], fake.url)
     assert code == 0 and out == "Echo: hello flux0\n" and err.startswith("session ")
     assert len(fake_flux0.sessions) == 1
+
+
+def test_chat_writes_every_message_that_is_not_the_text_it_streamed(fake: FakeServer) -> None:
+    """Plain chat prints text pieces as they stream; a message that ended as anything else (a
+    list of objects, pieces a later patch replaced, an object) is written as JSON after it
+    (hadv23 01: a list of objects was never shown, an edited text showed its first form)."""
+
+    def chunk(event_id: str, seq: int, *patches: Dict[str, Any]) -> Tuple[str, Any]:
+        return "chunk", {"correlation_id": "c", "event_id": event_id, "seq": seq, "patches": list(patches)}
+
+    fake.on(
+        "POST",
+        "/api/sessions/*",
+        sse_stream(
+            [
+                sse_text(
+                    [
+                        chunk("text", 0, {"op": "add", "path": "/-", "value": "Hi "}),
+                        chunk("text", 1, {"op": "add", "path": "/-", "value": "there"}),
+                        chunk("orders", 0, {"op": "add", "path": "/-", "value": {"order": "42"}}),
+                        chunk("edited", 0, {"op": "add", "path": "/-", "value": "Hello"}),
+                        chunk("edited", 1, {"op": "replace", "path": "/0", "value": "Bye"}),
+                        chunk("object", 0, {"op": "add", "path": "/answer", "value": 42}),
+                    ]
+                )
+            ]
+        ),
+    )
+    code, out, err = inproc(["--server-url", fake.url, "chat", "s1", "hi"])
+    assert code == 0, err
+    assert out == 'Hi thereHello\n[{"order":"42"}]\n["Bye"]\n{"answer":42}\n'
 
 
 def test_chat_agent_error_exits_1(fake: FakeServer, fake_flux0: FakeFlux0) -> None:

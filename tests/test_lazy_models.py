@@ -191,6 +191,38 @@ def test_a_model_that_is_unhashable_stays_unhashable_once_made() -> None:
     assert out == "None unhashable type: 'Loose'"
 
 
+@pytest.mark.parametrize(
+    "options", ["frozen=True, eq=False", "", "frozen=False", "frozen=True, init=False", "frozen=True, repr=False"]
+)
+def test_a_model_behaves_as_its_dataclass_whatever_its_options(options: str) -> None:
+    """A method dataclass() leaves alone (no __eq__ with eq=False, no frozen __setattr__
+    without frozen=True...) is the plain object's, made lazily or not: the stand-in called
+    itself until RecursionError (hadv23 02)."""
+    code = (
+        "import dataclasses, re\n"
+        "from flux0lite.jsonmodel import INT, JsonModel, field, json_field, model\n"
+        f"@model({options})\n"
+        "class M(JsonModel):\n"
+        "    a: int = field(default=1, metadata=json_field(INT))\n"
+        f"@dataclasses.dataclass({options})\n"
+        "class Plain:\n"
+        "    a: int = 1\n"
+        "def made(cls):  # as the reader makes one: its __dict__ set, no __init__\n"
+        "    if cls is M:\n        return M.from_dict({'a': 2})\n"
+        "    one = object.__new__(cls)\n    one.__dict__['a'] = 2\n    return one\n"
+        "def behaviour(cls):\n"
+        "    one, two = made(cls), made(cls)\n"
+        "    seen = [one == two, one == one, type(cls.__hash__).__name__, re.sub(' at 0x[0-9a-f]+', '', repr(one)).replace(cls.__qualname__, 'X')]\n"
+        "    try:\n        seen.append(hash(one) == hash(two))\n    except TypeError as exc:\n        seen.append(str(exc).replace(cls.__name__, 'X'))\n"
+        "    try:\n        one.a = 3\n        seen.append(one.a)\n    except dataclasses.FrozenInstanceError:\n        seen.append('frozen')\n"
+        "    try:\n        seen.append(cls(a=5).a)\n    except TypeError as exc:\n        seen.append(type(exc).__name__)\n"
+        "    return seen\n"
+        "print(behaviour(M) == behaviour(Plain), behaviour(M), behaviour(Plain))\n"
+    )
+    out = _fresh(code)
+    assert out.startswith("True "), out
+
+
 def test_threads_making_the_same_dataclass_at_once_all_get_it() -> None:
     out = _fresh(
         "import threading\n"
