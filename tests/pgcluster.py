@@ -266,7 +266,13 @@ class PgCluster:
         if init.returncode != 0:
             self.stop()
             raise ClusterUnavailable(f"initdb failed (exit {init.returncode}): {init.stderr.strip()[-500:]}")
-        with open(self.base / "server.log", "wb") as log:
+        self._start_server(timeout)
+        return self
+
+    def _start_server(self, timeout: float) -> None:
+        assert self.base is not None and self._reaper is not None
+        data = self.base / "data"
+        with open(self.base / "server.log", "ab") as log:
             self.server = subprocess.Popen(
                 [
                     *self.prefix,
@@ -296,7 +302,18 @@ class PgCluster:
         self._reaper.stdin.write(f"{self.server.pid}\n".encode())
         self._reaper.stdin.flush()
         self._wait_ready(timeout)
-        return self
+
+    def pause(self) -> None:
+        """Stops the server (a fast shutdown: every connection ends), keeping its data; ``resume``
+        starts it again: a database server that is down for a while."""
+        forget_connections()
+        server, self.server = self.server, None
+        assert server is not None
+        os.kill(server.pid, signal.SIGINT)
+        server.wait(30)
+
+    def resume(self, timeout: float = 60.0) -> None:
+        self._start_server(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         import psycopg

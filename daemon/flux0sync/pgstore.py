@@ -82,6 +82,7 @@ _INLINE_RAW_BYTES = 64 * 1024
 _OUR_TABLES = ("agents", "sessions", "sync_state", "events", "gaps", "conflicts")
 
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+_READ_ONLY = "25006"  # read_only_sql_transaction
 _MAX_ATTEMPTS = 8
 _LOCK_TIMEOUT = "20s"  # a row another process keeps locked longer is a busy archive, not a hang
 
@@ -273,8 +274,10 @@ def _translate(exc: BaseException, where: str) -> StoreError:
         return StoreFullError(f"{where}: the database is out of space or memory ({message}); batch rolled back")
     if sqlstate == "55P03":
         return StoreBusyError(f"{where}: another session kept a row locked too long ({message}); nothing written")
-    if sqlstate == "25006":
-        return StoreError(f"{where}: database is read-only ({message})")
+    if sqlstate == _READ_ONLY:
+        # maintenance (default_transaction_read_only) or a standby reached during a failover:
+        # a pause, as a database that cannot be reached is, not the end of the daemon
+        return StoreUnavailableError(f"{where}: the database is read-only now ({message}); nothing written")
     if sqlstate == "42501":
         return StoreError(f"{where}: permission denied ({message})")
     return StoreError(f"{where}: {message}")
@@ -370,18 +373,25 @@ class PgStore:
                             f"{self.path}: the database server cannot be reached"
                             f" ({' '.join(str(exc).split())}); nothing written"
                         ) from exc
+                    if getattr(exc, "sqlstate", None) == _READ_ONLY:
+                        # the next transaction connects anew: a session keeps the read-only default
+                        # it started with, and after a failover the primary is elsewhere
+                        self._disconnect()
                     raise _translate(exc, self.path) from exc
                 delay = min(2.0, 0.02 * 2**attempt) * (0.5 + random.random() / 2)
                 log.info("%s: %s; re-running the transaction in %.2f s", self.path, exc.sqlstate or "reconnect", delay)
                 time.sleep(delay)
 
-    def _reconnect(self) -> None:
+    def _disconnect(self) -> None:
         if self.db is not None:
             try:
                 self.db.close()
             except psycopg.Error:
                 pass
         self.db = None
+
+    def _reconnect(self) -> None:
+        self._disconnect()
         try:
             self._connect()
         except StoreError as exc:

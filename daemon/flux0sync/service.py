@@ -268,7 +268,13 @@ class Daemon:
         assert self.store is not None
         self._progress = None
         self._last_status = time.monotonic()
-        agents, sessions, _ = self.store.counts(events=False)
+        agents, sessions, _ = self._counts
+        try:
+            agents, sessions, _ = self.store.counts(events=False)
+        except StoreError as exc:
+            # The archive cannot be read now (a database server that is down): the loop pauses
+            # for it where it writes; STATUS keeps the last counts it read meanwhile.
+            log.debug("STATUS keeps its last counts: %s", exc)
         self._counts = (agents, sessions, self._base_events + totals.inserted)
         self.notifier.status(self._status_line(totals))
 

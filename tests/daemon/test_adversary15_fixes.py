@@ -1,6 +1,7 @@
 """The findings of the adversary rounds hadv15 to hadv17 on the daemon: settings the schedule
 refuses, ids that took another's row, wall-clock steps that passed a hole seen a second earlier,
-a stray offset that made a session's future a hole, and the memory and age of many holes."""
+a stray offset that made a session's future a hole, and the memory and age of many holes; and
+hadv22's STATUS refresh during a database outage (its live tests: tests/postgres/test_daemons.py)."""
 
 from __future__ import annotations
 
@@ -316,3 +317,26 @@ def test_a_span_of_gaps_that_takes_in_a_new_hole_is_first_seen_again(
     finally:
         archive.close()
     assert (edge + 1,) in execute(archive_db, 'SELECT "offset" FROM events')
+
+
+def test_a_status_refresh_while_the_archive_is_unavailable_keeps_the_last_counts(tmp_path: Path) -> None:
+    """The heartbeat (between passes too, while the daemon waits for its database) refreshes
+    STATUS by reading the archive: a database server that was down ended the daemon there
+    (hadv22 01), outside the loop that pauses for it. Now STATUS keeps its last counts."""
+    from flux0sync.backend import StoreUnavailableError
+    from flux0sync.engine import Totals
+
+    class DownArchive:
+        def counts(self, events: bool = True) -> Any:
+            raise StoreUnavailableError("postgresql://***@/archive: the database server cannot be reached")
+
+    statuses: List[str] = []
+    notifier = Notifier("")
+    notifier.status = statuses.append  # type: ignore[method-assign]
+    daemon = Daemon(load_config({"db_path": str(tmp_path / "a.sqlite3")}, {}), notifier=notifier)
+    daemon.store = DownArchive()  # type: ignore[assignment]
+    daemon._counts = (1, 2, 30)
+    daemon._base_events = 30
+    daemon._progress = Totals(inserted=5)
+    daemon.heartbeat()
+    assert statuses == ["35 events in 2 sessions of 1 agents archived"] and daemon._progress is None

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.parse
 from typing import Dict
 
 import pytest
@@ -26,6 +27,7 @@ from tests.daemon.helpers import (
     run_daemon,
 )
 from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request
+from tests.pgcluster import PgCluster, connection
 
 pytestmark = pytest.mark.usefixtures("pg_driver")
 
@@ -84,6 +86,85 @@ def test_sharded_daemons_killed_at_random_lose_and_duplicate_nothing(
         flags = {"db_path": pg_url, "shard": f"{shard}/4"}
         assert Daemon(load_config(flags, {"FLUX0_SERVER_URL": fake.url}), once=True, notifier=Notifier("")).run() == 0
     assert_archive_equals_server(pg_url, server)
+
+
+def _archived_while_it_runs(proc: "subprocess.Popen[str]", db: str, server: FakeFlux0, seconds: float = 60) -> None:
+    """Waits until the running daemon's archive holds what the server holds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            assert_archive_equals_server(db, server)
+            return
+        except AssertionError:
+            time.sleep(0.2)
+    assert_archive_equals_server(db, server)
+
+
+@pytest.mark.timeout(180)
+def test_a_daemon_pauses_while_its_database_server_is_down_and_catches_up(
+    pg_cluster: PgCluster, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """A database server that is down for a while pauses the daemon until it is back (hadv22 01:
+    refreshing STATUS read the archive during the pause and ended the daemon, exit 1)."""
+    db = pg_cluster.new_database()
+    sessions = populate(fake_flux0, 4, 10)
+    proc = popen_daemon(["--db", db, "--interval", "0.05"], fake.url, FLUX0_SYNC_MAX_BACKOFF="1")
+    try:
+        for _ in range(6):  # events archived moments ago: a STATUS refresh is due during the pause
+            fake_flux0.add_events(sessions[1], 2)
+            _archived_while_it_runs(proc, db, fake_flux0)
+        pg_cluster.pause()
+        try:
+            for sid in sessions:  # new events, so that the daemon writes (and STATUS is due) while it is down
+                fake_flux0.add_events(sid, 5)
+            time.sleep(4)
+            assert proc.poll() is None
+        finally:
+            pg_cluster.resume()
+        fake_flux0.add_events(sessions[0], 3)
+        _archived_while_it_runs(proc, db, fake_flux0)
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert exit_code(proc) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        pg_cluster.drop_database(db)
+    log = proc.stderr.read() if proc.stderr else ""
+    assert "cannot be reached" in log and "Traceback" not in log, log
+
+
+@pytest.mark.timeout(120)
+def test_a_daemon_pauses_while_its_database_is_read_only_and_catches_up(
+    pg_cluster: PgCluster, pg_url: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """A database made read-only for a while (maintenance, or a standby reached during a
+    failover: SQLSTATE 25006) pauses the daemon, which connects anew for each try (hadv22 02:
+    it exited 3, which systemd does not restart)."""
+    name = urllib.parse.urlsplit(pg_url).path.lstrip("/")
+    sessions = populate(fake_flux0, 3, 10)
+    proc = popen_daemon(["--db", pg_url, "--interval", "0.05"], fake.url, FLUX0_SYNC_MAX_BACKOFF="1")
+    try:
+        _archived_while_it_runs(proc, pg_url, fake_flux0)
+        admin = connection(pg_cluster.conninfo())
+        admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (name, "flux0-sync"),
+        )
+        for sid in sessions:
+            fake_flux0.add_events(sid, 5)
+        time.sleep(3)
+        assert proc.poll() is None
+        admin.execute(f"ALTER DATABASE {name} RESET default_transaction_read_only")
+        _archived_while_it_runs(proc, pg_url, fake_flux0)
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert exit_code(proc) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    log = proc.stderr.read() if proc.stderr else ""
+    assert "read-only" in log and "Traceback" not in log, log
 
 
 def test_missing_driver_exits_2_naming_the_extra(fake: FakeServer, fake_flux0: FakeFlux0) -> None:
