@@ -294,6 +294,11 @@ class Engine:
         self._listing_failures = 0
         self._paused_until = 0.0
         self._outages = 0
+        # Busy answers of one session while others are served (a per-path rate limit, a proxy
+        # timing out on its slow answer): answers the server gave, and their count at each
+        # session's last busy answer (see _busy_alone).
+        self._answered = 0
+        self._busy_at: Dict[str, int] = {}
         self._once_left: Optional[List[str]] = None
         self._pool: Optional[FetchPool] = None
 
@@ -486,6 +491,7 @@ class Engine:
             self.schedule.remove(sid)
             self._user_of.pop(sid, None)
             self._cut_whole.discard(sid)
+            self._busy_at.pop(sid, None)
         if self.once:
             self._set_once_left(current.seen)
         self.on_progress(self.totals)
@@ -672,7 +678,7 @@ class Engine:
         if self._round is not None and message.job.key in self._round.failed and error is None:
             error = Flux0Error("the archive could not store the listing")
         if not isinstance(error, FetchCancelled) and not _outage(error):
-            self._outages = 0  # the server answered: it is up, whatever the answer
+            self._server_answered()
         if error is not None and not isinstance(error, FetchCancelled):
             what = f"lookup of session {message.job.meta[2]}" if len(message.job.meta) > 2 else f"{kind} listing"
             self._on_error(what, error)
@@ -767,7 +773,8 @@ class Engine:
             if self.once:
                 self.totals.synced.append(sid)
         if error is None and broken is None:
-            self._outages = 0
+            self._server_answered()
+            self._busy_at.pop(sid, None)
             self.totals.failing.discard(sid)
             state = self.schedule.done(sid, now, new_events=inserted > 0)
             if state is not None:
@@ -779,13 +786,18 @@ class Engine:
         if isinstance(error, FetchCancelled):
             self.schedule.release(sid, now)
             return
-        if _outage(error):
+        busy_alone = self._busy_alone(sid, error)
+        if _outage(error) and not busy_alone:
             assert error is not None
-            self.schedule.release(sid, self._on_error("poll", error))
+            resume_at = self._on_error("poll", error)
+            if _busy(error):  # after the pause the others go first: whether it is busy alone shows then
+                resume_at += self.policy.error_delay(1, self.schedule.rng)
+            self.schedule.release(sid, resume_at)
             if self.once and _busy(error) and self.totals.outage is None and self._once_left is not None:
                 self._once_left.append(sid)  # polled again once the pause is over
             return
-        self._outages = 0  # the server answered: it is up, whatever the answer
+        if not busy_alone:
+            self._server_answered()
         message = broken or str(error) or type(error).__name__
         errors = self.store.mark_error(sid, message)
         self.totals.failed_polls += 1
@@ -795,6 +807,10 @@ class Engine:
         if self.once:
             self.totals.failed[sid] = errors
         state = self.schedule.failed(sid, now, errors)
+        asked = _retry_after(error) if busy_alone and error is not None else None
+        if state is not None and asked is not None and now + asked > state[0]:
+            state = (now + asked, state[1])  # not before the time its own answer asked for
+            self.schedule.release(sid, state[0])
         if state is not None:
             self._dirty[sid] = PollRecord(sid, _to_wall(state[0], now, self.wall_clock()), state[1], None)
             log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
@@ -814,6 +830,21 @@ class Engine:
         self.schedule.release(sid, now)
         if self._once_left is not None:
             self._once_left.append(sid)
+
+    def _server_answered(self) -> None:
+        """The server gave an answer (not a busy one): it is up."""
+        self._outages = 0
+        self._answered += 1
+
+    def _busy_alone(self, sid: str, error: Optional[Flux0Error]) -> bool:
+        """Is this busy answer the session's own? It is when the server answered other requests
+        since the session's last busy answer: then it fails and backs off alone (no earlier than
+        its Retry-After) instead of pausing every request again, for ever, each time it is due."""
+        if not _busy(error):
+            return False
+        last = self._busy_at.get(sid)
+        self._busy_at[sid] = self._answered
+        return last is not None and self._answered > last
 
     def _on_error(self, what: str, error: Flux0Error) -> float:
         """A listing failed, or a poll met an outage (see _outage); returns when to try again."""

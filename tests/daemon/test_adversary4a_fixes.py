@@ -243,3 +243,41 @@ def test_after_a_pause_any_answer_ends_the_probing_not_only_a_successful_poll(
     run_until(running, lambda: len(after()) >= 15, 4.5)  # by 4.5 s, as it was when it ran for 4.5 s
     assert outages[:1] == [2.0]
     assert len(after()) >= 15, len(after())  # 4 workers at ~3 polls a second each (30 measured; 9 serial)
+
+
+def test_a_session_busy_alone_backs_off_alone_after_the_first_pause(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """One session whose events answer is always a 429 while the server serves the others (a
+    per-path rate limit) paused every request again each time it was due, so every other
+    conversation was archived a Retry-After late, for ever (hadv24 02). After the first pause
+    the others go first; its next busy answer is its own failure: it backs off alone, no sooner
+    than its Retry-After, and the others keep their pace."""
+    good, bad = sessions(fake_flux0, 2)
+    events = fake.find("GET", "/api/sessions/*")
+    assert events is not None
+    bad_polls: List[float] = []
+
+    def respond(req: Request, conn: Conn) -> None:
+        if req.path.startswith(f"/api/sessions/{bad}/events"):
+            bad_polls.append(time.monotonic())
+            answer(429, {"retry-after": "2"})(req, conn)
+        else:
+            events(req, conn)  # type: ignore[misc]
+
+    fake.on("GET", "/api/sessions/*", respond)
+    running = engine(store, fake, workers=4, max_rps=50.0, policy=Policy(interval=0.2, idle_max=0.4, jitter=0.0))
+    outages: List[float] = []
+    running.on_outage = lambda error, wait: outages.append(wait)
+    run_until(running, lambda: len(bad_polls) >= 2 and good in archive_rows(store.path), 15)
+    lags: List[float] = []
+    for _ in range(4):  # a conversation on the good session, each reply archived within ~interval
+        fake_flux0.add_events(good, 1)
+        added, count = time.monotonic(), len(fake_flux0.events[good])
+        run_until(running, lambda: len(archive_rows(store.path).get(good, [])) == count, 10)
+        lags.append(time.monotonic() - added)
+    totals = run_for(running, 2.5)
+    assert outages == [2.0], outages  # the first busy answer paused everything; none after it
+    assert max(lags) < 1.5, lags
+    assert bad in totals.failing and len(bad_polls) <= 5, bad_polls
+    assert all(b - a >= 2.0 for a, b in zip(bad_polls[1:], bad_polls[2:])), bad_polls  # its Retry-After
