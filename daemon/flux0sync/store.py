@@ -1327,11 +1327,13 @@ def recreated_at(known: Any, listed: Any) -> Optional[Tuple[str, str]]:
     flux0 lets a client choose a session's id, and a server whose storage was reset gives the
     same id a new conversation whose offsets start again at 0: its created_at differs. Only
     two readable instants (:func:`_reading`, RFC 3339 / ISO 8601, the same on every Python)
-    count, and only when they are further apart than the coarser one's precision (at least a
-    second): the same instant written differently (``Z``, ``+00:00`` or ``+0000``, the basic
-    or the extended format, more or fewer digits, to the minute) or a server upgrade that
-    changes the precision re-creates nothing. A value that is not a readable instant (null,
-    missing, a number, other text) never counts.
+    count, and only when they are further apart than the coarser one's precision (its last
+    fractional digit, else its second, minute or hour: flux0 writes microseconds, and a
+    session deleted and created again under its id half a second later is a new one): the
+    same instant written differently (``Z``, ``+00:00`` or ``+0000``, the basic or the extended
+    format, more or fewer digits, to the minute) or a server upgrade that changes the precision
+    (microseconds truncated or rounded to milliseconds or seconds) re-creates nothing. A value
+    that is not a readable instant (null, missing, a number, other text) never counts.
     """
     if not isinstance(known, str) or not isinstance(listed, str):
         return None
@@ -1355,7 +1357,7 @@ _TIMESTAMP = re.compile(
 
 def _reading(text: str) -> Optional[Tuple[int, int]]:
     """A timestamp as (nanoseconds since 1970, UTC when it names no offset; its precision in
-    nanoseconds, at least a second), or None.
+    nanoseconds: its fraction's last digit, else the second, minute or hour it names), or None.
 
     A small strict parser rather than datetime.fromisoformat, which before Python 3.11 refuses
     9 fractional digits, ``.5``, ``+0000`` and the basic format: the same text must mean the
@@ -1377,8 +1379,11 @@ def _reading(text: str) -> Optional[Tuple[int, int]]:
         offset = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
     since = local - _EPOCH
     seconds = since.days * 86400 + since.seconds - offset
-    unit = 1 if second is not None else 60 if minute is not None else 3600
-    return seconds * _NANOS + int((fraction or "")[:9].ljust(9, "0")), unit * _NANOS
+    if fraction:  # its last digit: .5 names a tenth of a second, .123456 a microsecond
+        unit = 10 ** (9 - min(len(fraction), 9))
+    else:
+        unit = (1 if second is not None else 60 if minute is not None else 3600) * _NANOS
+    return seconds * _NANOS + int(fraction[:9].ljust(9, "0") if fraction else 0), unit
 
 
 def _instant(text: str) -> Optional[int]:

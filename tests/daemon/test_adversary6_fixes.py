@@ -87,6 +87,23 @@ def test_a_recreation_listed_under_another_user_counts(archive_db: str) -> None:
     assert conflict_ids(archive_db, "s1") == [f"s1-e{o}" for o in range(5)]
 
 
+def test_a_session_created_anew_within_a_second_is_a_recreation(archive_db: str) -> None:
+    """flux0 writes created_at to the microsecond: a session deleted and created again under its
+    id 0.4 s later is a new conversation (hadv25 01: it was not seen, so the new one's first
+    events were never asked for and its later ones followed the earlier conversation's)."""
+    archive = open_store(archive_db)
+    try:
+        archive.record_listing(None, [entry("2026-11-27T10:00:00.100000Z")])
+        archive.write_batch("s1", [event(o) for o in range(3)])
+        listed = archive.record_listing(None, [entry("2026-11-27T10:00:00.500000Z")])
+        checkpoint = archive.checkpoint("s1")
+    finally:
+        archive.close()
+    assert listed[0].recreated == ("2026-11-27T10:00:00.100000Z", "2026-11-27T10:00:00.500000Z", 3)
+    assert checkpoint == -1
+    assert conflict_ids(archive_db, "s1") == [f"s1-e{o}" for o in range(3)]
+
+
 def test_another_users_entry_that_differs_otherwise_is_no_change(archive_db: str) -> None:
     archive = open_store(archive_db)
     try:
@@ -173,6 +190,12 @@ def test_the_same_instant_in_another_iso_8601_form_recreates_nothing(archive_db:
         ("2024-03-10T12Z", "2024-03-10T13:00:01Z", True),
         ("20240310T120000Z", "20240310T120002Z", True),
         ("20240310T120000Z", "20240311T120000Z", True),
+        # flux0 writes microseconds: deleted and created again under its id 0.4 s later (hadv25 01:
+        # every precision counted as a second, so the new conversation's first events were lost)
+        ("2026-11-27T10:00:00.100000Z", "2026-11-27T10:00:00.500000Z", True),
+        ("2026-11-27T10:00:00.100000Z", "2026-11-27T10:00:00.100002Z", True),
+        ("2026-11-27T10:00:00.1Z", "2026-11-27T10:00:00.3Z", True),
+        ("2026-11-27T10:00:00.123Z", "2026-11-27T10:00:00.123456Z", False),  # within the coarser millisecond
     ],
 )
 def test_instants_count_apart_by_more_than_the_coarser_precision(old: str, new: str, renewed: bool) -> None:

@@ -184,9 +184,12 @@ def test_an_event_of_other_text_under_the_same_id_and_offset_is_moved_too(archiv
         ("2024-01-01T00:00:00.123456Z", "2024-01-01T00:00:00.123Z"),  # precision lowered on upgrade
         ("2024-01-01T00:00:00.999999Z", "2024-01-01T00:00:00Z"),  # ... or truncated to seconds
         ("2024-01-01T00:00:00Z", "2024-01-01T00:00:01Z"),  # a second apart: not more
+        ("2024-01-01T00:00:00.123656Z", "2024-01-01T00:00:00.124Z"),  # rounded to milliseconds
+        ("2024-01-01T00:00:00.6Z", "2024-01-01T00:00:01Z"),  # ... or to seconds
+        ("2024-01-01T00:00:00.1Z", "2024-01-01T00:00:00.2Z"),  # a tenth apart: not more
     ],
 )
-def test_instants_at_most_a_second_apart_are_no_recreation(old: str, new: str) -> None:
+def test_instants_no_further_apart_than_the_coarser_precision_are_no_recreation(old: str, new: str) -> None:
     assert recreated_at(old, new) is None
     assert recreated_at(new, old) is None
 
@@ -266,13 +269,20 @@ def test_every_rendering_of_an_instant_parses_to_it_on_every_python(
 
 @settings(max_examples=200, deadline=None)
 @given(MOMENTS, st.integers(min_value=-(10**6), max_value=10**6))
-def test_a_recreation_is_two_instants_more_than_a_second_apart(moment: datetime.datetime, shift_ms: int) -> None:
+def test_a_recreation_is_two_instants_further_apart_than_the_coarser_precision(
+    moment: datetime.datetime, shift_ms: int
+) -> None:
     aware = moment.replace(tzinfo=datetime.timezone.utc)
     other = aware + datetime.timedelta(milliseconds=shift_ms)
     if not (datetime.datetime(1, 1, 2, tzinfo=datetime.timezone.utc) <= other):
         return
-    old, new = aware.isoformat(), other.isoformat()
-    assert (recreated_at(old, new) is not None) is (abs(shift_ms) > 1000)
+    old, new = aware.isoformat(), other.isoformat()  # microseconds, or whole seconds when they are 0
+
+    def precision_ns(value: datetime.datetime) -> int:
+        return 1_000 if value.microsecond else 10**9
+
+    apart = abs(shift_ms) * 10**6 > max(precision_ns(aware), precision_ns(other))
+    assert (recreated_at(old, new) is not None) is apart
 
 
 # -- duplication: stored_through is the checkpoint's own walk ----------------------------------------
