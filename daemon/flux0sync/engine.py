@@ -444,7 +444,8 @@ class Engine:
                 )
             if sid not in self.schedule:
                 due = _from_wall(item.next_poll_at, now, wall) if not item.changed else now
-                self.schedule.add(sid, due_at=due, level=0 if item.changed else item.idle_level, now=now)
+                level = 0 if item.changed else item.idle_level
+                self.schedule.add(sid, due_at=due, level=level, now=now, active=not item.new and level == 0)
             elif item.changed:
                 self.schedule.move_up(sid, now)
             if item.changed and not item.new:

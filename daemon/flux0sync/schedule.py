@@ -229,8 +229,15 @@ class Schedule:
             self._buckets.pop(second, None)
         return None
 
-    def add(self, session_id: str, due_at: float, level: int = 0, now: Optional[float] = None) -> None:
+    def add(
+        self, session_id: str, due_at: float, level: int = 0, now: Optional[float] = None, *, active: bool = False
+    ) -> None:
         """Know a session: new ones are due now at level 0; restored ones keep their state.
+
+        ``active``: a restored session that was in a conversation when its state was saved (at
+        level 0), or whose listing changed: it keeps a conversation's pace for an active window
+        from ``now``, as if it had just had events (its time of activity is not saved), so that
+        a reload or a restart does not slow a conversation down.
 
         A restored time (a finite number: the engine reads it back from the archive and checks
         it, see ``engine._from_wall``) beyond the longest delay its stored level gives, with
@@ -245,6 +252,8 @@ class Schedule:
         if now is not None:
             due_at = min(due_at, now + self.policy.delay(level) * (1 + self.policy.jitter))
         self._level[session_id] = level
+        if active and level == 0:
+            self._active_until[session_id] = (due_at if now is None else now) + self.policy.active_window
         if session_id not in self._in_flight:  # back while its poll runs: that poll's end schedules it
             self._set_due(session_id, due_at)
 

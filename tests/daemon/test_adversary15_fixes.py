@@ -340,3 +340,42 @@ def test_a_status_refresh_while_the_archive_is_unavailable_keeps_the_last_counts
     daemon._progress = Totals(inserted=5)
     daemon.heartbeat()
     assert statuses == ["35 events in 2 sessions of 1 agents archived"] and daemon._progress is None
+
+
+def test_a_conversation_keeps_its_pace_across_a_new_engine(tmp_path: Path) -> None:
+    """A reload (SIGHUP) or a restart makes a new engine, whose schedule is restored from the
+    archive: a session in a conversation lost its active window there, and its next reply came
+    2, 4, 8 intervals late (hadv24 01). Polls after the new engine starts stay an interval apart."""
+    from flux0sync.store import Store
+
+    from tests.daemon.helpers import quick_engine, run_until
+
+    fake = FakeServer()
+    try:
+        fake_flux0 = FakeFlux0(fake)
+        sid = one_session(fake_flux0)
+        polls: List[float] = []
+        events = fake.find("GET", "/api/sessions/*")
+        assert events is not None
+
+        def counted(req: Any, conn: Any) -> None:
+            if req.path.startswith(f"/api/sessions/{sid}/events"):
+                polls.append(time.monotonic())
+            events(req, conn)  # type: ignore[misc]
+
+        fake.on("GET", "/api/sessions/*", counted)
+        archive = Store(str(tmp_path / "a.sqlite3"))
+        try:
+            first = quick_engine(archive, fake, idle_max=30.0)
+            fake_flux0.add_events(sid, 1)
+            run_until(first, lambda: bool(execute(archive.path, "SELECT 1 FROM events")), 10)
+            second = quick_engine(archive, fake, idle_max=30.0)  # the next engine, as after a reload
+            started = time.monotonic()
+            run_until(second, lambda: time.monotonic() - started > 1.3, 10)
+        finally:
+            archive.close()
+        after = [t for t in polls if t >= started]
+        gaps = [b - a for a, b in zip(after, after[1:])]
+        assert len(after) >= 5 and max(gaps) < 0.35, gaps  # the 0.2 s interval, not 0.4, 0.8...
+    finally:
+        fake.close()

@@ -207,3 +207,24 @@ def test_a_session_rescheduled_within_the_same_second_is_polled_once() -> None:
     assert schedule.pop_due(11.0, 10) == ["s"] and schedule.pop_due(11.0, 10) == []
     schedule.add("x", due_at=_from_wall(float("nan"), 11.0, 5.0))  # a hostile stored value is polled now, not never
     assert schedule.next_due() == 11.0
+
+
+def test_a_session_restored_in_a_conversation_keeps_its_pace_for_a_window() -> None:
+    """A reload (SIGHUP makes a new engine and schedule) or a restart restores a session from
+    the archive without its time of activity: one saved at level 0 was in a conversation, and
+    the next reply came 2, 4, 8... intervals late (hadv24 01). Restored as active, it keeps the
+    interval for a window from the restore; restored at a higher level, or new, it is not."""
+    for active, expected in ((True, [10, 10, 10, 10, 10, 10, 20]), (False, [20, 40, 80, 160, 320, 640, 1000])):
+        schedule = Schedule(exact(interval=10, idle_max=1000))
+        schedule.add("s", due_at=100.0, level=0, now=100.0, active=active)
+        now, gaps = 100.0, []
+        for _ in range(7):
+            (sid,) = schedule.pop_due(now, 1)
+            due, _ = schedule.done(sid, now, new_events=False) or (0.0, 0)
+            gaps.append(due - now)
+            now = due
+        assert gaps == expected, (active, gaps)
+    schedule = Schedule(exact(interval=10, idle_max=1000))
+    schedule.add("idle", due_at=100.0, level=3, now=100.0, active=True)  # only a level-0 one was active
+    (sid,) = schedule.pop_due(100.0, 1)
+    assert schedule.done(sid, 100.0, new_events=False) == (260.0, 4)
