@@ -299,6 +299,8 @@ class Engine:
         # session's last busy answer (see _busy_alone).
         self._answered = 0
         self._busy_at: Dict[str, int] = {}
+        # sessions several users list: a digest of each user's last entry (see _view_changed)
+        self._views: Dict[str, Dict[Optional[str], int]] = {}
         self._once_left: Optional[List[str]] = None
         self._pool: Optional[FetchPool] = None
 
@@ -442,16 +444,27 @@ class Engine:
                     sid,
                     *item.recreated,
                 )
+            changed = item.changed or self._view_changed(sid, user, item.view)
             if sid not in self.schedule:
-                due = _from_wall(item.next_poll_at, now, wall) if not item.changed else now
-                level = 0 if item.changed else item.idle_level
+                due = _from_wall(item.next_poll_at, now, wall) if not changed else now
+                level = 0 if changed else item.idle_level
                 self.schedule.add(sid, due_at=due, level=level, now=now, active=not item.new and level == 0)
-            elif item.changed:
+            elif changed:
                 self.schedule.move_up(sid, now)
-            if item.changed and not item.new:
+            if changed and not item.new:
                 # the archive now holds the new entry, so no later listing shows the change again:
                 # the poll it calls for is saved too, or a stop before that poll would lose it
                 self._dirty[sid] = PollRecord(sid, wall, 0, None)
+
+    def _view_changed(self, sid: str, user: Optional[str], view: Optional[int]) -> bool:
+        """Did the entry of a session that another user's entry stands for in the archive (a
+        session several users list) change since this user last listed it?"""
+        if view is None:
+            return False
+        views = self._views.setdefault(sid, {})
+        before = views.get(user)
+        views[user] = view
+        return before is not None and before != view
 
     def _round_finished(self, job: Job[Any], error: Optional[Flux0Error]) -> None:
         current = self._round
@@ -493,6 +506,7 @@ class Engine:
             self._user_of.pop(sid, None)
             self._cut_whole.discard(sid)
             self._busy_at.pop(sid, None)
+            self._views.pop(sid, None)
         if self.once:
             self._set_once_left(current.seen)
         self.on_progress(self.totals)

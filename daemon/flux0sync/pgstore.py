@@ -825,7 +825,8 @@ class PgStore:
                     if renewal is not None:
                         renewed.append((sid, recreation_reason(*renewal)))
                     recreated = None if renewal is None else (*renewal, 0)
-                    listed.append(Listed(session.id, False, changed, next_poll, level, recreated))
+                    view = hash(raw) if before[1] != found_under else None
+                    listed.append(Listed(session.id, False, changed, next_poll, level, recreated, view))
                     if before[0] == raw and before[1] == found_under:
                         continue
                 rows.append(

@@ -102,6 +102,10 @@ class Listed:
     # the entry says the session was created anew under the same id (see recreated_at): its
     # created_at before and now, and how many archived events were moved to ``conflicts``
     recreated: Optional[Tuple[str, str, int]] = None
+    # listed under another user than the one whose entry the archive holds: a digest of this
+    # entry, for the engine to compare with this user's previous one (users may see a session
+    # differently, so the archive's entry says nothing of this user's)
+    view: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -871,7 +875,8 @@ class Store:
         """Store the new and changed sessions of one listing page; report each as it was before.
 
         Unchanged sessions are not rewritten: at 100k sessions a listing every minute would
-        otherwise rewrite the whole table each time. A session id that is not valid Unicode
+        otherwise rewrite the whole table each time (a session several users list is written
+        under each in turn). A session id that is not valid Unicode
         cannot be fetched either and is left out. A re-created session (see
         :func:`listing_change`) is retired and its generation moves on in the same transaction.
         """
@@ -898,7 +903,8 @@ class Store:
                     if renewal is not None:
                         renewed.append((session.id, recreation_reason(*renewal)))
                     recreated = None if renewal is None else (*renewal, 0)
-                    listed.append(Listed(session.id, False, changed, before[2], level, recreated))
+                    view = hash(raw) if before[1] != found_under else None
+                    listed.append(Listed(session.id, False, changed, before[2], level, recreated, view))
                     if before[0] == raw and before[1] == found_under:
                         continue
                 rows.append(

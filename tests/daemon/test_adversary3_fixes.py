@@ -501,3 +501,45 @@ def test_an_idle_session_two_users_see_differently_backs_off(
     # idle from the start: 0, 0.2, 0.6, 1.4 and 3.0 s; moved up at every round (0.3 s), it was polled ~10 times
     assert len(polled) <= 5, [round(t - started, 2) for t in polled]
     assert offsets(str(tmp_path / "a.sqlite3"), sid) == [0]
+
+
+def test_a_change_of_a_session_two_users_see_moves_it_up(
+    tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """A session both users list is written under each in turn; each user's entry is compared
+    with that user's previous one, so a change is seen at the next round (hadv24 03: each
+    user's entry was compared with the archive's, the other user's, so no change ever counted
+    and the session waited for its idle poll)."""
+    agent = fake_flux0.add_agent()
+    sid = fake_flux0.add_session(agent)
+    fake_flux0.add_events(sid, 1)
+    polled: List[float] = []
+    events = fake.find("GET", f"/api/sessions/{sid}/events")
+    listing = fake.find("GET", "/api/sessions")
+    assert events is not None and listing is not None
+
+    def counted(req: Request, conn: Conn) -> None:
+        polled.append(time.monotonic())
+        events(req, conn)
+
+    def bob_answers_last(req: Request, conn: Conn) -> None:  # each round: alice's listing, then bob's
+        if req.headers.get("cookie", "").endswith("=bob"):
+            time.sleep(0.05)
+        listing(req, conn)
+
+    fake.on("GET", f"/api/sessions/{sid}/events", counted)
+    fake.on("GET", "/api/sessions", bob_answers_last)
+    db = str(tmp_path / "a.sqlite3")
+    archive = open_store(db)
+    try:
+        policy = Policy(interval=0.2, idle_max=100.0, jitter=0.0, active_for=0.0)
+        target = engine(archive, fake, users=["alice", "bob"], policy=policy)
+        run_for(target, 3.3)  # idle: polled at 0, 0.2, 0.6, 1.4 and 3.0 s, next at 6.2 s
+        fake_flux0.sessions[sid]["title"] = "renamed"
+        fake_flux0.add_events(sid, 1)
+        changed = time.monotonic()
+        run_until(target, lambda: offsets(db, sid) == [0, 1], 8)
+        fetched = time.monotonic()
+    finally:
+        archive.close()
+    assert fetched - changed < 1.5  # the next listing round (0.3 s), not the idle poll (~3 s)
