@@ -74,13 +74,21 @@ def tls_context(
 
 
 def check_system_ca_file() -> None:
-    """The file ``SSL_CERT_FILE`` names, when there is one, checked as ``cacert`` is: OpenSSL,
-    loading the system's store, would block for ever opening a FIFO and read a device without
-    end. (A missing one OpenSSL skips, as it always has.)"""
+    """The file ``SSL_CERT_FILE`` names, when there is one, is no FIFO, socket or device:
+    OpenSSL, loading the system's store, would block for ever opening a FIFO and read a device
+    without end. (A missing or unreadable file, or a folder, OpenSSL skips, as it always has.)"""
     variable = ssl.get_default_verify_paths().openssl_cafile_env
     named = os.environ.get(variable)
-    if named and os.path.exists(named):
-        _readable(named, f"the CA bundle that {variable} names")
+    if not named:
+        return
+    try:
+        mode = os.stat(named).st_mode  # no open: that is what would block
+    except (OSError, ValueError):  # missing, or a name no file can have (NUL)
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ConfigError(
+            f"the CA bundle that {variable} names: {named} is not a regular file (a FIFO, socket or device)"
+        )
 
 
 def system_context() -> ssl.SSLContext:

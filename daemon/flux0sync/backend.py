@@ -78,7 +78,8 @@ class DriverMissingError(StoreError):
 
 
 class StoreUnavailableError(StoreBusyError):
-    """The database server cannot be reached now; nothing was written. Transient: retry later."""
+    """The database server cannot be reached now, or the database is read-only now; nothing was
+    written. Transient, and the whole archive's: the daemon pauses and tries again later."""
 
 
 def is_postgres_url(db: str) -> bool:

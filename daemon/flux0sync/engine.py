@@ -50,7 +50,7 @@ from flux0lite import APIConnectionError, APIError, APITimeoutError, ConnectErro
 from flux0lite.httputil import parse_retry_after
 from flux0lite.models import Agent, Session
 
-from .backend import Archive
+from .backend import Archive, StoreUnavailableError
 from .budget import Budget
 from .gaps import SeenHere
 from .jobs import (
@@ -683,6 +683,8 @@ class Engine:
                         self._on_listing(message.job.meta[1], message.payload)
                 return
             error = message.error
+        except StoreUnavailableError:
+            raise  # the whole archive (down, or read-only): the daemon pauses
         except BATCH_FAILURES as exc:  # the listing is tried again at the next round
             log.error("%s listing: %s", kind, exc)
             if self._round is not None:
@@ -824,7 +826,8 @@ class Engine:
         state = self.schedule.failed(sid, now, errors)
         asked = _retry_after(error) if busy_alone and error is not None else None
         if state is not None and asked is not None and now + asked > state[0]:
-            state = (now + asked, state[1])  # not before the time its own answer asked for
+            # not before the time its own answer asked for, up to max_backoff as a pause is
+            state = (max(state[0], now + min(asked, self.policy.max_backoff)), state[1])
             self.schedule.release(sid, state[0])
         if state is not None:
             self._dirty[sid] = PollRecord(sid, _to_wall(state[0], now, self.wall_clock()), state[1], None)
@@ -849,13 +852,16 @@ class Engine:
     def _server_answered(self) -> None:
         """The server gave an answer (not a busy one): it is up."""
         self._outages = 0
-        self._answered += 1
+        if self.clock() >= self._paused_until:  # not one to a request sent before the pause began
+            self._answered += 1
 
     def _busy_alone(self, sid: str, error: Optional[Flux0Error]) -> bool:
         """Is this busy answer the session's own? It is when the server answered other requests
-        since the session's last busy answer: then it fails and backs off alone (no earlier than
-        its Retry-After) instead of pausing every request again, for ever, each time it is due."""
-        if not _busy(error):
+        since the session's last busy answer, and not only requests sent before the pause that
+        answer began: then it fails and backs off alone (no earlier than its Retry-After) instead
+        of pausing every request again, for ever, each time it is due. ``--once`` waits busy
+        answers out (at most _ONCE_PAUSES pauses in a row), as documented."""
+        if not _busy(error) or self.once:
             return False
         last = self._busy_at.get(sid)
         self._busy_at[sid] = self._answered
@@ -897,5 +903,7 @@ class Engine:
         self._flushed_at = now
         try:
             self.store.save_polls(records)
+        except StoreUnavailableError:
+            raise
         except (StoreFullError, StoreBusyError) as exc:  # only timing is lost: the polls are repeated
             log.error("%s", exc)

@@ -661,8 +661,10 @@ class PgStore:
 
         try:
             return self._transact(write)
+        except StoreUnavailableError:
+            raise  # the whole archive (down, or read-only): the daemon pauses
         except StoreError:
-            return 1  # a full disk or a lost server must not hide the original error
+            return 1  # a full disk must not hide the original error
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ poll, at most its current delay (``idle_max`` at worst, half of it on average); 
 a conversation that keeps going are archived within ``interval``. The default ``idle_max`` of
 one hour is what keeps the idle sessions' share small at a few thousand sessions (see the
 README's scale section for the measured figures). A session's activity clock is kept in memory
-only: after a restart an active session starts doubling at once (its stored level is 0).
+only: a session restored at level 0 (a restart, or a reload's new engine) is taken as active
+for one window from then (``Schedule.add(active=True)``).
 """
 
 from __future__ import annotations

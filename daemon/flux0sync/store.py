@@ -1363,7 +1363,8 @@ _TIMESTAMP = re.compile(
 
 def _reading(text: str) -> Optional[Tuple[int, int]]:
     """A timestamp as (nanoseconds since 1970, UTC when it names no offset; its precision in
-    nanoseconds: its fraction's last digit, else the second, minute or hour it names), or None.
+    nanoseconds: its fraction's last digit but trailing zeros, else the second, minute or hour
+    it names), or None.
 
     A small strict parser rather than datetime.fromisoformat, which before Python 3.11 refuses
     9 fractional digits, ``.5``, ``+0000`` and the basic format: the same text must mean the
@@ -1385,8 +1386,9 @@ def _reading(text: str) -> Optional[Tuple[int, int]]:
         offset = (hours * 3600 + minutes * 60) * (1 if sign == "+" else -1)
     since = local - _EPOCH
     seconds = since.days * 86400 + since.seconds - offset
-    if fraction:  # its last digit: .5 names a tenth of a second, .123456 a microsecond
-        unit = 10 ** (9 - min(len(fraction), 9))
+    digits = (fraction or "").rstrip("0")  # zeros padding a fraction (pydantic writes .123000) say nothing
+    if digits:  # its last digit: .5 names a tenth of a second, .123456 a microsecond
+        unit = 10 ** (9 - min(len(digits), 9))
     else:
         unit = (1 if second is not None else 60 if minute is not None else 3600) * _NANOS
     return seconds * _NANOS + int(fraction[:9].ljust(9, "0") if fraction else 0), unit

@@ -193,7 +193,8 @@ def test_the_same_instant_in_another_iso_8601_form_recreates_nothing(archive_db:
         # flux0 writes microseconds: deleted and created again under its id 0.4 s later (hadv25 01:
         # every precision counted as a second, so the new conversation's first events were lost)
         ("2026-11-27T10:00:00.100000Z", "2026-11-27T10:00:00.500000Z", True),
-        ("2026-11-27T10:00:00.100000Z", "2026-11-27T10:00:00.100002Z", True),
+        ("2026-11-27T10:00:00.100001Z", "2026-11-27T10:00:00.100003Z", True),
+        ("2026-11-27T10:00:00.100000Z", "2026-11-27T10:00:00.100002Z", False),  # .1, padded: a tenth
         ("2026-11-27T10:00:00.1Z", "2026-11-27T10:00:00.3Z", True),
         ("2026-11-27T10:00:00.123Z", "2026-11-27T10:00:00.123456Z", False),  # within the coarser millisecond
     ],
