@@ -452,8 +452,9 @@ class Engine:
             elif changed:
                 self.schedule.move_up(sid, now)
             if changed and not item.new:
-                # the archive now holds the new entry, so no later listing shows the change again:
-                # the poll it calls for is saved too, or a stop before that poll would lose it
+                # the archive now holds the new entry (and, for a change it saw, the poll with
+                # it), so no later listing shows the change again: a change only this user's
+                # view shows (_view_changed) is saved here, or a stop before its poll would lose it
                 self._dirty[sid] = PollRecord(sid, wall, 0, None)
 
     def _view_changed(self, sid: str, user: Optional[str], view: Optional[int]) -> bool:
@@ -811,7 +812,7 @@ class Engine:
                 resume_at += self.policy.error_delay(1, self.schedule.rng)
             self.schedule.release(sid, resume_at)
             if self.once and _busy(error) and self.totals.outage is None and self._once_left is not None:
-                self._once_left.append(sid)  # polled again once the pause is over
+                self._once_left.insert(0, sid)  # polled again after the pause, once the others are
             return
         if not busy_alone:
             self._server_answered()

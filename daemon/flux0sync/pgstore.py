@@ -849,6 +849,14 @@ class PgStore:
                     "INSERT INTO sync_state (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING",
                     [(r[0],) for r in rows],
                 )
+            # a changed entry's poll, now, with the entry (see Store.record_listing)
+            due = sorted(_id_key(item.session_id) for item in listed if item.changed and not item.new)
+            if due:
+                cur.executemany(
+                    "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (%s, %s, 0)"
+                    " ON CONFLICT (session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at, idle_level = 0",
+                    [(key, now) for key in due],
+                )
             # with the new entry, in one transaction (as in SQLite), each session locked
             moved = {sid: _retire_events(cur, sid, reason, now) for sid, reason in sorted(renewed)}
             if moved:

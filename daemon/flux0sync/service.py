@@ -391,8 +391,9 @@ class Daemon:
             self.config.workers,
             f" (shard {self.config.shard})" if self.config.shard else "",
         )
-        outage = 0
+        outage, wait = 0, 0.0
         while True:
+            started = time.monotonic()
             try:
                 totals = self._make_engine().run()
             except (StoreFullError, StoreBusyError) as exc:
@@ -401,6 +402,8 @@ class Daemon:
                 if self._stop or self.once:
                     log.error("%s", exc)
                     return EXIT_OK if self._stop else EXIT_FAILED
+                if time.monotonic() - started > wait:
+                    outage = 0  # it ran for longer than it last waited: a new outage, not the same one
                 outage += 1
                 wait = min(self.config.max_backoff, 2.0**outage)
                 log.error("%s; trying again in %.0f s", exc, wait)

@@ -930,6 +930,14 @@ class Store:
                 rows,
             )
             db.executemany("INSERT OR IGNORE INTO sync_state (session_id) VALUES (?)", [(r[0],) for r in rows])
+            # A changed entry calls for a poll now; no later listing shows the change again, so
+            # the poll is saved with the entry (an engine that stops or meets an outage first
+            # would lose it).
+            db.executemany(
+                "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (?, ?, 0)"
+                " ON CONFLICT(session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at, idle_level = 0",
+                [(item.session_id, now) for item in listed if item.changed and not item.new],
+            )
             # with the new entry, in one transaction: a stop in between cannot hide the re-creation
             moved = {_key(sid): _retire_events(db, sid, reason, now) for sid, reason in renewed}
             db.executemany(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -379,3 +380,31 @@ def test_a_conversation_keeps_its_pace_across_a_new_engine(tmp_path: Path) -> No
         assert len(after) >= 5 and max(gaps) < 0.35, gaps  # the 0.2 s interval, not 0.4, 0.8...
     finally:
         fake.close()
+
+
+def test_an_archive_outage_after_a_healthy_spell_waits_from_the_start_again(tmp_path: Path) -> None:
+    """The daemon's pause for an unavailable archive doubles while the archive stays unavailable,
+    and starts over once the daemon ran for longer than it last waited (hadv27 02: brief blips
+    hours apart paused it 2, 4, 8... up to max_backoff, for as long as it ran)."""
+    from flux0sync.backend import StoreUnavailableError
+
+    waits: List[float] = []
+    runs = iter([0.0, 2.2, 0.0, 0.0, 0.0])  # how long each engine runs before the archive fails it
+
+    class FailingEngine:
+        def run(self) -> Any:
+            time.sleep(next(runs))
+            raise StoreUnavailableError("postgresql://***@/archive: the database is read-only now")
+
+    daemon = Daemon(load_config({"db_path": str(tmp_path / "a.sqlite3")}, {}), notifier=Notifier(""))
+    daemon.store = type("Archive", (), {"counts": lambda self, events=True: (0, 0, 0), "path": "a"})()  # type: ignore[assignment]
+    daemon._make_engine = FailingEngine  # type: ignore[assignment,method-assign]
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 4:
+            daemon.stop(signal.SIGTERM, None)  # the next engine's failure ends the loop
+
+    daemon._sleep = sleep  # type: ignore[method-assign]
+    assert daemon._loop() == 0
+    assert waits == [2.0, 2.0, 4.0, 8.0]  # the second engine ran 2.2 s, longer than the 2 s wait before it

@@ -313,3 +313,30 @@ def test_once_waits_out_a_busy_spell_that_meets_answers_in_flight(
     totals = engine(store, fake, workers=4, max_rps=50.0, once=True).run()
     assert totals.ok and not totals.failing, totals.errors
     assert set(archive_rows(store.path)) == set(ids)
+
+
+def test_once_a_session_busy_alone_is_retried_after_the_others(
+    store: Store, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    """--once retries a session whose busy answer paused every request after the other sessions,
+    so a pass pauses a bounded number of times (6 in a row at most, once only it is left), not
+    once per few sessions (hadv27 01: it was retried first after each pause: 19 pauses and 55 s
+    for 40 sessions)."""
+    ids = sessions(fake_flux0, 30)
+    bad = ids[0]
+    healthy = fake.find("GET", "/api/sessions/*")
+    assert healthy is not None
+
+    def respond(req: Request, conn: Conn) -> None:
+        if req.path.startswith(f"/api/sessions/{bad}/events"):
+            answer(429, {"retry-after": "1"})(req, conn)
+        else:
+            healthy(req, conn)  # type: ignore[misc]
+
+    fake.on("GET", "/api/sessions/*", respond)
+    running = engine(store, fake, workers=4, max_rps=50.0, once=True)
+    outages: List[float] = []
+    running.on_outage = lambda error, wait: outages.append(wait)
+    totals = running.run()
+    assert not totals.ok and set(archive_rows(store.path)) == set(ids) - {bad}
+    assert len(outages) <= 9, outages  # a few while the others finish, then 6 in a row at most

@@ -104,6 +104,26 @@ def test_a_session_created_anew_within_a_second_is_a_recreation(archive_db: str)
     assert conflict_ids(archive_db, "s1") == [f"s1-e{o}" for o in range(3)]
 
 
+def test_a_changed_listing_entry_is_saved_with_its_poll_now(archive_db: str) -> None:
+    """The poll a changed entry calls for is saved in the transaction that stores the entry: no
+    later listing shows the change again, and the engine's own record of it was lost when the
+    engine left on an archive outage before saving it (hadv27 03: the session waited for its
+    idle poll, up to idle_max)."""
+    from flux0sync.store import PollRecord
+
+    archive = open_store(archive_db)
+    try:
+        archive.record_listing(None, [entry()])
+        archive.save_polls([PollRecord("s1", time.time() + 900, 10, None)])  # idle: next poll in 15 min
+        before = time.time()
+        listed = archive.record_listing(None, [entry(title="renamed")])
+    finally:
+        archive.close()
+    assert listed[0].changed
+    ((next_poll_at, level),) = execute(archive_db, "SELECT next_poll_at, idle_level FROM poll_schedule")
+    assert before <= next_poll_at <= time.time() and level == 0
+
+
 def test_another_users_entry_that_differs_otherwise_is_no_change(archive_db: str) -> None:
     archive = open_store(archive_db)
     try:
