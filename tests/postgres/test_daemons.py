@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -9,7 +10,7 @@ import signal
 import subprocess
 import time
 import urllib.parse
-from typing import Dict
+from typing import Dict, Iterator
 
 import pytest
 from flux0sync.config import load_config
@@ -101,6 +102,20 @@ def _archived_while_it_runs(proc: "subprocess.Popen[str]", db: str, server: Fake
     assert_archive_equals_server(db, server)
 
 
+@contextlib.contextmanager
+def _daemon_stopped_cleanly(db: str, url: str) -> Iterator["subprocess.Popen[str]"]:
+    """A daemon on ``db`` at test speed, pausing at most 1 s; stopped with SIGTERM at the end,
+    which it must answer with exit 0 (killed if the test failed first)."""
+    proc = popen_daemon(["--db", db, "--interval", "0.05"], url, FLUX0_SYNC_MAX_BACKOFF="1")
+    try:
+        yield proc
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert exit_code(proc) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.mark.timeout(180)
 def test_a_daemon_pauses_while_its_database_server_is_down_and_catches_up(
     pg_cluster: PgCluster, fake: FakeServer, fake_flux0: FakeFlux0
@@ -109,26 +124,22 @@ def test_a_daemon_pauses_while_its_database_server_is_down_and_catches_up(
     refreshing STATUS read the archive during the pause and ended the daemon, exit 1)."""
     db = pg_cluster.new_database()
     sessions = populate(fake_flux0, 4, 10)
-    proc = popen_daemon(["--db", db, "--interval", "0.05"], fake.url, FLUX0_SYNC_MAX_BACKOFF="1")
     try:
-        for _ in range(6):  # events archived moments ago: a STATUS refresh is due during the pause
-            fake_flux0.add_events(sessions[1], 2)
+        with _daemon_stopped_cleanly(db, fake.url) as proc:
+            for _ in range(6):  # events archived moments ago: a STATUS refresh is due during the pause
+                fake_flux0.add_events(sessions[1], 2)
+                _archived_while_it_runs(proc, db, fake_flux0)
+            pg_cluster.pause()
+            try:
+                for sid in sessions:  # new events, so that the daemon writes (and STATUS is due) while it is down
+                    fake_flux0.add_events(sid, 5)
+                time.sleep(4)
+                assert proc.poll() is None
+            finally:
+                pg_cluster.resume()
+            fake_flux0.add_events(sessions[0], 3)
             _archived_while_it_runs(proc, db, fake_flux0)
-        pg_cluster.pause()
-        try:
-            for sid in sessions:  # new events, so that the daemon writes (and STATUS is due) while it is down
-                fake_flux0.add_events(sid, 5)
-            time.sleep(4)
-            assert proc.poll() is None
-        finally:
-            pg_cluster.resume()
-        fake_flux0.add_events(sessions[0], 3)
-        _archived_while_it_runs(proc, db, fake_flux0)
-        os.killpg(proc.pid, signal.SIGTERM)
-        assert exit_code(proc) == 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
         pg_cluster.drop_database(db)
     log = proc.stderr.read() if proc.stderr else ""
     assert "cannot be reached" in log and "Traceback" not in log, log
@@ -143,8 +154,7 @@ def test_a_daemon_pauses_while_its_database_is_read_only_and_catches_up(
     it exited 3, which systemd does not restart)."""
     name = urllib.parse.urlsplit(pg_url).path.lstrip("/")
     sessions = populate(fake_flux0, 3, 10)
-    proc = popen_daemon(["--db", pg_url, "--interval", "0.05"], fake.url, FLUX0_SYNC_MAX_BACKOFF="1")
-    try:
+    with _daemon_stopped_cleanly(pg_url, fake.url) as proc:
         _archived_while_it_runs(proc, pg_url, fake_flux0)
         admin = connection(pg_cluster.conninfo())
         admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
@@ -158,11 +168,6 @@ def test_a_daemon_pauses_while_its_database_is_read_only_and_catches_up(
         assert proc.poll() is None
         admin.execute(f"ALTER DATABASE {name} RESET default_transaction_read_only")
         _archived_while_it_runs(proc, pg_url, fake_flux0)
-        os.killpg(proc.pid, signal.SIGTERM)
-        assert exit_code(proc) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     log = proc.stderr.read() if proc.stderr else ""
     assert "read-only" in log and "trying again in" in log and "Traceback" not in log, log
     assert "in a row" not in log, log  # the daemon paused; no session failed (hadv26 04: each re-polled every 1-2 s)
