@@ -16,7 +16,7 @@ from flux0lite.models import Agent, Session
 
 from .gaps import SeenHere
 from .rows import RawEvent
-from .store import Gap, Listed, PollRecord, SearchHit, SessionStatus, StoreBusyError, StoreError, WriteResult
+from .store import Gap, Listed, PollRecord, SearchHit, SessionStatus, StoreError, WriteResult
 
 __all__ = [
     "Archive",
@@ -77,9 +77,10 @@ class DriverMissingError(StoreError):
     """A PostgreSQL archive was asked for and psycopg 3 is not installed (a setup problem)."""
 
 
-class StoreUnavailableError(StoreBusyError):
+class StoreUnavailableError(StoreError):
     """The database server cannot be reached now, or the database is read-only now; nothing was
-    written. Transient, and the whole archive's: the daemon pauses and tries again later."""
+    written. Transient, and the whole archive's: no batch's failure (not a StoreBusyError, which
+    fails one poll), but the daemon's, which pauses and tries again later."""
 
 
 def is_postgres_url(db: str) -> bool:

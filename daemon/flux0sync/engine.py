@@ -50,7 +50,7 @@ from flux0lite import APIConnectionError, APIError, APITimeoutError, ConnectErro
 from flux0lite.httputil import parse_retry_after
 from flux0lite.models import Agent, Session
 
-from .backend import Archive, StoreUnavailableError
+from .backend import Archive
 from .budget import Budget
 from .gaps import SeenHere
 from .jobs import (
@@ -448,7 +448,7 @@ class Engine:
             if sid not in self.schedule:
                 due = _from_wall(item.next_poll_at, now, wall) if not changed else now
                 level = 0 if changed else item.idle_level
-                self.schedule.add(sid, due_at=due, level=level, now=now, active=not item.new and level == 0)
+                self.schedule.add(sid, due_at=due, level=level, now=now, active=not item.new)
             elif changed:
                 self.schedule.move_up(sid, now)
             if changed and not item.new:
@@ -684,8 +684,6 @@ class Engine:
                         self._on_listing(message.job.meta[1], message.payload)
                 return
             error = message.error
-        except StoreUnavailableError:
-            raise  # the whole archive (down, or read-only): the daemon pauses
         except BATCH_FAILURES as exc:  # the listing is tried again at the next round
             log.error("%s listing: %s", kind, exc)
             if self._round is not None:
@@ -826,10 +824,12 @@ class Engine:
             self.totals.failed[sid] = errors
         state = self.schedule.failed(sid, now, errors)
         asked = _retry_after(error) if busy_alone and error is not None else None
-        if state is not None and asked is not None and now + asked > state[0]:
+        if state is not None and asked is not None:
             # not before the time its own answer asked for, up to max_backoff as a pause is
-            state = (max(state[0], now + min(asked, self.policy.max_backoff)), state[1])
-            self.schedule.release(sid, state[0])
+            floor = now + min(asked, self.policy.max_backoff)
+            if floor > state[0]:
+                state = (floor, state[1])
+                self.schedule.release(sid, floor)
         if state is not None:
             self._dirty[sid] = PollRecord(sid, _to_wall(state[0], now, self.wall_clock()), state[1], None)
             log.warning("session %s failed (%d in a row), retry in %.0f s: %s", sid, errors, state[0] - now, message)
@@ -904,7 +904,5 @@ class Engine:
         self._flushed_at = now
         try:
             self.store.save_polls(records)
-        except StoreUnavailableError:
-            raise
         except (StoreFullError, StoreBusyError) as exc:  # only timing is lost: the polls are repeated
             log.error("%s", exc)

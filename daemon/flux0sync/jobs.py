@@ -47,7 +47,7 @@ from flux0lite import (
 from flux0lite.jsonstream import Element, iter_array
 from flux0lite.resources import path_segment
 
-from .backend import Archive, StoreUnavailableError
+from .backend import Archive
 from .budget import CHAR_COST, DEEP_CHAR_COST, ITEM_COST, element_cost, metered
 from .gaps import SeenHere
 from .jsonread import LEFT_OUT, Decoder
@@ -598,8 +598,6 @@ class SessionWriter:
                     if session_id in failed:
                         raise failed[session_id]
                     outcome[n] = self.write(session_id, batch, (generations or {}).get(session_id))
-                except StoreUnavailableError:
-                    raise  # the whole archive (down, or read-only): the daemon pauses, no session fails
                 except BATCH_FAILURES as exc:
                     outcome[n] = failed[session_id] = exc
             return outcome

@@ -81,6 +81,10 @@ _FTS_SEARCH = (
 _INLINE_RAW_BYTES = 64 * 1024
 _OUR_TABLES = ("agents", "sessions", "sync_state", "events", "gaps", "conflicts")
 
+_SAVE_POLL = (  # (session key, next poll, idle level)
+    "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (%s, %s, %s)"
+    " ON CONFLICT (session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at, idle_level = excluded.idle_level"
+)
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 _READ_ONLY = "25006"  # read_only_sql_transaction
 _MAX_ATTEMPTS = 8
@@ -852,11 +856,7 @@ class PgStore:
             # a changed entry's poll, now, with the entry (see Store.record_listing)
             due = sorted(_id_key(item.session_id) for item in listed if item.changed and not item.new)
             if due:
-                cur.executemany(
-                    "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (%s, %s, 0)"
-                    " ON CONFLICT (session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at, idle_level = 0",
-                    [(key, now) for key in due],
-                )
+                cur.executemany(_SAVE_POLL, [(key, now, 0) for key in due])
             # with the new entry, in one transaction (as in SQLite), each session locked
             moved = {sid: _retire_events(cur, sid, reason, now) for sid, reason in sorted(renewed)}
             if moved:
@@ -874,12 +874,7 @@ class PgStore:
         ordered = sorted(polls, key=lambda p: _id_key(p.session_id))  # one lock order for every daemon
 
         def work(cur: Any) -> None:
-            cur.executemany(
-                "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (%s, %s, %s)"
-                " ON CONFLICT (session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at,"
-                " idle_level = excluded.idle_level",
-                [(_id_key(p.session_id), p.next_poll_at, p.idle_level) for p in ordered],
-            )
+            cur.executemany(_SAVE_POLL, [(_id_key(p.session_id), p.next_poll_at, p.idle_level) for p in ordered])
             succeeded = [
                 (p.succeeded_at, p.succeeded_at, _id_key(p.session_id)) for p in ordered if p.succeeded_at is not None
             ]

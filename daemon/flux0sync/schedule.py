@@ -235,10 +235,10 @@ class Schedule:
     ) -> None:
         """Know a session: new ones are due now at level 0; restored ones keep their state.
 
-        ``active``: a restored session that was in a conversation when its state was saved (at
-        level 0), or whose listing changed: it keeps a conversation's pace for an active window
-        from ``now``, as if it had just had events (its time of activity is not saved), so that
-        a reload or a restart does not slow a conversation down.
+        ``active``: a restored session, not a new one. At level 0 (it was in a conversation when
+        its state was saved, or its listing changed) it keeps a conversation's pace for an active
+        window from ``now``, as if it had just had events (its time of activity is not saved), so
+        that a reload or a restart does not slow a conversation down.
 
         A restored time (a finite number: the engine reads it back from the archive and checks
         it, see ``engine._from_wall``) beyond the longest delay its stored level gives, with

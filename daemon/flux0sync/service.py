@@ -396,9 +396,9 @@ class Daemon:
             started = time.monotonic()
             try:
                 totals = self._make_engine().run()
-            except (StoreFullError, StoreBusyError) as exc:
+            except (StoreFullError, StoreBusyError, StoreUnavailableError) as exc:
                 # the archive cannot be read or written now (a full disk, a long-held lock, a
-                # database server that is down): nothing half-written stays; start over later
+                # database server that is down or read-only): nothing half-written stays; start over later
                 if self._stop or self.once:
                     log.error("%s", exc)
                     return EXIT_OK if self._stop else EXIT_FAILED

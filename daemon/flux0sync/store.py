@@ -933,11 +933,7 @@ class Store:
             # A changed entry calls for a poll now; no later listing shows the change again, so
             # the poll is saved with the entry (an engine that stops or meets an outage first
             # would lose it).
-            db.executemany(
-                "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (?, ?, 0)"
-                " ON CONFLICT(session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at, idle_level = 0",
-                [(item.session_id, now) for item in listed if item.changed and not item.new],
-            )
+            db.executemany(_SAVE_POLL, [(item.session_id, now, 0) for item in listed if item.changed and not item.new])
             # with the new entry, in one transaction: a stop in between cannot hide the re-creation
             moved = {_key(sid): _retire_events(db, sid, reason, now) for sid, reason in renewed}
             db.executemany(
@@ -956,12 +952,7 @@ class Store:
             return
 
         def work(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (?, ?, ?)"
-                " ON CONFLICT(session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at,"
-                " idle_level = excluded.idle_level",
-                [(p.session_id, p.next_poll_at, p.idle_level) for p in polls],
-            )
+            db.executemany(_SAVE_POLL, [(p.session_id, p.next_poll_at, p.idle_level) for p in polls])
             db.executemany(
                 "UPDATE sync_state SET last_attempt_at = ?, last_success_at = ?, errors = 0, last_error = NULL"
                 " WHERE session_id = ?",
@@ -971,6 +962,10 @@ class Store:
         self._write(work)
 
 
+_SAVE_POLL = (  # (session id, next poll, idle level)
+    "INSERT INTO poll_schedule (session_id, next_poll_at, idle_level) VALUES (?, ?, ?)"
+    " ON CONFLICT(session_id) DO UPDATE SET next_poll_at = excluded.next_poll_at, idle_level = excluded.idle_level"
+)
 _STATUS_V1 = """
     SELECT st.session_id, s.agent_id, s.title,
            (SELECT count(*) FROM events e WHERE e.session_id = st.session_id),
