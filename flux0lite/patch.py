@@ -217,11 +217,15 @@ _BITS_PER_BYTE = 7
 _CONTAINERS = (dict, list, _PieceList)
 
 
-def sized_copy(value: Any) -> Tuple[Any, int]:
+def sized_copy(value: Any, limit: Optional[int] = None) -> Tuple[Any, int]:
     """A deep copy as plain JSON values (lists, dicts), and the memory it holds, estimated:
     :data:`VALUE_OVERHEAD` bytes per value (each string, number, list or object) plus one per
     character of every string and object key, and one per 7 bits of an int's magnitude (a
-    4,300-digit number holds about 1.9 kB). No recursion: any depth is fine."""
+    4,300-digit number holds about 1.9 kB). No recursion: any depth is fine.
+
+    With a ``limit``, a container whose copy would take the estimate past it is not copied:
+    the answer is then ``(None, an estimate over limit)``, having held at most about ``limit``
+    bytes of copy on the way (a value over a cap costs no more than the cap to refuse)."""
     kind = type(value)
     if kind is str:
         return value, VALUE_OVERHEAD + len(value)
@@ -229,13 +233,16 @@ def sized_copy(value: Any) -> Tuple[Any, int]:
         return value, VALUE_OVERHEAD + value.bit_length() // _BITS_PER_BYTE
     if kind in _SCALARS or not isinstance(value, _CONTAINERS):
         return value, VALUE_OVERHEAD + (len(value) if isinstance(value, str) else 0)
-    size = 0
+    size = VALUE_OVERHEAD  # each container is counted as it is found, before it is copied
     root: List[Any] = [None]
     # (source container, target container, key or index in the parent target)
     work: List[Tuple[Any, Any, Any]] = [(value, root, 0)]
     while work:
         source, parent, key = work.pop()
-        size += VALUE_OVERHEAD
+        # every item is a value of VALUE_OVERHEAD at least: a container too long for what is
+        # left is refused before its copy (or the work list) holds anything of it
+        if limit is not None and size + len(source) * VALUE_OVERHEAD > limit:
+            return None, size + len(source) * VALUE_OVERHEAD
         # Two copies of one loop, for objects and for lists: this walk runs on every patch
         # value that is not a string, and a shared loop costs a call or a test per item.
         if isinstance(source, dict):
@@ -249,7 +256,7 @@ def sized_copy(value: Any) -> Tuple[Any, int]:
                 elif kind is int:
                     size += VALUE_OVERHEAD + len(name) + item.bit_length() // _BITS_PER_BYTE
                 elif isinstance(item, _CONTAINERS):
-                    size += len(name)
+                    size += VALUE_OVERHEAD + len(name)
                     work.append((item, target, name))
                 else:  # not JSON, kept as it is (a str subclass counts as a string)
                     size += VALUE_OVERHEAD + len(name) + (len(item) if isinstance(item, str) else 0)
@@ -264,10 +271,13 @@ def sized_copy(value: Any) -> Tuple[Any, int]:
                 elif kind is int:
                     size += VALUE_OVERHEAD + item.bit_length() // _BITS_PER_BYTE
                 elif isinstance(item, _CONTAINERS):
+                    size += VALUE_OVERHEAD
                     work.append((item, target, position))
                 else:
                     size += VALUE_OVERHEAD + (len(item) if isinstance(item, str) else 0)
         parent[key] = target
+    if limit is not None and size > limit:
+        return None, size  # (its strings and numbers passed it: what was copied is bounded)
     return root[0], size
 
 

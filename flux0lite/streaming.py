@@ -8,6 +8,7 @@ events are decoded lazily, as bytes arrive, so tokens can be shown while they st
 from __future__ import annotations
 
 import json
+import threading
 import weakref
 from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Tuple, Type, Union, cast
 
@@ -118,8 +119,9 @@ class ReplyAssembler:
 
     What it keeps is bounded: once its estimate of what it holds exceeds ``max_bytes`` it
     raises :class:`ResponseTooLargeError` (a chunk or status event over the cap changes no
-    message but stays counted, so every later event is refused too), so a stream that never
-    stops cannot exhaust memory. The estimate
+    message but stays counted, so every later event is refused too; a value is measured and
+    copied only until the count passes the cap), so a stream that never stops cannot exhaust
+    memory. The estimate
     (``kept_bytes``) charges :data:`~flux0lite.patch.VALUE_OVERHEAD` bytes plus one per
     character for every status text and error detail (by
     :func:`~flux0lite.patch.sized_copy`), every patch value (replaced or removed values are
@@ -162,7 +164,8 @@ class ReplyAssembler:
         """A status event that is an error, or over the cap."""
         error: Any = "error"
         if status == "error" and detail not in (None, {}):
-            error, size = sized_copy(detail)  # our own copy: no caller's edit reaches a reply
+            # our own copy (no caller's edit reaches a reply), not made past the cap
+            error, size = sized_copy(detail, self.max_bytes - kept)
             kept += size
         self.kept_bytes = kept
         if kept > self.max_bytes:
@@ -222,7 +225,7 @@ class ReplyAssembler:
                 elif type(value) is str:
                     kept += VALUE_OVERHEAD + len(value)
                 else:
-                    value, size = sized_copy(value)
+                    value, size = sized_copy(value, self.max_bytes - kept)  # not copied past the cap
                     kept += size
             owned.append((op, path, value))
         self.kept_bytes = kept
@@ -284,7 +287,9 @@ class ReplyAssembler:
 
 
 class EventStream:
-    """Iterate typed stream events; ``reply()`` drains the stream and returns the :class:`Reply`."""
+    """Iterate typed stream events; ``reply()`` drains the stream and returns the :class:`Reply`.
+
+    Threads may share one: their reads take turns, each event going to one of them."""
 
     def __init__(
         self,
@@ -300,6 +305,9 @@ class EventStream:
         self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
         self._assembler = ReplyAssembler(max_bytes=max_reply_bytes)
         self._events = self._generate()
+        # Reads from several threads take turns, as an async stream's reads do: a generator
+        # entered twice at once raises ValueError. (close() takes no turn: it ends a read.)
+        self._reading = threading.Lock()
         self.finished = False
 
     @property
@@ -325,7 +333,8 @@ class EventStream:
         return self
 
     def __next__(self) -> StreamEvent:
-        return next(self._events)
+        with self._reading:
+            return next(self._events)
 
     def text_deltas(self) -> Iterator[str]:
         """Only the reply text, piece by piece, as it arrives."""

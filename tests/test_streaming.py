@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
-from typing import Callable, Tuple
+import tracemalloc
+from typing import Callable, List, Tuple
 
 import pytest
 
@@ -26,6 +28,7 @@ from flux0lite import (
     StreamError,
     Timeout,
 )
+from flux0lite.patch import sized_copy
 from flux0lite.sse import SSEDecoder
 from flux0lite.streaming import ReplyAssembler, parse_stream_event
 from tests.conftest import SHARED, shared_path
@@ -295,6 +298,66 @@ def test_assembler_cap_counts_nested_values_without_recursion() -> None:
     assembler = ReplyAssembler(max_bytes=1_000_000)
     with pytest.raises(ResponseTooLargeError):
         assembler.add(ChunkEvent(event_id="a", seq=0, patches=(JsonPatch("add", "/x", deep),)))
+
+
+@pytest.mark.parametrize("kind", ["chunk", "error status"])
+def test_a_value_over_the_cap_is_refused_before_it_is_copied(kind: str) -> None:
+    # 400,000 empty lists: a copy (and its work list) would hold ~45 MB for a 64 KiB cap (hadv29 01)
+    wide = [[] for _ in range(400_000)]
+    if kind == "chunk":
+        event: object = ChunkEvent(event_id="a", seq=0, patches=(JsonPatch("add", "/x", wide),))
+    else:
+        event = StatusEvent.from_dict({"id": "s", "data": {"type": "status", "status": "error", "data": wide}})
+    assembler = ReplyAssembler(max_bytes=64 * 1024)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResponseTooLargeError):
+            assembler.add(event)  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    assert assembler.kept_bytes > 64 * 1024  # still counted: every later event is refused too
+    with pytest.raises(ResponseTooLargeError):
+        assembler.add(_text_chunk("b", 0, "x"))
+
+
+def test_sized_copy_under_its_limit_is_the_unlimited_copy_and_over_it_no_copy() -> None:
+    value = {"a": [1, {"b": "text", "c": None}], "d": 2**70, "e": [[]]}
+    copy, size = sized_copy(value)
+    assert copy == value and copy is not value and copy["a"] is not value["a"]
+    assert sized_copy(value, size) == (copy, size)
+    refused, over = sized_copy(value, size - 1)
+    assert refused is None and over > size - 1
+
+
+def test_threads_sharing_one_stream_take_turns_each_event_read_once(fake: FakeServer) -> None:
+    # a generator entered twice at once raised a bare ValueError (hadv29 02)
+    pieces = [
+        f"event: chunk\ndata: {json.dumps({'event_id': 'e', 'seq': i, 'patches': [{'op': 'add', 'path': '/-', 'value': f'{i} '}]})}\n\n".encode()
+        for i in range(40)
+    ]
+    fake.on("POST", PATH, sse_stream(pieces, delay=0.01))
+    seen: List[int] = []
+    failures: List[BaseException] = []
+
+    def read(stream: object) -> None:
+        try:
+            for event in stream:  # type: ignore[attr-defined]
+                seen.append(event.seq)
+        except BaseException as exc:  # any failure fails the test below
+            failures.append(exc)
+
+    with client_for(fake) as client:
+        stream = client.sessions.create_event("sess000001", "x")
+        threads = [threading.Thread(target=read, args=(stream,)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert failures == []
+        assert sorted(seen) == list(range(40))
+        assert stream.reply().text == "".join(f"{i} " for i in range(40))
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5])
