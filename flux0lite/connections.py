@@ -9,22 +9,29 @@ Every socket a connection opens is shown to its ``opening`` callback before it b
 network (before ``connect``, before the TLS handshake), so that another thread can shut it
 down to end the call at once (:meth:`flux0lite.Flux0.abort`); the callback may raise to stop
 the connection from being opened at all.
+
+A connection's timeout bounds its whole opening, every blocking step of it together (each
+address tried, the proxy's answer to ``CONNECT``, the TLS handshake), not each step alone: a
+server or proxy trickling bytes cannot stretch it.
 """
 
 from __future__ import annotations
 
 import http.client
+import select
 import socket
+import time
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import ConfigError, ProxyAuthenticationError, ProxyError
 from .httputil import lower_headers
 from .proxy import Proxy, Route, proxy_auth_message
+from .responses import RawResponse
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["new_connection", "Opening"]
+__all__ = ["new_connection", "Opening", "readable_now"]
 
 _REASON_LIMIT = 100
 
@@ -48,14 +55,42 @@ def new_connection(
     return _TCPConnection(origin.host, origin.port, timeout, opening)
 
 
-def _open_tcp(host: str, port: int, timeout: Optional[float], opening: Opening) -> socket.socket:
+def readable_now(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read at once: bytes, or the end its peer closed (or
+    an error: a broken socket reads as readable)."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    except (OSError, ValueError):
+        return True
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _left(deadline: Optional[float]) -> Optional[float]:
+    """The timeout of the next blocking step: what is left of ``deadline``."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("the connect timeout has passed")
+    return left
+
+
+def _open_tcp(host: str, port: int, deadline: Optional[float], opening: Opening) -> socket.socket:
     """``socket.create_connection``, showing each socket to ``opening`` before it connects."""
     last_error: Optional[OSError] = None
     for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
         sock = socket.socket(family, kind, proto)
         try:
             opening(sock)
-            sock.settimeout(timeout)
+            sock.settimeout(_left(deadline))
             sock.connect(address)
             return sock
         except OSError as exc:
@@ -67,8 +102,11 @@ def _open_tcp(host: str, port: int, timeout: Optional[float], opening: Opening) 
     raise last_error if last_error is not None else OSError(f"no address found for {host}")
 
 
-def _start_tls(sock: socket.socket, context: "ssl.SSLContext", hostname: str, opening: Opening) -> socket.socket:
+def _start_tls(
+    sock: socket.socket, context: "ssl.SSLContext", hostname: str, deadline: Optional[float], opening: Opening
+) -> socket.socket:
     """TLS on a connected socket, shown to ``opening`` before the handshake blocks on it."""
+    sock.settimeout(_left(deadline))  # the TLS socket's, for the whole handshake
     tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
     try:
         opening(tls)  # the plain socket is detached now: only the TLS one can be shut down
@@ -87,7 +125,7 @@ class _TCPConnection(http.client.HTTPConnection):
         self._opening = opening
 
     def connect(self) -> None:
-        self.sock = _open_tcp(self.host, self.port, self.timeout, self._opening)
+        self.sock = _open_tcp(self.host, self.port, _deadline(self.timeout), self._opening)
 
 
 class _TLSConnection(http.client.HTTPSConnection):
@@ -101,9 +139,10 @@ class _TLSConnection(http.client.HTTPSConnection):
         self._opening = opening
 
     def connect(self) -> None:
-        sock = _open_tcp(self.host, self.port, self.timeout, self._opening)
+        deadline = _deadline(self.timeout)
+        sock = _open_tcp(self.host, self.port, deadline, self._opening)
         try:
-            self.sock = _start_tls(sock, self._tls, self.host, self._opening)
+            self.sock = _start_tls(sock, self._tls, self.host, deadline, self._opening)
         except BaseException:
             sock.close()
             raise
@@ -144,25 +183,29 @@ class _TunnelledHTTPSConnection(http.client.HTTPSConnection):
         self._opening = opening
 
     def connect(self) -> None:
-        sock = _open_tcp(self._proxy.host, self._proxy.port, self.timeout, self._opening)
+        deadline = _deadline(self.timeout)
+        sock = _open_tcp(self._proxy.host, self._proxy.port, deadline, self._opening)
         try:
-            open_tunnel(sock, self._route, self._proxy)
-            self.sock = _start_tls(sock, self._tls, self._route.origin.host, self._opening)
+            open_tunnel(sock, self._route, self._proxy, deadline)
+            self.sock = _start_tls(sock, self._tls, self._route.origin.host, deadline, self._opening)
         except BaseException:
             sock.close()
             raise
 
 
-def open_tunnel(sock: socket.socket, route: Route, proxy: Proxy) -> None:
-    """Ask the proxy on ``sock`` to connect to the route's origin; raise unless it says 2xx."""
+def open_tunnel(sock: socket.socket, route: Route, proxy: Proxy, deadline: Optional[float] = None) -> None:
+    """Ask the proxy on ``sock`` to connect to the route's origin, all by ``deadline`` (a
+    ``time.monotonic()``, else ``socket.timeout``); raise unless it says 2xx."""
     origin = route.origin
     host = _ascii_host(origin.host)
     authority = f"[{host}]:{origin.port}" if ":" in host else f"{host}:{origin.port}"
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if proxy.authorization:
         lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    sock.settimeout(_left(deadline))
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-    response = http.client.HTTPResponse(sock, method="CONNECT")
+    # (interim answers skipped, every read of the answer cut to what is left of the deadline)
+    response = RawResponse(sock, method="CONNECT", deadline=deadline)
     try:
         response.begin()
     except http.client.RemoteDisconnected as exc:
@@ -176,6 +219,12 @@ def open_tunnel(sock: socket.socket, route: Route, proxy: Proxy) -> None:
     try:
         status = response.status
         if 200 <= status < 300:
+            if readable_now(sock):
+                # the proxy hung up (maybe in the middle of its answer, which then reads as a
+                # whole one), or said more than it was asked: no tunnel to speak TLS in
+                raise ProxyError(
+                    f"proxy {proxy.display} closed or garbled the tunnel to {authority} after its {status}"
+                )
             return
         headers = lower_headers(response)
         if status == 407:

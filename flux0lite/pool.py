@@ -9,14 +9,13 @@ policy needs to know.
 from __future__ import annotations
 
 import http.client
-import select
 import socket
 import ssl
 import threading
 import weakref
 from typing import Dict, List, Optional, Tuple
 
-from .connections import new_connection
+from .connections import new_connection, readable_now
 from .errors import ConnectError, ConnectTimeout, Flux0Error, RequestAborted, TLSError
 from .proxy import Route
 from .timeout import Timeout
@@ -191,15 +190,4 @@ class ConnectionPool:
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
     """An idle connection with something to read was closed (or broken) by the server."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    try:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
-    except (OSError, ValueError):
-        return True
+    return conn.sock is None or readable_now(conn.sock)

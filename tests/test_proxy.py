@@ -25,6 +25,7 @@ from flux0lite.errors import (
     RedirectError,
     ServerError,
     TLSError,
+    TotalTimeout,
 )
 from flux0lite.proxy import ProxyRules, no_proxy_matches, parse_proxy_url
 from flux0lite.urls import Origin
@@ -485,6 +486,60 @@ def test_a_proxy_that_never_answers_connect_is_a_connect_timeout(tls_upstream: F
                 client.agents.list()
     finally:
         silent.close()
+
+
+def _trickle(head: bytes, seconds: float) -> Any:
+    """A CONNECT handler sending ``head`` and then one byte of a header line every 50 ms."""
+
+    def handler(req: Any, conn: Any) -> None:
+        conn.send(head)
+        ends = time.monotonic() + seconds
+        while time.monotonic() < ends:
+            conn.send(b"a")
+            time.sleep(0.05)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "timeout, error",
+    [(Timeout(connect=0.4, read=5), ConnectTimeout), (Timeout(connect=5, read=5, total=0.6), TotalTimeout)],
+)
+def test_a_proxy_trickling_its_connect_answer_is_cut_off_by_the_connect_and_total_timeouts(
+    tls_upstream: FakeServer, certs: Certs, timeout: Timeout, error: type
+) -> None:
+    # each byte within the read timeout: only one deadline over the whole answer ends it (hadv29 03)
+    slow = FakeServer()
+    slow.on("CONNECT", "*", _trickle(b"HTTP/1.1 200 Connection established\r\nX-Slow: ", 4))
+    try:
+        url = hidden_url(tls_upstream, "https")
+        with Flux0(url, proxy=slow.url, cacert=certs.ca, retry=quick(0), timeout=timeout) as client:
+            started = time.monotonic()
+            with pytest.raises(error):
+                client.agents.list()
+            assert time.monotonic() - started < 2
+    finally:
+        slow.close()
+
+
+def test_a_proxy_hanging_up_inside_its_connect_answer_is_a_proxy_error_and_retried(
+    tls_upstream: FakeServer, certs: Certs
+) -> None:
+    # the cut-off header block reads as a whole one to http.client: no tunnel was set up
+    def cut(req: Any, conn: Any) -> None:
+        conn.send(b"HTTP/1.1 200 Connection established\r\nX-Cut: hal")
+        conn.close()
+
+    cutting = FakeServer()
+    cutting.on("CONNECT", "*", cut)
+    try:
+        url = hidden_url(tls_upstream, "https")
+        with Flux0(url, proxy=cutting.url, cacert=certs.ca, retry=quick(1)) as client:
+            with pytest.raises(ProxyError, match="closed or garbled the tunnel"):
+                client.agents.list()
+        assert cutting.connections == 2
+    finally:
+        cutting.close()
 
 
 # -- hostile settings ---------------------------------------------------------------------------
