@@ -37,6 +37,8 @@ from .store import StoreError
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
+    from flux0lite import Flux0
+
 __all__ = ["main"]
 
 _EPILOG = """\
@@ -274,14 +276,24 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
     remote: Dict[str, Optional[int]] = {}
     if args.server:
         config = load_config({"server_url": args.server_url}, os.environ)
-        # each count as long as a poll may take at most: an answer that never ends gives "?"
-        with make_client(config, total=config.session_deadline) as client:
+        # Each session is counted as the daemon polls it: with the cookie of the user it was
+        # found under ('' for none), one client per user.
+        clients: Dict[Optional[str], "Flux0"] = {}
+        try:
             for row in rows:
+                user = row.found_under_user or None
+                client = clients.get(user)
+                if client is None:
+                    # each count as long as a poll may take at most: an answer that never ends gives "?"
+                    client = clients[user] = make_client(config, user, total=config.session_deadline)
                 try:
                     remote[row.session_id] = count_events(client, row.session_id, max(0, row.last_offset + 1))
                 except Flux0Error as exc:
                     err.write(f"flux0-sync: {_field(row.session_id)}: {_field(str(exc))}\n")
                     remote[row.session_id] = None
+        finally:
+            for client in clients.values():
+                client.close()
     if args.json:
         doc = {
             "agents": agents,

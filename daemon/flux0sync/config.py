@@ -131,6 +131,8 @@ def _convert(name: str, raw: Any) -> Any:
                 raise ValueError
             if name == "jitter" and value >= 1:
                 raise ValueError
+            if name == "max_rps" and value < 1 / _LARGEST:  # a wait between requests over 31 years
+                raise ValueError
             return value
         if name == "workers":
             number = int(raw)
@@ -231,10 +233,14 @@ def _read_ini(path: str) -> Dict[str, Any]:
         raise ConfigError(f"config file {path} has no [flux0-sync] section")
     known = set(Config.__dataclass_fields__) - {"config_file"}
     values: Dict[str, Any] = {}
+    given_as: Dict[str, str] = {}  # each setting's key in the file: its name or its alias
     for key, raw in parser.items("flux0-sync"):
         name = _INI_ALIASES.get(key, key)
         if name not in known:
             raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        if name in given_as:  # configparser refuses a key given twice, not a setting under two keys
+            raise ConfigError(f"config file {path}: {given_as[name]!r} and {key!r} both set {name}: give one")
+        given_as[name] = key
         values[name] = raw
     return values
 
@@ -247,6 +253,8 @@ def load_config(flags: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         merged.update(_read_ini(config_file))
     for var, name in _ENV_ALIASES.items():
         if env.get(var):
+            if env.get(ENV_VARS[name]):
+                raise ConfigError(f"{var} and {ENV_VARS[name]} both set {name}: give one")
             merged[name] = env[var]
     for name, var in ENV_VARS.items():
         if env.get(var):

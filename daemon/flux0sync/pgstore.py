@@ -266,7 +266,8 @@ def _pg_row(row: EventRow) -> EventRow:
         _text(correlation_id),
         _text(created_at),
         deleted,
-        _text(text),
+        # searchable as SQLite's is: each NUL, which PostgreSQL text cannot hold, as U+FFFD
+        None if text is None else text.replace("\x00", "\ufffd"),
         raw,
     )
 
@@ -407,6 +408,9 @@ class PgStore:
             return list(cur.fetchall())
 
         return self._transact(run)
+
+    def apply_options(self, synchronous: str, max_page_count: Optional[int]) -> None:
+        """SQLite's options: PostgreSQL has none of them (the server owns durability and size)."""
 
     def close(self) -> None:
         if self.db is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "check_identity",
     "event_row",
     "event_rows",
+    "searchable_text",
     "storable_text",
     "storable_offset",
     "dumps_lossless",
@@ -81,6 +82,16 @@ def storable_text(value: Any) -> Optional[str]:
     except UnicodeEncodeError:
         return None
     return value
+
+
+def searchable_text(text: str) -> str:
+    """A message's text as its ``text`` column holds it, to be searched and shown: each
+    character UTF-8 cannot carry (a lone surrogate: half an emoji, a byte that was not UTF-8)
+    as U+FFFD, so one such character does not hide every word of the message (``raw`` keeps
+    the exact text)."""
+    if storable_text(text) is not None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 # A NOT NULL column's stand-in for a value JSON cannot write back here: nested deeper than the
@@ -168,7 +179,7 @@ def _message_text(doc: Mapping[str, Any]) -> Optional[str]:
             if type(content) is str:
                 pieces.append(content)
     text = pieces[0] if len(pieces) == 1 else "".join(pieces)
-    return (text if text.isascii() else storable_text(text)) or None
+    return (text if text.isascii() else searchable_text(text)) or None
 
 
 def _column(value: Any) -> str:

@@ -298,6 +298,11 @@ class Daemon:
                 "the archive cannot change on reload (restart instead); keeping %s", redact_db_url(self.config.db_path)
             )
             fresh = fresh.__class__(**{**fresh.__dict__, "db_path": self.config.db_path})
+        if self.store is not None:
+            try:  # the open archive's own options: a raised max_db_pages makes room at once
+                self.store.apply_options(fresh.synchronous, fresh.max_db_pages)
+            except StoreError as exc:
+                log.error("reload kept the archive's options (restart to apply them): %s", exc)
         self.config = fresh
         log.info("configuration reloaded (server %s, every %.1f s)", fresh.server_url or "(default)", fresh.interval)
         self.notifier.send("READY=1")

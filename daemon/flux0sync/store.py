@@ -418,6 +418,7 @@ class Store:
         self.version = 0
         self._writing = False  # inside a write transaction (read by interrupt(), from another thread)
         self._abort = False  # set by interrupt(): SQLite's progress handler then ends the statement
+        self._uncapped_pages = 0  # SQLite's own page limit, read before a cap is set (_configure)
         if readonly:
             self.db = self._open_readonly()
         else:
@@ -497,9 +498,7 @@ class Store:
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise StoreError(f"unknown synchronous mode {synchronous!r}")
-        db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        self._apply_synchronous(synchronous)
         # Checkpoint every ~40 MB of WAL instead of 4 MB: each checkpoint syncs the WAL and the
         # database file, and pages written by many batches (indexes, the full-text index) are
         # copied once. A first sync writes about 10% faster; commits are as durable as before.
@@ -510,12 +509,27 @@ class Store:
         # were a twentieth of the daemon's peak memory.
         db.execute("PRAGMA cache_size = -512")
         db.execute("PRAGMA foreign_keys = ON")
+        self._uncapped_pages = int(db.execute("PRAGMA max_page_count").fetchone()[0])  # SQLite's own limit
         if max_page_count:
-            db.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
+            self.set_max_page_count(max_page_count)
+
+    def _apply_synchronous(self, synchronous: str) -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"unknown synchronous mode {synchronous!r}")
+        self.db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
 
     def set_max_page_count(self, pages: int) -> int:
         """Cap (or, with a large number, uncap) the archive size; returns the cap in force."""
         return int(self.db.execute(f"PRAGMA max_page_count = {int(pages)}").fetchone()[0])
+
+    def apply_options(self, synchronous: str, max_page_count: Optional[int]) -> None:
+        """The options a reload may change on the open archive: the sync mode and the page cap
+        (None: SQLite's own limit, as at open without a cap)."""
+        try:
+            self._apply_synchronous(synchronous)
+            self.set_max_page_count(max_page_count or self._uncapped_pages)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot apply synchronous or max_db_pages: {exc}") from exc
 
     def _table_exists(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None

@@ -175,7 +175,7 @@ def test_unstorable_values_are_kept_losslessly_and_never_stop_the_daemon(
         'SELECT id, "offset", text, created_at, source, correlation_id, raw FROM events WHERE session_id = ?', (odd,)
     )
     by_id = {r[0]: r for r in rows}
-    assert by_id[f"{odd}-e0"][2] is None
+    assert by_id[f"{odd}-e0"][2] == "half an emoji \ufffd"  # searchable; raw keeps the half
     assert json.loads(by_id[f"{odd}-e0"][6])["data"]["parts"][0]["content"] == "half an emoji \ud83d"
     assert by_id[f"{odd}-e1"][3] is None and json.loads(by_id[f"{odd}-e1"][6])["source"] == "\udcff"
     assert by_id["far"][1] is None and json.loads(by_id["far"][6])["offset"] == 2**63

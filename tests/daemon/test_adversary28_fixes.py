@@ -1,0 +1,150 @@
+"""Regression tests for the hadv28 round (the archive's readers and the daemon's configuration).
+
+Every test names the repro it comes from (``/work/wt/hadv28/repros/NN-*.py`` at the time).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+from flux0sync.backend import open_store
+from flux0sync.cli import main
+from flux0sync.config import ConfigError, load_config
+from flux0sync.notify import Notifier
+from flux0sync.service import Daemon
+from flux0sync.store import Store, StoreFullError
+from flux0sync.sync import Syncer
+
+from tests.archive_events import make_events
+from tests.daemon.helpers import client_for, one_session, run_daemon, serve_events_body
+from tests.daemon.hostile import event
+from tests.fakeserver import Conn, FakeFlux0, FakeServer, Request, json_response
+
+# -- 03: one character UTF-8 (or PostgreSQL) cannot hold hid every word of a message -------------
+
+
+def test_a_message_with_a_lone_surrogate_a_stray_byte_or_a_nul_is_still_found_by_search(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    sid = one_session(fake_flux0)
+    texts = [
+        json.dumps(event(sid, 0, text="please refund my order")).encode(),
+        json.dumps(event(sid, 1, text="please refund my order \ud83d")).encode(),  # half an emoji
+        json.dumps(event(sid, 2, text="please refund my cafe order")).encode().replace(b"cafe", b"caf\xe9"),
+        json.dumps(event(sid, 3, text="please refund my order\x00")).encode(),  # no PostgreSQL text holds NUL
+    ]
+    serve_events_body(fake_flux0, sid, b'{"data": [' + b", ".join(texts) + b"]}", "whole")
+    store = open_store(archive_db)
+    try:
+        result = Syncer(client_for(fake), store).run_pass()
+        assert result.ok, result.errors
+        hits = sorted((hit.offset, hit.text) for hit in store.search("refund"))
+        assert hits == [
+            (0, "please refund my order"),
+            (1, "please refund my order \ufffd"),
+            (2, "please refund my caf\ufffd order"),
+            (
+                3,
+                "please refund my order\ufffd" if archive_db.startswith("postgresql") else "please refund my order\x00",
+            ),
+        ]
+        assert sorted(hit.offset for hit in store.search("refund my")) == [0, 1, 2, 3]  # by LIKE, not FTS
+        raws = [json.loads(raw) for raw in store.iter_raw_events(sid)]
+        assert raws[1]["data"]["parts"][0]["content"].endswith("\ud83d")  # raw keeps the exact text
+    finally:
+        store.close()
+
+
+# -- 05: status --server counted every session without the cookie of the user it was found under --
+
+
+def test_status_server_counts_each_session_with_its_users_cookie(tmp_path: Path, fake: FakeServer) -> None:
+    fake_flux0 = FakeFlux0(fake)
+    mine = fake_flux0.add_session(fake_flux0.add_agent())
+    fake_flux0.add_events(mine, 3)
+    listing, session_routes = fake.find("GET", "/api/sessions"), fake.find("GET", "/api/sessions/*")
+
+    def alices_only(route: Any) -> Any:  # flux0 shows a user's sessions only under that user's cookie
+        def respond(req: Request, conn: Conn) -> None:
+            if "flux0_user_sub=alice" in req.headers.get("cookie", ""):
+                route(req, conn)
+            elif req.path == "/api/sessions":
+                json_response(200, {"data": []})(req, conn)
+            else:
+                json_response(404, {"detail": "Session not found"})(req, conn)
+
+        return respond
+
+    fake.on("GET", "/api/sessions", alices_only(listing))
+    fake.on("GET", "/api/sessions/*", alices_only(session_routes))
+    db = str(tmp_path / "a.sqlite3")
+    synced = run_daemon(["--once", "--db", db, "--user", "alice"], fake.url)
+    assert synced.returncode == 0, synced.stderr
+    fake_flux0.add_events(mine, 2)  # the archive is 2 events behind now
+    status = run_daemon(["status", "--db", db, "--server", "--json"], fake.url)
+    assert status.returncode == 0 and status.stderr == "", status.stderr
+    (row,) = json.loads(status.stdout)["per_session"]
+    assert (row["session_id"], row["found_under_user"], row["behind"]) == (mine, "alice", 2)
+
+
+# -- 02: a reload that raised max_db_pages left the open archive full ------------------------------
+
+
+def test_a_reload_applies_max_db_pages_and_synchronous_to_the_open_archive(tmp_path: Path, fake: FakeServer) -> None:
+    db = str(tmp_path / "a.sqlite3")
+    ini = tmp_path / "sync.ini"
+    ini.write_text("[flux0-sync]\nmax_db_pages = 40\nsynchronous = NORMAL\n")
+    flags = {"config_file": str(ini), "db_path": db}
+    env = {"FLUX0_SERVER_URL": fake.url}
+    daemon = Daemon(load_config(flags, env), flags=flags, env=env, notifier=Notifier(""))
+    daemon.store = store = Store(db, max_page_count=40)
+    try:
+        with pytest.raises(StoreFullError):
+            store.write_batch("s", make_events("s", 0, 400, text="x" * 2000))
+        ini.write_text("[flux0-sync]\nsynchronous = FULL\n")  # no cap now: SQLite's own limit
+        daemon._reload = True
+        daemon._apply_reload()
+        assert daemon.config.max_db_pages is None
+        assert store.write_batch("s", make_events("s", 0, 400, text="x" * 2000)).inserted == 400
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store.db.execute("PRAGMA max_page_count").fetchone()[0] >= 2**30 - 1  # SQLite's own limit
+        ini.write_text("[flux0-sync]\nmax_db_pages = 100000\n")
+        daemon._apply_reload()
+        assert store.db.execute("PRAGMA max_page_count").fetchone()[0] == 100000
+    finally:
+        store.close()
+
+
+# -- 04: a setting given under its name and its alias: the earlier one was dropped silently --------
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [["sessions = a", "session_ids = b"], ["user = alice", "users = bob"], ["agents = x", "agent_ids = y"]],
+)
+def test_a_setting_given_under_two_names_in_the_ini_file_is_refused(tmp_path: Path, lines: List[str]) -> None:
+    ini = tmp_path / "sync.ini"
+    ini.write_text("[flux0-sync]\n" + "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="both set"):
+        load_config({"config_file": str(ini)}, {})
+    assert main(["--once", "--config", str(ini), "--db", str(tmp_path / "a.sqlite3")]) == 2
+
+
+def test_a_user_given_in_both_environment_variables_is_refused() -> None:
+    with pytest.raises(ConfigError, match="FLUX0_SYNC_USER and FLUX0_SYNC_USERS both set users"):
+        load_config({}, {"FLUX0_SYNC_USER": "alice", "FLUX0_SYNC_USERS": "bob"})
+    assert load_config({}, {"FLUX0_SYNC_USER": "alice"}).users == ("alice",)
+
+
+# -- 01: a max_rps so small that --once waited for ever ----------------------------------------------
+
+
+@pytest.mark.parametrize("rate", ["1e-300", "1e-12", "5e-10"])
+def test_a_rate_of_under_one_request_in_31_years_is_refused(tmp_path: Path, rate: str) -> None:
+    with pytest.raises(ConfigError, match="max-rps"):
+        load_config({"max_rps": rate}, {})
+    assert main(["--once", "--max-rps", rate, "--db", str(tmp_path / "a.sqlite3")]) == 2
+    assert load_config({"max_rps": "1e-9"}, {}).max_rps == 1e-9
