@@ -32,7 +32,8 @@ def test_users_come_from_flags_ini_and_environment(tmp_path: Path) -> None:
     assert load_config({"config_file": str(ini)}, {}).users == ("erin",)
     assert load_config({}, {"FLUX0_SYNC_USERS": "f g"}).users == ("f", "g")
     assert load_config({}, {"FLUX0_SYNC_USER": "h"}).users == ("h",)
-    assert load_config({}, {"FLUX0_SYNC_USER": "h", "FLUX0_SYNC_USERS": "i"}).users == ("i",)
+    with pytest.raises(ConfigError, match="both set users"):  # neither may hide the other
+        load_config({}, {"FLUX0_SYNC_USER": "h", "FLUX0_SYNC_USERS": "i"})
     assert Config().users == ()
 
 

@@ -221,7 +221,8 @@ def test_values_postgresql_cannot_hold_are_kept_in_raw(pg_url: str) -> None:
     (back,) = list(store.iter_raw_events("s\x00x"))
     assert json.loads(back) == doc
     row = execute(pg_url, "SELECT session_id, id, correlation_id, text FROM events")
-    assert row == [(json.dumps("s\x00x"), json.dumps("id\x00"), None, None)]
+    # the text column stays searchable: U+FFFD for the NUL and the lone surrogate
+    assert row == [(json.dumps("s\x00x"), json.dumps("id\x00"), None, "nul \ufffd and lone \ufffd")]
     assert store.mark_error("s2", "boom\x00") == 1
     assert {r.session_id: r for r in store.session_statuses()}["s2"].last_error == json.dumps("boom\x00")
     huge = make_events("big", 0, 1, text="word " * 400_000)  # 2 MB: over a tsvector's 1 MB limit
