@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Tuple, Type, Union, cast
+from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Optional, Tuple, Type, Union, cast
 
 from .aio import StreamWorker
 from .errors import ConfigError, ContentTypeError, DecodeError, ResponseTooLargeError, StreamError
@@ -308,6 +308,9 @@ class EventStream:
         # Reads from several threads take turns, as an async stream's reads do: a generator
         # entered twice at once raises ValueError. (close() takes no turn: it ends a read.)
         self._reading = threading.Lock()
+        # The error that ended the events before the stream's end: every later read raises, in
+        # any thread, instead of ending as if the stream were whole.
+        self._failure: Optional[BaseException] = None
         self.finished = False
 
     @property
@@ -334,7 +337,21 @@ class EventStream:
 
     def __next__(self) -> StreamEvent:
         with self._reading:
-            return next(self._events)
+            if self._failure is not None:
+                raise self._cut_short(f"by an earlier {type(self._failure).__name__}") from self._failure
+            try:
+                return next(self._events)
+            except StopIteration:  # the end, or a closed stream: no failure
+                raise
+            except BaseException as exc:
+                self._failure = exc
+                raise
+
+    def _cut_short(self, reason: str) -> StreamError:
+        return StreamError(
+            f"{self.response.method} {self.response.url}: the stream was cut short {reason};"
+            " what arrived is in its .assembler"
+        )
 
     def text_deltas(self) -> Iterator[str]:
         """Only the reply text, piece by piece, as it arrives."""
@@ -345,8 +362,12 @@ class EventStream:
                     yield text
 
     def reply(self) -> Reply:
+        """Read the stream to its end and give the whole reply; :class:`StreamError` if it was
+        closed (by this or another thread) before its end, as a reply cut short is no reply."""
         for _ in self:
             pass
+        if not self.finished:
+            raise self._cut_short("by a close before its end")
         return self._assembler.reply()
 
     @property

@@ -360,6 +360,74 @@ def test_threads_sharing_one_stream_take_turns_each_event_read_once(fake: FakeSe
         assert stream.reply().text == "".join(f"{i} " for i in range(40))
 
 
+def _cut_after(pieces: int) -> Callable[[Request, Conn], None]:
+    """A stream of ``pieces`` text chunks, 20 ms apart, then cut off in the middle of a chunk."""
+
+    def respond(req: Request, conn: Conn) -> None:
+        conn.send(
+            raw_response(200, b"", {"content-type": "text/event-stream", "transfer-encoding": "chunked"}, length=False)
+        )
+        for i in range(pieces):
+            doc = {"event_id": "e", "seq": i, "patches": [{"op": "add", "path": "/-", "value": f"{i} "}]}
+            conn.send(chunked(f"event: chunk\ndata: {json.dumps(doc)}\n\n".encode()))
+            time.sleep(0.02)
+        conn.send(b"ff\r\nevent: ch")
+        conn.close()
+
+    return respond
+
+
+def test_after_a_failed_read_every_read_and_reply_raises_never_a_partial_reply(fake: FakeServer) -> None:
+    # a later read ended as if the stream were whole, and reply() gave the part as the reply (hadv30 01)
+    fake.on("POST", PATH, _cut_after(3))
+    with client_for(fake) as client:
+        stream = client.sessions.create_event("sess000001", "x")
+        with pytest.raises((StreamError, APIConnectionError)) as first:
+            list(stream)
+        with pytest.raises(StreamError, match="cut short by an earlier") as later:
+            next(stream)
+        assert later.value.__cause__ is first.value
+        with pytest.raises(StreamError, match="cut short"):
+            stream.reply()
+        assert stream.assembler.reply().text == "0 1 2 "  # what arrived is there, asked for as such
+
+
+def test_threads_sharing_a_stream_that_fails_all_learn_it(fake: FakeServer) -> None:
+    fake.on("POST", PATH, _cut_after(10))
+    outcomes: List[str] = []
+
+    def run(action: Callable[[], object]) -> None:
+        try:
+            action()
+            outcomes.append("no error")
+        except Flux0Error as exc:
+            outcomes.append(type(exc).__name__)
+
+    with client_for(fake) as client:
+        stream = client.sessions.create_event("sess000001", "x")
+        threads = [
+            threading.Thread(target=run, args=(lambda: list(stream),)),
+            threading.Thread(target=run, args=(stream.reply,)),
+            threading.Thread(target=run, args=(lambda: list(stream.text_deltas()),)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert len(outcomes) == 3 and "no error" not in outcomes, outcomes
+
+
+def test_reply_of_a_stream_closed_before_its_end_raises_and_its_reads_end(fake: FakeServer) -> None:
+    fake.on("POST", PATH, sse_stream([capture("sse-sample.txt")], end=False))
+    with client_for(fake) as client:
+        stream = client.sessions.create_event("sess000001", "x")
+        next(stream)
+        stream.close()
+        assert list(stream) == []  # a closed stream's reads end, as a closed generator's do
+        with pytest.raises(StreamError, match="cut short by a close before its end"):
+            stream.reply()
+
+
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5])
 def test_assembler_cap_must_be_a_positive_int(bad: object) -> None:
     with pytest.raises(ConfigError):
