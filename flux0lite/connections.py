@@ -18,6 +18,7 @@ server or proxy trickling bytes cannot stretch it.
 from __future__ import annotations
 
 import http.client
+import io
 import select
 import socket
 import time
@@ -86,11 +87,15 @@ def _left(deadline: Optional[float]) -> Optional[float]:
 def _open_tcp(host: str, port: int, deadline: Optional[float], opening: Opening) -> socket.socket:
     """``socket.create_connection``, showing each socket to ``opening`` before it connects."""
     last_error: Optional[OSError] = None
-    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+    addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    for position, (family, kind, proto, _, address) in enumerate(addresses):
         sock = socket.socket(family, kind, proto)
         try:
             opening(sock)
-            sock.settimeout(_left(deadline))
+            # an equal share of what is left for each address still to try: one that drops
+            # packets cannot use up the time of those after it (one that refuses leaves its share)
+            left = _left(deadline)
+            sock.settimeout(None if left is None else left / (len(addresses) - position))
             sock.connect(address)
             return sock
         except OSError as exc:
@@ -206,6 +211,9 @@ def open_tunnel(sock: socket.socket, route: Route, proxy: Proxy, deadline: Optio
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
     # (interim answers skipped, every read of the answer cut to what is left of the deadline)
     response = RawResponse(sock, method="CONNECT", deadline=deadline)
+    # read a byte at a time: whatever follows the answer's head stays on the socket, where
+    # readable_now sees it (a buffered reader would take it off and drop it)
+    response.fp = io.BufferedReader(response.fp.detach(), 1)
     try:
         response.begin()
     except http.client.RemoteDisconnected as exc:

@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import json
 import logging
+import socket
 import threading
 import time
 from typing import Any, Dict, List
@@ -34,6 +35,7 @@ from flux0lite import (
 )
 from flux0lite.httputil import RETRY_AFTER_CAP, parse_retry_after, redact_url
 from tests.fakeserver import Conn, FakeServer, Request, chunked, json_response, raw_response
+from tests.netfixtures import BlackHole
 
 STREAM_PATH = "/api/sessions/sess000001/events/stream"
 JSON = {"content-type": "application/json"}
@@ -641,3 +643,28 @@ def test_async_stream_still_reads_events_and_replies(fake: FakeServer) -> None:
             assert (await stream2.reply()).text == "Hello"
 
     asyncio.run(run())
+
+
+def test_an_address_that_drops_packets_leaves_time_for_the_next_one(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the first address's connect took the whole connect timeout, so a working second address
+    # was never tried (hadv30 02): each address gets a share of what is left
+    fake.on("GET", "/api/agents", json_response(200, {"data": []}))
+    real = socket.getaddrinfo
+    with BlackHole() as hole:
+
+        def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host == "dual.test":  # a dead replica first, as a name with a stale address lists it
+                return [
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", hole.port)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", fake.port)),
+                ]
+            return real(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolve)
+        url = f"http://dual.test:{fake.port}"
+        with Flux0(url, proxy=False, timeout=Timeout(connect=2, read=5), retry=Retry(total=0)) as client:
+            started = time.monotonic()
+            assert client.agents.list() == []
+            assert 0.8 < time.monotonic() - started < 1.8  # half of the 2 s for the dead one

@@ -542,6 +542,27 @@ def test_a_proxy_hanging_up_inside_its_connect_answer_is_a_proxy_error_and_retri
         cutting.close()
 
 
+def test_a_proxy_sending_bytes_right_after_its_200_is_a_proxy_error_and_retried(
+    tls_upstream: FakeServer, certs: Certs
+) -> None:
+    # in the answer's own write: a buffered read took them off the socket and TLS began on a
+    # garbled tunnel, a TLSError that is never retried (hadv30 04)
+    def garble(req: Any, conn: Any) -> None:
+        conn.send(b"HTTP/1.1 200 Connection established\r\n\r\nGARBAGE")
+        time.sleep(1)
+
+    garbling = FakeServer()
+    garbling.on("CONNECT", "*", garble)
+    try:
+        url = hidden_url(tls_upstream, "https")
+        with Flux0(url, proxy=garbling.url, cacert=certs.ca, retry=quick(1)) as client:
+            with pytest.raises(ProxyError, match="closed or garbled the tunnel"):
+                client.agents.list()
+        assert garbling.connections == 2
+    finally:
+        garbling.close()
+
+
 # -- hostile settings ---------------------------------------------------------------------------
 
 hypothesis = pytest.importorskip("hypothesis")
