@@ -40,7 +40,7 @@ from flux0lite.models import Agent, Session
 from .backend import StoreUnavailableError, redact_db_text, redact_db_url
 from .config import ConfigError
 from .gaps import MAX_GAPS, Gap, SeenHere, reconcile
-from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_row, storable_text
+from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_row, storable_text, stored_message_text
 from .store import (
     RETIRE_PIECE_CHARS,
     Listed,
@@ -216,7 +216,27 @@ def _schema_v4(cur: Any) -> None:
     cur.execute("ALTER TABLE sync_state ADD COLUMN generation bigint NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2, _schema_v3, _schema_v4)
+def _schema_v5(cur: Any) -> None:
+    """Message text holding a NUL or a lone surrogate, which PostgreSQL text cannot hold, was
+    stored as no text at all, so no word of it was found: such rows get their searchable text
+    (SQLite's ``_schema_searchable_text``); the full-text index follows the column."""
+    select = "SELECT session_id, id, raw FROM events WHERE text IS NULL AND type = 'message'"
+    page_of = " ORDER BY session_id, id LIMIT 500"
+    cur.execute(select + page_of)
+    while True:  # a page at a time: only one page of raws in memory
+        page = cur.fetchall()
+        if not page:
+            return
+        found = []
+        for session_key, event_key, raw in page:
+            text = stored_message_text(raw)
+            if text:
+                found.append((_searchable(text), session_key, event_key))
+        cur.executemany("UPDATE events SET text = %s WHERE session_id = %s AND id = %s", found)
+        cur.execute(select + " AND (session_id, id) > (%s, %s)" + page_of, page[-1][:2])
+
+
+MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2, _schema_v3, _schema_v4, _schema_v5)
 PG_SCHEMA_VERSION = len(MIGRATIONS)
 _SCHEDULE_VERSION = 3  # from this version on the archive holds the poll schedule
 
@@ -226,6 +246,12 @@ def _text(value: Optional[str]) -> Optional[str]:
     if value is None or "\x00" in value:
         return None
     return storable_text(value)
+
+
+def _searchable(text: str) -> str:
+    """A message's text column, searchable as SQLite's is: each NUL, which PostgreSQL text
+    cannot hold, as U+FFFD (``raw`` keeps it)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _key(value: str) -> str:
@@ -266,8 +292,7 @@ def _pg_row(row: EventRow) -> EventRow:
         _text(correlation_id),
         _text(created_at),
         deleted,
-        # searchable as SQLite's is: each NUL, which PostgreSQL text cannot hold, as U+FFFD
-        None if text is None else text.replace("\x00", "\ufffd"),
+        None if text is None else _searchable(text),
         raw,
     )
 

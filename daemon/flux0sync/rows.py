@@ -27,6 +27,7 @@ __all__ = [
     "event_rows",
     "searchable_text",
     "storable_text",
+    "stored_message_text",
     "storable_offset",
     "dumps_lossless",
     "undecodable_raw",
@@ -180,6 +181,19 @@ def _message_text(doc: Mapping[str, Any]) -> Optional[str]:
                 pieces.append(content)
     text = pieces[0] if len(pieces) == 1 else "".join(pieces)
     return (text if text.isascii() else searchable_text(text)) or None
+
+
+def stored_message_text(raw: str) -> Optional[str]:
+    """The ``text`` column of a stored message event, read again from its ``raw`` (for an
+    archive written before :func:`searchable_text`); None where it has none, or where its raw
+    is too deep or holds a number too long for ``json.loads`` (left as it was)."""
+    try:
+        doc = json.loads(raw)
+        if type(doc) is str:  # kept as text (bytes that were not UTF-8): the event's own JSON
+            doc = json.loads(doc)
+    except (ValueError, RecursionError):
+        return None
+    return _message_text(doc) if type(doc) is dict else None
 
 
 def _column(value: Any) -> str:

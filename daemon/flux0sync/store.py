@@ -37,7 +37,7 @@ from flux0lite.models import Agent, Session
 
 from .gaps import Gap, SeenHere, reconcile
 from .jsonread import SHALLOW_MIN_CHARS, same_json
-from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_rows, storable_text
+from .rows import EventRow, RawEvent, count_clashes, dumps_lossless, event_rows, storable_text, stored_message_text
 
 __all__ = [
     "Store",
@@ -321,6 +321,21 @@ def _schema_generation(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE sync_state ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
 
 
+def _schema_searchable_text(db: sqlite3.Connection) -> None:
+    """Message text holding a character UTF-8 cannot carry (a lone surrogate) was stored as no
+    text at all, so no word of it was found: such rows get their searchable text (see
+    :func:`~flux0sync.rows.searchable_text`), indexed in the same transaction. One pass over the
+    messages without text; what their raw says is unchanged."""
+    found = []
+    for rowid, raw in db.execute("SELECT rowid, raw FROM events WHERE text IS NULL AND type = 'message'"):
+        text = stored_message_text(raw)
+        if text:
+            found.append((text, rowid))
+    db.executemany("UPDATE events SET text = ? WHERE rowid = ?", found)
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone() is not None:
+        db.executemany("INSERT INTO events_fts(rowid, text) VALUES (?, ?)", [(rowid, text) for text, rowid in found])
+
+
 MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (
     _schema_v1,
     _schema_v2,
@@ -328,6 +343,7 @@ MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (
     _schema_v4,
     _schema_fts_per_batch,
     _schema_generation,
+    _schema_searchable_text,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # A reader copes with every version from this one up (the v3 tables are looked up before use).

@@ -1,0 +1,67 @@
+"""Regression tests for the hadv30 round, on the daemon's side (the client's are beside the
+tests of what they fix: test_streaming.py, test_proxy.py, test_hostile_transport.py).
+
+Every test names the repro it comes from (``/work/wt/hadv30/repros/NN-*.py`` at the time).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flux0sync.backend import open_store
+
+from tests.archive_events import raw_event
+from tests.daemon.helpers import execute
+
+# -- 03: an archive written before message text was made searchable kept it unsearchable ----------
+
+
+def _write_as_before(db: str) -> None:
+    """An archive as the code before the searchable text column wrote it: a message holding a
+    lone surrogate (and one holding a NUL) with no text, nothing of them in the full-text index,
+    at the schema version before the one that mends them."""
+    store = open_store(db)
+    store.write_batch(
+        "s",
+        [
+            raw_event("s", 0, text="please refund my order"),
+            raw_event("s", 1, text="please refund my order \ud83d"),
+            raw_event("s", 2, text="please refund my order \x00"),
+            raw_event("s", 3, text=""),  # no text, and none after the migration either
+        ],
+    )
+    store.close()
+    if db.startswith("postgresql"):
+        execute(db, 'UPDATE events SET text = NULL WHERE "offset" IN (1, 2)')
+        execute(db, "UPDATE flux0sync_meta SET value = '4' WHERE key = 'schema_version'")
+        return
+    execute(
+        db,
+        "INSERT INTO events_fts(events_fts, rowid, text)"
+        " SELECT 'delete', rowid, text FROM events WHERE \"offset\" IN (1, 2)",
+    )
+    execute(db, 'UPDATE events SET text = NULL WHERE "offset" IN (1, 2)')
+    execute(db, "PRAGMA user_version = 6")
+
+
+def test_an_archive_written_before_searchable_text_is_mended_when_opened(archive_db: str) -> None:
+    _write_as_before(archive_db)
+    reader = open_store(archive_db, readonly=True)  # a reader migrates nothing: it finds the old rows only
+    assert [hit.offset for hit in reader.search("refund")] == [0]
+    reader.close()
+    store = open_store(archive_db)
+    try:
+        hits = sorted((hit.offset, hit.text) for hit in store.search("refund"))
+        nul = "\ufffd" if archive_db.startswith("postgresql") else "\x00"
+        assert hits == [
+            (0, "please refund my order"),
+            (1, "please refund my order \ufffd"),
+            (2, f"please refund my order {nul}"),
+        ]
+        texts = dict(execute(archive_db, 'SELECT "offset", text FROM events'))
+        assert texts[3] is None
+        raws: Any = [json.loads(raw) for raw in store.iter_raw_events("s")]
+        assert raws[1]["data"]["parts"][0]["content"] == "please refund my order \ud83d"  # raw untouched
+    finally:
+        store.close()
