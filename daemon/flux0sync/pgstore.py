@@ -219,21 +219,30 @@ def _schema_v4(cur: Any) -> None:
 def _schema_v5(cur: Any) -> None:
     """Message text holding a NUL or a lone surrogate, which PostgreSQL text cannot hold, was
     stored as no text at all, so no word of it was found: such rows get their searchable text
-    (SQLite's ``_schema_searchable_text``); the full-text index follows the column."""
-    select = "SELECT session_id, id, raw FROM events WHERE text IS NULL AND type = 'message'"
+    (SQLite's ``_schema_searchable_text``); the full-text index follows the column.
+
+    Only messages without text whose raw holds the escape of a NUL or of a surrogate are read,
+    one raw at a time and by the daemon's bounded reader; what their raw says is unchanged."""
+    select = (
+        "SELECT session_id, id FROM events WHERE text IS NULL AND type = 'message'"
+        " AND (strpos(raw, %s) > 0 OR raw ~* %s)"
+    )
+    escapes = ("\\u0000", r"\\ud[89a-f]")
     page_of = " ORDER BY session_id, id LIMIT 500"
-    cur.execute(select + page_of)
-    while True:  # a page at a time: only one page of raws in memory
-        page = cur.fetchall()
-        if not page:
+    cur.execute(select + page_of, escapes)
+    while True:  # a page of keys at a time, then each raw alone: memory stays one raw's
+        keys = cur.fetchall()
+        if not keys:
             return
-        found = []
-        for session_key, event_key, raw in page:
-            text = stored_message_text(raw)
+        for session_key, event_key in keys:
+            cur.execute("SELECT raw FROM events WHERE session_id = %s AND id = %s", (session_key, event_key))
+            text = stored_message_text(cur.fetchone()[0])
             if text:
-                found.append((_searchable(text), session_key, event_key))
-        cur.executemany("UPDATE events SET text = %s WHERE session_id = %s AND id = %s", found)
-        cur.execute(select + " AND (session_id, id) > (%s, %s)" + page_of, page[-1][:2])
+                cur.execute(
+                    "UPDATE events SET text = %s WHERE session_id = %s AND id = %s",
+                    (_searchable(text), session_key, event_key),
+                )
+        cur.execute(select + " AND (session_id, id) > (%s, %s)" + page_of, (*escapes, *keys[-1]))
 
 
 MIGRATIONS: Sequence[Callable[[Any], None]] = (_schema_v1, _schema_v2, _schema_v3, _schema_v4, _schema_v5)

@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable, List, Mapping, NamedTuple, Optional,
 
 from flux0lite import Event, Flux0Error
 
+from .jsonread import Decoder, shallow_event
+
 __all__ = [
     "count_clashes",
     "RawEvent",
@@ -185,15 +187,23 @@ def _message_text(doc: Mapping[str, Any]) -> Optional[str]:
 
 def stored_message_text(raw: str) -> Optional[str]:
     """The ``text`` column of a stored message event, read again from its ``raw`` (for an
-    archive written before :func:`searchable_text`); None where it has none, or where its raw
-    is too deep or holds a number too long for ``json.loads`` (left as it was)."""
+    archive written before :func:`searchable_text`), or None where it has none.
+
+    Read as the daemon reads an event too costly to build (:func:`jsonread.shallow_event`):
+    nothing is built but the row's members and the text of the content parts, whatever the
+    raw's size or shape (a tool call of a million tiny items would take ~300 MB built)."""
     try:
-        doc = json.loads(raw)
-        if type(doc) is str:  # kept as text (bytes that were not UTF-8): the event's own JSON
-            doc = json.loads(doc)
+        if raw[:1] == '"':  # kept as text (bytes that were not UTF-8): the event's own JSON
+            raw = json.loads(raw)
+            if type(raw) is not str:
+                return None
+        start = len(raw) - len(raw.lstrip(" \t\n\r"))
+        if raw[start : start + 1] != "{":
+            return None
+        doc, _ = shallow_event(raw, start, Decoder())
     except (ValueError, RecursionError):
         return None
-    return _message_text(doc) if type(doc) is dict else None
+    return _message_text(doc)
 
 
 def _column(value: Any) -> str:

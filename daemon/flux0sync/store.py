@@ -324,16 +324,34 @@ def _schema_generation(db: sqlite3.Connection) -> None:
 def _schema_searchable_text(db: sqlite3.Connection) -> None:
     """Message text holding a character UTF-8 cannot carry (a lone surrogate) was stored as no
     text at all, so no word of it was found: such rows get their searchable text (see
-    :func:`~flux0sync.rows.searchable_text`), indexed in the same transaction. One pass over the
-    messages without text; what their raw says is unchanged."""
-    found = []
-    for rowid, raw in db.execute("SELECT rowid, raw FROM events WHERE text IS NULL AND type = 'message'"):
-        text = stored_message_text(raw)
-        if text:
-            found.append((text, rowid))
-    db.executemany("UPDATE events SET text = ? WHERE rowid = ?", found)
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone() is not None:
-        db.executemany("INSERT INTO events_fts(rowid, text) VALUES (?, ?)", [(rowid, text) for text, rowid in found])
+    :func:`~flux0sync.rows.searchable_text`), indexed in the same transaction.
+
+    Only messages without text whose raw holds a surrogate's escape (``\\uD800``-``\\uDFFF``,
+    in either case) are read, one raw at a time and by the daemon's bounded reader; what
+    their raw says is unchanged."""
+    indexed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone() is not None
+    after = 0
+    while True:  # a page of rowids at a time, then each raw alone: memory stays one raw's
+        rowids = [
+            rowid
+            for (rowid,) in db.execute(
+                "SELECT rowid FROM events WHERE rowid > ? AND text IS NULL AND type = 'message'"
+                " AND raw GLOB '*\\u[dD][89a-fA-F]*'"
+                " ORDER BY rowid LIMIT 500",
+                (after,),
+            )
+        ]
+        if not rowids:
+            return
+        for rowid in rowids:
+            (raw,) = db.execute("SELECT raw FROM events WHERE rowid = ?", (rowid,)).fetchone()
+            text = stored_message_text(raw)
+            del raw
+            if text:
+                db.execute("UPDATE events SET text = ? WHERE rowid = ?", (text, rowid))
+                if indexed:
+                    db.execute("INSERT INTO events_fts(rowid, text) VALUES (?, ?)", (rowid, text))
+        after = rowids[-1]
 
 
 MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (

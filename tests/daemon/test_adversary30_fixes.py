@@ -7,11 +7,14 @@ Every test names the repro it comes from (``/work/wt/hadv30/repros/NN-*.py`` at 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 from flux0sync.backend import open_store
 
 from tests.archive_events import raw_event
+from tests.conftest import subprocess_env
 from tests.daemon.helpers import execute
 
 # -- 03: an archive written before message text was made searchable kept it unsearchable ----------
@@ -36,19 +39,19 @@ def _write_as_before(db: str) -> None:
         execute(db, 'UPDATE events SET text = NULL WHERE "offset" IN (1, 2)')
         execute(db, "UPDATE flux0sync_meta SET value = '4' WHERE key = 'schema_version'")
         return
+    # (SQLite text holds a NUL: only the lone surrogate was left without text there)
     execute(
         db,
-        "INSERT INTO events_fts(events_fts, rowid, text)"
-        " SELECT 'delete', rowid, text FROM events WHERE \"offset\" IN (1, 2)",
+        "INSERT INTO events_fts(events_fts, rowid, text) SELECT 'delete', rowid, text FROM events WHERE \"offset\" = 1",
     )
-    execute(db, 'UPDATE events SET text = NULL WHERE "offset" IN (1, 2)')
+    execute(db, 'UPDATE events SET text = NULL WHERE "offset" = 1')
     execute(db, "PRAGMA user_version = 6")
 
 
 def test_an_archive_written_before_searchable_text_is_mended_when_opened(archive_db: str) -> None:
     _write_as_before(archive_db)
     reader = open_store(archive_db, readonly=True)  # a reader migrates nothing: it finds the old rows only
-    assert [hit.offset for hit in reader.search("refund")] == [0]
+    assert 1 not in [hit.offset for hit in reader.search("refund")]
     reader.close()
     store = open_store(archive_db)
     try:
@@ -65,3 +68,49 @@ def test_an_archive_written_before_searchable_text_is_mended_when_opened(archive
         assert raws[1]["data"]["parts"][0]["content"] == "please refund my order \ud83d"  # raw untouched
     finally:
         store.close()
+
+
+# -- hadv31 01/02: the migration built every textless message's raw whole, past MemoryMax -------------
+
+_ITEMS = 500_000
+
+
+def _wide_raw(offset: int, text: str) -> str:
+    """A message of ~5.5 MB: a content part, and a tool call's args of half a million tiny items
+    (about 150 MB built by json.loads)."""
+    head = json.dumps(raw_event("s", offset, text=text).doc)[:-1]
+    return head + ', "tool_args": [' + ", ".join(['{"a": {}}'] * _ITEMS) + "]}"
+
+
+_OPEN_AND_MEASURE = """
+import resource, sys
+from flux0sync.backend import open_store
+store = open_store(sys.argv[1])
+hits = [(hit.offset, hit.text) for hit in store.search("refund")]
+store.close()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, repr(hits))
+"""
+
+
+def test_the_searchable_text_migration_reads_within_the_units_memory(archive_db: str) -> None:
+    store = open_store(archive_db)
+    store.write_batch("s", [raw_event("s", offset) for offset in range(3)])
+    store.close()
+    # stored by the old code without text: wide tool calls, one also holding half an emoji
+    for offset, text in ((0, ""), (1, "refund \ud83d"), (2, "")):
+        execute(
+            archive_db, 'UPDATE events SET text = NULL, raw = ? WHERE "offset" = ?', (_wide_raw(offset, text), offset)
+        )
+    if archive_db.startswith("postgresql"):
+        execute(archive_db, "UPDATE flux0sync_meta SET value = '4' WHERE key = 'schema_version'")
+    else:
+        execute(archive_db, "DELETE FROM events_fts")
+        execute(archive_db, "PRAGMA user_version = 6")
+    # the daemon's first step, in a process of its own: its peak memory is the migration's
+    opened = subprocess.run(
+        [sys.executable, "-c", _OPEN_AND_MEASURE, archive_db], capture_output=True, text=True, env=subprocess_env()
+    )
+    assert opened.returncode == 0, opened.stderr
+    peak, hits = opened.stdout.split(" ", 1)
+    assert hits.strip() == repr([(1, "refund \ufffd")])
+    assert int(peak) < 100_000_000, peak  # json.loads of one such raw alone takes ~150 MB
