@@ -87,14 +87,18 @@ def storable_text(value: Any) -> Optional[str]:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def searchable_text(text: str) -> str:
     """A message's text as its ``text`` column holds it, to be searched and shown: each
     character UTF-8 cannot carry (a lone surrogate: half an emoji, a byte that was not UTF-8)
     as U+FFFD, so one such character does not hide every word of the message (``raw`` keeps
-    the exact text)."""
+    the exact text). Each one on its own: two halves side by side (from two parts, or an
+    escape before a byte that was not UTF-8) are no character the server sent."""
     if storable_text(text) is not None:
         return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return _SURROGATE.sub("\ufffd", text)
 
 
 # A NOT NULL column's stand-in for a value JSON cannot write back here: nested deeper than the

@@ -14,6 +14,7 @@ from flux0sync.backend import open_store
 from flux0sync.cli import main
 from flux0sync.config import ConfigError, load_config
 from flux0sync.notify import Notifier
+from flux0sync.rows import searchable_text
 from flux0sync.service import Daemon
 from flux0sync.store import Store, StoreFullError
 from flux0sync.sync import Syncer
@@ -148,3 +149,30 @@ def test_a_rate_of_under_one_request_in_31_years_is_refused(tmp_path: Path, rate
         load_config({"max_rps": rate}, {})
     assert main(["--once", "--max-rps", rate, "--db", str(tmp_path / "a.sqlite3")]) == 2
     assert load_config({"max_rps": "1e-9"}, {}).max_rps == 1e-9
+
+
+# -- hadv32 01: two lone halves side by side were glued into a character the server never sent -------
+
+
+def test_lone_surrogates_side_by_side_each_become_a_replacement_character(
+    archive_db: str, fake: FakeServer, fake_flux0: FakeFlux0
+) -> None:
+    assert searchable_text("a \ud801\udc00 b \udc00\ud801") == "a \ufffd\ufffd b \ufffd\ufffd"
+    sid = one_session(fake_flux0)
+    two_parts = event(sid, 0)
+    two_parts["data"]["parts"] = [
+        {"type": "content", "content": "please refund \ud801"},  # (PostgreSQL's C locale: no space, one word)
+        {"type": "content", "content": "\udc00 order"},
+    ]
+    # an escape of a high half, then a byte that is not UTF-8 (read as a low half)
+    kept_as_text = json.dumps(event(sid, 1, text="gamma \ud801X delta")).encode().replace(b"X", b"\xff")
+    body = b'{"data": [' + json.dumps(two_parts).encode() + b", " + kept_as_text + b"]}"
+    serve_events_body(fake_flux0, sid, body, "whole")
+    store = open_store(archive_db)
+    try:
+        assert Syncer(client_for(fake), store).run_pass().ok
+        assert [(hit.offset, hit.text) for hit in store.search("refund")] == [(0, "please refund \ufffd\ufffd order")]
+        assert [hit.offset for hit in store.search("delta")] == [1]
+        assert list(store.search("\U00010400")) == [] and list(store.search("\U000104ff")) == []
+    finally:
+        store.close()
