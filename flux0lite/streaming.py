@@ -289,7 +289,8 @@ class ReplyAssembler:
 class EventStream:
     """Iterate typed stream events; ``reply()`` drains the stream and returns the :class:`Reply`.
 
-    Threads may share one: their reads take turns, each event going to one of them."""
+    Threads may share one: their reads take turns, each event going to one of them. A read after
+    a failed one, or after a close before the stream's end, raises :class:`StreamError`."""
 
     def __init__(
         self,
@@ -309,7 +310,7 @@ class EventStream:
         # entered twice at once raises ValueError. (close() takes no turn: it ends a read.)
         self._reading = threading.Lock()
         # The error that ended the events before the stream's end: every later read raises, in
-        # any thread, instead of ending as if the stream were whole.
+        # any thread, instead of ending as if the stream were whole (as a read after a close does).
         self._failure: Optional[BaseException] = None
         self.finished = False
 
@@ -341,8 +342,12 @@ class EventStream:
                 raise self._cut_short(f"by an earlier {type(self._failure).__name__}") from self._failure
             try:
                 return next(self._events)
-            except StopIteration:  # the end, or a closed stream: no failure
-                raise
+            except StopIteration:
+                if self.finished:
+                    raise
+                # closed before its end, by this thread or another (maybe between two reads of
+                # a loop that would else end as if the reply were whole)
+                raise self._cut_short("by a close before its end") from None
             except BaseException as exc:
                 self._failure = exc
                 raise
@@ -362,12 +367,10 @@ class EventStream:
                     yield text
 
     def reply(self) -> Reply:
-        """Read the stream to its end and give the whole reply; :class:`StreamError` if it was
-        closed (by this or another thread) before its end, as a reply cut short is no reply."""
+        """Read the stream to its end and give the whole reply (a read that fails, or finds the
+        stream closed before its end, raises: a reply cut short is no reply)."""
         for _ in self:
             pass
-        if not self.finished:
-            raise self._cut_short("by a close before its end")
         return self._assembler.reply()
 
     @property

@@ -222,8 +222,8 @@ def test_closing_early_closes_the_connection(fake: FakeServer) -> None:
     with client_for(fake) as client:
         with client.sessions.create_event("sess000001", "x") as stream:
             next(stream)
-        with pytest.raises(StopIteration):
-            next(stream)
+        with pytest.raises(StreamError, match="cut short by a close before its end"):
+            next(stream)  # no quiet end, as if what arrived were the whole reply
 
 
 def test_async_stream(fake: FakeServer) -> None:
@@ -417,15 +417,25 @@ def test_threads_sharing_a_stream_that_fails_all_learn_it(fake: FakeServer) -> N
     assert len(outcomes) == 3 and "no error" not in outcomes, outcomes
 
 
-def test_reply_of_a_stream_closed_before_its_end_raises_and_its_reads_end(fake: FakeServer) -> None:
-    fake.on("POST", PATH, sse_stream([capture("sse-sample.txt")], end=False))
+def test_a_stream_closed_before_its_end_by_another_thread_ends_no_loop_quietly(fake: FakeServer) -> None:
+    # between two reads, a loop (text_deltas here) ended as if the reply were whole (review3 2)
+    pieces = [
+        f"event: chunk\ndata: {json.dumps({'event_id': 'e', 'seq': i, 'patches': [{'op': 'add', 'path': '/-', 'value': str(i)}]})}\n\n".encode()
+        for i in range(40)
+    ]
+    fake.on("POST", PATH, sse_stream(pieces, delay=0.05))
+    seen: List[str] = []
     with client_for(fake) as client:
         stream = client.sessions.create_event("sess000001", "x")
-        next(stream)
-        stream.close()
-        assert list(stream) == []  # a closed stream's reads end, as a closed generator's do
         with pytest.raises(StreamError, match="cut short by a close before its end"):
+            for delta in stream.text_deltas():
+                seen.append(delta)
+                if len(seen) == 3:
+                    threading.Thread(target=stream.close).start()
+                    time.sleep(0.2)  # closed between this read and the next
+        with pytest.raises(StreamError, match="cut short"):
             stream.reply()
+    assert seen == ["0", "1", "2"] and not stream.finished
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5])
