@@ -10,15 +10,15 @@ network (before ``connect``, before the TLS handshake), so that another thread c
 down to end the call at once (:meth:`flux0lite.Flux0.abort`); the callback may raise to stop
 the connection from being opened at all.
 
-A connection's timeout bounds its whole opening, every blocking step of it together (each
-address tried, the proxy's answer to ``CONNECT``, the TLS handshake), not each step alone: a
-server or proxy trickling bytes cannot stretch it.
+A connection's timeout bounds its whole opening once the name is resolved, every blocking step
+of it together (each address tried, the proxy's answer to ``CONNECT``, the TLS handshake), not
+each step alone: a server or proxy trickling bytes cannot stretch it. Each address gets an equal
+share of what is left when it is tried (one that refuses at once leaves its share to the next).
 """
 
 from __future__ import annotations
 
 import http.client
-import io
 import select
 import socket
 import time
@@ -89,12 +89,12 @@ def _open_tcp(host: str, port: int, deadline: Optional[float], opening: Opening)
     last_error: Optional[OSError] = None
     addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     for position, (family, kind, proto, _, address) in enumerate(addresses):
+        # an equal share of what is left for each address still to try: one that drops packets
+        # cannot use up the time of those after it (socket.timeout once nothing is left)
+        left = _left(deadline)
         sock = socket.socket(family, kind, proto)
         try:
             opening(sock)
-            # an equal share of what is left for each address still to try: one that drops
-            # packets cannot use up the time of those after it (one that refuses leaves its share)
-            left = _left(deadline)
             sock.settimeout(None if left is None else left / (len(addresses) - position))
             sock.connect(address)
             return sock
@@ -198,7 +198,7 @@ class _TunnelledHTTPSConnection(http.client.HTTPSConnection):
             raise
 
 
-def open_tunnel(sock: socket.socket, route: Route, proxy: Proxy, deadline: Optional[float] = None) -> None:
+def open_tunnel(sock: socket.socket, route: Route, proxy: Proxy, deadline: Optional[float]) -> None:
     """Ask the proxy on ``sock`` to connect to the route's origin, all by ``deadline`` (a
     ``time.monotonic()``, else ``socket.timeout``); raise unless it says 2xx."""
     origin = route.origin
@@ -209,11 +209,9 @@ def open_tunnel(sock: socket.socket, route: Route, proxy: Proxy, deadline: Optio
         lines.append(f"Proxy-Authorization: {proxy.authorization}")
     sock.settimeout(_left(deadline))
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-    # (interim answers skipped, every read of the answer cut to what is left of the deadline)
-    response = RawResponse(sock, method="CONNECT", deadline=deadline)
-    # read a byte at a time: whatever follows the answer's head stays on the socket, where
-    # readable_now sees it (a buffered reader would take it off and drop it)
-    response.fp = io.BufferedReader(response.fp.detach(), 1)
+    # Interim answers skipped, every read cut to what is left of the deadline, and a byte at a
+    # time: whatever follows the answer's head stays on the socket, where readable_now sees it.
+    response = RawResponse(sock, method="CONNECT", deadline=deadline, read_ahead=False)
     try:
         response.begin()
     except http.client.RemoteDisconnected as exc:

@@ -79,11 +79,16 @@ class RawResponse(http.client.HTTPResponse):
         *,
         read_timeout: Optional[float] = None,
         deadline: Optional[float] = None,
+        read_ahead: bool = True,
     ) -> None:
         super().__init__(sock, debuglevel, method, url)
         if deadline is not None:
             self.fp.close()  # the plain reader read nothing yet: swap it for a deadline-aware one
             self.fp = io.BufferedReader(_DeadlineSocketIO(sock, read_timeout, deadline))
+        if not read_ahead:
+            # a byte at a time: nothing past the answer's head is taken off the socket (a proxy's
+            # answer to CONNECT, after which the socket carries the tunnel)
+            self.fp = io.BufferedReader(self.fp.detach(), 1)
         self._interim_seen = 0
 
     def _read_status(self) -> Tuple[str, int, str]:

@@ -18,8 +18,9 @@ MAX_SECONDS = 1e8
 class Timeout(Frozen):
     """Seconds to wait for a connection, for each read from it, and for the whole call.
 
-    The connect timeout bounds the whole opening of a connection: the TCP connect (every
-    address tried), a proxy's answer to ``CONNECT`` and the TLS handshake together.
+    The connect timeout bounds the whole opening of a connection once its name is resolved:
+    the TCP connect (each address tried gets an equal share of what is left), a proxy's answer
+    to ``CONNECT`` and the TLS handshake together.
 
     The read timeout is an idle timeout: on a stream it limits the silence between two reads,
     not the whole stream, so a stream that never ends is cut once the server goes quiet.
