@@ -260,7 +260,7 @@ def shallow_event(s: str, idx: int, decoder: Decoder) -> Tuple[Dict[str, Any], i
     def read(key: str, start: int) -> int:
         if key == "data":
             parts[0] = None  # json keeps a repeated key's last value
-            if s[start] == "{":
+            if s[start : start + 1] == "{":  # (text cut short after the key: skip_value says so)
                 return _object(s, start, decoder, _parts_reader(s, decoder, parts))
         end = skip_value(s, start, decoder)
         if key in _ROW_FIELDS:

@@ -240,7 +240,7 @@ def _schema_v5(cur: Any) -> None:
             if text:
                 cur.execute(
                     "UPDATE events SET text = %s WHERE session_id = %s AND id = %s",
-                    (_searchable(text), session_key, event_key),
+                    (_nul_free(text), session_key, event_key),
                 )
         cur.execute(select + " AND (session_id, id) > (%s, %s)" + page_of, (*escapes, *keys[-1]))
 
@@ -257,7 +257,7 @@ def _text(value: Optional[str]) -> Optional[str]:
     return storable_text(value)
 
 
-def _searchable(text: str) -> str:
+def _nul_free(text: str) -> str:
     """A message's text column, searchable as SQLite's is: each NUL, which PostgreSQL text
     cannot hold, as U+FFFD (``raw`` keeps it)."""
     return text.replace("\x00", "\ufffd")
@@ -301,7 +301,7 @@ def _pg_row(row: EventRow) -> EventRow:
         _text(correlation_id),
         _text(created_at),
         deleted,
-        None if text is None else _searchable(text),
+        None if text is None else _nul_free(text),
         raw,
     )
 

@@ -87,7 +87,7 @@ def storable_text(value: Any) -> Optional[str]:
     return value
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # (a str holds a pair only as one astral character)
 
 
 def searchable_text(text: str) -> str:
@@ -98,7 +98,7 @@ def searchable_text(text: str) -> str:
     escape before a byte that was not UTF-8) are no character the server sent."""
     if storable_text(text) is not None:
         return text
-    return _SURROGATE.sub("\ufffd", text)
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 # A NOT NULL column's stand-in for a value JSON cannot write back here: nested deeper than the
@@ -129,9 +129,6 @@ def _storable_timestamp(value: Any) -> Optional[str]:
     if text is None or len(text) > _MAX_TIMESTAMP_CHARS or not _TIMESTAMP.match(text):
         return None
     return text if "0001" <= text[:4] <= "9999" else None
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _escape_surrogate(match: "re.Match[str]") -> str:
@@ -205,7 +202,7 @@ def stored_message_text(raw: str) -> Optional[str]:
         if raw[start : start + 1] != "{":
             return None
         doc, _ = shallow_event(raw, start, Decoder())
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON (cut short, say), or too deep: left as it was
         return None
     return _message_text(doc)
 

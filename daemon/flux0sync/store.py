@@ -465,8 +465,12 @@ class Store:
             # sqlite3's interrupt() is lost between the rows of an executemany: a flag is not
             self.db.set_progress_handler(lambda: self._abort, 1000)
             try:
-                self._retry_busy(lambda: self._configure(busy_timeout_ms, synchronous, max_page_count, check))
+                self._retry_busy(lambda: self._configure(busy_timeout_ms, synchronous, check))
                 self._retry_busy(self._migrate)
+                if max_page_count:
+                    # after the migrations: one that grows a full archive (v7 indexes text) must
+                    # not stop the daemon at start; its writes meet the cap as usual
+                    self.set_max_page_count(max_page_count)
                 _force_private(self.real_path)
             except sqlite3.DatabaseError as exc:
                 self.db.close()
@@ -518,7 +522,7 @@ class Store:
             raise StoreError(f"{self.path} has schema version {self.version}, newer than this flux0-sync knows")
         return db
 
-    def _configure(self, busy_timeout_ms: int, synchronous: str, max_page_count: Optional[int], check: bool) -> None:
+    def _configure(self, busy_timeout_ms: int, synchronous: str, check: bool) -> None:
         db = self.db
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if check:
@@ -544,8 +548,6 @@ class Store:
         db.execute("PRAGMA cache_size = -512")
         db.execute("PRAGMA foreign_keys = ON")
         self._uncapped_pages = int(db.execute("PRAGMA max_page_count").fetchone()[0])  # SQLite's own limit
-        if max_page_count:
-            self.set_max_page_count(max_page_count)
 
     def _apply_synchronous(self, synchronous: str) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -559,9 +561,9 @@ class Store:
     def apply_options(self, synchronous: str, max_page_count: Optional[int]) -> None:
         """The options a reload may change on the open archive: the sync mode and the page cap
         (None: SQLite's own limit, as at open without a cap)."""
-        try:
-            self._apply_synchronous(synchronous)
+        try:  # the cap first: a reload's log says both were kept when it fails
             self.set_max_page_count(max_page_count or self._uncapped_pages)
+            self._apply_synchronous(synchronous)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot apply synchronous or max_db_pages: {exc}") from exc
 

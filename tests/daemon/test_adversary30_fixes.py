@@ -11,7 +11,10 @@ import subprocess
 import sys
 from typing import Any
 
+import flux0sync.rows as rows_module
+import pytest
 from flux0sync.backend import open_store
+from flux0sync.rows import stored_message_text
 
 from tests.archive_events import raw_event
 from tests.conftest import subprocess_env
@@ -114,3 +117,47 @@ def test_the_searchable_text_migration_reads_within_the_units_memory(archive_db:
     peak, hits = opened.stdout.split(" ", 1)
     assert hits.strip() == repr([(1, "refund \ufffd")])
     assert int(peak) < 100_000_000, peak  # json.loads of one such raw alone takes ~150 MB
+
+
+# -- review3 1, 4: a full archive, and a raw cut short, during the migration ---------------------------
+
+
+def test_an_archive_at_its_page_cap_is_migrated_and_still_capped(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the migration grows an archive (text and its index entries): with the cap set before it,
+    # a full archive stopped the daemon at start, exit 3, never restarted (review3 1)
+    import flux0sync.store as store_module
+
+    db = str(tmp_path / "a.sqlite3")
+    with monkeypatch.context() as old_code:  # the schema and the writer before v7
+        old_code.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:6])
+        old_code.setattr(store_module, "SCHEMA_VERSION", 6)
+        old_code.setattr(rows_module, "searchable_text", lambda text: "")
+        old = open_store(db)
+        old.write_batch("s", [raw_event("s", offset, text=f"refund {offset} \ud83d") for offset in range(2000)])
+        old.close()
+    execute(db, "VACUUM")
+    pages = execute(db, "PRAGMA page_count")[0][0]
+    store = open_store(db, max_page_count=pages)  # full, as far as the cap goes
+    try:
+        assert store.version == store_module.SCHEMA_VERSION
+        assert len(list(store.search("refund", limit=5000))) == 2000
+        assert (
+            store.db.execute("PRAGMA max_page_count").fetchone()[0]
+            == store.db.execute("PRAGMA page_count").fetchone()[0]
+        )
+    finally:
+        store.close()
+
+
+def test_a_raw_cut_short_is_left_without_text_not_a_traceback() -> None:
+    assert stored_message_text('{"id": "e", "type": "message", "data":') is None
+    assert (
+        stored_message_text(
+            '{"id": "e", "type": "message", "data": {"parts": [{"type": "content", "content": "a\\ud83d'
+        )
+        is None
+    )
+    assert stored_message_text('"{\\"type\\": \\"message\\", \\"data\\":"') is None
+    assert stored_message_text("[1, 2]") is None and stored_message_text("") is None
