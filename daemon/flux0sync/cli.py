@@ -232,6 +232,11 @@ def _read_parser(command: str) -> argparse.ArgumentParser:
     if command == "status":
         parser.add_argument("--server", action="store_true", help="also ask the server how far behind each session is")
         parser.add_argument("--server-url", help="with --server (env FLUX0_SERVER_URL)")
+        parser.add_argument(
+            "--session-deadline",
+            help="with --server: seconds each session's count may take, else '?'"
+            " (env FLUX0_SYNC_SESSION_DEADLINE, default 120)",
+        )
     elif command == "export":
         parser.add_argument("session_id", metavar="SESSION_ID")
         parser.add_argument("--jsonl", action="store_true", help="one event per line (the default)")
@@ -275,7 +280,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
     rows, (agents, sessions, events), gaps = store.status_snapshot()  # one instant of the archive
     remote: Dict[str, Optional[int]] = {}
     if args.server:
-        config = load_config({"server_url": args.server_url}, os.environ)
+        config = load_config({"server_url": args.server_url, "session_deadline": args.session_deadline}, os.environ)
         # Each session is counted as the daemon polls it: with the cookie of the user it was
         # found under ('' for none), one client per user.
         clients: Dict[Optional[str], "Flux0"] = {}

@@ -91,10 +91,21 @@ def setup_logging(level: str = "INFO") -> None:
         if getattr(handler, "_flux0sync", False):
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JournalFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
+    handler.setFormatter(_JournalFormatter(journal=_stderr_is_the_journal()))
     handler._flux0sync = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def _stderr_is_the_journal() -> bool:
+    """systemd.exec(5): JOURNAL_STREAM is ``device:inode`` of the journal's stream, inherited by
+    every child of a service; only a stderr that is that stream gets ``<N>`` prefixes."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        found = os.fstat(sys.stderr.fileno())
+        return (found.st_dev, found.st_ino) == (int(device), int(inode))
+    except (AttributeError, OSError, ValueError):  # unset or garbled, or a stderr with no descriptor
+        return False
 
 
 @contextlib.contextmanager

@@ -6,6 +6,10 @@ Every test names the repro it comes from (``/work/wt/hadv28/repros/NN-*.py`` at 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, List
 
@@ -15,7 +19,7 @@ from flux0sync.cli import main
 from flux0sync.config import ConfigError, load_config
 from flux0sync.notify import Notifier
 from flux0sync.rows import searchable_text
-from flux0sync.service import Daemon
+from flux0sync.service import Daemon, _stderr_is_the_journal
 from flux0sync.store import Store, StoreFullError
 from flux0sync.sync import Syncer
 
@@ -176,3 +180,52 @@ def test_lone_surrogates_side_by_side_each_become_a_replacement_character(
         assert list(store.search("\U00010400")) == [] and list(store.search("\U000104ff")) == []
     finally:
         store.close()
+
+
+# -- hadv34 04, 03: status --server's deadline as a flag; journal prefixes only on the journal ------
+
+
+def test_status_server_takes_session_deadline_as_a_flag(tmp_path: Path, fake: FakeServer) -> None:
+    fake_flux0 = FakeFlux0(fake)
+    mine = fake_flux0.add_session(fake_flux0.add_agent())
+    fake_flux0.add_events(mine, 3)
+    db = str(tmp_path / "a.sqlite3")
+    assert run_daemon(["--once", "--db", db], fake.url).returncode == 0
+    release = threading.Event()
+
+    def stall(req: Request, conn: Conn) -> None:  # the session's events never come
+        release.wait(30)
+        conn.close()
+
+    fake.on("GET", f"/api/sessions/{mine}/events", stall)
+    try:
+        started = time.monotonic()
+        status = run_daemon(["status", "--db", db, "--server", "--session-deadline", "1", "--json"], fake.url)
+        assert time.monotonic() - started < 10
+    finally:
+        release.set()
+    assert status.returncode == 0, status.stderr
+    (row,) = json.loads(status.stdout)["per_session"]
+    assert row["behind"] is None and "the total deadline has passed" in status.stderr, status.stderr
+    bad = run_daemon(["status", "--db", db, "--server", "--session-deadline", "nan"], fake.url)
+    assert bad.returncode == 2 and "session-deadline" in bad.stderr
+
+
+def test_journal_prefixes_only_when_stderr_is_the_journals_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open(tmp_path / "stream", "w") as journal, open(tmp_path / "other", "w") as other:
+        found = os.fstat(journal.fileno())
+        monkeypatch.setattr(sys, "stderr", journal)
+        for value, expected in (
+            (f"{found.st_dev}:{found.st_ino}", True),
+            (f"{found.st_dev}:{found.st_ino + 1}", False),  # a parent service's stream, inherited
+            ("", False),
+            ("garbled", False),
+            ("1:x", False),
+        ):
+            monkeypatch.setenv("JOURNAL_STREAM", value)
+            assert _stderr_is_the_journal() is expected, value
+        monkeypatch.setattr(sys, "stderr", other)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{found.st_dev}:{found.st_ino}")
+        assert _stderr_is_the_journal() is False

@@ -102,10 +102,10 @@ def test_reload_keeps_the_archive_path_and_survives_bad_config(
 def test_journal_log_format(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    monkeypatch.setenv("JOURNAL_STREAM", "8:1")
-    setup_logging("DEBUG")
+    with monkeypatch.context() as journal:  # (capsys's stderr is no file: no journal stream can match it)
+        journal.setattr("flux0sync.service._stderr_is_the_journal", lambda: True)
+        setup_logging("DEBUG")
     logging.getLogger("flux0sync").warning("two\nlines")
-    monkeypatch.delenv("JOURNAL_STREAM")
     setup_logging("INFO")
     logging.getLogger("flux0sync").info("plain")
     err = capsys.readouterr().err

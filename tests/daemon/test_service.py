@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Tuple
@@ -16,10 +17,11 @@ from flux0sync.config import Config, ConfigError, load_config
 from flux0sync.notify import Notifier, watchdog_interval
 from flux0sync.service import Daemon, StopFlag
 
-from tests.conftest import Strength
+from tests.conftest import ROOT, Strength, subprocess_env
 from tests.daemon.helpers import (
     archive_rows,
     assert_archive_equals_server,
+    daemon_cmd,
     exit_code,
     popen_daemon,
     populate,
@@ -88,10 +90,23 @@ def test_once_mirrors_and_exit_codes(tmp_path: Path, fake: FakeServer, fake_flux
 
 def test_state_directory_default_and_journal_format(tmp_path: Path, fake: FakeServer, fake_flux0: FakeFlux0) -> None:
     populate(fake_flux0, 1, 3)
-    proc = run_daemon(["--once"], fake.url, STATE_DIRECTORY=str(tmp_path), JOURNAL_STREAM="8:123")
+    # stderr is the journal's stream when JOURNAL_STREAM names it (device:inode), as systemd sets it
+    read_end, write_end = os.pipe()
+    stream = os.fstat(write_end)
+    env = subprocess_env(FLUX0_SERVER_URL=fake.url, STATE_DIRECTORY=str(tmp_path))
+    env["JOURNAL_STREAM"] = f"{stream.st_dev}:{stream.st_ino}"
+    with os.fdopen(read_end) as journal:
+        proc = subprocess.run(daemon_cmd("--once"), stderr=write_end, env=env, cwd=str(ROOT), timeout=120)
+        os.close(write_end)
+        lines = journal.read().splitlines()
     assert proc.returncode == 0
     assert os.path.exists(tmp_path / "flux0.sqlite3")
-    assert all(line.startswith("<") for line in proc.stderr.splitlines())
+    assert lines and all(line.startswith("<") for line in lines)
+    # a JOURNAL_STREAM inherited from a parent service, stderr elsewhere: plain lines (hadv34 03)
+    plain = run_daemon(["--once"], fake.url, STATE_DIRECTORY=str(tmp_path), JOURNAL_STREAM="8:123")
+    assert (
+        plain.returncode == 0 and plain.stderr and not any(line.startswith("<") for line in plain.stderr.splitlines())
+    )
 
 
 def test_read_side_status_export_search(

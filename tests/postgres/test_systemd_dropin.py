@@ -56,5 +56,5 @@ def test_unit_with_drop_in_verifies_clean_and_stays_hardened(tmp_path: Path) -> 
     )
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
     assert match, security.stdout[-500:] + security.stderr
-    assert float(match.group(1)) <= 1.5
+    assert float(match.group(1)) <= 1.2  # the README's figure with the drop-in
     assert "non-localhost" in security.stdout  # proof the drop-in was read: it opens the database's address
