@@ -307,8 +307,10 @@ class EventStream:
         self._assembler = ReplyAssembler(max_bytes=max_reply_bytes)
         self._events = self._generate()
         # Reads from several threads take turns, as an async stream's reads do: a generator
-        # entered twice at once raises ValueError. (close() takes no turn: it ends a read.)
+        # entered twice at once raises ValueError. (close() takes no turn: it ends a read, and
+        # leaves the generator alone, which a read may be running.)
         self._reading = threading.Lock()
+        self._closed = False
         # The error that ended the events before the stream's end: every later read raises, in
         # any thread, instead of ending as if the stream were whole (as a read after a close does).
         self._failure: Optional[BaseException] = None
@@ -340,6 +342,8 @@ class EventStream:
         with self._reading:
             if self._failure is not None:
                 raise self._cut_short(f"by an earlier {type(self._failure).__name__}") from self._failure
+            if self._closed and not self.finished:
+                raise self._cut_short("by a close before its end")
             try:
                 return next(self._events)
             except StopIteration:
@@ -378,11 +382,13 @@ class EventStream:
         return self._assembler
 
     def close(self) -> None:
-        self.response.close()
-        try:
-            self._events.close()
-        except ValueError:
-            pass  # running in another thread (async use): closing the socket stops it there
+        self._closed = True  # first: a read that starts from here on raises (see __next__)
+        self.response.close()  # ends a read in progress, in any thread
+        if self._reading.acquire(blocking=False):  # no read running: the generator's end runs too
+            try:
+                self._events.close()
+            finally:
+                self._reading.release()
 
     def __enter__(self) -> "EventStream":
         return self

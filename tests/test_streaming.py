@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 import tracemalloc
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import pytest
 
@@ -436,6 +437,46 @@ def test_a_stream_closed_before_its_end_by_another_thread_ends_no_loop_quietly(f
         with pytest.raises(StreamError, match="cut short"):
             stream.reply()
     assert seen == ["0", "1", "2"] and not stream.finished
+
+
+def test_a_close_in_another_thread_never_lets_a_read_into_the_generator_it_is_ending(fake: FakeServer) -> None:
+    # close() ran the generator's end while a read entered it: a bare ValueError (hadv33 01)
+    fake.on("POST", PATH, sse_stream([capture("sse-sample.txt")], end=False))
+    inside_close = threading.Event()
+    outcomes: List[str] = []
+
+    def pause_in_the_generators_end(frame: Any, event: str, arg: Any) -> None:
+        back = frame.f_back
+        if event == "call" and frame.f_code.co_name == "close" and back and back.f_code.co_name == "_generate":
+            inside_close.set()  # where CPython may switch threads: let the reader try now
+            time.sleep(0.5)
+
+    def closer() -> None:
+        sys.settrace(pause_in_the_generators_end)
+        try:
+            stream.close()
+        finally:
+            sys.settrace(None)
+
+    def reader() -> None:
+        inside_close.wait(3)
+        try:
+            next(stream)
+            outcomes.append("an event")
+        except Flux0Error as exc:
+            outcomes.append(type(exc).__name__)
+        except BaseException as exc:  # the failure this test is for
+            outcomes.append(f"not a Flux0Error: {exc!r}")
+
+    with client_for(fake) as client:
+        stream = client.sessions.create_event("sess000001", "x")
+        next(stream)  # the generator is suspended at its yield
+        threads = [threading.Thread(target=reader), threading.Thread(target=closer)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert outcomes == ["StreamError"]
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5])
