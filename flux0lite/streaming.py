@@ -382,6 +382,9 @@ class EventStream:
         return self._assembler
 
     def close(self) -> None:
+        """Close the connection, from any thread (a read in progress ends at once), but not
+        from a signal handler: it takes the response's lock and closes its reader, which the
+        interrupted code may hold (set a flag there, or let ``KeyboardInterrupt`` end the read)."""
         self._closed = True  # first: a read that starts from here on raises (see __next__)
         self.response.close()  # ends a read in progress, in any thread
         if self._reading.acquire(blocking=False):  # no read running: the generator's end runs too

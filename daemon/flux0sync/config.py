@@ -10,6 +10,8 @@ import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from flux0lite.timeout import MAX_SECONDS
+
 from .schedule import IDLE_MAX
 from .shard import Shard, parse_shard
 
@@ -108,6 +110,9 @@ _FLOATS = (
 _POSITIVE = ("interval", "timeout", "max_backoff", "session_deadline", "max_rps", "idle_max", "discover_interval")
 _COOKIE_UNSAFE = ';,"\\ \t\r\n\x00'
 _LARGEST = 1e9  # for any number of seconds (31 years) or requests: beyond, a jittered delay can overflow
+# The seconds that become a flux0lite Timeout (the requests' read timeout; status --server's bound
+# on each count): at most its MAX_SECONDS (3 years), or the client would refuse them later.
+_CLIENT_TIMEOUTS = ("timeout", "session_deadline")
 
 
 def _setting(name: str) -> str:
@@ -132,6 +137,8 @@ def _convert(name: str, raw: Any) -> Any:
             if name == "jitter" and value >= 1:
                 raise ValueError
             if name == "max_rps" and value < 1 / _LARGEST:  # a wait between requests over 31 years
+                raise ValueError
+            if name in _CLIENT_TIMEOUTS and value > MAX_SECONDS:  # past what a flux0lite Timeout takes
                 raise ValueError
             return value
         if name == "workers":

@@ -229,3 +229,13 @@ def test_journal_prefixes_only_when_stderr_is_the_journals_stream(
         monkeypatch.setattr(sys, "stderr", other)
         monkeypatch.setenv("JOURNAL_STREAM", f"{found.st_dev}:{found.st_ino}")
         assert _stderr_is_the_journal() is False
+
+
+# -- hadv35 03: seconds the daemon took but its client's Timeout refused later --------------------------
+
+
+@pytest.mark.parametrize("name", ["timeout", "session_deadline"])
+def test_seconds_that_become_a_client_timeout_are_bounded_where_they_are_read(name: str) -> None:
+    with pytest.raises(ConfigError, match=name.replace("_", "-")):
+        load_config({name: "5e8"}, {})  # under the 1e9 bound of other seconds, past a Timeout's 1e8
+    assert getattr(load_config({name: "1e8"}, {}), name) == 1e8
