@@ -522,45 +522,36 @@ def test_a_proxy_trickling_its_connect_answer_is_cut_off_by_the_connect_and_tota
         slow.close()
 
 
-def test_a_proxy_hanging_up_inside_its_connect_answer_is_a_proxy_error_and_retried(
-    tls_upstream: FakeServer, certs: Certs
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # the cut-off header block reads as a whole one to http.client: no tunnel was set up
+        b"HTTP/1.1 200 Connection established\r\nX-Cut: hal",
+        # bytes in the answer's own write: a buffered read took them off the socket and TLS began
+        # on a garbled tunnel, a TLSError that is never retried (hadv30 04)
+        b"HTTP/1.1 200 Connection established\r\n\r\nGARBAGE",
+    ],
+    ids=["hangs up inside its 200", "sends bytes right after its 200"],
+)
+def test_a_proxy_that_cuts_or_garbles_its_200_is_a_proxy_error_and_retried(
+    tls_upstream: FakeServer, certs: Certs, answer: bytes
 ) -> None:
-    # the cut-off header block reads as a whole one to http.client: no tunnel was set up
-    def cut(req: Any, conn: Any) -> None:
-        conn.send(b"HTTP/1.1 200 Connection established\r\nX-Cut: hal")
+    def respond(req: Any, conn: Any) -> None:
+        conn.send(answer)
+        if answer.endswith(b"GARBAGE"):
+            time.sleep(1)  # and keeps the connection open
         conn.close()
 
-    cutting = FakeServer()
-    cutting.on("CONNECT", "*", cut)
+    proxy = FakeServer()
+    proxy.on("CONNECT", "*", respond)
     try:
         url = hidden_url(tls_upstream, "https")
-        with Flux0(url, proxy=cutting.url, cacert=certs.ca, retry=quick(1)) as client:
+        with Flux0(url, proxy=proxy.url, cacert=certs.ca, retry=quick(1)) as client:
             with pytest.raises(ProxyError, match="closed or garbled the tunnel"):
                 client.agents.list()
-        assert cutting.connections == 2
+        assert proxy.connections == 2
     finally:
-        cutting.close()
-
-
-def test_a_proxy_sending_bytes_right_after_its_200_is_a_proxy_error_and_retried(
-    tls_upstream: FakeServer, certs: Certs
-) -> None:
-    # in the answer's own write: a buffered read took them off the socket and TLS began on a
-    # garbled tunnel, a TLSError that is never retried (hadv30 04)
-    def garble(req: Any, conn: Any) -> None:
-        conn.send(b"HTTP/1.1 200 Connection established\r\n\r\nGARBAGE")
-        time.sleep(1)
-
-    garbling = FakeServer()
-    garbling.on("CONNECT", "*", garble)
-    try:
-        url = hidden_url(tls_upstream, "https")
-        with Flux0(url, proxy=garbling.url, cacert=certs.ca, retry=quick(1)) as client:
-            with pytest.raises(ProxyError, match="closed or garbled the tunnel"):
-                client.agents.list()
-        assert garbling.connections == 2
-    finally:
-        garbling.close()
+        proxy.close()
 
 
 # -- hostile settings ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import pytest
 from flux0sync.backend import open_store
@@ -66,10 +66,15 @@ def test_a_message_with_a_lone_surrogate_a_stray_byte_or_a_nul_is_still_found_by
 # -- 05: status --server counted every session without the cookie of the user it was found under --
 
 
-def test_status_server_counts_each_session_with_its_users_cookie(tmp_path: Path, fake: FakeServer) -> None:
+def _a_session_of_three_events(fake: FakeServer) -> Tuple[FakeFlux0, str]:
     fake_flux0 = FakeFlux0(fake)
     mine = fake_flux0.add_session(fake_flux0.add_agent())
     fake_flux0.add_events(mine, 3)
+    return fake_flux0, mine
+
+
+def test_status_server_counts_each_session_with_its_users_cookie(tmp_path: Path, fake: FakeServer) -> None:
+    fake_flux0, mine = _a_session_of_three_events(fake)
     listing, session_routes = fake.find("GET", "/api/sessions"), fake.find("GET", "/api/sessions/*")
 
     def alices_only(route: Any) -> Any:  # flux0 shows a user's sessions only under that user's cookie
@@ -186,9 +191,7 @@ def test_lone_surrogates_side_by_side_each_become_a_replacement_character(
 
 
 def test_status_server_takes_session_deadline_as_a_flag(tmp_path: Path, fake: FakeServer) -> None:
-    fake_flux0 = FakeFlux0(fake)
-    mine = fake_flux0.add_session(fake_flux0.add_agent())
-    fake_flux0.add_events(mine, 3)
+    _, mine = _a_session_of_three_events(fake)
     db = str(tmp_path / "a.sqlite3")
     assert run_daemon(["--once", "--db", db], fake.url).returncode == 0
     release = threading.Event()
