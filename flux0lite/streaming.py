@@ -307,8 +307,8 @@ class EventStream:
         self._assembler = ReplyAssembler(max_bytes=max_reply_bytes)
         self._events = self._generate()
         # Reads from several threads take turns, as an async stream's reads do: a generator
-        # entered twice at once raises ValueError. (close() takes no turn: it ends a read, and
-        # leaves the generator alone, which a read may be running.)
+        # entered twice at once raises ValueError. (close() never waits for its turn: it ends a
+        # read in progress, and closes the generator only when no read is running it.)
         self._reading = threading.Lock()
         self._closed = False
         # The error that ended the events before the stream's end: every later read raises, in
