@@ -233,8 +233,11 @@ class _Sink:
         return len(text)
 
     def message(self, text: str) -> None:
-        """A line about what happened."""
-        self.write(text + "\n")
+        """A line about what happened: one line, whatever server text it quotes (a session id,
+        an error's detail), each line break or tab in it shown as ``\\n``/``\\t``; a leading
+        line break (after a ``^C``) is kept."""
+        body = text.lstrip("\n")
+        self.write(text[: len(text) - len(body)] + body.replace("\n", "\\n").replace("\t", "\\t") + "\n")
 
     def write_json(self, doc: "Any", *, indent: "Optional[int]" = None) -> None:
         self._write(_json_text(doc, indent=indent, ascii_only=not self.utf) + "\n")
@@ -310,9 +313,9 @@ def _emit_docs(args: Arguments, out: _Sink, docs: "List[Any]", single: bool) -> 
 def _listed_docs(payload: "Any", group: str) -> "List[Any]":
     """The objects of a ``{"data": [...]}`` list as the server sent them.
 
-    ``--json`` and ``--jsonl`` of ``agents list`` and ``sessions list`` pass the server's
-    objects through (unknown fields, nulls and all) without building models, which a shell
-    pipeline does not need; the shape is still checked.
+    ``--json`` and ``--jsonl`` of ``agents list``, ``sessions list`` and ``events list`` pass the
+    server's objects through (unknown fields, nulls and all) without building models, which a
+    shell pipeline does not need; the shape is still checked.
     """
     items = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
@@ -468,6 +471,14 @@ def _run(client: "Flux0", args: Arguments, out: _Sink, err: _Sink, stdin: "Optio
     elif group == "sessions" and action == "get":
         session = client.sessions.retrieve(args.session_id)
         _emit(args, out, [session], True, _sessions_table([session], out))
+    elif group == "events" and action == "list" and args.output in ("json", "jsonl"):
+        # the server's objects as sent: a model writes an event's untyped data back wrapped
+        from .resources import events_query
+
+        path, params = events_query(args.session_id, args.min_offset, args.source, args.correlation_id)
+        docs = _listed_docs(client.request("GET", path, params=params), "sessions.list_events")
+        wanted = None if args.types is None else set(args.types)
+        _emit_docs(args, out, [doc for doc in docs if wanted is None or doc.get("type") in wanted], False)
     elif group == "events" and action == "list":
         events = client.sessions.list_events(
             args.session_id,

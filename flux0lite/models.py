@@ -70,14 +70,15 @@ def parse_timestamp(value: Optional[str]) -> Optional[_dt.datetime]:
     # Python < 3.11 accepts only 3 or 6 fractional digits.
     if "." in text:
         head, _, rest = text.partition(".")
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
+        end = 0
+        while end < len(rest) and rest[end].isdigit():  # an index, not a copy per digit: linear
+            end += 1
+        digits, rest = rest[:end], rest[end:]
         text = f"{head}.{(digits + '000000')[:6]}{rest}" if digits else head + rest
     try:
         parsed = _dt.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ModelError(f"not an ISO-8601 timestamp: {value!r}") from exc
+        raise ModelError(f"not an ISO-8601 timestamp: {value[:80]!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
 
 

@@ -7,7 +7,7 @@ that runs it in a worker thread (``asyncio.to_thread``), so async code never blo
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union, overload
 
 from .aio import async_twin
 from .errors import ConfigError, ModelError
@@ -75,6 +75,22 @@ def _data_list(payload: Any, what: str) -> List[Any]:
     if isinstance(payload, dict) and isinstance(payload.get("data"), list):
         return list(payload["data"])
     raise ModelError(f'{what}: expected {{"data": [...]}}, got {type(payload).__name__}')
+
+
+def events_query(
+    session_id: str, min_offset: Optional[int], source: Optional[str], correlation_id: Optional[str]
+) -> Tuple[str, Optional[Dict[str, str]]]:
+    """The path and query of a session's stored events (``list_events``; the CLI's ``--json``)."""
+    if min_offset is not None and (isinstance(min_offset, bool) or not isinstance(min_offset, int) or min_offset < 0):
+        raise ConfigError(f"min_offset must be an int >= 0, got {min_offset!r}")
+    params: Dict[str, str] = {}
+    if min_offset is not None:
+        params["min_offset"] = str(min_offset)
+    if source is not None:
+        params["source"] = source
+    if correlation_id is not None:
+        params["correlation_id"] = correlation_id
+    return f"/api/sessions/{path_segment(session_id, 'session_id')}/events", params or None
 
 
 class Agents:
@@ -188,19 +204,8 @@ class Sessions:
 
         ``types`` is applied here, not sent: the server's own type filter does not work.
         """
-        if min_offset is not None and (
-            isinstance(min_offset, bool) or not isinstance(min_offset, int) or min_offset < 0
-        ):
-            raise ConfigError(f"min_offset must be an int >= 0, got {min_offset!r}")
-        params: Dict[str, str] = {}
-        if min_offset is not None:
-            params["min_offset"] = str(min_offset)
-        if source is not None:
-            params["source"] = source
-        if correlation_id is not None:
-            params["correlation_id"] = correlation_id
-        path = f"/api/sessions/{path_segment(session_id, 'session_id')}/events"
-        payload = self._client.request("GET", path, params=params or None, timeout=timeout, retry=retry)
+        path, params = events_query(session_id, min_offset, source, correlation_id)
+        payload = self._client.request("GET", path, params=params, timeout=timeout, retry=retry)
         read = spec_of(Event).read_owned  # Event.from_dict of an answer nobody else holds, looked up once
         events: List[Event] = [read(item) for item in _data_list(payload, "sessions.list_events")]
         if types is not None:

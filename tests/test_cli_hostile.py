@@ -583,3 +583,39 @@ def test_an_answer_to_a_closed_stdout_is_one_line_and_exit_1(module: str, args: 
     """hadv13 03/04: with stdout closed (sys.stdout None) flux0lite wrote nowhere and exited 0,
     flux0-sync printed two tracebacks (a flush of None)."""
     assert "closed" in _answer_without_stdout(module, args, ">&-").stderr
+
+
+# -- hadv36 --------------------------------------------------------------------------------------------
+
+
+def test_a_session_id_holding_a_line_break_forges_no_line_on_stderr(fake: FakeServer) -> None:
+    # chat --new printed the server's id as it came: a line of its own on stderr (hadv36 01)
+    forged = "s\nflux0lite: error: FORGED by the server\tx"
+    doc = {"id": forged, "agent_id": "a", "user_id": "u", "title": "t", "created_at": "2026-11-25T00:00:00Z"}
+    fake.on("POST", "/api/sessions", json_response(201, doc))
+    fake.on("POST", "/api/sessions/*", sse_stream([sse_text([("chunk", {"event_id": "e", "seq": 0, "patches": []})])]))
+    code, _, err = inproc(["--server-url", fake.url, "chat", "--new", "--agent", "a", "hello"])
+    assert code == 0, err
+    assert err.splitlines()[0] == "session s\\nflux0lite: error: FORGED by the server\\tx"
+    assert not any(line.startswith("flux0lite: error: FORGED") for line in err.splitlines())
+
+
+@pytest.mark.parametrize("data", ["hello", None, [1, 2], {"value": "hello"}, 7])
+def test_events_list_json_prints_each_event_as_the_server_sent_it(fake: FakeServer, data: Any) -> None:
+    # an untyped event's data was written back wrapped: "hello" as {"value": "hello"} (hadv36 02)
+    event = {
+        "id": "e1",
+        "source": "user",
+        "type": "custom",
+        "offset": 0,
+        "correlation_id": "c",
+        "data": data,
+        "deleted": False,
+        "created_at": "2026-11-25T00:00:00Z",
+        "extra": None,
+    }
+    other = dict(event, id="e2", offset=1, type="status")
+    fake.on("GET", "/api/sessions/s1/events", json_response(200, {"data": [event, other]}))
+    code, out, err = inproc(["--server-url", fake.url, "--jsonl", "events", "list", "s1", "--type", "custom"])
+    assert code == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [event]

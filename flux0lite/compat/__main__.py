@@ -11,6 +11,7 @@ MODULE.FUNCTION()) with ARGS as its command line. For example, the official flux
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import runpy
 import sys
 from typing import List, Optional
@@ -28,6 +29,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     target, rest = args[0], args[1:]
     module_name, _, function = target.partition(":")
     install_as_flux0_client()
+    problem = _not_runnable(module_name, bool(function))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     sys.argv = [target, *rest]
     try:
         if not function:
@@ -47,6 +52,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Flux0Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _not_runnable(module_name: str, calls_a_function: bool) -> Optional[str]:
+    """Why MODULE cannot be run here (found before running anything), or None."""
+    try:
+        spec = importlib.util.find_spec(module_name) if module_name else None
+    except (ImportError, ValueError) as exc:  # a parent package missing, a relative name
+        return f"cannot import {module_name}: {exc}"
+    if spec is None:
+        return f"cannot import {module_name}: no module named {module_name!r}"
+    if not calls_a_function and not hasattr(spec.loader, "get_code"):  # the flux0_client alias
+        return f"{module_name} cannot be run as a program: name a function, MODULE:FUNCTION"
+    return None
 
 
 if __name__ == "__main__":

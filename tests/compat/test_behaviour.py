@@ -403,3 +403,23 @@ def test_idle_async_streams_leave_the_default_executor_free(fake: FakeServer) ->
         assert asyncio.run(scenario()) < 2
     finally:
         quiet.set()
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("no_such_module_xyz", "cannot import no_such_module_xyz: no module named 'no_such_module_xyz'"),
+        (":", "cannot import : no module named ''"),
+        ("no_such_package_xyz.sub", "cannot import no_such_package_xyz.sub"),
+        ("flux0_client", "cannot be run as a program: name a function"),
+    ],
+)
+def test_the_runner_says_in_one_line_what_it_cannot_run(
+    target: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a module that does not exist, or the import alias, gave a traceback (hadv36 05)
+    from flux0lite.compat.__main__ import main
+
+    assert main([target]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
