@@ -198,6 +198,11 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the archive holds a table (or trigger, index) of that name."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
 def _fts_available(db: sqlite3.Connection) -> bool:
     try:
         db.execute("CREATE VIRTUAL TABLE temp.fts_probe USING fts5(x)")
@@ -226,7 +231,7 @@ def _schema_v3(db: sqlite3.Connection) -> None:
 
     The events table is rebuilt with its rowids kept, so the full-text index stays valid.
     """
-    has_fts = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone() is not None
+    has_fts = _has_table(db, "events_fts")
     _run_script(
         db,
         """
@@ -329,7 +334,7 @@ def _schema_searchable_text(db: sqlite3.Connection) -> None:
     Only messages without text whose raw holds a surrogate's escape (``\\uD800``-``\\uDFFF``,
     in either case) are read, one raw at a time and by the daemon's bounded reader; what
     their raw says is unchanged."""
-    indexed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone() is not None
+    indexed = _has_table(db, "events_fts")
     after = 0
     while True:  # a page of rowids at a time, then each raw alone: memory stays one raw's
         rowids = [
@@ -568,7 +573,7 @@ class Store:
             raise StoreError(f"{self.path}: cannot apply synchronous or max_db_pages: {exc}") from exc
 
     def _table_exists(self, name: str) -> bool:
-        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+        return _has_table(self.db, name)
 
     def _migrate(self) -> None:
         version = int(self.db.execute("PRAGMA user_version").fetchone()[0])

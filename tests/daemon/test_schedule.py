@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import random
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 from flux0sync.engine import _from_wall
@@ -66,15 +66,21 @@ def test_new_sessions_are_due_at_once_and_polled_one_at_a_time() -> None:
     assert schedule.pop_due(115.0, 10) == [first[0]]
 
 
-def test_idle_session_backs_off_and_wakes_up() -> None:
-    schedule = Schedule(exact(interval=10, idle_max=80))
-    schedule.add("s", due_at=0.0)
-    now, gaps = 0.0, []
-    for _ in range(6):
+def _idle_gaps(schedule: Schedule, now: float, polls: int) -> Tuple[List[float], float]:
+    """The delays of ``polls`` polls in a row that find nothing new, and when the last is due."""
+    gaps = []
+    for _ in range(polls):
         (sid,) = schedule.pop_due(now, 1)
         due, _ = schedule.done(sid, now, new_events=False) or (0.0, 0)
         gaps.append(due - now)
         now = due
+    return gaps, now
+
+
+def test_idle_session_backs_off_and_wakes_up() -> None:
+    schedule = Schedule(exact(interval=10, idle_max=80))
+    schedule.add("s", due_at=0.0)
+    gaps, now = _idle_gaps(schedule, 0.0, 6)
     assert gaps == [20, 40, 80, 80, 80, 80]
     (sid,) = schedule.pop_due(now, 1)
     assert schedule.done(sid, now, new_events=True) == (now + 10, 0)
@@ -217,12 +223,7 @@ def test_a_session_restored_in_a_conversation_keeps_its_pace_for_a_window() -> N
     for active, expected in ((True, [10, 10, 10, 10, 10, 10, 20]), (False, [20, 40, 80, 160, 320, 640, 1000])):
         schedule = Schedule(exact(interval=10, idle_max=1000))
         schedule.add("s", due_at=100.0, level=0, now=100.0, active=active)
-        now, gaps = 100.0, []
-        for _ in range(7):
-            (sid,) = schedule.pop_due(now, 1)
-            due, _ = schedule.done(sid, now, new_events=False) or (0.0, 0)
-            gaps.append(due - now)
-            now = due
+        gaps, _ = _idle_gaps(schedule, 100.0, 7)
         assert gaps == expected, (active, gaps)
     schedule = Schedule(exact(interval=10, idle_max=1000))
     schedule.add("idle", due_at=100.0, level=3, now=100.0, active=True)  # only a level-0 one was active
