@@ -21,8 +21,17 @@ import os
 import sys
 
 from ._version import __version__
-from .cli_args import CLI_CONNECT_TIMEOUT, EXIT_USAGE, SECRET_OPTIONS, URL_OPTIONS, build_parser
-from .redaction import command_line_secrets, redact, url_userinfo
+from .cli_args import (
+    CLI_CONNECT_TIMEOUT,
+    EXIT_USAGE,
+    FILE_OPTIONS,
+    SECRET_OPTIONS,
+    URL_OPTIONS,
+    argument_text,
+    build_parser,
+    one_line,
+)
+from .redaction import command_line_secrets, environment_secrets, redact, url_userinfo
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -49,15 +58,20 @@ class _UsageError(Exception):
 
 
 def _check_text_arguments(args: Arguments) -> None:
-    """Command-line text the API cannot carry is a usage error, named, not a crash later."""
-    import re
-
-    for name, value in vars(args).items():
+    """Command-line text the API cannot carry is a usage error, named, not a crash later; text
+    a locale that is not UTF-8 kept as bytes is read as UTF-8 (see cli_args.argument_text)."""
+    for name, value in list(vars(args).items()):
         values = value if isinstance(value, list) else [value]
+        read = []
         for item in values:
-            if isinstance(item, str) and re.search(_SURROGATE, item):
-                # Python decodes undecodable argv bytes to lone surrogates (PEP 383).
-                raise _UsageError(f"argument {name.upper()} is not valid UTF-8 text")
+            if isinstance(item, str):
+                text = argument_text(item)
+                if text is None:
+                    raise _UsageError(f"argument {name.upper()} is not valid UTF-8 text")
+                if name not in FILE_OPTIONS:
+                    item = text
+            read.append(item)
+        setattr(args, name, read if isinstance(value, list) else read[0])
 
 
 def _check_token(token: str, source: str) -> str:
@@ -237,7 +251,7 @@ class _Sink:
         an error's detail), each line break or tab in it shown as ``\\n``/``\\t``; a leading
         line break (after a ``^C``) is kept."""
         body = text.lstrip("\n")
-        self.write(text[: len(text) - len(body)] + body.replace("\n", "\\n").replace("\t", "\\t") + "\n")
+        self.write(text[: len(text) - len(body)] + one_line(body) + "\n")
 
     def write_json(self, doc: "Any", *, indent: "Optional[int]" = None) -> None:
         self._write(_json_text(doc, indent=indent, ascii_only=not self.utf) + "\n")
@@ -248,14 +262,23 @@ class _Sink:
                 return  # nowhere to say anything
             raise OSError(errno.EBADF, "the output stream is closed")  # main says so, exit 1
         try:
-            self._stream.write(text)
-        except UnicodeEncodeError:
-            encoding = getattr(self._stream, "encoding", None) or "ascii"
-            self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+            try:
+                self._stream.write(text)
+            except UnicodeEncodeError:
+                encoding = getattr(self._stream, "encoding", None) or "ascii"
+                self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+        except (OSError, ValueError):  # ValueError: a closed stream
+            if not self.diagnostics:
+                raise  # main says so, exit 1
+            # stderr full or closed: nowhere to say anything, and the exit code still tells
 
     def flush(self) -> None:
         if self._stream is not None:
-            self._stream.flush()
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                if not self.diagnostics:
+                    raise
 
 
 def _cell(value: "Any", width: int = 60) -> str:
@@ -630,7 +653,7 @@ def main(
             return _answer(top_help(help_width()), out, stderr or sys.stderr, EXIT_OK)
         return _answer(top_help(help_width()), err, None, EXIT_USAGE)
     # known before any message: a usage error echoes what was typed, secrets included
-    err.secrets = _url_userinfo(os.environ.get("FLUX0_SERVER_URL"))
+    err.secrets = environment_secrets(os.environ, ("FLUX0_SERVER_URL",))
     err.secrets += command_line_secrets(arguments, SECRET_OPTIONS, URL_OPTIONS)
     inp = stdin or sys.stdin
     args: "Optional[Arguments]" = None
@@ -643,7 +666,7 @@ def main(
             args = read_arguments(arguments)
         except ArgumentsError as exc:  # argparse's message, without argparse
             try:
-                err.write(f"{exc} (see {exc.prog} -h)\n")
+                err.message(f"{exc} (see {exc.prog} -h)")  # one line, whatever was typed
             except (AttributeError, OSError):  # a closed stderr: argparse, too, exits 2 silently
                 pass
             return EXIT_USAGE

@@ -38,6 +38,34 @@ CLI_CONNECT_TIMEOUT = 3.0
 MAX_OFFSET = 2**63 - 1
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line of a message: each line break or tab in it (a word typed, a server's
+    text quoted) shown as ``\\n``/``\\t``, so no caller can forge a line of its own."""
+    return text.replace("\n", "\\n").replace("\t", "\\t")
+
+
+# The options naming a file: kept as the system gave them (see argument_text)
+FILE_OPTIONS = ("cacert", "cert", "key")
+
+
+def argument_text(value: str) -> "Optional[str]":
+    """A command-line argument as text, or None if its bytes are not UTF-8.
+
+    Python keeps argument bytes its locale cannot decode as lone surrogates (PEP 383): under a
+    locale that is not UTF-8 (``LC_ALL=C`` with ``PYTHONUTF8=0``) every non-ASCII letter typed
+    in UTF-8. Those bytes are read back as UTF-8 here. (A file name is best left as the system
+    gave it: ``open()`` gives back the same bytes.)"""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(value).decode("utf-8")
+    except (UnicodeError, ValueError):
+        return None
+
+
 # -- argument checks (the ``type=`` of an argument) ---------------------------------------------
 
 
@@ -475,7 +503,7 @@ def build_parser(argv: "Optional[Sequence[str]]" = None) -> "argparse.ArgumentPa
             # argparse would print the whole usage block first; and before 3.11 a broken stderr
             # would turn the usage error into a BrokenPipeError (the CLI's exit 0 for "| head")
             try:
-                sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+                sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} -h)\n")
             except (AttributeError, OSError):
                 pass
             sys.exit(EXIT_USAGE)

@@ -3,11 +3,12 @@
 Sources, strongest first: ``Flux0(proxy="http://host:port")`` for every request (the
 environment is then ignored), ``proxy=False`` for none, else the environment:
 ``http_proxy`` for http:// servers, ``https_proxy`` for https://, ``all_proxy`` for both when
-the specific one is unset; lower case wins over upper case, and upper-case ``HTTP_PROXY`` is
-ignored under CGI (``REQUEST_METHOD`` set), as urllib does. ``no_proxy`` lists servers to reach
-directly: ``*``, host names (``example.com`` and ``.example.com`` both also match subdomains),
-IP addresses, CIDR ranges (``10.0.0.0/8``), each optionally with ``:port``. A server on a unix
-socket is never proxied.
+the specific one is unset; lower case wins over upper case (an empty one counts as unset and
+hides its upper-case twin, as in urllib), and upper-case ``HTTP_PROXY`` is ignored under CGI
+(``REQUEST_METHOD`` set), as urllib does. ``no_proxy`` lists servers to reach directly: ``*``,
+host names (``example.com`` and ``.example.com`` both also match subdomains), IP addresses,
+CIDR ranges (``10.0.0.0/8``), each optionally with ``:port``. A server on a unix socket is
+never proxied.
 
 Only ``http://`` proxies are supported (https:// servers are reached through them with
 ``CONNECT``); credentials in the proxy URL become ``Proxy-Authorization: Basic``.
@@ -78,7 +79,8 @@ def parse_proxy_url(url: str, *, source: str = "proxy") -> Proxy:
     try:
         parts = urllib.parse.urlsplit(text)
     except ValueError as exc:  # unbalanced brackets
-        raise ConfigError(f"{source}: not a valid proxy URL: {exc}") from exc
+        # not quoting urlsplit's message: it quotes the bracketed part, which may be the password's
+        raise ConfigError(f"{source}: not a valid proxy URL ('[' or ']' out of place)") from exc
     scheme = parts.scheme.lower()
     if scheme != "http":
         raise ConfigError(
@@ -139,10 +141,13 @@ class Route(Frozen):
 
 
 def _environment_value(env: Mapping[str, str], name: str) -> Tuple[str, str]:
-    """The value of ``name`` (lower case first) and the variable it came from; ``""`` when unset."""
+    """The value of ``name`` (lower case first) and the variable it came from; ``""`` when unset.
+
+    A lower-case variable that is set decides even when empty, as in urllib: ``http_proxy=``
+    hides an exported ``HTTP_PROXY`` for one command."""
     lower = env.get(name)
-    if lower is not None and lower.strip():
-        return lower.strip(), name
+    if lower is not None:
+        return (lower.strip(), name) if lower.strip() else ("", "")
     upper_name = name.upper()
     if upper_name == "HTTP_PROXY" and "REQUEST_METHOD" in env:
         # httpoxy: under CGI, HTTP_PROXY may come from a request's "Proxy:" header.

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Iterable, List, Sequence
+    from typing import Iterable, List, Mapping, Sequence
 
-__all__ = ["redact", "url_userinfo", "command_line_secrets"]
+__all__ = ["redact", "url_userinfo", "command_line_secrets", "environment_secrets"]
+
+# the variables a proxy URL comes from (flux0lite.proxy), in either case
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 # scheme://userinfo@ : the userinfo of any URL in a message, up to the authority's last "@"
 # (a password may hold "@" and quotes; urllib splits the same way).
@@ -55,6 +58,16 @@ def url_userinfo(url: str) -> "List[str]":
         # and inside a URL the pattern hides it anyway
         return []
     return _forms(userinfo)
+
+
+def environment_secrets(env: "Mapping[str, str]", url_variables: "Sequence[str]" = ()) -> "List[str]":
+    """The credentials of the URLs in ``url_variables`` and in every proxy variable of ``env``:
+    a message about a bad value may quote part of it."""
+    found: "List[str]" = []
+    for name, value in env.items():
+        if name in url_variables or name.lower() in _PROXY_VARIABLES:
+            found += url_userinfo(value)
+    return found
 
 
 def _forms(secret: str) -> "List[str]":

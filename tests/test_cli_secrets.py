@@ -17,7 +17,9 @@ from flux0sync import cli as daemon_cli
 
 from flux0lite import cli, cli_reader
 from flux0lite.cli import redact
-from flux0lite.redaction import command_line_secrets
+from flux0lite.errors import ConfigError
+from flux0lite.proxy import parse_proxy_url
+from flux0lite.redaction import command_line_secrets, environment_secrets
 
 SECRET = "S3KRIT"
 
@@ -188,3 +190,25 @@ def test_a_password_or_a_long_user_name_standing_for_a_token_stays_secret() -> N
     assert command_line_secrets(["--db", "postgresql://sync:s3cret@h/db"], (), ("--db",)) == ["sync:s3cret"]
     token = "ghp_0123456789abcdef"
     assert token in command_line_secrets(["--server-url", f"https://{token}@h"], (), ("--server-url",))
+
+
+@pytest.mark.parametrize("variable", ["https_proxy", "HTTPS_PROXY", "all_proxy"])
+@pytest.mark.parametrize("password", [f"pw[{SECRET}]", f"pw [{SECRET}", f"[{SECRET}"])
+def test_no_message_quotes_a_proxy_password_from_the_environment(
+    variable: str, password: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hadv39 01: urlsplit's complaint about a misplaced '[' quoted the bracketed part of the
+    netloc, which was the password's, and neither CLI knew the proxy variables' credentials."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, f"http://alice:{password}@proxy.corp:3128")
+    with pytest.raises(ConfigError) as raised:
+        parse_proxy_url(f"http://alice:{password}@proxy.corp:3128")
+    assert SECRET not in str(raised.value) and "not a valid proxy URL" in str(raised.value)
+    code, text = run_cli(["--server-url", "https://127.0.0.1:1", "agents", "list"], monkeypatch, argparse_only=False)
+    assert code == cli.EXIT_USAGE and "proxy" in text and SECRET not in text, text
+    monkeypatch.setenv("FLUX0_SYNC_DB", str(tmp_path / "a.sqlite3"))
+    code, text = run_daemon(["--once", "--server-url", "https://127.0.0.1:1"])
+    assert code == 2 and "proxy" in text and SECRET not in text, text
+    # and whatever a message quotes of such a value, the credentials are known secrets
+    assert f"alice:{password}" in environment_secrets({variable: f"http://alice:{password}@proxy.corp:3128"})

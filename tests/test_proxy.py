@@ -374,6 +374,12 @@ def test_an_unsupported_proxy_variable_stops_only_the_requests_that_need_it(
         ({"https_proxy": "http://s:3", "all_proxy": "http://all:4"}, "http", "all:4"),
         ({"ALL_PROXY": "all:4"}, "https", "all:4"),
         ({"http_proxy": "  "}, "http", None),
+        # an empty lower-case variable hides its upper-case twin, as in urllib (hadv39 02)
+        ({"http_proxy": "", "HTTP_PROXY": "http://upper:2"}, "http", None),
+        ({"https_proxy": " ", "HTTPS_PROXY": "http://upper:2"}, "https", None),
+        ({"all_proxy": "", "ALL_PROXY": "http://all:4"}, "https", None),
+        ({"http_proxy": "", "HTTP_PROXY": "http://upper:2", "all_proxy": "http://all:4"}, "http", "all:4"),
+        ({"http_proxy": "http://p:5", "no_proxy": "", "NO_PROXY": "*"}, "http", "p:5"),
         ({"http_proxy": "proxy.corp"}, "http", "proxy.corp:80"),
         ({"http_proxy": "http://p:5", "no_proxy": "*"}, "http", None),
     ],

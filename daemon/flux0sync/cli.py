@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional,
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
 from flux0lite.cli import drop_unwritten, printable_json, visible_text
-from flux0lite.cli_args import BadValue, bounded_int
-from flux0lite.redaction import command_line_secrets, redact, url_userinfo
+from flux0lite.cli_args import FILE_OPTIONS, BadValue, argument_text, bounded_int, one_line
+from flux0lite.redaction import command_line_secrets, environment_secrets, redact
 
 from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
 from .config import ConfigError, default_db_path, load_config
@@ -68,18 +68,25 @@ _MAX_SEARCH_LIMIT = 2**63 - 1
 class _Redacting:
     """A text stream that writes ``text`` without the secrets the command line gave (argparse's
     usage errors echo what was typed), without URL credentials, and with control characters
-    shown, not obeyed (a message may quote a session id or an argument)."""
+    shown, not obeyed (a message may quote a session id or an argument): each message is one
+    line, a line break or tab inside it shown as ``\\n``/``\\t``."""
 
     def __init__(self, stream: TextIO, secrets: Sequence[str]) -> None:
         self._stream = stream
         self._secrets = secrets
 
     def write(self, text: str) -> int:
-        _write_encodable(self._stream, visible_text(redact(text, self._secrets)), json=False)
+        safe = redact(text, self._secrets)
+        body = safe[:-1] if safe.endswith("\n") else safe
+        try:
+            _write_encodable(self._stream, visible_text(one_line(body) + safe[len(body) :]), json=False)
+        except (OSError, ValueError):  # stderr full or closed: the exit code still tells
+            pass
         return len(text)
 
     def flush(self) -> None:
-        self._stream.flush()
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +94,7 @@ class _Parser(argparse.ArgumentParser):
         # One line, as flux0lite's usage errors (argparse would print the whole usage block
         # first). A closed stderr does not turn the usage error into main's broken-pipe exit 0.
         with contextlib.suppress(OSError):
-            sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+            sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} -h)\n")
         sys.exit(EXIT_CONFIG)
 
     def _print_message(self, message: str, file: Optional["SupportsWrite[str]"] = None) -> None:
@@ -353,6 +360,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
 def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     with contextlib.redirect_stderr(err):  # argparse writes its usage errors to sys.stderr
         args = _read_parser(command).parse_args(argv)
+    _read_as_text(args)
     for value in (getattr(args, "text", None), getattr(args, "session_id", None)):
         if value is not None and "\x00" in value:
             err.write(f"flux0-sync {command}: the argument must not contain a NUL character\n")
@@ -365,7 +373,7 @@ def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -
             return _status(store, args, out, err)
         if command == "export":
             if not store.session_exists(args.session_id):
-                err.write(f"flux0-sync: session {args.session_id} is not in {db_path}\n")
+                err.write(f"flux0-sync: session {_field(args.session_id)} is not in {_field(db_path)}\n")
                 return EXIT_FAILED
             # closed here, before the store: its read transaction ends on an open archive however
             # the export ends (a full disk, a raw that is not JSON)
@@ -451,11 +459,25 @@ def _json_text(doc: Any, indent: int) -> str:
 def _undecodable_argument(args: Sequence[str]) -> Optional[int]:
     """The position of an argument that was not valid UTF-8 (Python keeps such bytes as surrogates)."""
     for index, arg in enumerate(args, 1):
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError:
+        if argument_text(arg) is None:
             return index
     return None
+
+
+# The options naming a file or an archive: kept as the system gave them (see argument_text)
+_FILE_OPTIONS = frozenset({"db_path", "config_file", *FILE_OPTIONS})
+
+
+def _read_as_text(args: argparse.Namespace) -> None:
+    """The arguments that are text (not file names) as UTF-8, where a locale that is not UTF-8
+    kept their bytes as surrogates (see flux0lite.cli_args.argument_text)."""
+    for name, value in vars(args).items():
+        if name in _FILE_OPTIONS:
+            continue
+        if isinstance(value, str):
+            setattr(args, name, argument_text(value) or value)
+        elif isinstance(value, list):
+            setattr(args, name, [argument_text(item) or item if isinstance(item, str) else item for item in value])
 
 
 def _flushed(out: TextIO, err: TextIO, code: int, failed: Optional[BaseException] = None) -> int:
@@ -485,8 +507,8 @@ def main(
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     secrets = command_line_secrets(args_list, _SECRET_OPTIONS, _URL_OPTIONS)
-    for var in ("FLUX0_SERVER_URL", "FLUX0_SYNC_DB"):  # a config error quotes a bad URL as given
-        secrets += url_userinfo(os.environ.get(var, ""))
+    # a configuration error quotes a bad URL as given
+    secrets += environment_secrets(os.environ, ("FLUX0_SERVER_URL", "FLUX0_SYNC_DB"))
     out, err = stdout or sys.stdout, cast(TextIO, _Redacting(stderr or sys.stderr, secrets))
     stop = StopFlag.current()
     reading = bool(args_list) and args_list[0] in _READ_COMMANDS
@@ -511,6 +533,7 @@ def main(
             args_list = args_list[1:]
         with contextlib.redirect_stderr(err):  # argparse writes its usage errors to sys.stderr
             args = _run_parser().parse_args(args_list)
+        _read_as_text(args)
         flags = {
             key: getattr(args, key)
             for key in (

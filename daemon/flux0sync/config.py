@@ -10,6 +10,7 @@ import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from flux0lite.cli_args import FILE_OPTIONS, argument_text
 from flux0lite.timeout import MAX_SECONDS
 
 from .schedule import IDLE_MAX
@@ -124,7 +125,7 @@ def _setting(name: str) -> str:
 def _convert(name: str, raw: Any) -> Any:
     if raw is None:
         return None
-    if isinstance(raw, str) and (any(ch in raw for ch in "\r\n\x00") or not _encodable(raw)):
+    if isinstance(raw, str) and (any(ch in raw for ch in "\r\n\x00") or not _encodable(raw, name in _FILE_SETTINGS)):
         hint = "; was the file saved with Windows (CRLF) line ends?" if raw.rstrip("\r") != raw else ""
         raise ConfigError(
             f"invalid value for {_setting(name)}: it contains CR, LF, NUL or bytes that are not UTF-8{hint}"
@@ -207,7 +208,15 @@ def _url_problem(url: str) -> Optional[str]:
     return None
 
 
-def _encodable(text: str) -> bool:
+# The settings naming a file or an archive: kept as the system gave them (see argument_text)
+_FILE_SETTINGS = frozenset({"db_path", *FILE_OPTIONS})
+
+
+def _encodable(text: str, file_name: bool = False) -> bool:
+    """Whether ``text`` is UTF-8 text; for a file name, whether its bytes are (a locale that is
+    not UTF-8 keeps them as surrogates, and the name is used as the system gave it)."""
+    if file_name:
+        return argument_text(text) is not None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -495,7 +495,8 @@ class Store:
         _check_file(self.real_path)
         if not os.path.exists(self.real_path):
             raise StoreError(f"no archive at {self.path}")
-        uri = "file:" + urllib.parse.quote(self.real_path)
+        # the name's bytes (a locale that is not UTF-8 keeps non-ASCII ones as surrogates)
+        uri = "file:" + urllib.parse.quote(os.fsencode(self.real_path))
         db: Optional[sqlite3.Connection] = None
         for query in ("?mode=ro", "?immutable=1"):
             # A WAL archive whose -shm cannot be created (read-only directory) opens only as
