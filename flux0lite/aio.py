@@ -4,8 +4,8 @@ Two kinds of threads, so that flux0lite never starves the event loop's default e
 
 - a one-shot call (``agents.list_async``, ``sessions.create_event_async`` up to the response
   headers) runs in the loop's default executor: it is bounded by its timeouts. Cancelled while
-  it runs, its result is closed as soon as it arrives (an event stream's socket, say) instead
-  of being left open;
+  it runs, it stops: its socket is shut down, nothing more is sent (no retry, no redirect),
+  and a result that comes anyway (an event stream's socket, say) is closed, not left open;
 - an async event stream reads in a :class:`StreamWorker`, a thread of its own for as long as
   it is read, however long the server stays silent. Cancelling a read shuts the socket down
   from the loop's side (``abort``), which ends the blocked read at once and tells the server.
@@ -67,17 +67,25 @@ class _Handoff:
 
 
 async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``asyncio.to_thread`` whose result, should the caller be cancelled, gets closed."""
+    """``asyncio.to_thread`` whose call, should the caller be cancelled, stops: no retry or
+    redirect is sent after it, its socket in flight is shut down (see
+    :class:`~flux0lite.pool.CallCancel`), and what it returns anyway gets closed."""
     import asyncio
     import contextvars
 
+    from .pool import CALL_CANCEL, CallCancel
+
     loop = asyncio.get_running_loop()
     handoff = _Handoff()
-    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    cancel = CallCancel()
+    context = contextvars.copy_context()
+    context.run(CALL_CANCEL.set, cancel)
+    call = functools.partial(context.run, fn, *args, **kwargs)
     future = loop.run_in_executor(None, handoff.run, call)
     try:
         return await future
     except asyncio.CancelledError:
+        cancel.cancel()
         handoff.abandon()
         raise
 

@@ -8,6 +8,7 @@ policy needs to know.
 
 from __future__ import annotations
 
+import contextvars
 import http.client
 import socket
 import ssl
@@ -21,7 +22,41 @@ from .proxy import Route
 from .timeout import Timeout
 from .tls import system_context
 
-__all__ = ["ConnectionPool"]
+__all__ = ["ConnectionPool", "CallCancel", "CALL_CANCEL"]
+
+# a connection in flight: the socket that ends it when shut down, and its call's abort signal
+_InFlight = Tuple[Optional[socket.socket], threading.Event]
+
+
+class CallCancel:
+    """One call's own abort, for a caller that stops waiting for it (an async task cancelled,
+    see :func:`flux0lite.aio.in_thread`): :meth:`cancel` ends the call as
+    :meth:`ConnectionPool.abort` ends every call, no retry or redirect is sent after it, and
+    the socket it has in flight is shut down. The call finds it in :data:`CALL_CANCEL`."""
+
+    def __init__(self) -> None:
+        self.signal = threading.Event()
+        self._lock = threading.Lock()
+        self._pools: "weakref.WeakSet[ConnectionPool]" = weakref.WeakSet()
+
+    def watch(self, pool: "ConnectionPool") -> None:
+        """``pool`` runs this call (before the call puts anything in flight there)."""
+        with self._lock:
+            self._pools.add(pool)
+
+    def cancel(self) -> None:
+        # the signal first: a pool watched from here on sees it before connecting (_enter)
+        self.signal.set()
+        with self._lock:
+            pools = list(self._pools)
+        for pool in pools:
+            pool.end_calls(self.signal)
+
+
+# The CallCancel of the call running in this context, if its caller may cancel it
+CALL_CANCEL: "contextvars.ContextVar[Optional[CallCancel]]" = contextvars.ContextVar(
+    "flux0lite_call_cancel", default=None
+)
 
 
 class ConnectionPool:
@@ -37,22 +72,28 @@ class ConnectionPool:
         self._ssl_context = ssl_context
         self._max_idle = max_idle_per_origin
         self._idle: Dict[Route, List[http.client.HTTPConnection]] = {}
-        # each connection in flight and the socket to shut down to end it (the one it is
-        # opening while it connects: it only becomes ``conn.sock`` once connected); weak, so
-        # that a stream dropped unclosed is still collected and its socket closed, as before
-        self._in_flight: "weakref.WeakKeyDictionary[http.client.HTTPConnection, Optional[socket.socket]]" = (
-            weakref.WeakKeyDictionary()
-        )
+        # each connection in flight, the socket to shut down to end it (the one it is opening
+        # while it connects: it only becomes ``conn.sock`` once connected) and its call's abort
+        # signal; weak, so that a stream dropped unclosed is still collected and its socket
+        # closed, as before
+        self._in_flight: "weakref.WeakKeyDictionary[http.client.HTTPConnection, _InFlight]"
+        self._in_flight = weakref.WeakKeyDictionary()
         self._abort_signal = threading.Event()
+        # the calls' own signals (CallCancel) that the next abort sets too
+        self._own_signals: "weakref.WeakSet[threading.Event]" = weakref.WeakSet()
         self._lock = threading.Lock()
         self.closed = False
         # the route last looked up and its idle list (see _idle_list); changed under the lock
         self._last: Optional[Tuple[Route, List[http.client.HTTPConnection]]] = None
 
-    def abort_signal(self) -> threading.Event:
-        """The signal that the next :meth:`abort` sets: a call takes it when it starts."""
+    def abort_signal(self, own: Optional[threading.Event] = None) -> threading.Event:
+        """The signal that the next :meth:`abort` sets: a call takes it when it starts. A call
+        with a signal of its own (:class:`CallCancel`) keeps it, and the next abort sets it too."""
         with self._lock:
-            return self._abort_signal
+            if own is None:
+                return self._abort_signal
+            self._own_signals.add(own)
+            return own
 
     def abort(self) -> None:
         """End every call in flight: set their signal, shut their sockets down (thread-safe).
@@ -62,14 +103,17 @@ class ConnectionPool:
         with self._lock:
             signal, self._abort_signal = self._abort_signal, threading.Event()
             signal.set()  # under the lock: a socket registered after this sees it (_enter)
-            sockets = list(self._in_flight.values())
-        for sock in sockets:
-            if sock is None:
-                continue
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv or connect
-            except OSError:
-                pass  # already closed, or not connected yet (its call sees the signal)
+            own, self._own_signals = list(self._own_signals), weakref.WeakSet()
+            for other in own:
+                other.set()
+            sockets = [sock for sock, _ in self._in_flight.values()]
+        _shut_down(sockets)
+
+    def end_calls(self, signal: threading.Event) -> None:
+        """Shut down the sockets in flight of the calls holding ``signal``, which is set."""
+        with self._lock:
+            sockets = [sock for sock, held in self._in_flight.values() if held is signal]
+        _shut_down(sockets)
 
     def checkout(
         self, route: Route, timeout: Timeout, *, reuse: bool, aborted: threading.Event
@@ -113,7 +157,7 @@ class ConnectionPool:
         with self._lock:
             if aborted.is_set():
                 raise RequestAborted("the call was aborted")
-            self._in_flight[conn] = sock
+            self._in_flight[conn] = (sock, aborted)
 
     def discard(self, conn: http.client.HTTPConnection) -> None:
         """Close a connection that will not be reused (its call failed, its stream is done)."""
@@ -186,6 +230,16 @@ class ConnectionPool:
                 pass
         conn.sock.settimeout(timeout.read)
         return conn
+
+
+def _shut_down(sockets: List[Optional[socket.socket]]) -> None:
+    for sock in sockets:
+        if sock is None:
+            continue
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv or connect
+        except OSError:
+            pass  # already closed, or not connected yet (its call sees the signal)
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:

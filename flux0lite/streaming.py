@@ -411,8 +411,10 @@ class AsyncEventStream:
         self._worker = StreamWorker()
         self._cancelled = False  # a read was cancelled, which shut the stream down
         # Dropped before its end (an ``async for`` left by ``break``, no ``aclose``), it closes
-        # its connection, as a dropped EventStream's socket closes, and its thread ends.
-        self._close = weakref.finalize(self, _close_stream, stream, self._worker)
+        # its connection, as a dropped EventStream's socket closes, and its thread ends. The
+        # finalizer holds the response, not the stream: a failed read's error, kept by the
+        # stream, holds frames that hold this object, and the stream would never be collected.
+        self._close = weakref.finalize(self, _close_stream, stream.response, self._worker)
 
     @property
     def headers(self) -> Dict[str, str]:
@@ -457,6 +459,7 @@ class AsyncEventStream:
             self._worker.stop()
 
     async def aclose(self) -> None:
+        self._stream.close()
         self._close()
 
     async def __aenter__(self) -> "AsyncEventStream":
@@ -466,6 +469,6 @@ class AsyncEventStream:
         await self.aclose()
 
 
-def _close_stream(stream: EventStream, worker: StreamWorker) -> None:
-    stream.close()  # shuts the socket down first: a read in progress ends at once
+def _close_stream(response: StreamingResponse, worker: StreamWorker) -> None:
+    response.close()  # shuts the socket down first: a read in progress ends at once
     worker.stop()

@@ -46,7 +46,7 @@ from .errors import (
 )
 from .frozen import Frozen
 from .httputil import lower_headers, redact_headers, redact_url, strip_credentials
-from .pool import ConnectionPool
+from .pool import CALL_CANCEL, ConnectionPool
 from .proxy import DIRECT, ProxyRules, proxy_auth_message
 from .responses import RawResponse, Response, StreamingResponse, UnexpectedInterimResponse, decode_json, timeout_error
 from .retry import DEFAULT_RETRY, Retry
@@ -202,9 +202,18 @@ class Transport:
             stream=stream,
             reuse_connection=policy.is_idempotent(method),
             deadline=timeout.deadline(),
-            aborted=self._pool.abort_signal(),
+            aborted=self._abort_signal(),
         )
         return self._send_handling_retries(request, policy, self._debug_logger())
+
+    def _abort_signal(self) -> threading.Event:
+        """What ends this call early: the pool's abort, and its own cancel if its caller may
+        stop waiting for it (an async task, see :class:`~flux0lite.pool.CallCancel`)."""
+        own = CALL_CANCEL.get()
+        if own is None:
+            return self._pool.abort_signal()
+        own.watch(self._pool)
+        return self._pool.abort_signal(own.signal)
 
     def _debug_logger(self) -> "Optional[logging.Logger]":
         """The logger to write debug lines to, or None when debug output is off.
@@ -275,6 +284,8 @@ class Transport:
             self._sleep(wait)
         if request.aborted.is_set():
             raise _aborted(request, " while waiting to retry")
+        if self._pool.closed:  # nothing more is sent for a client closed meanwhile
+            raise _aborted(request, ": the client was closed while it waited to retry")
 
     def _notify_retry(self, what: str, retry_number: int, total: int, wait: float) -> None:
         """Tell ``on_retry`` (one line) that a retry follows, so that nobody waits in silence."""

@@ -1,0 +1,129 @@
+"""hadv37: async calls cancelled mid-way, failed async streams dropped unclosed."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import threading
+import time
+import weakref
+from typing import Any, List
+
+import pytest
+
+from flux0lite import Flux0, Flux0Error, Retry
+from flux0lite.pool import ConnectionPool
+from tests.fakeserver import FakeServer, json_response, sse_stream, sse_text
+
+
+def test_a_cancelled_async_call_sends_no_retry_and_asyncio_run_returns_at_once(fake: FakeServer) -> None:
+    """01: the call went on in its thread through every Retry-After wait, sending requests after
+    the cancel (and after close), and asyncio.run() waited for it at exit."""
+    fake.on("GET", "/api/agents", json_response(503, {"detail": "busy"}, {"Retry-After": "1"}))
+
+    async def main() -> None:
+        client = Flux0(fake.url, retry=Retry(total=5, max_retry_after=60))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.agents.list_async(), 0.3)
+        client.close()
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 0.9  # not the second's wait of the first retry
+    time.sleep(1.3)  # when a retry would have gone out
+    assert fake.count("GET", "/api/agents") == 1
+
+
+def test_a_cancelled_async_call_whose_connection_was_refused_sends_nothing_later() -> None:
+    """01: a POST cancelled while nothing was sent (connection refused) was sent by the
+    abandoned thread once the server came back."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    got: List[bytes] = []
+
+    def serve_later() -> None:
+        time.sleep(0.5)  # the server comes back after the cancel, before the retries are over
+        with socket.create_server(("127.0.0.1", port)) as listener:
+            listener.settimeout(2.5)
+            try:
+                conn, _ = listener.accept()
+                got.append(conn.recv(65536))
+                conn.close()
+            except OSError:
+                pass
+
+    server = threading.Thread(target=serve_later)
+    server.start()
+
+    async def main() -> None:
+        client = Flux0(f"http://127.0.0.1:{port}", retry=Retry(total=5, backoff_factor=0.4))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.sessions.create_event_async("s1", "hello"), 0.3)
+
+    asyncio.run(main())
+    server.join()
+    assert got == []
+
+
+def test_a_cancelled_call_shuts_its_socket_down_at_once(fake: FakeServer) -> None:
+    """A call blocked on a silent server ends when its task is cancelled, not at its read timeout."""
+    fake.on("GET", "/api/agents", lambda req, conn: time.sleep(5))
+    ended: List[float] = []
+
+    async def main() -> None:
+        client = Flux0(fake.url, timeout=30, retry=Retry(total=0))
+        task = asyncio.ensure_future(client.agents.list_async())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        cancelled_at = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        ended.append(cancelled_at)
+
+    started = time.monotonic()
+    asyncio.run(main())  # waits for the default executor's thread: the call in it must end
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_pool_abort_still_ends_a_call_holding_its_own_cancel() -> None:
+    pool = ConnectionPool()
+    own = threading.Event()
+    assert pool.abort_signal(own) is own
+    pool.abort()
+    assert own.is_set()
+    assert not pool.abort_signal(threading.Event()).is_set()  # a later call is not affected
+
+
+def test_a_failed_async_stream_dropped_without_aclose_is_collected(fake: FakeServer) -> None:
+    """02: the finalizer held the EventStream, whose kept error's frames held the
+    AsyncEventStream: a failed stream dropped unclosed was never collected."""
+    bad_chunk = {"correlation_id": "c", "seq": 0, "patches": [], "metadata": {}, "timestamp": 1.0}  # no event_id
+    good = {
+        "correlation_id": "c",
+        "event_id": "e",
+        "seq": 0,
+        "patches": [{"op": "add", "path": "/-", "value": "x" * 1000}],
+    }
+    fake.on(
+        "POST",
+        "/api/sessions/s1/events/stream",
+        sse_stream([sse_text([("chunk", good)] * 50 + [("chunk", bad_chunk)])]),
+    )
+    refs: List["weakref.ref[Any]"] = []
+
+    async def main() -> None:
+        async with Flux0(fake.url) as client:
+            for _ in range(3):
+                stream = await client.sessions.create_event_async("s1", "hi")
+                with pytest.raises(Flux0Error):
+                    async for _event in stream:
+                        pass
+                refs.append(weakref.ref(stream))
+                del stream
+
+    asyncio.run(main())
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
