@@ -224,6 +224,11 @@ def _encodable(text: str, file_name: bool = False) -> bool:
     return True
 
 
+# A configuration is a few lines: a larger file (a log named by mistake, one grown full of NUL
+# bytes) is refused before it is read, not parsed whole past the unit's MemoryMax at every start.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def _read_ini(path: str) -> Dict[str, Any]:
     parser = configparser.ConfigParser(interpolation=None)
     try:
@@ -233,8 +238,12 @@ def _read_ini(path: str) -> Dict[str, Any]:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise ConfigError(f"config file {path} is not a regular file")
-        with open(fd, encoding="utf-8") as handle:
-            parser.read_file(handle)
+        with open(fd, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)  # a file grown by accident is not read whole
+        if len(data) > MAX_CONFIG_BYTES:
+            size = f"{MAX_CONFIG_BYTES // 1024} KiB"
+            raise ConfigError(f"config file {path} is over {size}: not a flux0-sync configuration")
+        parser.read_string(data.decode("utf-8"), source=path)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:

@@ -349,8 +349,9 @@ class Engine:
         """The stop dropped the jobs in flight: a later run() starts a new discovery round (one
         cut short would wait for its dropped listings forever) and polls those sessions again."""
         now = self.clock()
-        for sid in self._inserted:
+        for sid, inserted in self._inserted.items():
             self.schedule.release(sid, now)
+            self.totals.inserted += inserted  # committed already: counted, though the poll never ends
         self._inserted.clear()
         self._read.clear()
         self._checkpoint.clear()

@@ -16,16 +16,16 @@ class Notifier:
     swallowed: a missing supervisor must never stop the archive from syncing. A supervisor
     that stops reading must not stop it either: a datagram socket's queue is short (Linux:
     ``net.unix.max_dgram_qlen``, often 10), and a plain send to a full queue blocks for ever,
-    so each send gives up after ``timeout`` seconds.
+    so each send is non-blocking: a message that finds the queue full is dropped at once (the
+    sync loop sends them, and must not wait on the supervisor at all).
     """
 
-    def __init__(self, address: Optional[str] = None, *, timeout: float = 0.5) -> None:
+    def __init__(self, address: Optional[str] = None) -> None:
         address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
         self._address: Optional[str] = None
         if address and (address.startswith("/") or address.startswith("@")):
             # '@' names a socket in the abstract namespace
             self._address = "\0" + address[1:] if address.startswith("@") else address
-        self.timeout = timeout
         self.sent = 0
         self.dropped = 0
 
@@ -39,10 +39,10 @@ class Notifier:
         payload = "\n".join(a.replace("\n", " ") for a in assignments).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.settimeout(self.timeout)
+                sock.setblocking(False)
                 sock.connect(self._address)
-                sock.sendall(payload)
-        except OSError:  # includes socket.timeout: the supervisor's queue stayed full
+                sock.send(payload)
+        except OSError:  # BlockingIOError included: the supervisor's queue is full
             self.dropped += 1
             return False
         self.sent += 1
@@ -68,8 +68,14 @@ def watchdog_interval() -> Optional[float]:
     """Seconds between watchdog pings (half of ``$WATCHDOG_USEC``), if systemd asked for them."""
     usec = os.environ.get("WATCHDOG_USEC", "")
     pid = os.environ.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    if not _decimal(usec) or int(usec) == 0:  # anything else (garbage, a sign) is ignored
         return None
-    if pid and pid.isdigit() and int(pid) != os.getpid():
+    if _decimal(pid) and int(pid) != os.getpid():
         return None
     return int(usec) / 2_000_000
+
+
+def _decimal(text: str) -> bool:
+    """ASCII digits, at most 20 (2**64 has 20): ``isdigit()`` alone takes "²" and other digits
+    ``int()`` refuses, and ``int()`` refuses over 4,300 digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 20

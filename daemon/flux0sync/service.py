@@ -43,7 +43,7 @@ from .gaps import SeenHere
 from .notify import Notifier, watchdog_interval
 from .schedule import Policy
 from .stopflag import StopFlag
-from .store import Store, StoreBusyError, StoreError, StoreFullError
+from .store import ArchiveMovedError, Store, StoreBusyError, StoreError, StoreFullError
 
 __all__ = [
     "Daemon",
@@ -378,8 +378,10 @@ class Daemon:
             self.notifier.status(f"failed: {exc}")
             if isinstance(exc, DriverMissingError):
                 return EXIT_CONFIG
-            if isinstance(exc, StoreUnavailableError):
-                return EXIT_FAILED  # the database server is down or unreachable: a restart may help
+            if isinstance(exc, (StoreUnavailableError, ArchiveMovedError)):
+                # the database server is down or unreachable, or the archive file was replaced:
+                # a restart may help (it opens the file the path names now)
+                return EXIT_FAILED
             return EXIT_STORE
         finally:
             for sig, handler in previous.items():

@@ -72,6 +72,20 @@ class StoreBusyError(StoreError):
     """Another process held the write lock for longer than we were willing to wait; nothing was written."""
 
 
+class ArchiveMovedError(StoreError):
+    """The archive file, or its ``-wal`` file, is no longer the one that was opened (removed, or
+    replaced: a backup restored over it). What was committed is in the file that was opened;
+    nothing more is written, and a restart opens the file the path names now."""
+
+
+def _file_id(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 @dataclass(frozen=True)
 class SessionStatus:
     session_id: str
@@ -458,6 +472,10 @@ class Store:
         self._writing = False  # inside a write transaction (read by interrupt(), from another thread)
         self._abort = False  # set by interrupt(): SQLite's progress handler then ends the statement
         self._uncapped_pages = 0  # SQLite's own page limit, read before a cap is set (_configure)
+        # the (device, inode) of the archive and of its -wal (None until the first write makes
+        # it) as opened, and the error once either is another file (see _check_files)
+        self._opened_ids: Optional[Tuple[Optional[Tuple[int, int]], Optional[Tuple[int, int]]]] = None
+        self._moved: Optional[ArchiveMovedError] = None
         if readonly:
             self.db = self._open_readonly()
         else:
@@ -467,6 +485,7 @@ class Store:
                 self.db = sqlite3.connect(self.real_path, isolation_level=None, timeout=busy_timeout_ms / 1000)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open {path}: {exc}") from exc
+            self._opened_ids = (_file_id(self.real_path), _file_id(self.real_path + "-wal"))
             # sqlite3's interrupt() is lost between the rows of an executemany: a flag is not
             self.db.set_progress_handler(lambda: self._abort, 1000)
             try:
@@ -599,6 +618,7 @@ class Store:
 
         def __enter__(self) -> sqlite3.Connection:
             self.store._abort = False
+            self.store._check_files()
             try:
                 self.store.db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -630,6 +650,35 @@ class Store:
 
     def transaction(self) -> "Store._Transaction":
         return Store._Transaction(self)
+
+    def _check_files(self) -> None:
+        """Before each write: are the archive and its ``-wal`` still the files this connection
+        writes? SQLite does not look. A file moved over the archive would get the frames of
+        the old one's WAL applied to its pages (corrupting it), and a removed ``-wal`` would take
+        every frame not yet checkpointed with it at the next crash. Either way the frames go
+        into the file that was opened (a TRUNCATE checkpoint, which also leaves the path's WAL
+        empty) and :class:`ArchiveMovedError` stops the writes: a restart opens the file the
+        path names now, and syncs into it what it lacks."""
+        if self._moved is not None:
+            raise self._moved
+        if self._opened_ids is None:
+            return
+        opened, wal = self._opened_ids
+        now, now_wal = _file_id(self.real_path), _file_id(self.real_path + "-wal")
+        if now == opened and (now_wal == wal or wal is None):
+            if wal is None and now_wal is not None:
+                self._opened_ids = (opened, now_wal)  # the WAL is made by the first write
+            return
+        what = "the archive file was removed or replaced" if now != opened else "its -wal file was removed or replaced"
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # then the frames stay in the WAL this connection holds; the writes stop anyway
+        self._moved = ArchiveMovedError(
+            f"{self.path}: {what} while it was open; what was archived is in the file opened, and"
+            " nothing more is written there: restart to open the file the path names now"
+        )
+        raise self._moved
 
     def interrupt(self) -> None:
         """From any thread: end the write transaction in progress, if any, rolled back whole (its

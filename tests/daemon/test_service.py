@@ -188,14 +188,15 @@ def test_stop_handler_only_sets_a_flag(tmp_path: Path) -> None:
 def test_notifier_gives_up_on_a_supervisor_that_stopped_reading(tmp_path: Path) -> None:
     stuck = NotifySocket(tmp_path, reading=False)
     try:
-        notifier = Notifier(stuck.path, timeout=0.05)
+        notifier = Notifier(stuck.path)
         started = time.monotonic()
         results = [notifier.watchdog() for _ in range(40)]
         elapsed = time.monotonic() - started
-        # the kernel queues a few datagrams, then every send waits its timeout and gives up
+        # the kernel queues a few datagrams, then every send is dropped at once (hadv38 04: each
+        # waited 0.5 s, on the sync loop's thread)
         assert results[0] and not results[-1]
         assert notifier.dropped == results.count(False) and notifier.sent == results.count(True)
-        assert elapsed < 40 * 0.05 + 5
+        assert elapsed < 1.0
     finally:
         stuck.close()
 
