@@ -27,9 +27,9 @@ from .cli_args import (
     FILE_OPTIONS,
     SECRET_OPTIONS,
     URL_OPTIONS,
-    argument_text,
     build_parser,
     one_line,
+    read_text_arguments,
 )
 from .redaction import command_line_secrets, environment_secrets, redact, url_userinfo
 
@@ -59,19 +59,10 @@ class _UsageError(Exception):
 
 def _check_text_arguments(args: Arguments) -> None:
     """Command-line text the API cannot carry is a usage error, named, not a crash later; text
-    a locale that is not UTF-8 kept as bytes is read as UTF-8 (see cli_args.argument_text)."""
-    for name, value in list(vars(args).items()):
-        values = value if isinstance(value, list) else [value]
-        read = []
-        for item in values:
-            if isinstance(item, str):
-                text = argument_text(item)
-                if text is None:
-                    raise _UsageError(f"argument {name.upper()} is not valid UTF-8 text")
-                if name not in FILE_OPTIONS:
-                    item = text
-            read.append(item)
-        setattr(args, name, read if isinstance(value, list) else read[0])
+    an ASCII locale kept as bytes is read as UTF-8 (see cli_args.read_text_arguments)."""
+    bad = read_text_arguments(args, FILE_OPTIONS)
+    if bad is not None:
+        raise _UsageError(f"argument {bad.upper()} is not valid UTF-8 text")
 
 
 def _check_token(token: str, source: str) -> str:
@@ -250,6 +241,8 @@ class _Sink:
         """A line about what happened: one line, whatever server text it quotes (a session id,
         an error's detail), each line break or tab in it shown as ``\\n``/``\\t``; a leading
         line break (after a ``^C``) is kept."""
+        if self.diagnostics:  # first: a secret is found as typed, line breaks and all
+            text = redact(text, self.secrets)
         body = text.lstrip("\n")
         self.write(text[: len(text) - len(body)] + one_line(body) + "\n")
 

@@ -20,7 +20,7 @@ from ._version import __version__
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, Callable, List, NoReturn, Optional, Sequence
+    from typing import Any, Callable, Collection, List, NoReturn, Optional, Sequence
 
     SubParsers = argparse._SubParsersAction[Any]
 
@@ -49,12 +49,12 @@ FILE_OPTIONS = ("cacert", "cert", "key")
 
 
 def argument_text(value: str) -> "Optional[str]":
-    """A command-line argument as text, or None if its bytes are not UTF-8.
+    """A command-line argument (or environment value) as text, or None if its bytes are not UTF-8.
 
-    Python keeps argument bytes its locale cannot decode as lone surrogates (PEP 383): under a
-    locale that is not UTF-8 (``LC_ALL=C`` with ``PYTHONUTF8=0``) every non-ASCII letter typed
-    in UTF-8. Those bytes are read back as UTF-8 here. (A file name is best left as the system
-    gave it: ``open()`` gives back the same bytes.)"""
+    Python keeps the bytes its locale cannot decode as lone surrogates (PEP 383): under an ASCII
+    locale (``C`` or ``POSIX`` with UTF-8 mode turned off, ``PYTHONUTF8=0``) every non-ASCII
+    letter typed in UTF-8. Those bytes are read back as UTF-8 here. (Under an 8-bit locale such
+    as ISO-8859-1 every byte decodes, in that encoding: nothing is left to read back.)"""
     try:
         value.encode("utf-8")
         return value
@@ -64,6 +64,26 @@ def argument_text(value: str) -> "Optional[str]":
         return os.fsencode(value).decode("utf-8")
     except (UnicodeError, ValueError):
         return None
+
+
+def read_text_arguments(args: object, file_options: "Collection[str]") -> "Optional[str]":
+    """Each text argument of ``args`` (a parsed namespace) read as :func:`argument_text` gives
+    it, in place; the arguments in ``file_options`` are file names, left as the system gave them
+    (``open()`` gives back the same bytes). Returns the name of an argument whose bytes are not
+    UTF-8, or None."""
+    for name, value in list(vars(args).items()):
+        values = value if isinstance(value, list) else [value]
+        read = []
+        for item in values:
+            if isinstance(item, str):
+                text = argument_text(item)
+                if text is None:
+                    return name
+                if name not in file_options:
+                    item = text
+            read.append(item)
+        setattr(args, name, read if isinstance(value, list) else read[0])
+    return None
 
 
 # -- argument checks (the ``type=`` of an argument) ---------------------------------------------

@@ -145,7 +145,8 @@ def _rebuild_proxy_error(
 class RequestAborted(APIConnectionError):
     """The call was in flight when :meth:`Flux0.abort` was called (from any thread): it ended
     at once, whether it was connecting, waiting to retry or reading, and was not retried. The
-    request may or may not have reached the server."""
+    request may or may not have reached the server. Also the end of a call whose async task
+    was cancelled, and of one waiting to retry when its client was closed."""
 
 
 class APITimeoutError(APIConnectionError):

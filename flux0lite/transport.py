@@ -277,15 +277,23 @@ class Transport:
             self._wait_to_retry(request, wait)
 
     def _wait_to_retry(self, request: _Request, wait: float) -> None:
-        """Wait ``wait`` seconds, or less if the call is aborted meanwhile (which raises)."""
+        """Wait ``wait`` seconds, or less if the call is aborted or the client closed meanwhile
+        (either raises)."""
         if self._sleep is None:
-            request.aborted.wait(wait)
+            # in steps: close() does not set the abort signal (streams in flight read on), and
+            # a call that waits to retry must still see it soon
+            until = time.monotonic() + wait
+            while not request.aborted.wait(min(_CLOSE_SEEN_WITHIN, max(0.0, until - time.monotonic()))):
+                if self._pool.closed or time.monotonic() >= until:
+                    break
         else:
             self._sleep(wait)
         if request.aborted.is_set():
             raise _aborted(request, " while waiting to retry")
         if self._pool.closed:  # nothing more is sent for a client closed meanwhile
-            raise _aborted(request, ": the client was closed while it waited to retry")
+            raise RequestAborted(
+                f"{request.method} {request.url}: the client was closed while the call waited to retry"
+            )
 
     def _notify_retry(self, what: str, retry_number: int, total: int, wait: float) -> None:
         """Tell ``on_retry`` (one line) that a retry follows, so that nobody waits in silence."""
@@ -435,6 +443,10 @@ def _read_error_body(streaming: StreamingResponse, limit: int) -> Tuple[bytes, b
         note = f"{streaming.reason or 'error'} (the body could not be read: {detail})"
         return note.encode("utf-8", "replace"), False, exc
     return body, whole, None
+
+
+# How soon a call waiting to retry sees that its client was closed (seconds)
+_CLOSE_SEEN_WITHIN = 0.1
 
 
 def _aborted(request: _Request, when: str) -> RequestAborted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import socket
 import threading
@@ -12,8 +13,9 @@ from typing import Any, List
 
 import pytest
 
-from flux0lite import Flux0, Flux0Error, Retry
-from flux0lite.pool import ConnectionPool
+from flux0lite import APIConnectionError, Flux0, Flux0Error, RequestAborted, Retry
+from flux0lite.compat.utils.retries import BackoffStrategy, RetryConfig, call_with_retries
+from flux0lite.pool import CALL_CANCEL, CallCancel, ConnectionPool
 from tests.fakeserver import FakeServer, json_response, sse_stream, sse_text
 
 
@@ -71,17 +73,14 @@ def test_a_cancelled_async_call_whose_connection_was_refused_sends_nothing_later
 def test_a_cancelled_call_shuts_its_socket_down_at_once(fake: FakeServer) -> None:
     """A call blocked on a silent server ends when its task is cancelled, not at its read timeout."""
     fake.on("GET", "/api/agents", lambda req, conn: time.sleep(5))
-    ended: List[float] = []
 
     async def main() -> None:
         client = Flux0(fake.url, timeout=30, retry=Retry(total=0))
         task = asyncio.ensure_future(client.agents.list_async())
         await asyncio.sleep(0.3)
         task.cancel()
-        cancelled_at = time.monotonic()
         with pytest.raises(asyncio.CancelledError):
             await task
-        ended.append(cancelled_at)
 
     started = time.monotonic()
     asyncio.run(main())  # waits for the default executor's thread: the call in it must end
@@ -127,3 +126,45 @@ def test_a_failed_async_stream_dropped_without_aclose_is_collected(fake: FakeSer
     asyncio.run(main())
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]
+
+
+def test_closing_the_client_ends_a_call_waiting_to_retry(fake: FakeServer) -> None:
+    """review: the closed client was seen only after the whole wait (up to max_retry_after)."""
+    fake.on("GET", "/api/agents", json_response(503, {"detail": "busy"}, {"Retry-After": "5"}))
+    client = Flux0(fake.url, retry=Retry(total=3, max_retry_after=60))
+    failed: List[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.agents.list()
+        except BaseException as exc:
+            failed.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.3)
+    closed_at = time.monotonic()
+    client.close()
+    caller.join(5)
+    assert not caller.is_alive() and time.monotonic() - closed_at < 1.0
+    assert isinstance(failed[0], RequestAborted) and "closed" in str(failed[0])
+    assert fake.count("GET", "/api/agents") == 1
+
+
+def test_a_compat_call_cancelled_while_it_waits_to_retry_stops_waiting() -> None:
+    """hadv40 04: the SDK's retry loop slept out every Retry-After in the executor's thread."""
+    cancel = CallCancel()
+    cancel.cancel()
+    attempts: List[int] = []
+
+    def attempt() -> None:
+        attempts.append(1)
+        raise APIConnectionError("refused")
+
+    config = RetryConfig("backoff", BackoffStrategy(500, 5000, 1.5, 60_000), retry_connection_errors=True)
+    context = contextvars.copy_context()
+    context.run(CALL_CANCEL.set, cancel)
+    started = time.monotonic()
+    with pytest.raises(RequestAborted):
+        context.run(call_with_retries, attempt, config, "GET")
+    assert attempts == [1] and time.monotonic() - started < 0.5

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional,
 from flux0lite import ConfigError as Flux0ConfigError
 from flux0lite import Flux0Error, __version__
 from flux0lite.cli import drop_unwritten, printable_json, visible_text
-from flux0lite.cli_args import FILE_OPTIONS, BadValue, argument_text, bounded_int, one_line
+from flux0lite.cli_args import BadValue, argument_text, bounded_int, one_line, read_text_arguments
 from flux0lite.redaction import command_line_secrets, environment_secrets, redact
 
-from .backend import Archive, DriverMissingError, StoreUnavailableError, open_store
-from .config import ConfigError, default_db_path, load_config
+from .backend import Archive, open_store
+from .config import FILE_SETTINGS, ConfigError, default_db_path, load_config
 from .jobs import count_events
 from .jsonread import Decoder
-from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_STORE, StopFlag, make_client, run_daemon
+from .service import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, StopFlag, make_client, run_daemon, store_exit_code
 from .store import StoreError
 
 if TYPE_CHECKING:
@@ -360,7 +360,7 @@ def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) 
 def _read_command(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     with contextlib.redirect_stderr(err):  # argparse writes its usage errors to sys.stderr
         args = _read_parser(command).parse_args(argv)
-    _read_as_text(args)
+    read_text_arguments(args, FILE_SETTINGS)  # each is UTF-8: _undecodable_argument said so
     for value in (getattr(args, "text", None), getattr(args, "session_id", None)):
         if value is not None and "\x00" in value:
             err.write(f"flux0-sync {command}: the argument must not contain a NUL character\n")
@@ -464,22 +464,6 @@ def _undecodable_argument(args: Sequence[str]) -> Optional[int]:
     return None
 
 
-# The options naming a file or an archive: kept as the system gave them (see argument_text)
-_FILE_OPTIONS = frozenset({"db_path", "config_file", *FILE_OPTIONS})
-
-
-def _read_as_text(args: argparse.Namespace) -> None:
-    """The arguments that are text (not file names) as UTF-8, where a locale that is not UTF-8
-    kept their bytes as surrogates (see flux0lite.cli_args.argument_text)."""
-    for name, value in vars(args).items():
-        if name in _FILE_OPTIONS:
-            continue
-        if isinstance(value, str):
-            setattr(args, name, argument_text(value) or value)
-        elif isinstance(value, list):
-            setattr(args, name, [argument_text(item) or item if isinstance(item, str) else item for item in value])
-
-
 def _flushed(out: TextIO, err: TextIO, code: int, failed: Optional[BaseException] = None) -> int:
     """``code`` once what was written is out (``failed``: a write that failed already): a full
     disk is one line and exit 1 here, not an error lost at the interpreter's exit."""
@@ -533,7 +517,7 @@ def main(
             args_list = args_list[1:]
         with contextlib.redirect_stderr(err):  # argparse writes its usage errors to sys.stderr
             args = _run_parser().parse_args(args_list)
-        _read_as_text(args)
+        read_text_arguments(args, FILE_SETTINGS)  # each is UTF-8: _undecodable_argument said so
         flags = {
             key: getattr(args, key)
             for key in (
@@ -580,9 +564,7 @@ def main(
         return EXIT_CONFIG
     except StoreError as exc:
         err.write(f"flux0-sync: {exc}\n")
-        if isinstance(exc, DriverMissingError):
-            return EXIT_CONFIG
-        return EXIT_FAILED if isinstance(exc, StoreUnavailableError) else EXIT_STORE
+        return store_exit_code(exc)
     except BrokenPipeError:
         drop_unwritten(out)
         return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import io
 import math
 import os
 import stat
@@ -125,11 +126,17 @@ def _setting(name: str) -> str:
 def _convert(name: str, raw: Any) -> Any:
     if raw is None:
         return None
-    if isinstance(raw, str) and (any(ch in raw for ch in "\r\n\x00") or not _encodable(raw, name in _FILE_SETTINGS)):
-        hint = "; was the file saved with Windows (CRLF) line ends?" if raw.rstrip("\r") != raw else ""
-        raise ConfigError(
-            f"invalid value for {_setting(name)}: it contains CR, LF, NUL or bytes that are not UTF-8{hint}"
-        )
+    if isinstance(raw, str):
+        # text an ASCII locale kept as bytes (a flag, a variable) is read as UTF-8; a file name
+        # is used as the system gave it (see argument_text)
+        text = argument_text(raw)
+        if text is None or any(ch in raw for ch in "\r\n\x00"):
+            hint = "; was the file saved with Windows (CRLF) line ends?" if raw.rstrip("\r") != raw else ""
+            raise ConfigError(
+                f"invalid value for {_setting(name)}: it contains CR, LF, NUL or bytes that are not UTF-8{hint}"
+            )
+        if name not in FILE_SETTINGS:
+            raw = text
     try:
         if name in _FLOATS:
             value = float(raw)
@@ -209,14 +216,10 @@ def _url_problem(url: str) -> Optional[str]:
 
 
 # The settings naming a file or an archive: kept as the system gave them (see argument_text)
-_FILE_SETTINGS = frozenset({"db_path", *FILE_OPTIONS})
+FILE_SETTINGS = frozenset({"db_path", "config_file", *FILE_OPTIONS})
 
 
-def _encodable(text: str, file_name: bool = False) -> bool:
-    """Whether ``text`` is UTF-8 text; for a file name, whether its bytes are (a locale that is
-    not UTF-8 keeps them as surrogates, and the name is used as the system gave it)."""
-    if file_name:
-        return argument_text(text) is not None
+def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -241,9 +244,10 @@ def _read_ini(path: str) -> Dict[str, Any]:
         with open(fd, "rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)  # a file grown by accident is not read whole
         if len(data) > MAX_CONFIG_BYTES:
-            size = f"{MAX_CONFIG_BYTES // 1024} KiB"
+            size = f"{MAX_CONFIG_BYTES // 2**20} MiB"
             raise ConfigError(f"config file {path} is over {size}: not a flux0-sync configuration")
-        parser.read_string(data.decode("utf-8"), source=path)
+        # newline=None: CR, LF and CRLF line ends alike, as a file opened in text mode reads them
+        parser.read_file(io.StringIO(data.decode("utf-8"), newline=None), source=path)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:

@@ -347,7 +347,8 @@ class Engine:
 
     def _forget_cut_work(self) -> None:
         """The stop dropped the jobs in flight: a later run() starts a new discovery round (one
-        cut short would wait for its dropped listings forever) and polls those sessions again."""
+        cut short would wait for its dropped listings forever) and polls those sessions again.
+        What their batches committed already is counted in the totals (their polls never end)."""
         now = self.clock()
         for sid, inserted in self._inserted.items():
             self.schedule.release(sid, now)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Optional
+from typing import Optional, Tuple
 
 __all__ = ["Notifier", "watchdog_interval"]
+
+# what systemd waits for: sent again until the supervisor takes it (see Notifier)
+_STATE_CHANGES = ("READY=", "RELOADING=", "STOPPING=", "WATCHDOG=")
 
 
 class Notifier:
@@ -17,7 +20,10 @@ class Notifier:
     that stops reading must not stop it either: a datagram socket's queue is short (Linux:
     ``net.unix.max_dgram_qlen``, often 10), and a plain send to a full queue blocks for ever,
     so each send is non-blocking: a message that finds the queue full is dropped at once (the
-    sync loop sends them, and must not wait on the supervisor at all).
+    sync loop sends them, and must not wait on the supervisor at all). What systemd waits for
+    is not lost that way: a state change (``READY=1``, ``RELOADING=1``, ``STOPPING=1``) or a
+    watchdog ping goes again with the next message, or with :meth:`resend` (the sync loop calls
+    it every second while one is pending).
     """
 
     def __init__(self, address: Optional[str] = None) -> None:
@@ -28,6 +34,7 @@ class Notifier:
             self._address = "\0" + address[1:] if address.startswith("@") else address
         self.sent = 0
         self.dropped = 0
+        self._pending: Tuple[str, ...] = ()  # a state change that found the queue full
 
     @property
     def enabled(self) -> bool:
@@ -36,7 +43,8 @@ class Notifier:
     def send(self, *assignments: str) -> bool:
         if self._address is None:
             return False
-        payload = "\n".join(a.replace("\n", " ") for a in assignments).encode("utf-8")
+        message = self._pending + tuple(a for a in assignments if a not in self._pending)
+        payload = "\n".join(a.replace("\n", " ") for a in message).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.setblocking(False)
@@ -44,9 +52,21 @@ class Notifier:
                 sock.send(payload)
         except OSError:  # BlockingIOError included: the supervisor's queue is full
             self.dropped += 1
+            if any(a.startswith(_STATE_CHANGES) for a in message):
+                self._pending = tuple(a for a in message if a.startswith(_STATE_CHANGES + ("MAINPID=",)))
             return False
+        self._pending = ()
         self.sent += 1
         return True
+
+    @property
+    def pending(self) -> bool:
+        """A state change or a watchdog ping found the queue full and waits to go again."""
+        return bool(self._pending)
+
+    def resend(self) -> bool:
+        """Send what is pending again (nothing new)."""
+        return self.send() if self._pending else True
 
     def ready(self, status: str) -> bool:
         return self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")

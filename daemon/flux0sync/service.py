@@ -108,6 +108,18 @@ def _stderr_is_the_journal() -> bool:
         return False
 
 
+def store_exit_code(error: StoreError) -> int:
+    """The exit code for an archive that cannot be used: 1 where a restart may help (systemd
+    restarts on it), 2 for a missing driver, else 3 (systemd does not restart: a person must)."""
+    if isinstance(error, DriverMissingError):
+        return EXIT_CONFIG
+    if isinstance(error, (StoreUnavailableError, ArchiveMovedError)):
+        # the database server is down or unreachable, or the archive file was replaced or
+        # removed: a restart opens it again (the file the path names now)
+        return EXIT_FAILED
+    return EXIT_STORE
+
+
 @contextlib.contextmanager
 def acquire_lock(db_path: str) -> Iterator[None]:
     """One writer per archive, however it is named: the lock sits next to the archive's real path.
@@ -225,6 +237,7 @@ class Daemon:
         self.watchdog_every = watchdog_interval()
         self._last_ping = 0.0
         self._last_status = 0.0
+        self._last_resend = 0.0  # when a notify message that found the queue full last went again
         self.stop = stop or StopFlag()
         self.seen_here = SeenHere()  # the gaps its engines saw open, on this process's clock
         self._reload = False
@@ -256,6 +269,9 @@ class Daemon:
         now = time.monotonic()
         if self._progress is not None and now - self._last_status >= 2.0:
             self._refresh_status(self._progress)
+        if self.notifier.pending and now - self._last_resend >= 1.0:  # READY=1 found the queue full
+            self._last_resend = now
+            self.notifier.resend()
         if self.watchdog_every is None:
             return
         if now - self._last_ping >= self.watchdog_every:
@@ -376,13 +392,7 @@ class Daemon:
                 return EXIT_OK  # stopped while waiting for a locked archive: nothing was written
             log.error("%s", exc)
             self.notifier.status(f"failed: {exc}")
-            if isinstance(exc, DriverMissingError):
-                return EXIT_CONFIG
-            if isinstance(exc, (StoreUnavailableError, ArchiveMovedError)):
-                # the database server is down or unreachable, or the archive file was replaced:
-                # a restart may help (it opens the file the path names now)
-                return EXIT_FAILED
-            return EXIT_STORE
+            return store_exit_code(exc)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

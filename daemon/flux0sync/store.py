@@ -78,7 +78,12 @@ class ArchiveMovedError(StoreError):
     nothing more is written, and a restart opens the file the path names now."""
 
 
+# How long a write waits for readers to let the WAL be emptied into an archive moved away
+_CHECKPOINT_PATIENCE = 10.0
+
+
 def _file_id(path: str) -> Optional[Tuple[int, int]]:
+    """The (device, inode) of a file, or None."""
     try:
         found = os.stat(path)
     except OSError:
@@ -463,6 +468,7 @@ class Store:
         readonly: bool = False,
     ) -> None:
         self.path = path
+        self._given_path = os.path.abspath(path)  # absolute: the working folder may change
         self.real_path = os.path.realpath(path)
         self.readonly = readonly
         self.busy_patience = busy_patience
@@ -472,10 +478,10 @@ class Store:
         self._writing = False  # inside a write transaction (read by interrupt(), from another thread)
         self._abort = False  # set by interrupt(): SQLite's progress handler then ends the statement
         self._uncapped_pages = 0  # SQLite's own page limit, read before a cap is set (_configure)
-        # the (device, inode) of the archive and of its -wal (None until the first write makes
-        # it) as opened, and the error once either is another file (see _check_files)
+        # the (device, inode) of the archive and of its -wal as SQLite opened them, and the error
+        # once either is another file (see _check_files)
         self._opened_ids: Optional[Tuple[Optional[Tuple[int, int]], Optional[Tuple[int, int]]]] = None
-        self._moved: Optional[ArchiveMovedError] = None
+        self._moved: Optional[StoreError] = None
         if readonly:
             self.db = self._open_readonly()
         else:
@@ -485,7 +491,6 @@ class Store:
                 self.db = sqlite3.connect(self.real_path, isolation_level=None, timeout=busy_timeout_ms / 1000)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open {path}: {exc}") from exc
-            self._opened_ids = (_file_id(self.real_path), _file_id(self.real_path + "-wal"))
             # sqlite3's interrupt() is lost between the rows of an executemany: a flag is not
             self.db.set_progress_handler(lambda: self._abort, 1000)
             try:
@@ -496,6 +501,8 @@ class Store:
                     # not stop the daemon at start; its writes meet the cap as usual
                     self.set_max_page_count(max_page_count)
                 _force_private(self.real_path)
+                # the -wal exists now: SQLite made it at the first read in WAL mode (_migrate's)
+                self._opened_ids = (_file_id(self.real_path), _file_id(self.real_path + "-wal"))
             except sqlite3.DatabaseError as exc:
                 self.db.close()
                 raise StoreError(f"{path} is corrupt or unusable: {exc}") from exc
@@ -653,32 +660,60 @@ class Store:
 
     def _check_files(self) -> None:
         """Before each write: are the archive and its ``-wal`` still the files this connection
-        writes? SQLite does not look. A file moved over the archive would get the frames of
-        the old one's WAL applied to its pages (corrupting it), and a removed ``-wal`` would take
-        every frame not yet checkpointed with it at the next crash. Either way the frames go
-        into the file that was opened (a TRUNCATE checkpoint, which also leaves the path's WAL
-        empty) and :class:`ArchiveMovedError` stops the writes: a restart opens the file the
-        path names now, and syncs into it what it lacks."""
+        writes? SQLite does not look. A file moved over the archive (a backup restored, or the
+        archive's path a symlink pointed elsewhere) would get the old archive's WAL frames
+        applied to its pages, corrupting it; a removed ``-wal`` would take every frame not yet
+        checkpointed with it at the next crash. (A file written over the archive in place, by
+        ``cp`` or ``rsync --inplace``, is this file still: SQLite's own warning holds, such a
+        copy into a database in use corrupts it.) Either way the frames go into the file that was
+        opened (a TRUNCATE checkpoint, which also leaves the path's WAL empty) and
+        :class:`ArchiveMovedError` stops the writes: a restart opens the file the path names now
+        and syncs into it what it lacks. A checkpoint that readers keep from finishing (for
+        ``_CHECKPOINT_PATIENCE`` seconds) is a plain :class:`StoreError`: a restart then could
+        corrupt the new file."""
         if self._moved is not None:
             raise self._moved
         if self._opened_ids is None:
             return
         opened, wal = self._opened_ids
-        now, now_wal = _file_id(self.real_path), _file_id(self.real_path + "-wal")
-        if now == opened and (now_wal == wal or wal is None):
-            if wal is None and now_wal is not None:
-                self._opened_ids = (opened, now_wal)  # the WAL is made by the first write
+        moved = _file_id(self.real_path) != opened or not self._same_path()
+        if not moved and _file_id(self.real_path + "-wal") == wal:
             return
-        what = "the archive file was removed or replaced" if now != opened else "its -wal file was removed or replaced"
-        try:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass  # then the frames stay in the WAL this connection holds; the writes stop anyway
-        self._moved = ArchiveMovedError(
-            f"{self.path}: {what} while it was open; what was archived is in the file opened, and"
-            " nothing more is written there: restart to open the file the path names now"
-        )
+        which = "the archive file" if moved else "its -wal file"
+        if not self._checkpoint_whole():
+            harm = "would corrupt the file the path names now" if moved else "would be lost with it"
+            self._moved = StoreError(
+                f"{self.path}: {which} was removed or replaced while it was open, and readers kept its WAL"
+                f" from being emptied for {_CHECKPOINT_PATIENCE:.0f} s: its frames {harm}. Stop every"
+                " reader of the archive, then restart flux0-sync"
+            )
+        else:
+            where = f"the file opened, which {self.path} no longer names" if moved else "the archive file"
+            self._moved = ArchiveMovedError(
+                f"{self.path}: {which} was removed or replaced while it was open; what was archived is in"
+                f" {where}, and nothing more is written: restart to sync into the file the path names now"
+            )
         raise self._moved
+
+    def _same_path(self) -> bool:
+        """Whether the path given still leads to the file opened (a symlink may be repointed)."""
+        return self._given_path == self.real_path or os.path.realpath(self._given_path) == self.real_path
+
+    def _checkpoint_whole(self) -> bool:
+        """Every WAL frame into the file this connection opened, the WAL left empty; False if
+        readers kept it from finishing within ``_CHECKPOINT_PATIENCE`` seconds."""
+        deadline = time.monotonic() + _CHECKPOINT_PATIENCE
+        while True:
+            try:
+                busy, frames, copied = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy == 0 and frames == copied:
+                    return True
+            except sqlite3.Error:
+                pass
+            if time.monotonic() > deadline:
+                return False
+            self.on_wait()
+            time.sleep(0.2)
 
     def interrupt(self) -> None:
         """From any thread: end the write transaction in progress, if any, rolled back whole (its

@@ -6,16 +6,22 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Tuple
 
 import pytest
+from flux0sync import store as store_module
 from flux0sync.config import MAX_CONFIG_BYTES, ConfigError, load_config
-from flux0sync.notify import watchdog_interval
+from flux0sync.notify import Notifier, watchdog_interval
+from flux0sync.rows import RawEvent
+from flux0sync.service import store_exit_code
+from flux0sync.store import ArchiveMovedError, Store, StoreError
 
 from tests.daemon.helpers import archive_rows, exit_code, popen_daemon, populate
+from tests.daemon.notify import NotifySocket
 from tests.fakeserver import FakeFlux0
 
 
@@ -36,28 +42,38 @@ def _grow(fake_flux0: FakeFlux0, sessions: list, events: int) -> None:  # type: 
         fake_flux0.add_events(sid, events)
 
 
+def _daemon_meeting(fake_flux0: FakeFlux0, db: str, change: Callable[[], None]) -> Tuple[int, str]:
+    """(exit code, stderr) of a live daemon that archived 3 sessions of 20 events, then met
+    ``change`` to its archive's files, then had new events to write."""
+    sessions = populate(fake_flux0, 3, 20)
+    proc = popen_daemon(["--db", db, "--interval", "0.2"], fake_flux0.server.url)
+    try:
+        _wait(lambda: _archived(db) == 60, "the first sync")
+        change()
+        _grow(fake_flux0, sessions, 10)  # something to write
+        code = exit_code(proc)
+        return code, proc.communicate()[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def test_an_archive_replaced_under_the_daemon_is_left_intact_and_the_daemon_restarts(
     tmp_path: Path, fake_flux0: FakeFlux0
 ) -> None:
     """01: a backup moved over the archive got the old archive's WAL frames applied to its
     pages (hundreds of integrity errors) while the daemon went on writing into the unlinked file."""
-    sessions = populate(fake_flux0, 3, 20)
     db = str(tmp_path / "flux0.sqlite3")
     backup = str(tmp_path / "backup.sqlite3")
-    proc = popen_daemon(["--db", db, "--interval", "0.2"], fake_flux0.server.url)
-    try:
-        _wait(lambda: _archived(db) == 60, "the first sync")
+
+    def restore() -> None:
         source = sqlite3.connect(db)
         source.execute("VACUUM INTO ?", (backup,))  # a whole archive of its own: the backup
         source.close()
         os.replace(backup, db)  # the restore, under the running daemon
-        _grow(fake_flux0, sessions, 10)  # something to write
-        code = exit_code(proc)
-        _, err = proc.communicate()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+
+    code, err = _daemon_meeting(fake_flux0, db, restore)
     assert code == 1, err  # systemd restarts it, on the file the path names now
     assert "removed or replaced" in err
     check = sqlite3.connect(db)
@@ -69,19 +85,8 @@ def test_an_archive_replaced_under_the_daemon_is_left_intact_and_the_daemon_rest
 def test_a_removed_wal_is_checkpointed_before_the_daemon_stops(tmp_path: Path, fake_flux0: FakeFlux0) -> None:
     """02: a removed -wal went unnoticed, and the next crash took every event not yet
     checkpointed with it (a young archive lives in its WAL: the whole archive)."""
-    sessions = populate(fake_flux0, 3, 20)
     db = str(tmp_path / "flux0.sqlite3")
-    proc = popen_daemon(["--db", db, "--interval", "0.2"], fake_flux0.server.url)
-    try:
-        _wait(lambda: _archived(db) == 60, "the first sync")
-        os.unlink(db + "-wal")
-        _grow(fake_flux0, sessions, 10)
-        code = exit_code(proc)
-        _, err = proc.communicate()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    code, err = _daemon_meeting(fake_flux0, db, lambda: os.unlink(db + "-wal"))
     assert code == 1 and "-wal file was removed or replaced" in err, err
     shutil.copy(db, tmp_path / "alone.sqlite3")  # the main file alone holds everything archived
     check = sqlite3.connect(str(tmp_path / "alone.sqlite3"))
@@ -96,10 +101,12 @@ def test_a_config_file_over_the_cap_is_refused_unread(tmp_path: Path) -> None:
     with open(path, "wb") as handle:
         handle.write(b"[flux0-sync]\n#")
         handle.truncate(300 * 1024 * 1024)
-    with pytest.raises(ConfigError, match="over 1024 KiB"):
+    with pytest.raises(ConfigError, match="over 1 MiB"):
         load_config({"config_file": str(path)}, {})
     path.write_text("[flux0-sync]\ninterval = 7\n" + "#" * (MAX_CONFIG_BYTES - 40) + "\n")
     assert load_config({"config_file": str(path)}, {}).interval == 7
+    path.write_bytes(b"[flux0-sync]\rinterval = 8\r")  # CR line ends, as a text file reads them
+    assert load_config({"config_file": str(path)}, {}).interval == 8
 
 
 @pytest.mark.parametrize(
@@ -135,3 +142,113 @@ def test_the_daemon_counts_what_polls_cut_by_a_reload_archived(tmp_path: Path, f
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert f"{50 + 15 * 200} events archived" in err.splitlines()[-1], err[-2000:]
+
+
+def test_a_state_change_that_finds_the_queue_full_goes_again_with_the_next_message(tmp_path: Path) -> None:
+    """04, review: non-blocking sends dropped READY=1 too; systemd waits for it (a start timeout,
+    a kill and a restart loop), so a state change goes again until the supervisor takes it."""
+    stuck = NotifySocket(tmp_path, reading=False)
+    try:
+        notifier = Notifier(stuck.path)
+        while notifier.watchdog():  # fill the supervisor's queue
+            pass
+        assert not notifier.ready("syncing")
+        assert not notifier.status("still full")
+        while True:  # the supervisor reads again
+            try:
+                stuck.sock.recv(4096)
+            except OSError:
+                break
+        assert notifier.watchdog()
+        last = stuck.sock.recv(4096).decode()
+        assert {"READY=1", f"MAINPID={os.getpid()}", "WATCHDOG=1"} <= set(last.split("\n"))
+        assert notifier.watchdog()
+        assert stuck.sock.recv(4096).decode() == "WATCHDOG=1"  # sent once, not again and again
+    finally:
+        stuck.close()
+
+
+def _event(offset: int) -> RawEvent:
+    return RawEvent.from_doc({"id": f"e{offset}", "offset": offset, "type": "message", "source": "user"})
+
+
+def test_a_wal_removed_before_the_first_write_is_seen(tmp_path: Path) -> None:
+    """hadv40 01: the -wal's identity was taken before SQLite opened it, and any -wal found at
+    the first write (or none) was adopted: one removed before it went unseen."""
+    db = str(tmp_path / "a.sqlite3")
+    Store(db).close()  # a clean close removes the -wal; the next open makes a new one
+    store = Store(db)
+    try:
+        os.unlink(db + "-wal")
+        with pytest.raises(ArchiveMovedError, match="-wal file was removed"):
+            store.write_batch("s", [_event(0)])
+        with pytest.raises(ArchiveMovedError):  # and every write after it
+            store.write_batch("s", [_event(1)])
+    finally:
+        store.close()
+
+
+def test_an_archive_path_whose_symlink_is_pointed_elsewhere_is_seen(tmp_path: Path) -> None:
+    """review: the archive reached through a symlink that now leads to a restored copy."""
+    first, second, link = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3", tmp_path / "archive.sqlite3"
+    link.symlink_to(first)
+    store = Store(str(link))
+    try:
+        store.write_batch("s", [_event(0)])
+        source = sqlite3.connect(str(first))
+        source.execute("VACUUM INTO ?", (str(second),))
+        source.close()
+        link.unlink()
+        link.symlink_to(second)
+        with pytest.raises(ArchiveMovedError, match="archive file was removed or replaced"):
+            store.write_batch("s", [_event(1)])
+    finally:
+        store.close()
+    assert sqlite3.connect(str(second)).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_replaced_archive_whose_wal_readers_keep_from_emptying_stops_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review: the TRUNCATE checkpoint's answer was not read: with a reader holding a snapshot
+    it leaves frames in the path's -wal, which a restart would apply to the restored file."""
+    monkeypatch.setattr(store_module, "_CHECKPOINT_PATIENCE", 0.3)
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    reader = sqlite3.connect(db, isolation_level=None)
+    try:
+        store.write_batch("s", [_event(0)])
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()  # a snapshot that holds the WAL
+        store.write_batch("s", [_event(1)])
+        os.replace(shutil.copy(db, str(tmp_path / "copy.sqlite3")), db)
+        with pytest.raises(StoreError) as raised:
+            store.write_batch("s", [_event(2)])
+        assert not isinstance(raised.value, ArchiveMovedError)  # exit 3: no restart onto the frames
+        assert store_exit_code(raised.value) == 3 and "readers kept its WAL" in str(raised.value)
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_environment_text_typed_in_utf8_is_read_under_an_ascii_locale() -> None:
+    """review, hadv40 05: FLUX0_SYNC_SESSIONS=sé was refused as "not UTF-8" under LC_ALL=C with
+    PYTHONUTF8=0, where --session sé was taken."""
+    config = load_config({}, {"FLUX0_SYNC_SESSIONS": "s\udcc3\udca9 t", "FLUX0_SYNC_DB": "/srv/\udcc3\udca4.db"})
+    assert config.session_ids == ("sé", "t")
+    assert config.db_path == "/srv/\udcc3\udca4.db"  # a file name, as the system gave it
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config({}, {"FLUX0_SYNC_SESSIONS": "s\udcff"})
+
+
+def test_a_pending_state_change_goes_again_from_the_loop(tmp_path: Path) -> None:
+    notifier = Notifier(str(tmp_path / "nobody-yet.sock"))
+    assert not notifier.ready("syncing") and notifier.pending  # no supervisor listening yet
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "nobody-yet.sock"))
+    sock.settimeout(1)
+    try:
+        assert notifier.resend() and not notifier.pending
+        assert sock.recv(4096).decode().startswith("READY=1")
+    finally:
+        sock.close()

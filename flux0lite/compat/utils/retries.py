@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, List, Optional, TypeVar
 
-from flux0lite import APIConnectionError, APIError, ConfigError, Retry
+from flux0lite import APIConnectionError, APIError, ConfigError, RequestAborted, Retry
+from flux0lite.pool import CALL_CANCEL
 from flux0lite.retry import parse_retry_after
 
 __all__ = [
@@ -103,12 +104,22 @@ def next_wait(error: Exception, method: str, config: RetryConfig, retry_number: 
     return wait
 
 
+def _wait_unless_cancelled(seconds: float) -> None:
+    """``time.sleep``, which the call's async caller ends by cancelling it (see
+    :class:`flux0lite.pool.CallCancel`): the thread then stops, retrying nothing."""
+    cancel = CALL_CANCEL.get()
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.signal.wait(seconds):
+        raise RequestAborted("the call was cancelled while it waited to retry")
+
+
 def call_with_retries(
     attempt: Callable[[], T],
     config: Optional[RetryConfig],
     method: str,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = _wait_unless_cancelled,
 ) -> T:
     """Run ``attempt`` until it succeeds or ``config`` says to stop; then its error is raised."""
     started = time.monotonic()
