@@ -302,6 +302,11 @@ class Flux0:
     def close(self) -> None:
         self._transport.close()
 
+    def _pause(self, seconds: float) -> None:
+        """A wait before a retry of the caller's own (the compat layer's): ended with
+        :class:`RequestAborted` by :meth:`abort`, :meth:`close` or an async caller's cancel."""
+        self._transport.pause(seconds)
+
     def __enter__(self) -> "Flux0":
         return self
 

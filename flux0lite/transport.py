@@ -277,23 +277,26 @@ class Transport:
             self._wait_to_retry(request, wait)
 
     def _wait_to_retry(self, request: _Request, wait: float) -> None:
-        """Wait ``wait`` seconds, or less if the call is aborted or the client closed meanwhile
-        (either raises)."""
+        self.pause(wait, request.aborted, f"{request.method} {request.url}")
+
+    def pause(self, wait: float, aborted: Optional[threading.Event] = None, what: str = "the call") -> None:
+        """Wait ``wait`` seconds before a retry, or less if the call is aborted (:meth:`abort`,
+        its async caller's cancel) or the client closed meanwhile: either raises
+        :class:`RequestAborted`. ``aborted``: the call's signal (the current one if None)."""
+        signal = self._abort_signal() if aborted is None else aborted
         if self._sleep is None:
             # in steps: close() does not set the abort signal (streams in flight read on), and
             # a call that waits to retry must still see it soon
             until = time.monotonic() + wait
-            while not request.aborted.wait(min(_CLOSE_SEEN_WITHIN, max(0.0, until - time.monotonic()))):
+            while not signal.wait(min(_CLOSE_SEEN_WITHIN, max(0.0, until - time.monotonic()))):
                 if self._pool.closed or time.monotonic() >= until:
                     break
         else:
             self._sleep(wait)
-        if request.aborted.is_set():
-            raise _aborted(request, " while waiting to retry")
+        if signal.is_set():
+            raise RequestAborted(f"{what}: aborted by the client while waiting to retry")
         if self._pool.closed:  # nothing more is sent for a client closed meanwhile
-            raise RequestAborted(
-                f"{request.method} {request.url}: the client was closed while the call waited to retry"
-            )
+            raise RequestAborted(f"{what}: the client was closed while the call waited to retry")
 
     def _notify_retry(self, what: str, retry_number: int, total: int, wait: float) -> None:
         """Tell ``on_retry`` (one line) that a retry follows, so that nobody waits in silence."""

@@ -168,3 +168,31 @@ def test_a_compat_call_cancelled_while_it_waits_to_retry_stops_waiting() -> None
     with pytest.raises(RequestAborted):
         context.run(call_with_retries, attempt, config, "GET")
     assert attempts == [1] and time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("how", ["abort", "close"])
+def test_a_compat_call_waiting_to_retry_ends_on_abort_or_close(fake: FakeServer, how: str) -> None:
+    """hadv41 03: a synchronous compat call slept out its own retry waits whatever abort() or
+    close() said, and sent more requests after them."""
+    from flux0lite.compat import Flux0 as CompatFlux0
+
+    fake.on("GET", "/api/agents", json_response(503, {"detail": "busy"}, {"Retry-After": "3"}))
+    sdk = CompatFlux0(server_url=fake.url, retry_config=RetryConfig("backoff", BackoffStrategy(100, 10000, 1.5, 7000)))
+    failed: List[BaseException] = []
+
+    def call() -> None:
+        try:
+            sdk.agents.list()
+        except BaseException as exc:
+            failed.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.5)
+    stopped_at = time.monotonic()
+    sdk.native.abort() if how == "abort" else sdk.close()
+    caller.join(5)
+    assert not caller.is_alive() and time.monotonic() - stopped_at < 1.0
+    assert isinstance(failed[0], RequestAborted), failed
+    assert fake.count("GET", "/api/agents") == 1
+    sdk.close()

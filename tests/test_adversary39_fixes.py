@@ -118,3 +118,17 @@ def test_a_full_stderr_keeps_the_documented_exit_code(module: str, argv: List[st
     with open("/dev/full", "w") as full:
         proc = run(module, argv, {}, stderr=full, stdout=subprocess.PIPE)
     assert proc.returncode == code
+
+
+def test_an_ini_file_naming_a_non_ascii_archive_works_under_a_legacy_locale(
+    tmp_path: Path, fake_flux0: FakeFlux0
+) -> None:
+    """hadv41 04: the INI file's decoded text was handed to sqlite3 as the file name, which an
+    ASCII locale cannot encode: "unexpected UnicodeEncodeError", exit 1 at every start."""
+    fake_flux0.add_events(fake_flux0.add_session(fake_flux0.add_agent()), 2)
+    db = tmp_path / "café.sqlite3"
+    ini = tmp_path / "sync.ini"
+    ini.write_text(f"[flux0-sync]\ndb = {db}\n", encoding="utf-8")
+    proc = run("flux0sync", ["--once", "--config", str(ini), "--server-url", fake_flux0.server.url], LEGACY_LOCALE)
+    assert proc.returncode == 0, proc.stderr
+    assert sqlite3.connect(str(db)).execute("SELECT count(*) FROM events").fetchone()[0] == 2

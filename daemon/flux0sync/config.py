@@ -270,7 +270,9 @@ def _read_ini(path: str) -> Dict[str, Any]:
         if name in given_as:  # configparser refuses a key given twice, not a setting under two keys
             raise ConfigError(f"config file {path}: {given_as[name]!r} and {key!r} both set {name}: give one")
         given_as[name] = key
-        values[name] = raw
+        # a file name as the system names it: the file's UTF-8 bytes, as a flag would give them
+        # (under an ASCII locale open() cannot take the decoded text)
+        values[name] = os.fsdecode(raw.encode("utf-8")) if name in FILE_SETTINGS else raw
     return values
 
 

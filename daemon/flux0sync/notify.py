@@ -8,8 +8,9 @@ from typing import Optional, Tuple
 
 __all__ = ["Notifier", "watchdog_interval"]
 
+_STATE_CHANGES = ("READY=", "RELOADING=", "STOPPING=")
 # what systemd waits for: sent again until the supervisor takes it (see Notifier)
-_STATE_CHANGES = ("READY=", "RELOADING=", "STOPPING=", "WATCHDOG=")
+_WAITED_FOR = (*_STATE_CHANGES, "WATCHDOG=", "MAINPID=")
 
 
 class Notifier:
@@ -43,8 +44,14 @@ class Notifier:
     def send(self, *assignments: str) -> bool:
         if self._address is None:
             return False
-        message = self._pending + tuple(a for a in assignments if a not in self._pending)
-        payload = "\n".join(a.replace("\n", " ") for a in message).encode("utf-8")
+        pending = self._pending
+        if any(a.startswith(_STATE_CHANGES) for a in assignments):
+            # the newest state is the one to say (and the last in the message: systemd reads
+            # them in order): a pending older one goes
+            pending = tuple(a for a in pending if not a.startswith(_STATE_CHANGES))
+        message = pending + tuple(a for a in assignments if a not in pending)
+        # a STATUS quoting a server's text may hold a lone surrogate: never an error here
+        payload = "\n".join(a.replace("\n", " ") for a in message).encode("utf-8", "replace")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.setblocking(False)
@@ -52,8 +59,7 @@ class Notifier:
                 sock.send(payload)
         except OSError:  # BlockingIOError included: the supervisor's queue is full
             self.dropped += 1
-            if any(a.startswith(_STATE_CHANGES) for a in message):
-                self._pending = tuple(a for a in message if a.startswith(_STATE_CHANGES + ("MAINPID=",)))
+            self._pending = tuple(a for a in message if a.startswith(_WAITED_FOR))
             return False
         self._pending = ()
         self.sent += 1

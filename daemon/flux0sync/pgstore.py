@@ -446,6 +446,9 @@ class PgStore:
     def apply_options(self, synchronous: str, max_page_count: Optional[int]) -> None:
         """SQLite's options: PostgreSQL has none of them (the server owns durability and size)."""
 
+    def check_files(self) -> None:
+        """SQLite's files moved away under the daemon: PostgreSQL's are the server's."""
+
     def close(self) -> None:
         if self.db is not None:
             try:

@@ -238,6 +238,7 @@ class Daemon:
         self._last_ping = 0.0
         self._last_status = 0.0
         self._last_resend = 0.0  # when a notify message that found the queue full last went again
+        self._last_files_check = 0.0  # when the archive's files were last checked (Store.check_files)
         self.stop = stop or StopFlag()
         self.seen_here = SeenHere()  # the gaps its engines saw open, on this process's clock
         self._reload = False
@@ -265,13 +266,17 @@ class Daemon:
     # -- helpers ---------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
-        """Called by the engine's loop (never by a fetch): the watchdog, and STATUS when due."""
+        """Called by the engine's loop (never by a fetch): the watchdog, STATUS, and the
+        archive's files when due."""
         now = time.monotonic()
         if self._progress is not None and now - self._last_status >= 2.0:
             self._refresh_status(self._progress)
         if self.notifier.pending and now - self._last_resend >= 1.0:  # READY=1 found the queue full
             self._last_resend = now
             self.notifier.resend()
+        if self.store is not None and now - self._last_files_check >= 2.0:
+            self._last_files_check = now
+            self.store.check_files()  # raises once the archive was moved away (exit 1, restart)
         if self.watchdog_every is None:
             return
         if now - self._last_ping >= self.watchdog_every:

@@ -658,6 +658,12 @@ class Store:
     def transaction(self) -> "Store._Transaction":
         return Store._Transaction(self)
 
+    def check_files(self) -> None:
+        """The daemon asks every few seconds, writing or not: an idle daemon would otherwise not
+        see an archive restored under it until its next write (a crash before that would
+        recover the old WAL into the restored file). See :meth:`_check_files`."""
+        self._check_files()
+
     def _check_files(self) -> None:
         """Before each write: are the archive and its ``-wal`` still the files this connection
         writes? SQLite does not look. A file moved over the archive (a backup restored, or the

@@ -119,6 +119,7 @@ class BaseSDK:
                 ),
                 plan,
                 op.method,
+                sleep=native_client._pause,  # abort(), close() and a cancel end the wait
             )
         except native.APIError as exc:
             raise sdk_error(exc, op) from exc
@@ -165,7 +166,7 @@ class BaseSDK:
             return NativeEventStream(response, max_line_bytes=native_client.max_line_bytes)
 
         try:
-            stream = call_with_retries(attempt, plan, op.method)
+            stream = call_with_retries(attempt, plan, op.method, sleep=native_client._pause)
         except native.APIError as exc:
             release()
             raise sdk_error(exc, op) from exc

@@ -252,3 +252,56 @@ def test_a_pending_state_change_goes_again_from_the_loop(tmp_path: Path) -> None
         assert sock.recv(4096).decode().startswith("READY=1")
     finally:
         sock.close()
+
+
+def test_a_status_quoting_a_lone_surrogate_is_sent_not_raised(tmp_path: Path) -> None:
+    """hadv41 01: a 503 whose detail held a lone surrogate went into STATUS=, whose encoding
+    raised out of the sync loop: exit 1 at every 503 under systemd (a crash loop)."""
+    listener = NotifySocket(tmp_path)
+    try:
+        assert Notifier(listener.path).status("server unavailable: overloaded \ud800 try later")
+        assert "overloaded ? try later" in listener.wait_for("STATUS=")
+    finally:
+        listener.close()
+
+
+def test_the_newest_state_change_comes_last_when_older_ones_were_pending(tmp_path: Path) -> None:
+    """hadv41 02: READY=1 pending, then RELOADING=1 and the reload's READY=1 dropped too: one
+    message READY=1 ... RELOADING=1 left systemd "reloading" (it reads them in order)."""
+    path = str(tmp_path / "later.sock")
+    notifier = Notifier(path)  # nobody listens yet: every send fails and keeps what systemd waits for
+    assert not notifier.ready("starting")
+    assert not notifier.send("RELOADING=1")
+    assert not notifier.send("READY=1")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(1)
+    try:
+        assert notifier.resend()
+        states = [a for a in sock.recv(4096).decode().split("\n") if a.split("=")[0] in ("READY", "RELOADING")]
+        assert states == ["READY=1"]
+    finally:
+        sock.close()
+
+
+def test_an_idle_daemon_sees_its_archive_restored_under_it(tmp_path: Path, fake_flux0: FakeFlux0) -> None:
+    """hadv41 05: only a write looked: an idle daemon (the next poll an hour away) kept the old
+    WAL beside a restored archive, and a crash then recovered it into the restore."""
+    populate(fake_flux0, 2, 10)
+    db = str(tmp_path / "flux0.sqlite3")
+    backup = str(tmp_path / "backup.sqlite3")
+    proc = popen_daemon(["--db", db, "--interval", "3600", "--idle-max", "3600"], fake_flux0.server.url)
+    try:
+        _wait(lambda: _archived(db) == 20, "the first sync")
+        source = sqlite3.connect(db)
+        source.execute("VACUUM INTO ?", (backup,))
+        source.close()
+        os.replace(backup, db)  # nothing new to write: only the periodic check can see it
+        code = exit_code(proc, timeout=15)
+        err = proc.communicate()[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert code == 1 and "archive file was removed or replaced" in err, err
+    assert not os.path.exists(db + "-wal") or os.path.getsize(db + "-wal") == 0
