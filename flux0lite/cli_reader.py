@@ -27,6 +27,7 @@ from .cli_args import (
     Arg,
     BadValue,
     Command,
+    one_line,
     top_level_args,
 )
 
@@ -66,6 +67,7 @@ class ArgumentsError(Exception):
     """A usage error, as argparse reports it: the parser's ``prog`` and the message."""
 
     def __init__(self, prog: str, message: str) -> None:
+        message = one_line(message)  # as argparse's errors say it (cli_args.build_parser)
         super().__init__(f"{prog}: error: {message}")
         self.prog = prog
         self.message = message

@@ -58,8 +58,12 @@ def new_connection(
 
 def readable_now(sock: socket.socket) -> bool:
     """Whether ``sock`` has something to read at once: bytes, or the end its peer closed (or
-    an error: a broken socket reads as readable)."""
+    an error: a broken socket reads as readable). A TLS socket may hold bytes already decrypted
+    (the rest of a record an answer ended in) that no poll of its descriptor shows."""
     try:
+        pending = getattr(sock, "pending", None)  # ssl.SSLSocket's
+        if pending is not None and pending() > 0:
+            return True
         if hasattr(select, "poll"):
             poller = select.poll()
             poller.register(sock, select.POLLIN)

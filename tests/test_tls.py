@@ -6,17 +6,19 @@ store; ``cert``/``key`` present a client certificate to a server that demands on
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import ssl
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
 from flux0lite import ConfigError, Flux0, Retry
 from flux0lite.errors import APIConnectionError, TLSError
 from tests.certs import Certs, make_certs
-from tests.fakeserver import FakeServer, json_response
+from tests.fakeserver import Conn, FakeServer, Request, json_response
 from tests.netfixtures import no_outside_settings
 
 AGENTS = {
@@ -276,3 +278,30 @@ def test_a_file_whose_read_fails_is_a_config_error_naming_it(role: str) -> None:
     # /proc/self/mem opens, but reading at offset 0 (unmapped) fails with EIO
     with pytest.raises(ConfigError, match=rf"\({role}\): cannot read /proc/self/mem"):
         Flux0("https://localhost:1", **{role: "/proc/self/mem"})
+
+
+def test_bytes_left_in_a_tls_record_after_an_answer_close_the_connection(certs: Certs) -> None:
+    """hadv42 01: the rest of the TLS record an answer ended in sits decrypted in the SSL
+    socket, where no poll of its descriptor shows it: the next call on the kept-alive
+    connection read an answer nobody sent to it (a forged agent list) as its own."""
+    calls: List[int] = []
+
+    def answer(agent_id: str) -> bytes:
+        body = json.dumps({"data": [{**AGENTS["data"][0], "id": agent_id}]}).encode()
+        return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+    def respond(req: Request, conn: Conn) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # an answer, filler up to the reader's buffer, an answer never asked for
+            real = answer("a1")
+            conn.send(real + b"\0" * (io.DEFAULT_BUFFER_SIZE - len(real)) + answer("FORGED"))
+        else:
+            conn.send(answer(f"a{len(calls)}"))
+
+    server = FakeServer(routes=[("GET", "/api/agents", respond)], ssl_context=certs.server_context())
+    try:
+        with Flux0(server.url, cacert=certs.ca, timeout=3, proxy=False) as client:
+            assert client.agents.list()[0].id == "a1"
+            assert client.agents.list()[0].id == "a2"  # on a new connection, not the leftover
+    finally:
+        server.close()

@@ -82,6 +82,20 @@ class ArchiveMovedError(StoreError):
 _CHECKPOINT_PATIENCE = 10.0
 
 
+def _set_aside(path: str) -> str:
+    """Rename the ``-wal`` and ``-shm`` beside ``path`` (another file's, now) out of its way;
+    where they went."""
+    moved = []
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.replace(path + suffix, f"{path}{suffix}.of-a-replaced-archive-{stamp}")
+            moved.append(f"{os.path.basename(path)}{suffix}.of-a-replaced-archive-{stamp}")
+        except OSError:
+            pass  # gone already, or not ours to move: nothing left to replay from it
+    return ", ".join(moved) or "nothing was left"
+
+
 def _file_id(path: str) -> Optional[Tuple[int, int]]:
     """The (device, inode) of a file, or None."""
     try:
@@ -482,6 +496,7 @@ class Store:
         # once either is another file (see _check_files)
         self._opened_ids: Optional[Tuple[Optional[Tuple[int, int]], Optional[Tuple[int, int]]]] = None
         self._moved: Optional[StoreError] = None
+        self._checking = False  # inside _check_files' checkpoint (which feeds the watchdog)
         if readonly:
             self.db = self._open_readonly()
         else:
@@ -674,30 +689,45 @@ class Store:
         copy into a database in use corrupts it.) Either way the frames go into the file that was
         opened (a TRUNCATE checkpoint, which also leaves the path's WAL empty) and
         :class:`ArchiveMovedError` stops the writes: a restart opens the file the path names now
-        and syncs into it what it lacks. A checkpoint that readers keep from finishing (for
-        ``_CHECKPOINT_PATIENCE`` seconds) is a plain :class:`StoreError`: a restart then could
-        corrupt the new file."""
+        and syncs into it what it lacks. Where readers keep the checkpoint from finishing (for
+        ``_CHECKPOINT_PATIENCE`` seconds), a moved archive's old WAL is set aside (a restart would
+        replay it into the new file), and a removed WAL is a plain :class:`StoreError`: exit 3,
+        for a person to stop the readers first."""
         if self._moved is not None:
             raise self._moved
-        if self._opened_ids is None:
+        if self._opened_ids is None or self._checking:  # _checkpoint_whole's on_wait comes back here
             return
         opened, wal = self._opened_ids
         moved = _file_id(self.real_path) != opened or not self._same_path()
         if not moved and _file_id(self.real_path + "-wal") == wal:
             return
         which = "the archive file" if moved else "its -wal file"
-        if not self._checkpoint_whole():
-            harm = "would corrupt the file the path names now" if moved else "would be lost with it"
-            self._moved = StoreError(
-                f"{self.path}: {which} was removed or replaced while it was open, and readers kept its WAL"
-                f" from being emptied for {_CHECKPOINT_PATIENCE:.0f} s: its frames {harm}. Stop every"
-                " reader of the archive, then restart flux0-sync"
-            )
-        else:
-            where = f"the file opened, which {self.path} no longer names" if moved else "the archive file"
+        where = f"the file opened, which {self.path} no longer names" if moved else "the archive file"
+        self._checking = True
+        try:
+            whole = self._checkpoint_whole()
+        finally:
+            self._checking = False
+        if whole:
             self._moved = ArchiveMovedError(
                 f"{self.path}: {which} was removed or replaced while it was open; what was archived is in"
                 f" {where}, and nothing more is written: restart to sync into the file the path names now"
+            )
+        elif moved:
+            # Readers kept the old archive's frames from leaving the path's WAL: beside the new
+            # file they would be replayed into it at its next open. They go aside, with the
+            # index that names them; their events are fetched again from the server.
+            aside = _set_aside(self.real_path)
+            self._moved = ArchiveMovedError(
+                f"{self.path}: the archive file was removed or replaced while it was open, and readers kept"
+                f" its WAL from being emptied for {_CHECKPOINT_PATIENCE:.0f} s: that WAL was moved aside"
+                f" ({aside}), nothing more is written: restart to sync into the file the path names now"
+            )
+        else:
+            self._moved = StoreError(
+                f"{self.path}: its -wal file was removed while it was open, and readers kept what it held"
+                f" from reaching the archive file for {_CHECKPOINT_PATIENCE:.0f} s: stop every reader of the"
+                " archive (this daemon then writes it in as it stops), then start flux0-sync again"
             )
         raise self._moved
 

@@ -331,6 +331,9 @@ def test_a_status_refresh_while_the_archive_is_unavailable_keeps_the_last_counts
         def counts(self, events: bool = True) -> Any:
             raise StoreUnavailableError("postgresql://***@/archive: the database server cannot be reached")
 
+        def check_files(self) -> None:  # a PostgreSQL archive has no files of its own to check
+            pass
+
     statuses: List[str] = []
     notifier = Notifier("")
     notifier.status = statuses.append  # type: ignore[method-assign]
