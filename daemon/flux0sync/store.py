@@ -691,8 +691,9 @@ class Store:
         :class:`ArchiveMovedError` stops the writes: a restart opens the file the path names now
         and syncs into it what it lacks. Where readers keep the checkpoint from finishing (for
         ``_CHECKPOINT_PATIENCE`` seconds), a moved archive's old WAL is set aside (a restart would
-        replay it into the new file), and a removed WAL is a plain :class:`StoreError`: exit 3,
-        for a person to stop the readers first."""
+        replay it into the new file), and of a removed WAL what the readers held back is let go:
+        the archive keeps its commits up to their snapshots, checkpoints included, and a restart
+        fetches the rest again."""
         if self._moved is not None:
             raise self._moved
         if self._opened_ids is None or self._checking:  # _checkpoint_whole's on_wait comes back here
@@ -724,10 +725,12 @@ class Store:
                 f" ({aside}), nothing more is written: restart to sync into the file the path names now"
             )
         else:
-            self._moved = StoreError(
-                f"{self.path}: its -wal file was removed while it was open, and readers kept what it held"
-                f" from reaching the archive file for {_CHECKPOINT_PATIENCE:.0f} s: stop every reader of the"
-                " archive (this daemon then writes it in as it stops), then start flux0-sync again"
+            # The archive file holds what was committed up to those readers' snapshots, with its
+            # checkpoints: a restart fetches the rest again (a removed -wal cannot be kept)
+            self._moved = ArchiveMovedError(
+                f"{self.path}: its -wal file was removed while it was open, and readers kept the rest of it"
+                f" from reaching the archive file for {_CHECKPOINT_PATIENCE:.0f} s: the archive holds what was"
+                " committed before their snapshots, nothing more is written: restart to fetch the rest again"
             )
         raise self._moved
 

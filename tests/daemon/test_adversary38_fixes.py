@@ -319,3 +319,33 @@ def test_an_idle_daemon_sees_its_archive_restored_under_it(tmp_path: Path, fake_
             proc.wait()
     assert code == 1 and "archive file was removed or replaced" in err, err
     assert not os.path.exists(db + "-wal") or os.path.getsize(db + "-wal") == 0
+
+
+def test_a_removed_wal_that_readers_keep_from_emptying_leaves_a_consistent_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first version stopped with exit 3 and said the daemon would write the rest in as it
+    stopped, which it cannot while readers hold it: the archive keeps its commits up to their
+    snapshots, checkpoints with them, and a restart fetches the rest."""
+    monkeypatch.setattr(store_module, "_CHECKPOINT_PATIENCE", 0.3)
+    db = str(tmp_path / "a.sqlite3")
+    store = Store(db)
+    reader = sqlite3.connect(db, isolation_level=None)
+    try:
+        store.write_batch("s", [_event(0)])
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()  # a snapshot at 1 event
+        store.write_batch("s", [_event(1)])
+        os.unlink(db + "-wal")
+        with pytest.raises(ArchiveMovedError, match="restart to fetch the rest again") as raised:
+            store.write_batch("s", [_event(2)])
+        assert store_exit_code(raised.value) == 1
+    finally:
+        reader.close()
+        store.close()
+    check = sqlite3.connect(db)
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    events = check.execute("SELECT count(*) FROM events").fetchone()[0]
+    last = check.execute("SELECT last_offset FROM sync_state WHERE session_id = 's'").fetchone()
+    assert last is not None and last[0] == events - 1  # the checkpoint agrees with the events kept
+    check.close()
