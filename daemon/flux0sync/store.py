@@ -740,7 +740,8 @@ class Store:
 
     def _checkpoint_whole(self) -> bool:
         """Every WAL frame into the file this connection opened, the WAL left empty; False if
-        readers kept it from finishing within ``_CHECKPOINT_PATIENCE`` seconds."""
+        readers kept it from finishing within ``_CHECKPOINT_PATIENCE`` seconds, or until a stop
+        was asked for (a SIGTERM is answered within a second, not after the whole wait)."""
         deadline = time.monotonic() + _CHECKPOINT_PATIENCE
         while True:
             try:
@@ -749,7 +750,7 @@ class Store:
                     return True
             except sqlite3.Error:
                 pass
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self.should_stop():
                 return False
             self.on_wait()
             time.sleep(0.2)

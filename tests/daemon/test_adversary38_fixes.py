@@ -349,3 +349,25 @@ def test_a_removed_wal_that_readers_keep_from_emptying_leaves_a_consistent_archi
     last = check.execute("SELECT last_offset FROM sync_state WHERE session_id = 's'").fetchone()
     assert last is not None and last[0] == events - 1  # the checkpoint agrees with the events kept
     check.close()
+
+
+def test_a_stop_during_the_wait_for_readers_ends_it_at_once(tmp_path: Path) -> None:
+    """A SIGTERM while readers kept the WAL from emptying waited out the whole 10 s."""
+    db = str(tmp_path / "a.sqlite3")
+    stopping: List[bool] = []
+    store = Store(db, should_stop=lambda: bool(stopping))
+    reader = sqlite3.connect(db, isolation_level=None)
+    try:
+        store.write_batch("s", [_event(0)])
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()
+        store.write_batch("s", [_event(1)])
+        os.replace(shutil.copy(db, str(tmp_path / "copy.sqlite3")), db)
+        stopping.append(True)
+        started = time.monotonic()
+        with pytest.raises(ArchiveMovedError, match="moved aside"):
+            store.write_batch("s", [_event(2)])
+        assert time.monotonic() - started < 1.0
+    finally:
+        reader.close()
+        store.close()
