@@ -394,6 +394,8 @@ class Daemon:
                     self.store.close()
         except StoreError as exc:
             if self._stop:
+                if isinstance(exc, ArchiveMovedError):  # what it did to the files is worth a line
+                    log.error("%s", exc)
                 return EXIT_OK  # stopped while waiting for a locked archive: nothing was written
             log.error("%s", exc)
             self.notifier.status(f"failed: {exc}")

@@ -699,40 +699,57 @@ class Store:
         if self._opened_ids is None or self._checking:  # _checkpoint_whole's on_wait comes back here
             return
         opened, wal = self._opened_ids
-        moved = _file_id(self.real_path) != opened or not self._same_path()
-        if not moved and _file_id(self.real_path + "-wal") == wal:
+        replaced = _file_id(self.real_path) != opened  # another file (or none) at the path itself
+        repointed = not replaced and not self._same_path()  # the given path, a symlink, leads elsewhere
+        if not replaced and not repointed and _file_id(self.real_path + "-wal") == wal:
             return
-        which = "the archive file" if moved else "its -wal file"
-        where = f"the file opened, which {self.path} no longer names" if moved else "the archive file"
         self._checking = True
         try:
             whole = self._checkpoint_whole()
         finally:
             self._checking = False
-        if whole:
-            self._moved = ArchiveMovedError(
-                f"{self.path}: {which} was removed or replaced while it was open; what was archived is in"
-                f" {where}, and nothing more is written: restart to sync into the file the path names now"
+        if repointed:
+            # the file opened is where it was, with its own WAL beside it: nothing to move, and
+            # what the checkpoint left there goes in at that file's next open
+            what = f"the path now leads to another file than {self.real_path}, which keeps what was archived"
+        elif replaced and whole:
+            what = (
+                "the archive file was removed or replaced; what was archived is in the file opened,"
+                f" which {self.path} no longer names"
             )
-        elif moved:
-            # Readers kept the old archive's frames from leaving the path's WAL: beside the new
-            # file they would be replayed into it at its next open. They go aside, with the
-            # index that names them; their events are fetched again from the server.
-            aside = _set_aside(self.real_path)
-            self._moved = ArchiveMovedError(
-                f"{self.path}: the archive file was removed or replaced while it was open, and readers kept"
-                f" its WAL from being emptied for {_CHECKPOINT_PATIENCE:.0f} s: that WAL was moved aside"
-                f" ({aside}), nothing more is written: restart to sync into the file the path names now"
+        elif replaced:
+            # Readers kept the old file's frames from leaving the path's WAL: beside the new file
+            # they would be replayed into it at its next open. They go aside, with the index that
+            # names them; what they held is fetched again from the server.
+            what = (
+                "the archive file was removed or replaced, and readers kept its WAL from being emptied for"
+                f" {_CHECKPOINT_PATIENCE:.0f} s: that WAL was moved aside ({_set_aside(self.real_path)})"
             )
+        elif whole:
+            what = "its -wal file was removed or replaced; what it held is in the archive file now"
         else:
-            # The archive file holds what was committed up to those readers' snapshots, with its
-            # checkpoints: a restart fetches the rest again (a removed -wal cannot be kept)
-            self._moved = ArchiveMovedError(
-                f"{self.path}: its -wal file was removed while it was open, and readers kept the rest of it"
-                f" from reaching the archive file for {_CHECKPOINT_PATIENCE:.0f} s: the archive holds what was"
-                " committed before their snapshots, nothing more is written: restart to fetch the rest again"
-            )
+            # The removed WAL, which this connection still holds, is the only copy of what the
+            # readers kept from the archive file (which alone is no consistent state: a
+            # checkpoint skips a page whose newest frame is past a reader): the whole archive, as
+            # this connection sees it, is copied to a new file that takes the path's place; the
+            # old one stays with its readers.
+            what = f"its -wal file was removed or replaced, and readers kept it from being emptied: {self._rescue()}"
+        self._moved = ArchiveMovedError(
+            f"{self.path}: {what}; nothing more is written: restart to sync into the file the path names now"
+        )
         raise self._moved
+
+    def _rescue(self) -> str:
+        """Copy the whole archive, as this connection sees it, over the path (see _check_files);
+        what was done."""
+        rescued = f"{self.real_path}.rescued-{time.strftime('%Y%m%dT%H%M%S')}"
+        try:
+            self.db.execute("VACUUM INTO ?", (rescued,))
+            os.replace(rescued, self.real_path)
+        except (sqlite3.Error, OSError) as exc:
+            return f"copying it whole failed ({exc}): stop every reader of the archive before this daemon stops"
+        aside = _set_aside(self.real_path)  # the old file's index (and WAL) must not meet the new file
+        return f"the archive was copied whole from this daemon's connection in its place (aside: {aside})"
 
     def _same_path(self) -> bool:
         """Whether the path given still leads to the file opened (a symlink may be repointed)."""

@@ -200,11 +200,14 @@ def test_an_archive_path_whose_symlink_is_pointed_elsewhere_is_seen(tmp_path: Pa
         source.close()
         link.unlink()
         link.symlink_to(second)
-        with pytest.raises(ArchiveMovedError, match="archive file was removed or replaced"):
+        with pytest.raises(ArchiveMovedError, match="the path now leads to another file"):
             store.write_batch("s", [_event(1)])
     finally:
         store.close()
     assert sqlite3.connect(str(second)).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # hadv43 02: the first target's WAL was set aside, and that archive lost what it held
+    assert not [name for name in os.listdir(tmp_path) if ".of-a-replaced-archive-" in name]
+    assert sqlite3.connect(str(first)).execute("SELECT count(*) FROM events").fetchone()[0] == 1
 
 
 def test_a_replaced_archive_whose_old_wal_readers_keep_from_emptying_has_it_set_aside(
@@ -321,12 +324,13 @@ def test_an_idle_daemon_sees_its_archive_restored_under_it(tmp_path: Path, fake_
     assert not os.path.exists(db + "-wal") or os.path.getsize(db + "-wal") == 0
 
 
-def test_a_removed_wal_that_readers_keep_from_emptying_leaves_a_consistent_archive(
+def test_a_removed_wal_that_readers_keep_from_emptying_is_rescued_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first version stopped with exit 3 and said the daemon would write the rest in as it
-    stopped, which it cannot while readers hold it: the archive keeps its commits up to their
-    snapshots, checkpoints with them, and a restart fetches the rest."""
+    """hadv43 01: the removed WAL, which the daemon's connection still held, was the only copy
+    of what readers kept from the archive file, and that file alone is no consistent state (a
+    checkpoint skips a page whose newest frame is past a reader): the archive came back empty.
+    The whole archive is now copied from the daemon's connection into the path's place."""
     monkeypatch.setattr(store_module, "_CHECKPOINT_PATIENCE", 0.3)
     db = str(tmp_path / "a.sqlite3")
     store = Store(db)
@@ -335,20 +339,22 @@ def test_a_removed_wal_that_readers_keep_from_emptying_leaves_a_consistent_archi
         store.write_batch("s", [_event(0)])
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM events").fetchone()  # a snapshot at 1 event
-        store.write_batch("s", [_event(1)])
+        store.write_batch("s", [_event(1), _event(2)])
         os.unlink(db + "-wal")
-        with pytest.raises(ArchiveMovedError, match="restart to fetch the rest again") as raised:
-            store.write_batch("s", [_event(2)])
+        with pytest.raises(ArchiveMovedError, match="copied whole") as raised:
+            store.write_batch("s", [_event(3)])
         assert store_exit_code(raised.value) == 1
+        assert reader.execute("SELECT count(*) FROM events").fetchone()[0] == 1  # the reader reads on
     finally:
         reader.close()
         store.close()
     check = sqlite3.connect(db)
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    events = check.execute("SELECT count(*) FROM events").fetchone()[0]
-    last = check.execute("SELECT last_offset FROM sync_state WHERE session_id = 's'").fetchone()
-    assert last is not None and last[0] == events - 1  # the checkpoint agrees with the events kept
+    assert check.execute("SELECT count(*) FROM events").fetchone()[0] == 3  # every event committed
+    assert check.execute("SELECT last_offset FROM sync_state WHERE session_id = 's'").fetchone()[0] == 2
     check.close()
+    reopened = Store(db)  # the daemon's next start takes it as its archive
+    reopened.close()
 
 
 def test_a_stop_during_the_wait_for_readers_ends_it_at_once(tmp_path: Path) -> None:
