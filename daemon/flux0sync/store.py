@@ -745,6 +745,7 @@ class Store:
         rescued = f"{self.real_path}.rescued-{time.strftime('%Y%m%dT%H%M%S')}"
         try:
             self.db.execute("VACUUM INTO ?", (rescued,))
+            os.chmod(rescued, 0o600)  # private as the archive is, before the path names it
             os.replace(rescued, self.real_path)
         except (sqlite3.Error, OSError) as exc:
             return f"copying it whole failed ({exc}): stop every reader of the archive before this daemon stops"

@@ -348,6 +348,7 @@ def test_a_removed_wal_that_readers_keep_from_emptying_is_rescued_whole(
     finally:
         reader.close()
         store.close()
+    assert os.stat(db).st_mode & 0o077 == 0  # private, as the archive was
     check = sqlite3.connect(db)
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert check.execute("SELECT count(*) FROM events").fetchone()[0] == 3  # every event committed
