@@ -227,14 +227,7 @@ class _Sink:
             return False
 
     def write(self, text: str) -> int:
-        safe = redact(text, self.secrets) if self.diagnostics else text
-        if self.visible:
-            safe = visible_text(safe)
-        elif not safe.isascii():  # ASCII holds no surrogate: no regex compiled for it
-            import re
-
-            safe = re.sub(_SURROGATE, "\ufffd", safe)
-        self._write(safe)
+        self._write_shown(redact(text, self.secrets) if self.diagnostics else text)
         return len(text)
 
     def message(self, text: str) -> None:
@@ -244,7 +237,18 @@ class _Sink:
         if self.diagnostics:  # first: a secret is found as typed, line breaks and all
             text = redact(text, self.secrets)
         body = text.lstrip("\n")
-        self.write(text[: len(text) - len(body)] + one_line(body) + "\n")
+        self._write_shown(text[: len(text) - len(body)] + one_line(body) + "\n")
+
+    def _write_shown(self, safe: str) -> None:
+        """Write text already redacted: control characters shown (on a terminal, or stderr),
+        lone surrogates replaced."""
+        if self.visible:
+            safe = visible_text(safe)
+        elif not safe.isascii():  # ASCII holds no surrogate: no regex compiled for it
+            import re
+
+            safe = re.sub(_SURROGATE, "\ufffd", safe)
+        self._write(safe)
 
     def write_json(self, doc: "Any", *, indent: "Optional[int]" = None) -> None:
         self._write(_json_text(doc, indent=indent, ascii_only=not self.utf) + "\n")

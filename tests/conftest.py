@@ -3,9 +3,10 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List
+from typing import Callable, Iterator, List
 
 import pytest
 
@@ -114,6 +115,15 @@ def fake_flux0(fake: FakeServer) -> FakeFlux0:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("FLUX0_SERVER_URL", "FLUX0_TOKEN", "FLUX0_DEBUG", "FLUX0_SYNC_DB", "FLUX0_SYNC_INTERVAL"):
         monkeypatch.delenv(name, raising=False)
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 10.0, every: float = 0.01) -> None:
+    """Return once ``condition()`` holds; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
 
 
 def subprocess_env(**extra: str) -> dict:

@@ -23,6 +23,7 @@ import pytest
 import flux0lite
 from flux0lite import APIConnectionError, Flux0, RequestAborted, Retry, Timeout
 from tests.certs import Certs, make_certs
+from tests.conftest import wait_for
 from tests.fakeserver import Conn, FakeServer, Request, chunked, json_response, raw_response, sse_text
 from tests.netfixtures import BlackHole
 from tests.proxyserver import ForwardProxy
@@ -81,14 +82,6 @@ def in_thread(call: Callable[[], Any]) -> Tuple[threading.Thread, Dict[str, Any]
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, outcome
-
-
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def abort_and_collect(client: Flux0, threads: List[Tuple[threading.Thread, Dict[str, Any]]]) -> List[BaseException]:

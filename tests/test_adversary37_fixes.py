@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, List
+from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
@@ -128,26 +128,36 @@ def test_a_failed_async_stream_dropped_without_aclose_is_collected(fake: FakeSer
     assert [ref() for ref in refs] == [None, None, None]
 
 
+def _stopped_while_waiting(
+    call: Callable[[], object], stop: Callable[[], None], after: float
+) -> Tuple[Optional[BaseException], float]:
+    """Run ``call`` in a thread, ``stop`` it ``after`` seconds in: (what the call raised, seconds
+    from the stop to the call's end); fails if the call is still running 5 s after the stop."""
+    failed: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            failed.append(exc)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    time.sleep(after)
+    stopped_at = time.monotonic()
+    stop()
+    caller.join(5)
+    assert not caller.is_alive()
+    return (failed[0] if failed else None), time.monotonic() - stopped_at
+
+
 def test_closing_the_client_ends_a_call_waiting_to_retry(fake: FakeServer) -> None:
     """review: the closed client was seen only after the whole wait (up to max_retry_after)."""
     fake.on("GET", "/api/agents", json_response(503, {"detail": "busy"}, {"Retry-After": "5"}))
     client = Flux0(fake.url, retry=Retry(total=3, max_retry_after=60))
-    failed: List[BaseException] = []
-
-    def call() -> None:
-        try:
-            client.agents.list()
-        except BaseException as exc:
-            failed.append(exc)
-
-    caller = threading.Thread(target=call)
-    caller.start()
-    time.sleep(0.3)
-    closed_at = time.monotonic()
-    client.close()
-    caller.join(5)
-    assert not caller.is_alive() and time.monotonic() - closed_at < 1.0
-    assert isinstance(failed[0], RequestAborted) and "closed" in str(failed[0])
+    failed, took = _stopped_while_waiting(client.agents.list, client.close, 0.3)
+    assert took < 1.0
+    assert isinstance(failed, RequestAborted) and "closed" in str(failed)
     assert fake.count("GET", "/api/agents") == 1
 
 
@@ -178,21 +188,8 @@ def test_a_compat_call_waiting_to_retry_ends_on_abort_or_close(fake: FakeServer,
 
     fake.on("GET", "/api/agents", json_response(503, {"detail": "busy"}, {"Retry-After": "3"}))
     sdk = CompatFlux0(server_url=fake.url, retry_config=RetryConfig("backoff", BackoffStrategy(100, 10000, 1.5, 7000)))
-    failed: List[BaseException] = []
-
-    def call() -> None:
-        try:
-            sdk.agents.list()
-        except BaseException as exc:
-            failed.append(exc)
-
-    caller = threading.Thread(target=call)
-    caller.start()
-    time.sleep(0.5)
-    stopped_at = time.monotonic()
-    sdk.native.abort() if how == "abort" else sdk.close()
-    caller.join(5)
-    assert not caller.is_alive() and time.monotonic() - stopped_at < 1.0
-    assert isinstance(failed[0], RequestAborted), failed
+    failed, took = _stopped_while_waiting(sdk.agents.list, sdk.native.abort if how == "abort" else sdk.close, 0.5)
+    assert took < 1.0
+    assert isinstance(failed, RequestAborted), failed
     assert fake.count("GET", "/api/agents") == 1
     sdk.close()

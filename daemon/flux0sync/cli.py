@@ -280,7 +280,7 @@ def _until(stamp: Optional[float]) -> str:
 def _field(value: str) -> str:
     """A value from the server or the archive (a session id, an error) on one line of output:
     no raw controls, and no line break or tab to forge a line or a row with."""
-    return visible_text(value.replace("\n", "\\n").replace("\t", "\\t"))
+    return visible_text(one_line(value))
 
 
 def _status(store: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

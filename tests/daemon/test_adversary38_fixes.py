@@ -20,17 +20,10 @@ from flux0sync.rows import RawEvent
 from flux0sync.service import store_exit_code
 from flux0sync.store import ArchiveMovedError, Store
 
+from tests.conftest import wait_for
 from tests.daemon.helpers import archive_rows, exit_code, popen_daemon, populate
 from tests.daemon.notify import NotifySocket
 from tests.fakeserver import FakeFlux0
-
-
-def _wait(condition: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _archived(db: str) -> int:
@@ -48,7 +41,7 @@ def _daemon_meeting(fake_flux0: FakeFlux0, db: str, change: Callable[[], None]) 
     sessions = populate(fake_flux0, 3, 20)
     proc = popen_daemon(["--db", db, "--interval", "0.2"], fake_flux0.server.url)
     try:
-        _wait(lambda: _archived(db) == 60, "the first sync")
+        wait_for(lambda: _archived(db) == 60, "the first sync", 20.0, 0.05)
         change()
         _grow(fake_flux0, sessions, 10)  # something to write
         code = exit_code(proc)
@@ -128,12 +121,12 @@ def test_the_daemon_counts_what_polls_cut_by_a_reload_archived(tmp_path: Path, f
     db = str(tmp_path / "a.sqlite3")
     proc = popen_daemon(["--db", db, "--interval", "0.05", "--batch-size", "7"], fake_flux0.server.url)
     try:
-        _wait(lambda: _archived(db) == 50, "the first sync")
+        wait_for(lambda: _archived(db) == 50, "the first sync", 20.0, 0.05)
         for _ in range(15):
             _grow(fake_flux0, sessions, 20)
             time.sleep(0.05)
             proc.send_signal(signal.SIGHUP)
-        _wait(lambda: _archived(db) == 50 + 15 * 200, "the whole archive", 60)
+        wait_for(lambda: _archived(db) == 50 + 15 * 200, "the whole archive", 60, 0.05)
         proc.send_signal(signal.SIGTERM)
         assert exit_code(proc) == 0
         _, err = proc.communicate()
@@ -309,7 +302,7 @@ def test_an_idle_daemon_sees_its_archive_restored_under_it(tmp_path: Path, fake_
     backup = str(tmp_path / "backup.sqlite3")
     proc = popen_daemon(["--db", db, "--interval", "3600", "--idle-max", "3600"], fake_flux0.server.url)
     try:
-        _wait(lambda: _archived(db) == 20, "the first sync")
+        wait_for(lambda: _archived(db) == 20, "the first sync", 20.0, 0.05)
         source = sqlite3.connect(db)
         source.execute("VACUUM INTO ?", (backup,))
         source.close()
